@@ -1,0 +1,39 @@
+"""Topic names: the one place that spells them (DESIGN.md, "Topics").
+
+Keys: event topics and `registry.persons` are keyed by person_key and share a partition count, so the
+monitor's person stage can look events up in a table partitioned like the stream.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "REGISTRY_PERSONS",
+    "REGISTRY_HOUSEHOLDS",
+    "ALERTS_HOUSEHOLD",
+    "ALERTS_REGIONAL",
+    "MONITOR_DLQ",
+    "event_topic",
+    "dlq_topic",
+    "TopicSpec",
+]
+
+REGISTRY_PERSONS = "registry.persons"
+REGISTRY_HOUSEHOLDS = "registry.households"
+ALERTS_HOUSEHOLD = "alerts.household"
+ALERTS_REGIONAL = "alerts.regional"
+MONITOR_DLQ = "dlq.monitor"
+
+
+def event_topic(department: str, feed: str) -> str:
+    return f"events.{department}.{feed}"
+
+
+def dlq_topic(department: str) -> str:
+    return f"dlq.{department}"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    compacted: bool = False

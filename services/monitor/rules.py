@@ -1,0 +1,360 @@
+"""Risk rules: pure functions over (event, person, household, history) -> alert drafts.
+
+Nothing here knows Kafka or Faust. Thresholds come from `RuleConfig` (settings: `POVWATCH_RULES__*`).
+Events are the decoded Avro records (dicts) of `schemas/avro/povwatch.events.*`.
+
+Rules (issue #2):
+    DEATH_IN_HOUSEHOLD  registration change 死亡/注销: HIGH if aged 16-60 at the change date, else MEDIUM
+    MEDICAL_EXPENSE     hospitalisation: HIGH if the household's out-of-pocket total over the 365 days up to this
+                        admission (this stay included) reaches 50% of annual net income; else MEDIUM if this
+                        stay's out-of-pocket >= 10,000 CNY; else nothing
+    DISASTER_LOSS       HIGH if anyone died, the house collapsed or was seriously damaged, or the direct loss
+                        reaches 50% of annual net income; else MEDIUM
+    SCHOOL_DROPOUT      a child leaves 小学 or 初中: HIGH; other stages: nothing
+    ASSET_PURCHASE      a vehicle bought by a member of a household 监测中: LOW; others: nothing
+    REGIONAL_DISASTER   >= 5 distinct households of one village with disaster dates within 7 days of each
+                        other (latest - earliest <= 7 days): one alert per village and window
+Annual net income = per-capita net income x household size. Ages come from the birth date in the ID number.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any, Iterable, Mapping, Sequence
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "Rule",
+    "Severity",
+    "RuleConfig",
+    "PersonContext",
+    "HouseholdContext",
+    "MedicalStay",
+    "AlertDraft",
+    "VillageRecord",
+    "RegionalDraft",
+    "age_at",
+    "evaluate",
+    "death_in_household",
+    "medical_expense",
+    "disaster_loss",
+    "school_dropout",
+    "asset_purchase",
+    "regional_disaster",
+    "medical_history_after",
+    "format_cny",
+]
+
+
+class Rule(StrEnum):
+    DEATH_IN_HOUSEHOLD = "DEATH_IN_HOUSEHOLD"
+    MEDICAL_EXPENSE = "MEDICAL_EXPENSE"
+    DISASTER_LOSS = "DISASTER_LOSS"
+    SCHOOL_DROPOUT = "SCHOOL_DROPOUT"
+    ASSET_PURCHASE = "ASSET_PURCHASE"
+    REGIONAL_DISASTER = "REGIONAL_DISASTER"
+
+
+class Severity(StrEnum):
+    LOW = "LOW"
+    MEDIUM = "MEDIUM"
+    HIGH = "HIGH"
+
+
+class RuleConfig(BaseModel):
+    """Rule thresholds; defaults are those of the issue."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    death_working_age_min: int = Field(16, ge=0)
+    death_working_age_max: int = Field(60, ge=0)
+    medical_window_days: int = Field(365, gt=0)
+    medical_income_share: Decimal = Field(Decimal("0.5"), gt=0)
+    medical_stay_out_of_pocket: Decimal = Field(Decimal("10000"), ge=0)
+    disaster_income_share: Decimal = Field(Decimal("0.5"), gt=0)
+    regional_min_households: int = Field(5, ge=2)
+    regional_window_days: int = Field(7, ge=0)
+
+
+@dataclass(frozen=True)
+class PersonContext:
+    person_key: str
+    household_id: str
+    birth_date: dt.date
+    relation: str
+    village_code: str
+
+    @classmethod
+    def from_record(cls, rec: Mapping[str, Any]) -> "PersonContext":
+        return cls(rec["person_key"], rec["household_id"], rec["birth_date"], rec["relation"], rec["village_code"])
+
+
+@dataclass(frozen=True)
+class HouseholdContext:
+    household_id: str
+    village_code: str
+    monitoring_status: str
+    per_capita_income: Decimal
+    household_size: int
+
+    @property
+    def annual_income(self) -> Decimal:
+        return self.per_capita_income * self.household_size
+
+    @classmethod
+    def from_record(cls, rec: Mapping[str, Any]) -> "HouseholdContext":
+        return cls(
+            rec["household_id"],
+            rec["village_code"],
+            rec["monitoring_status"],
+            Decimal(rec["per_capita_income"]),
+            int(rec["household_size"]),
+        )
+
+
+@dataclass(frozen=True)
+class MedicalStay:
+    """One earlier hospitalisation of the household, as kept in the monitor's history table."""
+
+    event_id: str
+    admission_date: dt.date
+    out_of_pocket: Decimal
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class AlertDraft:
+    rule: Rule
+    severity: Severity
+    household_id: str
+    village_code: str
+    reason: str
+    event_ids: tuple[str, ...]
+    occurred_at: dt.date
+
+    @property
+    def alert_id(self) -> str:
+        """Deterministic: the same rule, household and causing events give the same id."""
+        return _digest(self.rule.value, self.household_id, *sorted(self.event_ids))
+
+
+def age_at(birth: dt.date, on: dt.date) -> int:
+    """Age in whole years on a date."""
+    return on.year - birth.year - ((on.month, on.day) < (birth.month, birth.day))
+
+
+def format_cny(amount: Decimal) -> str:
+    """14500 -> '14500元', 1234.5 -> '1234.50元'."""
+    q = amount.quantize(Decimal("0.01"))
+    text = f"{q:f}"
+    return (text[:-3] if text.endswith(".00") else text) + "元"
+
+
+def _percent(part: Decimal, whole: Decimal) -> str:
+    if whole <= 0:
+        return "无收入可比"
+    return f"{(part * 100 / whole).quantize(Decimal('1'))}%"
+
+
+_CHANGE_LABEL = {"DEATH": "死亡", "CANCELLED": "注销"}
+_DISASTER_LABEL = {
+    "FLOOD": "洪涝", "DROUGHT": "干旱", "HAIL": "冰雹", "EARTHQUAKE": "地震", "GEOLOGICAL": "地质灾害",
+    "FIRE": "火灾", "WIND": "风灾", "SNOW": "雪灾", "OTHER": "其他",
+}
+_DAMAGE_LABEL = {"NONE": "无", "MINOR": "一般损坏", "SERIOUS": "严重损坏", "COLLAPSED": "倒塌"}
+_STAGE_LABEL = {"PRIMARY": "小学", "JUNIOR": "初中", "SENIOR": "高中", "VOCATIONAL": "中职"}
+
+
+def death_in_household(
+    event: Mapping[str, Any], person: PersonContext, household: HouseholdContext, cfg: RuleConfig
+) -> AlertDraft | None:
+    change = event["change_type"]
+    if change not in _CHANGE_LABEL:
+        return None
+    age = age_at(person.birth_date, event["change_date"])
+    working = cfg.death_working_age_min <= age <= cfg.death_working_age_max
+    severity = Severity.HIGH if working else Severity.MEDIUM
+    span = f"{cfg.death_working_age_min}-{cfg.death_working_age_max}岁"
+    reason = (
+        f"家庭成员({person.relation})户籍变动: {_CHANGE_LABEL[change]}, 变动日期{event['change_date']:%Y-%m-%d}, "
+        f"时年{age}岁" + (f", 属劳动年龄({span}), 家庭失去劳动力" if working else f", 不在劳动年龄({span})")
+    )
+    return AlertDraft(Rule.DEATH_IN_HOUSEHOLD, severity, household.household_id, household.village_code,
+                      reason, (event["event_id"],), event["change_date"])
+
+
+def medical_expense(
+    event: Mapping[str, Any],
+    person: PersonContext,
+    household: HouseholdContext,
+    history: Sequence[MedicalStay],
+    cfg: RuleConfig,
+) -> AlertDraft | None:
+    """`history` holds the household's other stays (any dates); this stay need not be in it."""
+    admitted: dt.date = event["admission_date"]
+    oop: Decimal = event["out_of_pocket"]
+    since = admitted - dt.timedelta(days=cfg.medical_window_days)
+    window = [s for s in history if since < s.admission_date <= admitted and s.event_id != event["event_id"]]
+    total = oop + sum((s.out_of_pocket for s in window), Decimal(0))
+    income = household.annual_income
+    stay = f"住院个人自付{format_cny(oop)}(入院{admitted:%Y-%m-%d}, {event['disease']}, {event['days']}天)"
+    if total >= income * cfg.medical_income_share:
+        reason = (
+            f"{stay}; 近{cfg.medical_window_days}天家庭住院自付合计{format_cny(total)}({len(window) + 1}次), "
+            f"占家庭年纯收入{format_cny(income)}(人均{format_cny(household.per_capita_income)}×"
+            f"{household.household_size}人)的{_percent(total, income)}, "
+            f"达到{_percent(cfg.medical_income_share, Decimal(1))}"
+        )
+        ids = (event["event_id"], *sorted(s.event_id for s in window))
+        return AlertDraft(Rule.MEDICAL_EXPENSE, Severity.HIGH, household.household_id, household.village_code,
+                          reason, ids, admitted)
+    if oop >= cfg.medical_stay_out_of_pocket:
+        reason = f"{stay}, 单次自付达到{format_cny(cfg.medical_stay_out_of_pocket)}"
+        return AlertDraft(Rule.MEDICAL_EXPENSE, Severity.MEDIUM, household.household_id, household.village_code,
+                          reason, (event["event_id"],), admitted)
+    return None
+
+
+def disaster_loss(event: Mapping[str, Any], household: HouseholdContext, cfg: RuleConfig) -> AlertDraft:
+    loss: Decimal = event["direct_loss"]
+    income = household.annual_income
+    grave = []
+    if event["deaths"] > 0:
+        grave.append(f"死亡{event['deaths']}人")
+    if event["house_damage"] in ("COLLAPSED", "SERIOUS"):
+        grave.append(f"房屋{_DAMAGE_LABEL[event['house_damage']]}")
+    if loss >= income * cfg.disaster_income_share:
+        grave.append(f"损失达家庭年纯收入的{_percent(cfg.disaster_income_share, Decimal(1))}")
+    reason = (
+        f"{_DISASTER_LABEL.get(event['disaster_type'], event['disaster_type'])}灾害"
+        f"({event['disaster_date']:%Y-%m-%d}): 死亡{event['deaths']}人, 受伤{event['injuries']}人, "
+        f"房屋{_DAMAGE_LABEL.get(event['house_damage'], event['house_damage'])}, 直接经济损失{format_cny(loss)}, "
+        f"占家庭年纯收入{format_cny(income)}的{_percent(loss, income)}"
+    )
+    if grave:
+        reason += "; 严重: " + ", ".join(grave)
+    severity = Severity.HIGH if grave else Severity.MEDIUM
+    return AlertDraft(Rule.DISASTER_LOSS, severity, household.household_id, household.village_code, reason,
+                      (event["event_id"],), event["disaster_date"])
+
+
+def school_dropout(
+    event: Mapping[str, Any], person: PersonContext, household: HouseholdContext, cfg: RuleConfig
+) -> AlertDraft | None:
+    if event["stage"] not in ("PRIMARY", "JUNIOR"):
+        return None
+    age = age_at(person.birth_date, event["dropout_date"])
+    reason = (
+        f"义务教育阶段辍学: {_STAGE_LABEL[event['stage']]}{event['grade']}, {event['school']}, "
+        f"辍学日期{event['dropout_date']:%Y-%m-%d}, 学生{age}岁({person.relation})"
+    )
+    return AlertDraft(Rule.SCHOOL_DROPOUT, Severity.HIGH, household.household_id, household.village_code, reason,
+                      (event["event_id"],), event["dropout_date"])
+
+
+def asset_purchase(
+    event: Mapping[str, Any], person: PersonContext, household: HouseholdContext, cfg: RuleConfig
+) -> AlertDraft | None:
+    if household.monitoring_status != "MONITORING":
+        return None
+    price = event.get("price")
+    reason = (
+        f"监测中家庭成员({person.relation})购买车辆: {event['vehicle_type']} {event['model']}, "
+        f"购买日期{event['purchase_date']:%Y-%m-%d}"
+        + (f", 购车价格{format_cny(price)}" if price is not None else "")
+        + "; 请在数据比对环节核查家庭资产"
+    )
+    return AlertDraft(Rule.ASSET_PURCHASE, Severity.LOW, household.household_id, household.village_code, reason,
+                      (event["event_id"],), event["purchase_date"])
+
+
+def evaluate(
+    kind: str,
+    event: Mapping[str, Any],
+    person: PersonContext,
+    household: HouseholdContext,
+    history: Sequence[MedicalStay],
+    cfg: RuleConfig,
+) -> AlertDraft | None:
+    """Dispatch by event schema name (e.g. 'povwatch.events.Hospitalization')."""
+    if kind == "povwatch.events.RegistrationChange":
+        return death_in_household(event, person, household, cfg)
+    if kind == "povwatch.events.Hospitalization":
+        return medical_expense(event, person, household, history, cfg)
+    if kind == "povwatch.events.DisasterLoss":
+        return disaster_loss(event, household, cfg)
+    if kind == "povwatch.events.Dropout":
+        return school_dropout(event, person, household, cfg)
+    if kind == "povwatch.events.VehiclePurchase":
+        return asset_purchase(event, person, household, cfg)
+    raise ValueError(f"no rule for event kind {kind!r}")
+
+
+def medical_history_after(
+    history: Iterable[MedicalStay], stay: MedicalStay, cfg: RuleConfig
+) -> list[MedicalStay]:
+    """History with `stay` added and stays older than the window (from the latest admission) dropped."""
+    stays = {s.event_id: s for s in history}
+    stays[stay.event_id] = stay
+    latest = max(s.admission_date for s in stays.values())
+    horizon = latest - dt.timedelta(days=cfg.medical_window_days)
+    return sorted((s for s in stays.values() if s.admission_date > horizon), key=lambda s: (s.admission_date, s.event_id))
+
+
+# --- regional ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VillageRecord:
+    household_id: str
+    event_id: str
+    disaster_date: dt.date
+
+
+@dataclass(frozen=True)
+class RegionalDraft:
+    village_code: str
+    window_start: dt.date
+    window_end: dt.date
+    household_ids: tuple[str, ...]
+    event_ids: tuple[str, ...]
+    reason: str
+    severity: Severity = Severity.HIGH
+
+    @property
+    def alert_id(self) -> str:
+        return _digest(Rule.REGIONAL_DISASTER.value, self.village_code, self.window_start.isoformat())
+
+
+def regional_disaster(
+    village_code: str,
+    records: Sequence[VillageRecord],
+    fired: Sequence[tuple[dt.date, dt.date]],
+    cfg: RuleConfig,
+) -> RegionalDraft | None:
+    """The earliest window of `regional_window_days` holding >= `regional_min_households` distinct households,
+    unless it overlaps a window already alerted for this village (`fired`): one alert per village and window."""
+    span = dt.timedelta(days=cfg.regional_window_days)
+    ordered = sorted(records, key=lambda r: (r.disaster_date, r.household_id, r.event_id))
+    for start in sorted({r.disaster_date for r in ordered}):
+        inside = [r for r in ordered if start <= r.disaster_date <= start + span]
+        households = sorted({r.household_id for r in inside})
+        if len(households) < cfg.regional_min_households:
+            continue
+        end = max(r.disaster_date for r in inside)
+        if any(start <= f_end and f_start <= end for f_start, f_end in fired):
+            continue
+        reason = (
+            f"区域性灾害风险: 村(社区){village_code}在{start:%Y-%m-%d}至{end:%Y-%m-%d}期间有{len(households)}户"
+            f"监测家庭报告灾害损失(阈值{cfg.regional_min_households}户/{cfg.regional_window_days}天), 防止规模性返贫"
+        )
+        return RegionalDraft(village_code, start, end, tuple(households),
+                             tuple(sorted(r.event_id for r in inside)), reason)
+    return None

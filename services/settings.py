@@ -1,0 +1,65 @@
+"""Process settings: one frozen object, read once in `main` from `POVWATCH_*` environment variables.
+
+Nested values use `__`, e.g. `POVWATCH_RULES__MEDICAL_STAY_OOP=8000`.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Literal
+
+from pydantic import SecretStr, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas.errors import ConfigError
+from services.monitor.rules import RuleConfig
+
+__all__ = ["Settings", "DEV_PSEUDONYM_KEY", "load_settings"]
+
+DEV_PSEUDONYM_KEY = "povwatch-development-key-not-for-real-data"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="POVWATCH_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    mode: Literal["development", "production"] = "development"
+    bootstrap: str = "localhost:9092"
+    case_db: str = "sqlite:///var/povwatch.db"
+    pseudonym_key: SecretStr = SecretStr(DEV_PSEUDONYM_KEY)
+    partitions: int = 3
+    kafka_version: str = "4.1.1"
+    kafka_home: Path = Path.home() / ".cache" / "povwatch" / "kafka"
+    kafka_data: Path = Path("var") / "kafka"
+    monitor_app_id: str = "povwatch-monitor"
+    monitor_data: Path = Path("var") / "monitor"
+    monitor_metrics_port: int = 9464
+    casefeed_group: str = "povwatch-casefeed"
+    casefeed_metrics_port: int = 9465
+    rules: RuleConfig = RuleConfig()
+
+    def checked_key(self) -> bytes:
+        """The pseudonymisation key; refuses the development key outside development mode."""
+        key = self.pseudonym_key.get_secret_value()
+        if key == DEV_PSEUDONYM_KEY:
+            if self.mode != "development":
+                raise ConfigError(
+                    "refusing to run: POVWATCH_PSEUDONYM_KEY is the development key and POVWATCH_MODE is "
+                    f"{self.mode}; set a secret key held inside the private network"
+                )
+            print("povwatch: WARNING: using the DEVELOPMENT pseudonymisation key (POVWATCH_MODE=development); "
+                  "never use it on real data", file=sys.stderr)
+        if len(key) < 16:
+            raise ConfigError("POVWATCH_PSEUDONYM_KEY must be at least 16 characters")
+        return key.encode("utf-8")
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"POVWATCH_{'__'.join(str(p).upper() for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"bad configuration: {problems}") from None
