@@ -1,0 +1,378 @@
+"""The case database: turns risk alerts into cases for the Rural Revitalisation Bureau's case system.
+
+Responsible for:
+  * the schema (SQLAlchemy 2.x ORM): `Case` (one subject - a household or a village - with a status and the
+    highest severity of its evidence) and `Evidence` (one alert, stored exactly once, keyed by `alert_id`);
+  * the invariants, enforced in the database as well as here: at most one OPEN case per subject (partial
+    unique index on SQLite and PostgreSQL), at most one evidence row per alert;
+  * idempotent, race-safe recording of decoded alert records (plain dicts, as fastavro returns them);
+  * read-only views (`CaseView`, `EvidenceView`) and their text/JSON renderings for `povwatch cases list`.
+
+SQLAlchemy stays inside this module: callers pass and receive plain Python values, and SQLAlchemy errors
+are translated into `schemas.errors` exceptions (a bad URL is a `ConfigError`, an unreachable database an
+`EnvironmentProblem`, a record missing a field a `SchemaError`).
+Timestamps are stored in UTC and always come back timezone-aware (UTC).
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import importlib.util
+import json
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence, TypeVar
+
+from sqlalchemy import (JSON, CheckConstraint, Date, DateTime, Engine, ForeignKey, Index, MetaData, String,
+                        Text, TypeDecorator, create_engine, event, func, select, text)
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModuleError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, selectinload
+from sqlalchemy.pool import StaticPool
+
+from schemas.errors import ConfigError, EnvironmentProblem, SchemaError
+from services.monitor.rules import Rule, Severity
+
+__all__ = ["open_database", "CaseStore", "RecordResult", "CaseView", "EvidenceView",
+           "render_cases_table", "cases_to_json", "HOUSEHOLD_TOPIC", "REGIONAL_TOPIC"]
+
+HOUSEHOLD_TOPIC = "alerts.household"
+REGIONAL_TOPIC = "alerts.regional"
+_RANK = {Severity.LOW.value: 0, Severity.MEDIUM.value: 1, Severity.HIGH.value: 2}
+_RETRIES = 5
+_RACE_STATES = {"40001", "40P01"}  # PostgreSQL serialization failure, deadlock detected
+_T = TypeVar("_T")
+
+
+class _UTCDateTime(TypeDecorator[dt.datetime]):
+    """An aware datetime stored as UTC (naive values are taken as UTC); SQLite keeps no offset."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        value = value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s", "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s", "fk": "fk_%(table_name)s_%(column_0_name)s",
+        "pk": "pk_%(table_name)s"})
+
+
+class Case(Base):
+    __tablename__ = "cases"
+    __table_args__ = (
+        CheckConstraint("subject_kind IN ('household', 'village')", name="subject_kind"),
+        CheckConstraint("status IN ('OPEN', 'CLOSED')", name="status"),
+        CheckConstraint("max_severity IN ('LOW', 'MEDIUM', 'HIGH')", name="max_severity"),
+        # At most one OPEN case per subject; CLOSED ones may pile up.
+        Index("uq_cases_open_subject", "subject_kind", "subject_id", unique=True,
+              sqlite_where=text("status = 'OPEN'"), postgresql_where=text("status = 'OPEN'")
+              ).ddl_if(dialect=("sqlite", "postgresql")),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    subject_kind: Mapped[str] = mapped_column(String(16))
+    subject_id: Mapped[str] = mapped_column(String(64), index=True)
+    village_code: Mapped[str] = mapped_column(String(32), index=True)
+    status: Mapped[str] = mapped_column(String(8), default="OPEN")
+    max_severity: Mapped[str] = mapped_column(String(8))
+    opened_at: Mapped[dt.datetime] = mapped_column(_UTCDateTime())
+    updated_at: Mapped[dt.datetime] = mapped_column(_UTCDateTime())
+    evidence: Mapped[list[Evidence]] = relationship(
+        back_populates="case", order_by=lambda: (Evidence.raised_at, Evidence.id))
+
+
+class Evidence(Base):
+    __tablename__ = "evidence"
+    __table_args__ = (CheckConstraint("severity IN ('LOW', 'MEDIUM', 'HIGH')", name="severity"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    alert_id: Mapped[str] = mapped_column(String(128), unique=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    rule: Mapped[str] = mapped_column(String(32))
+    severity: Mapped[str] = mapped_column(String(8))
+    reason: Mapped[str] = mapped_column(Text)
+    event_ids: Mapped[list[str]] = mapped_column(JSON)
+    household_ids: Mapped[list[str]] = mapped_column(JSON)
+    occurred_at: Mapped[dt.date] = mapped_column(Date)
+    raised_at: Mapped[dt.datetime] = mapped_column(_UTCDateTime())
+    received_at: Mapped[dt.datetime] = mapped_column(_UTCDateTime())
+    source_topic: Mapped[str] = mapped_column(String(255))
+    case: Mapped[Case] = relationship(back_populates="evidence")
+
+
+@dataclass(frozen=True)
+class RecordResult:
+    case_id: int
+    case_opened: bool
+    duplicate: bool
+
+
+@dataclass(frozen=True)
+class EvidenceView:
+    alert_id: str
+    rule: str
+    severity: str
+    reason: str
+    event_ids: tuple[str, ...]
+    occurred_at: dt.date
+    raised_at: dt.datetime
+    household_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CaseView:
+    id: int
+    subject_kind: str
+    subject_id: str
+    village_code: str
+    status: str
+    max_severity: str
+    opened_at: dt.datetime
+    updated_at: dt.datetime
+    evidence: tuple[EvidenceView, ...]
+
+
+def _field(alert: Mapping[str, Any], name: str) -> Any:
+    value = alert.get(name) if isinstance(alert, Mapping) else None
+    if value is None:
+        alert_id = alert.get("alert_id") if isinstance(alert, Mapping) else None
+        raise SchemaError(f"alert {alert_id or '?'}: field {name!r} is missing")
+    return value
+
+
+def _checked(value: Any, allowed: type[Rule] | type[Severity], what: str) -> str:
+    try:
+        return allowed(value).value
+    except ValueError:
+        raise SchemaError(f"unknown {what} {value!r}") from None
+
+
+class CaseStore:
+    """The case database of one process; open it with `open_database`."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine (for tests and maintenance; application code should not need it)."""
+        return self._engine
+
+    # --- writing -----------------------------------------------------------------------------------------
+    def record_household_alert(self, alert: Mapping[str, Any], *, topic: str = HOUSEHOLD_TOPIC) -> RecordResult:
+        """Attach a household alert to the OPEN case of its household (opening one if needed), once."""
+        return self._record_all([("household", topic, alert)])[0]
+
+    def record_regional_alert(self, alert: Mapping[str, Any], *, topic: str = REGIONAL_TOPIC) -> RecordResult:
+        """Attach a regional alert to the OPEN case of its village (region_code), opening one if needed."""
+        return self._record_all([("village", topic, alert)])[0]
+
+    def record_batch(self, items: Sequence[tuple[str, Mapping[str, Any]]]) -> list[RecordResult]:
+        """Record (topic, alert) pairs in ONE transaction; one result per item, in order.
+
+        An alert with a `region_code` field is regional, any other a household alert. A repeated alert_id -
+        already stored or earlier in the same batch - is reported as a duplicate and stored once.
+        Commit Kafka offsets only after this returns: then nothing is lost and redelivery is harmless.
+        """
+        return self._record_all([("village" if isinstance(alert, Mapping) and "region_code" in alert
+                                  else "household", topic, alert) for topic, alert in items])
+
+    def _record_all(self, items: Sequence[tuple[str, str, Mapping[str, Any]]]) -> list[RecordResult]:
+        def work(session: Session) -> list[RecordResult]:
+            now = dt.datetime.now(dt.UTC)
+            return [self._record(session, kind, alert, topic, now) for kind, topic, alert in items]
+
+        # If a concurrent writer wins a race on a unique key, the whole transaction is retried.
+        return self._transaction(work, "record alerts")
+
+    @staticmethod
+    def _record(session: Session, kind: str, alert: Mapping[str, Any], topic: str,
+                now: dt.datetime) -> RecordResult:
+        alert_id = str(_field(alert, "alert_id"))
+        existing = session.scalar(select(Evidence).where(Evidence.alert_id == alert_id))
+        if existing is not None:
+            return RecordResult(existing.case_id, case_opened=False, duplicate=True)
+        if kind == "household":
+            subject, village, households = _field(alert, "household_id"), _field(alert, "village_code"), []
+        else:
+            subject = village = _field(alert, "region_code")
+            households = list(_field(alert, "household_ids"))
+        severity = _checked(_field(alert, "severity"), Severity, "severity")
+        occurred, raised = _field(alert, "occurred_at"), _field(alert, "raised_at")
+        if not isinstance(occurred, dt.date) or not isinstance(raised, dt.datetime):
+            raise SchemaError(f"alert {alert_id}: occurred_at must be a date and raised_at a datetime")
+        case = session.scalar(select(Case).where(Case.subject_kind == kind, Case.subject_id == subject,
+                                                 Case.status == "OPEN"))
+        opened = case is None
+        if case is None:
+            case = Case(subject_kind=kind, subject_id=subject, village_code=village, status="OPEN",
+                        max_severity=severity, opened_at=now, updated_at=now)
+            session.add(case)
+        elif _RANK[severity] > _RANK[case.max_severity]:
+            case.max_severity = severity
+        case.updated_at = now
+        session.add(Evidence(
+            alert_id=alert_id, case=case, rule=_checked(_field(alert, "rule"), Rule, "rule"),
+            severity=severity, reason=str(_field(alert, "reason")), event_ids=list(_field(alert, "event_ids")),
+            household_ids=households, occurred_at=occurred, raised_at=raised, received_at=now, source_topic=topic))
+        session.flush()  # a race on a unique key surfaces here, inside the retry loop
+        return RecordResult(case.id, case_opened=opened, duplicate=False)
+
+    def _transaction(self, work: Callable[[Session], _T], action: str) -> _T:
+        """Run `work` in one transaction; retry it when a concurrent writer won a race (unique key, deadlock)."""
+        for attempt in range(1, _RETRIES + 1):
+            try:
+                with Session(self._engine, expire_on_commit=False) as session, session.begin():
+                    return work(session)
+            except DBAPIError as exc:  # the rollback is done; a retry re-reads what the winner committed
+                lost_race = isinstance(exc, IntegrityError) or getattr(exc.orig, "sqlstate", None) in _RACE_STATES
+                if not lost_race or attempt == _RETRIES:
+                    raise EnvironmentProblem(f"case database: could not {action}: {_first_line(exc)}") from exc
+        raise AssertionError("unreachable")
+
+    # --- reading -----------------------------------------------------------------------------------------
+    def list_cases(self, *, status: str | None = None) -> list[CaseView]:
+        """All cases (or those with `status`), highest severity first, then oldest first."""
+        def work(session: Session) -> list[CaseView]:
+            query = select(Case).options(selectinload(Case.evidence))
+            if status is not None:
+                query = query.where(Case.status == status)
+            return [_view(case) for case in session.scalars(query)]
+
+        views = self._transaction(work, "list cases")
+        return sorted(views, key=lambda c: (-_RANK[c.max_severity], c.opened_at, c.id))
+
+    def counts(self) -> dict[str, int]:
+        """{"cases_open": n, "evidence": m}."""
+        def work(session: Session) -> dict[str, int]:
+            open_cases = session.scalar(select(func.count()).select_from(Case).where(Case.status == "OPEN"))
+            evidence = session.scalar(select(func.count()).select_from(Evidence))
+            return {"cases_open": int(open_cases or 0), "evidence": int(evidence or 0)}
+
+        return self._transaction(work, "count cases")
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __enter__(self) -> CaseStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _view(case: Case) -> CaseView:
+    return CaseView(
+        id=case.id, subject_kind=case.subject_kind, subject_id=case.subject_id, village_code=case.village_code,
+        status=case.status, max_severity=case.max_severity, opened_at=case.opened_at,
+        updated_at=case.updated_at,
+        evidence=tuple(EvidenceView(
+            alert_id=e.alert_id, rule=e.rule, severity=e.severity, reason=e.reason,
+            event_ids=tuple(e.event_ids or ()), occurred_at=e.occurred_at, raised_at=e.raised_at,
+            household_ids=tuple(e.household_ids or ())) for e in case.evidence))
+
+
+def _first_line(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    lines = str(orig).strip().splitlines()
+    return lines[0] if lines else type(orig).__name__
+
+
+def _resolve_url(url: str) -> URL:
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(f"POVWATCH_CASE_DB: not a database URL: {url!r} "
+                          "(expected e.g. sqlite:///var/povwatch.db or postgresql+psycopg://user@host/db)") from None
+    if parsed.drivername == "postgresql" and importlib.util.find_spec("psycopg2") is None \
+            and importlib.util.find_spec("psycopg") is not None:
+        parsed = parsed.set(drivername="postgresql+psycopg")  # psycopg 3 is the project's driver
+    return parsed
+
+
+def _make_engine(parsed: URL) -> Engine:
+    shown = parsed.render_as_string(hide_password=True)
+    kwargs: dict[str, Any] = {}
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        if database in ("", ":memory:") or parsed.query.get("mode") == "memory":
+            kwargs.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
+        elif not database.startswith("file:"):
+            try:
+                Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(f"POVWATCH_CASE_DB: cannot create the directory of {database}: "
+                                  f"{exc.strerror or exc}") from None
+    else:
+        kwargs["pool_pre_ping"] = True
+    try:
+        engine = create_engine(parsed, **kwargs)
+    except NoSuchModuleError:
+        raise ConfigError(f"POVWATCH_CASE_DB: unknown database kind {parsed.drivername!r} in {shown} "
+                          "(use sqlite:/// or postgresql+psycopg://)") from None
+    except ImportError as exc:
+        raise ConfigError(f"POVWATCH_CASE_DB: the driver for {parsed.drivername!r} is not installed "
+                          f"({exc.name or exc}); install it or choose another driver in {shown}") from None
+    except (ArgumentError, TypeError, ValueError) as exc:
+        raise ConfigError(f"POVWATCH_CASE_DB: unusable database URL {shown}: {exc}") from None
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.execute("PRAGMA foreign_keys = ON")
+
+
+def open_database(url: str) -> CaseStore:
+    """Connect to the case database at `url`, creating the tables if missing."""
+    parsed = _resolve_url(url)
+    engine = _make_engine(parsed)
+    try:
+        Base.metadata.create_all(engine)
+    except DBAPIError as exc:
+        engine.dispose()
+        shown = parsed.render_as_string(hide_password=True)
+        if engine.dialect.name == "sqlite":
+            raise ConfigError(f"POVWATCH_CASE_DB: cannot use SQLite database {parsed.database}: "
+                              f"{_first_line(exc)}") from None
+        raise EnvironmentProblem(f"case database unreachable at {shown}: {_first_line(exc)}") from None
+    return CaseStore(engine)
+
+
+# --- rendering ---------------------------------------------------------------------------------------------
+def _width(s: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in s)
+
+
+def render_cases_table(cases: Sequence[CaseView]) -> str:
+    """A plain-text table, one line per case (for `povwatch cases list`)."""
+    header = ("CASE", "SUBJECT", "VILLAGE", "STATUS", "SEVERITY", "ALERTS", "RULES")
+    rows = [header] + [(str(c.id), c.subject_id, c.village_code, c.status, c.max_severity,
+                        str(len(c.evidence)), ",".join(dict.fromkeys(e.rule for e in c.evidence))) for c in cases]
+    widths = [max(_width(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(cell + " " * (widths[i] - _width(cell)) for i, cell in enumerate(row)).rstrip()
+             for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    if not cases:
+        lines.append("(no cases)")
+    return "\n".join(lines)
+
+
+def cases_to_json(cases: Sequence[CaseView], *, indent: int | None = 2) -> str:
+    """One JSON array of case objects with nested `evidence`; Chinese kept as is, dates as ISO 8601."""
+    return json.dumps([dataclasses.asdict(c) for c in cases], ensure_ascii=False, indent=indent,
+                      default=lambda value: value.isoformat())  # only dates/datetimes are not JSON
