@@ -1,0 +1,345 @@
+"""The local Apache Kafka broker: one single-node KRaft broker per data directory, for development and tests.
+
+Responsible for fetching the Kafka jars once per machine (Maven, into `settings.kafka_home/<version>/libs`),
+writing the broker's configuration into `settings.kafka_data`, formatting its storage once, and starting,
+checking and stopping the broker process. It never touches a broker it did not start: a broker is "ours"
+only when the pid in `<data dir>/broker.pid` runs `kafka.Kafka` with our server.properties.
+
+    up(settings) / down(settings) / status(settings)  -> one-line message
+    broker_answers(bootstrap, timeout)                  -> True when a Kafka broker answers a metadata request
+
+These functions are synchronous (they use `asyncio.run`); do not call them from inside a running event loop.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiokafka.admin import AIOKafkaAdminClient
+
+from schemas.errors import BrokerUnavailable, ConfigError, EnvironmentProblem
+from services.settings import Settings
+
+__all__ = ["up", "down", "status", "broker_answers"]
+
+LOG4J_SLF4J_VERSION = "2.24.3"
+START_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 30.0
+MAVEN_TIMEOUT_S = 900.0
+
+POM_TEMPLATE = """\
+<?xml version="1.0" encoding="UTF-8"?>
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>povwatch.local</groupId>
+  <artifactId>kafka-runtime</artifactId>
+  <version>{kafka_version}</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency>
+      <groupId>org.apache.kafka</groupId>
+      <artifactId>kafka_2.13</artifactId>
+      <version>{kafka_version}</version>
+    </dependency>
+    <dependency>
+      <groupId>org.apache.logging.log4j</groupId>
+      <artifactId>log4j-slf4j-impl</artifactId>
+      <version>{log4j_version}</version>
+    </dependency>
+  </dependencies>
+</project>
+"""
+
+LOG4J2_TEMPLATE = """\
+status = warn
+appender.file.type = File
+appender.file.name = file
+appender.file.fileName = {broker_log}
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = info
+rootLogger.appenderRef.file.ref = file
+"""
+
+SERVER_PROPERTIES_TEMPLATE = """\
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:{controller_port}
+listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
+advertised.listeners=PLAINTEXT://127.0.0.1:{port}
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+log.dirs={log_dir}
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+group.initial.rebalance.delay.ms=0
+num.partitions=1
+auto.create.topics.enable=false
+"""
+
+_started: dict[int, subprocess.Popen[bytes]] = {}  # brokers this process launched, kept so they can be reaped
+
+
+@dataclass(frozen=True)
+class _Layout:
+    version: str
+    dist: Path  # <kafka_home>/<version>: pom.xml, libs/, .complete
+    data: Path  # absolute data dir: configs, pid file, logs
+    port: int
+    controller_port: int
+
+    @property
+    def libs(self) -> Path:
+        return self.dist / "libs"
+
+    @property
+    def complete(self) -> Path:
+        return self.dist / ".complete"
+
+    @property
+    def server_properties(self) -> Path:
+        return self.data / "server.properties"
+
+    @property
+    def log4j2(self) -> Path:
+        return self.data / "log4j2.properties"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.data / "logs"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.data / "broker.pid"
+
+    @property
+    def broker_log(self) -> Path:
+        return self.data / "broker.log"
+
+    @property
+    def stdout_log(self) -> Path:
+        return self.data / "broker.stdout"
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+def _layout(settings: Settings) -> _Layout:
+    host, sep, port_text = settings.bootstrap.strip().rpartition(":")
+    if not sep or not port_text.isdigit() or not 0 < int(port_text) < 65535:
+        raise ConfigError(f"POVWATCH_BOOTSTRAP must be host:port, got {settings.bootstrap!r}")
+    if host not in ("localhost", "127.0.0.1"):
+        raise ConfigError(
+            f"the local Kafka broker only runs on loopback (localhost or 127.0.0.1); "
+            f"POVWATCH_BOOTSTRAP is {settings.bootstrap!r}"
+        )
+    port = int(port_text)
+    return _Layout(settings.kafka_version, Path(settings.kafka_home).expanduser().resolve() / settings.kafka_version,
+                   Path(settings.kafka_data).expanduser().resolve(), port, port + 1)
+
+
+def broker_answers(bootstrap: str, timeout: float) -> bool:
+    """True when a Kafka broker at `bootstrap` answers a metadata request (with at least one broker) in time."""
+
+    async def probe() -> bool:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=max(int(timeout * 1000), 1))
+        try:
+            await admin.start()
+            cluster = await admin.describe_cluster()
+            return bool(cluster.get("brokers"))
+        finally:
+            await admin.close()
+
+    async def bounded() -> bool:
+        return await asyncio.wait_for(probe(), timeout)
+
+    quiet = logging.getLogger("aiokafka")  # a refused probe is an answer here, not an error worth logging
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
+    try:
+        return asyncio.run(bounded())
+    except Exception:  # connection refused, timeout, protocol error: all mean "does not answer"
+        return False
+    finally:
+        quiet.setLevel(level)
+
+
+def _tail(path: Path, lines: int = 5) -> str:
+    """The last lines of a log, without Java stack frames (they hide the message that says what went wrong)."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    kept = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith(("at ", "..."))]
+    return " | ".join(kept[-lines:])
+
+
+def _our_pid(layout: _Layout) -> int | None:
+    """The pid in the pid file if that process is the broker of this data dir (not a zombie, not a reused pid)."""
+    try:
+        pid = int(layout.pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    proc = _started.get(pid)
+    if proc is not None and proc.poll() is not None:  # our child exited: reap it
+        _started.pop(pid, None)
+        return None
+    try:
+        args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    ours = b"kafka.Kafka" in args and str(layout.server_properties).encode() in args
+    return pid if ours else None
+
+
+def _port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def _require_java() -> str:
+    java = shutil.which("java")
+    if java is None:
+        raise EnvironmentProblem("Java 17+ is required to run the local Kafka broker: `java` not found on PATH")
+    result = subprocess.run([java, "-version"], capture_output=True, text=True)
+    found = re.search(r'version "(\d+)(?:\.(\d+))?', result.stderr + result.stdout)
+    major = 0
+    if found:
+        major = int(found.group(2) or 0) if found.group(1) == "1" else int(found.group(1))  # "1.8.0" is Java 8
+    if major < 17:
+        raise EnvironmentProblem(f"Java 17+ is required to run the local Kafka broker; `{java}` is Java "
+                                 f"{major or 'of unknown version'}")
+    return java
+
+
+def _ensure_jars(layout: _Layout) -> None:
+    """Fetch Kafka and its runtime dependencies into the cache once; a cache without `.complete` is redone."""
+    if layout.complete.exists():
+        return
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise EnvironmentProblem(
+            f"Maven is required to fetch Kafka {layout.version} the first time: `mvn` not found on PATH")
+    layout.dist.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(layout.libs, ignore_errors=True)
+    pom = layout.dist / "pom.xml"
+    pom.write_text(POM_TEMPLATE.format(kafka_version=layout.version, log4j_version=LOG4J_SLF4J_VERSION))
+    command = [mvn, "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
+               "-DincludeScope=runtime", f"-DoutputDirectory={layout.libs}"]
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=MAVEN_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise EnvironmentProblem(f"Maven did not fetch Kafka {layout.version} within {MAVEN_TIMEOUT_S:.0f} s") from None
+    if result.returncode != 0 or not any(layout.libs.glob("kafka_2.13-*.jar")):
+        last = " | ".join((result.stdout + result.stderr).strip().splitlines()[-8:])
+        raise EnvironmentProblem(f"Maven could not fetch Kafka {layout.version} (exit {result.returncode}): {last}")
+    layout.complete.write_text(f"kafka_2.13 {layout.version}\n")
+
+
+def _java_command(java: str, layout: _Layout, main: str, *args: str, jvm: tuple[str, ...] = ()) -> list[str]:
+    return [java, *jvm, f"-Dlog4j2.configurationFile={layout.log4j2}", "-cp", f"{layout.libs}/*", main, *args]
+
+
+def _prepare_data(java: str, layout: _Layout) -> None:
+    """Write the configuration files and format the storage if it is not formatted yet."""
+    layout.log_dir.mkdir(parents=True, exist_ok=True)
+    layout.server_properties.write_text(SERVER_PROPERTIES_TEMPLATE.format(
+        port=layout.port, controller_port=layout.controller_port, log_dir=layout.log_dir))
+    layout.log4j2.write_text(LOG4J2_TEMPLATE.format(broker_log=layout.broker_log))
+    if (layout.log_dir / "meta.properties").exists():
+        return
+    steps = [("random-uuid",), ("format", "-t", "<uuid>", "-c", str(layout.server_properties))]
+    cluster_id = ""
+    for step in steps:
+        args = [cluster_id if a == "<uuid>" else a for a in step]
+        result = subprocess.run(_java_command(java, layout, "kafka.tools.StorageTool", *args),
+                                capture_output=True, text=True, timeout=120)
+        if result.returncode != 0:
+            last = " | ".join((result.stdout + result.stderr).strip().splitlines()[-5:])
+            raise EnvironmentProblem(f"could not format Kafka storage in {layout.log_dir} ({step[0]}): {last}")
+        cluster_id = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else ""
+
+
+def _wait_until_answers(layout: _Layout, proc: subprocess.Popen[bytes] | None, pid: int) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if broker_answers(layout.address, timeout=2.0):
+            return
+        died = proc.poll() is not None if proc is not None else _our_pid(layout) is None
+        if died:
+            layout.pid_file.unlink(missing_ok=True)
+            last = _tail(layout.broker_log) or _tail(layout.stdout_log)
+            raise EnvironmentProblem(f"the Kafka broker (pid {pid}) exited while starting: {last}")
+        time.sleep(0.5)
+    raise BrokerUnavailable(f"the Kafka broker (pid {pid}) did not answer on {layout.address} within "
+                            f"{START_TIMEOUT_S:.0f} s; see {layout.broker_log} (stop it with `down`)")
+
+
+def up(settings: Settings) -> str:
+    """Start the local broker for `settings` (fetching Kafka first if needed); idempotent."""
+    layout = _layout(settings)
+    pid = _our_pid(layout)
+    if pid is not None:
+        _wait_until_answers(layout, _started.get(pid), pid)
+        return f"already running (pid {pid}) on {layout.address}, Kafka {layout.version}"
+    layout.pid_file.unlink(missing_ok=True)  # stale: names a dead or foreign process
+    java = _require_java()
+    for port in (layout.port, layout.controller_port):
+        if _port_in_use(port):
+            raise EnvironmentProblem(
+                f"port {port} on 127.0.0.1 is already in use by another process (not the broker of {layout.data}); "
+                f"stop it or choose another POVWATCH_BOOTSTRAP port (the controller uses port + 1)")
+    _ensure_jars(layout)
+    _prepare_data(java, layout)
+    with open(layout.stdout_log, "ab") as out:
+        proc = subprocess.Popen(
+            _java_command(java, layout, "kafka.Kafka", str(layout.server_properties), jvm=("-Xmx512m",)),
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=layout.data, start_new_session=True)
+    _started[proc.pid] = proc
+    layout.pid_file.write_text(f"{proc.pid}\n")
+    _wait_until_answers(layout, proc, proc.pid)
+    return f"started Kafka {layout.version} broker (pid {proc.pid}) on {layout.address}, data in {layout.data}"
+
+
+def down(settings: Settings) -> str:
+    """Stop the broker this data dir started (SIGTERM, then SIGKILL after 30 s); not an error if none runs."""
+    layout = _layout(settings)
+    pid = _our_pid(layout)
+    if pid is None:
+        layout.pid_file.unlink(missing_ok=True)
+        return f"not running (no broker started from {layout.data})"
+    os.kill(pid, signal.SIGTERM)
+    how = "stopped"
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while _our_pid(layout) is not None:
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            how = f"killed (no exit {STOP_TIMEOUT_S:.0f} s after SIGTERM)"
+            while _our_pid(layout) is not None:
+                time.sleep(0.1)
+            break
+        time.sleep(0.2)
+    layout.pid_file.unlink(missing_ok=True)
+    return f"{how} Kafka broker (pid {pid}) on {layout.address}"
+
+
+def status(settings: Settings) -> str:
+    """'running (pid N) on 127.0.0.1:9092, Kafka 4.1.1' or 'not running'."""
+    layout = _layout(settings)
+    pid = _our_pid(layout)
+    if pid is None:
+        return "not running"
+    answering = "" if broker_answers(layout.address, timeout=2.0) else " (process alive but not answering yet)"
+    return f"running (pid {pid}) on {layout.address}, Kafka {layout.version}{answering}"

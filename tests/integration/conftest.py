@@ -1,0 +1,29 @@
+"""Integration fixtures: one real local Kafka broker (KRaft) for the whole test session, on 127.0.0.1:19092.
+
+The jars come from the default per-machine cache (`Settings.kafka_home`), so Maven fetches them once per machine;
+the broker's data lives in a session temp dir. If the broker cannot start, the tests fail (they never skip).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from services import kafka_local
+from services.settings import Settings
+
+SESSION_BOOTSTRAP = "127.0.0.1:19092"
+
+
+@pytest.fixture(scope="session")
+def broker_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    return Settings(bootstrap=SESSION_BOOTSTRAP, kafka_data=tmp_path_factory.mktemp("kafka-session"))
+
+
+@pytest.fixture(scope="session")
+def broker(broker_settings: Settings) -> Iterator[str]:
+    kafka_local.up(broker_settings)
+    try:
+        yield SESSION_BOOTSTRAP
+    finally:
+        kafka_local.down(broker_settings)
