@@ -1,0 +1,242 @@
+"""The synthetic Bortala population and its department feed files (services/demo/population.py)."""
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+import openpyxl
+import pytest
+
+from connectors.idcard import check_character
+from services.demo.population import DemoFiles, generate, write_manifest
+from services.monitor.rules import Rule, Severity
+
+TODAY = dt.date(2025, 6, 30)
+EARLIEST = TODAY - dt.timedelta(days=548)  # 18 months
+
+# The names of FEEDS.md, copied here on purpose (not imported from the module under test).
+ROSTER = ["户编号", "姓名", "身份证号码", "性别", "与户主关系", "行政区划代码", "户类型", "监测状态", "劳动能力", "上年人均纯收入",
+          "家庭人口数"]
+HEADERS = {
+    "registration-change": ["姓名", "身份证号码", "变动类型", "变动日期", "备注"],
+    "vehicle-purchase": ["姓名", "身份证号码", "车辆类型", "品牌型号", "购买日期", "上牌日期", "购车价格"],
+    "hospitalization": ["姓名", "身份证号码", "疾病名称", "入院日期", "住院天数", "医疗总费用", "个人自付金额", "结算日期"],
+    "disaster-loss": ["户主姓名", "户主身份证号码", "行政区划代码", "灾害类型", "灾害发生日期", "死亡人数", "受伤人数", "房屋损毁",
+                      "直接经济损失"],
+    "dropout": ["学生姓名", "学生身份证号码", "学校名称", "学段", "年级", "辍学日期"],
+}
+DATE_COLUMNS = {"变动日期", "购买日期", "上牌日期", "入院日期", "结算日期", "灾害发生日期", "辍学日期"}
+ID_COLUMNS = {"身份证号码", "户主身份证号码", "学生身份证号码"}
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoFiles:
+    return generate(tmp_path_factory.mktemp("demo"), households=300, today=TODAY)
+
+
+def _header(text: str) -> str:
+    return re.sub(r"[(（]元[)）]$", "", text.strip(" \u3000"))
+
+
+def _decode(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        return raw.decode("gb18030")
+
+
+def _table(path: Path) -> list[dict[str, object]]:
+    """Rows as {normalised header: cell}; XLSX cells keep their type."""
+    if path.suffix == ".xlsx":
+        rows = list(openpyxl.load_workbook(path).active.iter_rows(values_only=True))
+    else:
+        rows = list(csv.reader(io.StringIO(_decode(path.read_bytes()))))
+    header = [_header(str(h)) for h in rows[0]]
+    return [dict(zip(header, row)) for row in rows[1:]]
+
+
+def _date(cell: object) -> dt.date | None:
+    if isinstance(cell, dt.datetime):
+        return cell.date()
+    if isinstance(cell, dt.date):
+        return cell
+    m = re.fullmatch(r"(\d{4})(?:[-/年](\d{1,2})[-/月](\d{1,2})日?|(\d{2})(\d{2}))", str(cell or "").strip())
+    if not m:
+        return None
+    year, month, day = int(m[1]), int(m[2] or m[4]), int(m[3] or m[5])
+    return dt.date(year, month, day)
+
+
+def _valid_id(number: str) -> bool:
+    return len(number) == 18 and number[:17].isdigit() and check_character(number[:17]) == number[17]
+
+
+def _roster(demo: DemoFiles) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(demo.roster.read_text("utf-8-sig"))))
+
+
+def test_same_seed_gives_byte_identical_files(demo: DemoFiles, tmp_path: Path) -> None:
+    again = generate(tmp_path / "a", households=300, today=TODAY)
+    def files(d: DemoFiles) -> list[Path]:
+        return [d.roster, *(path for _, _, path in d.feeds)]
+
+    for first, second in zip(files(demo), files(again)):
+        assert first.name == second.name
+        assert first.read_bytes() == second.read_bytes(), first.name
+    assert (again.expected_alerts, again.expected_regional, again.bad_rows) == (
+        demo.expected_alerts, demo.expected_regional, demo.bad_rows)
+    other = generate(tmp_path / "b", households=300, seed=7, today=TODAY)
+    assert other.roster.read_bytes() != demo.roster.read_bytes()
+
+
+def test_roster_ids_are_valid_and_unique(demo: DemoFiles) -> None:
+    rows = _roster(demo)
+    ids = [r["身份证号码"] for r in rows]
+    assert len(ids) == len(set(ids))
+    invalid = [r for r in rows if not _valid_id(r["身份证号码"])]
+    assert len(invalid) == 1  # the seeded bad check character
+    households = Counter(r["户编号"] for r in rows)
+    assert len(households) == 303  # 300 + the three carrying the invalid roster rows
+    for r in rows:
+        if r in invalid or r["性别"] not in ("男", "女") or len(r["行政区划代码"]) != 12:
+            continue
+        number = r["身份证号码"]
+        assert number[:6] == r["行政区划代码"][:6] and re.fullmatch(r"H\d{12}-\d{4}", r["户编号"])
+        assert dt.date(int(number[6:10]), int(number[10:12]), int(number[12:14])) <= TODAY
+        assert (int(number[16]) % 2 == 1) == (r["性别"] == "男")
+        assert int(r["家庭人口数"]) == households[r["户编号"]]
+        assert 6000 <= int(r["上年人均纯收入"]) <= 30000
+    assert sum(r["性别"] not in ("男", "女") for r in rows) == 1
+    assert sum(len(r["行政区划代码"]) != 12 for r in rows) == 1
+    assert {r["与户主关系"] for r in rows} <= {"户主", "配偶", "子", "女", "父亲", "母亲", "孙子", "孙女", "其他"}
+    assert {r["监测状态"] for r in rows} <= {"未纳入", "监测中", "风险消除"}
+
+
+def test_encodings_are_as_specified(demo: DemoFiles) -> None:
+    files = {feed: path for _, feed, path in demo.feeds}
+    assert demo.roster.read_bytes().startswith(b"\xef\xbb\xbf")
+    for feed in ("registration-change", "hospitalization"):
+        raw = files[feed].read_bytes()
+        with pytest.raises(UnicodeDecodeError):
+            raw.decode("utf-8")
+        raw.decode("gb18030")
+    files["hospitalization"].read_bytes().decode("gbk")
+    assert files["disaster-loss"].read_bytes().startswith(b"\xef\xbb\xbf")
+    vehicle = files["vehicle-purchase"].read_bytes()
+    assert not vehicle.startswith(b"\xef\xbb\xbf")
+    vehicle.decode("utf-8")
+    assert files["dropout"].suffix == ".xlsx"
+
+
+def test_headers_are_the_feeds_md_names(demo: DemoFiles) -> None:
+    assert next(csv.reader(io.StringIO(demo.roster.read_text("utf-8-sig")))) == ROSTER
+    assert sorted(feed for _, feed, _ in demo.feeds) == sorted(HEADERS)
+    for _, feed, path in demo.feeds:
+        assert list(_table(path)[0]) == HEADERS[feed]
+    raw_vehicle_header = dict((f, p) for _, f, p in demo.feeds)["vehicle-purchase"].read_text("utf-8").splitlines()[0]
+    assert "\u3000" in raw_vehicle_header and "  购车价格（元）" in raw_vehicle_header
+
+
+def test_expected_alerts_refer_to_roster_households(demo: DemoFiles) -> None:
+    rows = _roster(demo)
+    households = {r["户编号"] for r in rows}
+    assert {a.household_id for a in demo.expected_alerts} <= households
+    assert {a.rule for a in demo.expected_alerts} <= {r.value for r in Rule}
+    assert {a.severity for a in demo.expected_alerts} <= {s.value for s in Severity}
+    assert len(demo.expected_regional) == 1 and demo.expected_regional <= {r["行政区划代码"] for r in rows}
+    counts = Counter((a.rule, a.severity) for a in demo.expected_alerts)
+    assert counts[("DEATH_IN_HOUSEHOLD", "HIGH")] >= 8 and counts[("DEATH_IN_HOUSEHOLD", "MEDIUM")] >= 8
+    assert counts[("MEDICAL_EXPENSE", "HIGH")] >= 8 and counts[("MEDICAL_EXPENSE", "MEDIUM")] >= 8
+    assert counts[("DISASTER_LOSS", "HIGH")] >= 6 and counts[("DISASTER_LOSS", "MEDIUM")] >= 6
+    assert counts[("SCHOOL_DROPOUT", "HIGH")] == 6 and counts[("ASSET_PURCHASE", "LOW")] == 5
+    # the three households carrying the invalid roster rows appear in no scenario
+    bad_households = {r["户编号"] for r in rows if not _valid_id(r["身份证号码"]) or r["性别"] not in ("男", "女")
+                      or len(r["行政区划代码"]) != 12}
+    assert len(bad_households) == 3 and not bad_households & {a.household_id for a in demo.expected_alerts}
+
+
+def test_regional_village_has_six_households_within_five_days(demo: DemoFiles) -> None:
+    rows = _table(dict((f, p) for _, f, p in demo.feeds)["disaster-loss"])
+    (village,) = demo.expected_regional
+    hit = [r for r in rows if r["行政区划代码"] == village]
+    dates = [_date(r["灾害发生日期"]) for r in hit]
+    assert len({r["户主身份证号码"] for r in hit}) == 6 and {r["灾害类型"] for r in hit} == {"洪涝"}
+    assert max(dates) - min(dates) <= dt.timedelta(days=5)
+    per_village = Counter(r["行政区划代码"] for r in rows)
+    assert sorted(per_village.values())[-2:] == [4, 6]
+
+
+def test_no_valid_event_date_after_today_or_older_than_18_months(demo: DemoFiles) -> None:
+    for _, feed, path in demo.feeds:
+        rows = _table(path)
+        suspicious = 0
+        for row in rows:
+            dates = [row[c] for c in DATE_COLUMNS if c in row]
+            parsed = [_date(cell) for cell in dates]
+            if any(d is None or d > TODAY for d in parsed):
+                suspicious += 1
+                future = [d for d in parsed if d is not None and d > TODAY]
+                assert all(d.year >= TODAY.year + 50 for d in future), feed  # only the seeded far-future typos
+                continue
+            assert all(EARLIEST <= d <= TODAY for d in parsed), (feed, row)
+        assert suspicious <= demo.bad_rows[feed]
+
+
+def test_feed_ids_are_valid_except_seeded_bad_rows(demo: DemoFiles) -> None:
+    legacy = 0
+    for _, feed, path in demo.feeds:
+        invalid = 0
+        for row in _table(path):
+            number = str(next(row[c] for c in ID_COLUMNS if c in row) or "")
+            if len(number) == 15:
+                legacy += 1
+                assert feed == "vehicle-purchase" and number.isdigit()
+            elif not _valid_id(number):
+                invalid += 1
+        assert invalid == 1, feed  # the seeded bad check character (or, in the dropout file, a missing number)
+    assert legacy == 1
+
+
+def test_hospitalization_file_mixes_formats_and_holds_one_exact_duplicate(demo: DemoFiles) -> None:
+    path = dict((f, p) for _, f, p in demo.feeds)["hospitalization"]
+    lines = path.read_bytes().decode("gbk").splitlines()[1:]
+    assert sorted(Counter(lines).values())[-1] == 2 and sum(n - 1 for n in Counter(lines).values()) == 1
+    admissions = [r["入院日期"] for r in _table(path)]
+    assert any(re.fullmatch(r"\d{4}-\d{2}-\d{2}", a) for a in admissions)
+    assert any(re.fullmatch(r"\d{4}/\d{1,2}/\d{1,2}", a) for a in admissions)
+    assert any(re.fullmatch(r"\d{8}", a) for a in admissions)
+    assert any("年" in a for a in admissions)
+    assert any(re.fullmatch(r"\d{1,3}(,\d{3})+\.\d{2}", r["医疗总费用"]) for r in _table(path))
+    assert any(r["个人自付金额"].startswith("-") for r in _table(path))
+
+
+def test_xlsx_opens_with_openpyxl_and_mixes_date_cells_and_text(demo: DemoFiles) -> None:
+    path = dict((f, p) for _, f, p in demo.feeds)["dropout"]
+    sheet = openpyxl.load_workbook(path).active
+    cells = [row[5] for row in sheet.iter_rows(min_row=2, values_only=True)]
+    assert any(isinstance(c, dt.datetime) for c in cells) and any(isinstance(c, str) for c in cells)
+    assert {row[3] for row in sheet.iter_rows(min_row=2, values_only=True)} >= {"小学", "初中", "高中", "中职"}
+
+
+def test_bad_rows_are_counted_per_feed(demo: DemoFiles) -> None:
+    assert set(demo.bad_rows) == {*HEADERS, "roster"}
+    assert demo.bad_rows["roster"] == 3
+    assert all(2 <= demo.bad_rows[feed] <= 4 for feed in HEADERS)
+
+
+def test_manifest_is_json(demo: DemoFiles, tmp_path: Path) -> None:
+    write_manifest(demo, tmp_path / "manifest.json")
+    manifest = json.loads((tmp_path / "manifest.json").read_text("utf-8"))
+    assert manifest["expected_alerts"]["total"] == len(demo.expected_alerts)
+    assert manifest["expected_regional"] == sorted(demo.expected_regional)
+    assert [f["feed"] for f in manifest["feeds"]] == [feed for _, feed, _ in demo.feeds]
+
+
+def test_too_small_a_population_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError):
+        generate(tmp_path, households=50, today=TODAY)
