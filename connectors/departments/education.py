@@ -1,0 +1,22 @@
+"""教育局 Education: students leaving school (dropouts)."""
+from __future__ import annotations
+
+from connectors.fields import Choice, Date, IdNumber, Text
+from connectors.framework import Column, FeedSpec
+
+__all__ = ["DROPOUT"]
+
+DROPOUT = FeedSpec(
+    department="education",
+    feed="dropout",
+    schema="povwatch.events.Dropout",
+    columns=(
+        Column("student_name", "学生姓名", Text(), sensitive="name"),
+        Column("student_id_number", "学生身份证号码", IdNumber(), sensitive="id"),
+        Column("school", "学校名称", Text()),
+        Column("stage", "学段", Choice({"小学": "PRIMARY", "初中": "JUNIOR", "高中": "SENIOR", "中职": "VOCATIONAL"})),
+        Column("grade", "年级", Text(max_length=20)),
+        Column("dropout_date", "辍学日期", Date()),
+    ),
+    occurred_at="dropout_date",
+)

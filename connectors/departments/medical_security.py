@@ -1,0 +1,40 @@
+"""医保局 Medical Security: hospitalisations with out-of-pocket cost."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from connectors.fields import Amount, Count, Date, IdNumber, Text
+from connectors.framework import Column, FeedSpec
+
+__all__ = ["HOSPITALIZATION"]
+
+
+def _settled_after_admission(values: Mapping[str, Any]) -> str | None:
+    if values["settlement_date"] < values["admission_date"]:
+        return "settlement_date: settled before the admission date"
+    return None
+
+
+def _out_of_pocket_within_total(values: Mapping[str, Any]) -> str | None:
+    if values["out_of_pocket"] > values["total_cost"]:
+        return "out_of_pocket: larger than the total cost"
+    return None
+
+
+HOSPITALIZATION = FeedSpec(
+    department="medical-security",
+    feed="hospitalization",
+    schema="povwatch.events.Hospitalization",
+    columns=(
+        Column("name", "姓名", Text(), sensitive="name"),
+        Column("id_number", "身份证号码", IdNumber(), sensitive="id"),
+        Column("disease", "疾病名称", Text()),
+        Column("admission_date", "入院日期", Date()),
+        Column("days", "住院天数", Count(maximum=3660)),
+        Column("total_cost", "医疗总费用", Amount()),
+        Column("out_of_pocket", "个人自付金额", Amount()),
+        Column("settlement_date", "结算日期", Date()),
+    ),
+    occurred_at="admission_date",
+    checks=(_settled_after_admission, _out_of_pocket_within_total),
+)

@@ -1,0 +1,192 @@
+"""Field parsers: department text -> typed value, or `FieldError` with a short reason.
+
+Pure functions of the cell text (and `today` for dates). Each parser is a small frozen object so a feed
+declares its columns as data (see connectors.departments). Reasons never repeat ID numbers or names.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Any, Mapping, Protocol
+
+from connectors.idcard import InvalidId, normalise_id
+
+__all__ = [
+    "FieldError",
+    "Parser",
+    "Text",
+    "IdNumber",
+    "Date",
+    "Amount",
+    "Count",
+    "Choice",
+    "Sex",
+    "RegionCode",
+    "clean",
+    "parse_date",
+    "parse_amount",
+    "mask_id_like",
+]
+
+
+class FieldError(ValueError):
+    """The cell cannot be used; str() is the reason."""
+
+
+def clean(text: str) -> str:
+    """NFKC (full-width digits, letters, spaces and punctuation -> ASCII) and trimmed."""
+    return unicodedata.normalize("NFKC", text).strip()
+
+
+class Parser(Protocol):
+    def parse(self, text: str, today: dt.date) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Text:
+    max_length: int = 200
+
+    def parse(self, text: str, today: dt.date) -> str:
+        value = clean(text)
+        if len(value) > self.max_length:
+            raise FieldError(f"longer than {self.max_length} characters")
+        return value
+
+
+@dataclass(frozen=True)
+class IdNumber:
+    """18-character resident ID number (15-digit legacy numbers upgraded)."""
+
+    def parse(self, text: str, today: dt.date) -> str:
+        try:
+            return normalise_id(text)
+        except InvalidId as exc:
+            raise FieldError(f"invalid ID number: {exc}") from None
+
+
+_DATE_PATTERNS = (
+    re.compile(r"^(\d{4})-(\d{1,2})-(\d{1,2})(?:[ T]00:00(?::00)?)?$"),
+    re.compile(r"^(\d{4})/(\d{1,2})/(\d{1,2})$"),
+    re.compile(r"^(\d{4})\.(\d{1,2})\.(\d{1,2})$"),
+    re.compile(r"^(\d{4})(\d{2})(\d{2})$"),
+    re.compile(r"^(\d{4})年(\d{1,2})月(\d{1,2})日?$"),
+)
+
+
+def parse_date(text: str, today: dt.date) -> dt.date:
+    value = clean(text).replace(" ", "") if "年" in text else clean(text)
+    for pattern in _DATE_PATTERNS:
+        m = pattern.match(value)
+        if m:
+            try:
+                day = dt.date(int(m[1]), int(m[2]), int(m[3]))
+            except ValueError:
+                raise FieldError(f"not a real date: {value}") from None
+            if day.year < 1900:
+                raise FieldError(f"date before 1900: {value}")
+            if day > today:
+                raise FieldError(f"date in the future: {value}")
+            return day
+    raise FieldError(f"not a date: {value!r} (expected e.g. 2024-03-05, 2024/3/5, 20240305, 2024年3月5日)")
+
+
+@dataclass(frozen=True)
+class Date:
+    def parse(self, text: str, today: dt.date) -> dt.date:
+        return parse_date(text, today)
+
+
+_CENT = Decimal("0.01")
+
+
+def parse_amount(text: str) -> Decimal:
+    value = clean(text).replace(",", "").replace("元", "").replace("¥", "").replace(" ", "")
+    try:
+        amount = Decimal(value)
+    except InvalidOperation:
+        raise FieldError(f"not an amount: {value!r}") from None
+    if not amount.is_finite():
+        raise FieldError(f"not an amount: {value!r}")
+    if amount < 0:
+        raise FieldError("negative amount")
+    if amount >= Decimal("1e12"):
+        raise FieldError("amount too large")
+    return amount.quantize(_CENT, rounding=ROUND_HALF_UP)
+
+
+@dataclass(frozen=True)
+class Amount:
+    """CNY: `1234.5`, `1,234.50`, full-width digits; negative is invalid."""
+
+    def parse(self, text: str, today: dt.date) -> Decimal:
+        return parse_amount(text)
+
+
+@dataclass(frozen=True)
+class Count:
+    """A non-negative whole number (people, days)."""
+
+    maximum: int = 100_000
+
+    def parse(self, text: str, today: dt.date) -> int:
+        value = clean(text)
+        if value.endswith(".0"):
+            value = value[:-2]
+        if not re.fullmatch(r"-?\d+", value):
+            raise FieldError(f"not a whole number: {value!r}")
+        number = int(value)
+        if number < 0:
+            raise FieldError("negative number")
+        if number > self.maximum:
+            raise FieldError(f"larger than {self.maximum}")
+        return number
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A closed set: department labels (Chinese) mapped to schema symbols; symbols accepted as aliases."""
+
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    def parse(self, text: str, today: dt.date) -> str:
+        value = clean(text)
+        if value in self.labels:
+            return self.labels[value]
+        if value.upper() in self.labels.values():
+            return value.upper()
+        raise FieldError(f"unknown value {value!r} (expected one of {' / '.join(self.labels)})")
+
+
+@dataclass(frozen=True)
+class Sex:
+    def parse(self, text: str, today: dt.date) -> str:
+        value = clean(text).upper()
+        if value in ("男", "M", "1"):
+            return "M"
+        if value in ("女", "F", "2"):
+            return "F"
+        raise FieldError(f"unknown sex {value!r} (expected 男/女, M/F, 1/2)")
+
+
+@dataclass(frozen=True)
+class RegionCode:
+    """Statistical division code: 12 digits (village) or 6 (county-level feeds)."""
+
+    digits: int = 12
+
+    def parse(self, text: str, today: dt.date) -> str:
+        value = clean(text)
+        if not (value.isdigit() and len(value) == self.digits):
+            raise FieldError(f"region code must be {self.digits} digits, got {len(value)} characters")
+        return value
+
+
+_ID_LIKE = re.compile(r"\d{14,17}[\dXx]")
+
+
+def mask_id_like(text: str) -> str:
+    """Free text may quote an ID number: mask any run that looks like one."""
+    return _ID_LIKE.sub("<id-redacted>", text)

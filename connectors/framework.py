@@ -1,0 +1,348 @@
+"""The connector framework: department file -> validated records -> Avro events on Kafka.
+
+    read_table(path)            connectors.readers: header + text rows (CSV in any of the encodings, XLSX)
+    bind_headers(spec, header)  which column holds which field (Chinese label, English alias, unit suffix)
+    validate(spec, raw, today)  RawRow -> ValidRecord | Rejection (every reason, not just the first)
+    RowHandler.handle(record)   ValidRecord -> Accepted(messages) | reasons     (what the feed publishes)
+    run_file(...)               drives the above, publishes, dead-letters rejects, returns a Summary
+
+A department declares a `FeedSpec` (its columns and the event schema); `EventHandler` turns any event feed's
+record into one event, so most departments need no code at all. Rejections are data: they go to
+`dlq.<department>` with the row number, every reason, and the row with names and ID numbers redacted.
+Invariant of every Summary: read == published + rejected + duplicates (blank lines are listed apart).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Callable, Iterator, Literal, Mapping, Protocol, Sequence
+
+from connectors.fields import FieldError, Parser, clean, mask_id_like
+from connectors.pseudonym import Pseudonymiser
+from connectors.readers import read_table
+from schemas.codec import Codec
+from schemas.errors import InputFileError
+from schemas.topics import dlq_topic, event_topic
+
+__all__ = [
+    "CONNECTOR_VERSION",
+    "Column",
+    "FeedSpec",
+    "RawRow",
+    "ValidRecord",
+    "Rejection",
+    "Message",
+    "Accepted",
+    "RowHandler",
+    "EventHandler",
+    "Publisher",
+    "Summary",
+    "bind_headers",
+    "validate",
+    "redacted_fields",
+    "event_id_of",
+    "run_file",
+]
+
+CONNECTOR_VERSION = "0.1.0"
+Check = Callable[[Mapping[str, Any]], "str | None"]
+Clock = Callable[[], dt.datetime]
+
+
+@dataclass(frozen=True)
+class Column:
+    field: str
+    label: str
+    parser: Parser
+    required: bool = True
+    sensitive: Literal["name", "id"] | None = None
+
+
+@dataclass(frozen=True)
+class FeedSpec:
+    """A department feed, declared: its columns (schema field names + Chinese labels) and its event."""
+
+    department: str
+    feed: str
+    schema: str
+    columns: tuple[Column, ...]
+    occurred_at: str = ""
+    checks: tuple[Check, ...] = ()
+
+    @property
+    def topic(self) -> str:
+        return event_topic(self.department, self.feed)
+
+    @property
+    def dlq(self) -> str:
+        return dlq_topic(self.department)
+
+
+@dataclass(frozen=True)
+class RawRow:
+    """One data row as text, by field name (only the declared columns)."""
+
+    row: int
+    cells: dict[str, str]
+
+
+@dataclass(frozen=True)
+class ValidRecord:
+    """A row whose every field parsed and passed the feed's checks; ID numbers are normalised (18 chars)."""
+
+    row: int
+    values: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Rejection:
+    row: int
+    reasons: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Message:
+    """An encoded message ready for Kafka."""
+
+    topic: str
+    key: bytes
+    value: bytes
+
+
+@dataclass(frozen=True)
+class Accepted:
+    identity: str  # rows with the same identity in one file are exact duplicates: published once
+    messages: tuple[Message, ...]
+
+
+class RowHandler(Protocol):
+    def handle(self, record: ValidRecord, source: dict[str, Any]) -> Accepted | list[str]: ...
+
+    def finish(self) -> list[Message]: ...
+
+
+class Publisher(Protocol):
+    """Where messages go. services.kafka_io.KafkaPublisher in production, an in-memory one in tests."""
+
+    async def send(self, topic: str, key: bytes, value: bytes) -> None: ...
+
+    async def flush(self) -> None: ...
+
+
+def _header_key(text: str) -> str:
+    value = clean(text).lstrip("\ufeff").strip()
+    if value.endswith("(元)"):  # NFKC has already turned （元） into (元)
+        value = value[: -len("(元)")].strip()
+    return value.replace(" ", "").lower()
+
+
+def bind_headers(spec: FeedSpec, headers: Sequence[str]) -> dict[int, Column]:
+    """Column index -> declared column; InputFileError naming every required column that is missing."""
+    wanted: dict[str, Column] = {}
+    for col in spec.columns:
+        wanted[_header_key(col.label)] = col
+        wanted[_header_key(col.field)] = col
+    bound: dict[int, Column] = {}
+    seen: dict[str, int] = {}
+    for index, header in enumerate(headers):
+        col = wanted.get(_header_key(header))
+        if col is None:
+            continue
+        if col.field in seen:
+            raise InputFileError(f"column {col.label} ({col.field}) appears twice (columns {seen[col.field] + 1} "
+                                 f"and {index + 1})")
+        seen[col.field] = index
+        bound[index] = col
+    missing = [f"{c.label} ({c.field})" for c in spec.columns if c.required and c.field not in seen]
+    if missing:
+        raise InputFileError(f"missing column{'s' if len(missing) > 1 else ''}: {', '.join(missing)}")
+    return bound
+
+
+def validate(spec: FeedSpec, raw: RawRow, today: dt.date) -> ValidRecord | Rejection:
+    values: dict[str, Any] = {}
+    reasons: list[str] = []
+    for col in spec.columns:
+        text = raw.cells.get(col.field, "")
+        if not clean(text):
+            if col.required:
+                reasons.append(f"{col.field}: missing {col.label}")
+            else:
+                values[col.field] = None
+            continue
+        try:
+            values[col.field] = col.parser.parse(text, today)
+        except FieldError as exc:
+            reasons.append(f"{col.field}: {exc}")
+    if not reasons:
+        for check in spec.checks:
+            problem = check(values)
+            if problem:
+                reasons.append(problem)
+    if reasons:
+        return Rejection(raw.row, tuple(reasons))
+    return ValidRecord(raw.row, values)
+
+
+def redacted_fields(spec: FeedSpec, raw: RawRow) -> dict[str, str]:
+    """The row for the dead letter: names and ID numbers never leave, free text has ID-like runs masked."""
+    out: dict[str, str] = {}
+    for col in spec.columns:
+        text = raw.cells.get(col.field, "")
+        if col.sensitive and clean(text):
+            out[col.field] = f"<redacted {col.sensitive}>"
+        else:
+            out[col.field] = mask_id_like(text)
+    return out
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, (dt.date, Decimal)):
+        return str(value)
+    return value
+
+
+def event_id_of(department: str, feed: str, body: Mapping[str, Any]) -> str:
+    """Deterministic id from the source (department, feed) and the normalised, pseudonymised record."""
+    canonical = json.dumps({k: _canonical(v) for k, v in sorted(body.items())}, ensure_ascii=False,
+                           separators=(",", ":"))
+    return hashlib.sha256(f"{department}\x1f{feed}\x1f{canonical}".encode("utf-8")).hexdigest()[:32]
+
+
+class EventHandler:
+    """Any event feed: ID columns -> person_key, names dropped, free text masked, one event per row."""
+
+    def __init__(self, spec: FeedSpec, *, pseudonymiser: Pseudonymiser, codec: Codec, clock: Clock) -> None:
+        self.spec = spec
+        self._pseudonymiser = pseudonymiser
+        self._codec = codec
+        self._clock = clock
+        ids = [c for c in spec.columns if c.sensitive == "id"]
+        if len(ids) != 1:
+            raise ValueError(f"{spec.feed}: an event feed needs exactly one ID-number column")
+        self._id_field = ids[0].field
+        self._names = {c.field for c in spec.columns if c.sensitive == "name"}
+
+    def body(self, record: ValidRecord) -> dict[str, Any]:
+        body: dict[str, Any] = {"person_key": self._pseudonymiser.person_key(record.values[self._id_field])}
+        name_values = [record.values[f] for f in self._names if record.values.get(f)]
+        for key, value in record.values.items():
+            if key == self._id_field or key in self._names:
+                continue
+            if isinstance(value, str):
+                value = mask_id_like(value)
+                for name in name_values:
+                    value = value.replace(name, "<name-redacted>")
+            body[key] = value
+        return body
+
+    def handle(self, record: ValidRecord, source: dict[str, Any]) -> Accepted | list[str]:
+        body = self.body(record)
+        eid = event_id_of(self.spec.department, self.spec.feed, body)
+        event = {
+            "event_id": eid,
+            "occurred_at": record.values[self.spec.occurred_at],
+            "ingested_at": self._clock(),
+            "source": source,
+            **body,
+        }
+        value = self._codec.encode(self.spec.schema, event)
+        return Accepted(eid, (Message(self.spec.topic, body["person_key"].encode("ascii"), value),))
+
+    def finish(self) -> list[Message]:
+        return []
+
+
+@dataclass
+class Summary:
+    department: str
+    feed: str
+    file: str
+    encoding: str = ""
+    read: int = 0
+    published: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    blank_lines: int = 0
+    extra_messages: int = 0  # messages that are not rows (e.g. roster households)
+    rejects: list[tuple[int, tuple[str, ...]]] = field(default_factory=list)
+
+    @property
+    def balanced(self) -> bool:
+        return self.read == self.published + self.rejected + self.duplicates
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "department": self.department, "feed": self.feed, "file": self.file, "encoding": self.encoding,
+            "read": self.read, "published": self.published, "rejected": self.rejected,
+            "duplicates": self.duplicates, "blank_lines": self.blank_lines,
+            "extra_messages": self.extra_messages,
+            "rejects": [{"row": row, "reasons": list(reasons)} for row, reasons in self.rejects],
+        }
+
+
+def _raw_rows(bound: dict[int, Column], rows: Iterator[tuple[int, list[str]]]) -> Iterator[RawRow | int]:
+    """RawRow per data row; a blank line yields its row number instead."""
+    for number, cells in rows:
+        if not any(c.strip() for c in cells):
+            yield number
+            continue
+        yield RawRow(number, {col.field: (cells[i] if i < len(cells) else "") for i, col in bound.items()})
+
+
+async def run_file(
+    spec: FeedSpec,
+    path: Path,
+    handler: RowHandler,
+    *,
+    publisher_factory: Callable[[], Any],
+    codec: Codec,
+    clock: Clock,
+    stage: str = "connector",
+) -> Summary:
+    """Process one file. The file is opened and its header checked before the publisher is started, so a bad
+    file fails fast without a broker. `publisher_factory()` returns an async context manager -> Publisher."""
+    table = read_table(path)
+    try:
+        bound = bind_headers(spec, table.headers)
+    except InputFileError as exc:
+        raise InputFileError(f"{path.name}: {exc}") from None
+    today = clock().date()
+    summary = Summary(spec.department, spec.feed, path.name, table.encoding)
+    seen: set[str] = set()
+    async with publisher_factory() as publisher:
+        for item in _raw_rows(bound, table.rows):
+            if isinstance(item, int):
+                summary.blank_lines += 1
+                continue
+            summary.read += 1
+            source = {"department": spec.department, "feed": spec.feed, "origin": path.name, "row": item.row,
+                      "connector_version": CONNECTOR_VERSION}
+            outcome: ValidRecord | Rejection | Accepted | list[str] = validate(spec, item, today)
+            if isinstance(outcome, ValidRecord):
+                outcome = handler.handle(outcome, source)
+            if isinstance(outcome, Accepted):
+                if outcome.identity in seen:
+                    summary.duplicates += 1
+                    continue
+                seen.add(outcome.identity)
+                for message in outcome.messages:
+                    await publisher.send(message.topic, message.key, message.value)
+                summary.published += 1
+                continue
+            reasons = tuple(outcome.reasons if isinstance(outcome, Rejection) else outcome)
+            letter = {"source": source, "stage": stage, "reasons": list(reasons),
+                      "fields": redacted_fields(spec, item), "rejected_at": clock()}
+            await publisher.send(spec.dlq, f"{path.name}:{item.row}".encode("utf-8"),
+                                 codec.encode("povwatch.DeadLetter", letter))
+            summary.rejected += 1
+            summary.rejects.append((item.row, reasons))
+        for message in handler.finish():
+            await publisher.send(message.topic, message.key, message.value)
+            summary.extra_messages += 1
+        await publisher.flush()
+    return summary

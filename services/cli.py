@@ -1,0 +1,202 @@
+"""The `povwatch` command line (DESIGN.md, "Command line"). The composition root of every process:
+settings are read once here and passed down. Errors the program understands print one line, exit 2."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from schemas.errors import PovwatchError
+
+__all__ = ["main"]
+
+
+def _summary_text(summary: Any) -> str:
+    s = summary.as_dict()
+    lines = [
+        f"{s['department']} {s['feed']} {s['file']} ({s['encoding']})",
+        f"  read {s['read']}  published {s['published']}  rejected {s['rejected']}  duplicates {s['duplicates']}"
+        + (f"  (blank lines ignored: {s['blank_lines']})" if s["blank_lines"] else "")
+        + (f"  (+{s['extra_messages']} household records)" if s["extra_messages"] else ""),
+    ]
+    for reject in s["rejects"]:
+        lines.append(f"  row {reject['row']}: " + "; ".join(reject["reasons"]))
+    return "\n".join(lines)
+
+
+def _print_summary(summary: Any, as_json: bool) -> None:
+    print(json.dumps(summary.as_dict(), ensure_ascii=False) if as_json else _summary_text(summary))
+
+
+def cmd_kafka(args: argparse.Namespace, settings: Any) -> int:
+    from services import kafka_local
+
+    action: Callable[[Any], str] = {"up": kafka_local.up, "down": kafka_local.down,
+                                    "status": kafka_local.status}[args.action]
+    print(action(settings))
+    return 0
+
+
+def cmd_topics(args: argparse.Namespace, settings: Any) -> int:
+    from services.kafka_io import ensure_topics, project_topics
+
+    created = asyncio.run(ensure_topics(settings.bootstrap, settings.partitions))
+    print(f"{len(project_topics())} topics present on {settings.bootstrap}; created: "
+          + (", ".join(created) if created else "none"))
+    return 0
+
+
+def cmd_roster(args: argparse.Namespace, settings: Any) -> int:
+    from services.ingest import load_roster
+
+    _print_summary(asyncio.run(load_roster(settings, Path(args.file))), args.json)
+    return 0
+
+
+def cmd_connector(args: argparse.Namespace, settings: Any) -> int:
+    from services.ingest import run_connector
+
+    _print_summary(asyncio.run(run_connector(settings, args.dept, args.feed, Path(args.file))), args.json)
+    return 0
+
+
+def cmd_monitor(args: argparse.Namespace, settings: Any) -> int:
+    from services.monitor.app import run_monitor
+
+    settings.checked_key()  # refuse the development key outside development mode, like every process
+    run_monitor(settings)
+    return 0
+
+
+def cmd_casefeed(args: argparse.Namespace, settings: Any) -> int:
+    import logging
+
+    from prometheus_client import start_http_server
+
+    from services.casefeed.service import run_casefeed
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    try:
+        start_http_server(settings.casefeed_metrics_port)
+    except OSError as exc:
+        raise PovwatchError(f"cannot serve /metrics on port {settings.casefeed_metrics_port}: {exc}") from None
+    totals = asyncio.run(run_casefeed(settings, idle_timeout=args.timeout))
+    print(f"casefeed: consumed {totals.consumed}, evidence {totals.evidence}, cases opened {totals.cases_opened}, "
+          f"duplicates {totals.duplicates}, dead letters {totals.dead_letters}")
+    return 0
+
+
+def cmd_alerts(args: argparse.Namespace, settings: Any) -> int:
+    from schemas.codec import default_codec
+    from schemas.errors import DecodeError
+    from schemas.topics import ALERTS_HOUSEHOLD, ALERTS_REGIONAL
+    from services.alerts_view import alert_json, alert_line
+    from services.kafka_io import read_topic
+
+    codec = default_codec()
+
+    async def tail() -> None:
+        async for rec in read_topic(settings.bootstrap, [ALERTS_HOUSEHOLD, ALERTS_REGIONAL],
+                                    from_beginning=args.from_beginning, idle_timeout=args.timeout):
+            try:
+                record = codec.decode(rec.value).record
+            except DecodeError as exc:
+                print(f"povwatch: skipped undecodable message {rec.topic}[{rec.partition}]@{rec.offset}: {exc}",
+                      file=sys.stderr)
+                continue
+            print(alert_json(rec.topic, record) if args.json else alert_line(rec.topic, record), flush=True)
+
+    asyncio.run(tail())
+    return 0
+
+
+def cmd_cases(args: argparse.Namespace, settings: Any) -> int:
+    from services.casefeed.db import cases_to_json, open_database, render_cases_table
+
+    store = open_database(settings.case_db)
+    try:
+        cases = store.list_cases()
+    finally:
+        store.close()
+    print(cases_to_json(cases) if args.json else render_cases_table(cases))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace, settings: Any) -> int:
+    from services.demo.run import run_demo
+
+    return run_demo(settings, households=args.households, workdir=Path(args.dir))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="povwatch", description="Poverty-relapse monitoring data hub (防返贫监测)")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("kafka", help="local Apache Kafka broker (fetched from Maven Central on first use)")
+    p.add_argument("action", choices=["up", "down", "status"])
+    p.set_defaults(func=cmd_kafka)
+
+    p = sub.add_parser("topics", help="create every topic povwatch uses")
+    p.add_argument("action", choices=["ensure"])
+    p.set_defaults(func=cmd_topics)
+
+    p = sub.add_parser("roster", help="publish the roster of monitored households")
+    p.add_argument("action", choices=["load"])
+    p.add_argument("file")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=cmd_roster)
+
+    p = sub.add_parser("connector", help="run a department connector on one file")
+    p.add_argument("action", choices=["run"])
+    p.add_argument("dept", help="department slug, e.g. medical-security")
+    p.add_argument("feed", help="feed name, e.g. hospitalization")
+    p.add_argument("file", help="CSV (UTF-8, UTF-8 BOM, GBK/GB18030) or XLSX export")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=cmd_connector)
+
+    p = sub.add_parser("monitor", help="run the stream processor (faust-streaming worker)")
+    p.set_defaults(func=cmd_monitor)
+
+    p = sub.add_parser("casefeed", help="consume alerts into the case DB")
+    p.add_argument("--timeout", type=float, default=None, help="stop after SECONDS without a new alert")
+    p.set_defaults(func=cmd_casefeed)
+
+    p = sub.add_parser("alerts", help="print alerts for the bureau")
+    p.add_argument("action", choices=["tail"])
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--from-beginning", action="store_true", help="start at the oldest alert (default: new ones)")
+    p.add_argument("--timeout", type=float, default=None, help="stop after SECONDS without a new alert")
+    p.set_defaults(func=cmd_alerts)
+
+    p = sub.add_parser("cases", help="show the case DB")
+    p.add_argument("action", choices=["list"])
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_cases)
+
+    p = sub.add_parser("demo", help="generate a synthetic Bortala population and run everything on it")
+    p.add_argument("--households", type=int, default=3000)
+    p.add_argument("--dir", default="var/demo", help="where the demo writes its files (default var/demo)")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        from services.settings import load_settings
+
+        settings = load_settings()
+        code: int = args.func(args, settings)
+        return code
+    except PovwatchError as exc:
+        print(f"povwatch: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

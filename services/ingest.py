@@ -1,0 +1,48 @@
+"""Composition root of the connectors: settings -> pseudonymiser, codec, publisher -> run one file."""
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Callable
+
+from connectors.catalog import EVENT_FEEDS, ROSTER, get_feed
+from connectors.departments.bureau import RosterHandler
+from connectors.framework import EventHandler, Summary, run_file
+from connectors.pseudonym import Pseudonymiser
+from schemas.codec import default_codec
+from schemas.topics import REGISTRY_HOUSEHOLDS, REGISTRY_PERSONS
+from services.kafka_io import KafkaPublisher
+from services.settings import Settings
+
+__all__ = ["run_connector", "load_roster", "utc_now"]
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+async def run_connector(
+    settings: Settings, department: str, feed: str, path: Path, *, clock: Callable[[], dt.datetime] = utc_now
+) -> Summary:
+    spec = get_feed(department, feed)
+    codec = default_codec()
+    handler = EventHandler(spec, pseudonymiser=Pseudonymiser(settings.checked_key()), codec=codec, clock=clock)
+    return await run_file(
+        spec, path, handler, codec=codec, clock=clock,
+        publisher_factory=lambda: KafkaPublisher(settings.bootstrap, client_id=f"povwatch-{department}",
+                                                 require_topics=[spec.topic, spec.dlq]),
+    )
+
+
+async def load_roster(settings: Settings, path: Path, *, clock: Callable[[], dt.datetime] = utc_now) -> Summary:
+    codec = default_codec()
+    handler = RosterHandler(pseudonymiser=Pseudonymiser(settings.checked_key()), codec=codec, clock=clock)
+    return await run_file(
+        ROSTER, path, handler, codec=codec, clock=clock, stage="roster",
+        publisher_factory=lambda: KafkaPublisher(
+            settings.bootstrap, client_id="povwatch-roster",
+            require_topics=[REGISTRY_PERSONS, REGISTRY_HOUSEHOLDS, ROSTER.dlq]),
+    )
+
+
+CONNECTORS_EVENT_TOPICS: tuple[str, ...] = tuple(spec.topic for spec in EVENT_FEEDS.values())

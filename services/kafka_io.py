@@ -1,0 +1,238 @@
+"""The one adapter that touches aiokafka: publishing, topic administration, reading topics.
+
+aiokafka's errors are translated here into `BrokerUnavailable` with one clear line; no aiokafka type leaves.
+"""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Iterable
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from connectors.catalog import EVENT_FEEDS
+from schemas.errors import BrokerUnavailable
+from schemas.topics import (
+    ALERTS_HOUSEHOLD,
+    ALERTS_REGIONAL,
+    MONITOR_DLQ,
+    REGISTRY_HOUSEHOLDS,
+    REGISTRY_PERSONS,
+    TopicSpec,
+    dlq_topic,
+)
+
+__all__ = [
+    "KafkaPublisher",
+    "project_topics",
+    "ensure_topics",
+    "missing_topics",
+    "group_offsets",
+    "read_topic",
+    "Record",
+    "topic_end_offsets",
+]
+
+_TIMEOUT_MS = 15_000
+
+
+def project_topics() -> list[TopicSpec]:
+    """Every topic povwatch uses (DESIGN.md). Registry topics are compacted: the latest record per key wins."""
+    specs = [TopicSpec(REGISTRY_PERSONS, compacted=True), TopicSpec(REGISTRY_HOUSEHOLDS, compacted=True)]
+    specs += [TopicSpec(spec.topic) for spec in EVENT_FEEDS.values()]
+    departments = sorted({d for d, _ in EVENT_FEEDS} | {"bureau"})
+    specs += [TopicSpec(dlq_topic(d)) for d in departments] + [TopicSpec(MONITOR_DLQ)]
+    specs += [TopicSpec(ALERTS_HOUSEHOLD), TopicSpec(ALERTS_REGIONAL)]
+    return specs
+
+
+def _unavailable(bootstrap: str, exc: BaseException) -> BrokerUnavailable:
+    detail = str(exc) or type(exc).__name__
+    return BrokerUnavailable(f"cannot reach Kafka at {bootstrap}: {detail} (is it running? `povwatch kafka up`)")
+
+
+async def _admin(bootstrap: str) -> AIOKafkaAdminClient:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=_TIMEOUT_MS)
+    try:
+        await admin.start()
+    except (KafkaError, OSError) as exc:
+        await admin.close()
+        raise _unavailable(bootstrap, exc) from None
+    return admin
+
+
+async def ensure_topics(bootstrap: str, partitions: int, topics: Iterable[TopicSpec] | None = None) -> list[str]:
+    """Create the missing topics; returns the names created (existing ones are left as they are)."""
+    wanted = list(topics if topics is not None else project_topics())
+    admin = await _admin(bootstrap)
+    try:
+        existing = set(await admin.list_topics())
+        new = []
+        for spec in wanted:
+            if spec.name in existing:
+                continue
+            config = {"cleanup.policy": "compact"} if spec.compacted else {}
+            count = 1 if spec.name.startswith("dlq.") else partitions
+            new.append(NewTopic(spec.name, num_partitions=count, replication_factor=1, topic_configs=config))
+        if new:
+            try:
+                await admin.create_topics(new, timeout_ms=_TIMEOUT_MS)
+            except TopicAlreadyExistsError:
+                pass  # created concurrently by another process: fine
+        return [t.name for t in new]
+    except KafkaError as exc:
+        raise _unavailable(bootstrap, exc) from None
+    finally:
+        await admin.close()
+
+
+async def group_offsets(bootstrap: str, group_id: str) -> dict[tuple[str, int], int]:
+    """Committed offsets of a consumer group ((topic, partition) -> next offset to read)."""
+    admin = await _admin(bootstrap)
+    try:
+        offsets = await admin.list_consumer_group_offsets(group_id)
+    except KafkaError as exc:
+        raise _unavailable(bootstrap, exc) from None
+    finally:
+        await admin.close()
+    return {(tp.topic, tp.partition): meta.offset for tp, meta in offsets.items() if meta.offset >= 0}
+
+
+async def missing_topics(bootstrap: str, names: Iterable[str]) -> list[str]:
+    admin = await _admin(bootstrap)
+    try:
+        existing = set(await admin.list_topics())
+    except KafkaError as exc:
+        raise _unavailable(bootstrap, exc) from None
+    finally:
+        await admin.close()
+    return sorted(set(names) - existing)
+
+
+class KafkaPublisher:
+    """Idempotent producer (acks=all): `async with KafkaPublisher(...) as pub: await pub.send(...)`.
+
+    `send` enqueues; `flush` waits until every message sent so far is acknowledged by the broker."""
+
+    def __init__(self, bootstrap: str, *, client_id: str = "povwatch", require_topics: Iterable[str] = ()) -> None:
+        self._bootstrap = bootstrap
+        self._require = list(require_topics)
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap, client_id=client_id, acks="all", enable_idempotence=True,
+            linger_ms=10, request_timeout_ms=_TIMEOUT_MS,
+        )
+        self._pending: list[asyncio.Future[Any]] = []
+
+    async def __aenter__(self) -> "KafkaPublisher":
+        if self._require:
+            missing = await missing_topics(self._bootstrap, self._require)
+            if missing:
+                raise BrokerUnavailable(f"topic {', '.join(missing)} does not exist on {self._bootstrap}; "
+                                        "run `povwatch topics ensure` first")
+        try:
+            await self._producer.start()
+        except (KafkaError, OSError) as exc:
+            await self._producer.stop()
+            raise _unavailable(self._bootstrap, exc) from None
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        try:
+            if exc_info[0] is None:
+                await self.flush()
+        finally:
+            await self._producer.stop()
+
+    async def send(self, topic: str, key: bytes, value: bytes) -> None:
+        try:
+            self._pending.append(await self._producer.send(topic, value, key=key))
+        except KafkaError as exc:
+            raise _unavailable(self._bootstrap, exc) from None
+        if len(self._pending) >= 2000:
+            await self.flush()
+
+    async def flush(self) -> None:
+        pending, self._pending = self._pending, []
+        try:
+            await asyncio.gather(*pending)
+        except KafkaError as exc:
+            raise _unavailable(self._bootstrap, exc) from None
+
+
+@dataclass(frozen=True)
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    timestamp_ms: int
+
+
+async def _stop(consumer: AIOKafkaConsumer) -> None:
+    """Stop a consumer. aiokafka 0.14 re-raises the CancelledError of its own internal task when a consumer
+    without a group is stopped right after start; swallow that one, never a cancellation of our own task."""
+    try:
+        await consumer.stop()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+
+
+async def _started_consumer(bootstrap: str, **options: Any) -> AIOKafkaConsumer:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                request_timeout_ms=_TIMEOUT_MS, **options)
+    try:
+        await consumer.start()
+        await consumer._client.force_metadata_update()  # so partitions_for_topic() answers (aiokafka has no public call)
+    except (KafkaError, OSError) as exc:
+        await _stop(consumer)
+        raise _unavailable(bootstrap, exc) from None
+    return consumer
+
+
+async def topic_end_offsets(bootstrap: str, topics: Iterable[str]) -> dict[tuple[str, int], int]:
+    consumer = await _started_consumer(bootstrap)
+    try:
+        tps = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
+        ends = await consumer.end_offsets(tps) if tps else {}
+        return {(tp.topic, tp.partition): off for tp, off in ends.items()}
+    finally:
+        await _stop(consumer)
+
+
+async def read_topic(
+    bootstrap: str,
+    topics: Iterable[str],
+    *,
+    from_beginning: bool = True,
+    idle_timeout: float | None = 5.0,
+) -> AsyncIterator[Record]:
+    """Read topics without a consumer group (nothing committed). Ends after `idle_timeout` seconds without a
+    new message (None: follow forever)."""
+    names = list(topics)
+    consumer = await _started_consumer(bootstrap, auto_offset_reset="earliest")
+    try:
+        tps = [TopicPartition(t, p) for t in names for p in sorted(consumer.partitions_for_topic(t) or ())]
+        missing = [t for t in names if not consumer.partitions_for_topic(t)]
+        if missing:
+            raise BrokerUnavailable(f"topic {', '.join(missing)} does not exist (run `povwatch topics ensure`)")
+        consumer.assign(tps)
+        if from_beginning:
+            await consumer.seek_to_beginning(*tps)
+        else:
+            await consumer.seek_to_end(*tps)
+        while True:
+            batch = await consumer.getmany(timeout_ms=int((idle_timeout or 3600) * 1000))
+            if not batch:
+                if idle_timeout is not None:
+                    return
+                continue
+            for tp, messages in batch.items():
+                for m in messages:
+                    yield Record(tp.topic, tp.partition, m.offset, m.key, m.value or b"", m.timestamp)
+    finally:
+        await _stop(consumer)
