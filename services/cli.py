@@ -128,7 +128,7 @@ def cmd_cases(args: argparse.Namespace, settings: Any) -> int:
 def cmd_demo(args: argparse.Namespace, settings: Any) -> int:
     from services.demo.run import run_demo
 
-    return run_demo(settings, households=args.households, workdir=Path(args.dir))
+    return run_demo(settings, households=args.households, workdir=Path(args.dir), keep_running=args.keep_running)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -179,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="generate a synthetic Bortala population and run everything on it")
     p.add_argument("--households", type=int, default=3000)
     p.add_argument("--dir", default="var/demo", help="where the demo writes its files (default var/demo)")
+    p.add_argument("--keep-running", action="store_true", help="leave the demo's broker running at the end")
     p.set_defaults(func=cmd_demo)
     return parser
 

@@ -139,7 +139,7 @@ def build_app(settings: Settings, *, codec: Codec | None = None,
     village_records = app.Table("village-records", default=None, partitions=settings.partitions)
     village_fired = app.Table("village-fired", default=None, partitions=settings.partitions)
 
-    async def consume(stream: Any, handle: Callable[[Any], Any], *, gated: bool) -> None:
+    async def consume(stream: Any, handle: Callable[[Any], Any], *, stage: str, gated: bool) -> None:
         """Run `handle` on every event, then ack it. Acks are manual (Faust would ack an event whose handler
         was cancelled): an event is committed only once handled. A failing event is parked, never fatal."""
         manual = stream.noack()
@@ -155,6 +155,7 @@ def build_app(settings: Settings, *, codec: Codec | None = None,
                               event.message.offset)
                 await park(event.message, f"{type(exc).__name__}: {exc}")
             await manual.ack(event)
+            metrics.PROCESSED.labels(stage).inc()
 
     async def park(message: Any, reason: str) -> None:
         metrics.DEAD_LETTERS.labels(message.topic).inc()
@@ -221,6 +222,7 @@ def build_app(settings: Settings, *, codec: Codec | None = None,
                     "person": person_avro(row, decoded.record["source"], decoded.record["ingested_at"])}
         await household_events.send(key=row["household_id"].encode("utf-8"),
                                     value=codec.encode("povwatch.monitor.EnrichedEvent", enriched))
+        metrics.FORWARDED.labels("person").inc()
 
     async def on_household_event(event: Any) -> None:
         """Household stage: dedupe, rules with household context, alert, history, village record."""
@@ -246,6 +248,7 @@ def build_app(settings: Settings, *, codec: Codec | None = None,
             village = outcome.village_record["village_code"]
             await village_events.send(key=village.encode("utf-8"),
                                       value=codec.encode("povwatch.monitor.VillageDisaster", outcome.village_record))
+            metrics.FORWARDED.labels("household").inc()
         alert_id = ""
         if outcome.draft is not None:
             draft = outcome.draft
@@ -286,23 +289,23 @@ def build_app(settings: Settings, *, codec: Codec | None = None,
 
     @app.agent(persons_topic)
     async def registry_persons(stream: Any) -> None:
-        await consume(stream, on_person, gated=False)
+        await consume(stream, on_person, stage="registry", gated=False)
 
     @app.agent(households_topic)
     async def registry_households(stream: Any) -> None:
-        await consume(stream, on_household, gated=False)
+        await consume(stream, on_household, stage="registry", gated=False)
 
     @app.agent(events_topic)
     async def person_stage(stream: Any) -> None:
-        await consume(stream, on_event, gated=True)
+        await consume(stream, on_event, stage="person", gated=True)
 
     @app.agent(household_events)
     async def household_agent(stream: Any) -> None:
-        await consume(stream, on_household_event, gated=True)
+        await consume(stream, on_household_event, stage="household", gated=True)
 
     @app.agent(village_events)
     async def village_agent(stream: Any) -> None:
-        await consume(stream, on_village_disaster, gated=False)
+        await consume(stream, on_village_disaster, stage="village", gated=False)
 
     return app
 

@@ -16,3 +16,6 @@ LATENCY = Histogram(
     "From the connector's ingested_at to the end of rule evaluation",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600),
 )
+PROCESSED = Counter("povwatch_monitor_processed_total",
+                    "Messages each stage finished handling (matched, unmatched, duplicate or parked)", ["stage"])
+FORWARDED = Counter("povwatch_monitor_forwarded_total", "Messages a stage sent on to the next stage", ["stage"])
