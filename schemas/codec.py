@@ -40,9 +40,21 @@ def _fingerprint(parsed: Any) -> bytes:
     return bytes.fromhex(fingerprint(to_parsing_canonical_form(parsed), "CRC-64-AVRO"))
 
 
+def _without_docs(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_docs(v) for k, v in value.items() if k != "doc" and not k.startswith("__")}
+    if isinstance(value, list):
+        return [_without_docs(v) for v in value]
+    return value
+
+
 def expanded_schema(name: str, directory: Path = AVRO_DIR) -> Any:
-    """The schema `name` with every referenced named type inlined (a JSON-able value)."""
-    return json.loads(to_parsing_canonical_form(load_schema(str(directory / f"{name}.avsc"))))
+    """The schema `name` with every referenced named type inlined (a JSON-able value).
+
+    Docs are dropped; logical types and defaults are kept (not the Parsing Canonical Form, which strips them):
+    a released snapshot is used as the *writer* schema, and fastavro applies the writer's logical types, so a
+    snapshot without them would decode old dates as ints and decimals as bytes."""
+    return _without_docs(load_schema(str(directory / f"{name}.avsc")))
 
 
 class Codec:
