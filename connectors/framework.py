@@ -188,15 +188,30 @@ def validate(spec: FeedSpec, raw: RawRow, today: dt.date) -> ValidRecord | Rejec
     return ValidRecord(raw.row, values)
 
 
+def _row_names(spec: FeedSpec, raw: RawRow) -> list[str]:
+    names = (clean(raw.cells.get(c.field, "")) for c in spec.columns if c.sensitive == "name")
+    return [name for name in names if name]
+
+
+def _scrub(text: str, names: Sequence[str]) -> str:
+    """Free text (a remark, a reason quoting a misplaced cell) may hold an ID number or the row's names."""
+    text = mask_id_like(text)
+    for name in names:
+        text = text.replace(name, "<name-redacted>")
+    return text
+
+
 def redacted_fields(spec: FeedSpec, raw: RawRow) -> dict[str, str]:
-    """The row for the dead letter: names and ID numbers never leave, free text has ID-like runs masked."""
+    """The row for the dead letter: names and ID numbers never leave, free text has ID-like runs and the row's
+    names masked."""
+    names = _row_names(spec, raw)
     out: dict[str, str] = {}
     for col in spec.columns:
         text = raw.cells.get(col.field, "")
         if col.sensitive and clean(text):
             out[col.field] = f"<redacted {col.sensitive}>"
         else:
-            out[col.field] = mask_id_like(text)
+            out[col.field] = _scrub(text, names)
     return out
 
 
@@ -334,7 +349,9 @@ async def run_file(
                     await publisher.send(message.topic, message.key, message.value)
                 summary.published += 1
                 continue
-            reasons = tuple(outcome.reasons if isinstance(outcome, Rejection) else outcome)
+            names = _row_names(spec, item)
+            reasons = tuple(_scrub(r, names) for r in (outcome.reasons if isinstance(outcome, Rejection)
+                                                       else outcome))
             letter = {"source": source, "stage": stage, "reasons": list(reasons),
                       "fields": redacted_fields(spec, item), "rejected_at": clock()}
             await publisher.send(spec.dlq, f"{path.name}:{item.row}".encode("utf-8"),
