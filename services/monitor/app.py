@@ -249,17 +249,14 @@ def build_app(settings: Settings, *, codec: Codec | None = None,
             await village_events.send(key=village.encode("utf-8"),
                                       value=codec.encode("povwatch.monitor.VillageDisaster", outcome.village_record))
             metrics.FORWARDED.labels("household").inc()
-        alert_id = ""
-        if outcome.draft is not None:
-            draft = outcome.draft
+        for draft in outcome.drafts:
             value = codec.encode("povwatch.alerts.HouseholdAlert", household_alert_record(draft, clock()))
             await (await alerts_household.send(key=hh_id.encode("utf-8"), value=value))  # wait for the ack
             metrics.ALERTS.labels(draft.rule.value, draft.severity.value).inc()
-            alert_id = draft.alert_id
-            log.info("alert %s %s %s household %s", alert_id, draft.rule.value, draft.severity.value, hh_id)
+            log.info("alert %s %s %s household %s", draft.alert_id, draft.rule.value, draft.severity.value, hh_id)
         if outcome.medical_history is not None:
             medical[hh_id] = outcome.medical_history
-        seen[record["event_id"]] = alert_id
+        seen[record["event_id"]] = ",".join(d.alert_id for d in outcome.drafts)
         metrics.LATENCY.observe(max(0.0, (clock() - record["ingested_at"]).total_seconds()))
 
     async def on_village_disaster(event: Any) -> None:

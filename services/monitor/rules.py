@@ -7,7 +7,8 @@ Rules (issue #2):
     DEATH_IN_HOUSEHOLD  registration change 死亡/注销: HIGH if aged 16-60 at the change date, else MEDIUM
     MEDICAL_EXPENSE     hospitalisation: HIGH if the household's out-of-pocket total over the 365 days up to this
                         admission (this stay included) reaches 50% of annual net income; else MEDIUM if this
-                        stay's out-of-pocket >= 10,000 CNY; else nothing
+                        stay's out-of-pocket >= 10,000 CNY; else nothing. Order-independent: a stay reported
+                        late re-judges the later stays whose window it falls in
     DISASTER_LOSS       HIGH if anyone died, the house collapsed or was seriously damaged, or the direct loss
                         reaches 50% of annual net income; else MEDIUM
     SCHOOL_DROPOUT      a child leaves 小学 or 初中: HIGH; other stages: nothing
@@ -45,7 +46,6 @@ __all__ = [
     "school_dropout",
     "asset_purchase",
     "regional_disaster",
-    "medical_history_after",
     "format_cny",
 ]
 
@@ -123,6 +123,7 @@ class MedicalStay:
     event_id: str
     admission_date: dt.date
     out_of_pocket: Decimal
+    high: bool = False  # a HIGH alert was raised for the window ending at this stay
 
 
 def _digest(*parts: str) -> str:
@@ -190,36 +191,76 @@ def death_in_household(
                       reason, (event["event_id"],), event["change_date"])
 
 
+def _window(stays: Iterable[MedicalStay], end: MedicalStay, cfg: RuleConfig) -> list[MedicalStay]:
+    """The stays in the `medical_window_days` up to and including `end`'s admission."""
+    since = end.admission_date - dt.timedelta(days=cfg.medical_window_days)
+    return [s for s in stays if since < s.admission_date <= end.admission_date]
+
+
+def _share_text(total: Decimal, count: int, household: HouseholdContext, cfg: RuleConfig) -> str:
+    income = household.annual_income
+    return (
+        f"近{cfg.medical_window_days}天家庭住院自付合计{format_cny(total)}({count}次), "
+        f"占家庭年纯收入{format_cny(income)}(人均{format_cny(household.per_capita_income)}×"
+        f"{household.household_size}人)的{_percent(total, income)}, 达到{_percent(cfg.medical_income_share, Decimal(1))}"
+    )
+
+
 def medical_expense(
     event: Mapping[str, Any],
     person: PersonContext,
     household: HouseholdContext,
     history: Sequence[MedicalStay],
     cfg: RuleConfig,
-) -> AlertDraft | None:
-    """`history` holds the household's other stays (any dates); this stay need not be in it."""
-    admitted: dt.date = event["admission_date"]
-    oop: Decimal = event["out_of_pocket"]
-    since = admitted - dt.timedelta(days=cfg.medical_window_days)
-    window = [s for s in history if since < s.admission_date <= admitted and s.event_id != event["event_id"]]
-    total = oop + sum((s.out_of_pocket for s in window), Decimal(0))
-    income = household.annual_income
-    stay = f"住院个人自付{format_cny(oop)}(入院{admitted:%Y-%m-%d}, {event['disease']}, {event['days']}天)"
-    if total >= income * cfg.medical_income_share:
-        reason = (
-            f"{stay}; 近{cfg.medical_window_days}天家庭住院自付合计{format_cny(total)}({len(window) + 1}次), "
-            f"占家庭年纯收入{format_cny(income)}(人均{format_cny(household.per_capita_income)}×"
-            f"{household.household_size}人)的{_percent(total, income)}, "
-            f"达到{_percent(cfg.medical_income_share, Decimal(1))}"
-        )
-        ids = (event["event_id"], *sorted(s.event_id for s in window))
-        return AlertDraft(Rule.MEDICAL_EXPENSE, Severity.HIGH, household.household_id, household.village_code,
-                          reason, ids, admitted)
-    if oop >= cfg.medical_stay_out_of_pocket:
-        reason = f"{stay}, 单次自付达到{format_cny(cfg.medical_stay_out_of_pocket)}"
-        return AlertDraft(Rule.MEDICAL_EXPENSE, Severity.MEDIUM, household.household_id, household.village_code,
-                          reason, (event["event_id"],), admitted)
-    return None
+) -> tuple[list[AlertDraft], list[MedicalStay]]:
+    """Alerts for a hospitalisation, and the household's new stay history.
+
+    `history` holds the household's earlier-received stays. Stays can arrive out of order (two members'
+    records travel on different partitions), so a late stay with an earlier admission date also re-judges the
+    later stays whose 365-day window it falls in: the outcome does not depend on arrival order."""
+    this = MedicalStay(event["event_id"], event["admission_date"], event["out_of_pocket"])
+    others = [s for s in history if s.event_id != this.event_id]
+    stays = [*others, this]
+    threshold = household.annual_income * cfg.medical_income_share
+    drafts: list[AlertDraft] = []
+    window = _window(stays, this, cfg)
+    total = sum((s.out_of_pocket for s in window), Decimal(0))
+    stay = (f"住院个人自付{format_cny(this.out_of_pocket)}(入院{this.admission_date:%Y-%m-%d}, {event['disease']}, "
+            f"{event['days']}天, {person.relation})")
+    if total >= threshold:
+        drafts.append(AlertDraft(Rule.MEDICAL_EXPENSE, Severity.HIGH, household.household_id, household.village_code,
+                                 f"{stay}; {_share_text(total, len(window), household, cfg)}",
+                                 tuple(sorted(s.event_id for s in window)), this.admission_date))
+        this = MedicalStay(this.event_id, this.admission_date, this.out_of_pocket, high=True)
+    elif this.out_of_pocket >= cfg.medical_stay_out_of_pocket:
+        drafts.append(AlertDraft(Rule.MEDICAL_EXPENSE, Severity.MEDIUM, household.household_id,
+                                 household.village_code,
+                                 f"{stay}, 单次自付达到{format_cny(cfg.medical_stay_out_of_pocket)}",
+                                 (this.event_id,), this.admission_date))
+    updated = [this]
+    for later in others:
+        if not later.high and this in _window(stays, later, cfg):
+            late_window = _window(stays, later, cfg)
+            late_total = sum((s.out_of_pocket for s in late_window), Decimal(0))
+            if late_total >= threshold:
+                draft = AlertDraft(
+                    Rule.MEDICAL_EXPENSE, Severity.HIGH, household.household_id, household.village_code,
+                    f"补报住院记录(入院{this.admission_date:%Y-%m-%d}, 自付{format_cny(this.out_of_pocket)})后重新评估"
+                    f"{later.admission_date:%Y-%m-%d}入院的住院(自付{format_cny(later.out_of_pocket)}): "
+                    + _share_text(late_total, len(late_window), household, cfg),
+                    tuple(sorted(s.event_id for s in late_window)), later.admission_date)
+                if all(d.alert_id != draft.alert_id for d in drafts):
+                    drafts.append(draft)
+                later = MedicalStay(later.event_id, later.admission_date, later.out_of_pocket, high=True)
+        updated.append(later)
+    return drafts, _prune(updated, cfg)
+
+
+def _prune(stays: list[MedicalStay], cfg: RuleConfig) -> list[MedicalStay]:
+    """Drop stays that can no longer fall in any window: older than the window before the latest admission."""
+    latest = max(s.admission_date for s in stays)
+    horizon = latest - dt.timedelta(days=cfg.medical_window_days)
+    return sorted((s for s in stays if s.admission_date > horizon), key=lambda s: (s.admission_date, s.event_id))
 
 
 def disaster_loss(event: Mapping[str, Any], household: HouseholdContext, cfg: RuleConfig) -> AlertDraft:
@@ -282,30 +323,22 @@ def evaluate(
     household: HouseholdContext,
     history: Sequence[MedicalStay],
     cfg: RuleConfig,
-) -> AlertDraft | None:
-    """Dispatch by event schema name (e.g. 'povwatch.events.Hospitalization')."""
-    if kind == "povwatch.events.RegistrationChange":
-        return death_in_household(event, person, household, cfg)
+) -> tuple[list[AlertDraft], list[MedicalStay] | None]:
+    """Dispatch by event schema name (e.g. 'povwatch.events.Hospitalization'): the alerts, and the household's
+    new medical history when the event changed it (else None)."""
     if kind == "povwatch.events.Hospitalization":
         return medical_expense(event, person, household, history, cfg)
-    if kind == "povwatch.events.DisasterLoss":
-        return disaster_loss(event, household, cfg)
-    if kind == "povwatch.events.Dropout":
-        return school_dropout(event, person, household, cfg)
-    if kind == "povwatch.events.VehiclePurchase":
-        return asset_purchase(event, person, household, cfg)
-    raise ValueError(f"no rule for event kind {kind!r}")
-
-
-def medical_history_after(
-    history: Iterable[MedicalStay], stay: MedicalStay, cfg: RuleConfig
-) -> list[MedicalStay]:
-    """History with `stay` added and stays older than the window (from the latest admission) dropped."""
-    stays = {s.event_id: s for s in history}
-    stays[stay.event_id] = stay
-    latest = max(s.admission_date for s in stays.values())
-    horizon = latest - dt.timedelta(days=cfg.medical_window_days)
-    return sorted((s for s in stays.values() if s.admission_date > horizon), key=lambda s: (s.admission_date, s.event_id))
+    if kind == "povwatch.events.RegistrationChange":
+        draft = death_in_household(event, person, household, cfg)
+    elif kind == "povwatch.events.DisasterLoss":
+        draft = disaster_loss(event, household, cfg)
+    elif kind == "povwatch.events.Dropout":
+        draft = school_dropout(event, person, household, cfg)
+    elif kind == "povwatch.events.VehiclePurchase":
+        draft = asset_purchase(event, person, household, cfg)
+    else:
+        raise ValueError(f"no rule for event kind {kind!r}")
+    return ([draft] if draft is not None else []), None
 
 
 # --- regional ----------------------------------------------------------------------------------------------

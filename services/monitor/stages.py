@@ -22,7 +22,6 @@ from services.monitor.rules import (
     RuleConfig,
     VillageRecord,
     evaluate,
-    medical_history_after,
     regional_disaster,
 )
 
@@ -75,18 +74,19 @@ def household_to_table(household: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _history_from_table(rows: list[list[str]] | None) -> list[MedicalStay]:
-    return [MedicalStay(eid, dt.date.fromisoformat(day), Decimal(amount)) for eid, day, amount in rows or []]
+def _history_from_table(rows: list[list[Any]] | None) -> list[MedicalStay]:
+    return [MedicalStay(eid, dt.date.fromisoformat(day), Decimal(amount), bool(high))
+            for eid, day, amount, high in rows or []]
 
 
-def _history_to_table(stays: list[MedicalStay]) -> list[list[str]]:
-    return [[s.event_id, s.admission_date.isoformat(), str(s.out_of_pocket)] for s in stays]
+def _history_to_table(stays: list[MedicalStay]) -> list[list[Any]]:
+    return [[s.event_id, s.admission_date.isoformat(), str(s.out_of_pocket), s.high] for s in stays]
 
 
 @dataclass(frozen=True)
 class HouseholdOutcome:
-    draft: AlertDraft | None
-    medical_history: list[list[str]] | None  # new table value, when the event changed it
+    drafts: list[AlertDraft]
+    medical_history: list[list[Any]] | None  # new table value, when the event changed it
     village_record: dict[str, Any] | None  # VillageDisaster record, for disaster events
 
 
@@ -95,21 +95,17 @@ def household_stage(
     event: Mapping[str, Any],
     person: PersonContext,
     household_row: Mapping[str, Any],
-    medical_rows: list[list[str]] | None,
+    medical_rows: list[list[Any]] | None,
     cfg: RuleConfig,
 ) -> HouseholdOutcome:
     household = HouseholdContext.from_record(household_row)
     history = _history_from_table(medical_rows)
-    draft = evaluate(kind, event, person, household, history, cfg)
-    new_history = None
+    drafts, new_history = evaluate(kind, event, person, household, history, cfg)
     village = None
-    if kind == "povwatch.events.Hospitalization":
-        stay = MedicalStay(event["event_id"], event["admission_date"], event["out_of_pocket"])
-        new_history = _history_to_table(medical_history_after(history, stay, cfg))
     if kind == "povwatch.events.DisasterLoss":
         village = {"village_code": household.village_code, "household_id": household.household_id,
                    "event_id": event["event_id"], "disaster_date": event["disaster_date"]}
-    return HouseholdOutcome(draft, new_history, village)
+    return HouseholdOutcome(drafts, None if new_history is None else _history_to_table(new_history), village)
 
 
 def village_stage(
