@@ -239,7 +239,7 @@ def medical_expense(
                                  (this.event_id,), this.admission_date))
     updated = [this]
     for later in others:
-        if not later.high and this in _window(stays, later, cfg):
+        if not later.high and any(s.event_id == this.event_id for s in _window(stays, later, cfg)):
             late_window = _window(stays, later, cfg)
             late_total = sum((s.out_of_pocket for s in late_window), Decimal(0))
             if late_total >= threshold:
