@@ -6,6 +6,7 @@ import datetime as dt
 import io
 import struct
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import fastavro
@@ -16,6 +17,8 @@ from schemas.codec import AVRO_DIR, MAGIC, Codec, default_codec
 from schemas.errors import DecodeError, SchemaError
 
 CODEC = default_codec()
+# the published .avsc files, found from the repository layout (not through schemas.codec)
+AVSC_FILES = Path(__file__).resolve().parents[2] / "schemas" / "avro"
 NOW = dt.datetime(2024, 7, 1, 9, 30, 15, 123000, tzinfo=dt.UTC)
 KEY = "3f1d5a9c" * 8  # a person_key: 64 hex characters
 VILLAGE = "652701100201"
@@ -144,7 +147,7 @@ def test_independent_decode(name: str) -> None:
     """Decode with the .avsc files and fastavro only (no schemas.codec logic): header, then body."""
     data = CODEC.encode(name, RECORDS[name])
     by_fingerprint = {}
-    for path in AVRO_DIR.glob("*.avsc"):
+    for path in AVSC_FILES.glob("*.avsc"):
         schema = load_schema(str(path))
         fp = bytes.fromhex(fingerprint(to_parsing_canonical_form(schema), "CRC-64-AVRO"))
         by_fingerprint[fp] = (path.name[: -len(".avsc")], schema)
