@@ -52,6 +52,8 @@ async def run_casefeed(settings: Settings, *, idle_timeout: float | None = None,
     now = clock or (lambda: dt.datetime.now(dt.timezone.utc))
     store = open_database(settings.case_db)
     totals = CasefeedTotals()
+    for topic in _EXPECTED:
+        CONSUMED.labels(topic)  # series exist from the start, so rate() sees the first alert
     consumer = AIOKafkaConsumer(
         ALERTS_HOUSEHOLD, ALERTS_REGIONAL, bootstrap_servers=settings.bootstrap, group_id=settings.casefeed_group,
         enable_auto_commit=False, auto_offset_reset="earliest", request_timeout_ms=15_000,

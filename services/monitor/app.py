@@ -122,6 +122,7 @@ def build_app(settings: Settings, *, codec: Codec | None = None,
 
     from services.ingest import CONNECTORS_EVENT_TOPICS  # the declared event topics
 
+    metrics.initialise(list(CONNECTORS_EVENT_TOPICS), [REGISTRY_PERSONS, REGISTRY_HOUSEHOLDS])
     persons_topic = app.topic(REGISTRY_PERSONS, **_RAW)
     households_topic = app.topic(REGISTRY_HOUSEHOLDS, **_RAW)
     events_topic = app.topic(*CONNECTORS_EVENT_TOPICS, **_RAW)

@@ -19,3 +19,22 @@ LATENCY = Histogram(
 PROCESSED = Counter("povwatch_monitor_processed_total",
                     "Messages each stage finished handling (matched, unmatched, duplicate or parked)", ["stage"])
 FORWARDED = Counter("povwatch_monitor_forwarded_total", "Messages a stage sent on to the next stage", ["stage"])
+
+
+def initialise(event_topics: list[str], registry_topics: list[str]) -> None:
+    """Create every labelled series at zero, so rate() and increase() see the first event after a start."""
+    from services.monitor.rules import Rule, Severity
+
+    for topic in [*event_topics, *registry_topics]:
+        EVENTS_CONSUMED.labels(topic)
+    for topic in event_topics:
+        EVENTS_UNMATCHED.labels(topic)
+        DEAD_LETTERS.labels(topic)
+    for rule in Rule:
+        for severity in Severity:
+            ALERTS.labels(rule.value, severity.value)
+    for stage in ("registry", "person", "household", "village"):
+        PROCESSED.labels(stage)
+    for stage in ("person", "household"):
+        FORWARDED.labels(stage)
+    REGISTRY_READY.set(0)
