@@ -244,15 +244,11 @@ class EventHandler:
 
     def body(self, record: ValidRecord) -> dict[str, Any]:
         body: dict[str, Any] = {"person_key": self._pseudonymiser.person_key(record.values[self._id_field])}
-        name_values = [record.values[f] for f in self._names if record.values.get(f)]
+        names = [record.values[f] for f in self._names if record.values.get(f)]
         for key, value in record.values.items():
             if key == self._id_field or key in self._names:
                 continue
-            if isinstance(value, str):
-                value = mask_id_like(value)
-                for name in name_values:
-                    value = value.replace(name, "<name-redacted>")
-            body[key] = value
+            body[key] = _scrub(value, names) if isinstance(value, str) else value
         return body
 
     def handle(self, record: ValidRecord, source: dict[str, Any]) -> Accepted | list[str]:

@@ -90,8 +90,10 @@ class RegistryGate:
         while not self._open:
             waited += 1
             if waited % 100 == 0:
-                log.info("waiting for the registry to catch up: targets %s, progress %s", self._targets,
-                         self._progress)
+                targets = self._targets or {}
+                done = sum(min(self._progress.get(tp, 0), end) for tp, end in targets.items())
+                log.info("waiting for the registry to catch up: %d of %d records read", done,
+                         sum(targets.values()))
             if self._app.should_stop:  # shutting down before the registry caught up: leave the agent
                 raise asyncio.CancelledError()
             if self._caught_up():
@@ -175,34 +177,26 @@ def build_app(settings: Settings, *, codec: Codec | None = None,
     async def load_registry_targets() -> None:
         await gate.load_targets()
 
-    async def on_person(event: Any) -> None:
-        message = event.message
-        metrics.EVENTS_CONSUMED.labels(message.topic).inc()
-        key = (event.key or b"").decode("utf-8", "replace")
-        if not event.value:  # tombstone: the person left the roster
-            persons.pop(key, None)
-        else:
-            try:
-                persons[key] = person_to_table(codec.decode(event.value, "povwatch.registry.Person").record)
-            except DecodeError as exc:
-                await park(message, str(exc))
-        metrics.REGISTRY_SIZE.labels("persons").set(len(persons))
-        gate.note(message.topic, message.partition, message.offset + 1)
+    def registry_handler(table: Any, schema: str, to_table: Callable[[dict[str, Any]], dict[str, Any]],
+                         label: str) -> Callable[[Any], Any]:
+        """Keep `table` equal to a compacted registry topic (a tombstone removes the key)."""
+        async def handle(event: Any) -> None:
+            message = event.message
+            metrics.EVENTS_CONSUMED.labels(message.topic).inc()
+            key = (event.key or b"").decode("utf-8", "replace")
+            if not event.value:
+                table.pop(key, None)
+            else:
+                try:
+                    table[key] = to_table(codec.decode(event.value, schema).record)
+                except DecodeError as exc:
+                    await park(message, str(exc))
+            metrics.REGISTRY_SIZE.labels(label).set(len(table))
+            gate.note(message.topic, message.partition, message.offset + 1)
+        return handle
 
-    async def on_household(event: Any) -> None:
-        message = event.message
-        metrics.EVENTS_CONSUMED.labels(message.topic).inc()
-        key = (event.key or b"").decode("utf-8", "replace")
-        if not event.value:
-            households.pop(key, None)
-        else:
-            try:
-                households[key] = household_to_table(
-                    codec.decode(event.value, "povwatch.registry.Household").record)
-            except DecodeError as exc:
-                await park(message, str(exc))
-        metrics.REGISTRY_SIZE.labels("households").set(len(households))
-        gate.note(message.topic, message.partition, message.offset + 1)
+    on_person = registry_handler(persons, "povwatch.registry.Person", person_to_table, "persons")
+    on_household = registry_handler(households, "povwatch.registry.Household", household_to_table, "households")
 
     async def on_event(event: Any) -> None:
         """Person stage: look the person up; re-key the event by household."""
