@@ -16,10 +16,11 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal, Mapping, Protocol, Sequence
+from typing import Any, Literal, Protocol
 
 from connectors.fields import FieldError, Parser, clean, mask_id_like
 from connectors.pseudonym import Pseudonymiser
@@ -149,14 +150,14 @@ def bind_headers(spec: FeedSpec, headers: Sequence[str]) -> dict[int, Column]:
     bound: dict[int, Column] = {}
     seen: dict[str, int] = {}
     for index, header in enumerate(headers):
-        col = wanted.get(_header_key(header))
-        if col is None:
+        match = wanted.get(_header_key(header))
+        if match is None:
             continue
-        if col.field in seen:
-            raise InputFileError(f"column {col.label} ({col.field}) appears twice (columns {seen[col.field] + 1} "
-                                 f"and {index + 1})")
-        seen[col.field] = index
-        bound[index] = col
+        if match.field in seen:
+            raise InputFileError(f"column {match.label} ({match.field}) appears twice (columns "
+                                 f"{seen[match.field] + 1} and {index + 1})")
+        seen[match.field] = index
+        bound[index] = match
     missing = [f"{c.label} ({c.field})" for c in spec.columns if c.required and c.field not in seen]
     if missing:
         raise InputFileError(f"missing column{'s' if len(missing) > 1 else ''}: {', '.join(missing)}")
@@ -225,7 +226,7 @@ def event_id_of(department: str, feed: str, body: Mapping[str, Any]) -> str:
     """Deterministic id from the source (department, feed) and the normalised, pseudonymised record."""
     canonical = json.dumps({k: _canonical(v) for k, v in sorted(body.items())}, ensure_ascii=False,
                            separators=(",", ":"))
-    return hashlib.sha256(f"{department}\x1f{feed}\x1f{canonical}".encode("utf-8")).hexdigest()[:32]
+    return hashlib.sha256(f"{department}\x1f{feed}\x1f{canonical}".encode()).hexdigest()[:32]
 
 
 class EventHandler:
@@ -350,7 +351,7 @@ async def run_file(
                                                        else outcome))
             letter = {"source": source, "stage": stage, "reasons": list(reasons),
                       "fields": redacted_fields(spec, item), "rejected_at": clock()}
-            await publisher.send(spec.dlq, f"{path.name}:{item.row}".encode("utf-8"),
+            await publisher.send(spec.dlq, f"{path.name}:{item.row}".encode(),
                                  codec.encode("povwatch.DeadLetter", letter))
             summary.rejected += 1
             summary.rejects.append((item.row, reasons))

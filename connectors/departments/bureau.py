@@ -8,8 +8,9 @@ a second 户主, or a person listed twice differently is rejected with the row i
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 from connectors.fields import Amount, Choice, Count, IdNumber, RegionCode, Sex, Text
 from connectors.framework import Accepted, Clock, Column, FeedSpec, Message, ValidRecord, event_id_of

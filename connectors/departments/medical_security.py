@@ -1,7 +1,8 @@
 """医保局 Medical Security: hospitalisations with out-of-pocket cost."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from connectors.fields import Amount, Count, Date, IdNumber, Text
 from connectors.framework import Column, FeedSpec

@@ -1,6 +1,9 @@
 """公安局 Public Security: household-registration changes and vehicle purchases."""
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from connectors.fields import Amount, Choice, Date, IdNumber, Text
 from connectors.framework import Column, FeedSpec
 
@@ -26,7 +29,7 @@ REGISTRATION_CHANGE = FeedSpec(
 )
 
 
-def _registered_after_purchase(values: dict) -> str | None:  # type: ignore[type-arg]
+def _registered_after_purchase(values: Mapping[str, Any]) -> str | None:
     if values["registration_date"] < values["purchase_date"]:
         return "registration_date: plate registered before the purchase date"
     return None
