@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from connectors.catalog import EVENT_FEEDS, ROSTER, get_feed
 from connectors.departments.bureau import RosterHandler
@@ -18,7 +18,7 @@ __all__ = ["run_connector", "load_roster", "utc_now"]
 
 
 def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 async def run_connector(

@@ -5,8 +5,9 @@ aiokafka's errors are translated here into `BrokerUnavailable` with one clear li
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Iterable
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -125,7 +126,7 @@ class KafkaPublisher:
         )
         self._pending: list[asyncio.Future[Any]] = []
 
-    async def __aenter__(self) -> "KafkaPublisher":
+    async def __aenter__(self) -> KafkaPublisher:
         if self._require:
             missing = await missing_topics(self._bootstrap, self._require)
             if missing:

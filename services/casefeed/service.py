@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
@@ -49,7 +49,7 @@ async def run_casefeed(settings: Settings, *, idle_timeout: float | None = None,
                        clock: Callable[[], dt.datetime] | None = None) -> CasefeedTotals:
     """Consume until stopped, or until `idle_timeout` seconds pass without a message."""
     codec = codec or default_codec()
-    now = clock or (lambda: dt.datetime.now(dt.timezone.utc))
+    now = clock or (lambda: dt.datetime.now(dt.UTC))
     store = open_database(settings.case_db)
     totals = CasefeedTotals()
     for topic in _EXPECTED:

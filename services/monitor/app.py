@@ -21,7 +21,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import faust
 
@@ -105,7 +106,7 @@ class RegistryGate:
 
 
 def build_app(settings: Settings, *, codec: Codec | None = None,
-              clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.timezone.utc)) -> faust.App:
+              clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)) -> faust.App:
     codec = codec or default_codec()
     cfg = settings.rules
     app = faust.App(

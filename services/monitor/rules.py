@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -89,7 +90,7 @@ class PersonContext:
     village_code: str
 
     @classmethod
-    def from_record(cls, rec: Mapping[str, Any]) -> "PersonContext":
+    def from_record(cls, rec: Mapping[str, Any]) -> PersonContext:
         return cls(rec["person_key"], rec["household_id"], rec["birth_date"], rec["relation"], rec["village_code"])
 
 
@@ -106,7 +107,7 @@ class HouseholdContext:
         return self.per_capita_income * self.household_size
 
     @classmethod
-    def from_record(cls, rec: Mapping[str, Any]) -> "HouseholdContext":
+    def from_record(cls, rec: Mapping[str, Any]) -> HouseholdContext:
         return cls(
             rec["household_id"],
             rec["village_code"],

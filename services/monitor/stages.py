@@ -9,9 +9,10 @@ Table values are JSON-safe dicts/lists (Faust serialises tables as JSON); the he
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Mapping
+from typing import Any
 
 from services.monitor.rules import (
     AlertDraft,
