@@ -22,7 +22,7 @@ import asyncio
 import datetime as dt
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypedDict
 
 import faust
 
@@ -55,7 +55,16 @@ def internal_topics(app_id: str) -> tuple[str, str]:
     return f"{app_id}.household-events", f"{app_id}.village-disasters"
 
 
-_RAW = dict(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+class _RawTopic(TypedDict):
+    """`app.topic` keywords for topics of plain bytes: our codec, not Faust's, decodes and encodes the values."""
+
+    key_type: type[bytes]
+    value_type: type[bytes]
+    key_serializer: str
+    value_serializer: str
+
+
+_RAW = _RawTopic(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
 
 
 class RegistryGate:
@@ -174,7 +183,7 @@ def build_app(settings: Settings, *, codec: Codec | None = None,
         await dead_letters.send(key=f"{message.topic}:{message.partition}:{message.offset}".encode(),
                                 value=codec.encode("povwatch.DeadLetter", letter))
 
-    @app.task
+    @app.task  # type: ignore[untyped-decorator]  # faust's App.task is declared @no_type_check
     async def load_registry_targets() -> None:
         await gate.load_targets()
 

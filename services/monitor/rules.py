@@ -203,7 +203,8 @@ def _share_text(total: Decimal, count: int, household: HouseholdContext, cfg: Ru
     return (
         f"近{cfg.medical_window_days}天家庭住院自付合计{format_cny(total)}({count}次), "
         f"占家庭年纯收入{format_cny(income)}(人均{format_cny(household.per_capita_income)}×"
-        f"{household.household_size}人)的{_percent(total, income)}, 达到{_percent(cfg.medical_income_share, Decimal(1))}"
+        f"{household.household_size}人)的{_percent(total, income)}, "
+        f"达到{_percent(cfg.medical_income_share, Decimal(1))}"
     )
 
 
