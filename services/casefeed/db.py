@@ -93,10 +93,11 @@ class Case(Base):
         CheckConstraint("subject_kind IN ('household', 'village')", name="subject_kind"),
         CheckConstraint("status IN ('OPEN', 'CLOSED')", name="status"),
         CheckConstraint("max_severity IN ('LOW', 'MEDIUM', 'HIGH')", name="max_severity"),
-        # At most one OPEN case per subject; CLOSED ones may pile up.
+        # At most one OPEN case per subject; CLOSED ones may pile up. ddl_if's `dialect` takes a tuple of names as
+        # SQLAlchemy documents and implements, but is annotated `str | None`: hence the type: ignore.
         Index("uq_cases_open_subject", "subject_kind", "subject_id", unique=True,
               sqlite_where=text("status = 'OPEN'"), postgresql_where=text("status = 'OPEN'")
-              ).ddl_if(dialect=("sqlite", "postgresql")),
+              ).ddl_if(dialect=("sqlite", "postgresql")),  # type: ignore[arg-type]
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
