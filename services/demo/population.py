@@ -39,7 +39,8 @@ ROSTER_HEADER = ["户编号", "姓名", "身份证号码", "性别", "与户主�
                  "上年人均纯收入", "家庭人口数"]
 FEED_HEADERS = {  # in the order the feeds should be run
     "registration-change": ["姓名", "身份证号码", "变动类型", "变动日期", "备注"],
-    "hospitalization": ["姓名", "身份证号码", "疾病名称", "入院日期", "住院天数", "医疗总费用", "个人自付金额", "结算日期"],
+    "hospitalization": ["姓名", "身份证号码", "疾病名称", "入院日期", "住院天数", "医疗总费用", "个人自付金额",
+                        "结算日期"],
     "disaster-loss": ["户主姓名", "户主身份证号码", "行政区划代码", "灾害类型", "灾害发生日期", "死亡人数", "受伤人数",
                       "房屋损毁", "直接经济损失"],
     "dropout": ["学生姓名", "学生身份证号码", "学校名称", "学段", "年级", "辍学日期"],
@@ -53,9 +54,11 @@ _FILES = {  # feed -> (department, file name, encoding)
     "vehicle-purchase": ("public-security", "vehicle-purchase.csv", "utf-8"),
 }
 # Headers as the vehicle office's export writes them: stray spaces, full-width spaces, a unit suffix.
-_VEHICLE_HEADER_AS_WRITTEN = ["姓名 ", "\u3000身份证号码", "车辆类型", " 品牌型号", "购买日期", "上牌日期\u3000", "  购车价格（元）"]
+_VEHICLE_HEADER_AS_WRITTEN = ["姓名 ", "\u3000身份证号码", "车辆类型", " 品牌型号", "购买日期", "上牌日期\u3000",
+                              "  购车价格（元）"]
 
-_CHANGE = {"死亡": "DEATH", "迁出": "MOVE_OUT", "出生": "BIRTH", "嫁入": "MARRY_IN", "嫁出": "MARRY_OUT", "注销": "CANCELLED"}
+_CHANGE = {"死亡": "DEATH", "迁出": "MOVE_OUT", "出生": "BIRTH", "嫁入": "MARRY_IN", "嫁出": "MARRY_OUT",
+           "注销": "CANCELLED"}
 _DISASTER = {"洪涝": "FLOOD", "干旱": "DROUGHT", "冰雹": "HAIL", "地震": "EARTHQUAKE", "地质灾害": "GEOLOGICAL",
              "火灾": "FIRE", "风灾": "WIND", "雪灾": "SNOW", "其他": "OTHER"}
 _DAMAGE = {"无": "NONE", "一般损坏": "MINOR", "严重损坏": "SERIOUS", "倒塌": "COLLAPSED"}
@@ -69,8 +72,8 @@ _MONGOL = {"M": ["巴特尔", "那仁", "孟和", "额尔敦", "巴音", "苏和
            "F": ["其其格", "乌云", "斯琴", "敖登", "图雅", "萨仁", "娜仁", "格日勒"]}
 _TURKIC = {"M": ["艾力", "买买提", "阿不都", "吐尔逊", "哈力克", "木拉提", "叶尔兰", "努尔兰", "艾尔肯"],
            "F": ["古丽", "阿依古丽", "热依拉", "阿依达娜", "迪丽娜尔", "帕提古丽", "玛依拉"]}
-_DISEASES = ["脑梗死", "肺炎", "冠心病", "慢性阻塞性肺疾病", "股骨骨折", "2型糖尿病", "肺恶性肿瘤", "慢性肾衰竭", "胆囊炎",
-             "高血压病", "胃恶性肿瘤", "阑尾炎"]
+_DISEASES = ["脑梗死", "肺炎", "冠心病", "慢性阻塞性肺疾病", "股骨骨折", "2型糖尿病", "肺恶性肿瘤", "慢性肾衰竭",
+             "胆囊炎", "高血压病", "胃恶性肿瘤", "阑尾炎"]
 _GRADES = {"小学": (7, "一二三四五六", "{}年级"), "初中": (12, "七八九", "{}年级"), "高中": (15, "一二三", "高{}"),
            "中职": (15, "一二三", "{}年级")}  # stage -> (age in the first grade, grade numbers, label)
 _SCHOOLS = {"小学": "小学", "初中": "中学", "高中": "高级中学", "中职": "职业技术学校"}
@@ -187,14 +190,16 @@ class _Gen:
     def household(self, hid: str, village: str) -> _Household:
         rng, county = self.rng, village[:6]
         style = rng.choices(("han", "mongol", "turkic"), (70, 15, 15))[0]
-        new_family = (lambda: rng.choice(_HAN_SURNAMES)) if style == "han" else (lambda: rng.choice(_TURKIC["M"]))
+        new_family: Callable[[], str] = ((lambda: rng.choice(_HAN_SURNAMES)) if style == "han"
+                                         else (lambda: rng.choice(_TURKIC["M"])))
         family, head_age, head_male = new_family(), rng.randint(25, 70), rng.random() < 0.85
         head = self.person(county, head_age, head_male, "户主", self.name(style, head_male, family))
         kin = head.name.split("·")[0] if style == "turkic" else family  # children's family name / patronym
         members, size = [head], rng.choices((2, 3, 4, 5, 6), (2, 3, 4, 3, 1))[0]
         if rng.random() < 0.85 or size == 2:
             age = min(max(head_age + rng.randint(-5, 5), 20), 75)
-            members.append(self.person(county, age, not head_male, "配偶", self.name(style, not head_male, new_family())))
+            spouse = self.name(style, not head_male, new_family())
+            members.append(self.person(county, age, not head_male, "配偶", spouse))
         while len(members) < size:
             options = ["child"] * 3
             if head_age <= 62 and sum(m.relation in ("父亲", "母亲") for m in members) < 2:
@@ -270,7 +275,8 @@ class _Gen:
             for severity, count in plan:
                 for _ in range(count):
                     d = self.day()
-                    ok = (lambda age: 18 <= age <= 58) if severity is HIGH else (lambda age: age >= 62)
+                    ok: Callable[[int], bool] = ((lambda age: 18 <= age <= 58) if severity is HIGH
+                                                 else (lambda age: age >= 62))
                     h, p = self.take(lambda h, p: ok(R.age_at(p.birth, d)))
                     event = self.registration(p, change, d, "户籍注销" if change == "注销" else "")
                     self.expect(R.death_in_household(event, *self.ctx(h, p), self.cfg), severity)
@@ -297,7 +303,9 @@ class _Gen:
         self.stays.append((d, p, h, event, designed))  # judged in file order by medical_alerts()
 
     def medical(self) -> None:
-        share = lambda h, x: h.annual * Decimal(x)  # noqa: E731
+        def share(h: _Household, x: str) -> Decimal:
+            return h.annual * Decimal(x)
+
         for _ in range(6):  # one stay reaches half the annual income
             h, p = self.take(lambda h, p: h.annual <= 60000)
             self.stay(h, p, self.day(40, 530), self.money(share(h, "0.55"), share(h, "0.95")), HIGH)
@@ -305,7 +313,7 @@ class _Gen:
             h, p = self.take(lambda h, p: 30000 <= h.annual <= 60000)
             half, d = share(h, "0.5"), self.day(220, 530)
             first = (self.money(10000, half * Decimal("0.85")) if first_big
-                     else self.money(half * Decimal("0.3"), min(9500, half * Decimal("0.7"))))
+                     else self.money(half * Decimal("0.3"), min(Decimal(9500), half * Decimal("0.7"))))
             self.stay(h, p, d, first, MEDIUM if first >= 10000 else None)
             later = d + dt.timedelta(days=self.rng.randint(30, 180))
             self.stay(h, h.members[-1], later, self.money(half - first + 100, half * Decimal("0.95")), HIGH)
@@ -362,7 +370,8 @@ class _Gen:
             lo, hi = _GRADES[stage][0], _GRADES[stage][0] + len(_GRADES[stage][1]) - 1
             for _ in range(count):
                 d = self.day()
-                h, p = self.take(lambda h, p: p.relation in ("子", "女", "孙子", "孙女") and lo <= R.age_at(p.birth, d) <= hi)
+                h, p = self.take(lambda h, p: p.relation in ("子", "女", "孙子", "孙女")
+                                 and lo <= R.age_at(p.birth, d) <= hi)
                 self.expect(R.school_dropout(self.dropout(p, stage, d), *self.ctx(h, p), self.cfg), designed)
 
     def vehicle(self, p: _Person, d: dt.date, legacy: bool = False) -> dict[str, Any]:
@@ -388,8 +397,8 @@ class _Gen:
         adult, older, child = self.outsider(45), self.outsider(52), self.outsider(10)
         self.registration(adult, "死亡", self.day())
         d = self.day(40, 530)
-        self.good["hospitalization"].append((d, [older.name, older.id, "脑梗死", d.isoformat(), 14, "52,300.00", "26150",
-                                                 (d + dt.timedelta(days=16)).isoformat()]))
+        self.good["hospitalization"].append((d, [older.name, older.id, "脑梗死", d.isoformat(), 14, "52,300.00",
+                                                 "26150", (d + dt.timedelta(days=16)).isoformat()]))
         village = next(h.village for h in self.pool if h.village not in self.disaster_villages)
         self.disaster_villages.add(village)
         d = self.day()
@@ -423,12 +432,12 @@ class _Gen:
             [b.head.name, b.head.id, b.village, "雪灾", d, 0, 0, "一般损坏", "-5000"],  # negative amount
             [c.head.name, _bad_check(c.head.id), c.village, "冰雹", d, 1, 0, "倒塌", "30000"],  # check character
         ]
-        a, b, c = (self.take(lambda h, p: p.relation in ("子", "女") and 8 <= R.age_at(p.birth, self.today) <= 14)[1]
-                   for _ in range(3))
+        pa, pb, pc = (self.take(lambda h, p: p.relation in ("子", "女") and 8 <= R.age_at(p.birth, self.today) <= 14)[1]
+                      for _ in range(3))
         self.bad["dropout"] += [
-            [a.name, a.id, "博乐市第二中学", "大学", "一年级", dt.date.fromisoformat(d)],  # unknown 学段
-            [b.name, b.id, "精河县第一小学", "小学", "四年级", far],  # future date
-            [c.name, None, "温泉县第一中学", "初中", "八年级", d],  # missing ID number
+            [pa.name, pa.id, "博乐市第二中学", "大学", "一年级", dt.date.fromisoformat(d)],  # unknown 学段
+            [pb.name, pb.id, "精河县第一小学", "小学", "四年级", far],  # future date
+            [pc.name, None, "温泉县第一中学", "初中", "八年级", d],  # missing ID number
         ]
         p = pick()
         self.bad["vehicle-purchase"] += [
@@ -441,7 +450,7 @@ class _Gen:
     def medical_alerts(self) -> None:
         """Hospitalisations in file order, each judged with the household's earlier stays, as the monitor does."""
         history: dict[str, list[R.MedicalStay]] = {}
-        for d, p, h, event, designed in sorted(self.stays, key=lambda s: s[0]):
+        for _, p, h, event, designed in sorted(self.stays, key=lambda s: s[0]):
             drafts, history[h.hid] = R.medical_expense(event, *self.ctx(h, p), history.get(h.hid, []), self.cfg)
             if len(drafts) > 1:
                 raise AssertionError("stays in date order never re-judge a later stay")
@@ -476,6 +485,7 @@ def _write_csv(path: Path, header: list[str], rows: list[list[Any]], encoding: s
 def _write_xlsx(path: Path, header: list[str], rows: list[list[Any]], stamp: dt.datetime) -> None:
     wb = Workbook()
     ws = wb.active
+    assert ws is not None, "a new Workbook has one sheet, and it is the active one"
     ws.title = "辍学学生名单"
     ws.append(header)
     for row in rows:
@@ -538,9 +548,10 @@ def generate(out_dir: Path, *, households: int = 3000, seed: int = 2024, today: 
             roster_rows.append([h.hid, p.name, p.id, "男" if p.male else "女", p.relation, h.village, h.category,
                                 h.status, h.labour, h.income, len(h.members)])
     # One invalid row in each extra household: bad check character / unknown 性别 / 8-digit 行政区划代码.
-    for h, col, spoil in zip(extras, (2, 3, 5), (_bad_check, lambda _: "未知", lambda code: code[:8])):
+    spoilers: tuple[Callable[[str], str], ...] = (_bad_check, lambda _: "未知", lambda code: code[:8])
+    for h, col, spoil in zip(extras, (2, 3, 5), spoilers):
         row = next(r for r in roster_rows if r[2] == h.members[-1].id)
-        row[col] = spoil(row[col])
+        row[col] = spoil(str(row[col]))  # columns 2, 3, 5 are text
     roster = out_dir / "roster.csv"
     _write_csv(roster, ROSTER_HEADER, roster_rows, "utf-8-sig")
 
@@ -560,7 +571,9 @@ def generate(out_dir: Path, *, households: int = 3000, seed: int = 2024, today: 
 
 def _data_rows(path: Path) -> int:
     if path.suffix == ".xlsx":
-        return load_workbook(path, read_only=True).active.max_row - 1
+        sheet = load_workbook(path, read_only=True).active
+        assert sheet is not None, "the generator's workbook has one sheet, and it is the active one"
+        return sheet.max_row - 1
     raw = path.read_bytes()
     try:
         text = raw.decode("utf-8-sig")
