@@ -33,4 +33,5 @@ def alert_line(topic: str, record: Mapping[str, Any]) -> str:
     subject = (f"户 {record['household_id']} 村 {record['village_code']}" if "household_id" in record
                else f"村 {record['region_code']} ({len(record['household_ids'])} 户)")
     return (f"[{record['severity']:<6}] {record['rule']:<18} {subject} 发生于 {record['occurred_at']:%Y-%m-%d}: "
-            f"{record['reason']}  (alert {record['alert_id'][:12]}, events {', '.join(e[:12] for e in record['event_ids'])})")
+            f"{record['reason']}  (alert {record['alert_id'][:12]}, "
+            f"events {', '.join(e[:12] for e in record['event_ids'])})")

@@ -188,7 +188,8 @@ async def _started_consumer(bootstrap: str, **options: Any) -> AIOKafkaConsumer:
                                 request_timeout_ms=_TIMEOUT_MS, **options)
     try:
         await consumer.start()
-        await consumer._client.force_metadata_update()  # so partitions_for_topic() answers (aiokafka has no public call)
+        # so partitions_for_topic() answers (aiokafka has no public call)
+        await consumer._client.force_metadata_update()
     except (KafkaError, OSError) as exc:
         await _stop(consumer)
         raise _unavailable(bootstrap, exc) from None
