@@ -147,7 +147,10 @@ def latency(samples: Samples, cap: float) -> dict[str, Any]:
 
 def table(rows: list[list[Any]], header: list[str]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    line = lambda r: "  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
+
+    def line(r: list[Any]) -> str:
+        return "  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
+
     return "\n".join([line(header), "  ".join("-" * w for w in widths), *map(line, rows)])
 
 
@@ -207,7 +210,7 @@ def bench(base: Settings, events: int, households: int, port: int) -> dict[str, 
         "raw_runs_s": raw_runs, "monitor": counters, "latency": latency(final, cap=t_e2e),
         "cpu_seconds_during_end_to_end": cpu,
         "machine": {"cores": os.cpu_count(), "python": platform.python_version(), "kafka": settings.kafka_version},
-        "at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
 
 
