@@ -87,21 +87,26 @@ def build(directory: Path) -> Scenario:
         return h
 
     # H01: 监测中, 8000 x 4 = 32000 a year
-    household("H01", VILLAGE_A, "监测中", 8000, [("艾力江", "户主", "19750302", True), ("古丽娜", "配偶", "19780611", False),
+    household("H01", VILLAGE_A, "监测中", 8000, [("艾力江", "户主", "19750302", True),
+                                              ("古丽娜", "配偶", "19780611", False),
                                               ("买买提", "子", "20140901", True), ("吐尔逊", "父亲", "19500115", True)])
     # H02: 未纳入, 12000 x 3 = 36000
-    household("H02", VILLAGE_A, "未纳入", 12000, [("王建国", "户主", "19800720", True), ("李秀英", "配偶", "19820305", False),
+    household("H02", VILLAGE_A, "未纳入", 12000, [("王建国", "户主", "19800720", True),
+                                               ("李秀英", "配偶", "19820305", False),
                                                ("王小明", "子", "20080417", True)], category="一般农户")
     # H03: 监测中, 6000 x 2 = 12000
-    household("H03", VILLAGE_A, "监测中", 6000, [("巴特尔", "户主", "19690808", True), ("其其格", "配偶", "19710909", False)],
+    household("H03", VILLAGE_A, "监测中", 6000, [("巴特尔", "户主", "19690808", True),
+                                              ("其其格", "配偶", "19710909", False)],
               category="边缘易致贫户", labour="弱劳动能力")
     # H04-H08 in village B: 10000 x 3 = 30000 each
-    for i, (head, spouse) in enumerate([("张伟", "刘芳"), ("赵强", "陈静"), ("孙磊", "周敏"), ("吴涛", "郑丽"), ("冯军", "何娟")]):
+    couples = [("张伟", "刘芳"), ("赵强", "陈静"), ("孙磊", "周敏"), ("吴涛", "郑丽"), ("冯军", "何娟")]
+    for i, (head, spouse) in enumerate(couples):
         household(f"H0{4 + i}", VILLAGE_B, "监测中", 10000,
                   [(head, "户主", f"197{i}0101", True), (spouse, "配偶", f"197{i}0202", False),
                    (head[0] + "小" + "宝", "女", f"200{i}0303", False)])
     # H09: 风险消除, 9000 x 2 = 18000; its head has a legacy 15-digit number in the vehicle file
-    household("H09", VILLAGE_A, "风险消除", 9000, [("马福贵", "户主", "19620505", True), ("马桂兰", "配偶", "19640606", False)],
+    household("H09", VILLAGE_A, "风险消除", 9000, [("马福贵", "户主", "19620505", True),
+                                                ("马桂兰", "配偶", "19640606", False)],
               category="脱贫户")
     outsider = Person("--", "陌生人", make_id("652723", "19850101", next(n), True), "户主", True)
 
@@ -114,8 +119,8 @@ def build(directory: Path) -> Scenario:
         for m in h.members:
             rows.append([h.hid, m.name, m.id, "男" if m.male else "女", m.relation, h.village, h.category, h.status,
                          h.labour, str(h.income), str(len(h.members))])
-    _csv(roster, ["户编号", "姓名", "身份证号码", "性别", "与户主关系", "行政区划代码", "户类型", "监测状态", "劳动能力",
-                  "上年人均纯收入", "家庭人口数"], rows, "utf-8-sig")
+    _csv(roster, ["户编号", "姓名", "身份证号码", "性别", "与户主关系", "行政区划代码", "户类型", "监测状态",
+                  "劳动能力", "上年人均纯收入", "家庭人口数"], rows, "utf-8-sig")
 
     expected: set[tuple[str, str, str]] = set()
     counts: dict[str, dict[str, int]] = {}
@@ -144,7 +149,8 @@ def build(directory: Path) -> Scenario:
         [p("H03", "配偶").name, p("H03", "配偶").id, "骨折", "2025-04-10", "9", "12,000", "4,000.00", "2025-04-19"],
         h02_child,                                                                        # 500: nothing
         h02_child,                                                                        # exact duplicate
-        [p("H02", "户主").name, p("H02", "户主").id, "肺炎", "2025-04-01", "5", "6200", "-30", "2025-04-06"],  # negative
+        # negative out-of-pocket
+        [p("H02", "户主").name, p("H02", "户主").id, "肺炎", "2025-04-01", "5", "6200", "-30", "2025-04-06"],
         [p("H02", "配偶").name, p("H02", "配偶").id, "肺炎", "2099-04-01", "5", "6200", "300", "2099-04-06"],  # future
     ], "gbk")
     expected |= {("H01", "MEDICAL_EXPENSE", "MEDIUM"), ("H03", "MEDICAL_EXPENSE", "HIGH")}
@@ -158,8 +164,8 @@ def build(directory: Path) -> Scenario:
         flood.append([p(hid, "户主").name, p(hid, "户主").id, VILLAGE_B, "洪涝", f"2025-07-0{1 + i}", "0", "0", damage,
                       "2000"])
         expected.add((hid, "DISASTER_LOSS", "HIGH" if hid == "H04" else "MEDIUM"))
-    _csv(dis, ["户主姓名", "户主身份证号码", "行政区划代码", "灾害类型", "灾害发生日期", "死亡人数", "受伤人数", "房屋损毁",
-               "直接经济损失"], flood + [
+    _csv(dis, ["户主姓名", "户主身份证号码", "行政区划代码", "灾害类型", "灾害发生日期", "死亡人数", "受伤人数",
+               "房屋损毁", "直接经济损失"], flood + [
         # H09: loss 10000 >= 50% of 18000 -> HIGH
         [p("H09", "户主").name, p("H09", "户主").id, VILLAGE_A, "火灾", "2025-08-01", "0", "1", "无", "10,000"],
         [p("H02", "户主").name, p("H02", "户主").id, VILLAGE_A, "火灾", "2025-08-02", "0", "0", "烧毁", "100"],  # label
@@ -188,7 +194,8 @@ def build(directory: Path) -> Scenario:
          "８５,０００"],                                                                    # 监测中 -> LOW
         [p("H02", "户主").name, p("H02", "户主").id, "小型轿车", "大众朗逸", "2025-09-02", "2025-09-06", ""],  # 未纳入
         [p("H09", "户主").name, legacy, "轻型货车", "五菱", "2025-09-03", "2025-09-07", "40000"],  # 风险消除: nothing
-        [p("H03", "户主").name, p("H03", "户主").id, "摩托车", "豪爵", "2025-09-09", "2025-09-01", "6000"],  # plate first
+        # plate registered before the purchase
+        [p("H03", "户主").name, p("H03", "户主").id, "摩托车", "豪爵", "2025-09-09", "2025-09-01", "6000"],
     ], "utf-8")
     expected.add(("H01", "ASSET_PURCHASE", "LOW"))
     counts["vehicle-purchase"] = {"read": 4, "published": 3, "rejected": 1, "duplicates": 0}
