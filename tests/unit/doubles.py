@@ -4,9 +4,10 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from connectors.idcard import check_character
 
@@ -41,7 +42,7 @@ class MemoryPublisher:
     exited: int = 0
     flushes: int = 0
 
-    async def __aenter__(self) -> "MemoryPublisher":
+    async def __aenter__(self) -> MemoryPublisher:
         self.entered += 1
         return self
 

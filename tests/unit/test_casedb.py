@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import event, insert
@@ -12,8 +13,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from schemas.errors import ConfigError, PovwatchError, SchemaError
-from services.casefeed.db import (Case, CaseStore, Evidence, RecordResult, cases_to_json, open_database,
-                                  render_cases_table)
+from services.casefeed.db import (
+    Case,
+    CaseStore,
+    Evidence,
+    RecordResult,
+    cases_to_json,
+    open_database,
+    render_cases_table,
+)
 
 HH1 = "652701000000000001"
 HH2 = "652701000000000002"

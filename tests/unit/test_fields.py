@@ -7,8 +7,21 @@ from decimal import Decimal
 import pytest
 
 from connectors.catalog import get_feed
-from connectors.fields import (Amount, Choice, Count, Date, FieldError, IdNumber, RegionCode, Sex, Text, clean,
-                               mask_id_like, parse_amount, parse_date)
+from connectors.fields import (
+    Amount,
+    Choice,
+    Count,
+    Date,
+    FieldError,
+    IdNumber,
+    RegionCode,
+    Sex,
+    Text,
+    clean,
+    mask_id_like,
+    parse_amount,
+    parse_date,
+)
 
 TODAY = dt.date(2024, 7, 1)
 MARCH_5 = dt.date(2024, 3, 5)

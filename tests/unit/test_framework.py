@@ -7,9 +7,10 @@ import asyncio
 import datetime as dt
 import hashlib
 import hmac
+from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import pytest
 from openpyxl import Workbook
@@ -135,7 +136,7 @@ def test_worked_example_event_content(worked_example: Path) -> None:
 def test_worked_example_dead_letter(worked_example: Path) -> None:
     summary, publisher = run(HOSP, worked_example)
     [message] = publisher.on("dlq.medical-security")
-    assert message.key == "住院结算_202404.csv:3".encode("utf-8")
+    assert message.key == "住院结算_202404.csv:3".encode()
     letter = CODEC.decode(message.value, expect="povwatch.DeadLetter").record
     assert letter["source"]["row"] == 3
     assert letter["source"]["origin"] == "住院结算_202404.csv"
@@ -220,7 +221,8 @@ def test_missing_required_column_fails_before_the_publisher_starts(tmp_path: Pat
 
 def test_every_missing_column_is_named(tmp_path: Path) -> None:
     path = write_csv(tmp_path / "h.csv", [["姓名", "疾病名称", "入院日期", "住院天数", "医疗总费用", "结算日期"]])
-    with pytest.raises(InputFileError, match=r"missing columns: 身份证号码 \(id_number\), 个人自付金额 \(out_of_pocket\)"):
+    with pytest.raises(InputFileError,
+                       match=r"missing columns: 身份证号码 \(id_number\), 个人自付金额 \(out_of_pocket\)"):
         run(HOSP, path)
 
 
@@ -317,7 +319,8 @@ def test_rejected_row_leaks_neither_name_nor_id(tmp_path: Path) -> None:
     assert summary.rejected == 1
     [letter] = decoded(publisher, REG.dlq, expect="povwatch.DeadLetter")
     assert letter["fields"]["remark"] == "<name-redacted>本人, 身份证<id-redacted>"
-    assert letter["reasons"] == ["change_type: unknown value '失踪' (expected one of 死亡 / 迁出 / 出生 / 嫁入 / 嫁出 / 注销)"]
+    assert letter["reasons"] == [
+        "change_type: unknown value '失踪' (expected one of 死亡 / 迁出 / 出生 / 嫁入 / 嫁出 / 注销)"]
 
 
 def test_an_id_number_in_the_wrong_column_does_not_reach_the_dead_letter(tmp_path: Path) -> None:
@@ -327,7 +330,8 @@ def test_an_id_number_in_the_wrong_column_does_not_reach_the_dead_letter(tmp_pat
     summary, publisher = run(REG, path, secrets=[ZHANG_ID])
     assert summary.rejected == 1
     [(_, reasons)] = summary.rejects
-    assert "change_type: unknown value '<id-redacted>' (expected one of 死亡 / 迁出 / 出生 / 嫁入 / 嫁出 / 注销)" in reasons
+    assert ("change_type: unknown value '<id-redacted>' (expected one of 死亡 / 迁出 / 出生 / 嫁入 / 嫁出 / 注销)"
+            in reasons)
     [letter] = decoded(publisher, REG.dlq)
     assert letter["reasons"] == list(reasons)
     assert letter["fields"]["change_type"] == "<id-redacted>"
@@ -415,7 +419,8 @@ def test_hospitalization_cross_field_checks(tmp_path: Path, admitted: str, settl
 
 def test_plate_registered_before_purchase_is_rejected(tmp_path: Path) -> None:
     header = ["姓名", "身份证号码", "车辆类型", "品牌型号", "购买日期", "上牌日期"]
-    path = write_csv(tmp_path / "v.csv", [header, ["张三", ZHANG_ID, "小型轿车", "五菱宏光", "2024-05-08", "2024-05-01"],
+    path = write_csv(tmp_path / "v.csv", [header,
+                                           ["张三", ZHANG_ID, "小型轿车", "五菱宏光", "2024-05-08", "2024-05-01"],
                                            ["张三", ZHANG_ID, "小型轿车", "五菱宏光", "2024-05-08", "2024-05-08"]])
     summary, _ = run(VEHICLE, path)
     assert summary.rejects == [(2, ("registration_date: plate registered before the purchase date",))]

@@ -8,12 +8,34 @@ from typing import Any
 import pytest
 
 from schemas.codec import default_codec
-from services.monitor.rules import (AlertDraft, HouseholdContext, MedicalStay, PersonContext, RegionalDraft, Rule,
-                                    RuleConfig, Severity, VillageRecord, age_at, asset_purchase,
-                                    death_in_household, disaster_loss, evaluate, format_cny, medical_expense,
-                                    regional_disaster, school_dropout)
-from services.monitor.stages import (household_alert_record, household_stage, person_from_table, person_to_table,
-                                     regional_alert_record, village_stage)
+from services.monitor.rules import (
+    AlertDraft,
+    HouseholdContext,
+    MedicalStay,
+    PersonContext,
+    RegionalDraft,
+    Rule,
+    RuleConfig,
+    Severity,
+    VillageRecord,
+    age_at,
+    asset_purchase,
+    death_in_household,
+    disaster_loss,
+    evaluate,
+    format_cny,
+    medical_expense,
+    regional_disaster,
+    school_dropout,
+)
+from services.monitor.stages import (
+    household_alert_record,
+    household_stage,
+    person_from_table,
+    person_to_table,
+    regional_alert_record,
+    village_stage,
+)
 
 CFG = RuleConfig()
 HH = "BL-100201-0001"
@@ -57,8 +79,9 @@ def dropout(stage: str) -> dict[str, Any]:
 
 
 def vehicle(price: str | None = "119800") -> dict[str, Any]:
-    return {"event_id": "car-1", "vehicle_type": "小型轿车", "model": "比亚迪秦PLUS", "purchase_date": dt.date(2024, 5, 1),
-            "registration_date": dt.date(2024, 5, 8), "price": None if price is None else Decimal(price)}
+    return {"event_id": "car-1", "vehicle_type": "小型轿车", "model": "比亚迪秦PLUS",
+            "purchase_date": dt.date(2024, 5, 1), "registration_date": dt.date(2024, 5, 8),
+            "price": None if price is None else Decimal(price)}
 
 
 # --- death in household ----------------------------------------------------------------------------------------
