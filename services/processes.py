@@ -94,4 +94,7 @@ def wait_until(port: int, done: Callable[[Samples], bool], *, timeout: float, ch
         except (urllib.error.URLError, ConnectionError, OSError):
             pass
         time.sleep(0.25)
-    raise EnvironmentProblem(f"timed out after {timeout:.0f}s waiting for {what}")
+    shown = ", ".join(f"{n}{dict(lbl) if lbl else ''}={v:g}" for (n, lbl), v in sorted(last.items())
+                      if n.startswith("povwatch_") and not n.endswith(("_created", "_bucket")) and v)
+    raise EnvironmentProblem(f"timed out after {timeout:.0f}s waiting for {what}; last metrics: {shown or 'none'}"
+                             + (f"\n{child.tail(30)}" if child is not None else ""))

@@ -129,6 +129,9 @@ def build_app(settings: Settings, *, codec: Codec | None = None,
         datadir=str(settings.monitor_data),
         consumer_auto_offset_reset="earliest",
         stream_wait_empty=False,  # acks are manual: on shutdown, unprocessed events stay uncommitted
+        # a crashed worker's partitions are handed over after 10 s instead of Kafka's 60 s default
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=3.0,
     )
     gate = RegistryGate(app, settings.bootstrap, settings.monitor_app_id)
 
