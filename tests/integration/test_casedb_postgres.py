@@ -1,4 +1,7 @@
-"""The case DB on a real PostgreSQL server: the SQLite unit tests' behaviours, plus real concurrent writers.
+"""The case DB on a real PostgreSQL server: the behaviours shared with SQLite, plus real concurrent writers.
+
+The shared behaviour tests live in tests/casedb_behaviour.py and are imported below by name, so pytest collects
+them here too, against this module's `store` fixture; the tests after them are PostgreSQL's own.
 
 The server is the project's own private cluster, started by `scripts/postgres.sh start` (which installs Debian's
 `postgresql` package on first use, so the first run may take a few minutes) and stopped again at the end of the
@@ -16,12 +19,30 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, event, insert, text
+from sqlalchemy import create_engine, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from services.casefeed.db import Base, Case, CaseStore, Evidence, RecordResult, open_database
-from tests.unit.test_casedb import HH1, HH2, RAISED, VILLAGE, household_alert, regional_alert
+from services.casefeed.db import Base, Case, CaseStore, RecordResult, open_database
+
+pytest.register_assert_rewrite("tests.casedb_behaviour")  # before the import below: pytest's detailed asserts
+
+# The shared tests are imported to be collected here, on PostgreSQL (F401: nothing else uses them).
+from tests.casedb_behaviour import (  # noqa: E402, F401
+    HH1,
+    VILLAGE,
+    household_alert,
+    test_batch_with_duplicates_inside_it,
+    test_evidence_alert_id_is_unique_in_the_db,
+    test_household_alerts_share_one_case_and_redelivery_is_a_duplicate,
+    test_listing_and_rendering,
+    test_lost_race_on_the_alert_id_reports_a_duplicate,
+    test_lost_race_on_the_open_case_is_retried,
+    test_malformed_alert_is_a_schema_error,
+    test_max_severity_rises_and_never_drops,
+    test_partial_unique_index_allows_one_open_case_per_subject,
+    test_regional_alert_opens_a_village_case,
+)
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "postgres.sh"
 FIRST_START_TIMEOUT = 600  # a first start installs the server package
@@ -55,8 +76,8 @@ def pg_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def pg_fresh(pg_url: str) -> str:
-    """The URL, with the case DB's tables dropped (open_database creates them again)."""
+def db_url(pg_url: str) -> str:
+    """The URL of an empty case DB: its tables dropped (open_database creates them again)."""
     engine = create_engine(pg_url)
     try:
         Base.metadata.drop_all(engine)
@@ -66,150 +87,26 @@ def pg_fresh(pg_url: str) -> str:
 
 
 @pytest.fixture
-def store(pg_fresh: str) -> Iterator[CaseStore]:
-    s = open_database(pg_fresh)
+def store(db_url: str) -> Iterator[CaseStore]:
+    s = open_database(db_url)
     assert s.engine.dialect.name == "postgresql"
     yield s
     s.close()
 
 
-def test_household_alerts_share_one_case_and_redelivery_is_a_duplicate(store: CaseStore) -> None:
-    first = store.record_household_alert(household_alert("a1"))
-    assert first.case_opened and not first.duplicate
-    second = store.record_household_alert(household_alert("a2", rule="DISASTER_LOSS"))
-    assert second == RecordResult(first.case_id, case_opened=False, duplicate=False)
-    again = store.record_household_alert(household_alert("a1"))
-    assert again == RecordResult(first.case_id, case_opened=False, duplicate=True)
-    assert store.counts() == {"cases_open": 1, "evidence": 2}
-    other = store.record_household_alert(household_alert("b1", HH2))
-    assert other.case_opened and other.case_id != first.case_id
-    assert store.counts() == {"cases_open": 2, "evidence": 3}
-
-
-def test_max_severity_rises_and_never_drops(store: CaseStore) -> None:
-    store.record_household_alert(household_alert("a1", severity="MEDIUM"))
-    [case] = store.list_cases()
-    assert case.max_severity == "MEDIUM"
-    store.record_household_alert(household_alert("a2", rule="SCHOOL_DROPOUT", severity="HIGH"))
-    store.record_household_alert(household_alert("a3", rule="ASSET_PURCHASE", severity="LOW"))
-    [case] = store.list_cases()
-    assert case.max_severity == "HIGH"
-    assert [e.severity for e in case.evidence] == ["MEDIUM", "HIGH", "LOW"]
-    assert case.opened_at.tzinfo is not None and case.evidence[0].raised_at == RAISED
-    assert case.evidence[0].reason == household_alert("a1")["reason"]           # Chinese text round-trips
-
-
-def test_regional_alert_opens_a_village_case(store: CaseStore) -> None:
-    result = store.record_regional_alert(regional_alert())
-    assert result.case_opened
-    [case] = store.list_cases()
-    assert (case.subject_kind, case.subject_id, case.village_code) == ("village", VILLAGE, VILLAGE)
-    assert case.evidence[0].household_ids[:2] == (HH1, HH2)
-    assert case.evidence[0].raised_at == dt.datetime(2024, 6, 27, 17, 0, tzinfo=dt.UTC)   # +08:00 -> UTC
-    assert case.evidence[0].occurred_at == dt.date(2024, 6, 20)
-    # a household of that village is a different subject
-    assert store.record_household_alert(household_alert("a1")).case_opened
-
-
-def test_batch_with_duplicates_inside_it(store: CaseStore) -> None:
-    store.record_household_alert(household_alert("a0"))
-    results = store.record_batch([
-        ("alerts.household", household_alert("a0")),           # already stored
-        ("alerts.household", household_alert("b1", HH2)),      # opens a case
-        ("alerts.household", household_alert("b1", HH2)),      # same alert again in the batch
-        ("alerts.household", household_alert("b2", HH2, severity="HIGH")),
-        ("alerts.regional", regional_alert()),
-    ])
-    assert [(r.case_opened, r.duplicate) for r in results] == [
-        (False, True), (True, False), (False, True), (False, False), (True, False)]
-    assert results[1].case_id == results[2].case_id == results[3].case_id
-    assert store.counts() == {"cases_open": 3, "evidence": 4}
-
-
-def test_partial_unique_index_allows_one_open_case_per_subject(store: CaseStore) -> None:
+def test_open_case_index_is_really_partial(store: CaseStore) -> None:
     with store.engine.connect() as conn:
         indexdef = conn.scalar(text("SELECT indexdef FROM pg_indexes WHERE indexname = 'uq_cases_open_subject'"))
     assert indexdef is not None and "UNIQUE" in indexdef and "WHERE" in indexdef and "OPEN" in indexdef
 
     store.record_household_alert(household_alert("a1"))
     now = dt.datetime.now(dt.UTC)
-
-    def case(status: str) -> Case:
-        return Case(subject_kind="household", subject_id=HH1, village_code=VILLAGE, status=status,
-                    max_severity="LOW", opened_at=now, updated_at=now)
-
     with Session(store.engine) as session:
-        session.add(case("OPEN"))
+        session.add(Case(subject_kind="household", subject_id=HH1, village_code=VILLAGE, status="OPEN",
+                         max_severity="LOW", opened_at=now, updated_at=now))
         with pytest.raises(IntegrityError) as info:
             session.commit()
-    assert "uq_cases_open_subject" in str(info.value)
-    with Session(store.engine) as session, session.begin():
-        session.add(case("CLOSED"))                      # closed cases may pile up
-    with Session(store.engine) as session, session.begin():
-        session.query(Case).update({Case.status: "CLOSED"})
-    assert store.counts()["cases_open"] == 0
-    reopened = store.record_household_alert(household_alert("a2"))
-    assert reopened.case_opened                          # a new OPEN case next to the CLOSED ones
-    with Session(store.engine) as session, session.begin():
-        session.add(case("CLOSED"))
-    assert store.counts() == {"cases_open": 1, "evidence": 2}
-
-
-def test_evidence_alert_id_is_unique_in_the_db(store: CaseStore) -> None:
-    result = store.record_household_alert(household_alert("a1"))
-    row = {"alert_id": "a1", "case_id": result.case_id, "rule": "MEDICAL_EXPENSE", "severity": "LOW",
-           "reason": "x", "event_ids": [], "household_ids": [], "occurred_at": dt.date(2024, 1, 1),
-           "raised_at": RAISED, "received_at": RAISED, "source_topic": "t"}
-    with Session(store.engine) as session:
-        with pytest.raises(IntegrityError):
-            session.execute(insert(Evidence), [row])
-
-
-def test_lost_race_on_the_open_case_is_retried(store: CaseStore) -> None:
-    """Another writer commits the OPEN case between our read and our insert: we re-read and attach."""
-    state = {"fired": False}
-
-    def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if statement.startswith("INSERT INTO cases") and not state["fired"]:
-            state["fired"] = True
-            other = open_database(store.engine.url.render_as_string(hide_password=False))
-            try:
-                assert other.record_household_alert(household_alert("rival")).case_opened
-            finally:
-                other.close()
-
-    event.listen(store.engine, "before_cursor_execute", before)
-    try:
-        result = store.record_household_alert(household_alert("mine"))
-    finally:
-        event.remove(store.engine, "before_cursor_execute", before)
-    assert state["fired"] and not result.case_opened and not result.duplicate
-    [case] = store.list_cases()
-    assert {e.alert_id for e in case.evidence} == {"rival", "mine"}
-
-
-def test_lost_race_on_the_alert_id_reports_a_duplicate(store: CaseStore) -> None:
-    first = store.record_household_alert(household_alert("a1"))
-    state = {"fired": False}
-
-    def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        # before our first write: after it we would hold the case row's lock, which the rival needs
-        if statement.startswith(("INSERT", "UPDATE")) and not state["fired"]:
-            state["fired"] = True
-            other = open_database(store.engine.url.render_as_string(hide_password=False))
-            try:
-                assert not other.record_household_alert(household_alert("a2")).duplicate
-            finally:
-                other.close()
-
-    event.listen(store.engine, "before_cursor_execute", before)
-    try:
-        result = store.record_household_alert(household_alert("a2"))
-    finally:
-        event.remove(store.engine, "before_cursor_execute", before)
-    assert state["fired"]
-    assert result == RecordResult(first.case_id, case_opened=False, duplicate=True)
-    assert store.counts() == {"cases_open": 1, "evidence": 2}
+    assert "uq_cases_open_subject" in str(info.value)                  # the conflict names the partial index
 
 
 WRITERS = 8
@@ -260,21 +157,21 @@ def _check_one_case(url: str, per_writer: list[list[RecordResult]]) -> None:
         assert sorted(e.alert_id for e in case.evidence) == sorted(a["alert_id"] for a in ALERTS)
 
 
-def test_concurrent_writers_open_one_case_and_store_each_alert_once(pg_fresh: str) -> None:
+def test_concurrent_writers_open_one_case_and_store_each_alert_once(db_url: str) -> None:
     """8 processes' worth of stores record the same alerts for one household at the same moment."""
     def work(store: CaseStore, index: int) -> list[RecordResult]:
         order = list(ALERTS)
         random.Random(index).shuffle(order)              # each writer in its own order
         return [store.record_household_alert(alert) for alert in order]
 
-    _check_one_case(pg_fresh, _race(pg_fresh, work))
+    _check_one_case(db_url, _race(db_url, work))
 
 
-def test_concurrent_batches_open_one_case_and_store_each_alert_once(pg_fresh: str) -> None:
+def test_concurrent_batches_open_one_case_and_store_each_alert_once(db_url: str) -> None:
     """The same, each writer recording all alerts in one transaction (record_batch), in its own order."""
     def work(store: CaseStore, index: int) -> list[RecordResult]:
         order = list(ALERTS)
         random.Random(100 + index).shuffle(order)
         return store.record_batch([("alerts.household", alert) for alert in order])
 
-    _check_one_case(pg_fresh, _race(pg_fresh, work))
+    _check_one_case(db_url, _race(db_url, work))

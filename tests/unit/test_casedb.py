@@ -1,220 +1,69 @@
-"""The case database (services.casefeed.db) on a real SQLite file in tmp_path."""
+"""The case database (services.casefeed.db) on a real SQLite file in tmp_path.
+
+The behaviour tests shared with PostgreSQL live in tests/casedb_behaviour.py and are imported below by name, so
+pytest collects them here too, against this module's `store` fixture; the tests after them are SQLite's own.
+"""
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from sqlalchemy import event, insert
+from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from schemas.errors import ConfigError, PovwatchError, SchemaError
-from services.casefeed.db import (
-    Case,
-    CaseStore,
-    Evidence,
-    RecordResult,
-    cases_to_json,
-    open_database,
-    render_cases_table,
+from schemas.errors import ConfigError, PovwatchError
+from services.casefeed.db import Case, CaseStore, RecordResult, open_database
+
+pytest.register_assert_rewrite("tests.casedb_behaviour")  # before the import below: pytest's detailed asserts
+
+# The shared tests are imported to be collected here, on SQLite (F401: nothing else uses them).
+from tests.casedb_behaviour import (  # noqa: E402, F401
+    HH1,
+    VILLAGE,
+    household_alert,
+    test_batch_with_duplicates_inside_it,
+    test_evidence_alert_id_is_unique_in_the_db,
+    test_household_alerts_share_one_case_and_redelivery_is_a_duplicate,
+    test_listing_and_rendering,
+    test_lost_race_on_the_alert_id_reports_a_duplicate,
+    test_lost_race_on_the_open_case_is_retried,
+    test_malformed_alert_is_a_schema_error,
+    test_max_severity_rises_and_never_drops,
+    test_partial_unique_index_allows_one_open_case_per_subject,
+    test_regional_alert_opens_a_village_case,
 )
-
-HH1 = "652701000000000001"
-HH2 = "652701000000000002"
-VILLAGE = "652701100201"
-RAISED = dt.datetime(2024, 7, 1, 8, 30, tzinfo=dt.UTC)
-
-
-def household_alert(alert_id: str, household_id: str = HH1, *, rule: str = "MEDICAL_EXPENSE",
-                    severity: str = "MEDIUM", reason: str = "住院自付 12,000 元，超过 10,000 元",
-                    ) -> dict[str, Any]:
-    return {"alert_id": alert_id, "household_id": household_id, "village_code": VILLAGE, "rule": rule,
-            "severity": severity, "reason": reason, "event_ids": [f"ev-{alert_id}"],
-            "occurred_at": dt.date(2024, 6, 28), "raised_at": RAISED}
-
-
-def regional_alert(alert_id: str = "reg-1", region_code: str = VILLAGE) -> dict[str, Any]:
-    return {"alert_id": alert_id, "region_code": region_code, "rule": "REGIONAL_DISASTER", "severity": "HIGH",
-            "reason": "7 日内 5 户受灾", "household_ids": [HH1, HH2, "h3", "h4", "h5"],
-            "event_ids": ["d1", "d2", "d3", "d4", "d5"], "window_start": dt.date(2024, 6, 20),
-            "window_end": dt.date(2024, 6, 27), "occurred_at": dt.date(2024, 6, 20),
-            "raised_at": dt.datetime(2024, 6, 28, 1, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))}
 
 
 @pytest.fixture
 def db_url(tmp_path: Path) -> str:
+    """The URL of a database that does not exist yet (open_database makes the directories and the file)."""
     return f"sqlite:///{tmp_path / 'nested' / 'dir' / 'cases.db'}"
 
 
 @pytest.fixture
 def store(db_url: str) -> Iterator[CaseStore]:
     s = open_database(db_url)
+    assert s.engine.dialect.name == "sqlite"
     yield s
     s.close()
 
 
-def test_household_alerts_share_one_case_and_redelivery_is_a_duplicate(store: CaseStore) -> None:
-    first = store.record_household_alert(household_alert("a1"))
-    assert first.case_opened and not first.duplicate
-    second = store.record_household_alert(household_alert("a2", rule="DISASTER_LOSS"))
-    assert second == RecordResult(first.case_id, case_opened=False, duplicate=False)
-    again = store.record_household_alert(household_alert("a1"))
-    assert again == RecordResult(first.case_id, case_opened=False, duplicate=True)
-    assert store.counts() == {"cases_open": 1, "evidence": 2}
-    other = store.record_household_alert(household_alert("b1", HH2))
-    assert other.case_opened and other.case_id != first.case_id
-    assert store.counts() == {"cases_open": 2, "evidence": 3}
+def test_open_case_index_is_really_partial(store: CaseStore) -> None:
+    with store.engine.connect() as conn:
+        sql = conn.scalar(text("SELECT sql FROM sqlite_master WHERE type = 'index' AND name = 'uq_cases_open_subject'"))
+    assert sql is not None and "UNIQUE" in sql and "WHERE" in sql and "OPEN" in sql
 
-
-def test_max_severity_rises_and_never_drops(store: CaseStore) -> None:
-    store.record_household_alert(household_alert("a1", severity="MEDIUM"))
-    [case] = store.list_cases()
-    assert case.max_severity == "MEDIUM"
-    store.record_household_alert(household_alert("a2", rule="SCHOOL_DROPOUT", severity="HIGH"))
-    store.record_household_alert(household_alert("a3", rule="ASSET_PURCHASE", severity="LOW"))
-    [case] = store.list_cases()
-    assert case.max_severity == "HIGH"
-    assert [e.severity for e in case.evidence] == ["MEDIUM", "HIGH", "LOW"]
-    assert case.opened_at.tzinfo is not None and case.evidence[0].raised_at == RAISED
-
-
-def test_regional_alert_opens_a_village_case(store: CaseStore) -> None:
-    result = store.record_regional_alert(regional_alert())
-    assert result.case_opened
-    [case] = store.list_cases()
-    assert (case.subject_kind, case.subject_id, case.village_code) == ("village", VILLAGE, VILLAGE)
-    assert case.evidence[0].household_ids[:2] == (HH1, HH2)
-    assert case.evidence[0].raised_at == dt.datetime(2024, 6, 27, 17, 0, tzinfo=dt.UTC)
-    # a household of that village is a different subject
-    assert store.record_household_alert(household_alert("a1")).case_opened
-
-
-def test_batch_with_duplicates_inside_it(store: CaseStore) -> None:
-    store.record_household_alert(household_alert("a0"))
-    results = store.record_batch([
-        ("alerts.household", household_alert("a0")),           # already stored
-        ("alerts.household", household_alert("b1", HH2)),      # opens a case
-        ("alerts.household", household_alert("b1", HH2)),      # same alert again in the batch
-        ("alerts.household", household_alert("b2", HH2, severity="HIGH")),
-        ("alerts.regional", regional_alert()),
-    ])
-    assert [(r.case_opened, r.duplicate) for r in results] == [
-        (False, True), (True, False), (False, True), (False, False), (True, False)]
-    assert results[1].case_id == results[2].case_id == results[3].case_id
-    assert store.counts() == {"cases_open": 3, "evidence": 4}
-
-
-def test_partial_unique_index_allows_one_open_case_per_subject(store: CaseStore) -> None:
     store.record_household_alert(household_alert("a1"))
     now = dt.datetime.now(dt.UTC)
-
-    def case(status: str) -> Case:
-        return Case(subject_kind="household", subject_id=HH1, village_code=VILLAGE, status=status,
-                    max_severity="LOW", opened_at=now, updated_at=now)
-
     with Session(store.engine) as session:
-        session.add(case("OPEN"))
-        with pytest.raises(IntegrityError):
+        session.add(Case(subject_kind="household", subject_id=HH1, village_code=VILLAGE, status="OPEN",
+                         max_severity="LOW", opened_at=now, updated_at=now))
+        with pytest.raises(IntegrityError) as info:
             session.commit()
-    with Session(store.engine) as session, session.begin():
-        session.add(case("CLOSED"))                      # closed cases may pile up
-    with Session(store.engine) as session, session.begin():
-        session.query(Case).update({Case.status: "CLOSED"})
-    assert store.counts()["cases_open"] == 0
-    reopened = store.record_household_alert(household_alert("a2"))
-    assert reopened.case_opened                          # a new OPEN case next to the CLOSED ones
-    with Session(store.engine) as session, session.begin():
-        session.add(case("CLOSED"))
-    assert store.counts() == {"cases_open": 1, "evidence": 2}
-
-
-def test_lost_race_on_the_open_case_is_retried(store: CaseStore) -> None:
-    """Another writer commits the OPEN case between our read and our insert: we re-read and attach."""
-    rival = store.engine.url
-    state = {"fired": False}
-
-    def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        if statement.startswith("INSERT INTO cases") and not state["fired"]:
-            state["fired"] = True
-            other = open_database(rival.render_as_string(hide_password=False))
-            try:
-                won = other.record_household_alert(household_alert("rival"))
-                assert won.case_opened
-            finally:
-                other.close()
-
-    event.listen(store.engine, "before_cursor_execute", before)
-    result = store.record_household_alert(household_alert("mine"))
-    event.remove(store.engine, "before_cursor_execute", before)
-    assert state["fired"] and not result.case_opened and not result.duplicate
-    [case] = store.list_cases()
-    assert {e.alert_id for e in case.evidence} == {"rival", "mine"}
-
-
-def test_lost_race_on_the_alert_id_reports_a_duplicate(store: CaseStore) -> None:
-    first = store.record_household_alert(household_alert("a1"))
-    state = {"fired": False}
-
-    def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        # before our first write: SQLite has one writer, so the rival must commit before we take the lock
-        if statement.startswith(("INSERT", "UPDATE")) and not state["fired"]:
-            state["fired"] = True
-            other = open_database(store.engine.url.render_as_string(hide_password=False))
-            try:
-                assert not other.record_household_alert(household_alert("a2")).duplicate
-            finally:
-                other.close()
-
-    event.listen(store.engine, "before_cursor_execute", before)
-    result = store.record_household_alert(household_alert("a2"))
-    event.remove(store.engine, "before_cursor_execute", before)
-    assert result == RecordResult(first.case_id, case_opened=False, duplicate=True)
-    assert store.counts() == {"cases_open": 1, "evidence": 2}
-
-
-def test_evidence_alert_id_is_unique_in_the_db(store: CaseStore) -> None:
-    result = store.record_household_alert(household_alert("a1"))
-    row = {"alert_id": "a1", "case_id": result.case_id, "rule": "MEDICAL_EXPENSE", "severity": "LOW",
-           "reason": "x", "event_ids": [], "household_ids": [], "occurred_at": dt.date(2024, 1, 1),
-           "raised_at": RAISED, "received_at": RAISED, "source_topic": "t"}
-    with Session(store.engine) as session:
-        with pytest.raises(IntegrityError):
-            session.execute(insert(Evidence), [row])
-
-
-def test_listing_and_rendering(store: CaseStore) -> None:
-    store.record_household_alert(household_alert("m1", HH1, severity="MEDIUM"))
-    store.record_household_alert(household_alert("h1", HH2, rule="DEATH_IN_HOUSEHOLD", severity="HIGH",
-                                                  reason="户主死亡（45 岁，劳动年龄）"))
-    store.record_household_alert(household_alert("h2", HH2, rule="DEATH_IN_HOUSEHOLD", severity="HIGH",
-                                                  reason="户主死亡（45 岁，劳动年龄）"))
-    store.record_household_alert(household_alert("h3", HH2, rule="DISASTER_LOSS", severity="MEDIUM"))
-    store.record_regional_alert(regional_alert())
-    cases = store.list_cases()
-    assert [c.subject_id for c in cases] == [HH2, VILLAGE, HH1]   # HIGH (older first), then MEDIUM
-    assert cases[0].opened_at <= cases[1].opened_at
-
-    table = render_cases_table(cases)
-    lines = table.splitlines()
-    assert lines[0].split() == ["CASE", "SUBJECT", "VILLAGE", "STATUS", "SEVERITY", "ALERTS", "RULES"]
-    assert len(lines) == 2 + 3
-    assert lines[2].split() == [str(cases[0].id), HH2, VILLAGE, "OPEN", "HIGH", "3",
-                                "DEATH_IN_HOUSEHOLD,DISASTER_LOSS"]
-    assert "REGIONAL_DISASTER" in lines[3] and "MEDICAL_EXPENSE" in lines[4]
-    assert "(no cases)" in render_cases_table([])
-
-    text = cases_to_json(cases)
-    assert "户主死亡（45 岁，劳动年龄）" in text and "\\u" not in text
-    data = json.loads(text)
-    assert [c["id"] for c in data] == [c.id for c in cases]
-    assert data[0]["evidence"][0]["alert_id"] == "h1"
-    assert data[0]["evidence"][0]["occurred_at"] == "2024-06-28"
-    assert data[0]["evidence"][0]["raised_at"] == "2024-07-01T08:30:00+00:00"
-    assert data[1]["evidence"][0]["household_ids"][0] == HH1
+    assert "UNIQUE constraint failed: cases.subject_kind, cases.subject_id" in str(info.value)
 
 
 def test_reopening_the_file_keeps_the_data(db_url: str) -> None:
@@ -248,13 +97,3 @@ def test_unreachable_server_is_a_povwatch_error() -> None:
     with pytest.raises(PovwatchError, match="unreachable") as info:
         open_database("postgresql+psycopg://nobody:secret@127.0.0.1:1/none?connect_timeout=2")
     assert "secret" not in str(info.value)
-
-
-def test_malformed_alert_is_a_schema_error(store: CaseStore) -> None:
-    bad = household_alert("x1")
-    del bad["household_id"]
-    with pytest.raises(SchemaError, match="household_id"):
-        store.record_household_alert(bad)
-    with pytest.raises(SchemaError, match="severity"):
-        store.record_household_alert(household_alert("x2", severity="URGENT"))
-    assert store.counts() == {"cases_open": 0, "evidence": 0}
