@@ -37,3 +37,4 @@ def dlq_topic(department: str) -> str:
 class TopicSpec:
     name: str
     compacted: bool = False
+    partitions: int | None = None  # None: the project's partition count (dead-letter topics: 1)

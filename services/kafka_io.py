@@ -31,6 +31,7 @@ __all__ = [
     "ensure_topics",
     "missing_topics",
     "group_offsets",
+    "wait_for_topics",
     "read_topic",
     "Record",
     "topic_end_offsets",
@@ -75,18 +76,30 @@ async def ensure_topics(bootstrap: str, partitions: int, topics: Iterable[TopicS
             if spec.name in existing:
                 continue
             config = {"cleanup.policy": "compact"} if spec.compacted else {}
-            count = 1 if spec.name.startswith("dlq.") else partitions
+            count = spec.partitions or (1 if spec.name.startswith("dlq.") else partitions)
             new.append(NewTopic(spec.name, num_partitions=count, replication_factor=1, topic_configs=config))
         if new:
             try:
                 await admin.create_topics(new, timeout_ms=_TIMEOUT_MS)
             except TopicAlreadyExistsError:
                 pass  # created concurrently by another process: fine
-        return [t.name for t in new]
     except KafkaError as exc:
         raise _unavailable(bootstrap, exc) from None
     finally:
         await admin.close()
+    # a created topic can take a moment to appear in the metadata that producers and consumers read
+    await wait_for_topics(bootstrap, [spec.name for spec in wanted])
+    return [t.name for t in new]
+
+
+async def wait_for_topics(bootstrap: str, names: Iterable[str], timeout: float = 30.0) -> None:
+    """Return once the broker's metadata lists every topic (a new topic can lag behind its creation)."""
+    wanted = list(names)
+    deadline = asyncio.get_running_loop().time() + timeout
+    while missing := await missing_topics(bootstrap, wanted):
+        if asyncio.get_running_loop().time() > deadline:
+            raise BrokerUnavailable(f"topics still missing on {bootstrap} after {timeout:.0f}s: {', '.join(missing)}")
+        await asyncio.sleep(0.2)
 
 
 async def group_offsets(bootstrap: str, group_id: str) -> dict[tuple[str, int], int]:
@@ -119,11 +132,9 @@ class KafkaPublisher:
 
     def __init__(self, bootstrap: str, *, client_id: str = "povwatch", require_topics: Iterable[str] = ()) -> None:
         self._bootstrap = bootstrap
+        self._client_id = client_id
         self._require = list(require_topics)
-        self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap, client_id=client_id, acks="all", enable_idempotence=True,
-            linger_ms=10, request_timeout_ms=_TIMEOUT_MS,
-        )
+        self._producer: AIOKafkaProducer | None = None  # made in __aenter__, inside the running loop
         self._pending: list[asyncio.Future[Any]] = []
 
     async def __aenter__(self) -> KafkaPublisher:
@@ -132,6 +143,10 @@ class KafkaPublisher:
             if missing:
                 raise BrokerUnavailable(f"topic {', '.join(missing)} does not exist on {self._bootstrap}; "
                                         "run `povwatch topics ensure` first")
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=self._bootstrap, client_id=self._client_id, acks="all", enable_idempotence=True,
+            linger_ms=10, request_timeout_ms=_TIMEOUT_MS,
+        )
         try:
             await self._producer.start()
         except (KafkaError, OSError) as exc:
@@ -144,9 +159,12 @@ class KafkaPublisher:
             if exc_info[0] is None:
                 await self.flush()
         finally:
-            await self._producer.stop()
+            if self._producer is not None:
+                await self._producer.stop()
 
     async def send(self, topic: str, key: bytes, value: bytes) -> None:
+        if self._producer is None:
+            raise RuntimeError("KafkaPublisher.send outside `async with`")
         try:
             self._pending.append(await self._producer.send(topic, value, key=key))
         except KafkaError as exc:

@@ -28,7 +28,14 @@ import faust
 
 from schemas.codec import Codec, default_codec
 from schemas.errors import DecodeError, PovwatchError
-from schemas.topics import ALERTS_HOUSEHOLD, ALERTS_REGIONAL, MONITOR_DLQ, REGISTRY_HOUSEHOLDS, REGISTRY_PERSONS
+from schemas.topics import (
+    ALERTS_HOUSEHOLD,
+    ALERTS_REGIONAL,
+    MONITOR_DLQ,
+    REGISTRY_HOUSEHOLDS,
+    REGISTRY_PERSONS,
+    TopicSpec,
+)
 from services.kafka_io import group_offsets, topic_end_offsets
 from services.monitor import metrics
 from services.monitor.stages import (
@@ -44,15 +51,27 @@ from services.monitor.stages import (
 )
 from services.settings import Settings
 
-__all__ = ["build_app", "internal_topics", "RegistryGate", "run_monitor"]
+__all__ = ["build_app", "internal_topics", "monitor_topics", "RegistryGate", "run_monitor", "TABLES"]
 
 log = logging.getLogger("povwatch.monitor")
 
 
 
+TABLES = ("persons", "households", "seen-events", "medical-history", "village-records", "village-fired")
+
+
 def internal_topics(app_id: str) -> tuple[str, str]:
     """The monitor's re-keying topics, named after the app so two monitors never share them."""
     return f"{app_id}.household-events", f"{app_id}.village-disasters"
+
+
+def monitor_topics(app_id: str) -> list[TopicSpec]:
+    """Every topic the Faust app uses besides the project's: re-keying topics, table changelogs (compacted) and
+    Faust's leader topic. They are created before the worker starts: a topic Faust creates itself can be missing
+    from the broker's metadata at the first assignment, and its partitions are then never assigned."""
+    return ([TopicSpec(name) for name in internal_topics(app_id)]
+            + [TopicSpec(f"{app_id}-{table}-changelog", compacted=True) for table in TABLES]
+            + [TopicSpec(f"{app_id}-__assignor-__leader", partitions=1)])
 
 
 class _RawTopic(TypedDict):
@@ -148,12 +167,8 @@ def build_app(settings: Settings, *, codec: Codec | None = None,
     alerts_regional = app.topic(ALERTS_REGIONAL, **_RAW)
     dead_letters = app.topic(MONITOR_DLQ, **_RAW)
 
-    persons = app.Table("persons", default=None, partitions=settings.partitions)
-    households = app.Table("households", default=None, partitions=settings.partitions)
-    seen = app.Table("seen-events", default=None, partitions=settings.partitions)
-    medical = app.Table("medical-history", default=None, partitions=settings.partitions)
-    village_records = app.Table("village-records", default=None, partitions=settings.partitions)
-    village_fired = app.Table("village-fired", default=None, partitions=settings.partitions)
+    persons, households, seen, medical, village_records, village_fired = (
+        app.Table(name, default=None, partitions=settings.partitions) for name in TABLES)
 
     async def consume(stream: Any, handle: Callable[[Any], Any], *, stage: str, gated: bool) -> None:
         """Run `handle` on every event, then ack it. Acks are manual (Faust would ack an event whose handler
@@ -321,9 +336,11 @@ def run_monitor(settings: Settings) -> None:
 
     from prometheus_client import start_http_server
 
-    from services.kafka_io import ensure_topics
+    from services.kafka_io import ensure_topics, project_topics
 
-    _asyncio.run(ensure_topics(settings.bootstrap, settings.partitions))
+    topics = project_topics() + monitor_topics(settings.monitor_app_id)
+
+    _asyncio.run(ensure_topics(settings.bootstrap, settings.partitions, topics))
     try:
         start_http_server(settings.monitor_metrics_port)
     except OSError as exc:
