@@ -54,6 +54,19 @@ def regional_alert(alert_id: str = "reg-1", region_code: str = VILLAGE) -> dict[
             "raised_at": dt.datetime(2024, 6, 28, 1, 0, tzinfo=dt.timezone(dt.timedelta(hours=8)))}
 
 
+def second_open_case_error(store: CaseStore) -> str:
+    """Open a case through the store, then insert a second OPEN case for the same household straight through
+    the ORM: the database itself must refuse it. Returns the database's error text."""
+    store.record_household_alert(household_alert("a1"))
+    now = dt.datetime.now(dt.UTC)
+    with Session(store.engine) as session:
+        session.add(Case(subject_kind="household", subject_id=HH1, village_code=VILLAGE, status="OPEN",
+                         max_severity="LOW", opened_at=now, updated_at=now))
+        with pytest.raises(IntegrityError) as info:
+            session.commit()
+    return str(info.value)
+
+
 def test_household_alerts_share_one_case_and_redelivery_is_a_duplicate(store: CaseStore) -> None:
     first = store.record_household_alert(household_alert("a1"))
     assert first.case_opened and not first.duplicate

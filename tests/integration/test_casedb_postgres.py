@@ -10,7 +10,6 @@ with its output; they never skip. Every test starts from empty tables (dropped a
 """
 from __future__ import annotations
 
-import datetime as dt
 import random
 import subprocess
 import threading
@@ -20,10 +19,8 @@ from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
-from services.casefeed.db import Base, Case, CaseStore, RecordResult, open_database
+from services.casefeed.db import Base, CaseStore, RecordResult, open_database
 
 pytest.register_assert_rewrite("tests.casedb_behaviour")  # before the import below: pytest's detailed asserts
 
@@ -32,6 +29,7 @@ from tests.casedb_behaviour import (  # noqa: E402, F401
     HH1,
     VILLAGE,
     household_alert,
+    second_open_case_error,
     test_batch_with_duplicates_inside_it,
     test_evidence_alert_id_is_unique_in_the_db,
     test_household_alerts_share_one_case_and_redelivery_is_a_duplicate,
@@ -99,14 +97,8 @@ def test_open_case_index_is_really_partial(store: CaseStore) -> None:
         indexdef = conn.scalar(text("SELECT indexdef FROM pg_indexes WHERE indexname = 'uq_cases_open_subject'"))
     assert indexdef is not None and "UNIQUE" in indexdef and "WHERE" in indexdef and "OPEN" in indexdef
 
-    store.record_household_alert(household_alert("a1"))
-    now = dt.datetime.now(dt.UTC)
-    with Session(store.engine) as session:
-        session.add(Case(subject_kind="household", subject_id=HH1, village_code=VILLAGE, status="OPEN",
-                         max_severity="LOW", opened_at=now, updated_at=now))
-        with pytest.raises(IntegrityError) as info:
-            session.commit()
-    assert "uq_cases_open_subject" in str(info.value)                  # the conflict names the partial index
+    error = second_open_case_error(store)
+    assert "uq_cases_open_subject" in error                  # the conflict names the partial index
 
 
 WRITERS = 8

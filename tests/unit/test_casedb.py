@@ -5,17 +5,14 @@ pytest collects them here too, against this module's `store` fixture; the tests 
 """
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
 
 from schemas.errors import ConfigError, PovwatchError
-from services.casefeed.db import Case, CaseStore, RecordResult, open_database
+from services.casefeed.db import CaseStore, RecordResult, open_database
 
 pytest.register_assert_rewrite("tests.casedb_behaviour")  # before the import below: pytest's detailed asserts
 
@@ -24,6 +21,7 @@ from tests.casedb_behaviour import (  # noqa: E402, F401
     HH1,
     VILLAGE,
     household_alert,
+    second_open_case_error,
     test_batch_with_duplicates_inside_it,
     test_evidence_alert_id_is_unique_in_the_db,
     test_household_alerts_share_one_case_and_redelivery_is_a_duplicate,
@@ -56,14 +54,8 @@ def test_open_case_index_is_really_partial(store: CaseStore) -> None:
         sql = conn.scalar(text("SELECT sql FROM sqlite_master WHERE type = 'index' AND name = 'uq_cases_open_subject'"))
     assert sql is not None and "UNIQUE" in sql and "WHERE" in sql and "OPEN" in sql
 
-    store.record_household_alert(household_alert("a1"))
-    now = dt.datetime.now(dt.UTC)
-    with Session(store.engine) as session:
-        session.add(Case(subject_kind="household", subject_id=HH1, village_code=VILLAGE, status="OPEN",
-                         max_severity="LOW", opened_at=now, updated_at=now))
-        with pytest.raises(IntegrityError) as info:
-            session.commit()
-    assert "UNIQUE constraint failed: cases.subject_kind, cases.subject_id" in str(info.value)
+    error = second_open_case_error(store)
+    assert "UNIQUE constraint failed: cases.subject_kind, cases.subject_id" in error
 
 
 def test_reopening_the_file_keeps_the_data(db_url: str) -> None:
