@@ -48,8 +48,8 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModu
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, selectinload
 from sqlalchemy.pool import StaticPool
 
+from schemas.alerts import Rule, Severity
 from schemas.errors import ConfigError, EnvironmentProblem, SchemaError
-from services.monitor.rules import Rule, Severity
 
 __all__ = ["open_database", "CaseStore", "RecordResult", "CaseView", "EvidenceView",
            "render_cases_table", "cases_to_json", "HOUSEHOLD_TOPIC", "REGIONAL_TOPIC"]

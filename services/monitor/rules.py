@@ -24,10 +24,11 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.alerts import Rule, Severity  # the shared vocabulary; re-exported here
 
 __all__ = [
     "Rule",
@@ -49,21 +50,6 @@ __all__ = [
     "regional_disaster",
     "format_cny",
 ]
-
-
-class Rule(StrEnum):
-    DEATH_IN_HOUSEHOLD = "DEATH_IN_HOUSEHOLD"
-    MEDICAL_EXPENSE = "MEDICAL_EXPENSE"
-    DISASTER_LOSS = "DISASTER_LOSS"
-    SCHOOL_DROPOUT = "SCHOOL_DROPOUT"
-    ASSET_PURCHASE = "ASSET_PURCHASE"
-    REGIONAL_DISASTER = "REGIONAL_DISASTER"
-
-
-class Severity(StrEnum):
-    LOW = "LOW"
-    MEDIUM = "MEDIUM"
-    HIGH = "HIGH"
 
 
 class RuleConfig(BaseModel):
