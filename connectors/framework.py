@@ -26,6 +26,7 @@ from connectors.fields import FieldError, Parser, clean, mask_id_like
 from connectors.pseudonym import Pseudonymiser
 from connectors.readers import read_table
 from schemas.codec import Codec
+from schemas.deadletter import row_dead_letter
 from schemas.errors import InputFileError
 from schemas.topics import dlq_topic, event_topic
 
@@ -315,9 +316,11 @@ async def run_file(
     codec: Codec,
     clock: Clock,
     stage: str = "connector",
+    on_reject: Callable[[RawRow], None] | None = None,
 ) -> Summary:
     """Process one file. The file is opened and its header checked before the publisher is started, so a bad
-    file fails fast without a broker. `publisher_factory()` returns an async context manager -> Publisher."""
+    file fails fast without a broker. `publisher_factory()` returns an async context manager -> Publisher.
+    `on_reject(raw)` is told of every rejected row (the roster keeps a rejected person it can identify)."""
     table = read_table(path)
     try:
         bound = bind_headers(spec, table.headers)
@@ -349,12 +352,12 @@ async def run_file(
             names = _row_names(spec, item)
             reasons = tuple(_scrub(r, names) for r in (outcome.reasons if isinstance(outcome, Rejection)
                                                        else outcome))
-            letter = {"source": source, "stage": stage, "reasons": list(reasons),
-                      "fields": redacted_fields(spec, item), "rejected_at": clock()}
-            await publisher.send(spec.dlq, f"{path.name}:{item.row}".encode(),
-                                 codec.encode("povwatch.DeadLetter", letter))
+            letter = row_dead_letter(source, reasons, redacted_fields(spec, item), stage, clock())
+            await publisher.send(spec.dlq, letter.key, letter.encode(codec))
             summary.rejected += 1
             summary.rejects.append((item.row, reasons))
+            if on_reject is not None:
+                on_reject(item)
         for message in handler.finish():
             await publisher.send(message.topic, message.key, message.value)
             summary.extra_messages += 1

@@ -97,13 +97,16 @@ class Codec:
         return name
 
     def encode(self, name: str, record: Mapping[str, Any]) -> bytes:
-        """Single-object encoding of `record` with the current schema `name`; SchemaError if it does not fit."""
+        """Single-object encoding of `record` with the current schema `name`; SchemaError if it does not fit.
+
+        Strict: an unknown field or a missing one is an error - except a missing field that has a default in the
+        schema, which gets it, so a writer made for the previous version survives a compatible field addition."""
         schema = self.schema(name)
         buf = io.BytesIO()
         buf.write(MAGIC)
         buf.write(self._fp_by_name[name])
         try:
-            fastavro.schemaless_writer(buf, schema, dict(record), strict=True)
+            fastavro.schemaless_writer(buf, schema, dict(record), strict_allow_default=True)
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise SchemaError(f"{name}: {exc}") from exc
         return buf.getvalue()

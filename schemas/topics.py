@@ -13,6 +13,7 @@ __all__ = [
     "ALERTS_HOUSEHOLD",
     "ALERTS_REGIONAL",
     "MONITOR_DLQ",
+    "CASEFEED_DLQ",
     "event_topic",
     "dlq_topic",
     "TopicSpec",
@@ -23,6 +24,7 @@ REGISTRY_HOUSEHOLDS = "registry.households"
 ALERTS_HOUSEHOLD = "alerts.household"
 ALERTS_REGIONAL = "alerts.regional"
 MONITOR_DLQ = "dlq.monitor"
+CASEFEED_DLQ = "dlq.casefeed"  # alerts the casefeed could not decode or the case DB refused
 
 
 def event_topic(department: str, feed: str) -> str:

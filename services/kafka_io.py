@@ -18,6 +18,7 @@ from schemas.errors import BrokerUnavailable
 from schemas.topics import (
     ALERTS_HOUSEHOLD,
     ALERTS_REGIONAL,
+    CASEFEED_DLQ,
     MONITOR_DLQ,
     REGISTRY_HOUSEHOLDS,
     REGISTRY_PERSONS,
@@ -45,7 +46,7 @@ def project_topics() -> list[TopicSpec]:
     specs = [TopicSpec(REGISTRY_PERSONS, compacted=True), TopicSpec(REGISTRY_HOUSEHOLDS, compacted=True)]
     specs += [TopicSpec(spec.topic) for spec in EVENT_FEEDS.values()]
     departments = sorted({d for d, _ in EVENT_FEEDS} | {"bureau"})
-    specs += [TopicSpec(dlq_topic(d)) for d in departments] + [TopicSpec(MONITOR_DLQ)]
+    specs += [TopicSpec(dlq_topic(d)) for d in departments] + [TopicSpec(MONITOR_DLQ), TopicSpec(CASEFEED_DLQ)]
     specs += [TopicSpec(ALERTS_HOUSEHOLD), TopicSpec(ALERTS_REGIONAL)]
     return specs
 

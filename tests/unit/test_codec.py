@@ -41,8 +41,9 @@ RECORDS: dict[str, dict[str, Any]] = {
         "source": source(row=3), "stage": "connector",
         "reasons": ["out_of_pocket: negative amount", "id_number: invalid ID number: check character is X, expected 7"],
         "fields": {"name": "<redacted name>", "id_number": "<redacted id>", "out_of_pocket": "-30"},
-        "rejected_at": NOW,
+        "rejected_at": NOW, "message": None,
     },
+    "povwatch.MessageOrigin": {"topic": "alerts.household", "partition": 2, "offset": 41},
     "povwatch.events.Hospitalization": {
         "event_id": "a" * 32, "person_key": KEY, "occurred_at": dt.date(2024, 3, 5), "ingested_at": NOW,
         "source": source(), "disease": "脑梗死", "admission_date": dt.date(2024, 3, 5), "days": 12,
