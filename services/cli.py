@@ -28,6 +28,29 @@ def _summary_text(summary: Any) -> str:
     return "\n".join(lines)
 
 
+def _roster_text(summary: Any) -> str:
+    """A roster load: rows (read = published + unchanged + rejected + duplicates), then each topic's keys."""
+    s = summary.as_dict()
+    lines = [
+        f"{s['department']} {s['feed']} {s['file']} ({s['encoding']}), {s['mode']}",
+        f"  read {s['read']}  published {s['published']}  unchanged {s['unchanged']}  rejected {s['rejected']}  "
+        f"duplicates {s['duplicates']}  ({s['invariant']})"
+        + (f"  (blank lines ignored: {s['blank_lines']})" if s["blank_lines"] else ""),
+    ]
+    for topic in ("persons", "households"):
+        c = s[topic]
+        line = (f"  {topic + ':':<12}added {c['added']}  changed {c['changed']}  removed {c['removed']}  "
+                f"unchanged {c['unchanged']}")
+        if c["kept_row_rejected"]:
+            line += f"  kept, row rejected {c['kept_row_rejected']}"
+        if c["kept_not_in_file"]:
+            line += f"  kept, not in file (--delta) {c['kept_not_in_file']}"
+        lines.append(line)
+    for reject in s["rejects"]:
+        lines.append(f"  row {reject['row']}: " + "; ".join(reject["reasons"]))
+    return "\n".join(lines)
+
+
 def _print_summary(summary: Any, as_json: bool) -> None:
     print(json.dumps(summary.as_dict(), ensure_ascii=False) if as_json else _summary_text(summary))
 
@@ -53,7 +76,8 @@ def cmd_topics(args: argparse.Namespace, settings: Any) -> int:
 def cmd_roster(args: argparse.Namespace, settings: Any) -> int:
     from services.ingest import load_roster
 
-    _print_summary(asyncio.run(load_roster(settings, Path(args.file))), args.json)
+    summary = asyncio.run(load_roster(settings, Path(args.file), delta=args.delta))
+    print(json.dumps(summary.as_dict(), ensure_ascii=False) if args.json else _roster_text(summary))
     return 0
 
 
@@ -144,10 +168,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["ensure"])
     p.set_defaults(func=cmd_topics)
 
-    p = sub.add_parser("roster", help="publish the roster of monitored households")
+    p = sub.add_parser("roster", help="publish the roster of monitored households (the file is the full snapshot)")
     p.add_argument("action", choices=["load"])
-    p.add_argument("file")
+    p.add_argument("file", help="the roster export: every monitored person; who is not in it is removed")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--delta", action="store_true",
+                   help="upsert the file's records only; remove nobody (the file is a partial update)")
     p.set_defaults(func=cmd_roster)
 
     p = sub.add_parser("connector", help="run a department connector on one file")

@@ -6,12 +6,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from connectors.catalog import EVENT_FEEDS, ROSTER, get_feed
-from connectors.departments.bureau import RosterHandler
+from connectors.departments.bureau import RosterSummary, load_snapshot
 from connectors.framework import EventHandler, Summary, run_file
 from connectors.pseudonym import Pseudonymiser
 from schemas.codec import default_codec
 from schemas.topics import REGISTRY_HOUSEHOLDS, REGISTRY_PERSONS
-from services.kafka_io import KafkaPublisher
+from services.kafka_io import KafkaPublisher, read_compacted
 from services.settings import Settings
 
 __all__ = ["run_connector", "load_roster", "utc_now"]
@@ -34,11 +34,17 @@ async def run_connector(
     )
 
 
-async def load_roster(settings: Settings, path: Path, *, clock: Callable[[], dt.datetime] = utc_now) -> Summary:
-    codec = default_codec()
-    handler = RosterHandler(pseudonymiser=Pseudonymiser(settings.checked_key()), codec=codec, clock=clock)
-    return await run_file(
-        ROSTER, path, handler, codec=codec, clock=clock, stage="roster",
+async def load_roster(settings: Settings, path: Path, *, delta: bool = False,
+                      clock: Callable[[], dt.datetime] = utc_now) -> RosterSummary:
+    """The roster file as the full snapshot of the registry topics (`delta`: upsert only); see
+    connectors.departments.bureau.load_snapshot."""
+
+    async def read_state(topic: str) -> dict[bytes, bytes]:
+        return await read_compacted(settings.bootstrap, topic)
+
+    return await load_snapshot(
+        path, pseudonymiser=Pseudonymiser(settings.checked_key()), codec=default_codec(), clock=clock,
+        read_state=read_state, delta=delta,
         publisher_factory=lambda: KafkaPublisher(
             settings.bootstrap, client_id="povwatch-roster",
             require_topics=[REGISTRY_PERSONS, REGISTRY_HOUSEHOLDS, ROSTER.dlq]),

@@ -36,6 +36,7 @@ __all__ = [
     "read_topic",
     "Record",
     "topic_end_offsets",
+    "read_compacted",
 ]
 
 _TIMEOUT_MS = 15_000
@@ -173,6 +174,15 @@ class KafkaPublisher:
         if len(self._pending) >= 2000:
             await self.flush()
 
+    async def tombstone(self, topic: str, key: bytes) -> None:
+        """Delete `key` from a compacted topic: a record with a null value."""
+        if self._producer is None:
+            raise RuntimeError("KafkaPublisher.tombstone outside `async with`")
+        try:
+            self._pending.append(await self._producer.send(topic, None, key=key))
+        except KafkaError as exc:
+            raise _unavailable(self._bootstrap, exc) from None
+
     async def flush(self) -> None:
         pending, self._pending = self._pending, []
         try:
@@ -255,5 +265,41 @@ async def read_topic(
             for tp, messages in batch.items():
                 for m in messages:
                     yield Record(tp.topic, tp.partition, m.offset, m.key, m.value or b"", m.timestamp)
+    finally:
+        await _stop(consumer)
+
+
+async def read_compacted(bootstrap: str, topic: str, *, timeout: float = 120.0) -> dict[bytes, bytes]:
+    """What a compacted topic holds now: the latest value per key, read up to the end offsets taken at the start
+    (later records are left for the next reader). A tombstone (null value) removes its key; keyless records
+    are ignored. BrokerUnavailable if the topic is missing or not read to its end within `timeout` seconds."""
+    consumer = await _started_consumer(bootstrap, auto_offset_reset="earliest")
+    try:
+        partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            raise BrokerUnavailable(f"topic {topic} does not exist (run `povwatch topics ensure`)")
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        await consumer.seek_to_beginning(*tps)
+        contents: dict[bytes, bytes] = {}
+        remaining = [tp for tp in tps if await consumer.position(tp) < ends[tp]]
+        deadline = asyncio.get_running_loop().time() + timeout
+        while remaining:
+            if asyncio.get_running_loop().time() > deadline:
+                raise BrokerUnavailable(f"could not read {topic} to its end within {timeout:.0f}s on {bootstrap}")
+            batch = await consumer.getmany(*remaining, timeout_ms=1000)
+            for tp, messages in batch.items():
+                for m in messages:
+                    if m.offset >= ends[tp] or m.key is None:
+                        continue
+                    if m.value is None:
+                        contents.pop(m.key, None)
+                    else:
+                        contents[m.key] = m.value
+            remaining = [tp for tp in remaining if await consumer.position(tp) < ends[tp]]
+        return contents
+    except KafkaError as exc:
+        raise _unavailable(bootstrap, exc) from None
     finally:
         await _stop(consumer)

@@ -1,25 +1,57 @@
 """乡村振兴局 Rural Revitalisation Bureau: the roster of monitored households (who is watched).
 
-One row per person; household columns repeat on each member's row. Every valid row becomes a `Person` on
-`registry.persons` (key person_key); every household becomes one `Household` on `registry.households`
-(key household_id) once the file is read. A row that contradicts its household (other village, income, ...),
-a second 户主, or a person listed twice differently is rejected with the row it disagrees with.
+One row per person; household columns repeat on each member's row. Every valid row becomes a `Person` for
+`registry.persons` (key person_key); every household one `Household` for `registry.households` (key household_id)
+once the file is read. A row that contradicts its household (other village, income, ...), a second 户主, or a
+person listed twice differently is rejected with the row it disagrees with.
+
+The file is the full snapshot of the monitored population (connectors.snapshot): `load_snapshot` validates the
+whole file in memory first, then reads what the registry topics hold, and publishes only what differs —
+upserts for added and changed records, tombstones for the people and households no longer listed (none with
+`delta`). Row invariant of its summary: read = published + unchanged + rejected + duplicates, where published
+rows are the persons added or changed and unchanged rows the persons already on the topic as they are.
 """
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
 
 from connectors.fields import Amount, Choice, Count, IdNumber, RegionCode, Sex, Text
-from connectors.framework import Accepted, Clock, Column, FeedSpec, Message, ValidRecord, event_id_of
-from connectors.idcard import birth_date, sex_from_id
+from connectors.framework import (
+    Accepted,
+    Clock,
+    Column,
+    FeedSpec,
+    Message,
+    Publisher,
+    RawRow,
+    Summary,
+    ValidRecord,
+    event_id_of,
+    run_file,
+)
+from connectors.idcard import InvalidId, birth_date, normalise_id, sex_from_id
 from connectors.pseudonym import Pseudonymiser
+from connectors.snapshot import (
+    HOUSEHOLD_SCHEMA,
+    PERSON_SCHEMA,
+    Diff,
+    RosterPlan,
+    Wanted,
+    content_of,
+    decode_state,
+    plan_roster,
+)
 from schemas.codec import Codec
+from schemas.errors import InputFileError
 from schemas.topics import REGISTRY_HOUSEHOLDS, REGISTRY_PERSONS
 
-__all__ = ["ROSTER", "RosterHandler", "RELATIONS"]
+__all__ = ["ROSTER", "RosterHandler", "RELATIONS", "RegistryPublisher", "RosterSummary", "ROW_INVARIANT",
+           "load_snapshot"]
 
 RELATIONS = ("户主", "配偶", "子", "女", "父亲", "母亲", "孙子", "孙女", "其他")
 
@@ -79,6 +111,15 @@ class RosterHandler:
         self._clock = clock
         self._households: dict[str, _Household] = {}
         self._persons: dict[str, tuple[str, str, int]] = {}  # person_key -> (identity, household_id, row)
+        self.rejected_keys: set[bytes] = set()  # person_keys of rejected rows whose ID number is valid
+
+    def rejected(self, raw: RawRow) -> None:
+        """Told of every rejected row: remember who it is when its ID number is valid (snapshot safety)."""
+        try:
+            number = normalise_id(raw.cells.get("id_number", ""))
+        except InvalidId:
+            return
+        self.rejected_keys.add(self._pseudonymiser.person_key(number).encode("ascii"))
 
     def handle(self, record: ValidRecord, source: dict[str, Any]) -> Accepted | list[str]:
         v = record.values
@@ -118,3 +159,115 @@ class RosterHandler:
             messages.append(Message(REGISTRY_HOUSEHOLDS, hh_id.encode("utf-8"),
                                     self._codec.encode("povwatch.registry.Household", record)))
         return messages
+
+
+# --- the roster as a snapshot --------------------------------------------------------------------------------
+
+ROW_INVARIANT = "read = published + unchanged + rejected + duplicates"
+
+
+class RegistryPublisher(Publisher, Protocol):
+    """A Publisher that can also delete a key from a compacted topic (services.kafka_io.KafkaPublisher)."""
+
+    async def tombstone(self, topic: str, key: bytes) -> None: ...
+
+
+ReadState = Callable[[str], Awaitable[Mapping[bytes, bytes]]]  # topic -> its contents (key -> latest value)
+
+
+@dataclass
+class RosterSummary(Summary):
+    """A roster load. Rows: `published` = rows whose person was added or changed, `unchanged` = rows whose person
+    is on the topic as it is (not re-sent), so read = published + unchanged + rejected + duplicates.
+    `persons` and `households` say what happened to each key of the two topics."""
+
+    mode: Literal["snapshot", "delta"] = "snapshot"
+    unchanged: int = 0
+    persons: Diff = field(default_factory=Diff)
+    households: Diff = field(default_factory=Diff)
+    tombstones: int = 0
+
+    @classmethod
+    def of(cls, rows: Summary, plan: RosterPlan, *, delta: bool) -> RosterSummary:
+        return cls(
+            rows.department, rows.feed, rows.file, rows.encoding, read=rows.read,
+            published=len(plan.persons.upserts), rejected=rows.rejected, duplicates=rows.duplicates,
+            blank_lines=rows.blank_lines, extra_messages=len(plan.households.upserts), rejects=rows.rejects,
+            mode="delta" if delta else "snapshot", unchanged=len(plan.persons.unchanged), persons=plan.persons,
+            households=plan.households, tombstones=plan.tombstones,
+        )
+
+    @property
+    def balanced(self) -> bool:
+        return self.read == self.published + self.unchanged + self.rejected + self.duplicates
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**super().as_dict(), "unchanged": self.unchanged, "mode": self.mode, "invariant": ROW_INVARIANT,
+                "persons": self.persons.counts(), "households": self.households.counts(),
+                "tombstones": self.tombstones}
+
+
+@dataclass
+class _Outbox:
+    """A Publisher that keeps what it is sent: the whole file is validated before anything leaves."""
+
+    sent: list[Message] = field(default_factory=list)
+
+    async def __aenter__(self) -> _Outbox:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
+
+    async def send(self, topic: str, key: bytes, value: bytes) -> None:
+        self.sent.append(Message(topic, key, value))
+
+    async def flush(self) -> None:
+        return None
+
+
+def _wanted(sent: list[Message], topic: str, schema: str, codec: Codec) -> dict[bytes, Wanted]:
+    return {m.key: Wanted(content_of(codec.decode(m.value, expect=schema).record), m.value)
+            for m in sent if m.topic == topic}
+
+
+async def load_snapshot(
+    path: Path,
+    *,
+    pseudonymiser: Pseudonymiser,
+    codec: Codec,
+    clock: Clock,
+    read_state: ReadState,
+    publisher_factory: Callable[[], AbstractAsyncContextManager[RegistryPublisher]],
+    delta: bool = False,
+) -> RosterSummary:
+    """Load a roster file: validate it whole, diff it against the registry topics, publish the dead letters,
+    then the plan's steps, each acknowledged before the next (connectors.snapshot). A snapshot without a single
+    valid row is refused (InputFileError) before anything is read or sent: it would remove everyone."""
+    handler = RosterHandler(pseudonymiser=pseudonymiser, codec=codec, clock=clock)
+    outbox = _Outbox()
+    rows = await run_file(ROSTER, path, handler, publisher_factory=lambda: outbox, codec=codec, clock=clock,
+                          stage="roster", on_reject=handler.rejected)
+    persons = _wanted(outbox.sent, REGISTRY_PERSONS, PERSON_SCHEMA, codec)
+    households = _wanted(outbox.sent, REGISTRY_HOUSEHOLDS, HOUSEHOLD_SCHEMA, codec)
+    letters = [m for m in outbox.sent if m.topic not in (REGISTRY_PERSONS, REGISTRY_HOUSEHOLDS)]
+    if not persons and not delta:
+        raise InputFileError(f"{path.name}: no valid row ({rows.read} read, {rows.rejected} rejected); a snapshot "
+                             "without anyone would remove the whole roster, so nothing was published")
+    async with publisher_factory() as publisher:
+        plan = plan_roster(
+            decode_state(await read_state(REGISTRY_PERSONS), codec, PERSON_SCHEMA),
+            decode_state(await read_state(REGISTRY_HOUSEHOLDS), codec, HOUSEHOLD_SCHEMA),
+            persons, households, delta=delta, rejected_person_keys=handler.rejected_keys,
+        )
+        for letter in letters:
+            await publisher.send(letter.topic, letter.key, letter.value)
+        await publisher.flush()
+        for step in plan.steps:
+            for send in step:
+                if send.value is None:
+                    await publisher.tombstone(send.topic, send.key)
+                else:
+                    await publisher.send(send.topic, send.key, send.value)
+            await publisher.flush()
+    return RosterSummary.of(rows, plan, delta=delta)

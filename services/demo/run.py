@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from connectors.framework import Summary
 from schemas.codec import default_codec
 from schemas.topics import ALERTS_HOUSEHOLD, ALERTS_REGIONAL
 from services import kafka_local
@@ -74,7 +75,7 @@ def run_demo(settings: Settings, *, households: int, workdir: Path, keep_running
     write_manifest(files, workdir / "files" / "manifest.json")
     print(f"generated {households} households and five feed files in {workdir / 'files'}")
 
-    summaries = [asyncio.run(load_roster(demo, files.roster))]
+    summaries: list[Summary] = [asyncio.run(load_roster(demo, files.roster))]
     env = {"POVWATCH_KAFKA_DATA": str(demo.kafka_data), "POVWATCH_CASE_DB": demo.case_db,
            "POVWATCH_MONITOR_DATA": str(demo.monitor_data), "POVWATCH_MONITOR_APP_ID": demo.monitor_app_id,
            "POVWATCH_BOOTSTRAP": demo.bootstrap}
