@@ -3,11 +3,13 @@
     PovwatchError                  base of every error the program reports itself (one line, no traceback)
     ├── ConfigError                settings that cannot be used (bad env value, dev key outside development)
     ├── EnvironmentProblem         the machine lacks something (Java, Maven) or a process could not start
+    │   └── DatabaseUnavailable    the case database cannot be reached now (refused, restarting): retry later
     ├── BrokerUnavailable          the Kafka broker cannot be reached
     ├── InputFileError             a department file cannot be processed at all (missing, unreadable, columns)
     ├── UnknownFeed                DEPT/FEED is not declared
     └── SchemaError                a message or record does not fit its Avro schema
-        └── DecodeError            bytes that are not a povwatch single-object message
+        ├── DecodeError            bytes that are not a povwatch single-object message
+        └── RecordRefused          the case database refuses a record's data (a data error, not an outage)
 
 Row-level problems are not exceptions: they are `Rejection` values (see connectors.framework).
 Third-party errors (aiokafka, fastavro, SQLAlchemy) are translated at the adapter that meets them.
@@ -18,11 +20,13 @@ __all__ = [
     "PovwatchError",
     "ConfigError",
     "EnvironmentProblem",
+    "DatabaseUnavailable",
     "BrokerUnavailable",
     "InputFileError",
     "UnknownFeed",
     "SchemaError",
     "DecodeError",
+    "RecordRefused",
 ]
 
 
@@ -35,6 +39,10 @@ class ConfigError(PovwatchError):
 
 
 class EnvironmentProblem(PovwatchError):
+    pass
+
+
+class DatabaseUnavailable(EnvironmentProblem):
     pass
 
 
@@ -55,4 +63,8 @@ class SchemaError(PovwatchError):
 
 
 class DecodeError(SchemaError):
+    pass
+
+
+class RecordRefused(SchemaError):
     pass

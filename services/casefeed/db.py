@@ -6,11 +6,18 @@ Responsible for:
   * the invariants, enforced in the database as well as here: at most one OPEN case per subject (partial
     unique index on SQLite and PostgreSQL), at most one evidence row per alert;
   * idempotent, race-safe recording of decoded alert records (plain dicts, as fastavro returns them);
+  * NUL characters, which PostgreSQL text columns refuse, stored as U+FFFD on every backend (`without_nul`);
+    bounded columns bounded on SQLite too (CHECK on their length), so both backends refuse the same alerts;
   * read-only views (`CaseView`, `EvidenceView`) and their text/JSON renderings for `povwatch cases list`.
 
 SQLAlchemy stays inside this module: callers pass and receive plain Python values, and SQLAlchemy errors
-are translated into `schemas.errors` exceptions (a bad URL is a `ConfigError`, an unreachable database an
-`EnvironmentProblem`, a record missing a field a `SchemaError`).
+are translated into `schemas.errors` exceptions (`classify` decides):
+  * a bad URL, credentials the server refuses, a missing database: `ConfigError`;
+  * the server unreachable or going away (connection refused, restart, SQLite locked): `DatabaseUnavailable`,
+    transient - retry later, nothing was stored;
+  * a record the database refuses (value too long, a constraint, any SQL data error) or one missing a field:
+    `RecordRefused` / `SchemaError` - retrying will not help;
+  * anything else (a missing table, a bug): `EnvironmentProblem`.
 Timestamps are stored in UTC and always come back timezone-aware (UTC).
 """
 from __future__ import annotations
@@ -44,21 +51,29 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, IntegrityError, NoSuchModuleError
+from sqlalchemy.exc import ArgumentError, DataError, DBAPIError, IntegrityError, NoSuchModuleError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, selectinload
 from sqlalchemy.pool import StaticPool
 
 from schemas.alerts import Rule, Severity
-from schemas.errors import ConfigError, EnvironmentProblem, SchemaError
+from schemas.errors import ConfigError, DatabaseUnavailable, EnvironmentProblem, RecordRefused, SchemaError
 
-__all__ = ["open_database", "CaseStore", "RecordResult", "CaseView", "EvidenceView",
-           "render_cases_table", "cases_to_json", "HOUSEHOLD_TOPIC", "REGIONAL_TOPIC"]
+__all__ = ["open_database", "CaseStore", "RecordResult", "CaseView", "EvidenceView", "without_nul", "classify",
+           "NUL_REPLACEMENT", "render_cases_table", "cases_to_json", "HOUSEHOLD_TOPIC", "REGIONAL_TOPIC"]
 
 HOUSEHOLD_TOPIC = "alerts.household"
 REGIONAL_TOPIC = "alerts.regional"
 _RANK = {Severity.LOW.value: 0, Severity.MEDIUM.value: 1, Severity.HIGH.value: 2}
 _RETRIES = 5
 _RACE_STATES = {"40001", "40P01"}  # PostgreSQL serialization failure, deadlock detected
+# SQLSTATE classes of a server that is unreachable or going away: connection exception, insufficient resources
+# (too many connections), operator intervention (admin/crash shutdown, starting up)
+_UNAVAILABLE_CLASSES = {"08", "53", "57"}
+_CONFIG_CLASSES = {"28", "3D"}  # invalid authorization (password), invalid catalog name (no such database)
+# SQLite's transient conditions (Python's sqlite3 names them): another writer holds the lock, I/O trouble, disk full
+# (a file that cannot be opened at all - SQLITE_CANTOPEN - is a configuration problem, not an outage)
+_SQLITE_UNAVAILABLE = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_IOERR", "SQLITE_FULL", "SQLITE_PROTOCOL")
+NUL_REPLACEMENT = "\ufffd"  # what a NUL (U+0000) in an alert's text is stored as
 _T = TypeVar("_T")
 
 
@@ -80,6 +95,12 @@ class _UTCDateTime(TypeDecorator[dt.datetime]):
         return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
+def _sqlite_bounds(**limits: int) -> list[CheckConstraint]:
+    """SQLite ignores VARCHAR lengths; these CHECKs make it refuse what PostgreSQL refuses (value too long)."""
+    return [CheckConstraint(f"length({column}) <= {limit}", name=f"{column}_at_most_{limit}").ddl_if(dialect="sqlite")
+            for column, limit in limits.items()]
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention={
         "ix": "ix_%(table_name)s_%(column_0_N_name)s", "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -98,6 +119,7 @@ class Case(Base):
         Index("uq_cases_open_subject", "subject_kind", "subject_id", unique=True,
               sqlite_where=text("status = 'OPEN'"), postgresql_where=text("status = 'OPEN'")
               ).ddl_if(dialect=("sqlite", "postgresql")),  # type: ignore[arg-type]
+        *_sqlite_bounds(subject_id=64, village_code=32),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -114,7 +136,8 @@ class Case(Base):
 
 class Evidence(Base):
     __tablename__ = "evidence"
-    __table_args__ = (CheckConstraint("severity IN ('LOW', 'MEDIUM', 'HIGH')", name="severity"),)
+    __table_args__ = (CheckConstraint("severity IN ('LOW', 'MEDIUM', 'HIGH')", name="severity"),
+                      *_sqlite_bounds(alert_id=128, source_topic=255))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     alert_id: Mapped[str] = mapped_column(String(128), unique=True)
@@ -136,6 +159,7 @@ class RecordResult:
     case_id: int
     case_opened: bool
     duplicate: bool
+    sanitised: bool = False  # the alert's text held NUL characters, stored as NUL_REPLACEMENT
 
 
 @dataclass(frozen=True)
@@ -169,6 +193,52 @@ def _field(alert: Mapping[str, Any], name: str) -> Any:
         alert_id = alert.get("alert_id") if isinstance(alert, Mapping) else None
         raise SchemaError(f"alert {alert_id or '?'}: field {name!r} is missing")
     return value
+
+
+def _no_nul(value: Any) -> tuple[Any, bool]:
+    if isinstance(value, str):
+        return (value.replace("\x00", NUL_REPLACEMENT), True) if "\x00" in value else (value, False)
+    if isinstance(value, list | tuple):
+        cleaned = [_no_nul(item) for item in value]
+        return [item for item, _ in cleaned], any(changed for _, changed in cleaned)
+    return value, False
+
+
+def without_nul(alert: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
+    """The alert with every NUL (U+0000) in its text - strings and lists of strings - replaced by U+FFFD, and
+    whether there was any. PostgreSQL text columns refuse NUL; the alert is real and must reach the case worker,
+    so it is stored with the replacement (the same on every backend, so the same alert_id stays one alert)."""
+    out: dict[str, Any] = {}
+    changed = False
+    for key, value in alert.items():
+        out[key], hit = _no_nul(value)
+        changed = changed or hit
+    return out, changed
+
+
+def classify(exc: DBAPIError) -> str:
+    """What a database error means: "race" (a concurrent writer won; retry now), "unavailable" (the server is
+    unreachable or going away; retry later), "refused" (the data: retrying will not help), "config" (credentials,
+    database name) or "fatal" (anything else)."""
+    orig = exc.orig
+    state = str(getattr(orig, "sqlstate", None) or "")
+    sqlite_name = str(getattr(orig, "sqlite_errorname", ""))
+    if state in _RACE_STATES:
+        return "race"
+    if isinstance(exc, IntegrityError):
+        unique = state == "23505" or sqlite_name in ("SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY")
+        return "race" if unique else "refused"
+    if state[:2] in _CONFIG_CLASSES:
+        return "config"
+    if exc.connection_invalidated or state[:2] in _UNAVAILABLE_CLASSES:
+        return "unavailable"
+    if isinstance(exc, DataError) or state[:2] == "22":
+        return "refused"
+    if sqlite_name.startswith(_SQLITE_UNAVAILABLE):
+        return "unavailable"
+    if isinstance(exc, OperationalError) and not state and not sqlite_name:
+        return "unavailable"  # no answer at all: connection refused, server closed the connection
+    return "fatal"
 
 
 def _checked(value: Any, allowed: type[Rule] | type[Severity], what: str) -> str:
@@ -217,12 +287,15 @@ class CaseStore:
         return self._transaction(work, "record alerts")
 
     @staticmethod
-    def _record(session: Session, kind: str, alert: Mapping[str, Any], topic: str,
+    def _record(session: Session, kind: str, given: Mapping[str, Any], topic: str,
                 now: dt.datetime) -> RecordResult:
+        if not isinstance(given, Mapping):
+            raise SchemaError(f"an alert is a record, not {type(given).__name__}")
+        alert, sanitised = without_nul(given)
         alert_id = str(_field(alert, "alert_id"))
         existing = session.scalar(select(Evidence).where(Evidence.alert_id == alert_id))
         if existing is not None:
-            return RecordResult(existing.case_id, case_opened=False, duplicate=True)
+            return RecordResult(existing.case_id, case_opened=False, duplicate=True, sanitised=sanitised)
         if kind == "household":
             subject, village, households = _field(alert, "household_id"), _field(alert, "village_code"), []
         else:
@@ -247,18 +320,20 @@ class CaseStore:
             severity=severity, reason=str(_field(alert, "reason")), event_ids=list(_field(alert, "event_ids")),
             household_ids=households, occurred_at=occurred, raised_at=raised, received_at=now, source_topic=topic))
         session.flush()  # a race on a unique key surfaces here, inside the retry loop
-        return RecordResult(case.id, case_opened=opened, duplicate=False)
+        return RecordResult(case.id, case_opened=opened, duplicate=False, sanitised=sanitised)
 
     def _transaction(self, work: Callable[[Session], _T], action: str) -> _T:
-        """Run `work` in one transaction; retry it when a concurrent writer won a race (unique key, deadlock)."""
+        """Run `work` in one transaction; retry it at once when a concurrent writer won a race (unique key,
+        deadlock); otherwise translate the error (see `classify`). Nothing is committed when this raises."""
         for attempt in range(1, _RETRIES + 1):
             try:
                 with Session(self._engine, expire_on_commit=False) as session, session.begin():
                     return work(session)
             except DBAPIError as exc:  # the rollback is done; a retry re-reads what the winner committed
-                lost_race = isinstance(exc, IntegrityError) or getattr(exc.orig, "sqlstate", None) in _RACE_STATES
-                if not lost_race or attempt == _RETRIES:
-                    raise EnvironmentProblem(f"case database: could not {action}: {_first_line(exc)}") from exc
+                kind = classify(exc)
+                if kind == "race" and attempt < _RETRIES:
+                    continue
+                raise _translated(kind, f"case database: could not {action}", exc) from exc
         raise AssertionError("unreachable")
 
     # --- reading -----------------------------------------------------------------------------------------
@@ -301,6 +376,17 @@ def _view(case: Case) -> CaseView:
             alert_id=e.alert_id, rule=e.rule, severity=e.severity, reason=e.reason,
             event_ids=tuple(e.event_ids or ()), occurred_at=e.occurred_at, raised_at=e.raised_at,
             household_ids=tuple(e.household_ids or ())) for e in case.evidence))
+
+
+def _translated(kind: str, context: str, exc: DBAPIError) -> Exception:
+    detail = f"{context}: {_first_line(exc)}"
+    if kind == "unavailable":
+        return DatabaseUnavailable(detail)
+    if kind == "refused":
+        return RecordRefused(f"the case database refuses the data: {_first_line(exc)}")
+    if kind == "config":
+        return ConfigError(f"POVWATCH_CASE_DB: {detail}")
+    return EnvironmentProblem(detail)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -364,10 +450,15 @@ def open_database(url: str) -> CaseStore:
     except DBAPIError as exc:
         engine.dispose()
         shown = parsed.render_as_string(hide_password=True)
-        if engine.dialect.name == "sqlite":
+        kind = classify(exc)
+        if engine.dialect.name == "sqlite" and kind != "unavailable":
             raise ConfigError(f"POVWATCH_CASE_DB: cannot use SQLite database {parsed.database}: "
                               f"{_first_line(exc)}") from None
-        raise EnvironmentProblem(f"case database unreachable at {shown}: {_first_line(exc)}") from None
+        if kind == "config":
+            raise ConfigError(f"POVWATCH_CASE_DB: {shown}: {_first_line(exc)}") from None
+        if kind == "unavailable":
+            raise DatabaseUnavailable(f"case database unreachable at {shown}: {_first_line(exc)}") from None
+        raise EnvironmentProblem(f"case database at {shown}: {_first_line(exc)}") from None
     return CaseStore(engine)
 
 
