@@ -110,7 +110,8 @@ def cmd_casefeed(args: argparse.Namespace, settings: Any) -> int:
         raise PovwatchError(f"cannot serve /metrics on port {settings.casefeed_metrics_port}: {exc}") from None
     totals = asyncio.run(run_casefeed(settings, idle_timeout=args.timeout))
     print(f"casefeed: consumed {totals.consumed}, evidence {totals.evidence}, cases opened {totals.cases_opened}, "
-          f"duplicates {totals.duplicates}, dead letters {totals.dead_letters}")
+          f"duplicates {totals.duplicates}, dead letters {totals.dead_letters}, sanitised {totals.sanitised}, "
+          f"case DB retries {totals.db_retries}")
     return 0
 
 
