@@ -65,11 +65,15 @@ HOUSEHOLD_TOPIC = "alerts.household"
 REGIONAL_TOPIC = "alerts.regional"
 _RANK = {Severity.LOW.value: 0, Severity.MEDIUM.value: 1, Severity.HIGH.value: 2}
 _RETRIES = 5
+_CONNECT_TIMEOUT = 10  # seconds, PostgreSQL (unless the URL sets connect_timeout)
 _RACE_STATES = {"40001", "40P01"}  # PostgreSQL serialization failure, deadlock detected
 # SQLSTATE classes of a server that is unreachable or going away: connection exception, insufficient resources
 # (too many connections), operator intervention (admin/crash shutdown, starting up)
 _UNAVAILABLE_CLASSES = {"08", "53", "57"}
 _CONFIG_CLASSES = {"28", "3D"}  # invalid authorization (password), invalid catalog name (no such database)
+# what a PostgreSQL server that is restarting says to a new connection (libpq gives no SQLSTATE there)
+_TRANSIENT_FATAL = ("starting up", "shutting down", "recovery mode", "not yet accepting connections",
+                    "too many clients", "terminating connection", "remaining connection slots")
 # SQLite's transient conditions (Python's sqlite3 names them): another writer holds the lock, I/O trouble, disk full
 # (a file that cannot be opened at all - SQLITE_CANTOPEN - is a configuration problem, not an outage)
 _SQLITE_UNAVAILABLE = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_IOERR", "SQLITE_FULL", "SQLITE_PROTOCOL")
@@ -237,6 +241,11 @@ def classify(exc: DBAPIError) -> str:
     if sqlite_name.startswith(_SQLITE_UNAVAILABLE):
         return "unavailable"
     if isinstance(exc, OperationalError) and not state and not sqlite_name:
+        # libpq reports connection failures without a SQLSTATE. A server that answered FATAL refused us for good
+        # (password, database name, options) unless it is merely starting, stopping or full.
+        message = _first_line(exc)
+        if "FATAL:" in message and not any(text in message for text in _TRANSIENT_FATAL):
+            return "config"
         return "unavailable"  # no answer at all: connection refused, server closed the connection
     return "fatal"
 
@@ -422,6 +431,9 @@ def _make_engine(parsed: URL) -> Engine:
                                   f"{exc.strerror or exc}") from None
     else:
         kwargs["pool_pre_ping"] = True
+        if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
+            # a server behind a dropped route must not hang a connection attempt for minutes: it is an outage
+            kwargs["connect_args"] = {"connect_timeout": _CONNECT_TIMEOUT}
     try:
         engine = create_engine(parsed, **kwargs)
     except NoSuchModuleError:

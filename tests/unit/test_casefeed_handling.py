@@ -182,3 +182,71 @@ def test_consumer_lag_follows_the_assignment() -> None:
     assert _lag("unit-group", "alerts.household", 0) is None        # partition 0 revoked: its series is gone
     assert _lag("unit-group", "alerts.household", 1) == 4
     assert lag(3, 5) == 0
+
+
+def test_the_casefeed_log_is_one_line_per_record(capsys: pytest.CaptureFixture[str]) -> None:
+    import logging
+
+    from services.casefeed import logs
+
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        logs.configure()
+        try:
+            raise ConnectionError("server closed the connection unexpectedly\n\tThis probably means the server died")
+        except ConnectionError:
+            logging.getLogger("sqlalchemy.pool.impl.QueuePool").error("Exception during reset or similar",
+                                                                      exc_info=True)
+        logging.getLogger("povwatch.casefeed").warning("two\nlines", stack_info=True)
+    finally:
+        root.handlers[:], level = saved
+        root.setLevel(level)
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2
+    assert lines[0].endswith("ERROR Exception during reset or similar "
+                             "(ConnectionError: server closed the connection unexpectedly)")
+    assert lines[1].endswith("povwatch.casefeed WARNING two lines")
+    assert "Traceback" not in "".join(lines)
+
+
+class _Orig(Exception):
+    """A DB-API error as a driver raises it: a message, maybe a SQLSTATE (psycopg) or an error name (sqlite3)."""
+
+    def __init__(self, message: str, sqlstate: str | None = None, sqlite_errorname: str | None = None) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate
+        if sqlite_errorname is not None:
+            self.sqlite_errorname = sqlite_errorname
+
+
+@pytest.mark.parametrize("kind, error, expected", [
+    ("integrity", _Orig("duplicate key value violates unique constraint", "23505"), "race"),
+    ("integrity", _Orig("UNIQUE constraint failed: evidence.alert_id", None, "SQLITE_CONSTRAINT_UNIQUE"), "race"),
+    ("integrity", _Orig("CHECK constraint failed: ck_cases_x", None, "SQLITE_CONSTRAINT_CHECK"), "refused"),
+    ("integrity", _Orig("null value in column violates not-null constraint", "23502"), "refused"),
+    ("operational", _Orig("could not serialize access", "40001"), "race"),
+    ("operational", _Orig("deadlock detected", "40P01"), "race"),
+    ("data", _Orig("value too long for type character varying(64)", "22001"), "refused"),
+    ("data", _Orig("PostgreSQL text fields cannot contain NUL (0x00) bytes"), "refused"),
+    ("operational", _Orig("terminating connection due to administrator command", "57P01"), "unavailable"),
+    ("operational", _Orig("sorry, too many clients already", "53300"), "unavailable"),
+    ("operational", _Orig('connection failed: connection to server at "127.0.0.1", port 55432 failed: '
+                          "Connection refused"), "unavailable"),
+    ("operational", _Orig("consuming input failed: server closed the connection unexpectedly"), "unavailable"),
+    ("operational", _Orig('connection failed: ... failed: FATAL:  the database system is starting up'), "unavailable"),
+    ("operational", _Orig('connection failed: ... failed: FATAL:  password authentication failed for user "x"'),
+     "config"),
+    ("operational", _Orig('connection failed: ... failed: FATAL:  database "nosuch" does not exist'), "config"),
+    ("operational", _Orig("database is locked", None, "SQLITE_BUSY"), "unavailable"),
+    ("operational", _Orig("no such table: evidence", None, "SQLITE_ERROR"), "fatal"),
+    ("programming", _Orig('relation "evidence" does not exist', "42P01"), "fatal"),
+])
+def test_classify_database_errors(kind: str, error: _Orig, expected: str) -> None:
+    from sqlalchemy.exc import DataError, IntegrityError, OperationalError, ProgrammingError
+
+    from services.casefeed.db import classify
+
+    wrapper = {"integrity": IntegrityError, "operational": OperationalError, "data": DataError,
+               "programming": ProgrammingError}[kind]
+    assert classify(wrapper("INSERT ...", {}, error)) == expected
