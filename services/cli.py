@@ -97,13 +97,12 @@ def cmd_monitor(args: argparse.Namespace, settings: Any) -> int:
 
 
 def cmd_casefeed(args: argparse.Namespace, settings: Any) -> int:
-    import logging
-
     from prometheus_client import start_http_server
 
+    from services.casefeed import logs
     from services.casefeed.service import run_casefeed
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logs.configure()  # one line per record, tracebacks included
     try:
         start_http_server(settings.casefeed_metrics_port)
     except OSError as exc:
