@@ -1,4 +1,8 @@
-"""Every declared feed, by (department, feed). The command line and the demo look feeds up here."""
+"""Every declared feed, by (department, feed). The command line and the demo look feeds up here.
+
+Which feeds exist is schemas/catalog.py's to say: `EVENT_FEEDS` follows its order and keys, and this module
+refuses to load if a catalogue feed has no connector here or a connector names a feed the catalogue lacks.
+"""
 from __future__ import annotations
 
 from connectors.departments.bureau import ROSTER
@@ -7,14 +11,31 @@ from connectors.departments.emergency import DISASTER_LOSS
 from connectors.departments.medical_security import HOSPITALIZATION
 from connectors.departments.public_security import REGISTRATION_CHANGE, VEHICLE_PURCHASE
 from connectors.framework import FeedSpec
+from schemas import catalog
 from schemas.errors import UnknownFeed
 
-__all__ = ["EVENT_FEEDS", "ROSTER", "get_feed"]
+__all__ = ["EVENT_FEEDS", "ROSTER", "get_feed", "connectors_by_feed"]
 
-EVENT_FEEDS: dict[tuple[str, str], FeedSpec] = {
-    (spec.department, spec.feed): spec
-    for spec in (REGISTRATION_CHANGE, VEHICLE_PURCHASE, HOSPITALIZATION, DISASTER_LOSS, DROPOUT)
-}
+_CONNECTORS = (REGISTRATION_CHANGE, VEHICLE_PURCHASE, HOSPITALIZATION, DISASTER_LOSS, DROPOUT)
+
+
+def connectors_by_feed(connectors: tuple[FeedSpec, ...]) -> dict[tuple[str, str], FeedSpec]:
+    """The connectors keyed by (department, feed) in catalogue order; a catalogue feed without exactly one
+    connector, or a connector for a feed the catalogue does not list, is a programming error (ValueError)."""
+    by_wire: dict[catalog.Feed, FeedSpec] = {}
+    for spec in connectors:
+        if spec.wire not in catalog.EVENT_FEEDS:
+            raise ValueError(f"connector for {spec.department} {spec.feed}: not an event feed of schemas/catalog.py")
+        if spec.wire in by_wire:
+            raise ValueError(f"two connectors for {spec.department} {spec.feed}")
+        by_wire[spec.wire] = spec
+    missing = [f"{f.department} {f.feed}" for f in catalog.EVENT_FEEDS if f not in by_wire]
+    if missing:
+        raise ValueError(f"feeds of schemas/catalog.py without a connector: {', '.join(missing)}")
+    return {(f.department, f.feed): by_wire[f] for f in catalog.EVENT_FEEDS}
+
+
+EVENT_FEEDS: dict[tuple[str, str], FeedSpec] = connectors_by_feed(_CONNECTORS)
 
 
 def get_feed(department: str, feed: str) -> FeedSpec:

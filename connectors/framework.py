@@ -25,10 +25,10 @@ from typing import Any, Literal, Protocol
 from connectors.fields import FieldError, Parser, clean, mask_id_like
 from connectors.pseudonym import Pseudonymiser
 from connectors.readers import read_table
+from schemas.catalog import Feed
 from schemas.codec import Codec
 from schemas.deadletter import row_dead_letter
 from schemas.errors import InputFileError
-from schemas.topics import dlq_topic, event_topic
 
 __all__ = [
     "CONNECTOR_VERSION",
@@ -66,22 +66,33 @@ class Column:
 
 @dataclass(frozen=True)
 class FeedSpec:
-    """A department feed, declared: its columns (schema field names + Chinese labels) and its event."""
+    """A department feed, declared: its catalogue entry (department, feed, topic, Avro record: schemas/catalog.py)
+    and its columns (schema field names + Chinese labels)."""
 
-    department: str
-    feed: str
-    schema: str
+    wire: Feed
     columns: tuple[Column, ...]
     occurred_at: str = ""
     checks: tuple[Check, ...] = ()
 
     @property
+    def department(self) -> str:
+        return self.wire.department
+
+    @property
+    def feed(self) -> str:
+        return self.wire.feed
+
+    @property
+    def schema(self) -> str:
+        return self.wire.schema
+
+    @property
     def topic(self) -> str:
-        return event_topic(self.department, self.feed)
+        return self.wire.topic
 
     @property
     def dlq(self) -> str:
-        return dlq_topic(self.department)
+        return self.wire.dlq
 
 
 @dataclass(frozen=True)

@@ -13,18 +13,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
-from connectors.catalog import EVENT_FEEDS
+from schemas.catalog import project_topics  # re-exported: callers import it from here
 from schemas.errors import BrokerUnavailable
-from schemas.topics import (
-    ALERTS_HOUSEHOLD,
-    ALERTS_REGIONAL,
-    CASEFEED_DLQ,
-    MONITOR_DLQ,
-    REGISTRY_HOUSEHOLDS,
-    REGISTRY_PERSONS,
-    TopicSpec,
-    dlq_topic,
-)
+from schemas.topics import TopicSpec
 
 __all__ = [
     "KafkaPublisher",
@@ -40,16 +31,6 @@ __all__ = [
 ]
 
 _TIMEOUT_MS = 15_000
-
-
-def project_topics() -> list[TopicSpec]:
-    """Every topic povwatch uses (DESIGN.md). Registry topics are compacted: the latest record per key wins."""
-    specs = [TopicSpec(REGISTRY_PERSONS, compacted=True), TopicSpec(REGISTRY_HOUSEHOLDS, compacted=True)]
-    specs += [TopicSpec(spec.topic) for spec in EVENT_FEEDS.values()]
-    departments = sorted({d for d, _ in EVENT_FEEDS} | {"bureau"})
-    specs += [TopicSpec(dlq_topic(d)) for d in departments] + [TopicSpec(MONITOR_DLQ), TopicSpec(CASEFEED_DLQ)]
-    specs += [TopicSpec(ALERTS_HOUSEHOLD), TopicSpec(ALERTS_REGIONAL)]
-    return specs
 
 
 def _unavailable(bootstrap: str, exc: BaseException) -> BrokerUnavailable:

@@ -46,6 +46,7 @@ from connectors.snapshot import (
     decode_state,
     plan_roster,
 )
+from schemas import catalog
 from schemas.codec import Codec
 from schemas.errors import InputFileError
 from schemas.topics import REGISTRY_HOUSEHOLDS, REGISTRY_PERSONS
@@ -67,9 +68,7 @@ def _household_size_positive(values: Mapping[str, Any]) -> str | None:
 
 
 ROSTER = FeedSpec(
-    department="bureau",
-    feed="roster",
-    schema="povwatch.registry.Person",
+    wire=catalog.ROSTER,
     columns=(
         Column("household_id", "户编号", Text(max_length=40)),
         Column("name", "姓名", Text(), sensitive="name"),

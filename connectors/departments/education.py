@@ -3,13 +3,12 @@ from __future__ import annotations
 
 from connectors.fields import Choice, Date, IdNumber, Text
 from connectors.framework import Column, FeedSpec
+from schemas import catalog
 
 __all__ = ["DROPOUT"]
 
 DROPOUT = FeedSpec(
-    department="education",
-    feed="dropout",
-    schema="povwatch.events.Dropout",
+    wire=catalog.DROPOUT,
     columns=(
         Column("student_name", "学生姓名", Text(), sensitive="name"),
         Column("student_id_number", "学生身份证号码", IdNumber(), sensitive="id"),

@@ -3,13 +3,12 @@ from __future__ import annotations
 
 from connectors.fields import Amount, Choice, Count, Date, IdNumber, RegionCode, Text
 from connectors.framework import Column, FeedSpec
+from schemas import catalog
 
 __all__ = ["DISASTER_LOSS"]
 
 DISASTER_LOSS = FeedSpec(
-    department="emergency",
-    feed="disaster-loss",
-    schema="povwatch.events.DisasterLoss",
+    wire=catalog.DISASTER_LOSS,
     columns=(
         Column("head_name", "户主姓名", Text(), sensitive="name"),
         Column("head_id_number", "户主身份证号码", IdNumber(), sensitive="id"),

@@ -6,6 +6,7 @@ from typing import Any
 
 from connectors.fields import Amount, Count, Date, IdNumber, Text
 from connectors.framework import Column, FeedSpec
+from schemas import catalog
 
 __all__ = ["HOSPITALIZATION"]
 
@@ -23,9 +24,7 @@ def _out_of_pocket_within_total(values: Mapping[str, Any]) -> str | None:
 
 
 HOSPITALIZATION = FeedSpec(
-    department="medical-security",
-    feed="hospitalization",
-    schema="povwatch.events.Hospitalization",
+    wire=catalog.HOSPITALIZATION,
     columns=(
         Column("name", "姓名", Text(), sensitive="name"),
         Column("id_number", "身份证号码", IdNumber(), sensitive="id"),

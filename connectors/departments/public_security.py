@@ -6,15 +6,12 @@ from typing import Any
 
 from connectors.fields import Amount, Choice, Date, IdNumber, Text
 from connectors.framework import Column, FeedSpec
+from schemas import catalog
 
 __all__ = ["REGISTRATION_CHANGE", "VEHICLE_PURCHASE"]
 
-DEPARTMENT = "public-security"
-
 REGISTRATION_CHANGE = FeedSpec(
-    department=DEPARTMENT,
-    feed="registration-change",
-    schema="povwatch.events.RegistrationChange",
+    wire=catalog.REGISTRATION_CHANGE,
     columns=(
         Column("name", "姓名", Text(), sensitive="name"),
         Column("id_number", "身份证号码", IdNumber(), sensitive="id"),
@@ -36,9 +33,7 @@ def _registered_after_purchase(values: Mapping[str, Any]) -> str | None:
 
 
 VEHICLE_PURCHASE = FeedSpec(
-    department=DEPARTMENT,
-    feed="vehicle-purchase",
-    schema="povwatch.events.VehiclePurchase",
+    wire=catalog.VEHICLE_PURCHASE,
     columns=(
         Column("name", "姓名", Text(), sensitive="name"),
         Column("id_number", "身份证号码", IdNumber(), sensitive="id"),
