@@ -58,9 +58,22 @@ def _print_summary(summary: Any, as_json: bool) -> None:
 def cmd_kafka(args: argparse.Namespace, settings: Any) -> int:
     from services import kafka_local
 
+    if args.action == "tool":
+        from services.kafka_tools import run_tool
+
+        return run_tool(settings, args.tool, args.tool_args)
     action: Callable[[Any], str] = {"up": kafka_local.up, "down": kafka_local.down,
                                     "status": kafka_local.status}[args.action]
     print(action(settings))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace, settings: Any) -> int:
+    from services.status import render_json, render_text
+    from services.status_probe import probe
+
+    report = probe(settings)
+    print(render_json(report) if args.json else render_text(report))
     return 0
 
 
@@ -160,9 +173,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="povwatch", description="Poverty-relapse monitoring data hub (防返贫监测)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("kafka", help="local Apache Kafka broker (fetched from Maven Central on first use)")
-    p.add_argument("action", choices=["up", "down", "status"])
-    p.set_defaults(func=cmd_kafka)
+    p = sub.add_parser("kafka", help="local Apache Kafka broker and Kafka's tools (fetched from Maven Central on "
+                                     "first use)")
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    for action, text in (("up", "start the local broker"), ("down", "stop the broker this data dir started"),
+                         ("status", "is the local broker running?")):
+        actions.add_parser(action, help=text).set_defaults(func=cmd_kafka)
+    from services.kafka_tools import TOOLS, tool_name
+
+    t = actions.add_parser("tool", help="run one of Kafka's command-line tools, e.g. kafka-topics --list",
+                           description="Runs Kafka's own tool (bin/NAME.sh of the distribution) on the cached jars; "
+                                       "--bootstrap-server POVWATCH_BOOTSTRAP is added unless given. Tools: "
+                                       + ", ".join(sorted(TOOLS)))
+    t.add_argument("tool", metavar="NAME", type=tool_name, help="e.g. kafka-topics, kafka-consumer-groups")
+    t.add_argument("tool_args", metavar="ARGS", nargs=argparse.REMAINDER, help="passed to the tool as they are")
+    t.set_defaults(func=cmd_kafka)
+
+    p = sub.add_parser("status", help="one look for the operator: broker, topics, consumer lag, monitor")
+    p.add_argument("--json", action="store_true", help="print the status as one JSON object")
+    p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("topics", help="create every topic povwatch uses")
     p.add_argument("action", choices=["ensure"])

@@ -27,6 +27,9 @@ __all__ = [
     "read_topic",
     "Record",
     "topic_end_offsets",
+    "broker_count",
+    "topic_offsets",
+    "describe_group",
     "read_compacted",
 ]
 
@@ -214,6 +217,54 @@ async def topic_end_offsets(bootstrap: str, topics: Iterable[str]) -> dict[tuple
         return {(tp.topic, tp.partition): off for tp, off in ends.items()}
     finally:
         await _stop(consumer)
+
+
+async def broker_count(bootstrap: str) -> int:
+    """How many brokers the cluster's metadata lists (BrokerUnavailable when it cannot be asked)."""
+    admin = await _admin(bootstrap)
+    try:
+        cluster = await admin.describe_cluster()
+    except KafkaError as exc:
+        raise _unavailable(bootstrap, exc) from None
+    finally:
+        await admin.close()
+    return len(cluster.get("brokers") or ())
+
+
+async def topic_offsets(bootstrap: str, topics: Iterable[str]) -> dict[str, list[tuple[int, int]]]:
+    """(log start, end) offsets of every partition of each topic that exists, indexed by partition; missing
+    topics are left out."""
+    consumer = await _started_consumer(bootstrap)
+    try:
+        tps = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
+        if not tps:
+            return {}
+        try:
+            starts = await consumer.beginning_offsets(tps)
+            ends = await consumer.end_offsets(tps)
+        except KafkaError as exc:
+            raise _unavailable(bootstrap, exc) from None
+        found: dict[str, list[tuple[int, int]]] = {}
+        for tp in tps:
+            found.setdefault(tp.topic, []).append((starts[tp], ends[tp]))
+        return found
+    finally:
+        await _stop(consumer)
+
+
+async def describe_group(bootstrap: str, group_id: str) -> tuple[str, int]:
+    """(state, number of members) of a consumer group, e.g. ("Stable", 1); ("Dead", 0) for an unknown group."""
+    admin = await _admin(bootstrap)
+    try:
+        [response] = await admin.describe_consumer_groups([group_id])
+    except KafkaError as exc:
+        raise _unavailable(bootstrap, exc) from None
+    finally:
+        await admin.close()
+    for group in response.to_object()["groups"]:
+        if group["group"] == group_id:
+            return (str(group["state"]) or "Dead", len(group["members"] or ()))
+    return ("Dead", 0)
 
 
 async def read_topic(

@@ -1,12 +1,17 @@
 """The local Apache Kafka broker: one single-node KRaft broker per data directory, for development and tests.
 
-Responsible for fetching the Kafka jars once per machine (Maven, into `settings.kafka_home/<version>/libs`),
-writing the broker's configuration into `settings.kafka_data`, formatting its storage once, and starting,
-checking and stopping the broker process. It never touches a broker it did not start: a broker is "ours"
-only when the pid in `<data dir>/broker.pid` runs `kafka.Kafka` with our server.properties.
+Responsible for fetching the Kafka jars once per machine (Maven, into `settings.kafka_home/<version>/libs`:
+the broker `kafka_2.13` and Kafka's command-line tools `kafka-tools`), writing the broker's configuration into
+`settings.kafka_data`, formatting its storage once, and starting, checking and stopping the broker process.
+It never touches a broker it did not start: a broker is "ours" only when the pid in `<data dir>/broker.pid`
+runs `kafka.Kafka` with our server.properties.
 
     up(settings) / down(settings) / status(settings)  -> one-line message
     broker_answers(bootstrap, timeout)                  -> True when a Kafka broker answers a metadata request
+    java_classpath(settings)                            -> (java, the cached jars' classpath), fetching them first
+
+The cache is complete when `<version>/.complete` holds `cache_marker(version)`; a cache made with another
+marker (an older set of artifacts) is completed on next use, without removing the jars a running broker reads.
 
 These functions are synchronous (they use `asyncio.run`); do not call them from inside a running event loop.
 """
@@ -20,6 +25,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,9 +35,12 @@ from aiokafka.admin import AIOKafkaAdminClient
 from schemas.errors import BrokerUnavailable, ConfigError, EnvironmentProblem
 from services.settings import Settings
 
-__all__ = ["up", "down", "status", "broker_answers"]
+__all__ = ["up", "down", "status", "broker_answers", "java_classpath", "cache_marker", "require_java"]
 
 LOG4J_SLF4J_VERSION = "2.24.3"
+# Bump CACHE_FORMAT whenever the fetched artifacts change (POM_TEMPLATE): caches with another marker are redone.
+# 1: kafka_2.13 + log4j-slf4j-impl; 2: + kafka-tools (the command-line tools)
+CACHE_FORMAT = 2
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
 MAVEN_TIMEOUT_S = 900.0
@@ -48,6 +57,11 @@ POM_TEMPLATE = """\
     <dependency>
       <groupId>org.apache.kafka</groupId>
       <artifactId>kafka_2.13</artifactId>
+      <version>{kafka_version}</version>
+    </dependency>
+    <dependency>
+      <groupId>org.apache.kafka</groupId>
+      <artifactId>kafka-tools</artifactId>
       <version>{kafka_version}</version>
     </dependency>
     <dependency>
@@ -68,6 +82,19 @@ appender.file.layout.type = PatternLayout
 appender.file.layout.pattern = [%d] %p %m (%c)%n
 rootLogger.level = info
 rootLogger.appenderRef.file.ref = file
+"""
+
+# Kafka's command-line tools print their results on stdout; their own log (warnings and errors) goes to stderr,
+# as with config/tools-log4j2.yaml of the Kafka distribution.
+TOOLS_LOG4J2 = """\
+status = warn
+appender.stderr.type = Console
+appender.stderr.name = stderr
+appender.stderr.target = SYSTEM_ERR
+appender.stderr.layout.type = PatternLayout
+appender.stderr.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = warn
+rootLogger.appenderRef.stderr.ref = stderr
 """
 
 SERVER_PROPERTIES_TEMPLATE = """\
@@ -91,12 +118,11 @@ _started: dict[int, subprocess.Popen[bytes]] = {}  # brokers this process launch
 
 
 @dataclass(frozen=True)
-class _Layout:
+class _Cache:
+    """The per-machine jar cache of one Kafka version: <kafka_home>/<version>."""
+
     version: str
-    dist: Path  # <kafka_home>/<version>: pom.xml, libs/, .complete
-    data: Path  # absolute data dir: configs, pid file, logs
-    port: int
-    controller_port: int
+    dist: Path  # pom.xml, libs/, tools-log4j2.properties, .complete
 
     @property
     def libs(self) -> Path:
@@ -105,6 +131,26 @@ class _Layout:
     @property
     def complete(self) -> Path:
         return self.dist / ".complete"
+
+    @property
+    def tools_log4j2(self) -> Path:
+        return self.dist / "tools-log4j2.properties"
+
+
+@dataclass(frozen=True)
+class _Layout:
+    cache: _Cache
+    data: Path  # absolute data dir: configs, pid file, logs
+    port: int
+    controller_port: int
+
+    @property
+    def version(self) -> str:
+        return self.cache.version
+
+    @property
+    def libs(self) -> Path:
+        return self.cache.libs
 
     @property
     def server_properties(self) -> Path:
@@ -135,6 +181,10 @@ class _Layout:
         return f"127.0.0.1:{self.port}"
 
 
+def _cache(settings: Settings) -> _Cache:
+    return _Cache(settings.kafka_version, Path(settings.kafka_home).expanduser().resolve() / settings.kafka_version)
+
+
 def _layout(settings: Settings) -> _Layout:
     host, sep, port_text = settings.bootstrap.strip().rpartition(":")
     if not sep or not port_text.isdigit() or not 0 < int(port_text) < 65535:
@@ -145,8 +195,7 @@ def _layout(settings: Settings) -> _Layout:
             f"POVWATCH_BOOTSTRAP is {settings.bootstrap!r}"
         )
     port = int(port_text)
-    return _Layout(settings.kafka_version, Path(settings.kafka_home).expanduser().resolve() / settings.kafka_version,
-                   Path(settings.kafka_data).expanduser().resolve(), port, port + 1)
+    return _Layout(_cache(settings), Path(settings.kafka_data).expanduser().resolve(), port, port + 1)
 
 
 def broker_answers(bootstrap: str, timeout: float) -> bool:
@@ -209,7 +258,7 @@ def _port_in_use(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _require_java() -> str:
+def require_java() -> str:
     java = shutil.which("java")
     if java is None:
         raise EnvironmentProblem("Java 17+ is required to run the local Kafka broker: `java` not found on PATH")
@@ -224,28 +273,83 @@ def _require_java() -> str:
     return java
 
 
-def _ensure_jars(layout: _Layout) -> None:
-    """Fetch Kafka and its runtime dependencies into the cache once; a cache without `.complete` is redone."""
-    if layout.complete.exists():
-        return
+def cache_marker(version: str) -> str:
+    """What `.complete` holds in a cache that has every artifact this code fetches for Kafka `version`."""
+    return (f"povwatch kafka cache {CACHE_FORMAT}: kafka_2.13 {version}, kafka-tools {version}, "
+            f"log4j-slf4j-impl {LOG4J_SLF4J_VERSION}\n")
+
+
+def _write_if_changed(path: Path, text: str) -> None:
+    """Write atomically (a reader never sees half a file), and only when the content differs."""
+    try:
+        if path.read_text() == text:
+            return
+    except OSError:
+        pass
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _sync_jars(fetched: Path, libs: Path) -> None:
+    """Make `libs` hold exactly the jars in `fetched`. Jars already there with the same name and size are left
+    alone (a broker running from this cache keeps reading them); new ones are moved in, stale ones removed."""
+    libs.mkdir(parents=True, exist_ok=True)
+    wanted = {jar.name: jar for jar in fetched.glob("*.jar")}
+    for name, jar in wanted.items():
+        target = libs / name
+        if not target.exists() or target.stat().st_size != jar.stat().st_size:
+            os.replace(jar, target)
+    for jar in libs.glob("*.jar"):
+        if jar.name not in wanted:
+            jar.unlink(missing_ok=True)
+
+
+def _ensure_jars(cache: _Cache) -> None:
+    """Fetch Kafka, its tools and their runtime dependencies into the cache once. A cache whose `.complete` does
+    not hold this code's marker (none yet, or made before the tools were fetched) is completed."""
+    try:
+        if cache.complete.read_text() == cache_marker(cache.version):
+            _write_if_changed(cache.tools_log4j2, TOOLS_LOG4J2)
+            return
+    except OSError:
+        pass
     mvn = shutil.which("mvn")
     if mvn is None:
         raise EnvironmentProblem(
-            f"Maven is required to fetch Kafka {layout.version} the first time: `mvn` not found on PATH")
-    layout.dist.mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(layout.libs, ignore_errors=True)
-    pom = layout.dist / "pom.xml"
-    pom.write_text(POM_TEMPLATE.format(kafka_version=layout.version, log4j_version=LOG4J_SLF4J_VERSION))
-    command = [mvn, "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
-               "-DincludeScope=runtime", f"-DoutputDirectory={layout.libs}"]
+            f"Maven is required to fetch Kafka {cache.version} the first time: `mvn` not found on PATH")
+    cache.dist.mkdir(parents=True, exist_ok=True)
+    pom = cache.dist / "pom.xml"  # kept: what was asked of Maven, to retry by hand after a failure
+    _write_if_changed(pom, POM_TEMPLATE.format(kafka_version=cache.version, log4j_version=LOG4J_SLF4J_VERSION))
+    staging = Path(tempfile.mkdtemp(prefix=".fetch-", dir=cache.dist))  # one per process: fetches may race
     try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=MAVEN_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        raise EnvironmentProblem(f"Maven did not fetch Kafka {layout.version} within {MAVEN_TIMEOUT_S:.0f} s") from None
-    if result.returncode != 0 or not any(layout.libs.glob("kafka_2.13-*.jar")):
-        last = " | ".join((result.stdout + result.stderr).strip().splitlines()[-8:])
-        raise EnvironmentProblem(f"Maven could not fetch Kafka {layout.version} (exit {result.returncode}): {last}")
-    layout.complete.write_text(f"kafka_2.13 {layout.version}\n")
+        fetched = staging / "libs"
+        command = [mvn, "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
+                   "-DincludeScope=runtime", f"-DoutputDirectory={fetched}"]
+        try:
+            result = subprocess.run(command, capture_output=True, text=True, timeout=MAVEN_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            raise EnvironmentProblem(
+                f"Maven did not fetch Kafka {cache.version} within {MAVEN_TIMEOUT_S:.0f} s") from None
+        wanted = [f"kafka_2.13-{cache.version}.jar", f"kafka-tools-{cache.version}.jar"]
+        if result.returncode != 0 or not all((fetched / jar).exists() for jar in wanted):
+            last = " | ".join((result.stdout + result.stderr).strip().splitlines()[-8:])
+            raise EnvironmentProblem(
+                f"Maven could not fetch Kafka {cache.version} (exit {result.returncode}): {last}")
+        _sync_jars(fetched, cache.libs)
+        _write_if_changed(cache.tools_log4j2, TOOLS_LOG4J2)
+        _write_if_changed(cache.complete, cache_marker(cache.version))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def java_classpath(settings: Settings) -> tuple[str, str, Path]:
+    """(java, classpath, log4j2 configuration for command-line tools) from the jar cache, fetched if needed.
+    Needs no broker and any bootstrap address (tools may address a remote cluster)."""
+    java = require_java()
+    cache = _cache(settings)
+    _ensure_jars(cache)
+    return java, f"{cache.libs}/*", cache.tools_log4j2
 
 
 def _java_command(java: str, layout: _Layout, main: str, *args: str, jvm: tuple[str, ...] = ()) -> list[str]:
@@ -295,13 +399,13 @@ def up(settings: Settings) -> str:
         _wait_until_answers(layout, _started.get(pid), pid)
         return f"already running (pid {pid}) on {layout.address}, Kafka {layout.version}"
     layout.pid_file.unlink(missing_ok=True)  # stale: names a dead or foreign process
-    java = _require_java()
+    java = require_java()
     for port in (layout.port, layout.controller_port):
         if _port_in_use(port):
             raise EnvironmentProblem(
                 f"port {port} on 127.0.0.1 is already in use by another process (not the broker of {layout.data}); "
                 f"stop it or choose another POVWATCH_BOOTSTRAP port (the controller uses port + 1)")
-    _ensure_jars(layout)
+    _ensure_jars(layout.cache)
     _prepare_data(java, layout)
     with open(layout.stdout_log, "ab") as out:
         proc = subprocess.Popen(

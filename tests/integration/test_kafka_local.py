@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import uuid
 from pathlib import Path
 
@@ -136,3 +137,31 @@ def test_maven_failure_is_reported_and_cache_left_incomplete(tmp_path: Path) -> 
         kafka_local.up(settings)
     assert (tmp_path / "home" / "0.0.0-does-not-exist" / "pom.xml").exists()
     assert not (tmp_path / "home" / "0.0.0-does-not-exist" / ".complete").exists()
+
+
+def test_a_cache_made_before_the_tools_is_completed(broker_settings: Settings, tmp_path: Path) -> None:
+    """A cache as the previous kafka_local left it (the broker's jars, the old marker) gets kafka-tools and the
+    new marker; the jars that were there stay the same files (a broker running from them keeps working)."""
+    _, classpath, _ = kafka_local.java_classpath(broker_settings)  # the session's cache, complete
+    old = tmp_path / "home" / broker_settings.kafka_version
+    (old / "libs").mkdir(parents=True)
+    for jar in Path(classpath.removesuffix("/*")).glob("*.jar"):
+        if not jar.name.startswith(("kafka-tools-", "connect-", "jetty-")):
+            shutil.copy(jar, old / "libs" / jar.name)
+    (old / "libs" / "kafka_2.12-0.1.jar").write_bytes(b"a jar no longer wanted")
+    (old / ".complete").write_text(f"kafka_2.13 {broker_settings.kafka_version}\n")
+    broker_jar = old / "libs" / f"kafka_2.13-{broker_settings.kafka_version}.jar"
+    inode = broker_jar.stat().st_ino
+
+    settings = Settings(bootstrap=broker_settings.bootstrap, kafka_home=tmp_path / "home")
+    _, new_classpath, log4j2 = kafka_local.java_classpath(settings)
+
+    libs = Path(new_classpath.removesuffix("/*"))
+    assert libs == old / "libs"
+    assert (libs / f"kafka-tools-{broker_settings.kafka_version}.jar").exists()
+    assert any(libs.glob("connect-runtime-*.jar"))
+    assert not (libs / "kafka_2.12-0.1.jar").exists()
+    assert broker_jar.stat().st_ino == inode
+    assert sorted(p.name for p in libs.iterdir()) == sorted(p.name for p in Path(classpath[:-2]).iterdir())
+    assert (old / ".complete").read_text() == kafka_local.cache_marker(broker_settings.kafka_version)
+    assert log4j2.exists() and not list(old.glob(".fetch-*"))

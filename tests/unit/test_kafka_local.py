@@ -51,3 +51,56 @@ def test_status_and_down_when_nothing_was_started(tmp_path: Path) -> None:
     settings = Settings(bootstrap="127.0.0.1:19392", kafka_data=tmp_path / "data")
     assert kafka_local.status(settings) == "not running"
     assert kafka_local.down(settings).startswith("not running")
+
+
+def _java_only_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    java = shutil.which("java")
+    assert java is not None, "these tests need Java 17+ on PATH"
+    only_java = tmp_path / "only-java"
+    only_java.mkdir()
+    (only_java / "java").symlink_to(Path(java).resolve())
+    monkeypatch.setenv("PATH", str(only_java))
+
+
+def test_a_cache_made_before_the_tools_is_completed_not_reused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                                ) -> None:
+    # a cache as the previous version of kafka_local left it: the broker's jars and the old marker, no tools
+    dist = tmp_path / "home" / "4.1.1"
+    (dist / "libs").mkdir(parents=True)
+    (dist / "libs" / "kafka_2.13-4.1.1.jar").write_bytes(b"jar")
+    (dist / ".complete").write_text("kafka_2.13 4.1.1\n")
+    _java_only_path(tmp_path, monkeypatch)  # so completing it needs Maven, and says so
+    settings = Settings(bootstrap="127.0.0.1:19392", kafka_data=tmp_path / "data", kafka_home=tmp_path / "home")
+    with pytest.raises(EnvironmentProblem, match="Maven is required .*`mvn` not found on PATH"):
+        kafka_local.java_classpath(settings)
+    with pytest.raises(EnvironmentProblem, match="Maven is required"):
+        kafka_local.up(settings)
+    assert (dist / ".complete").read_text() == "kafka_2.13 4.1.1\n"
+    assert not (tmp_path / "data" / "broker.pid").exists()
+
+
+def test_a_complete_cache_is_used_without_maven(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    dist = tmp_path / "home" / "4.1.1"
+    dist.mkdir(parents=True)
+    (dist / ".complete").write_text(kafka_local.cache_marker("4.1.1"))
+    _java_only_path(tmp_path, monkeypatch)
+    java, classpath, log4j2 = kafka_local.java_classpath(Settings(kafka_home=tmp_path / "home"))
+    assert Path(java).name == "java" and classpath == f"{dist / 'libs'}/*"
+    assert "SYSTEM_ERR" in log4j2.read_text()  # the tools log to stderr, their output stays on stdout
+    assert kafka_local.cache_marker("4.1.1") != "kafka_2.13 4.1.1\n"
+    assert "kafka-tools 4.1.1" in kafka_local.cache_marker("4.1.1")
+
+
+def test_completing_the_cache_leaves_the_jars_a_running_broker_reads(tmp_path: Path) -> None:
+    libs, fetched = tmp_path / "libs", tmp_path / "fetched"
+    libs.mkdir()
+    fetched.mkdir()
+    (libs / "kafka_2.13-4.1.1.jar").write_bytes(b"broker")
+    (libs / "log4j-core-2.0.jar").write_bytes(b"stale")
+    (fetched / "kafka_2.13-4.1.1.jar").write_bytes(b"broker")
+    (fetched / "kafka-tools-4.1.1.jar").write_bytes(b"tools")
+    inode = (libs / "kafka_2.13-4.1.1.jar").stat().st_ino
+    kafka_local._sync_jars(fetched, libs)
+    assert sorted(p.name for p in libs.iterdir()) == ["kafka-tools-4.1.1.jar", "kafka_2.13-4.1.1.jar"]
+    assert (libs / "kafka_2.13-4.1.1.jar").stat().st_ino == inode  # the same file, not a copy
+    assert (libs / "kafka-tools-4.1.1.jar").read_bytes() == b"tools"
