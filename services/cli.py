@@ -102,6 +102,12 @@ def cmd_connector(args: argparse.Namespace, settings: Any) -> int:
 
 
 def cmd_monitor(args: argparse.Namespace, settings: Any) -> int:
+    if args.action == "unmatched":
+        from services.monitor.unmatched import list_unmatched, render_unmatched, unmatched_json
+
+        rows = asyncio.run(list_unmatched(settings))
+        print(unmatched_json(rows) if args.json else render_unmatched(rows))
+        return 0
     from services.monitor.app import run_monitor
 
     settings.checked_key()  # refuse the development key outside development mode, like every process
@@ -213,7 +219,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=cmd_connector)
 
-    p = sub.add_parser("monitor", help="run the stream processor (faust-streaming worker)")
+    p = sub.add_parser("monitor", help="run the stream processor; `monitor unmatched` lists events nobody matched")
+    p.add_argument("action", nargs="?", choices=["run", "unmatched"], default="run",
+                   help="run (default): process events until stopped; unmatched: list events whose person or "
+                        "household did not reach the registry within the grace period")
+    p.add_argument("--json", action="store_true", help="with unmatched: one JSON array")
     p.set_defaults(func=cmd_monitor)
 
     p = sub.add_parser("casefeed", help="consume alerts into the case DB")

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Literal
 
-from pydantic import SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.errors import ConfigError
@@ -33,7 +33,9 @@ class Settings(BaseSettings):
     kafka_home: Path = Path.home() / ".cache" / "povwatch" / "kafka"
     kafka_data: Path = Path("var") / "kafka"
     monitor_app_id: str = "povwatch-monitor"
-    monitor_data: Path = Path("var") / "monitor"
+    monitor_pending_grace_days: float = Field(30.0, gt=0)  # events wait this long for their person/household
+    monitor_sweep_seconds: float = Field(60.0, gt=0)  # how often waiting events are checked against the grace
+    monitor_max_records: int = Field(2000, gt=0)  # messages per batch
     monitor_metrics_port: int = 9464
     casefeed_group: str = "povwatch-casefeed"
     casefeed_metrics_port: int = 9465

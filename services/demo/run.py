@@ -61,7 +61,7 @@ def run_demo(settings: Settings, *, households: int, workdir: Path, keep_running
     workdir = workdir.resolve()
     demo = settings.model_copy(update={
         "kafka_data": workdir / "kafka", "case_db": f"sqlite:///{workdir / 'cases.db'}",
-        "monitor_data": workdir / "monitor", "monitor_app_id": "povwatch-demo-monitor",
+        "monitor_app_id": "povwatch-demo-monitor",
         "casefeed_group": "povwatch-demo-casefeed",
     })
     print(kafka_local.down(demo))  # a previous demo's broker, if any: the demo starts from nothing
@@ -77,7 +77,7 @@ def run_demo(settings: Settings, *, households: int, workdir: Path, keep_running
 
     summaries: list[Summary] = [asyncio.run(load_roster(demo, files.roster))]
     env = {"POVWATCH_KAFKA_DATA": str(demo.kafka_data), "POVWATCH_CASE_DB": demo.case_db,
-           "POVWATCH_MONITOR_DATA": str(demo.monitor_data), "POVWATCH_MONITOR_APP_ID": demo.monitor_app_id,
+           "POVWATCH_MONITOR_APP_ID": demo.monitor_app_id,
            "POVWATCH_BOOTSTRAP": demo.bootstrap}
     monitor = ChildProcess(["monitor"], env=env, log_path=workdir / "monitor.log")
     try:

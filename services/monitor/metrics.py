@@ -16,6 +16,19 @@ LATENCY = Histogram(
     "From the connector's ingested_at to the end of rule evaluation",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600),
 )
+PENDING = Gauge("povwatch_events_pending", "Events waiting for their person or household to reach the registry",
+                ["stage"])
+PENDING_PARKED = Counter("povwatch_events_parked_total", "Events parked to wait for the registry", ["stage"])
+PENDING_RELEASED = Counter("povwatch_events_released_total",
+                           "Parked events processed once their person or household arrived", ["stage"])
+STATE_ENTRIES = Gauge("povwatch_monitor_state_entries", "Keys in a stage's partition-local state", ["stage"])
+PARTITIONS_READY = Gauge("povwatch_monitor_partitions_ready",
+                         "Assigned partitions whose tables and state are loaded", ["stage"])
+PARTITIONS_ASSIGNED = Gauge("povwatch_monitor_partitions_assigned", "Partitions assigned to this worker", ["stage"])
+BATCH_SECONDS = Histogram("povwatch_monitor_batch_seconds", "Time to process, send and commit one batch", ["stage"],
+                          buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+RECOVERIES = Counter("povwatch_monitor_recoveries_total",
+                     "Batches abandoned on a transient failure (state reloaded, nothing committed)", ["stage"])
 PROCESSED = Counter("povwatch_monitor_processed_total",
                     "Messages each stage finished handling (matched, unmatched, duplicate or parked)", ["stage"])
 FORWARDED = Counter("povwatch_monitor_forwarded_total", "Messages a stage sent on to the next stage", ["stage"])
@@ -23,7 +36,7 @@ FORWARDED = Counter("povwatch_monitor_forwarded_total", "Messages a stage sent o
 
 def initialise(event_topics: list[str], registry_topics: list[str]) -> None:
     """Create every labelled series at zero, so rate() and increase() see the first event after a start."""
-    from services.monitor.rules import Rule, Severity
+    from schemas.alerts import Rule, Severity
 
     for topic in [*event_topics, *registry_topics]:
         EVENTS_CONSUMED.labels(topic)
@@ -37,4 +50,12 @@ def initialise(event_topics: list[str], registry_topics: list[str]) -> None:
         PROCESSED.labels(stage)
     for stage in ("person", "household"):
         FORWARDED.labels(stage)
+        PENDING.labels(stage)
+        PENDING_PARKED.labels(stage)
+        PENDING_RELEASED.labels(stage)
+    for stage in ("person", "household", "village"):
+        STATE_ENTRIES.labels(stage)
+        PARTITIONS_READY.labels(stage)
+        PARTITIONS_ASSIGNED.labels(stage)
+        RECOVERIES.labels(stage)
     REGISTRY_READY.set(0)

@@ -14,19 +14,20 @@ Rules (issue #2):
     SCHOOL_DROPOUT      a child leaves 小学 or 初中: HIGH; other stages: nothing
     ASSET_PURCHASE      a vehicle bought by a member of a household 监测中: LOW; others: nothing
     REGIONAL_DISASTER   >= 5 distinct households of one village with disaster dates within 7 days of each
-                        other (latest - earliest <= 7 days): one alert per village and window
+                        other (latest - earliest <= 7 days): one alert per village and fixed 8-day period
+                        in which such a window starts (ids independent of arrival order)
 Annual net income = per-capita net income x household size. Ages come from the birth date in the ID number.
 """
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.alerts import Rule, Severity  # the shared vocabulary; re-exported here
 
@@ -48,6 +49,7 @@ __all__ = [
     "school_dropout",
     "asset_purchase",
     "regional_disaster",
+    "regional_period",
     "format_cny",
 ]
 
@@ -65,6 +67,13 @@ class RuleConfig(BaseModel):
     disaster_income_share: Decimal = Field(Decimal("0.5"), gt=0)
     regional_min_households: int = Field(5, ge=2)
     regional_window_days: int = Field(7, ge=0)
+    history_horizon_days: int = Field(730, gt=0)  # state kept per household/village, by event date
+
+    @model_validator(mode="after")
+    def _horizon_covers_windows(self) -> RuleConfig:
+        if self.history_horizon_days < max(self.medical_window_days, self.regional_window_days):
+            raise ValueError("history_horizon_days must cover medical_window_days and regional_window_days")
+        return self
 
 
 @dataclass(frozen=True)
@@ -245,9 +254,12 @@ def medical_expense(
 
 
 def _prune(stays: list[MedicalStay], cfg: RuleConfig) -> list[MedicalStay]:
-    """Drop stays that can no longer fall in any window: older than the window before the latest admission."""
+    """Drop stays past the history horizon (`history_horizon_days` before the latest admission), oldest first.
+
+    The horizon is longer than the window on purpose: a stay reported late, with an admission date before the
+    latest one, must still find the earlier stays of its own window (arrival-order independence)."""
     latest = max(s.admission_date for s in stays)
-    horizon = latest - dt.timedelta(days=cfg.medical_window_days)
+    horizon = latest - dt.timedelta(days=cfg.history_horizon_days)
     return sorted((s for s in stays if s.admission_date > horizon), key=lambda s: (s.admission_date, s.event_id))
 
 
@@ -342,6 +354,7 @@ class VillageRecord:
 @dataclass(frozen=True)
 class RegionalDraft:
     village_code: str
+    period: int  # the fixed period (see `regional_period`) in which the window starts
     window_start: dt.date
     window_end: dt.date
     household_ids: tuple[str, ...]
@@ -351,31 +364,45 @@ class RegionalDraft:
 
     @property
     def alert_id(self) -> str:
-        return _digest(Rule.REGIONAL_DISASTER.value, self.village_code, self.window_start.isoformat())
+        """Deterministic and independent of arrival order: the village and the fixed period."""
+        return _digest(Rule.REGIONAL_DISASTER.value, self.village_code, str(self.period))
+
+
+def regional_period(day: dt.date, cfg: RuleConfig) -> int:
+    """The fixed period of `regional_window_days + 1` days (counted from 0001-01-01) that holds `day`."""
+    return day.toordinal() // (cfg.regional_window_days + 1)
 
 
 def regional_disaster(
     village_code: str,
     records: Sequence[VillageRecord],
-    fired: Sequence[tuple[dt.date, dt.date]],
+    fired: Collection[int],
     cfg: RuleConfig,
-) -> RegionalDraft | None:
-    """The earliest window of `regional_window_days` holding >= `regional_min_households` distinct households,
-    unless it overlaps a window already alerted for this village (`fired`): one alert per village and window."""
+) -> list[RegionalDraft]:
+    """One draft per fixed period that now holds the start of a qualifying window and has not alerted yet.
+
+    A window is `regional_window_days` long (latest - earliest <= window) and qualifies with at least
+    `regional_min_households` distinct households. Each period alerts once, under an id made of the village
+    and the period, so the alerts raised are a function of the records received, not of their arrival order.
+    A cluster whose qualifying windows start in two periods gives two alerts (they open one village case)."""
     span = dt.timedelta(days=cfg.regional_window_days)
     ordered = sorted(records, key=lambda r: (r.disaster_date, r.household_id, r.event_id))
+    drafts: list[RegionalDraft] = []
+    done: set[int] = set(fired)
     for start in sorted({r.disaster_date for r in ordered}):
+        period = regional_period(start, cfg)
+        if period in done:
+            continue
         inside = [r for r in ordered if start <= r.disaster_date <= start + span]
         households = sorted({r.household_id for r in inside})
         if len(households) < cfg.regional_min_households:
             continue
         end = max(r.disaster_date for r in inside)
-        if any(start <= f_end and f_start <= end for f_start, f_end in fired):
-            continue
         reason = (
             f"区域性灾害风险: 村(社区){village_code}在{start:%Y-%m-%d}至{end:%Y-%m-%d}期间有{len(households)}户"
             f"监测家庭报告灾害损失(阈值{cfg.regional_min_households}户/{cfg.regional_window_days}天), 防止规模性返贫"
         )
-        return RegionalDraft(village_code, start, end, tuple(households),
-                             tuple(sorted(r.event_id for r in inside)), reason)
-    return None
+        drafts.append(RegionalDraft(village_code, period, start, end, tuple(households),
+                                    tuple(sorted(r.event_id for r in inside)), reason))
+        done.add(period)
+    return drafts

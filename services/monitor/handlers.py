@@ -1,0 +1,253 @@
+"""The monitor's three stages as plain code over table-like mappings: no Kafka, no event loop.
+
+    PersonStage     registry.persons + events.*          -> events re-keyed by household (EnrichedEvent)
+    HouseholdStage  registry.households + enriched events -> alerts.household, village records
+    VillageStage    village records                       -> alerts.regional
+
+A stage owns the tables of ONE partition: `registry` keeps a registry table equal to its compacted topic (a
+`None` value is a tombstone), `event` handles one input message, `sweep` expires what waited too long. Each
+returns the messages to send (`Emit`); the engine sends them, then writes the state keys the batch changed,
+then commits. Tables are any `MutableMapping` (dicts in the unit tests); a state record is always stored back
+with `table[key] = state`, which is how the engine learns which keys to write.
+
+Events that arrive before their person (or household) wait in the state, and are processed as soon as it
+arrives; past the grace period they are listed as unmatched. A message that cannot be decoded raises
+`DecodeError` (the engine dead-letters it); nothing else is dropped.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import MutableMapping
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from schemas.codec import Codec
+from schemas.errors import DecodeError
+from services.monitor import metrics
+from services.monitor.rules import PersonContext, RuleConfig, VillageRecord, regional_disaster, regional_period
+from services.monitor.stages import (
+    EVENT_KINDS,
+    household_alert_record,
+    household_stage,
+    regional_alert_record,
+)
+from services.monitor.state import HouseholdState, Pending, PersonState, VillageState
+
+__all__ = ["Emit", "Routes", "PersonStage", "HouseholdStage", "VillageStage"]
+
+
+class Emit(NamedTuple):
+    """A message to send. `partition` None: the producer's partitioner (by key)."""
+
+    topic: str
+    key: bytes
+    value: bytes | None
+
+
+@dataclass(frozen=True)
+class Routes:
+    """Where the stages send what they produce."""
+
+    household_events: str
+    village_disasters: str
+    alerts_household: str
+    alerts_regional: str
+    unmatched: str
+
+
+def _unmatched(codec: Codec, routes: Routes, stage: str, item: Pending, now: dt.datetime) -> Emit:
+    metrics.EVENTS_UNMATCHED.labels(item.topic).inc()
+    record = {"stage": stage, "topic": item.topic, "event_id": item.event_id, "since": item.since,
+              "expired_at": now}
+    return Emit(routes.unmatched, item.event_id.encode(), codec.encode("povwatch.monitor.Unmatched", record))
+
+
+class PersonStage:
+    """Joins events with the roster person (by person_key) and re-keys them by household."""
+
+    name = "person"
+
+    def __init__(self, persons: MutableMapping[str, bytes], state: MutableMapping[str, PersonState], *,
+                 codec: Codec, routes: Routes, grace: dt.timedelta) -> None:
+        self.persons = persons  # person_key -> Person message, decoded when an event needs it
+        self.state = state
+        self._codec = codec
+        self._routes = routes
+        self._grace = grace
+
+    def registry(self, key: str, value: bytes | None, now: dt.datetime) -> list[Emit]:
+        if value is None:
+            self.persons.pop(key, None)
+            return []
+        self._codec.decode(value, "povwatch.registry.Person")  # DecodeError: the engine parks the record
+        self.persons[key] = value
+        waiting = self.state.get(key)
+        if waiting is None:
+            return []
+        del self.state[key]
+        metrics.PENDING_RELEASED.labels(self.name).inc(len(waiting.pending))
+        return [emit for item in waiting.pending for emit in self._forward(item.topic, item.message, value)]
+
+    def event(self, topic: str, value: bytes, now: dt.datetime) -> list[Emit]:
+        decoded = self._codec.decode(value)
+        if decoded.name not in EVENT_KINDS:
+            raise DecodeError(f"{decoded.name} is not an event")
+        key = decoded.record["person_key"]
+        person = self.persons.get(key)
+        if person is not None:
+            return self._forward(topic, value, person, decoded.record)
+        state = self.state.get(key) or PersonState()
+        if state.park(Pending(topic, decoded.record["event_id"], value, now)):
+            metrics.PENDING_PARKED.labels(self.name).inc()
+        self.state[key] = state
+        return []
+
+    def _forward(self, topic: str, value: bytes, person_msg: bytes,
+                 record: dict[str, Any] | None = None) -> list[Emit]:
+        event = record if record is not None else self._codec.decode(value).record
+        person = self._codec.decode(person_msg, "povwatch.registry.Person").record
+        enriched = {"topic": topic, "event": value,
+                    "person": {**person, "source": event["source"], "ingested_at": event["ingested_at"]}}
+        metrics.FORWARDED.labels(self.name).inc()
+        return [Emit(self._routes.household_events, person["household_id"].encode(),
+                     self._codec.encode("povwatch.monitor.EnrichedEvent", enriched))]
+
+    def sweep(self, now: dt.datetime) -> list[Emit]:
+        out: list[Emit] = []
+        deadline = now - self._grace
+        for key in [k for k, s in self.state.items() if any(p.since < deadline for p in s.pending)]:
+            state = self.state[key]
+            out += [_unmatched(self._codec, self._routes, self.name, item, now) for item in state.expire(deadline)]
+            if state.empty:
+                del self.state[key]
+            else:
+                self.state[key] = state
+        return out
+
+    def pending(self) -> int:
+        return sum(len(s.pending) for s in self.state.values())
+
+
+class HouseholdStage:
+    """Dedupes, evaluates the rules with the household's context and history, raises household alerts."""
+
+    name = "household"
+
+    def __init__(self, households: MutableMapping[str, bytes], state: MutableMapping[str, HouseholdState], *,
+                 codec: Codec, routes: Routes, rules: RuleConfig, grace: dt.timedelta) -> None:
+        self.households = households  # household_id -> Household message
+        self.state = state
+        self._codec = codec
+        self._routes = routes
+        self._rules = rules
+        self._grace = grace
+
+    def registry(self, key: str, value: bytes | None, now: dt.datetime) -> list[Emit]:
+        if value is None:
+            self.households.pop(key, None)
+            return []
+        self._codec.decode(value, "povwatch.registry.Household")
+        self.households[key] = value
+        state = self.state.get(key)
+        if state is None or not state.pending:
+            return []
+        waiting, state.pending = state.pending, []
+        self.state[key] = state
+        metrics.PENDING_RELEASED.labels(self.name).inc(len(waiting))
+        return [emit for item in waiting for emit in self.event(item.topic, item.message, now)]
+
+    def event(self, topic: str, value: bytes, now: dt.datetime) -> list[Emit]:
+        enriched = self._codec.decode(value, "povwatch.monitor.EnrichedEvent").record
+        inner = self._codec.decode(enriched["event"])
+        if inner.name not in EVENT_KINDS:
+            raise DecodeError(f"{inner.name} is not an event")
+        record = inner.record
+        person = enriched["person"]
+        hh_id = person["household_id"]
+        state = self.state.get(hh_id) or HouseholdState()
+        if record["event_id"] in state.seen:
+            metrics.EVENTS_DUPLICATE.inc()
+            return []
+        household = self.households.get(hh_id)
+        if household is None:
+            if state.park(Pending(enriched["topic"], record["event_id"], value, now)):
+                metrics.PENDING_PARKED.labels(self.name).inc()
+            self.state[hh_id] = state
+            return []
+        row = self._codec.decode(household, "povwatch.registry.Household").record
+        context = PersonContext.from_record(person)
+        outcome = household_stage(inner.name, record, context, row, state.stays, self._rules)
+        if outcome.medical_history is not None:
+            state.stays = outcome.medical_history
+        state.seen[record["event_id"]] = record["occurred_at"]
+        state.prune(self._rules.history_horizon_days)
+        self.state[hh_id] = state
+        out = []
+        for draft in outcome.drafts:
+            out.append(Emit(self._routes.alerts_household, hh_id.encode(),
+                            self._codec.encode("povwatch.alerts.HouseholdAlert", household_alert_record(draft, now))))
+            metrics.ALERTS.labels(draft.rule.value, draft.severity.value).inc()
+        if outcome.village_record is not None:
+            village = outcome.village_record["village_code"]
+            out.append(Emit(self._routes.village_disasters, village.encode(),
+                            self._codec.encode("povwatch.monitor.VillageDisaster", outcome.village_record)))
+            metrics.FORWARDED.labels(self.name).inc()
+        metrics.LATENCY.observe(max(0.0, (now - record["ingested_at"]).total_seconds()))
+        return out
+
+    def sweep(self, now: dt.datetime) -> list[Emit]:
+        out: list[Emit] = []
+        deadline = now - self._grace
+        for key in [k for k, s in self.state.items() if any(p.since < deadline for p in s.pending)]:
+            state = self.state[key]
+            for item in state.expire(deadline):
+                out.append(_unmatched(self._codec, self._routes, self.name, item, now))
+            if state.empty:
+                del self.state[key]
+            else:
+                self.state[key] = state
+        return out
+
+    def pending(self) -> int:
+        return sum(len(s.pending) for s in self.state.values())
+
+
+class VillageStage:
+    """Distinct households with disasters in one village and window -> one regional alert per period."""
+
+    name = "village"
+
+    def __init__(self, state: MutableMapping[str, VillageState], *, codec: Codec, routes: Routes,
+                 rules: RuleConfig) -> None:
+        self.state = state
+        self._codec = codec
+        self._routes = routes
+        self._rules = rules
+
+    def registry(self, key: str, value: bytes | None, now: dt.datetime) -> list[Emit]:
+        raise TypeError("the village stage reads no registry")
+
+    def event(self, topic: str, value: bytes, now: dt.datetime) -> list[Emit]:
+        rec = self._codec.decode(value, "povwatch.monitor.VillageDisaster").record
+        village = rec["village_code"]
+        state = self.state.get(village) or VillageState()
+        if any(r.event_id == rec["event_id"] for r in state.records):
+            metrics.EVENTS_DUPLICATE.inc()
+            return []
+        state.records.append(VillageRecord(rec["household_id"], rec["event_id"], rec["disaster_date"]))
+        drafts = regional_disaster(village, state.records, state.fired, self._rules)
+        out = []
+        for draft in drafts:
+            out.append(Emit(self._routes.alerts_regional, village.encode(),
+                            self._codec.encode("povwatch.alerts.RegionalAlert", regional_alert_record(draft, now))))
+            metrics.ALERTS.labels("REGIONAL_DISASTER", draft.severity.value).inc()
+            state.fired.add(draft.period)
+        state.prune(self._rules.history_horizon_days, lambda day: regional_period(day, self._rules))
+        self.state[village] = state
+        return out
+
+    def sweep(self, now: dt.datetime) -> list[Emit]:
+        return []
+
+    def pending(self) -> int:
+        return 0

@@ -1,0 +1,178 @@
+"""The monitor's partition-local state: one record per key, what each stage keeps between events.
+
+    person stage     PersonState     (key person_key)   events waiting for their person
+    household stage  HouseholdState  (key household_id) seen event ids, medical stays, events waiting for it
+    village stage    VillageState    (key village code) disaster records, periods already alerted
+
+Each is written to its stage's changelog (compacted) at most once per batch and read back after a restart or
+a rebalance. Everything is pruned at `history_horizon_days` before the latest event date of its key, so state
+levels off under a steady stream. `StateCodec` turns them into Avro (the `povwatch.monitor.*State` schemas).
+"""
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Generic, TypeVar
+
+from schemas.codec import Codec
+from services.monitor.rules import MedicalStay, VillageRecord
+
+__all__ = [
+    "Pending",
+    "PersonState",
+    "HouseholdState",
+    "VillageState",
+    "StateCodec",
+    "PERSON_STATE",
+    "HOUSEHOLD_STATE",
+    "VILLAGE_STATE",
+    "horizon",
+]
+
+
+@dataclass(frozen=True)
+class Pending:
+    """An event parked until its person or household reaches the registry."""
+
+    topic: str
+    event_id: str
+    message: bytes
+    since: dt.datetime
+
+
+def _add_pending(pending: list[Pending], item: Pending) -> bool:
+    if any(p.event_id == item.event_id for p in pending):
+        return False
+    pending.append(item)
+    return True
+
+
+def _expire(pending: list[Pending], deadline: dt.datetime) -> tuple[list[Pending], list[Pending]]:
+    """(kept, expired): those parked before `deadline` expire."""
+    kept = [p for p in pending if p.since >= deadline]
+    return kept, [p for p in pending if p.since < deadline]
+
+
+@dataclass
+class PersonState:
+    pending: list[Pending] = field(default_factory=list)
+
+    def park(self, item: Pending) -> bool:
+        return _add_pending(self.pending, item)
+
+    def expire(self, deadline: dt.datetime) -> list[Pending]:
+        self.pending, expired = _expire(self.pending, deadline)
+        return expired
+
+    @property
+    def empty(self) -> bool:
+        return not self.pending
+
+
+@dataclass
+class HouseholdState:
+    seen: dict[str, dt.date] = field(default_factory=dict)  # event_id -> occurred_at
+    stays: list[MedicalStay] = field(default_factory=list)
+    pending: list[Pending] = field(default_factory=list)
+
+    def park(self, item: Pending) -> bool:
+        return _add_pending(self.pending, item)
+
+    def expire(self, deadline: dt.datetime) -> list[Pending]:
+        self.pending, expired = _expire(self.pending, deadline)
+        return expired
+
+    def prune(self, horizon_days: int) -> None:
+        """Forget what lies past the horizon before the latest event date of the household."""
+        if not self.seen:
+            return
+        cut = horizon(max(self.seen.values()), horizon_days)
+        self.seen = {eid: day for eid, day in self.seen.items() if day > cut}
+        self.stays = [s for s in self.stays if s.admission_date > cut]
+
+    @property
+    def empty(self) -> bool:
+        return not (self.seen or self.stays or self.pending)
+
+
+@dataclass
+class VillageState:
+    records: list[VillageRecord] = field(default_factory=list)
+    fired: set[int] = field(default_factory=set)
+
+    def prune(self, horizon_days: int, period_of: Callable[[dt.date], int]) -> None:
+        if not self.records:
+            return
+        cut = horizon(max(r.disaster_date for r in self.records), horizon_days)
+        self.records = [r for r in self.records if r.disaster_date > cut]
+        oldest = period_of(cut)
+        self.fired = {p for p in self.fired if p >= oldest}
+
+    @property
+    def empty(self) -> bool:
+        return not (self.records or self.fired)
+
+
+def horizon(latest: dt.date, days: int) -> dt.date:
+    return latest - dt.timedelta(days=days)
+
+
+S = TypeVar("S")
+
+
+def _pending_out(items: Iterable[Pending]) -> list[dict[str, Any]]:
+    return [{"topic": p.topic, "event_id": p.event_id, "message": p.message, "since": p.since} for p in items]
+
+
+def _pending_in(rows: Iterable[dict[str, Any]]) -> list[Pending]:
+    return [Pending(r["topic"], r["event_id"], r["message"], r["since"]) for r in rows]
+
+
+@dataclass(frozen=True)
+class StateCodec(Generic[S]):
+    """Encodes one kind of state record for its changelog (Avro single-object encoding)."""
+
+    schema: str
+    to_avro: Callable[[S], dict[str, Any]]
+    from_avro: Callable[[dict[str, Any]], S]
+
+    def encode(self, codec: Codec, state: S) -> bytes:
+        return codec.encode(self.schema, self.to_avro(state))
+
+    def decode(self, codec: Codec, data: bytes) -> S:
+        return self.from_avro(codec.decode(data, self.schema).record)
+
+
+PERSON_STATE: StateCodec[PersonState] = StateCodec(
+    "povwatch.monitor.PersonState",
+    lambda s: {"pending": _pending_out(s.pending)},
+    lambda r: PersonState(_pending_in(r["pending"])),
+)
+
+HOUSEHOLD_STATE: StateCodec[HouseholdState] = StateCodec(
+    "povwatch.monitor.HouseholdState",
+    lambda s: {
+        "seen": [{"event_id": eid, "occurred_at": day} for eid, day in s.seen.items()],
+        "stays": [{"event_id": m.event_id, "admission_date": m.admission_date, "out_of_pocket": m.out_of_pocket,
+                   "high": m.high} for m in s.stays],
+        "pending": _pending_out(s.pending),
+    },
+    lambda r: HouseholdState(
+        {x["event_id"]: x["occurred_at"] for x in r["seen"]},
+        [MedicalStay(m["event_id"], m["admission_date"], Decimal(m["out_of_pocket"]), m["high"]) for m in r["stays"]],
+        _pending_in(r["pending"]),
+    ),
+)
+
+VILLAGE_STATE: StateCodec[VillageState] = StateCodec(
+    "povwatch.monitor.VillageState",
+    lambda s: {
+        "records": [{"village_code": "", "household_id": v.household_id, "event_id": v.event_id,
+                     "disaster_date": v.disaster_date} for v in s.records],
+        "fired": sorted(s.fired),
+    },
+    lambda r: VillageState([VillageRecord(v["household_id"], v["event_id"], v["disaster_date"]) for v in r["records"]],
+                           set(r["fired"])),
+)
