@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import shutil
+import socket
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,18 @@ import pytest
 from schemas.errors import ConfigError, EnvironmentProblem
 from services import kafka_local
 from services.settings import Settings
+
+
+def _free_bootstrap() -> str:
+    """A loopback address nobody listens on (nor on the port after it, the controller's), so `up` gets as far as
+    fetching the jars."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        with socket.socket() as s:
+            if port < 65534 and s.connect_ex(("127.0.0.1", port + 1)) != 0:
+                return f"127.0.0.1:{port}"
 
 
 def test_up_without_java_on_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -28,7 +41,7 @@ def test_up_without_maven_when_kafka_is_not_cached(tmp_path: Path, monkeypatch: 
     only_java.mkdir()
     (only_java / "java").symlink_to(Path(java).resolve())
     monkeypatch.setenv("PATH", str(only_java))
-    settings = Settings(bootstrap="127.0.0.1:19392", kafka_data=tmp_path / "data", kafka_home=tmp_path / "home")
+    settings = Settings(bootstrap=_free_bootstrap(), kafka_data=tmp_path / "data", kafka_home=tmp_path / "home")
     with pytest.raises(EnvironmentProblem, match="Maven is required .*`mvn` not found on PATH"):
         kafka_local.up(settings)
     assert not (tmp_path / "home" / "4.1.1" / ".complete").exists()
@@ -70,7 +83,7 @@ def test_a_cache_made_before_the_tools_is_completed_not_reused(tmp_path: Path, m
     (dist / "libs" / "kafka_2.13-4.1.1.jar").write_bytes(b"jar")
     (dist / ".complete").write_text("kafka_2.13 4.1.1\n")
     _java_only_path(tmp_path, monkeypatch)  # so completing it needs Maven, and says so
-    settings = Settings(bootstrap="127.0.0.1:19392", kafka_data=tmp_path / "data", kafka_home=tmp_path / "home")
+    settings = Settings(bootstrap=_free_bootstrap(), kafka_data=tmp_path / "data", kafka_home=tmp_path / "home")
     with pytest.raises(EnvironmentProblem, match="Maven is required .*`mvn` not found on PATH"):
         kafka_local.java_classpath(settings)
     with pytest.raises(EnvironmentProblem, match="Maven is required"):
