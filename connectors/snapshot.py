@@ -16,10 +16,10 @@ Rules of the snapshot (README, "Roster"):
 - ... except with `delta=True` (upsert only: it is *kept, not in the file*), and except a person whose row was
   rejected although its ID number is valid: it is *kept, row rejected* as it is on the topic, and so is the
   household it belongs to there (a bad row never removes anyone);
-- order: household upserts, person upserts, person tombstones, household tombstones — each step acknowledged
-  before the next. A person is never on the topic before its household, and a household never disappears
-  while a person still names it. An interrupted load leaves a state the next load diffs against: a re-run
-  converges to the file.
+- order: household upserts, person upserts (both in file order), person tombstones, household tombstones, each
+  step acknowledged before the next. A person is never on the topic before its household, and a household never
+  disappears while a person still names it. An interrupted load leaves a state the next load diffs against: a
+  re-run converges to the file.
 """
 from __future__ import annotations
 
@@ -158,9 +158,10 @@ def plan_roster(
     households_kept = {h for k in persons.kept_row_rejected if (h := _household_key(current_persons[k]))}
     households = diff(current_households, {k: w.content for k, w in wanted_households.items()}, delta=delta,
                       keep=households_kept)
+    household_upserts, person_upserts = set(households.upserts), set(persons.upserts)
     steps = (
-        tuple(Send(REGISTRY_HOUSEHOLDS, k, wanted_households[k].value) for k in households.upserts),
-        tuple(Send(REGISTRY_PERSONS, k, wanted_persons[k].value) for k in persons.upserts),
+        tuple(Send(REGISTRY_HOUSEHOLDS, k, w.value) for k, w in wanted_households.items() if k in household_upserts),
+        tuple(Send(REGISTRY_PERSONS, k, w.value) for k, w in wanted_persons.items() if k in person_upserts),
         tuple(Send(REGISTRY_PERSONS, k, None) for k in persons.removed),
         tuple(Send(REGISTRY_HOUSEHOLDS, k, None) for k in households.removed),
     )
