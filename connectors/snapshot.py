@@ -15,7 +15,8 @@ Rules of the snapshot (README, "Roster"):
 - a key on the topic and not in the file is *removed* (a tombstone: key, null value) ...
 - ... except with `delta=True` (upsert only: it is *kept, not in the file*), and except a person whose row was
   rejected although its ID number is valid: it is *kept, row rejected* as it is on the topic, and so is the
-  household it belongs to there (a bad row never removes anyone);
+  household it belongs to there (a bad row never removes anyone; bureau.load_snapshot also lets a household
+  whose 户主 row was rejected keep that head);
 - order: household upserts, person upserts (both in file order), person tombstones, household tombstones, each
   step acknowledged before the next. A person is never on the topic before its household, and a household never
   disappears while a person still names it. An interrupted load leaves a state the next load diffs against: a

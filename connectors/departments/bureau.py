@@ -14,7 +14,7 @@ rows are the persons added or changed and unchanged rows the persons already on 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -230,6 +230,19 @@ def _wanted(sent: list[Message], topic: str, schema: str, codec: Codec) -> dict[
             for m in sent if m.topic == topic}
 
 
+def _keep_rejected_heads(households: dict[bytes, Wanted], current: Mapping[bytes, Mapping[str, Any]],
+                         kept: Collection[bytes], codec: Codec) -> dict[bytes, Wanted]:
+    """A household whose 户主 row was rejected (and who is kept) keeps the head it has on the topic, rather than
+    losing it because of a bad row."""
+    out = dict(households)
+    for key, wanted in households.items():
+        head = current.get(key, {}).get("head_person_key")
+        if wanted.content.get("head_person_key") is None and isinstance(head, str) and head.encode() in kept:
+            record = {**codec.decode(wanted.value, expect=HOUSEHOLD_SCHEMA).record, "head_person_key": head}
+            out[key] = Wanted(content_of(record), codec.encode(HOUSEHOLD_SCHEMA, record))
+    return out
+
+
 async def load_snapshot(
     path: Path,
     *,
@@ -254,10 +267,12 @@ async def load_snapshot(
         raise InputFileError(f"{path.name}: no valid row ({rows.read} read, {rows.rejected} rejected); a snapshot "
                              "without anyone would remove the whole roster, so nothing was published")
     async with publisher_factory() as publisher:
+        current_households = decode_state(await read_state(REGISTRY_HOUSEHOLDS), codec, HOUSEHOLD_SCHEMA)
+        kept = handler.rejected_keys - persons.keys()
         plan = plan_roster(
-            decode_state(await read_state(REGISTRY_PERSONS), codec, PERSON_SCHEMA),
-            decode_state(await read_state(REGISTRY_HOUSEHOLDS), codec, HOUSEHOLD_SCHEMA),
-            persons, households, delta=delta, rejected_person_keys=handler.rejected_keys,
+            decode_state(await read_state(REGISTRY_PERSONS), codec, PERSON_SCHEMA), current_households,
+            persons, _keep_rejected_heads(households, current_households, kept, codec), delta=delta,
+            rejected_person_keys=kept,
         )
         for letter in letters:
             await publisher.send(letter.topic, letter.key, letter.value)

@@ -250,3 +250,26 @@ def test_an_undecodable_record_on_the_topic_is_overwritten(tmp_path: Path) -> No
     summary = load(tmp_path, kafka, FIRST)
     assert summary.persons.counts()["changed"] == 1 and summary.published == 1
     assert CODEC.decode(kafka.topics[REGISTRY_PERSONS][k(HEAD1)]).name == "povwatch.registry.Person"
+
+
+def test_a_household_whose_head_row_is_rejected_keeps_its_head(tmp_path: Path) -> None:
+    kafka = MemoryTopics()
+    load(tmp_path, kafka, FIRST)
+    summary = load(tmp_path, kafka, [
+        roster_row("H1", "王建国", HEAD1, "女", "户主"),  # sex contradicts the ID number: rejected
+        *FIRST[1:],
+    ])
+    assert summary.rejected == 1 and summary.persons.counts()["kept_row_rejected"] == 1
+    assert summary.households.counts() == {"added": 0, "changed": 0, "removed": 0, "unchanged": 3,
+                                           "kept_row_rejected": 0, "kept_not_in_file": 0}
+    assert kafka.registry_sends() == []
+    assert kafka.content(REGISTRY_HOUSEHOLDS)[b"H1"]["head_person_key"] == person_key(HEAD1)
+
+
+def test_a_household_whose_new_head_is_valid_takes_it(tmp_path: Path) -> None:
+    kafka = MemoryTopics()
+    load(tmp_path, kafka, FIRST)
+    summary = load(tmp_path, kafka, [  # the head has left; the wife is the new 户主
+        roster_row("H1", "李秀兰", WIFE1, "女", "户主"), FIRST[2], *FIRST[3:]])
+    assert summary.persons.counts()["removed"] == 1 and summary.households.counts()["changed"] == 1
+    assert kafka.content(REGISTRY_HOUSEHOLDS)[b"H1"]["head_person_key"] == person_key(WIFE1)
