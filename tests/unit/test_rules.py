@@ -26,15 +26,13 @@ from services.monitor.rules import (
     format_cny,
     medical_expense,
     regional_disaster,
+    regional_period,
     school_dropout,
 )
 from services.monitor.stages import (
     household_alert_record,
     household_stage,
-    person_from_table,
-    person_to_table,
     regional_alert_record,
-    village_stage,
 )
 
 CFG = RuleConfig()
@@ -217,13 +215,20 @@ def test_zero_income_household_is_always_high() -> None:
     assert draft.severity is Severity.HIGH and "无收入可比" in draft.reason
 
 
-def test_history_is_pruned_to_the_window_of_the_latest_admission() -> None:
-    history = [stay(400, "100", "old"), stay(365, "100", "edge"), stay(364, "100", "kept"), stay(3, "100", "near")]
+def test_history_is_pruned_at_the_horizon_before_the_latest_admission() -> None:
+    # kept: stays up to history_horizon_days (730) before the latest admission, beyond the 365-day window on purpose
+    history = [stay(800, "100", "old"), stay(730, "100", "edge"), stay(729, "100", "kept"), stay(400, "100", "past"),
+               stay(3, "100", "near")]
     _, new = medical(hospital("50"), history)
-    assert [s.event_id for s in new] == ["kept", "near", "hosp-1"]
-    # a late stay older than the window is dropped at once; the horizon follows the latest admission
-    _, new = medical(hospital("50", ADMITTED - dt.timedelta(days=500), "ancient"), [stay(0, "100", "now")])
+    assert [s.event_id for s in new] == ["kept", "past", "near", "hosp-1"]
+    # a late stay older than the horizon is dropped at once; the horizon follows the latest admission
+    _, new = medical(hospital("50", ADMITTED - dt.timedelta(days=731), "ancient"), [stay(0, "100", "now")])
     assert [s.event_id for s in new] == ["now"]
+    _, new = medical(hospital("50", ADMITTED - dt.timedelta(days=729), "late"), [stay(0, "100", "now")])
+    assert [s.event_id for s in new] == ["late", "now"]
+    cfg = RuleConfig(history_horizon_days=400)
+    _, new = medical(hospital("50"), history, cfg=cfg)
+    assert [s.event_id for s in new] == ["near", "hosp-1"]
 
 
 def test_medical_thresholds_are_configurable() -> None:
@@ -343,7 +348,8 @@ def test_rule_config_rejects_unknown_and_invalid_settings() -> None:
 
 # --- regional --------------------------------------------------------------------------------------------------
 
-D0 = dt.date(2024, 6, 20)
+D0 = dt.date(2024, 6, 20)  # the second day of its 8-day period (2024-06-19 .. 2024-06-26)
+P0 = D0.toordinal() // 8
 
 
 def records(*days: int, households: list[str] | None = None) -> list[VillageRecord]:
@@ -351,13 +357,27 @@ def records(*days: int, households: list[str] | None = None) -> list[VillageReco
     return [VillageRecord(hh, f"dis-{hh}-{d}", D0 + dt.timedelta(days=d)) for hh, d in zip(ids, days)]
 
 
+def one(drafts: list[RegionalDraft]) -> RegionalDraft:
+    assert len(drafts) == 1, drafts
+    return drafts[0]
+
+
+def test_regional_period_is_a_fixed_run_of_window_plus_one_days() -> None:
+    assert regional_period(dt.date(2024, 6, 19), CFG) == regional_period(dt.date(2024, 6, 26), CFG) == P0
+    assert regional_period(dt.date(2024, 6, 18), CFG) == P0 - 1
+    assert regional_period(dt.date(2024, 6, 27), CFG) == P0 + 1
+    nine = RuleConfig(regional_window_days=8)
+    assert regional_period(D0, nine) == D0.toordinal() // 9
+    assert regional_period(dt.date(1, 1, 1), CFG) == 0  # counted from 0001-01-01 (ordinal 1)
+
+
 def test_four_households_raise_nothing() -> None:
-    assert regional_disaster(VILLAGE, records(0, 0, 1, 2), [], CFG) is None
+    assert regional_disaster(VILLAGE, records(0, 0, 1, 2), [], CFG) == []
 
 
 def test_five_households_within_seven_days() -> None:
-    draft = regional_disaster(VILLAGE, records(3, 0, 1, 2, 4), [], CFG)
-    assert draft is not None
+    draft = one(regional_disaster(VILLAGE, records(3, 0, 1, 2, 4), [], CFG))
+    assert draft.period == P0
     assert (draft.window_start, draft.window_end) == (D0, D0 + dt.timedelta(days=4))
     assert draft.household_ids == ("H0", "H1", "H2", "H3", "H4")
     assert draft.event_ids == ("dis-H0-3", "dis-H1-0", "dis-H2-1", "dis-H3-2", "dis-H4-4")
@@ -367,85 +387,136 @@ def test_five_households_within_seven_days() -> None:
 
 
 def test_spread_over_eight_days_raises_nothing() -> None:
-    assert regional_disaster(VILLAGE, records(0, 2, 4, 6, 8), [], CFG) is None
+    assert regional_disaster(VILLAGE, records(0, 2, 4, 6, 8), [], CFG) == []
 
 
 def test_exactly_seven_days_apart_counts() -> None:
-    draft = regional_disaster(VILLAGE, records(0, 2, 4, 6, 7), [], CFG)
-    assert draft is not None and draft.window_end - draft.window_start == dt.timedelta(days=7)
+    draft = one(regional_disaster(VILLAGE, records(0, 2, 4, 6, 7), [], CFG))
+    assert draft.window_end - draft.window_start == dt.timedelta(days=7)
+    assert (draft.window_start, draft.period) == (D0, P0)
 
 
 def test_same_household_twice_counts_once() -> None:
     twice = records(0, 1, 2, 3, 4, households=["H0", "H1", "H2", "H3", "H0"])
-    assert regional_disaster(VILLAGE, twice, [], CFG) is None
+    assert regional_disaster(VILLAGE, twice, [], CFG) == []
     fifth = twice + records(5, households=["H9"])
-    draft = regional_disaster(VILLAGE, fifth, [], CFG)
-    assert draft is not None and draft.household_ids == ("H0", "H1", "H2", "H3", "H9")
+    draft = one(regional_disaster(VILLAGE, fifth, [], CFG))
+    assert draft.household_ids == ("H0", "H1", "H2", "H3", "H9")
     assert len(draft.event_ids) == 6  # both of H0's reports are evidence
 
 
-def test_one_alert_per_window_then_a_later_cluster_fires_again() -> None:
+def test_one_alert_per_period_even_when_several_windows_start_in_it() -> None:
+    # six households on days 0-2: windows starting on day 0 and on day 1 both qualify, both in period P0
+    cluster = records(0, 0, 1, 1, 2, 2)
+    draft = one(regional_disaster(VILLAGE, cluster, [], CFG))
+    assert (draft.period, draft.window_start, draft.window_end) == (P0, D0, D0 + dt.timedelta(days=2))
+    assert len(draft.household_ids) == 6
+    # once the period has alerted, more households in it raise nothing
+    assert regional_disaster(VILLAGE, cluster + records(3, households=["H6"]), [P0], CFG) == []
+
+
+def test_a_cluster_whose_windows_start_in_two_periods_gives_two_alerts() -> None:
+    # days 6..11 (2024-06-26 .. 2024-07-01): the window from day 6 (last day of P0) holds six households, the one
+    # from day 7 (first day of P0 + 1) still holds five
+    cluster = records(6, 7, 8, 9, 10, 11)
+    first, second = regional_disaster(VILLAGE, cluster, [], CFG)
+    assert (first.period, first.window_start, first.window_end) == (P0, D0 + dt.timedelta(days=6),
+                                                                    D0 + dt.timedelta(days=11))
+    assert first.household_ids == ("H0", "H1", "H2", "H3", "H4", "H5")
+    assert (second.period, second.window_start, second.window_end) == (P0 + 1, D0 + dt.timedelta(days=7),
+                                                                       D0 + dt.timedelta(days=11))
+    assert second.household_ids == ("H1", "H2", "H3", "H4", "H5")
+    assert first.alert_id != second.alert_id
+    # each period separately: what has fired is skipped, the other period still alerts
+    assert [d.period for d in regional_disaster(VILLAGE, cluster, [P0], CFG)] == [P0 + 1]
+    assert [d.period for d in regional_disaster(VILLAGE, cluster, [P0 + 1], CFG)] == [P0]
+    assert regional_disaster(VILLAGE, cluster, [P0, P0 + 1], CFG) == []
+    # five households only: only the window from day 6 qualifies
+    assert [d.period for d in regional_disaster(VILLAGE, records(6, 7, 8, 9, 10), [], CFG)] == [P0]
+
+
+def test_a_later_cluster_alerts_again_with_its_own_id() -> None:
     first = records(0, 1, 2, 3, 4)
-    draft = regional_disaster(VILLAGE, first, [], CFG)
-    assert draft is not None
-    fired = [(draft.window_start, draft.window_end)]
-    # a sixth household inside the alerted window: nothing new
-    assert regional_disaster(VILLAGE, first + records(2, households=["H5"]), fired, CFG) is None
-    # a second cluster of five new households on days 3-7 overlaps the alerted window (days 0-4): nothing new
-    overlapping = first + records(3, 4, 5, 6, 7, households=["K0", "K1", "K2", "K3", "K4"])
-    assert regional_disaster(VILLAGE, overlapping, fired, CFG) is None
-    # the same five on days 5-9 would be a window of their own
-    adjacent = regional_disaster(VILLAGE, first + records(5, 6, 7, 8, 9, households=["K0", "K1", "K2", "K3", "K4"]),
-                                 fired, CFG)
-    assert adjacent is not None and adjacent.window_start == D0 + dt.timedelta(days=5)
-    # a cluster well after the alerted window fires again, with its own id
-    later = overlapping + records(20, 21, 22, 23, 24, households=["J0", "J1", "J2", "J3", "J4"])
-    again = regional_disaster(VILLAGE, later, fired, CFG)
-    assert again is not None
+    draft = one(regional_disaster(VILLAGE, first, [], CFG))
+    later = first + records(20, 21, 22, 23, 24, households=["J0", "J1", "J2", "J3", "J4"])
+    again = one(regional_disaster(VILLAGE, later, [draft.period], CFG))
     assert again.window_start == D0 + dt.timedelta(days=20)
+    assert again.period == regional_period(D0 + dt.timedelta(days=20), CFG) == P0 + 2
     assert again.household_ids == ("J0", "J1", "J2", "J3", "J4")
     assert again.alert_id != draft.alert_id
+    # without the first period fired, both periods alert, in date order
+    assert [d.period for d in regional_disaster(VILLAGE, later, [], CFG)] == [P0, P0 + 2]
 
 
-def test_regional_alert_id_is_village_and_window_start() -> None:
-    a = regional_disaster(VILLAGE, records(0, 1, 2, 3, 4), [], CFG)
-    b = regional_disaster(VILLAGE, list(reversed(records(0, 1, 2, 3, 4, 5))), [], CFG)
-    c = regional_disaster("652701100202", records(0, 1, 2, 3, 4), [], CFG)
-    assert a is not None and b is not None and c is not None
-    assert a.alert_id == b.alert_id != c.alert_id
+def test_fired_periods_elsewhere_do_not_silence_a_period() -> None:
+    assert [d.period for d in regional_disaster(VILLAGE, records(0, 1, 2, 3, 4), {P0 - 1, P0 + 1}, CFG)] == [P0]
+
+
+def test_regional_alert_id_is_village_and_period() -> None:
+    a = one(regional_disaster(VILLAGE, records(0, 1, 2, 3, 4), [], CFG))
+    b = one(regional_disaster(VILLAGE, list(reversed(records(0, 1, 2, 3, 4, 5))), [], CFG))
+    shifted = one(regional_disaster(VILLAGE, records(2, 3, 4, 5, 6), [], CFG))  # other window, same period
+    c = one(regional_disaster("652701100202", records(0, 1, 2, 3, 4), [], CFG))
+    d = one(regional_disaster(VILLAGE, records(7, 8, 9, 10, 11), [], CFG))  # next period
+    assert shifted.window_start != a.window_start and shifted.period == a.period
+    assert a.alert_id == b.alert_id == shifted.alert_id
+    assert len({a.alert_id, c.alert_id, d.alert_id}) == 3
+    assert len(a.alert_id) == 32 and int(a.alert_id, 16) >= 0
 
 
 def test_regional_thresholds_are_configurable() -> None:
-    assert regional_disaster(VILLAGE, records(0, 1, 2), [], CFG) is None
-    three = regional_disaster(VILLAGE, records(0, 1, 2), [], RuleConfig(regional_min_households=3))
-    assert three is not None and "阈值3户/7天" in three.reason
-    assert regional_disaster(VILLAGE, records(0, 2, 4, 6, 8), [], RuleConfig(regional_window_days=8)) is not None
+    assert regional_disaster(VILLAGE, records(0, 1, 2), [], CFG) == []
+    three = one(regional_disaster(VILLAGE, records(0, 1, 2), [], RuleConfig(regional_min_households=3)))
+    assert "阈值3户/7天" in three.reason
+    nine = RuleConfig(regional_window_days=8)
+    wide = one(regional_disaster(VILLAGE, records(0, 2, 4, 6, 8), [], nine))
+    assert (wide.window_start, wide.window_end, wide.period) == (D0, D0 + dt.timedelta(days=8),
+                                                                 D0.toordinal() // 9)
+    assert regional_disaster(VILLAGE, records(0, 2, 4, 6, 9), [], nine) == []
+
+
+def test_horizon_must_cover_the_windows() -> None:
+    assert RuleConfig(history_horizon_days=365).history_horizon_days == 365
+    with pytest.raises(ValueError, match="history_horizon_days must cover"):
+        RuleConfig(history_horizon_days=364)
+    with pytest.raises(ValueError, match="history_horizon_days must cover"):
+        RuleConfig(medical_window_days=30, regional_window_days=40, history_horizon_days=39)
 
 
 # --- the monitor's stage functions and the alert records -------------------------------------------------------
 
 
-def test_person_table_round_trip() -> None:
+def test_person_context_from_a_registry_record() -> None:
     rec = {"person_key": "k" * 64, "household_id": HH, "relation": "户主", "sex": "M",
            "birth_date": dt.date(1968, 3, 5), "village_code": VILLAGE}
-    assert person_from_table(person_to_table(rec)) == PersonContext("k" * 64, HH, dt.date(1968, 3, 5), "户主", VILLAGE)
+    assert PersonContext.from_record(rec) == PersonContext("k" * 64, HH, dt.date(1968, 3, 5), "户主", VILLAGE)
 
 
 def test_household_stage_for_a_disaster_emits_a_village_record() -> None:
-    row = {"household_id": HH, "village_code": VILLAGE, "monitoring_status": "MONITORING",
-           "per_capita_income": "6000", "household_size": 4, "category": "LIFTED", "labour_capacity": "WEAK"}
-    outcome = household_stage("povwatch.events.DisasterLoss", disaster(damage="COLLAPSED"), person(), row, None, CFG)
+    outcome = household_stage("povwatch.events.DisasterLoss", disaster(damage="COLLAPSED"), person(), HOUSEHOLD, [],
+                              CFG)
     assert [d.severity for d in outcome.drafts] == [Severity.HIGH]
     assert outcome.medical_history is None
     assert outcome.village_record == {"village_code": VILLAGE, "household_id": HH, "event_id": "dis-1",
                                       "disaster_date": dt.date(2024, 6, 20)}
 
 
-def test_village_stage_reads_table_rows() -> None:
-    rows = [[f"H{i}", f"dis-{i}", (D0 + dt.timedelta(days=i)).isoformat()] for i in range(5)]
-    draft = village_stage(VILLAGE, rows, [], CFG)
-    assert draft is not None and draft.window_start == D0
-    assert village_stage(VILLAGE, rows, [[D0.isoformat(), (D0 + dt.timedelta(days=4)).isoformat()]], CFG) is None
+def test_household_stage_for_a_hospitalisation_returns_the_new_stays() -> None:
+    earlier = [stay(10, "7000", "hosp-0")]
+    outcome = household_stage("povwatch.events.Hospitalization", hospital("7000"), person(), HOUSEHOLD, earlier,
+                              CFG)
+    assert [(d.severity, d.event_ids) for d in outcome.drafts] == [(Severity.HIGH, ("hosp-0", "hosp-1"))]
+    assert outcome.medical_history == [stay(10, "7000", "hosp-0"),
+                                       MedicalStay("hosp-1", ADMITTED, Decimal("7000"), high=True)]
+    assert outcome.village_record is None
+    assert earlier == [stay(10, "7000", "hosp-0")]  # the given history is not modified
+
+
+def test_household_stage_for_other_events_keeps_the_stays() -> None:
+    outcome = household_stage("povwatch.events.Dropout", dropout("JUNIOR"), person(), HOUSEHOLD,
+                              [stay(10, "7000", "hosp-0")], CFG)
+    assert [d.rule for d in outcome.drafts] == [Rule.SCHOOL_DROPOUT]
+    assert outcome.medical_history is None and outcome.village_record is None
 
 
 def test_alert_records_fit_the_avro_schemas() -> None:
@@ -456,11 +527,12 @@ def test_alert_records_fit_the_avro_schemas() -> None:
     back = codec.decode(codec.encode("povwatch.alerts.HouseholdAlert", rec)).record
     assert back == {**rec, "event_ids": ["hosp-1"]}
     assert back["alert_id"] == draft.alert_id and back["rule"] == "MEDICAL_EXPENSE"
-    regional = regional_disaster(VILLAGE, records(0, 1, 2, 3, 4), [], CFG)
-    assert isinstance(regional, RegionalDraft)
+    regional = one(regional_disaster(VILLAGE, records(0, 1, 2, 3, 4), [], CFG))
     rec = regional_alert_record(regional, raised)
     back = codec.decode(codec.encode("povwatch.alerts.RegionalAlert", rec)).record
-    assert back["region_code"] == VILLAGE and back["window_start"] == back["occurred_at"] == D0
+    assert back == rec
+    assert back["alert_id"] == regional.alert_id and back["region_code"] == VILLAGE
+    assert back["window_start"] == back["occurred_at"] == D0 and back["window_end"] == D0 + dt.timedelta(days=4)
     assert back["household_ids"] == list(regional.household_ids)
 
 

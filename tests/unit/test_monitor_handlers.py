@@ -1,0 +1,659 @@
+"""The monitor's stages (services.monitor.handlers) as plain code over dicts, with real Avro messages.
+
+Pending joins (an event before its person or household), tombstones, moves and status changes, dedupe, the
+A/B/C medical example in every arrival order, regional alert ids under shuffled arrival orders (hypothesis),
+state that levels off at the history horizon, the state codecs and `TrackedDict`.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from prometheus_client import REGISTRY
+
+from schemas.catalog import DISASTER_LOSS, DROPOUT, HOSPITALIZATION, VEHICLE_PURCHASE
+from schemas.codec import default_codec
+from schemas.errors import DecodeError
+from services.monitor.engine import TrackedDict
+from services.monitor.handlers import Emit, HouseholdStage, PersonStage, Routes, VillageStage
+from services.monitor.rules import (
+    AlertDraft,
+    MedicalStay,
+    RegionalDraft,
+    Rule,
+    RuleConfig,
+    Severity,
+    VillageRecord,
+    regional_period,
+)
+from services.monitor.state import (
+    HOUSEHOLD_STATE,
+    PERSON_STATE,
+    VILLAGE_STATE,
+    HouseholdState,
+    Pending,
+    PersonState,
+    VillageState,
+)
+
+CODEC = default_codec()
+CFG = RuleConfig()
+GRACE = dt.timedelta(days=3)
+NOW = dt.datetime(2024, 7, 1, 9, 30, tzinfo=dt.UTC)
+ROUTES = Routes("t.household-events", "t.village-disasters", "t.alerts.household", "t.alerts.regional",
+                "t.unmatched")
+HOSP, CAR, DIS, DROP = HOSPITALIZATION.topic, VEHICLE_PURCHASE.topic, DISASTER_LOSS.topic, DROPOUT.topic
+
+VILLAGE = "652701100201"
+HH = "BL-100201-0001"
+HH2 = "BL-100201-0002"
+PK = "a1" * 32  # pseudonymous person keys (64 hex characters)
+PK2 = "b2" * 32
+DAY = dt.date(2024, 3, 1)
+
+
+# --- messages --------------------------------------------------------------------------------------------------
+
+
+def source(feed: str = "hospitalization") -> dict[str, Any]:
+    return {"department": "test", "feed": feed, "origin": "unit.csv", "row": 2, "connector_version": "test"}
+
+
+def person_record(key: str = PK, household: str = HH, relation: str = "户主") -> dict[str, Any]:
+    return {"person_key": key, "household_id": household, "relation": relation, "sex": "M",
+            "birth_date": dt.date(1980, 1, 1), "village_code": VILLAGE, "ingested_at": NOW, "source": source("roster")}
+
+
+def person_msg(key: str = PK, household: str = HH, relation: str = "户主") -> bytes:
+    return CODEC.encode("povwatch.registry.Person", person_record(key, household, relation))
+
+
+def household_msg(household: str = HH, status: str = "MONITORING", income: str = "5000", size: int = 4) -> bytes:
+    # annual net income 5000 x 4 = 20000 CNY: the medical and disaster threshold (50%) is 10000
+    return CODEC.encode("povwatch.registry.Household", {
+        "household_id": household, "village_code": VILLAGE, "head_person_key": PK, "category": "LIFTED",
+        "monitoring_status": status, "labour_capacity": "WEAK", "per_capita_income": Decimal(income),
+        "household_size": size, "ingested_at": NOW, "source": source("roster")})
+
+
+def _common(event_id: str, key: str, day: dt.date, feed: str) -> dict[str, Any]:
+    return {"event_id": event_id, "person_key": key, "occurred_at": day, "ingested_at": NOW - dt.timedelta(hours=1),
+            "source": source(feed)}
+
+
+def hospitalisation(event_id: str, day: dt.date, oop: str, key: str = PK) -> bytes:
+    return CODEC.encode("povwatch.events.Hospitalization", {
+        **_common(event_id, key, day, "hospitalization"), "disease": "肺炎", "admission_date": day, "days": 5,
+        "total_cost": Decimal(oop) * 2, "out_of_pocket": Decimal(oop), "settlement_date": day + dt.timedelta(days=5)})
+
+
+def vehicle(event_id: str, day: dt.date = DAY, key: str = PK) -> bytes:
+    return CODEC.encode("povwatch.events.VehiclePurchase", {
+        **_common(event_id, key, day, "vehicle-purchase"), "vehicle_type": "小型轿车", "model": "比亚迪秦PLUS",
+        "purchase_date": day, "registration_date": day + dt.timedelta(days=7), "price": Decimal("119800")})
+
+
+def disaster(event_id: str, day: dt.date = DAY, key: str = PK, damage: str = "COLLAPSED") -> bytes:
+    return CODEC.encode("povwatch.events.DisasterLoss", {
+        **_common(event_id, key, day, "disaster-loss"), "village_code": VILLAGE, "disaster_type": "FLOOD",
+        "disaster_date": day, "deaths": 0, "injuries": 1, "house_damage": damage, "direct_loss": Decimal("3000")})
+
+
+def dropout(event_id: str, day: dt.date = DAY, key: str = PK) -> bytes:
+    return CODEC.encode("povwatch.events.Dropout", {
+        **_common(event_id, key, day, "dropout"), "school": "博乐市第三中学", "stage": "JUNIOR", "grade": "八年级",
+        "dropout_date": day})
+
+
+def village_msg(household: str, event_id: str, day: dt.date, village: str = VILLAGE) -> bytes:
+    return CODEC.encode("povwatch.monitor.VillageDisaster", {
+        "village_code": village, "household_id": household, "event_id": event_id, "disaster_date": day})
+
+
+def enrich(topic: str, event: bytes, person: bytes | None = None) -> bytes:
+    """The household stage's input, made by a person stage that knows the person (keyed as connectors key)."""
+    key = CODEC.decode(event).record["person_key"]
+    (out,) = person_stage(person or person_msg(key)).event(topic, event, NOW, key.encode())
+    return out.value or b""
+
+
+def deliver(stage: PersonStage, topic: str, event: bytes, now: dt.datetime = NOW) -> list[Emit]:
+    """An event as the engine delivers it to the person stage: with its message key, the person_key."""
+    return stage.event(topic, event, now, CODEC.decode(event).record["person_key"].encode())
+
+
+def joined(emit: Emit) -> dict[str, Any]:
+    assert emit.topic == ROUTES.household_events
+    return CODEC.decode(emit.value or b"", "povwatch.monitor.HouseholdEvent").record
+
+
+# --- stages and outputs ----------------------------------------------------------------------------------------
+
+
+def person_stage(*people: bytes) -> PersonStage:
+    """A person stage over plain dicts, its persons table loaded from registry messages."""
+    stage = PersonStage({}, TrackedDict(), codec=CODEC, routes=ROUTES, grace=GRACE)
+    for msg in people:
+        assert stage.registry(CODEC.decode(msg).record["person_key"], msg, NOW) == []
+    return stage
+
+
+def household_stage(*households: bytes, cfg: RuleConfig = CFG) -> HouseholdStage:
+    stage = HouseholdStage({}, TrackedDict(), codec=CODEC, routes=ROUTES, rules=cfg, grace=GRACE)
+    for msg in households:
+        assert stage.registry(CODEC.decode(msg).record["household_id"], msg, NOW) == []
+    return stage
+
+
+def village_stage(cfg: RuleConfig = CFG) -> VillageStage:
+    return VillageStage(TrackedDict(), codec=CODEC, routes=ROUTES, rules=cfg)
+
+
+def dirty(stage: PersonStage | HouseholdStage | VillageStage) -> set[str]:
+    state = stage.state
+    assert isinstance(state, TrackedDict)
+    return state.take_dirty()
+
+
+def decoded(emits: list[Emit], topic: str, schema: str) -> list[dict[str, Any]]:
+    return [CODEC.decode(e.value or b"", schema).record for e in emits if e.topic == topic]
+
+
+def household_alerts(emits: list[Emit]) -> list[dict[str, Any]]:
+    return decoded(emits, ROUTES.alerts_household, "povwatch.alerts.HouseholdAlert")
+
+
+def regional_alerts(emits: list[Emit]) -> list[dict[str, Any]]:
+    return decoded(emits, ROUTES.alerts_regional, "povwatch.alerts.RegionalAlert")
+
+
+def sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def parked(stage: str) -> float:
+    return sample("povwatch_events_parked_total", stage=stage)
+
+
+def released(stage: str) -> float:
+    return sample("povwatch_events_released_total", stage=stage)
+
+
+def duplicates() -> float:
+    return sample("povwatch_events_duplicate_total")
+
+
+def unmatched(topic: str) -> float:
+    return sample("povwatch_events_unmatched_total", topic=topic)
+
+
+# --- person stage: the pending join ----------------------------------------------------------------------------
+
+
+def test_an_event_before_its_person_is_parked_then_forwarded_when_the_person_arrives() -> None:
+    stage = person_stage()
+    event = hospitalisation("hosp-1", DAY, "300")
+    before = parked("person"), released("person")
+    assert deliver(stage, HOSP, event, NOW) == []
+    assert list(stage.state) == [PK]
+    assert stage.state[PK].pending == [Pending(HOSP, "hosp-1", event, NOW)]
+    assert stage.pending() == 1 and dirty(stage) == {PK}
+    assert parked("person") == before[0] + 1
+    # re-delivered while it waits: not parked twice
+    assert deliver(stage, HOSP, event, NOW + dt.timedelta(minutes=5)) == []
+    assert stage.state[PK].pending == [Pending(HOSP, "hosp-1", event, NOW)]
+    assert stage.pending() == 1 and parked("person") == before[0] + 1
+    dirty(stage)
+
+    person = person_msg()
+    out = stage.registry(PK, person, NOW + dt.timedelta(hours=1))
+    assert [(e.topic, e.key) for e in out] == [(ROUTES.household_events, HH.encode())]
+    # the event as it came, with what the household stage needs of the person
+    assert joined(out[0]) == {"topic": HOSP, "event": event, "person_key": PK, "household_id": HH,
+                              "relation": "户主", "birth_date": dt.date(1980, 1, 1), "village_code": VILLAGE}
+    assert list(stage.persons) == [PK]
+    assert PK not in stage.state and stage.pending() == 0
+    assert dirty(stage) == {PK}  # the deleted state key is written (as a tombstone) by the engine
+    assert released("person") == before[1] + 1
+
+    # with the person known, the next event goes straight through and touches no state
+    out = deliver(stage, HOSP, hospitalisation("hosp-2", DAY, "300"), NOW)
+    assert [(e.topic, e.key) for e in out] == [(ROUTES.household_events, HH.encode())]
+    assert stage.pending() == 0 and dirty(stage) == set()
+    assert parked("person") == before[0] + 1
+
+
+def test_several_events_wait_for_one_person_and_leave_in_arrival_order() -> None:
+    stage = person_stage()
+    events = [hospitalisation("hosp-1", DAY, "300"), vehicle("car-1"), dropout("drop-1")]
+    for topic, event in zip([HOSP, CAR, DROP], events):
+        assert stage.event(topic, event, NOW) == []
+    assert deliver(stage, HOSP, hospitalisation("other", DAY, "1", key=PK2), NOW) == []
+    assert stage.pending() == 4 and set(stage.state) == {PK, PK2}
+    out = stage.registry(PK, person_msg(), NOW)
+    forwarded = [joined(e) for e in out]
+    assert [(f["topic"], f["event"], f["person_key"]) for f in forwarded] == [
+        (HOSP, events[0], PK), (CAR, events[1], PK), (DROP, events[2], PK)]
+    assert {e.key for e in out} == {HH.encode()}
+    assert list(stage.state) == [PK2] and stage.pending() == 1
+
+
+def test_an_event_without_a_message_key_is_joined_on_the_person_key_in_its_body() -> None:
+    stage = person_stage(person_msg())
+    event = vehicle("car-1")
+    (keyless,) = stage.event(CAR, event, NOW)
+    (keyed,) = deliver(stage, CAR, event)
+    assert keyless == keyed and joined(keyless)["person_key"] == PK and keyless.key == HH.encode()
+
+
+def test_person_sweep_expires_each_event_once_after_the_grace() -> None:
+    stage = person_stage()
+    deliver(stage, HOSP, hospitalisation("hosp-1", DAY, "300"), NOW)
+    deliver(stage, CAR, vehicle("car-1"), NOW)
+    deliver(stage, CAR, vehicle("car-2"), NOW + dt.timedelta(days=2))
+    deliver(stage, HOSP, hospitalisation("hosp-9", DAY, "300", key=PK2), NOW + dt.timedelta(days=1))
+    dirty(stage)
+    before_hosp, before_car = unmatched(HOSP), unmatched(CAR)
+
+    # exactly the grace: nothing expires
+    assert stage.sweep(NOW + GRACE) == []
+    assert stage.pending() == 4 and dirty(stage) == set()
+
+    expired_at = NOW + GRACE + dt.timedelta(seconds=1)
+    out = stage.sweep(expired_at)
+    assert [(e.topic, e.key) for e in out] == [(ROUTES.unmatched, b"hosp-1"), (ROUTES.unmatched, b"car-1")]
+    records = decoded(out, ROUTES.unmatched, "povwatch.monitor.Unmatched")
+    assert records == [
+        {"stage": "person", "topic": HOSP, "event_id": "hosp-1", "since": NOW, "expired_at": expired_at},
+        {"stage": "person", "topic": CAR, "event_id": "car-1", "since": NOW, "expired_at": expired_at},
+    ]
+    assert all(PK.encode() not in (e.value or b"") for e in out)  # no person key in the unmatched topic
+    assert [p.event_id for p in stage.state[PK].pending] == ["car-2"]
+    assert [p.event_id for p in stage.state[PK2].pending] == ["hosp-9"]
+    assert dirty(stage) == {PK}
+    assert (unmatched(HOSP), unmatched(CAR)) == (before_hosp + 1, before_car + 1)
+
+    assert stage.sweep(expired_at) == []  # removed: never listed twice
+    later = NOW + dt.timedelta(days=2) + GRACE + dt.timedelta(seconds=1)
+    out = stage.sweep(later)
+    assert sorted(r["event_id"] for r in decoded(out, ROUTES.unmatched, "povwatch.monitor.Unmatched")) == [
+        "car-2", "hosp-9"]
+    assert len(stage.state) == 0 and stage.pending() == 0 and dirty(stage) == {PK, PK2}
+    # the person arriving after the expiry releases nothing
+    assert stage.registry(PK, person_msg(), later) == []
+
+
+# --- household stage: the pending join -------------------------------------------------------------------------
+
+
+def test_an_event_before_its_household_is_parked_then_raises_its_alert() -> None:
+    stage = household_stage()
+    event = enrich(HOSP, hospitalisation("hosp-1", DAY, "12000"))
+    before = parked("household"), released("household"), duplicates()
+    assert stage.event(ROUTES.household_events, event, NOW) == []
+    assert stage.state[HH].pending == [Pending(HOSP, "hosp-1", event, NOW)]
+    assert stage.state[HH].seen == {} and stage.state[HH].stays == []
+    assert stage.pending() == 1 and dirty(stage) == {HH} and parked("household") == before[0] + 1
+    assert stage.event(ROUTES.household_events, event, NOW) == []  # re-delivered: parked once
+    assert stage.pending() == 1 and parked("household") == before[0] + 1
+    dirty(stage)
+
+    later = NOW + dt.timedelta(hours=2)
+    out = stage.registry(HH, household_msg(), later)
+    assert [(e.topic, e.key) for e in out] == [(ROUTES.alerts_household, HH.encode())]
+    (alert,) = household_alerts(out)
+    assert (alert["rule"], alert["severity"], alert["household_id"], alert["village_code"]) == (
+        "MEDICAL_EXPENSE", "HIGH", HH, VILLAGE)
+    assert alert["event_ids"] == ["hosp-1"] and alert["occurred_at"] == DAY and alert["raised_at"] == later
+    state = stage.state[HH]
+    assert state.pending == [] and state.seen == {"hosp-1": DAY}
+    assert state.stays == [MedicalStay("hosp-1", DAY, Decimal("12000"), high=True)]
+    assert stage.pending() == 0 and dirty(stage) == {HH} and released("household") == before[1] + 1
+
+    # delivered once more after it was processed: a duplicate, nothing raised
+    assert stage.event(ROUTES.household_events, event, later) == []
+    assert duplicates() == before[2] + 1 and dirty(stage) == set()
+
+
+def test_household_sweep_expires_parked_events_and_keeps_the_history() -> None:
+    stage = household_stage(household_msg())
+    stage.event(ROUTES.household_events, enrich(HOSP, hospitalisation("hosp-1", DAY, "300")), NOW)
+    assert stage.registry(HH, None, NOW) == []  # the household leaves the roster
+    assert stage.event(ROUTES.household_events, enrich(CAR, vehicle("car-1")), NOW) == []
+    assert [p.event_id for p in stage.state[HH].pending] == ["car-1"]
+    assert stage.sweep(NOW + GRACE) == []
+    before = unmatched(CAR)
+    dirty(stage)
+
+    expired_at = NOW + GRACE + dt.timedelta(milliseconds=1)
+    out = stage.sweep(expired_at)
+    assert [(e.topic, e.key) for e in out] == [(ROUTES.unmatched, b"car-1")]
+    assert decoded(out, ROUTES.unmatched, "povwatch.monitor.Unmatched") == [
+        {"stage": "household", "topic": CAR, "event_id": "car-1", "since": NOW, "expired_at": expired_at}]
+    assert PK.encode() not in (out[0].value or b"")
+    assert unmatched(CAR) == before + 1
+    # the parked event is gone; the household's history stays (not empty, so the key is kept)
+    assert stage.state[HH].pending == [] and stage.state[HH].seen == {"hosp-1": DAY}
+    assert dirty(stage) == {HH} and stage.sweep(expired_at) == []
+
+
+def test_the_household_stage_still_reads_enriched_events_of_the_earlier_monitor() -> None:
+    event = hospitalisation("hosp-1", DAY, "12000")
+    legacy = CODEC.encode("povwatch.monitor.EnrichedEvent", {
+        "topic": HOSP, "event": event,
+        "person": {**person_record(), "source": source(), "ingested_at": NOW - dt.timedelta(hours=1)}})
+    current = enrich(HOSP, event)
+    alerts = [household_alerts(household_stage(household_msg()).event(ROUTES.household_events, m, NOW))
+              for m in (legacy, current)]
+    assert alerts[0] == alerts[1]
+    assert [(a["rule"], a["severity"], a["event_ids"]) for a in alerts[0]] == [("MEDICAL_EXPENSE", "HIGH", ["hosp-1"])]
+
+
+# --- tombstones, moves, status changes -------------------------------------------------------------------------
+
+
+def test_a_person_tombstone_removes_the_person_and_events_wait_again() -> None:
+    stage = person_stage(person_msg(), person_msg(PK2))
+    assert stage.registry(PK, None, NOW) == []
+    assert list(stage.persons) == [PK2]
+    assert stage.registry("never-there", None, NOW) == []  # a tombstone for an unknown key is harmless
+    assert deliver(stage, HOSP, hospitalisation("hosp-1", DAY, "300"), NOW) == []
+    assert [p.event_id for p in stage.state[PK].pending] == ["hosp-1"]
+    assert len(deliver(stage, HOSP, hospitalisation("hosp-2", DAY, "300", key=PK2), NOW)) == 1
+
+
+def test_a_removed_household_raises_nothing_and_its_return_releases_the_events() -> None:
+    stage = household_stage(household_msg())
+    first = stage.event(ROUTES.household_events, enrich(DROP, dropout("drop-1")), NOW)
+    assert [(a["rule"], a["severity"]) for a in household_alerts(first)] == [("SCHOOL_DROPOUT", "HIGH")]
+    assert stage.registry(HH, None, NOW) == []
+    assert len(stage.households) == 0
+    assert stage.event(ROUTES.household_events, enrich(DROP, dropout("drop-2")), NOW) == []
+    assert stage.event(ROUTES.household_events, enrich(DIS, disaster("dis-1")), NOW) == []
+    assert [p.event_id for p in stage.state[HH].pending] == ["drop-2", "dis-1"]
+    assert stage.state[HH].seen == {"drop-1": DAY}
+    # back in the roster: both wait no longer
+    out = stage.registry(HH, household_msg(), NOW)
+    assert [(a["rule"], a["event_ids"]) for a in household_alerts(out)] == [
+        ("SCHOOL_DROPOUT", ["drop-2"]), ("DISASTER_LOSS", ["dis-1"])]
+    assert decoded(out, ROUTES.village_disasters, "povwatch.monitor.VillageDisaster") == [
+        {"village_code": VILLAGE, "household_id": HH, "event_id": "dis-1", "disaster_date": DAY}]
+    assert stage.state[HH].pending == [] and set(stage.state[HH].seen) == {"drop-1", "drop-2", "dis-1"}
+
+
+def test_vehicle_alerts_follow_the_households_monitoring_status() -> None:
+    stage = household_stage(household_msg(status="MONITORING"))
+
+    def buy(event_id: str) -> list[tuple[str, str, list[str]]]:
+        out = stage.event(ROUTES.household_events, enrich(CAR, vehicle(event_id)), NOW)
+        return [(a["rule"], a["severity"], a["event_ids"]) for a in household_alerts(out)]
+
+    assert buy("car-1") == [("ASSET_PURCHASE", "LOW", ["car-1"])]
+    assert stage.registry(HH, household_msg(status="RISK_ELIMINATED"), NOW) == []
+    assert buy("car-2") == []
+    assert stage.registry(HH, household_msg(status="NOT_INCLUDED"), NOW) == []
+    assert buy("car-3") == []
+    assert stage.registry(HH, household_msg(status="MONITORING"), NOW) == []
+    assert buy("car-4") == [("ASSET_PURCHASE", "LOW", ["car-4"])]
+    # every one was processed (seen), none parked
+    assert set(stage.state[HH].seen) == {"car-1", "car-2", "car-3", "car-4"} and stage.pending() == 0
+
+
+def test_a_person_who_moves_has_later_events_keyed_by_the_new_household() -> None:
+    stage = person_stage(person_msg(household=HH))
+    before = deliver(stage, HOSP, hospitalisation("hosp-1", DAY, "300"), NOW)
+    assert [e.key for e in before] == [HH.encode()]
+    assert stage.registry(PK, person_msg(household=HH2, relation="子"), NOW) == []
+    after = deliver(stage, HOSP, hospitalisation("hosp-2", DAY, "300"), NOW)
+    assert [(e.topic, e.key) for e in after] == [(ROUTES.household_events, HH2.encode())]
+    assert (joined(after[0])["household_id"], joined(after[0])["relation"]) == (HH2, "子")
+    # and the household stage files it under the new household
+    households = household_stage(household_msg(HH), household_msg(HH2))
+    households.event(ROUTES.household_events, after[0].value or b"", NOW)
+    assert list(households.state) == [HH2] and households.state[HH2].seen == {"hosp-2": DAY}
+
+
+# --- dedupe ----------------------------------------------------------------------------------------------------
+
+
+def test_the_same_event_twice_raises_one_set_of_alerts() -> None:
+    stage = household_stage(household_msg())
+    event = enrich(DIS, disaster("dis-1", damage="COLLAPSED"))
+    before = duplicates()
+    first = stage.event(ROUTES.household_events, event, NOW)
+    assert [e.topic for e in first] == [ROUTES.alerts_household, ROUTES.village_disasters]
+    assert [(a["rule"], a["severity"]) for a in household_alerts(first)] == [("DISASTER_LOSS", "HIGH")]
+    assert [e.key for e in first] == [HH.encode(), VILLAGE.encode()]
+    dirty(stage)
+    assert stage.event(ROUTES.household_events, event, NOW + dt.timedelta(minutes=1)) == []
+    assert duplicates() == before + 1 and dirty(stage) == set()
+    # a hospitalisation re-delivered is not counted twice in the window either
+    hosp = enrich(HOSP, hospitalisation("hosp-1", DAY, "6000"))
+    assert stage.event(ROUTES.household_events, hosp, NOW) == []
+    assert stage.event(ROUTES.household_events, hosp, NOW) == []
+    assert stage.state[HH].stays == [MedicalStay("hosp-1", DAY, Decimal("6000"))]
+    assert duplicates() == before + 2
+
+
+def test_the_same_village_record_twice_counts_once() -> None:
+    stage = village_stage()
+    before = duplicates()
+    for i in range(4):
+        assert stage.event(ROUTES.village_disasters, village_msg(f"H{i}", f"dis-{i}", DAY), NOW) == []
+    again = village_msg("H3", "dis-3", DAY)
+    assert stage.event(ROUTES.village_disasters, again, NOW) == []
+    assert duplicates() == before + 1 and len(stage.state[VILLAGE].records) == 4
+    out = stage.event(ROUTES.village_disasters, village_msg("H4", "dis-4", DAY), NOW)
+    assert [(e.topic, e.key) for e in out] == [(ROUTES.alerts_regional, VILLAGE.encode())]
+    (alert,) = regional_alerts(out)
+    assert alert["household_ids"] == ["H0", "H1", "H2", "H3", "H4"] and alert["region_code"] == VILLAGE
+    assert stage.state[VILLAGE].fired == {regional_period(DAY, CFG)}
+
+
+def test_undecodable_or_misrouted_messages_raise_decode_errors() -> None:
+    persons = person_stage(person_msg())
+    with pytest.raises(DecodeError, match="is not an event"):
+        persons.event(HOSP, person_msg(), NOW)
+    with pytest.raises(DecodeError):
+        persons.event(HOSP, b"not avro", NOW)
+    with pytest.raises(DecodeError):
+        persons.registry(PK2, household_msg(), NOW)
+    assert list(persons.persons) == [PK] and len(persons.state) == 0
+    households = household_stage(household_msg())
+    with pytest.raises(DecodeError):
+        households.event(ROUTES.household_events, hospitalisation("hosp-1", DAY, "1"), NOW)  # not enriched
+    with pytest.raises(DecodeError):
+        households.registry(HH2, person_msg(), NOW)
+    assert HH2 not in households.households and len(households.state) == 0
+    with pytest.raises(TypeError):
+        village_stage().registry(VILLAGE, None, NOW)
+
+
+# --- the A/B/C medical example ---------------------------------------------------------------------------------
+
+# household income 5000 x 4 = 20000/yr, threshold 10000; A day 0 6000, C day 300 6000, B day 400 100:
+# C's 365-day window holds A + C = 12000 -> HIGH; B's holds C + B = 6100 -> nothing; A alone -> nothing
+ABC = {"A": (DAY, "6000"), "B": (DAY + dt.timedelta(days=400), "100"), "C": (DAY + dt.timedelta(days=300), "6000")}
+ABC_ID = AlertDraft(Rule.MEDICAL_EXPENSE, Severity.HIGH, HH, VILLAGE, "", ("A", "C"), ABC["C"][0]).alert_id
+
+
+@pytest.mark.parametrize("order", ["".join(p) for p in itertools.permutations("ABC")])
+@pytest.mark.parametrize("household_after", [0, 1, 2, 3])
+def test_abc_gives_c_a_high_alert_in_every_arrival_order(order: str, household_after: int) -> None:
+    stage = household_stage()
+    out: list[Emit] = []
+    for i, name in enumerate(order):
+        if i == household_after:
+            out += stage.registry(HH, household_msg(), NOW)
+        day, oop = ABC[name]
+        out += stage.event(ROUTES.household_events, enrich(HOSP, hospitalisation(name, day, oop)), NOW)
+    if household_after == len(order):
+        out += stage.registry(HH, household_msg(), NOW)
+    (alert,) = household_alerts(out)
+    assert (alert["rule"], alert["severity"]) == ("MEDICAL_EXPENSE", "HIGH")
+    assert alert["event_ids"] == ["A", "C"] and alert["occurred_at"] == ABC["C"][0]
+    assert alert["alert_id"] == ABC_ID
+    assert "近365天家庭住院自付合计12000元(2次)" in alert["reason"]
+    assert [e.topic for e in out] == [ROUTES.alerts_household]
+    state = stage.state[HH]
+    assert state.pending == [] and set(state.seen) == {"A", "B", "C"}
+    assert [(s.event_id, s.high) for s in state.stays] == [("A", False), ("C", True), ("B", False)]
+
+
+
+
+# --- regional ids whatever the arrival order -------------------------------------------------------------------
+
+
+def qualifying_ids(recs: list[tuple[str, str, dt.date]], cfg: RuleConfig = CFG) -> set[str]:
+    """The oracle, written apart from the rule: every fixed period holding the start (a record's date) of a
+    window of `regional_window_days` with `regional_min_households` distinct households, as alert ids."""
+    span = dt.timedelta(days=cfg.regional_window_days)
+    periods = set()
+    for _, _, start in recs:
+        households = {hh for hh, _, day in recs if start <= day <= start + span}
+        if len(households) >= cfg.regional_min_households:
+            periods.add(start.toordinal() // (cfg.regional_window_days + 1))
+    return {RegionalDraft(VILLAGE, p, DAY, DAY, (), (), "").alert_id for p in periods}
+
+
+def feed_village(recs: list[tuple[str, str, dt.date]]) -> list[str]:
+    stage = village_stage()
+    ids: list[str] = []
+    for hh, event_id, day in recs:
+        ids += [a["alert_id"] for a in regional_alerts(stage.event(ROUTES.village_disasters,
+                                                                   village_msg(hh, event_id, day), NOW))]
+    return ids
+
+
+# 3-12 households of one village, each reporting 1-3 disasters within four weeks (about three in four sets alert)
+disaster_sets = st.integers(3, 12).flatmap(
+    lambda n: st.lists(st.lists(st.integers(0, 27), min_size=1, max_size=3, unique=True), min_size=n, max_size=n),
+).map(lambda households: [(f"H{h}", f"dis-H{h}-{d}", DAY + dt.timedelta(days=d))
+                          for h, days in enumerate(households) for d in days])
+
+
+@settings(max_examples=150, deadline=None)
+@given(recs=disaster_sets, data=st.data())
+def test_regional_alert_ids_do_not_depend_on_arrival_order(recs: list[tuple[str, str, dt.date]],
+                                                           data: st.DataObject) -> None:
+    expected = qualifying_ids(recs)
+    in_order = feed_village(recs)
+    assert len(in_order) == len(set(in_order)) and set(in_order) == expected
+    for _ in range(3):
+        shuffled = feed_village(data.draw(st.permutations(recs)))
+        assert len(shuffled) == len(set(shuffled))  # no alert id twice
+        assert set(shuffled) == set(in_order) == expected
+
+
+def test_regional_ids_in_every_order_of_a_cluster_over_a_period_boundary() -> None:
+    # six households on days 7..12 of a period's first day (its last day and the next period's first five):
+    # qualifying windows start in two periods, so two alerts in every order
+    start = dt.date.fromordinal(regional_period(DAY, CFG) * 8)
+    recs = [(f"H{i}", f"dis-{i}", start + dt.timedelta(days=7 + i)) for i in range(6)]
+    expected = qualifying_ids(recs)
+    assert len(expected) == 2
+    for order in itertools.permutations(recs):
+        ids = feed_village(list(order))
+        assert len(ids) == 2 and set(ids) == expected
+
+
+# --- state levels off at the horizon ---------------------------------------------------------------------------
+
+
+def test_household_state_levels_off_under_a_steady_stream() -> None:
+    stage = household_stage(household_msg())
+    kept = CFG.history_horizon_days // 10  # admissions every 10 days strictly after latest - 730: 73
+    sizes = []
+    for i in range(6 * 365 // 10):  # about six years
+        day = DAY + dt.timedelta(days=10 * i)
+        out = stage.event(ROUTES.household_events, enrich(HOSP, hospitalisation(f"h{i:04d}", day, "100")), NOW)
+        assert out == []  # 73 x 100 within a window never reaches 10000
+        sizes.append((len(stage.state[HH].seen), len(stage.state[HH].stays)))
+    assert kept == 73 and len(sizes) == 219
+    assert sizes == [(min(i + 1, kept), min(i + 1, kept)) for i in range(219)]
+    state = stage.state[HH]
+    assert sorted(state.seen) == [f"h{i:04d}" for i in range(219 - kept, 219)]
+    assert [s.event_id for s in state.stays] == [f"h{i:04d}" for i in range(219 - kept, 219)]
+
+
+def test_village_state_levels_off_under_a_steady_stream() -> None:
+    stage = village_stage()
+    alerts = 0
+    clusters: list[dt.date] = []
+    for i in range(6 * 365 // 10):
+        day = DAY + dt.timedelta(days=10 * i)
+        clusters.append(day)
+        for h in range(5):  # five households on one day: every cluster alerts, in a period of its own
+            alerts += len(regional_alerts(stage.event(ROUTES.village_disasters,
+                                                      village_msg(f"H{h}", f"d{i}-{h}", day), NOW)))
+        state = stage.state[VILLAGE]
+        cut = day - dt.timedelta(days=CFG.history_horizon_days)
+        assert len(state.records) == 5 * min(i + 1, 73)
+        assert state.fired == {regional_period(d, CFG) for d in clusters
+                               if regional_period(d, CFG) >= regional_period(cut, CFG)}
+        assert len(state.fired) <= 74
+    assert alerts == 219
+    assert len(stage.state[VILLAGE].records) == 365 and len(stage.state[VILLAGE].fired) in (73, 74)
+
+
+# --- state codecs, TrackedDict ---------------------------------------------------------------------------------
+
+
+def test_state_codecs_round_trip() -> None:
+    pending = [Pending(HOSP, "hosp-1", hospitalisation("hosp-1", DAY, "300"), NOW),
+               Pending(CAR, "car-1", vehicle("car-1"), NOW + dt.timedelta(milliseconds=250))]
+    person = PersonState(pending)
+    assert PERSON_STATE.decode(CODEC, PERSON_STATE.encode(CODEC, person)) == person
+    assert PERSON_STATE.decode(CODEC, PERSON_STATE.encode(CODEC, PersonState())) == PersonState()
+    household = HouseholdState(
+        {"hosp-0": DAY, "car-9": DAY + dt.timedelta(days=3)},
+        [MedicalStay("hosp-0", DAY, Decimal("1234.56")), MedicalStay("hosp-2", DAY, Decimal("12000"), high=True)],
+        pending[:1])
+    back = HOUSEHOLD_STATE.decode(CODEC, HOUSEHOLD_STATE.encode(CODEC, household))
+    assert back == household and [s.out_of_pocket for s in back.stays] == [Decimal("1234.56"), Decimal("12000")]
+    assert HOUSEHOLD_STATE.decode(CODEC, HOUSEHOLD_STATE.encode(CODEC, HouseholdState())) == HouseholdState()
+    village = VillageState([VillageRecord("H0", "dis-0", DAY), VillageRecord("H1", "dis-1", DAY)],
+                           {regional_period(DAY, CFG), regional_period(DAY, CFG) + 3})
+    assert VILLAGE_STATE.decode(CODEC, VILLAGE_STATE.encode(CODEC, village)) == village
+    assert VILLAGE_STATE.decode(CODEC, VILLAGE_STATE.encode(CODEC, VillageState())) == VillageState()
+
+
+def test_state_made_by_the_stages_round_trips() -> None:
+    households = household_stage()
+    for name in "CAB":
+        day, oop = ABC[name]
+        households.event(ROUTES.household_events, enrich(HOSP, hospitalisation(name, day, oop)), NOW)
+    households.registry(HH, household_msg(), NOW)
+    households.event(ROUTES.household_events, enrich(CAR, vehicle("car-1"), person_msg(PK, HH2)), NOW)
+    for key, state in households.state.items():
+        assert HOUSEHOLD_STATE.decode(CODEC, HOUSEHOLD_STATE.encode(CODEC, state)) == state, key
+    assert len(households.state) == 2 and len(households.state[HH2].pending) == 1
+    persons = person_stage()
+    deliver(persons, HOSP, hospitalisation("hosp-1", DAY, "300"), NOW)
+    assert PERSON_STATE.decode(CODEC, PERSON_STATE.encode(CODEC, persons.state[PK])) == persons.state[PK]
+
+
+def test_tracked_dict_records_the_keys_changed_since_the_last_take() -> None:
+    d: TrackedDict[int] = TrackedDict()
+    assert d.take_dirty() == set()
+    d["a"] = 1
+    d["b"] = 2
+    d["a"] = 3
+    assert d == {"a": 3, "b": 2} and d.dirty == {"a", "b"}
+    assert d.take_dirty() == {"a", "b"} and d.dirty == set() and d.take_dirty() == set()
+    del d["a"]
+    assert d.pop("b") == 2
+    assert d.pop("missing", None) is None  # nothing removed: not dirty
+    with pytest.raises(KeyError):
+        d.pop("missing")
+    with pytest.raises(KeyError):
+        del d["missing"]
+    assert d == {} and d.take_dirty() == {"a", "b"}
+    _ = d.get("x"), "x" in d  # reads change nothing
+    assert d.take_dirty() == set()
