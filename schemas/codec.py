@@ -111,19 +111,28 @@ class Codec:
             raise SchemaError(f"{name}: {exc}") from exc
         return buf.getvalue()
 
-    def decode(self, data: bytes, expect: str | None = None) -> Decoded:
-        """Decode a message; DecodeError for anything that is not a known povwatch message."""
+    def _writer(self, data: bytes) -> tuple[str, Any]:
         if len(data) < _HEADER or data[:2] != MAGIC:
             raise DecodeError("not an Avro single-object message (no C3 01 marker)")
         writer = self._writers.get(bytes(data[2:_HEADER]))
         if writer is None:
             raise DecodeError(f"unknown writer schema fingerprint {bytes(data[2:_HEADER]).hex()}")
-        name, writer_schema = writer
+        return writer
+
+    def name_of(self, data: bytes) -> str:
+        """The full schema name a message was written with, from its header alone (DecodeError if unknown):
+        for routing a message without decoding its body."""
+        return self._writer(data)[0]
+
+    def decode(self, data: bytes, expect: str | None = None) -> Decoded:
+        """Decode a message; DecodeError for anything that is not a known povwatch message."""
+        name, writer_schema = self._writer(data)
         if expect is not None and name != expect:
             raise DecodeError(f"expected {expect}, got {name}")
-        try:
+        reader = self._current.get(name, writer_schema)
+        try:  # no reader schema when the writer is the current one: fastavro then skips schema resolution
             record = fastavro.schemaless_reader(
-                io.BytesIO(data[_HEADER:]), writer_schema, self._current.get(name, writer_schema)
+                io.BytesIO(data[_HEADER:]), writer_schema, None if reader is writer_schema else reader
             )
         except Exception as exc:  # truncated or corrupt body: fastavro raises EOFError, ValueError, ...
             raise DecodeError(f"{name}: corrupt body ({type(exc).__name__}: {exc})") from exc

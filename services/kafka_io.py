@@ -277,7 +277,8 @@ async def read_topic(
     """Read topics without a consumer group (nothing committed). Ends after `idle_timeout` seconds without a
     new message (None: follow forever)."""
     names = list(topics)
-    consumer = await _started_consumer(bootstrap, auto_offset_reset="earliest")
+    # the reset policy agrees with the seek below: assign() starts a reset of its own that may land after it
+    consumer = await _started_consumer(bootstrap, auto_offset_reset="earliest" if from_beginning else "latest")
     try:
         tps = [TopicPartition(t, p) for t in names for p in sorted(consumer.partitions_for_topic(t) or ())]
         missing = [t for t in names if not consumer.partitions_for_topic(t)]

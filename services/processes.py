@@ -79,7 +79,7 @@ def metric(samples: Samples, name: str, **labels: str) -> float:
 
 
 def wait_until(port: int, done: Callable[[Samples], bool], *, timeout: float, child: ChildProcess | None = None,
-               what: str = "condition") -> Samples:
+               what: str = "condition", interval: float = 0.25) -> Samples:
     """Poll /metrics until `done(samples)`; EnvironmentProblem on timeout or if the child died."""
     deadline = time.monotonic() + timeout
     last: Samples = {}
@@ -93,7 +93,7 @@ def wait_until(port: int, done: Callable[[Samples], bool], *, timeout: float, ch
                 return last
         except (urllib.error.URLError, ConnectionError, OSError):
             pass
-        time.sleep(0.25)
+        time.sleep(interval)
     shown = ", ".join(f"{n}{dict(lbl) if lbl else ''}={v:g}" for (n, lbl), v in sorted(last.items())
                       if n.startswith("povwatch_") and not n.endswith(("_created", "_bucket")) and v)
     raise EnvironmentProblem(f"timed out after {timeout:.0f}s waiting for {what}; last metrics: {shown or 'none'}"

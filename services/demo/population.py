@@ -458,12 +458,11 @@ class _Gen:
 
     def regional_alerts(self) -> set[str]:
         records: dict[str, list[R.VillageRecord]] = {}
-        fired: dict[str, list[tuple[dt.date, dt.date]]] = {}
+        fired: dict[str, set[int]] = {}
         for i, (d, h) in enumerate(sorted(self.disasters, key=lambda x: x[0])):
             records.setdefault(h.village, []).append(R.VillageRecord(h.hid, f"d{i}", d))
-            draft = R.regional_disaster(h.village, records[h.village], fired.get(h.village, []), self.cfg)
-            if draft:
-                fired.setdefault(h.village, []).append((draft.window_start, draft.window_end))
+            for draft in R.regional_disaster(h.village, records[h.village], fired.get(h.village, set()), self.cfg):
+                fired.setdefault(h.village, set()).add(draft.period)
         return set(fired)
 
     def rows(self, feed: str) -> list[list[Any]]:

@@ -1,12 +1,15 @@
 """The monitor: wires topics, tables and stages; the logic is in `handlers` (stages), `rules` and `engine`.
 
-Topology (DESIGN.md, "Processing guarantees"):
+Topology (DESIGN.md, "Processing guarantees"), one consumer group per stage:
 
-    registry.persons ─► persons table        events.*.* ─► person stage (group <app id>)
-                                              └─► <app id>.household-events (key household_id, EnrichedEvent)
-    registry.households ─► households table        └─► household stage (group <app id>.household) ─► alerts.household
-                                                      └─► <app id>.village-disasters (key village code)
-                                                            └─► village stage (group <app id>.village) ─► alerts.regional
+    person stage (group <app id>)
+        registry.persons ─► persons table; events.*.* ─► join by person_key
+        ─► <app id>.household-events (key household_id, HouseholdEvent)
+    household stage (group <app id>.household)
+        registry.households ─► households table; joined events ─► rules ─► alerts.household
+        ─► <app id>.village-disasters (key village code, VillageDisaster)
+    village stage (group <app id>.village)
+        village records ─► windowed distinct households ─► alerts.regional
 
 Each stage keeps its partition-local state in a compacted changelog (`<app id>.<stage>-state`); events that
 wait longer than the grace period for their person or household are listed in `<app id>.unmatched`.
@@ -78,13 +81,13 @@ def stage_specs(settings: Settings, codec: Codec) -> list[StageSpec[Any]]:
     grace = dt.timedelta(days=settings.monitor_pending_grace_days)
     rules = settings.rules
 
-    def person(table: dict[str, bytes], state: TrackedDict[PersonState]) -> PersonStage:
+    def person(table: dict[str, Any], state: TrackedDict[PersonState]) -> PersonStage:
         return PersonStage(table, state, codec=codec, routes=routes, grace=grace)
 
-    def household(table: dict[str, bytes], state: TrackedDict[HouseholdState]) -> HouseholdStage:
+    def household(table: dict[str, Any], state: TrackedDict[HouseholdState]) -> HouseholdStage:
         return HouseholdStage(table, state, codec=codec, routes=routes, rules=rules, grace=grace)
 
-    def village(table: dict[str, bytes], state: TrackedDict[VillageState]) -> VillageStage:
+    def village(table: dict[str, Any], state: TrackedDict[VillageState]) -> VillageStage:
         return VillageStage(state, codec=codec, routes=routes, rules=rules)
 
     return [

@@ -59,7 +59,7 @@ class Handler(Protocol):
 
     def registry(self, key: str, value: bytes | None, now: dt.datetime) -> list[Emit]: ...
 
-    def event(self, topic: str, value: bytes, now: dt.datetime) -> list[Emit]: ...
+    def event(self, topic: str, value: bytes, now: dt.datetime, key: bytes | None = None) -> list[Emit]: ...
 
     def sweep(self, now: dt.datetime) -> list[Emit]: ...
 
@@ -99,7 +99,7 @@ class StageSpec(Generic[S]):
     inputs: tuple[str, ...]
     changelog: str
     state: StateCodec[S]
-    make: Callable[[dict[str, bytes], TrackedDict[S]], Handler]
+    make: Callable[[dict[str, Any], TrackedDict[S]], Handler]
     table_label: str = ""  # povwatch_registry_entries{table=...} for the registry table, if any
 
 
@@ -108,7 +108,7 @@ class _Part(Generic[S]):
 
     def __init__(self, spec: StageSpec[S], partition: int) -> None:
         self.partition = partition
-        self.table: dict[str, bytes] = {}
+        self.table: dict[str, Any] = {}
         self.state: TrackedDict[S] = TrackedDict()
         self.handler = spec.make(self.table, self.state)
         self.restored = False
@@ -262,14 +262,17 @@ class StageRunner(ConsumerRebalanceListener, Generic[S]):  # type: ignore[misc] 
             return -1
         try:
             return int(await asyncio.wait_for(consumer.position(tp), 0.2))
-        except (asyncio.TimeoutError, KafkaError):
+        except (TimeoutError, KafkaError):
             return -1
 
     async def _restore(self, parts: list[_Part[S]]) -> None:
         """Read the changelog partitions of `parts` to their end into their state (tombstones delete)."""
         by_tp = {TopicPartition(self.spec.changelog, p.partition): p for p in parts}
+        # auto_offset_reset must agree with the seek below: assign() starts a reset of its own, which could
+        # otherwise land after the seek and move the reader to the end (nothing restored)
         reader = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, enable_auto_commit=False,
-                                  request_timeout_ms=15_000, max_partition_fetch_bytes=4 * 1024 * 1024)
+                                  auto_offset_reset="earliest", request_timeout_ms=15_000,
+                                  max_partition_fetch_bytes=4 * 1024 * 1024)
         await reader.start()
         try:
             reader.assign(list(by_tp))
@@ -296,8 +299,8 @@ class StageRunner(ConsumerRebalanceListener, Generic[S]):  # type: ignore[misc] 
         for p in parts:
             p.state.take_dirty()
             p.restored = True
-        log.info("%s stage: restored state of partitions %s (%d keys)", self.spec.name,
-                 sorted(p.partition for p in parts), sum(len(p.state) for p in parts))
+        log.info("%s stage: restored state of partitions %s (%d keys from %d changelog records)", self.spec.name,
+                 sorted(p.partition for p in parts), sum(len(p.state) for p in parts), sum(ends.values()))
 
     async def _process(self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[Any]]) -> None:
         spec = self.spec
@@ -322,7 +325,7 @@ class StageRunner(ConsumerRebalanceListener, Generic[S]):  # type: ignore[misc] 
                     if handle is not None:
                         out += handle(m.key.decode("utf-8", "replace") if m.key else "", m.value, now)
                     else:
-                        out += part.handler.event(tp.topic, m.value or b"", now)
+                        out += part.handler.event(tp.topic, m.value or b"", now, m.key)
                 except (DecodeError, SchemaError) as exc:
                     out.append(self._dead_letter(tp, m.offset, str(exc), now))
             if not is_table:

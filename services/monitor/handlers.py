@@ -1,7 +1,7 @@
 """The monitor's three stages as plain code over table-like mappings: no Kafka, no event loop.
 
-    PersonStage     registry.persons + events.*          -> events re-keyed by household (EnrichedEvent)
-    HouseholdStage  registry.households + enriched events -> alerts.household, village records
+    PersonStage     registry.persons + events.*          -> events re-keyed by household (HouseholdEvent)
+    HouseholdStage  registry.households + joined events   -> alerts.household, village records
     VillageStage    village records                       -> alerts.regional
 
 A stage owns the tables of ONE partition: `registry` keeps a registry table equal to its compacted topic (a
@@ -17,14 +17,22 @@ arrives; past the grace period they are listed as unmatched. A message that cann
 from __future__ import annotations
 
 import datetime as dt
+import sys
 from collections.abc import MutableMapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from schemas.codec import Codec
 from schemas.errors import DecodeError
 from services.monitor import metrics
-from services.monitor.rules import PersonContext, RuleConfig, VillageRecord, regional_disaster, regional_period
+from services.monitor.rules import (
+    HouseholdContext,
+    PersonContext,
+    RuleConfig,
+    VillageRecord,
+    regional_disaster,
+    regional_period,
+)
 from services.monitor.stages import (
     EVENT_KINDS,
     household_alert_record,
@@ -33,7 +41,7 @@ from services.monitor.stages import (
 )
 from services.monitor.state import HouseholdState, Pending, PersonState, VillageState
 
-__all__ = ["Emit", "Routes", "PersonStage", "HouseholdStage", "VillageStage"]
+__all__ = ["Emit", "Routes", "PersonRow", "PersonStage", "HouseholdStage", "VillageStage"]
 
 
 class Emit(NamedTuple):
@@ -62,14 +70,27 @@ def _unmatched(codec: Codec, routes: Routes, stage: str, item: Pending, now: dt.
     return Emit(routes.unmatched, item.event_id.encode(), codec.encode("povwatch.monitor.Unmatched", record))
 
 
+class PersonRow(NamedTuple):
+    """What the monitor keeps of a roster person (the persons table holds one per person_key)."""
+
+    household_id: str
+    relation: str
+    birth_date: dt.date
+    village_code: str
+
+
 class PersonStage:
-    """Joins events with the roster person (by person_key) and re-keys them by household."""
+    """Joins events with the roster person (by person_key) and re-keys them by household.
+
+    The event body is not decoded here: the message key is the person_key (connectors key events by it) and
+    the header says which record it is; the household stage decodes it, once. An event without a key is
+    decoded for its person_key."""
 
     name = "person"
 
-    def __init__(self, persons: MutableMapping[str, bytes], state: MutableMapping[str, PersonState], *,
+    def __init__(self, persons: MutableMapping[str, PersonRow], state: MutableMapping[str, PersonState], *,
                  codec: Codec, routes: Routes, grace: dt.timedelta) -> None:
-        self.persons = persons  # person_key -> Person message, decoded when an event needs it
+        self.persons = persons
         self.state = state
         self._codec = codec
         self._routes = routes
@@ -79,38 +100,36 @@ class PersonStage:
         if value is None:
             self.persons.pop(key, None)
             return []
-        self._codec.decode(value, "povwatch.registry.Person")  # DecodeError: the engine parks the record
-        self.persons[key] = value
+        rec = self._codec.decode(value, "povwatch.registry.Person").record  # DecodeError: the engine parks it
+        row = PersonRow(rec["household_id"], rec["relation"], rec["birth_date"], sys.intern(rec["village_code"]))
+        self.persons[key] = row
         waiting = self.state.get(key)
         if waiting is None:
             return []
         del self.state[key]
         metrics.PENDING_RELEASED.labels(self.name).inc(len(waiting.pending))
-        return [emit for item in waiting.pending for emit in self._forward(item.topic, item.message, value)]
+        return [self._forward(item.topic, key, item.message, row) for item in waiting.pending]
 
-    def event(self, topic: str, value: bytes, now: dt.datetime) -> list[Emit]:
-        decoded = self._codec.decode(value)
-        if decoded.name not in EVENT_KINDS:
-            raise DecodeError(f"{decoded.name} is not an event")
-        key = decoded.record["person_key"]
-        person = self.persons.get(key)
+    def event(self, topic: str, value: bytes, now: dt.datetime, key: bytes | None = None) -> list[Emit]:
+        if self._codec.name_of(value) not in EVENT_KINDS:
+            raise DecodeError(f"{self._codec.name_of(value)} is not an event")
+        person_key = key.decode("utf-8", "replace") if key else self._codec.decode(value).record["person_key"]
+        person = self.persons.get(person_key)
         if person is not None:
-            return self._forward(topic, value, person, decoded.record)
-        state = self.state.get(key) or PersonState()
-        if state.park(Pending(topic, decoded.record["event_id"], value, now)):
+            return [self._forward(topic, person_key, value, person)]
+        event_id = self._codec.decode(value).record["event_id"]  # DecodeError: parked only if readable
+        state = self.state.get(person_key) or PersonState()
+        if state.park(Pending(topic, event_id, value, now)):
             metrics.PENDING_PARKED.labels(self.name).inc()
-        self.state[key] = state
+        self.state[person_key] = state
         return []
 
-    def _forward(self, topic: str, value: bytes, person_msg: bytes,
-                 record: dict[str, Any] | None = None) -> list[Emit]:
-        event = record if record is not None else self._codec.decode(value).record
-        person = self._codec.decode(person_msg, "povwatch.registry.Person").record
-        enriched = {"topic": topic, "event": value,
-                    "person": {**person, "source": event["source"], "ingested_at": event["ingested_at"]}}
+    def _forward(self, topic: str, person_key: str, value: bytes, person: PersonRow) -> Emit:
+        joined = {"topic": topic, "event": value, "person_key": person_key, "household_id": person.household_id,
+                  "relation": person.relation, "birth_date": person.birth_date, "village_code": person.village_code}
         metrics.FORWARDED.labels(self.name).inc()
-        return [Emit(self._routes.household_events, person["household_id"].encode(),
-                     self._codec.encode("povwatch.monitor.EnrichedEvent", enriched))]
+        return Emit(self._routes.household_events, person.household_id.encode(),
+                    self._codec.encode("povwatch.monitor.HouseholdEvent", joined))
 
     def sweep(self, now: dt.datetime) -> list[Emit]:
         out: list[Emit] = []
@@ -128,14 +147,28 @@ class PersonStage:
         return sum(len(s.pending) for s in self.state.values())
 
 
+def _joined(codec: Codec, value: bytes) -> tuple[str, bytes, PersonContext]:
+    """(topic, event message, person) of a message on the household-events topic: a HouseholdEvent, or an
+    EnrichedEvent written by an earlier version of the monitor."""
+    decoded = codec.decode(value)
+    rec = decoded.record
+    if decoded.name == "povwatch.monitor.HouseholdEvent":
+        return rec["topic"], rec["event"], PersonContext(rec["person_key"], rec["household_id"], rec["birth_date"],
+                                                         rec["relation"], rec["village_code"])
+    if decoded.name == "povwatch.monitor.EnrichedEvent":
+        return rec["topic"], rec["event"], PersonContext.from_record(rec["person"])
+    raise DecodeError(f"{decoded.name} is not a joined event")
+
+
 class HouseholdStage:
     """Dedupes, evaluates the rules with the household's context and history, raises household alerts."""
 
     name = "household"
 
-    def __init__(self, households: MutableMapping[str, bytes], state: MutableMapping[str, HouseholdState], *,
-                 codec: Codec, routes: Routes, rules: RuleConfig, grace: dt.timedelta) -> None:
-        self.households = households  # household_id -> Household message
+    def __init__(self, households: MutableMapping[str, HouseholdContext],
+                 state: MutableMapping[str, HouseholdState], *, codec: Codec, routes: Routes, rules: RuleConfig,
+                 grace: dt.timedelta) -> None:
+        self.households = households
         self.state = state
         self._codec = codec
         self._routes = routes
@@ -146,8 +179,8 @@ class HouseholdStage:
         if value is None:
             self.households.pop(key, None)
             return []
-        self._codec.decode(value, "povwatch.registry.Household")
-        self.households[key] = value
+        self.households[key] = HouseholdContext.from_record(
+            self._codec.decode(value, "povwatch.registry.Household").record)
         state = self.state.get(key)
         if state is None or not state.pending:
             return []
@@ -156,27 +189,27 @@ class HouseholdStage:
         metrics.PENDING_RELEASED.labels(self.name).inc(len(waiting))
         return [emit for item in waiting for emit in self.event(item.topic, item.message, now)]
 
-    def event(self, topic: str, value: bytes, now: dt.datetime) -> list[Emit]:
-        enriched = self._codec.decode(value, "povwatch.monitor.EnrichedEvent").record
-        inner = self._codec.decode(enriched["event"])
+    def event(self, topic: str, value: bytes, now: dt.datetime, key: bytes | None = None) -> list[Emit]:
+        source_topic, message, person = _joined(self._codec, value)
+        inner = self._codec.decode(message)
         if inner.name not in EVENT_KINDS:
             raise DecodeError(f"{inner.name} is not an event")
         record = inner.record
-        person = enriched["person"]
-        hh_id = person["household_id"]
+        hh_id = person.household_id
         state = self.state.get(hh_id) or HouseholdState()
         if record["event_id"] in state.seen:
             metrics.EVENTS_DUPLICATE.inc()
             return []
+        if state.too_late(record["occurred_at"], self._rules.history_horizon_days):
+            metrics.EVENTS_TOO_LATE.labels(self.name).inc()  # its history is gone: judging it could repeat alerts
+            return []
         household = self.households.get(hh_id)
         if household is None:
-            if state.park(Pending(enriched["topic"], record["event_id"], value, now)):
+            if state.park(Pending(source_topic, record["event_id"], value, now)):
                 metrics.PENDING_PARKED.labels(self.name).inc()
             self.state[hh_id] = state
             return []
-        row = self._codec.decode(household, "povwatch.registry.Household").record
-        context = PersonContext.from_record(person)
-        outcome = household_stage(inner.name, record, context, row, state.stays, self._rules)
+        outcome = household_stage(inner.name, record, person, household, state.stays, self._rules)
         if outcome.medical_history is not None:
             state.stays = outcome.medical_history
         state.seen[record["event_id"]] = record["occurred_at"]
@@ -227,12 +260,15 @@ class VillageStage:
     def registry(self, key: str, value: bytes | None, now: dt.datetime) -> list[Emit]:
         raise TypeError("the village stage reads no registry")
 
-    def event(self, topic: str, value: bytes, now: dt.datetime) -> list[Emit]:
+    def event(self, topic: str, value: bytes, now: dt.datetime, key: bytes | None = None) -> list[Emit]:
         rec = self._codec.decode(value, "povwatch.monitor.VillageDisaster").record
         village = rec["village_code"]
         state = self.state.get(village) or VillageState()
         if any(r.event_id == rec["event_id"] for r in state.records):
             metrics.EVENTS_DUPLICATE.inc()
+            return []
+        if state.too_late(rec["disaster_date"], self._rules.history_horizon_days):
+            metrics.EVENTS_TOO_LATE.labels(self.name).inc()
             return []
         state.records.append(VillageRecord(rec["household_id"], rec["event_id"], rec["disaster_date"]))
         drafts = regional_disaster(village, state.records, state.fired, self._rules)

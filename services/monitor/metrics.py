@@ -29,6 +29,9 @@ BATCH_SECONDS = Histogram("povwatch_monitor_batch_seconds", "Time to process, se
                           buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 RECOVERIES = Counter("povwatch_monitor_recoveries_total",
                      "Batches abandoned on a transient failure (state reloaded, nothing committed)", ["stage"])
+EVENTS_TOO_LATE = Counter("povwatch_events_too_late_total",
+                          "Events dated at or before the history horizon of their household or village: not judged",
+                          ["stage"])
 PROCESSED = Counter("povwatch_monitor_processed_total",
                     "Messages each stage finished handling (matched, unmatched, duplicate or parked)", ["stage"])
 FORWARDED = Counter("povwatch_monitor_forwarded_total", "Messages a stage sent on to the next stage", ["stage"])
@@ -53,6 +56,8 @@ def initialise(event_topics: list[str], registry_topics: list[str]) -> None:
         PENDING.labels(stage)
         PENDING_PARKED.labels(stage)
         PENDING_RELEASED.labels(stage)
+    for stage in ("household", "village"):
+        EVENTS_TOO_LATE.labels(stage)
     for stage in ("person", "household", "village"):
         STATE_ENTRIES.labels(stage)
         PARTITIONS_READY.labels(stage)

@@ -42,12 +42,11 @@ def household_stage(
     kind: str,
     event: Mapping[str, Any],
     person: PersonContext,
-    household_row: Mapping[str, Any],
+    household: HouseholdContext,
     stays: Sequence[MedicalStay],
     cfg: RuleConfig,
 ) -> HouseholdOutcome:
     """One event of a known household: the rules, the new medical history, the record for the village stage."""
-    household = HouseholdContext.from_record(household_row)
     drafts, new_history = evaluate(kind, event, person, household, stays, cfg)
     village = None
     if kind == "povwatch.events.DisasterLoss":

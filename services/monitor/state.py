@@ -84,6 +84,10 @@ class HouseholdState:
         self.pending, expired = _expire(self.pending, deadline)
         return expired
 
+    def too_late(self, day: dt.date, horizon_days: int) -> bool:
+        """An event dated at or before the horizon: what it would be judged with is forgotten."""
+        return bool(self.seen) and day <= horizon(max(self.seen.values()), horizon_days)
+
     def prune(self, horizon_days: int) -> None:
         """Forget what lies past the horizon before the latest event date of the household."""
         if not self.seen:
@@ -101,6 +105,9 @@ class HouseholdState:
 class VillageState:
     records: list[VillageRecord] = field(default_factory=list)
     fired: set[int] = field(default_factory=set)
+
+    def too_late(self, day: dt.date, horizon_days: int) -> bool:
+        return bool(self.records) and day <= horizon(max(r.disaster_date for r in self.records), horizon_days)
 
     def prune(self, horizon_days: int, period_of: Callable[[dt.date], int]) -> None:
         if not self.records:

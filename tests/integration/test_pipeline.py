@@ -26,7 +26,7 @@ from schemas.codec import default_codec
 from schemas.topics import ALERTS_HOUSEHOLD, ALERTS_REGIONAL, dlq_topic
 from services.demo.run import monitor_settled, read_alerts
 from services.kafka_io import read_topic
-from services.processes import ChildProcess, metric, scrape, wait_until
+from services.processes import ChildProcess, metric, wait_until
 from tests.integration.scenario import Scenario, build
 
 pytestmark = pytest.mark.integration

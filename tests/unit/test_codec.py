@@ -97,6 +97,34 @@ RECORDS: dict[str, dict[str, Any]] = {
         "village_code": VILLAGE, "household_id": "BL-100201-0001", "event_id": "d" * 32,
         "disaster_date": dt.date(2024, 6, 20),
     },
+    "povwatch.monitor.HouseholdEvent": {
+        "topic": "events.medical-security.hospitalization", "event": b"\xc3\x01" + bytes(8) + b"body",
+        "person_key": KEY, "household_id": "BL-100201-0001", "relation": "户主", "birth_date": dt.date(1968, 3, 5),
+        "village_code": VILLAGE,
+    },
+    "povwatch.monitor.PendingEvent": {
+        "topic": "events.medical-security.hospitalization", "event_id": "a" * 32,
+        "message": b"\xc3\x01" + bytes(8) + b"body", "since": NOW,
+    },
+    "povwatch.monitor.PersonState": {"pending": [{
+        "topic": "events.medical-security.hospitalization", "event_id": "a" * 32,
+        "message": b"\xc3\x01" + bytes(8) + b"body", "since": NOW}]},
+    "povwatch.monitor.SeenEvent": {"event_id": "a" * 32, "occurred_at": dt.date(2024, 3, 5)},
+    "povwatch.monitor.MedicalStay": {"event_id": "a" * 32, "admission_date": dt.date(2024, 3, 5),
+                                     "out_of_pocket": Decimal("14500.00"), "high": True},
+    "povwatch.monitor.HouseholdState": {
+        "seen": [{"event_id": "a" * 32, "occurred_at": dt.date(2024, 3, 5)}],
+        "stays": [{"event_id": "a" * 32, "admission_date": dt.date(2024, 3, 5), "out_of_pocket": Decimal("14500.00"),
+                   "high": True}],
+        "pending": [],
+    },
+    "povwatch.monitor.VillageState": {
+        "records": [{"village_code": VILLAGE, "household_id": "BL-100201-0001", "event_id": "d" * 32,
+                     "disaster_date": dt.date(2024, 6, 20)}],
+        "fired": [92371],
+    },
+    "povwatch.monitor.Unmatched": {"stage": "person", "topic": "events.public-security.registration-change",
+                                   "event_id": "b" * 32, "since": NOW, "expired_at": NOW},
 }
 
 

@@ -132,7 +132,7 @@ def test_optional_field_with_default_is_compatible_and_released_as_v2(avro_copy:
 
 def test_from_scratch_release_then_evolve_keeps_old_data_typed(avro_copy: Path) -> None:
     shutil.rmtree(avro_copy / "released")
-    assert len(release(avro_copy)) == 15  # v1 of everything
+    assert len(release(avro_copy)) == len(current_names(avro_copy))  # v1 of everything
     old_data = Codec(avro_copy).encode(HOSP, HOSP_RECORD)
     edit(avro_copy, HOSP, lambda s: field_of(s, "days").update(type="long"))
     assert release(avro_copy) == [avro_copy / "released" / HOSP / "v2.avsc"]
@@ -206,6 +206,6 @@ def test_transitive_an_older_version_is_still_checked(avro_copy: Path) -> None:
 
 
 def test_removed_schema_is_reported(avro_copy: Path) -> None:
-    (avro_copy / "povwatch.monitor.VillageDisaster.avsc").unlink()
+    (avro_copy / "povwatch.monitor.Unmatched.avsc").unlink()
     assert check_compatibility(avro_copy) == [
-        "povwatch.monitor.VillageDisaster: released, but the current schema file is gone"]
+        "povwatch.monitor.Unmatched: released, but the current schema file is gone"]
