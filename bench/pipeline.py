@@ -242,7 +242,7 @@ def bench(base: Settings, events: int, households: int, port: int, extra_persons
                                          str(BENCH / "monitor-profile.txt")], stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL)
         final = wait_until(settings.monitor_metrics_port, drained(events), timeout=600 + events / 100,
-                           child=monitor, what=f"the monitor to drain {events} events", interval=0.05)
+                           child=monitor, what=f"the monitor to drain {events} events", interval=0.1)
         t_done = time.perf_counter() - t_start
         cpu1 = cpu_seconds(monitor.proc.pid)
         if profiler is not None:

@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     monitor_app_id: str = "povwatch-monitor"
     monitor_pending_grace_days: float = Field(30.0, gt=0)  # events wait this long for their person/household
     monitor_sweep_seconds: float = Field(60.0, gt=0)  # how often waiting events are checked against the grace
-    monitor_max_records: int = Field(2000, gt=0)  # messages per batch
+    monitor_max_records: int = Field(10_000, gt=0)  # messages per batch
     monitor_metrics_port: int = 9464
     casefeed_group: str = "povwatch-casefeed"
     casefeed_metrics_port: int = 9465

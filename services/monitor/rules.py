@@ -235,8 +235,9 @@ def medical_expense(
                                  f"{stay}, 单次自付达到{format_cny(cfg.medical_stay_out_of_pocket)}",
                                  (this.event_id,), this.admission_date))
     updated = [this]
-    for later in others:
-        if not later.high and any(s.event_id == this.event_id for s in _window(stays, later, cfg)):
+    span = dt.timedelta(days=cfg.medical_window_days)
+    for later in others:  # the later stays whose window this one falls in
+        if not later.high and later.admission_date - span < this.admission_date <= later.admission_date:
             late_window = _window(stays, later, cfg)
             late_total = sum((s.out_of_pocket for s in late_window), Decimal(0))
             if late_total >= threshold:

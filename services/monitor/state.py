@@ -158,17 +158,30 @@ PERSON_STATE: StateCodec[PersonState] = StateCodec(
     lambda r: PersonState(_pending_in(r["pending"])),
 )
 
+_EPOCH = dt.date(1970, 1, 1).toordinal()
+
+
+def _day(date: dt.date) -> int:
+    return date.toordinal() - _EPOCH
+
+
+def _date(day: int) -> dt.date:
+    return dt.date.fromordinal(day + _EPOCH)
+
+
 HOUSEHOLD_STATE: StateCodec[HouseholdState] = StateCodec(
     "povwatch.monitor.HouseholdState",
     lambda s: {
-        "seen": [{"event_id": eid, "occurred_at": day} for eid, day in s.seen.items()],
-        "stays": [{"event_id": m.event_id, "admission_date": m.admission_date, "out_of_pocket": m.out_of_pocket,
-                   "high": m.high} for m in s.stays],
+        "seen_ids": list(s.seen),
+        "seen_days": [_day(day) for day in s.seen.values()],
+        "stays": [{"event_id": m.event_id, "admission_day": _day(m.admission_date),
+                   "out_of_pocket_cents": int(m.out_of_pocket * 100), "high": m.high} for m in s.stays],
         "pending": _pending_out(s.pending),
     },
     lambda r: HouseholdState(
-        {x["event_id"]: x["occurred_at"] for x in r["seen"]},
-        [MedicalStay(m["event_id"], m["admission_date"], Decimal(m["out_of_pocket"]), m["high"]) for m in r["stays"]],
+        {eid: _date(day) for eid, day in zip(r["seen_ids"], r["seen_days"], strict=True)},
+        [MedicalStay(m["event_id"], _date(m["admission_day"]), Decimal(m["out_of_pocket_cents"]) / 100, m["high"])
+         for m in r["stays"]],
         _pending_in(r["pending"]),
     ),
 )

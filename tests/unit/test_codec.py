@@ -109,13 +109,11 @@ RECORDS: dict[str, dict[str, Any]] = {
     "povwatch.monitor.PersonState": {"pending": [{
         "topic": "events.medical-security.hospitalization", "event_id": "a" * 32,
         "message": b"\xc3\x01" + bytes(8) + b"body", "since": NOW}]},
-    "povwatch.monitor.SeenEvent": {"event_id": "a" * 32, "occurred_at": dt.date(2024, 3, 5)},
-    "povwatch.monitor.MedicalStay": {"event_id": "a" * 32, "admission_date": dt.date(2024, 3, 5),
-                                     "out_of_pocket": Decimal("14500.00"), "high": True},
+    "povwatch.monitor.MedicalStay": {"event_id": "a" * 32, "admission_day": 19787, "out_of_pocket_cents": 1450000,
+                                     "high": True},
     "povwatch.monitor.HouseholdState": {
-        "seen": [{"event_id": "a" * 32, "occurred_at": dt.date(2024, 3, 5)}],
-        "stays": [{"event_id": "a" * 32, "admission_date": dt.date(2024, 3, 5), "out_of_pocket": Decimal("14500.00"),
-                   "high": True}],
+        "seen_ids": ["a" * 32], "seen_days": [19787],
+        "stays": [{"event_id": "a" * 32, "admission_day": 19787, "out_of_pocket_cents": 1450000, "high": True}],
         "pending": [],
     },
     "povwatch.monitor.VillageState": {
