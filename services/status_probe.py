@@ -14,6 +14,7 @@ import urllib.request
 from schemas import catalog
 from schemas.topics import ALERTS_HOUSEHOLD, ALERTS_REGIONAL
 from services import kafka_io
+from services.monitor.topics import MonitorTopics
 from services.settings import Settings
 from services.status import (
     GroupStatus,
@@ -32,7 +33,10 @@ METRICS_TIMEOUT_S = 3.0
 def _groups(settings: Settings) -> list[tuple[str, str, tuple[str, ...]]]:
     """(role, group id, the topics it consumes for sure) of the consumer groups an operator watches; topics it
     committed on besides these (internal ones) are shown too."""
-    return [("monitor", settings.monitor_app_id, catalog.event_topics()),
+    t = MonitorTopics(settings.monitor_app_id)
+    return [("monitor", t.person_group, catalog.event_topics()),
+            ("monitor household stage", t.household_group, (t.household_events,)),
+            ("monitor village stage", t.village_group, (t.village_disasters,)),
             ("casefeed", settings.casefeed_group, (ALERTS_HOUSEHOLD, ALERTS_REGIONAL))]
 
 

@@ -24,11 +24,10 @@ from collections.abc import Callable
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
 
 from schemas.catalog import event_topics
 from schemas.codec import Codec, default_codec
-from schemas.errors import BrokerUnavailable, ConfigError, PovwatchError
+from schemas.errors import ConfigError, PovwatchError
 from schemas.topics import ALERTS_HOUSEHOLD, ALERTS_REGIONAL, REGISTRY_HOUSEHOLDS, REGISTRY_PERSONS, TopicSpec
 from services.monitor import metrics
 from services.monitor.engine import StageRunner, StageSpec, TrackedDict
@@ -41,30 +40,12 @@ from services.monitor.state import (
     PersonState,
     VillageState,
 )
+from services.monitor.topics import MonitorTopics
 from services.settings import Settings
 
 __all__ = ["MonitorTopics", "monitor_topics", "stage_specs", "run_monitor", "serve", "check_partitions"]
 
 log = logging.getLogger("povwatch.monitor")
-
-
-class MonitorTopics:
-    """The names of the monitor's own topics, prefixed with its app id so two monitors never share them."""
-
-    def __init__(self, app_id: str) -> None:
-        self.household_events = f"{app_id}.household-events"
-        self.village_disasters = f"{app_id}.village-disasters"
-        self.person_state = f"{app_id}.person-state"
-        self.household_state = f"{app_id}.household-state"
-        self.village_state = f"{app_id}.village-state"
-        self.unmatched = f"{app_id}.unmatched"
-        self.person_group = app_id
-        self.household_group = f"{app_id}.household"
-        self.village_group = f"{app_id}.village"
-
-    @property
-    def groups(self) -> tuple[str, str, str]:
-        return self.person_group, self.household_group, self.village_group
 
 
 def monitor_topics(app_id: str) -> list[TopicSpec]:
@@ -124,15 +105,19 @@ async def serve(settings: Settings, stopping: asyncio.Event, *, codec: Codec | N
     specs = stage_specs(settings, codec)
     await check_partitions(settings.bootstrap, specs)
     metrics.initialise(list(event_topics()), [REGISTRY_PERSONS, REGISTRY_HOUSEHOLDS])
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, client_id=f"{settings.monitor_app_id}",
+
+    async def producer() -> AIOKafkaProducer:
+        made = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, client_id=settings.monitor_app_id,
                                 acks="all", enable_idempotence=True, linger_ms=5, request_timeout_ms=15_000,
                                 max_batch_size=256 * 1024)
-    try:
-        await producer.start()
-    except (KafkaError, OSError) as exc:
-        await producer.stop()
-        raise BrokerUnavailable(f"cannot reach Kafka at {settings.bootstrap}: {exc}") from None
-    runners = [StageRunner(spec, bootstrap=settings.bootstrap, producer=producer, codec=codec, clock=clock,
+        try:
+            await made.start()
+        except BaseException:
+            await made.stop()
+            raise
+        return made
+
+    runners = [StageRunner(spec, bootstrap=settings.bootstrap, producer_factory=producer, codec=codec, clock=clock,
                            stopping=stopping, max_records=settings.monitor_max_records,
                            sweep_seconds=settings.monitor_sweep_seconds) for spec in specs]
 
@@ -155,12 +140,8 @@ async def serve(settings: Settings, stopping: asyncio.Event, *, codec: Codec | N
             if not task.cancelled() and task.exception() is not None:
                 raise task.exception()  # type: ignore[misc]
     finally:
-        stopping.set()
-        for task in tasks:
-            if not task.done():
-                task.cancel() if task.get_name() == "readiness" else None
+        stopping.set()  # every task ends on its own: the stages after their batch in flight
         await asyncio.gather(*tasks, return_exceptions=True)
-        await producer.stop()
 
 
 def run_monitor(settings: Settings) -> None:

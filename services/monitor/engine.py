@@ -28,7 +28,7 @@ import asyncio
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -165,12 +165,14 @@ class _Part(Generic[S]):
 
 
 class StageRunner(ConsumerRebalanceListener, Generic[S]):  # type: ignore[misc]  # aiokafka is untyped
-    def __init__(self, spec: StageSpec[S], *, bootstrap: str, producer: AIOKafkaProducer, codec: Codec,
+    def __init__(self, spec: StageSpec[S], *, bootstrap: str,
+                 producer_factory: Callable[[], Awaitable[AIOKafkaProducer]], codec: Codec,
                  clock: Callable[[], dt.datetime], stopping: asyncio.Event, max_records: int = 2000,
                  sweep_seconds: float = 60.0) -> None:
         self.spec = spec
         self._bootstrap = bootstrap
-        self._producer = producer
+        self._producer_factory = producer_factory
+        self._producer: AIOKafkaProducer | None = None
         self._codec = codec
         self._clock = clock
         self._stopping = stopping
@@ -183,7 +185,7 @@ class StageRunner(ConsumerRebalanceListener, Generic[S]):  # type: ignore[misc] 
         self._lag_at = 0.0
         self._sweep_at = time.monotonic()
         self._done: dict[tuple[str, int], int] = {}  # next offset to process, per consumed partition
-        self._sender = BatchSender(producer)
+        self._sender: BatchSender | None = None
         self.assigned_once = False
 
     # --- readiness, seen from outside ---------------------------------------------------------------------
@@ -231,10 +233,16 @@ class StageRunner(ConsumerRebalanceListener, Generic[S]):  # type: ignore[misc] 
         self._consumer = consumer
         consumer.subscribe(topics=[*spec.tables, *spec.inputs], listener=self)
         await consumer.start()
-        backoff = 0.5
+        failures = 0
+        broken = False
         try:
             while not self._stopping.is_set():
                 try:
+                    if self._producer is None or broken:
+                        await self._renew_producer()
+                    if broken:
+                        await self._reset(consumer)
+                        broken = False
                     await self._load()
                     batch = await consumer.getmany(timeout_ms=200, max_records=self._max_records)
                     async with self._lock:
@@ -242,20 +250,35 @@ class StageRunner(ConsumerRebalanceListener, Generic[S]):  # type: ignore[misc] 
                         await self._process(consumer, batch)
                         if batch:
                             metrics.BATCH_SECONDS.labels(spec.name).observe(time.monotonic() - started)
-                    backoff = 0.5
+                            failures = 0
                 except TRANSIENT as exc:
+                    failures += 1
+                    broken = True
+                    backoff = min(0.5 * 2 ** (failures - 1), 30.0)
                     metrics.RECOVERIES.labels(spec.name).inc()
-                    log.warning("%s stage: transient failure (%s: %s); nothing committed, state reloaded, "
-                                "retrying in %.1fs", spec.name, type(exc).__name__, exc, backoff)
+                    log.warning("%s stage: transient failure (%s: %s); nothing committed, retrying in %.1fs with "
+                                "a new producer and the state reloaded", spec.name, type(exc).__name__, exc, backoff)
                     await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, 30.0)
-                    await self._reset(consumer)
         finally:
             self._consumer = None
+            for client in (consumer, self._producer):
+                if client is not None:
+                    try:
+                        await asyncio.wait_for(client.stop(), 30)
+                    except (TimeoutError, KafkaError) as exc:
+                        log.warning("%s stage: stopping a Kafka client failed: %s", spec.name, exc)
+
+    async def _renew_producer(self) -> None:
+        """A fresh producer: after a failed send, an idempotent producer can be stuck on sequence numbers the
+        broker no longer expects (OutOfOrderSequenceNumber after a broker restart); a new one starts clean."""
+        old, self._producer, self._sender = self._producer, None, None
+        if old is not None:
             try:
-                await consumer.stop()
-            except KafkaError as exc:
-                log.warning("%s stage: leaving the group failed: %s", spec.name, exc)
+                await asyncio.wait_for(old.stop(), 10)
+            except (TimeoutError, KafkaError, OSError) as exc:
+                log.info("%s stage: the old producer did not stop cleanly (%s)", self.spec.name, exc)
+        self._producer = await self._producer_factory()
+        self._sender = BatchSender(self._producer)
 
     async def _reset(self, consumer: AIOKafkaConsumer) -> None:
         """After a failed batch: forget in-memory state, go back to the committed offsets, load again."""
@@ -421,6 +444,7 @@ class StageRunner(ConsumerRebalanceListener, Generic[S]):  # type: ignore[misc] 
 
     async def _send_all(self, messages: list[tuple[str, bytes, bytes | None, int | None]]) -> None:
         if messages:
+            assert self._sender is not None, "the loop makes a producer before the first batch"
             await self._sender.send(messages)
 
     def _dead_letter(self, tp: TopicPartition, offset: int, reason: str, now: dt.datetime) -> Emit:

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 
 from schemas.codec import default_codec
 from schemas.errors import DecodeError
-from services.monitor.app import MonitorTopics
+from services.monitor.topics import MonitorTopics
 from services.settings import Settings
 
 __all__ = ["Unmatched", "list_unmatched", "render_unmatched", "unmatched_json"]

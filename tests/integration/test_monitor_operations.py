@@ -11,6 +11,8 @@ import asyncio
 import datetime as dt
 import json
 import os
+import subprocess
+import sys
 import time
 import uuid
 from collections import Counter
@@ -19,9 +21,10 @@ from pathlib import Path
 
 import pytest
 
+from schemas.topics import TopicSpec
 from services import kafka_local
 from services.casefeed.db import cases_to_json, open_database
-from services.kafka_io import topic_offsets
+from services.kafka_io import ensure_topics, topic_offsets
 from services.processes import metric, scrape, wait_until
 from services.settings import Settings
 from tests.integration.ops_world import World, households, roster_file, stays_file, vehicles_file
@@ -51,76 +54,18 @@ def _app() -> str:
     return f"ops-{uuid.uuid4().hex[:8]}"
 
 
+def _events_on(world: World) -> int:
+    """Hospitalisation events on the module's broker so far."""
+    offsets = asyncio.run(topic_offsets(world.settings.bootstrap, [HOSPITALIZATION])).get(HOSPITALIZATION, [])
+    return sum(end - start for start, end in offsets)
+
+
 def _distinct(alerts: list[dict[str, object]]) -> dict[str, dict[str, object]]:
     return {str(a["alert_id"]): a for a in alerts}
 
 
-def test_a_backlog_larger_than_every_buffer_is_drained_even_across_a_sigkill(world: World, tmp_path: Path) -> None:
-    """30,000 events wait on the topic before the monitor starts: three batches of 10,000 and many times the
-    fetch buffers. A first monitor drains them all; a second one (own app id) is SIGKILLed mid-drain and
-    restarted: it ends with exactly the same alerts, none lost, none extra."""
-    hhs = households("BACKLOG", 3000, members=2)
-    world.roster(roster_file(tmp_path / "roster.csv", hhs))
-    people = [p for h in hhs for p in h.members]
-    published = world.publish("medical-security", "hospitalization", stays_file(tmp_path / "stays.csv", people, 5))
-    assert published["published"] == 30_000
-
-    monitor, port = world.monitor(_app(), "backlog")
-    wait_until(port, lambda s: metric(s, "povwatch_monitor_processed_total", stage="household") >= 30_000,
-               timeout=240, child=monitor, what="the monitor to drain 30,000 events")
-    samples = scrape(port)
-    assert metric(samples, "povwatch_monitor_processed_total", stage="person") == 30_000
-    assert metric(samples, "povwatch_monitor_forwarded_total", stage="person") == 30_000
-    assert metric(samples, "povwatch_monitor_processed_total", stage="household") == 30_000
-    assert metric(samples, "povwatch_events_duplicate_total") == 0
-    assert metric(samples, "povwatch_alerts_total", rule="MEDICAL_EXPENSE", severity="MEDIUM") == 30_000
-    monitor.stop()
-    first = _distinct(world.wait_alerts("BACKLOG", 30_000, timeout=60))
-    assert len(first) == 30_000
-    per_household = Counter(str(a["household_id"]) for a in first.values())
-    assert set(per_household.values()) == {10} and len(per_household) == 3000  # 2 members x 5 stays each
-
-    # the same backlog again, for a monitor killed mid-drain: its restart finishes the job
-    app = _app()
-    victim, port = world.monitor(app, "backlog-killed")
-    wait_until(port, lambda s: metric(s, "povwatch_monitor_processed_total", stage="household") >= 8_000,
-               timeout=240, child=victim, what="the monitor to be mid-drain", interval=0.05)
-    victim.kill()
-    survivor, port = world.monitor(app, "backlog-restarted")
-    samples = wait_until(port, lambda s: metric(s, "povwatch_registry_ready") == 1
-                         and metric(s, "povwatch_monitor_processed_total", stage="person") > 0
-                         and metric(s, "povwatch_monitor_processed_total", stage="household")
-                         >= metric(s, "povwatch_monitor_forwarded_total", stage="person")
-                         and sum(v for (n, _), v in s.items() if n == "povwatch_consumer_lag") == 0,
-                         timeout=240, child=survivor, what="the restarted monitor to catch up")
-    assert metric(samples, "povwatch_monitor_processed_total", stage="person") < 30_000  # it resumed, not restarted
-    survivor.stop()
-    again = _distinct(world.alerts("BACKLOG"))
-    assert again.keys() == first.keys()  # exactly the same alerts: nothing lost, nothing invented
-
-
-def test_events_before_their_roster_wait_for_it(world: World, tmp_path: Path) -> None:
-    hhs = households("EARLY", 50, members=2)
-    people = [p for h in hhs for p in h.members]
-    monitor, port = world.monitor(_app(), "early")
-    wait_until(port, lambda s: metric(s, "povwatch_registry_ready") == 1, timeout=60, child=monitor,
-               what="the monitor to start")
-    world.publish("medical-security", "hospitalization", stays_file(tmp_path / "stays.csv", people, 2))
-    samples = wait_until(port, lambda s: metric(s, "povwatch_events_pending", stage="person") == 200, timeout=60,
-                         child=monitor, what="200 events to wait for their persons")
-    assert metric(samples, "povwatch_events_parked_total", stage="person") == 200
-    assert world.alerts("EARLY") == []
-    world.roster(roster_file(tmp_path / "roster.csv", hhs))  # the roster arrives after the events
-    alerts = world.wait_alerts("EARLY", 200, timeout=60, alive=lambda: monitor.alive)
-    assert len(_distinct(alerts)) == 200
-    samples = wait_until(port, lambda s: metric(s, "povwatch_events_pending", stage="person") == 0, timeout=30,
-                         child=monitor, what="nothing left waiting")
-    assert metric(samples, "povwatch_events_released_total", stage="person") == 200
-    assert metric(samples, "povwatch_events_unmatched_total") == 0
-    monitor.stop()
-
-
 def test_two_workers_split_the_work_and_survive_a_sigkill_mid_burst(world: World, tmp_path: Path) -> None:
+    """First in the module: its case feed reads every alert on the broker into a case DB."""
     hhs = households("PAIR", 1500, members=2)
     world.roster(roster_file(tmp_path / "roster.csv", hhs))
     app = _app()
@@ -164,6 +109,73 @@ def test_two_workers_split_the_work_and_survive_a_sigkill_mid_burst(world: World
         store.close()
     evidence = [e["alert_id"] for c in cases for e in c["evidence"] if str(c["subject_id"]).startswith("PAIR")]
     assert sorted(evidence) == sorted(distinct)
+
+
+def test_a_backlog_larger_than_every_buffer_is_drained_even_across_a_sigkill(world: World, tmp_path: Path) -> None:
+    """30,000 events wait on the topic before the monitor starts: three batches of 10,000 and many times the
+    fetch buffers. A first monitor drains them all; a second one (own app id) is SIGKILLed mid-drain and
+    restarted: it ends with exactly the same alerts, none lost, none extra."""
+    hhs = households("BACKLOG", 3000, members=2)
+    world.roster(roster_file(tmp_path / "roster.csv", hhs))
+    people = [p for h in hhs for p in h.members]
+    earlier = _events_on(world)  # earlier tests' events, about people still in the roster: one alert each too
+    published = world.publish("medical-security", "hospitalization", stays_file(tmp_path / "stays.csv", people, 5))
+    assert published["published"] == 30_000
+    total = earlier + 30_000
+
+    monitor, port = world.monitor(_app(), "backlog")
+    wait_until(port, lambda s: metric(s, "povwatch_monitor_processed_total", stage="household") >= total,
+               timeout=240, child=monitor, what=f"the monitor to drain {total} events")
+    samples = scrape(port)
+    assert metric(samples, "povwatch_monitor_processed_total", stage="person") == total
+    assert metric(samples, "povwatch_monitor_forwarded_total", stage="person") == total
+    assert metric(samples, "povwatch_monitor_processed_total", stage="household") == total
+    assert metric(samples, "povwatch_events_duplicate_total") == 0
+    assert metric(samples, "povwatch_alerts_total", rule="MEDICAL_EXPENSE", severity="MEDIUM") == total
+    monitor.stop()
+    first = _distinct(world.wait_alerts("BACKLOG", 30_000, timeout=60))
+    assert len(first) == 30_000
+    per_household = Counter(str(a["household_id"]) for a in first.values())
+    assert set(per_household.values()) == {10} and len(per_household) == 3000  # 2 members x 5 stays each
+
+    # the same backlog again, for a monitor killed mid-drain: its restart finishes the job
+    app = _app()
+    victim, port = world.monitor(app, "backlog-killed")
+    wait_until(port, lambda s: metric(s, "povwatch_monitor_processed_total", stage="household") >= 8_000,
+               timeout=240, child=victim, what="the monitor to be mid-drain", interval=0.05)
+    victim.kill()
+    survivor, port = world.monitor(app, "backlog-restarted")
+    samples = wait_until(port, lambda s: metric(s, "povwatch_registry_ready") == 1
+                         and metric(s, "povwatch_monitor_processed_total", stage="person") > 0
+                         and metric(s, "povwatch_monitor_processed_total", stage="household")
+                         >= metric(s, "povwatch_monitor_forwarded_total", stage="person")
+                         and sum(v for (n, _), v in s.items() if n == "povwatch_consumer_lag") == 0,
+                         timeout=240, child=survivor, what="the restarted monitor to catch up")
+    assert metric(samples, "povwatch_monitor_processed_total", stage="person") < total  # it resumed, not restarted
+    survivor.stop()
+    again = _distinct(world.alerts("BACKLOG"))
+    assert again.keys() == first.keys()  # exactly the same alerts: nothing lost, nothing invented
+
+
+def test_events_before_their_roster_wait_for_it(world: World, tmp_path: Path) -> None:
+    hhs = households("EARLY", 50, members=2)
+    people = [p for h in hhs for p in h.members]
+    monitor, port = world.monitor(_app(), "early")
+    wait_until(port, lambda s: metric(s, "povwatch_registry_ready") == 1, timeout=60, child=monitor,
+               what="the monitor to start")
+    world.publish("medical-security", "hospitalization", stays_file(tmp_path / "stays.csv", people, 2))
+    samples = wait_until(port, lambda s: metric(s, "povwatch_events_pending", stage="person") == 200, timeout=60,
+                         child=monitor, what="200 events to wait for their persons")
+    assert metric(samples, "povwatch_events_parked_total", stage="person") == 200
+    assert world.alerts("EARLY") == []
+    world.roster(roster_file(tmp_path / "roster.csv", hhs))  # the roster arrives after the events
+    alerts = world.wait_alerts("EARLY", 200, timeout=60, alive=lambda: monitor.alive)
+    assert len(_distinct(alerts)) == 200
+    samples = wait_until(port, lambda s: metric(s, "povwatch_events_pending", stage="person") == 0, timeout=30,
+                         child=monitor, what="nothing left waiting")
+    assert metric(samples, "povwatch_events_released_total", stage="person") == 200
+    assert metric(samples, "povwatch_events_unmatched_total") == 0
+    monitor.stop()
 
 
 def test_the_broker_stopped_and_restarted_under_the_monitor(world: World, tmp_path: Path) -> None:
@@ -217,8 +229,7 @@ def test_a_roster_snapshot_removes_moves_and_changes_status(world: World, tmp_pa
                    (target.hid, "ASSET_PURCHASE", "LOW")}  # still 监测中; the 风险消除 household's car: nothing
     # the removed person's stay raises nothing: it waits, then is listed as unmatched - like every earlier
     # test's events, whose people the full snapshots removed; only the mover's stay found its person
-    offsets = asyncio.run(topic_offsets(world.settings.bootstrap, [HOSPITALIZATION]))[HOSPITALIZATION]
-    expected = sum(end - start for start, end in offsets) - 1
+    expected = _events_on(world) - 1
     wait_until(port, lambda s: metric(s, "povwatch_events_unmatched_total") == expected, timeout=60,
                child=monitor, what=f"{expected} events to be given up on")
     listed = json.loads(world.cli("monitor", "unmatched", "--json", env={"POVWATCH_MONITOR_APP_ID": app}))
@@ -226,3 +237,23 @@ def test_a_roster_snapshot_removes_moves_and_changes_status(world: World, tmp_pa
     assert {(u["feed"], u["stage"]) for u in listed} == {("medical-security hospitalization", "person")}
     monitor.stop()
 
+
+
+def test_start_up_problems_are_one_line(world: World) -> None:
+    """No broker, or topics that are not co-partitioned: exit 2 with one line, no traceback, nothing created."""
+    app = _app()
+    asyncio.run(ensure_topics(world.settings.bootstrap, 3, [TopicSpec(f"{app}.household-events", partitions=1)]))
+    env = {**os.environ, **world.env, "POVWATCH_MONITOR_APP_ID": app, "POVWATCH_MONITOR_METRICS_PORT": "0"}
+    done = subprocess.run([sys.executable, "-m", "services.cli", "monitor"], env=env, capture_output=True,
+                          text=True, timeout=120)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("povwatch: error")]
+    assert done.returncode == 2 and len(errors) == 1, done.stderr
+    assert "co-partitioned" in errors[0] and f"{app}.household-events 1" in errors[0]
+    assert "Traceback" not in done.stderr
+
+    env["POVWATCH_BOOTSTRAP"] = "127.0.0.1:1"
+    down = subprocess.run([sys.executable, "-m", "services.cli", "monitor"], env=env, capture_output=True,
+                          text=True, timeout=120)
+    errors = [line for line in down.stderr.splitlines() if line.startswith("povwatch: error")]
+    assert down.returncode == 2 and len(errors) == 1 and "cannot reach Kafka" in errors[0], down.stderr
+    assert "Traceback" not in down.stderr

@@ -134,9 +134,12 @@ def test_status_json_gives_exact_lag(setup: Setup) -> None:
     assert topics[HOSP]["partitions"] == 3
     assert topics[HOSP]["end_offsets"] == [setup.offsets[(HOSP, p)][1] for p in range(3)]
 
-    monitor, casefeed = data["groups"]
+    monitor, household_stage, village_stage, casefeed = data["groups"]
     assert (monitor["role"], monitor["group"], monitor["state"], monitor["members"]) == (
         "monitor", setup.monitor_group, "Empty", 0)
+    # the monitor's later stages are groups of their own, named after its app id
+    assert (household_stage["group"], village_stage["group"]) == (f"{setup.monitor_group}.household",
+                                                                  f"{setup.monitor_group}.village")
     hosp = {p["partition"]: p for p in monitor["partitions"] if p["topic"] == HOSP}
     assert (hosp[0]["lag"], hosp[1]["lag"]) == (3, 0)  # 5 produced, 2 done; 3 produced, 3 done
     assert hosp[0]["committed"] == setup.committed[(HOSP, 0)] and hosp[2]["committed"] is None
