@@ -182,21 +182,21 @@ def test_the_broker_stopped_and_restarted_under_the_monitor(world: World, tmp_pa
     hhs = households("BOUNCE", 500, members=2)
     world.roster(roster_file(tmp_path / "roster.csv", hhs))
     people = [p for h in hhs for p in h.members]
-    monitor, port = world.monitor(_app(), "bounce")
-    wait_until(port, lambda s: metric(s, "povwatch_registry_ready") == 1, timeout=60, child=monitor,
-               what="the monitor to start")
-    world.publish("medical-security", "hospitalization", stays_file(tmp_path / "a.csv", people, 3))
-    wait_until(port, lambda s: metric(s, "povwatch_monitor_processed_total", stage="household") >= 100,
-               timeout=60, child=monitor, what="the monitor to be mid-stream", interval=0.05)
-    kafka_local.down(world.settings)  # under the monitor, mid-stream
-    time.sleep(8)
+    world.publish("medical-security", "hospitalization", stays_file(tmp_path / "a.csv", people, 10))  # 10,000
+    monitor, port = world.monitor(_app(), "bounce", POVWATCH_MONITOR_MAX_RECORDS="500")  # many small batches
+    samples = wait_until(port, lambda s: metric(s, "povwatch_monitor_processed_total", stage="household") >= 1_000,
+                         timeout=120, child=monitor, what="the monitor to be mid-stream", interval=0.02)
+    kafka_local.down(world.settings)  # under the monitor, mid-stream: longer than a send's 15 s timeout
+    assert metric(samples, "povwatch_monitor_processed_total", stage="household") < 10_000
+    time.sleep(20)
     assert monitor.alive, monitor.tail(20)
     kafka_local.up(world.settings)
     world.publish("medical-security", "hospitalization",
                   stays_file(tmp_path / "b.csv", people, 2, first=dt.date(2025, 6, 1)))
-    alerts = world.wait_alerts("BOUNCE", 5_000, timeout=240, alive=lambda: monitor.alive)
-    assert len(_distinct(alerts)) == 5_000
-    assert set(Counter(str(a["household_id"]) for a in _distinct(alerts).values()).values()) == {10}
+    alerts = world.wait_alerts("BOUNCE", 12_000, timeout=240, alive=lambda: monitor.alive)
+    distinct = _distinct(alerts)
+    assert len(distinct) == 12_000
+    assert set(Counter(str(a["household_id"]) for a in distinct.values()).values()) == {24}
     monitor.stop()
 
 
