@@ -95,6 +95,7 @@ class PersonStage:
         self._codec = codec
         self._routes = routes
         self._grace = grace
+        self._forwarded = metrics.FORWARDED.labels(self.name)  # bound once: counted for every event
 
     def registry(self, key: str, value: bytes | None, now: dt.datetime) -> list[Emit]:
         if value is None:
@@ -127,7 +128,7 @@ class PersonStage:
     def _forward(self, topic: str, person_key: str, value: bytes, person: PersonRow) -> Emit:
         joined = {"topic": topic, "event": value, "person_key": person_key, "household_id": person.household_id,
                   "relation": person.relation, "birth_date": person.birth_date, "village_code": person.village_code}
-        metrics.FORWARDED.labels(self.name).inc()
+        self._forwarded.inc()
         return Emit(self._routes.household_events, person.household_id.encode(),
                     self._codec.encode("povwatch.monitor.HouseholdEvent", joined))
 

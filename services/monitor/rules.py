@@ -222,17 +222,20 @@ def medical_expense(
     drafts: list[AlertDraft] = []
     window = _window(stays, this, cfg)
     total = sum((s.out_of_pocket for s in window), Decimal(0))
-    stay = (f"住院个人自付{format_cny(this.out_of_pocket)}(入院{this.admission_date:%Y-%m-%d}, {event['disease']}, "
-            f"{event['days']}天, {person.relation})")
+
+    def stay() -> str:  # only written for an alert
+        return (f"住院个人自付{format_cny(this.out_of_pocket)}(入院{this.admission_date:%Y-%m-%d}, "
+                f"{event['disease']}, {event['days']}天, {person.relation})")
+
     if total >= threshold:
         drafts.append(AlertDraft(Rule.MEDICAL_EXPENSE, Severity.HIGH, household.household_id, household.village_code,
-                                 f"{stay}; {_share_text(total, len(window), household, cfg)}",
+                                 f"{stay()}; {_share_text(total, len(window), household, cfg)}",
                                  tuple(sorted(s.event_id for s in window)), this.admission_date))
         this = MedicalStay(this.event_id, this.admission_date, this.out_of_pocket, high=True)
     elif this.out_of_pocket >= cfg.medical_stay_out_of_pocket:
         drafts.append(AlertDraft(Rule.MEDICAL_EXPENSE, Severity.MEDIUM, household.household_id,
                                  household.village_code,
-                                 f"{stay}, 单次自付达到{format_cny(cfg.medical_stay_out_of_pocket)}",
+                                 f"{stay()}, 单次自付达到{format_cny(cfg.medical_stay_out_of_pocket)}",
                                  (this.event_id,), this.admission_date))
     updated = [this]
     span = dt.timedelta(days=cfg.medical_window_days)
