@@ -351,6 +351,8 @@ class StageRunner(ConsumerRebalanceListener, Generic[S]):  # type: ignore[misc] 
             await reader.seek_to_beginning(*by_tp)
             todo = {tp for tp, end in ends.items() if end > 0}
             while todo:
+                if self._stopping.is_set():
+                    return  # asked to stop (the broker may be gone): the partitions stay unrestored
                 batch = await reader.getmany(*todo, timeout_ms=1000, max_records=10_000)
                 for tp, messages in batch.items():
                     state = by_tp[tp].state
