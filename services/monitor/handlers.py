@@ -20,7 +20,7 @@ import datetime as dt
 import sys
 from collections.abc import MutableMapping
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 from schemas.codec import Codec
 from schemas.errors import DecodeError
@@ -68,6 +68,23 @@ def _unmatched(codec: Codec, routes: Routes, stage: str, item: Pending, now: dt.
     record = {"stage": stage, "topic": item.topic, "event_id": item.event_id, "since": item.since,
               "expired_at": now}
     return Emit(routes.unmatched, item.event_id.encode(), codec.encode("povwatch.monitor.Unmatched", record))
+
+
+W = TypeVar("W", PersonState, HouseholdState)
+
+
+def _sweep(table: MutableMapping[str, W], deadline: dt.datetime, codec: Codec, routes: Routes, stage: str,
+           now: dt.datetime) -> list[Emit]:
+    """Give up on the events parked before `deadline`: one Unmatched record each; empty state records go."""
+    out: list[Emit] = []
+    for key in [k for k, s in table.items() if any(p.since < deadline for p in s.pending)]:
+        state = table[key]
+        out += [_unmatched(codec, routes, stage, item, now) for item in state.expire(deadline)]
+        if state.empty:
+            del table[key]
+        else:
+            table[key] = state
+    return out
 
 
 class PersonRow(NamedTuple):
@@ -133,16 +150,7 @@ class PersonStage:
                     self._codec.encode("povwatch.monitor.HouseholdEvent", joined))
 
     def sweep(self, now: dt.datetime) -> list[Emit]:
-        out: list[Emit] = []
-        deadline = now - self._grace
-        for key in [k for k, s in self.state.items() if any(p.since < deadline for p in s.pending)]:
-            state = self.state[key]
-            out += [_unmatched(self._codec, self._routes, self.name, item, now) for item in state.expire(deadline)]
-            if state.empty:
-                del self.state[key]
-            else:
-                self.state[key] = state
-        return out
+        return _sweep(self.state, now - self._grace, self._codec, self._routes, self.name, now)
 
     def pending(self) -> int:
         return sum(len(s.pending) for s in self.state.values())
@@ -230,17 +238,7 @@ class HouseholdStage:
         return out
 
     def sweep(self, now: dt.datetime) -> list[Emit]:
-        out: list[Emit] = []
-        deadline = now - self._grace
-        for key in [k for k, s in self.state.items() if any(p.since < deadline for p in s.pending)]:
-            state = self.state[key]
-            for item in state.expire(deadline):
-                out.append(_unmatched(self._codec, self._routes, self.name, item, now))
-            if state.empty:
-                del self.state[key]
-            else:
-                self.state[key] = state
-        return out
+        return _sweep(self.state, now - self._grace, self._codec, self._routes, self.name, now)
 
     def pending(self) -> int:
         return sum(len(s.pending) for s in self.state.values())

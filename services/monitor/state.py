@@ -42,47 +42,37 @@ class Pending:
     since: dt.datetime
 
 
-def _add_pending(pending: list[Pending], item: Pending) -> bool:
-    if any(p.event_id == item.event_id for p in pending):
-        return False
-    pending.append(item)
-    return True
-
-
-def _expire(pending: list[Pending], deadline: dt.datetime) -> tuple[list[Pending], list[Pending]]:
-    """(kept, expired): those parked before `deadline` expire."""
-    kept = [p for p in pending if p.since >= deadline]
-    return kept, [p for p in pending if p.since < deadline]
-
-
 @dataclass
-class PersonState:
+class _Waiting:
+    """The events of a key that wait for their person or household (`pending`, oldest first)."""
+
     pending: list[Pending] = field(default_factory=list)
 
     def park(self, item: Pending) -> bool:
-        return _add_pending(self.pending, item)
+        """Keep `item` until released or expired; False if it already waits (a redelivery)."""
+        if any(p.event_id == item.event_id for p in self.pending):
+            return False
+        self.pending.append(item)
+        return True
 
     def expire(self, deadline: dt.datetime) -> list[Pending]:
-        self.pending, expired = _expire(self.pending, deadline)
+        """Remove and return the events parked before `deadline`."""
+        expired = [p for p in self.pending if p.since < deadline]
+        self.pending = [p for p in self.pending if p.since >= deadline]
         return expired
 
+
+@dataclass
+class PersonState(_Waiting):
     @property
     def empty(self) -> bool:
         return not self.pending
 
 
 @dataclass
-class HouseholdState:
+class HouseholdState(_Waiting):
     seen: dict[str, dt.date] = field(default_factory=dict)  # event_id -> occurred_at
     stays: list[MedicalStay] = field(default_factory=list)
-    pending: list[Pending] = field(default_factory=list)
-
-    def park(self, item: Pending) -> bool:
-        return _add_pending(self.pending, item)
-
-    def expire(self, deadline: dt.datetime) -> list[Pending]:
-        self.pending, expired = _expire(self.pending, deadline)
-        return expired
 
     def too_late(self, day: dt.date, horizon_days: int) -> bool:
         """An event dated at or before the horizon: what it would be judged with is forgotten."""
@@ -179,10 +169,10 @@ HOUSEHOLD_STATE: StateCodec[HouseholdState] = StateCodec(
         "pending": _pending_out(s.pending),
     },
     lambda r: HouseholdState(
-        {eid: _date(day) for eid, day in zip(r["seen_ids"], r["seen_days"], strict=True)},
-        [MedicalStay(m["event_id"], _date(m["admission_day"]), Decimal(m["out_of_pocket_cents"]) / 100, m["high"])
-         for m in r["stays"]],
-        _pending_in(r["pending"]),
+        pending=_pending_in(r["pending"]),
+        seen={eid: _date(day) for eid, day in zip(r["seen_ids"], r["seen_days"], strict=True)},
+        stays=[MedicalStay(m["event_id"], _date(m["admission_day"]), Decimal(m["out_of_pocket_cents"]) / 100,
+                           m["high"]) for m in r["stays"]],
     ),
 )
 

@@ -612,9 +612,9 @@ def test_state_codecs_round_trip() -> None:
     assert PERSON_STATE.decode(CODEC, PERSON_STATE.encode(CODEC, person)) == person
     assert PERSON_STATE.decode(CODEC, PERSON_STATE.encode(CODEC, PersonState())) == PersonState()
     household = HouseholdState(
-        {"hosp-0": DAY, "car-9": DAY + dt.timedelta(days=3)},
-        [MedicalStay("hosp-0", DAY, Decimal("1234.56")), MedicalStay("hosp-2", DAY, Decimal("12000"), high=True)],
-        pending[:1])
+        seen={"hosp-0": DAY, "car-9": DAY + dt.timedelta(days=3)},
+        stays=[MedicalStay("hosp-0", DAY, Decimal("1234.56")), MedicalStay("hosp-2", DAY, Decimal("12000"), high=True)],
+        pending=pending[:1])
     back = HOUSEHOLD_STATE.decode(CODEC, HOUSEHOLD_STATE.encode(CODEC, household))
     assert back == household and [s.out_of_pocket for s in back.stays] == [Decimal("1234.56"), Decimal("12000")]
     assert HOUSEHOLD_STATE.decode(CODEC, HOUSEHOLD_STATE.encode(CODEC, HouseholdState())) == HouseholdState()
