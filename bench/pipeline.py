@@ -1,24 +1,23 @@
-"""A first throughput number for povwatch, measured on a real broker and a real monitor process.
+"""Throughput, start-up and memory of the monitor, measured on a real broker and a real monitor process.
 
-    .venv/bin/python bench/pipeline.py [--events N] [--households H] [--port P]
+    .venv/bin/python bench/pipeline.py [--events N] [--households H] [--extra-persons P] [--port PORT] [--profile]
 
-Starts its own Kafka broker (127.0.0.1:P, data in var/bench, wiped first, stopped at the end), loads a generated
-roster of H households, starts the monitor as a child process and waits until it holds the whole roster. Then it
-writes a hospitalisation CSV of N rows about random roster persons (distinct events, about one in ten with a high
-out-of-pocket amount, so rules fire and alerts are written) and times, in the same run:
+Starts its own Kafka broker (127.0.0.1:PORT, data in var/bench, wiped first, stopped at the end), loads a generated
+roster of H households (plus P synthetic persons written straight to registry.persons: the registry a
+prefecture-sized monitor starts on), runs the connector on a CSV of N hospitalisations about roster persons
+(distinct events, about one in ten with a high out-of-pocket amount) with NO monitor running, then starts the
+monitor on that backlog and times, in the same run:
 
-    connector    run_connector on the file: read, validate, pseudonymise, encode, publish (acks=all)
-    end to end   from the start of the connector until the monitor's /metrics say the person and household
-                 stages handled every event (the connector and the monitor overlap: this is the pipeline rate)
-    raw          afterwards, a bare aiokafka consumer (no group) reading the N events from the beginning and
-                 decoding them (median of 3 runs): roughly the ceiling of any Python consumer of this topic
+    ready        monitor start -> povwatch_registry_ready = 1 (every registry partition read, state restored)
+    drain        ready -> every stage handled every event (the monitor's /metrics)
+    raw          a bare aiokafka consumer (no group) reading and decoding the N events (median of 3 runs), and
+                 the whole registry.persons (median of 2): roughly the ceiling of any Python consumer
 
-How to read it: "ratio" is the stage's events/s over raw consume+decode's, i.e. how close a stage gets to just
-reading the data; the broker, the monitor and this script share the cores, so compare ratios between runs, not
-absolute numbers. "CPU seconds" says who used the cores during the end-to-end stage: a process far below its wall
-time is waiting (on the broker, acks, timers), not computing. The monitor's latency (connector's ingested_at ->
-end of rule evaluation) is given as mean and approximate p95; the connector publishes a burst much faster than
-the monitor drains it, so it is mostly queueing, not per-event cost. Also written to var/bench/pipeline.json.
+"ratio to raw" is a stage's events/s over the raw consume-and-decode of the same topic; "x raw" is start-to-ready
+over the raw read of registry.persons. The broker, the monitor and this script share the cores: compare ratios
+within one run, not absolute numbers between runs. The monitor's RSS (when ready, when drained, peak) and CPU
+seconds during the drain are read from /proc. `--profile` samples the monitor with py-spy during the drain
+(var/bench/monitor-profile.txt, raw stacks). Also written to var/bench/pipeline.json.
 """
 from __future__ import annotations
 
@@ -190,11 +189,6 @@ def rss_mb(pid: int) -> tuple[float, float]:
     return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
 
 
-def drained(events: int) -> Any:
-    """A /metrics predicate: the person stage handled `events` and every later stage what it was sent."""
-    return monitor_settled(events)
-
-
 def bench(base: Settings, events: int, households: int, port: int, extra_persons: int,
           profile: bool = False) -> dict[str, Any]:
     settings = base.model_copy(update={
@@ -241,7 +235,7 @@ def bench(base: Settings, events: int, households: int, port: int, extra_persons
                                          str(monitor.proc.pid), "-f", "raw", "-r", "250", "-o",
                                          str(BENCH / "monitor-profile.txt")], stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL)
-        final = wait_until(settings.monitor_metrics_port, drained(events), timeout=600 + events / 100,
+        final = wait_until(settings.monitor_metrics_port, monitor_settled(events), timeout=600 + events / 100,
                            child=monitor, what=f"the monitor to drain {events} events", interval=0.1)
         t_done = time.perf_counter() - t_start
         cpu1 = cpu_seconds(monitor.proc.pid)
@@ -308,7 +302,7 @@ def report(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="povwatch pipeline throughput (connector, end to end, raw)")
+    parser = argparse.ArgumentParser(description="povwatch monitor: drain of a backlog, start-up, memory")
     parser.add_argument("--events", type=int, default=20000, help="hospitalisation rows to publish (20000)")
     parser.add_argument("--households", type=int, default=2000, help="roster households (2000; at least 200)")
     parser.add_argument("--port", type=int, default=19392, help="port of the bench's own broker (19392)")
