@@ -57,6 +57,7 @@ class Scenario:
     roster: Path
     feeds: list[tuple[str, str, Path]]
     expected_alerts: set[tuple[str, str, str]]
+    households: frozenset[str]  # every household of the roster (H01-H09)
     expected_regional: set[str]
     expected_counts: dict[str, dict[str, int]]
     ids: list[str]  # every raw ID number written into any file (normalised 18-char and legacy 15-digit)
@@ -213,6 +214,7 @@ def build(directory: Path) -> Scenario:
                ("emergency", "disaster-loss", dis), ("education", "dropout", drop),
                ("public-security", "vehicle-purchase", veh)],
         expected_alerts=expected,
+        households=frozenset(hh),
         expected_regional={VILLAGE_B},
         expected_counts=counts,
         ids=[m.id for m in people] + [legacy],
