@@ -25,6 +25,7 @@ import hashlib
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import cached_property
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -136,7 +137,7 @@ class AlertDraft:
     event_ids: tuple[str, ...]
     occurred_at: dt.date
 
-    @property
+    @cached_property
     def alert_id(self) -> str:
         """Deterministic: the same rule, household and causing events give the same id."""
         return _digest(self.rule.value, self.household_id, *sorted(self.event_ids))
