@@ -5,7 +5,7 @@ import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
 
-from connectors.catalog import EVENT_FEEDS, ROSTER, get_feed
+from connectors.catalog import ROSTER, get_feed
 from connectors.departments.bureau import RosterSummary, load_snapshot
 from connectors.framework import EventHandler, Summary, run_file
 from connectors.pseudonym import Pseudonymiser
@@ -50,5 +50,3 @@ async def load_roster(settings: Settings, path: Path, *, delta: bool = False,
             require_topics=[REGISTRY_PERSONS, REGISTRY_HOUSEHOLDS, ROSTER.dlq]),
     )
 
-
-CONNECTORS_EVENT_TOPICS: tuple[str, ...] = tuple(spec.topic for spec in EVENT_FEEDS.values())
