@@ -169,6 +169,21 @@ def cmd_cases(args: argparse.Namespace, settings: Any) -> int:
     return 0
 
 
+def cmd_feeds(args: argparse.Namespace, settings: Any) -> int:
+    from connectors.describe import catalogue, catalogue_json, find, render_catalogue, write_template
+
+    if args.action == "list":
+        entries = catalogue()
+        print(catalogue_json(entries) if args.json else render_catalogue(entries))
+        return 0
+    if args.dept is None or args.feed is None:
+        raise PovwatchError("usage: povwatch feeds template DEPT FEED [--xlsx] [--out FILE]")
+    spec = find(args.dept, args.feed)
+    out = Path(args.out or f"{spec.department}-{spec.feed}.{'xlsx' if args.xlsx else 'csv'}")
+    print(f"wrote {write_template(spec, out, xlsx=args.xlsx)} ({len(spec.columns)} columns)")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace, settings: Any) -> int:
     from services.demo.run import run_demo
 
@@ -241,6 +256,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["list"])
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_cases)
+
+    p = sub.add_parser("feeds", help="the feed catalogue; templates with the right headers for data officers")
+    p.add_argument("action", choices=["list", "template"])
+    p.add_argument("dept", nargs="?", help="with template: department slug, e.g. medical-security")
+    p.add_argument("feed", nargs="?", help="with template: feed name, e.g. hospitalization")
+    p.add_argument("--json", action="store_true", help="with list: the catalogue as JSON")
+    p.add_argument("--xlsx", action="store_true", help="with template: write XLSX instead of CSV (UTF-8, BOM)")
+    p.add_argument("--out", help="with template: the file to write (default DEPT-FEED.csv / .xlsx)")
+    p.set_defaults(func=cmd_feeds)
 
     p = sub.add_parser("demo", help="generate a synthetic Bortala population and run everything on it")
     p.add_argument("--households", type=int, default=3000)

@@ -1,0 +1,92 @@
+"""The feed catalogue as a data officer sees it: `povwatch feeds list` and `povwatch feeds template`.
+
+Everything here is derived from the declarations (connectors/catalog.py over schemas/catalog.py): the feeds,
+their topics, their columns (Chinese headers, required or not) and the date that makes an event's occurred_at.
+A template is an empty file with exactly the headers the connector reads: CSV in UTF-8 with a BOM (so that
+Excel opens it right) or XLSX.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from openpyxl import Workbook
+
+from connectors.catalog import EVENT_FEEDS, ROSTER
+from connectors.framework import FeedSpec
+from schemas.errors import InputFileError, UnknownFeed
+
+__all__ = ["FeedEntry", "catalogue", "catalogue_json", "render_catalogue", "find", "write_template"]
+
+
+@dataclass(frozen=True)
+class ColumnEntry:
+    label: str  # the Chinese header
+    field: str  # the Avro field it fills
+    required: bool
+
+
+@dataclass(frozen=True)
+class FeedEntry:
+    department: str
+    feed: str
+    topic: str
+    schema: str
+    dead_letters: str
+    occurred_at: str
+    columns: tuple[ColumnEntry, ...]
+
+
+def _entry(spec: FeedSpec) -> FeedEntry:
+    return FeedEntry(spec.department, spec.feed, spec.topic, spec.schema, spec.dlq, spec.occurred_at,
+                     tuple(ColumnEntry(c.label, c.field, c.required) for c in spec.columns))
+
+
+def _specs() -> list[FeedSpec]:
+    return [ROSTER, *EVENT_FEEDS.values()]
+
+
+def catalogue() -> list[FeedEntry]:
+    """The roster first, then every department feed in catalogue order."""
+    return [_entry(spec) for spec in _specs()]
+
+
+def catalogue_json(entries: list[FeedEntry]) -> str:
+    return json.dumps([asdict(e) for e in entries], ensure_ascii=False)
+
+
+def render_catalogue(entries: list[FeedEntry]) -> str:
+    lines = []
+    for e in entries:
+        columns = " · ".join(c.label + ("" if c.required else " (可选)") for c in e.columns)
+        lines.append(f"{e.department} {e.feed}  ->  {e.topic}  (rejects: {e.dead_letters})")
+        lines.append(f"    columns: {columns}")
+    lines.append(f"{len(entries)} feeds; `povwatch feeds template DEPT FEED` writes an empty file with the headers")
+    return "\n".join(lines)
+
+
+def find(department: str, feed: str) -> FeedSpec:
+    for spec in _specs():
+        if (spec.department, spec.feed) == (department, feed):
+            return spec
+    known = ", ".join(f"{s.department} {s.feed}" for s in _specs())
+    raise UnknownFeed(f"unknown feed {department} {feed}; known feeds: {known}")
+
+
+def write_template(spec: FeedSpec, path: Path, *, xlsx: bool) -> Path:
+    """An empty CSV (UTF-8 with BOM) or XLSX with the feed's headers; refuses to overwrite a file."""
+    if path.exists():
+        raise InputFileError(f"{path} exists already; not overwritten")
+    headers = [c.label for c in spec.columns]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if xlsx:
+        book = Workbook()
+        sheet = book.active
+        assert sheet is not None, "a new workbook has one active sheet"
+        sheet.title = f"{spec.department} {spec.feed}"[:31]
+        sheet.append(headers)
+        book.save(path)
+    else:
+        path.write_bytes(("\ufeff" + ",".join(headers) + "\r\n").encode("utf-8"))
+    return path
