@@ -138,7 +138,7 @@ class PersonStage:
         event_id = self._codec.decode(value).record["event_id"]  # DecodeError: parked only if readable
         state = self.state.get(person_key) or PersonState()
         if state.park(Pending(topic, event_id, value, now)):
-            metrics.PENDING_PARKED.labels(self.name).inc()
+            metrics.PENDING_PARKED.labels(self.name, topic).inc()
         self.state[person_key] = state
         return []
 
@@ -215,7 +215,7 @@ class HouseholdStage:
         household = self.households.get(hh_id)
         if household is None:
             if state.park(Pending(source_topic, record["event_id"], value, now)):
-                metrics.PENDING_PARKED.labels(self.name).inc()
+                metrics.PENDING_PARKED.labels(self.name, source_topic).inc()
             self.state[hh_id] = state
             return []
         outcome = household_stage(inner.name, record, person, household, state.stays, self._rules)

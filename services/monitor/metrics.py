@@ -18,7 +18,9 @@ LATENCY = Histogram(
 )
 PENDING = Gauge("povwatch_events_pending", "Events waiting for their person or household to reach the registry",
                 ["stage"])
-PENDING_PARKED = Counter("povwatch_events_parked_total", "Events parked to wait for the registry", ["stage"])
+PENDING_PARKED = Counter("povwatch_events_parked_total",
+                         "Events parked to wait for their person (stage person) or household (stage household)",
+                         ["stage", "topic"])
 PENDING_RELEASED = Counter("povwatch_events_released_total",
                            "Parked events processed once their person or household arrived", ["stage"])
 STATE_ENTRIES = Gauge("povwatch_monitor_state_entries", "Keys in a stage's partition-local state", ["stage"])
@@ -45,6 +47,7 @@ def initialise(event_topics: list[str], registry_topics: list[str]) -> None:
         EVENTS_CONSUMED.labels(topic)
     for topic in event_topics:
         EVENTS_UNMATCHED.labels(topic)
+        PENDING_PARKED.labels("person", topic)
         DEAD_LETTERS.labels(topic)
     for rule in Rule:
         for severity in Severity:
@@ -54,7 +57,6 @@ def initialise(event_topics: list[str], registry_topics: list[str]) -> None:
     for stage in ("person", "household"):
         FORWARDED.labels(stage)
         PENDING.labels(stage)
-        PENDING_PARKED.labels(stage)
         PENDING_RELEASED.labels(stage)
     for stage in ("household", "village"):
         EVENTS_TOO_LATE.labels(stage)

@@ -177,7 +177,9 @@ def sample(name: str, **labels: str) -> float:
 
 
 def parked(stage: str) -> float:
-    return sample("povwatch_events_parked_total", stage=stage)
+    """Events parked by a stage, over every topic."""
+    return sum(s.value for family in REGISTRY.collect() for s in family.samples
+               if s.name == "povwatch_events_parked_total" and s.labels.get("stage") == stage)
 
 
 def released(stage: str) -> float:
