@@ -185,9 +185,86 @@ class RegionCode:
         return value
 
 
-_ID_LIKE = re.compile(r"\d{14,17}[\dXx]")
+# Digits as a department writes them: ASCII or full-width. Groups of digits joined by one to three separators
+# (spaces, full-width spaces, hyphens and dashes, dots) are read as one number when they add up to an ID number
+# or a mobile number: `652701 19800101 0029`, `652701-19800101-0029`, `138.0013.8000`, `１３８ ００１３ ８０００`.
+_DIGIT = "0-9\uff10-\uff19"
+_X = "Xx\uff38\uff58"
+_SEPARATOR = "[ \t\u00a0\u3000\\-\u2010-\u2015\u2212\uff0d.\uff0e\u00b7\u30fb]{1,3}"
+_DIGIT_RUN = re.compile(f"[{_DIGIT}]+[{_X}]?(?:{_SEPARATOR}[{_DIGIT}]+[{_X}]?)*")
+_GROUP = re.compile(f"[{_DIGIT}]+[{_X}]?")
+_ASCII = str.maketrans("\uff10\uff11\uff12\uff13\uff14\uff15\uff16\uff17\uff18\uff19\uff38\uff58",
+                       "0123456789XX")
+_MOBILE = re.compile(r"1[3-9]\d{9}")
+ID_MASK = "<id-redacted>"
+PHONE_MASK = "<phone-redacted>"
+
+
+def _plausible_birth(digits: str) -> bool:
+    try:
+        born = dt.date(int(digits[:4]), int(digits[4:6]), int(digits[6:8]))
+    except ValueError:
+        return False
+    return 1900 <= born.year <= 2099
+
+
+def _kind(groups: list[str]) -> str | None:
+    """What the digit groups (joined) are: "id", "phone" or None."""
+    number = "".join(groups).translate(_ASCII).upper()
+    body, last = number[:-1], number[-1:]
+    if "X" in body:
+        return None
+    if len(groups) == 1:  # one unbroken run: any run of 15 or more is taken for an ID number (or part of one)
+        if len(number) >= 15:
+            return "id"
+        if last == "X":
+            return None
+        if _MOBILE.fullmatch(number) or (len(number) == 13 and number.startswith("86") and
+                                         _MOBILE.fullmatch(number[2:])):
+            return "phone"
+        return None
+    # several groups: only an exact, plausible shape, so that dates and amounts in a remark stay readable
+    if len(number) == 18 and _plausible_birth(number[6:14]):
+        return "id"
+    if len(number) == 15 and last != "X" and _plausible_birth("19" + number[6:12]):
+        return "id"
+    if len(number) == 11 and _MOBILE.fullmatch(number):
+        return "phone"
+    return None
+
+
+def _mask_run(run: str) -> str:
+    spans = [(m.start(), m.end(), m.group()) for m in _GROUP.finditer(run)]
+    out: list[str] = []
+    done = 0  # characters of `run` already copied or masked
+    i = 0
+    while i < len(spans):
+        found: tuple[int, str] | None = None
+        total = 0
+        for j in range(i, len(spans)):
+            total += len(spans[j][2])
+            if j > i and total > 18:
+                break
+            kind = _kind([g for _, _, g in spans[i:j + 1]])
+            if kind == "id" or (kind == "phone" and found is None):
+                found = (j, kind)
+        if found is None:
+            i += 1
+            continue
+        j, kind = found
+        out.append(run[done:spans[i][0]])
+        out.append(ID_MASK if kind == "id" else PHONE_MASK)
+        done = spans[j][1]
+        i = j + 1
+    out.append(run[done:])
+    return "".join(out)
 
 
 def mask_id_like(text: str) -> str:
-    """Free text may quote an ID number: mask any run that looks like one."""
-    return _ID_LIKE.sub("<id-redacted>", text)
+    """Free text may quote an ID number or a mobile number, in any spacing: mask them.
+
+    Masked: any unbroken run of 15 or more digits (an ID number, with or without its `X`); digit groups joined by
+    spaces, hyphens or dots that make an 18-character ID number or a 15-digit legacy one with a plausible birth
+    date; an 11-digit mainland mobile number `1[3-9]xxxxxxxxx` (also `86` in front, also in groups). ASCII and
+    full-width digits alike. Dates, amounts, region codes and household numbers are left as they are."""
+    return _DIGIT_RUN.sub(lambda m: _mask_run(m.group()), text)

@@ -10,6 +10,11 @@ A department declares a `FeedSpec` (its columns and the event schema); `EventHan
 record into one event, so most departments need no code at all. Rejections are data: they go to
 `dlq.<department>` with the row number, every reason, and the row with names and ID numbers redacted.
 Invariant of every Summary: read == published + rejected + duplicates (blank lines are listed apart).
+
+A row the reader could not read cleanly (a quote that does not close on its line, a cell over the length limit:
+see connectors.readers) arrives with its problems in `RawRow.problems`; it is rejected with them, its other cells
+still validated for every reason. Dates are judged against today in the prefecture's time zone (`zone`,
+`Asia/Shanghai` unless the caller passes another: services.ingest passes `POVWATCH_TIMEZONE`).
 """
 from __future__ import annotations
 
@@ -21,10 +26,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal, Protocol
+from zoneinfo import ZoneInfo
 
 from connectors.fields import FieldError, Parser, clean, mask_id_like
 from connectors.pseudonym import Pseudonymiser
-from connectors.readers import read_table
+from connectors.readers import OVERSIZED, read_table
 from schemas.catalog import Feed
 from schemas.codec import Codec
 from schemas.deadletter import row_dead_letter
@@ -32,6 +38,8 @@ from schemas.errors import InputFileError
 
 __all__ = [
     "CONNECTOR_VERSION",
+    "DEFAULT_ZONE",
+    "local_today",
     "Column",
     "FeedSpec",
     "RawRow",
@@ -53,6 +61,14 @@ __all__ = [
 CONNECTOR_VERSION = "0.1.0"
 Check = Callable[[Mapping[str, Any]], "str | None"]
 Clock = Callable[[], dt.datetime]
+DEFAULT_ZONE: dt.tzinfo = ZoneInfo("Asia/Shanghai")  # Bortala Prefecture keeps Beijing time
+
+
+def local_today(now: dt.datetime, zone: dt.tzinfo = DEFAULT_ZONE) -> dt.date:
+    """The date in `zone` at the instant `now` (a naive `now` is taken as UTC)."""
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=dt.UTC)
+    return now.astimezone(zone).date()
 
 
 @dataclass(frozen=True)
@@ -97,10 +113,12 @@ class FeedSpec:
 
 @dataclass(frozen=True)
 class RawRow:
-    """One data row as text, by field name (only the declared columns)."""
+    """One data row as text, by field name (only the declared columns), and what the reader found wrong with
+    it (connectors.readers: an unbalanced quote, an oversized cell); a row with problems is always rejected."""
 
     row: int
     cells: dict[str, str]
+    problems: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -178,9 +196,11 @@ def bind_headers(spec: FeedSpec, headers: Sequence[str]) -> dict[int, Column]:
 
 def validate(spec: FeedSpec, raw: RawRow, today: dt.date) -> ValidRecord | Rejection:
     values: dict[str, Any] = {}
-    reasons: list[str] = []
+    reasons: list[str] = list(raw.problems)
     for col in spec.columns:
         text = raw.cells.get(col.field, "")
+        if text.startswith(OVERSIZED):
+            continue  # the reader's problem says why; the placeholder is not the cell
         if not clean(text):
             if col.required:
                 reasons.append(f"{col.field}: missing {col.label}")
@@ -309,13 +329,16 @@ class Summary:
         }
 
 
-def _raw_rows(bound: dict[int, Column], rows: Iterator[tuple[int, list[str]]]) -> Iterator[RawRow | int]:
-    """RawRow per data row; a blank line yields its row number instead."""
+def _raw_rows(bound: dict[int, Column], rows: Iterator[tuple[int, list[str]]],
+              problems: Mapping[int, list[str]]) -> Iterator[RawRow | int]:
+    """RawRow per data row; a blank line yields its row number instead. `problems` is filled by the reader as
+    it yields each row."""
     for number, cells in rows:
-        if not any(c.strip() for c in cells):
+        found = tuple(problems.get(number, ()))
+        if not found and not any(c.strip() for c in cells):
             yield number
             continue
-        yield RawRow(number, {col.field: (cells[i] if i < len(cells) else "") for i, col in bound.items()})
+        yield RawRow(number, {col.field: (cells[i] if i < len(cells) else "") for i, col in bound.items()}, found)
 
 
 async def run_file(
@@ -328,20 +351,22 @@ async def run_file(
     clock: Clock,
     stage: str = "connector",
     on_reject: Callable[[RawRow], None] | None = None,
+    zone: dt.tzinfo = DEFAULT_ZONE,
 ) -> Summary:
     """Process one file. The file is opened and its header checked before the publisher is started, so a bad
     file fails fast without a broker. `publisher_factory()` returns an async context manager -> Publisher.
-    `on_reject(raw)` is told of every rejected row (the roster keeps a rejected person it can identify)."""
+    `on_reject(raw)` is told of every rejected row (the roster keeps a rejected person it can identify).
+    `zone`: the time zone whose current date is "today" for the future-date check."""
     table = read_table(path)
     try:
         bound = bind_headers(spec, table.headers)
     except InputFileError as exc:
         raise InputFileError(f"{path.name}: {exc}") from None
-    today = clock().date()
+    today = local_today(clock(), zone)
     summary = Summary(spec.department, spec.feed, path.name, table.encoding)
     seen: set[str] = set()
     async with publisher_factory() as publisher:
-        for item in _raw_rows(bound, table.rows):
+        for item in _raw_rows(bound, table.rows, table.problems):
             if isinstance(item, int):
                 summary.blank_lines += 1
                 continue

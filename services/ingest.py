@@ -28,7 +28,7 @@ async def run_connector(
     codec = default_codec()
     handler = EventHandler(spec, pseudonymiser=Pseudonymiser(settings.checked_key()), codec=codec, clock=clock)
     return await run_file(
-        spec, path, handler, codec=codec, clock=clock,
+        spec, path, handler, codec=codec, clock=clock, zone=settings.zone,
         publisher_factory=lambda: KafkaPublisher(settings.bootstrap, client_id=f"povwatch-{department}",
                                                  require_topics=[spec.topic, spec.dlq]),
     )
@@ -44,7 +44,7 @@ async def load_roster(settings: Settings, path: Path, *, delta: bool = False,
 
     return await load_snapshot(
         path, pseudonymiser=Pseudonymiser(settings.checked_key()), codec=default_codec(), clock=clock,
-        read_state=read_state, delta=delta,
+        read_state=read_state, delta=delta, zone=settings.zone,
         publisher_factory=lambda: KafkaPublisher(
             settings.bootstrap, client_id="povwatch-roster",
             require_topics=[REGISTRY_PERSONS, REGISTRY_HOUSEHOLDS, ROSTER.dlq]),

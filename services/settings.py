@@ -5,10 +5,11 @@ Nested values use `__`, e.g. `POVWATCH_RULES__MEDICAL_STAY_OOP=8000`.
 from __future__ import annotations
 
 import sys
+import zoneinfo
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.errors import ConfigError
@@ -39,7 +40,24 @@ class Settings(BaseSettings):
     monitor_metrics_port: int = 9464
     casefeed_group: str = "povwatch-casefeed"
     casefeed_metrics_port: int = 9465
+    intake_host: str = "127.0.0.1"
+    intake_port: int = 8088
+    intake_tokens: SecretStr | None = None  # JSON object, channel -> bearer token (services/intake/config.py)
     rules: RuleConfig = RuleConfig()
+    timezone: str = "Asia/Shanghai"  # the prefecture's time zone: what "today" is for the future-date check
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (expected an IANA name such as Asia/Shanghai)") from None
+        return value
+
+    @property
+    def zone(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.timezone)
 
     def checked_key(self) -> bytes:
         """The pseudonymisation key; refuses the development key outside development mode."""

@@ -22,6 +22,7 @@ from typing import Any, Literal, Protocol
 
 from connectors.fields import Amount, Choice, Count, IdNumber, RegionCode, Sex, Text
 from connectors.framework import (
+    DEFAULT_ZONE,
     Accepted,
     Clock,
     Column,
@@ -252,6 +253,7 @@ async def load_snapshot(
     read_state: ReadState,
     publisher_factory: Callable[[], AbstractAsyncContextManager[RegistryPublisher]],
     delta: bool = False,
+    zone: dt.tzinfo = DEFAULT_ZONE,
 ) -> RosterSummary:
     """Load a roster file: validate it whole, diff it against the registry topics, publish the dead letters,
     then the plan's steps, each acknowledged before the next (connectors.snapshot). A snapshot without a single
@@ -259,7 +261,7 @@ async def load_snapshot(
     handler = RosterHandler(pseudonymiser=pseudonymiser, codec=codec, clock=clock)
     outbox = _Outbox()
     rows = await run_file(ROSTER, path, handler, publisher_factory=lambda: outbox, codec=codec, clock=clock,
-                          stage="roster", on_reject=handler.rejected)
+                          stage="roster", on_reject=handler.rejected, zone=zone)
     persons = _wanted(outbox.sent, REGISTRY_PERSONS, PERSON_SCHEMA, codec)
     households = _wanted(outbox.sent, REGISTRY_HOUSEHOLDS, HOUSEHOLD_SCHEMA, codec)
     letters = [m for m in outbox.sent if m.topic not in (REGISTRY_PERSONS, REGISTRY_HOUSEHOLDS)]

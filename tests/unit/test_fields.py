@@ -214,7 +214,7 @@ def test_id_number_field_wraps_the_reason() -> None:
     ("本人身份证652701198001011232已核实", "本人身份证<id-redacted>已核实"),
     ("旧证110105491231002", "旧证<id-redacted>"),
     ("11010519491231002X与11010519491231002x", "<id-redacted>与<id-redacted>"),
-    ("电话13899999999, 2024-03-05 迁出", "电话13899999999, 2024-03-05 迁出"),
+    ("电话13899999999, 2024-03-05 迁出", "电话<phone-redacted>, 2024-03-05 迁出"),
     ("户编号65270110020100", "户编号65270110020100"),  # 14 digits: left alone
 ])
 def test_mask_id_like(text: str, masked: str) -> None:
