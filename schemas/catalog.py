@@ -6,6 +6,8 @@ their topic lists from it (`project_topics()`, the monitor's input topics). Addi
 
     EVENT_FEEDS       department feeds that publish events on events.<dept>.<feed>
     ROSTER            the bureau's roster (Person records on registry.persons; its dead letters on dlq.bureau)
+    INTAKE_CHANNELS   the intake API's channels (IntakeReport records on events.intake.<channel>); kept apart
+                      from EVENT_FEEDS: they have no file connector, and the monitor does not consume them yet
     project_topics()  every topic, with its compaction
 """
 from __future__ import annotations
@@ -33,7 +35,11 @@ __all__ = [
     "DROPOUT",
     "EVENT_FEEDS",
     "ROSTER",
+    "INTAKE",
+    "INTAKE_CHANNELS",
+    "INTAKE_SCHEMA",
     "event_topics",
+    "intake_topics",
     "departments",
     "project_topics",
 ]
@@ -68,10 +74,23 @@ EVENT_FEEDS: tuple[Feed, ...] = (REGISTRATION_CHANGE, VEHICLE_PURCHASE, HOSPITAL
 
 ROSTER = Feed("bureau", "roster", "povwatch.registry.Person", REGISTRY_PERSONS)
 
+# The intake API (FEEDS.md, "The intake channels"): JSON requests, one IntakeReport each, on events.intake.<channel>.
+# Invalid requests are answered 422, never dead-lettered, so "intake" has no dlq topic.
+INTAKE = "intake"
+INTAKE_SCHEMA = "povwatch.events.IntakeReport"
+INTAKE_CHANNELS: tuple[Feed, ...] = tuple(
+    _event_feed(INTAKE, channel, INTAKE_SCHEMA) for channel in ("self-declaration", "cadre-visit", "social-clue")
+)
+
 
 def event_topics() -> tuple[str, ...]:
     """The department event topics, in catalogue order."""
     return tuple(feed.topic for feed in EVENT_FEEDS)
+
+
+def intake_topics() -> tuple[str, ...]:
+    """The intake channels' topics, in catalogue order."""
+    return tuple(channel.topic for channel in INTAKE_CHANNELS)
 
 
 def departments() -> list[str]:
@@ -83,6 +102,7 @@ def project_topics() -> list[TopicSpec]:
     """Every topic povwatch uses. Registry topics are compacted: the latest record per key wins."""
     specs = [TopicSpec(REGISTRY_PERSONS, compacted=True), TopicSpec(REGISTRY_HOUSEHOLDS, compacted=True)]
     specs += [TopicSpec(topic) for topic in event_topics()]
+    specs += [TopicSpec(topic) for topic in intake_topics()]
     specs += [TopicSpec(dlq_topic(d)) for d in departments()] + [TopicSpec(MONITOR_DLQ), TopicSpec(CASEFEED_DLQ)]
     specs += [TopicSpec(ALERTS_HOUSEHOLD), TopicSpec(ALERTS_REGIONAL)]
     return specs

@@ -133,6 +133,13 @@ def cmd_casefeed(args: argparse.Namespace, settings: Any) -> int:
     return 0
 
 
+def cmd_intake(args: argparse.Namespace, settings: Any) -> int:
+    from services.intake.server import run_intake
+
+    run_intake(settings)
+    return 0
+
+
 def cmd_alerts(args: argparse.Namespace, settings: Any) -> int:
     from schemas.codec import default_codec
     from schemas.errors import DecodeError
@@ -244,6 +251,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("casefeed", help="consume alerts into the case DB")
     p.add_argument("--timeout", type=float, default=None, help="stop after SECONDS without a new alert")
     p.set_defaults(func=cmd_casefeed)
+
+    p = sub.add_parser("intake", help="serve the intake API (self-declarations, cadre visits, social clues) on "
+                                      "POVWATCH_INTAKE_HOST:POVWATCH_INTAKE_PORT (127.0.0.1:8088)")
+    p.set_defaults(func=cmd_intake)
 
     p = sub.add_parser("alerts", help="print alerts for the bureau")
     p.add_argument("action", choices=["tail"])

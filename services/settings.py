@@ -42,7 +42,7 @@ class Settings(BaseSettings):
     casefeed_metrics_port: int = 9465
     intake_host: str = "127.0.0.1"
     intake_port: int = 8088
-    intake_tokens: SecretStr | None = None  # JSON object, channel -> bearer token (services/intake/config.py)
+    intake_tokens: SecretStr | None = None  # JSON object, channel -> bearer token (services/intake/server.py)
     rules: RuleConfig = RuleConfig()
     timezone: str = "Asia/Shanghai"  # the prefecture's time zone: what "today" is for the future-date check
 

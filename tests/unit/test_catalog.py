@@ -89,7 +89,7 @@ def test_project_topics_come_from_the_catalogue() -> None:
     assert len(names) == len(set(names))
     assert names[:2] == ["registry.persons", "registry.households"]
     assert [s.name for s in specs if s.compacted] == ["registry.persons", "registry.households"]
-    assert [n for n in names if n.startswith("events.")] == list(catalog.event_topics())
+    assert [n for n in names if n.startswith("events.")] == [*catalog.event_topics(), *catalog.intake_topics()]
     assert {f"dlq.{d}" for d in catalog.departments()} | {"dlq.monitor"} <= set(names)
     assert {"alerts.household", "alerts.regional"} <= set(names)
     assert catalog.departments() == ["bureau", "education", "emergency", "medical-security", "public-security"]

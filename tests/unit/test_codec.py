@@ -72,6 +72,14 @@ RECORDS: dict[str, dict[str, Any]] = {
         "source": source("dropout", "education"), "school": "博乐市第三中学", "stage": "JUNIOR", "grade": "八年级",
         "dropout_date": dt.date(2024, 3, 11),
     },
+    "povwatch.events.IntakeReport": {
+        "event_id": "9" * 32, "head_person_key": KEY, "household_id": None, "occurred_at": dt.date(2024, 6, 3),
+        "ingested_at": NOW, "source": {"department": "intake", "feed": "cadre-visit",
+                                       "origin": "POST /v1/intake/cadre-visit", "row": 0, "connector_version": "0.1.0"},
+        "channel": "CADRE_SCREENING", "risk_type": "ILLNESS", "reported_on": dt.date(2024, 6, 3),
+        "description": "户主脑梗后卧床, 家中无劳动力, 联系电话<phone-redacted>", "visit_result": "AT_RISK",
+        "clue_source": None,
+    },
     "povwatch.registry.Person": person(),
     "povwatch.registry.Household": {
         "household_id": "BL-100201-0001", "village_code": VILLAGE, "head_person_key": KEY, "category": "LIFTED",

@@ -1,0 +1,111 @@
+"""`povwatch intake`: the intake API on uvicorn, publishing through the Kafka adapter.
+
+Start-up problems are one-line errors (exit 2): POVWATCH_INTAKE_TOKENS missing or malformed, the development key
+outside development mode, the port taken, the broker unreachable or the intake topics missing. The socket is bound
+before the broker is contacted, so a port in use is reported at once.
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import socket
+import sys
+
+from pydantic import SecretStr
+
+from connectors.pseudonym import Pseudonymiser
+from schemas.catalog import intake_topics
+from schemas.codec import default_codec
+from schemas.errors import ConfigError, PovwatchError
+from services.intake.app import IntakeConfig, create_app
+from services.intake.mapping import CHANNELS
+from services.kafka_io import KafkaPublisher
+from services.settings import Settings
+
+__all__ = ["parse_tokens", "KafkaSink", "run_intake", "MIN_TOKEN"]
+
+MIN_TOKEN = 16
+_EXAMPLE = '{"self-declaration": "<token>", "cadre-visit": "<token>", "social-clue": "<token>"}'
+
+
+def parse_tokens(value: SecretStr | None) -> dict[str, str]:
+    """POVWATCH_INTAKE_TOKENS -> channel -> token; ConfigError (never quoting a token) when it cannot be used."""
+    if value is None or not value.get_secret_value().strip():
+        raise ConfigError(f"POVWATCH_INTAKE_TOKENS is not set: give each channel its bearer token as a JSON object, "
+                          f"e.g. {_EXAMPLE}")
+    try:
+        data = json.loads(value.get_secret_value())
+    except ValueError as exc:
+        raise ConfigError(f"POVWATCH_INTAKE_TOKENS is not valid JSON ({exc.__class__.__name__} at position "
+                          f"{getattr(exc, 'pos', '?')}); expected e.g. {_EXAMPLE}") from None
+    if not isinstance(data, dict) or not data:
+        raise ConfigError(f"POVWATCH_INTAKE_TOKENS must be a non-empty JSON object, channel -> token, e.g. {_EXAMPLE}")
+    unknown = sorted(str(channel) for channel in data if channel not in CHANNELS)
+    if unknown:
+        raise ConfigError(f"POVWATCH_INTAKE_TOKENS: unknown channel {', '.join(unknown)} "
+                          f"(channels: {', '.join(CHANNELS)})")
+    tokens: dict[str, str] = {}
+    for channel, token in data.items():
+        if not isinstance(token, str) or len(token.strip()) < MIN_TOKEN or token != token.strip():
+            raise ConfigError(f"POVWATCH_INTAKE_TOKENS: the token of {channel} must be a string of at least "
+                              f"{MIN_TOKEN} characters without surrounding spaces")
+        tokens[channel] = token
+    if len(set(tokens.values())) != len(tokens):
+        raise ConfigError("POVWATCH_INTAKE_TOKENS: every channel needs its own token (two channels share one)")
+    return tokens
+
+
+class KafkaSink:
+    """Publishes one message and waits for the broker's acknowledgement (acks=all)."""
+
+    def __init__(self, publisher: KafkaPublisher) -> None:
+        self._publisher = publisher
+
+    async def publish(self, topic: str, key: bytes, value: bytes) -> None:
+        await self._publisher.send(topic, key, value)
+        await self._publisher.flush()
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise PovwatchError(f"cannot serve the intake API on {host}:{port}: {exc}") from None
+    family = infos[0][0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(infos[0][4])
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise PovwatchError(f"cannot serve the intake API on {host}:{port}: {exc.strerror or exc}") from None
+    sock.setblocking(False)
+    return sock
+
+
+async def _serve(settings: Settings, tokens: dict[str, str], pseudonymiser: Pseudonymiser,
+                 sock: socket.socket) -> None:
+    import uvicorn
+
+    async with KafkaPublisher(settings.bootstrap, client_id="povwatch-intake",
+                              require_topics=intake_topics()) as publisher:
+        app = create_app(IntakeConfig(tokens), sink=KafkaSink(publisher), pseudonymiser=pseudonymiser,
+                         codec=default_codec(), today=lambda: dt.datetime.now(settings.zone).date())
+        server = uvicorn.Server(uvicorn.Config(app, log_level="info", access_log=True, lifespan="off"))
+        host, port = sock.getsockname()[:2]
+        print(f"povwatch intake: serving on http://{host}:{port} (channels: {', '.join(sorted(tokens))}; "
+              f"docs at /docs, metrics at /metrics)", file=sys.stderr, flush=True)
+        await server.serve(sockets=[sock])
+
+
+def run_intake(settings: Settings) -> None:
+    """Serve until SIGTERM or Ctrl-C."""
+    tokens = parse_tokens(settings.intake_tokens)
+    pseudonymiser = Pseudonymiser(settings.checked_key())
+    sock = _bind(settings.intake_host, settings.intake_port)
+    try:
+        asyncio.run(_serve(settings, tokens, pseudonymiser, sock))
+    finally:
+        sock.close()
