@@ -42,6 +42,12 @@ def clean(text: str) -> str:
     return unicodedata.normalize("NFKC", text).strip()
 
 
+def _quoted(value: str, limit: int = 60) -> str:
+    """A cell quoted in a reason: ID-like numbers masked first, then cut to `limit` characters."""
+    masked = mask_id_like(value)
+    return repr(masked if len(masked) <= limit else masked[:limit] + "…")
+
+
 class Parser(Protocol):
     def parse(self, text: str, today: dt.date) -> Any: ...
 
@@ -91,7 +97,7 @@ def parse_date(text: str, today: dt.date) -> dt.date:
             if day > today:
                 raise FieldError(f"date in the future: {value}")
             return day
-    raise FieldError(f"not a date: {value!r} (expected e.g. 2024-03-05, 2024/3/5, 20240305, 2024年3月5日)")
+    raise FieldError(f"not a date: {_quoted(value)} (expected e.g. 2024-03-05, 2024/3/5, 20240305, 2024年3月5日)")
 
 
 @dataclass(frozen=True)
@@ -105,16 +111,21 @@ _CENT = Decimal("0.01")
 
 def parse_amount(text: str) -> Decimal:
     value = clean(text).replace(",", "").replace("元", "").replace("¥", "").replace(" ", "")
+    if "e" in value.lower() and value.lower() not in ("nan", "inf", "infinity"):
+        # Excel shows a long number as 1.2E+05: the digits it dropped are not in the file
+        raise FieldError(f"not an amount: {_quoted(value)} (scientific notation; write the amount in full)")
     try:
         amount = Decimal(value)
     except InvalidOperation:
-        raise FieldError(f"not an amount: {value!r}") from None
+        raise FieldError(f"not an amount: {_quoted(value)}") from None
     if not amount.is_finite():
-        raise FieldError(f"not an amount: {value!r}")
+        raise FieldError(f"not an amount: {_quoted(value)}")
     if amount < 0:
         raise FieldError("negative amount")
     if amount >= Decimal("1e12"):
         raise FieldError("amount too large")
+    if amount == 0:
+        amount = Decimal(0)  # "-0" is zero, not a negative zero with another event id
     return amount.quantize(_CENT, rounding=ROUND_HALF_UP)
 
 
@@ -137,7 +148,9 @@ class Count:
         if value.endswith(".0"):
             value = value[:-2]
         if not re.fullmatch(r"-?\d+", value):
-            raise FieldError(f"not a whole number: {value!r}")
+            raise FieldError(f"not a whole number: {_quoted(value)}")
+        if len(value.lstrip("-").lstrip("0")) > 18:  # int() refuses very long digit strings
+            raise FieldError("negative number" if value.startswith("-") else f"larger than {self.maximum}")
         number = int(value)
         if number < 0:
             raise FieldError("negative number")
@@ -158,7 +171,7 @@ class Choice:
             return self.labels[value]
         if value.upper() in self.labels.values():
             return value.upper()
-        raise FieldError(f"unknown value {value!r} (expected one of {' / '.join(self.labels)})")
+        raise FieldError(f"unknown value {_quoted(value)} (expected one of {' / '.join(self.labels)})")
 
 
 @dataclass(frozen=True)
@@ -169,7 +182,7 @@ class Sex:
             return "M"
         if value in ("女", "F", "2"):
             return "F"
-        raise FieldError(f"unknown sex {value!r} (expected 男/女, M/F, 1/2)")
+        raise FieldError(f"unknown sex {_quoted(value)} (expected 男/女, M/F, 1/2)")
 
 
 @dataclass(frozen=True)
@@ -180,7 +193,7 @@ class RegionCode:
 
     def parse(self, text: str, today: dt.date) -> str:
         value = clean(text)
-        if not (value.isdigit() and len(value) == self.digits):
+        if not (value.isascii() and value.isdigit() and len(value) == self.digits):
             raise FieldError(f"region code must be {self.digits} digits, got {len(value)} characters")
         return value
 
@@ -224,6 +237,8 @@ def _kind(groups: list[str]) -> str | None:
             return "phone"
         return None
     # several groups: only an exact, plausible shape, so that dates and amounts in a remark stay readable
+    if last == "X" and len(number) in (16, 19):  # a number followed by a letter x: `... 0029x`
+        number, last = body, body[-1:]
     if len(number) == 18 and _plausible_birth(number[6:14]):
         return "id"
     if len(number) == 15 and last != "X" and _plausible_birth("19" + number[6:12]):
