@@ -6,8 +6,10 @@ acknowledgement) and the clock; it does no I/O of its own, so the unit tests dri
 Answers (FEEDS.md): 202 with the event_id once the broker has acknowledged the event; 401 without a valid token
 (a missing, malformed or unknown bearer token), 403 with another channel's token; 422 with every field error;
 409 when a request_id is reused for a different request; 413 for a body over 64 KiB; 503 when the broker cannot
-take the event now (retry: nothing was accepted). Idempotency: the answer to a request_id is remembered (the last
-100,000 per process); the same request again gets the same answer and publishes nothing.
+take the event now (retry: nothing was accepted). Idempotency: the answer to each event is remembered (the last
+100,000, seeded at start-up with the event ids already on the intake topics); the same request again gets the same
+answer and publishes nothing, in this process or after a restart (after a restart a reused request_id cannot be
+told from a replay: it is answered as one).
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import datetime as dt
 import hmac
 import json
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -88,14 +90,21 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
 
 def create_app(config: IntakeConfig, *, sink: Sink, pseudonymiser: Pseudonymiser, codec: Codec,
                clock: Callable[[], dt.datetime] | None = None, today: Callable[[], dt.date] | None = None,
-               registry: CollectorRegistry | None = None) -> FastAPI:
+               registry: CollectorRegistry | None = None, published: Iterable[tuple[str, str]] = ()) -> FastAPI:
     """The API over `sink`. `clock` gives aware datetimes (default: now, UTC); `today` the date for the "not in
-    the future" check (default: the machine's local date; the command passes the prefecture's, POVWATCH_TIMEZONE)."""
+    the future" check (default: the machine's local date; the command passes the prefecture's, POVWATCH_TIMEZONE).
+    `published`: (channel, event_id) of events already on the topics (read at start-up), answered as replays."""
     now = clock or (lambda: dt.datetime.now(dt.UTC))
     current_day = today or dt.date.today
     registry = registry if registry is not None else CollectorRegistry()
     metrics = _Metrics(registry)
-    answers: OrderedDict[str, tuple[str, dict[str, Any]]] = OrderedDict()  # event_id -> (fingerprint, answer)
+    # event_id -> (fingerprint of the request, answer); no fingerprint for events found on the topics at start-up
+    answers: OrderedDict[str, tuple[str | None, dict[str, Any]]] = OrderedDict()
+    for channel, event_id in published:
+        answers[event_id] = (None, {"event_id": event_id, "channel": channel, "topic": CHANNELS[channel]})
+        answers.move_to_end(event_id)
+        if len(answers) > REMEMBERED:
+            answers.popitem(last=False)
     lock = asyncio.Lock()
     tokens = {channel: token.encode("utf-8") for channel, token in config.tokens.items()}
 
@@ -142,7 +151,7 @@ def create_app(config: IntakeConfig, *, sink: Sink, pseudonymiser: Pseudonymiser
         async with lock:  # one request at a time from "seen?" to "remembered": a concurrent replay waits
             seen = answers.get(event.event_id)
             if seen is not None:
-                if seen[0] != fingerprint:
+                if seen[0] is not None and seen[0] != fingerprint:
                     return answer(channel, 409, {"detail": "this request_id was already used for a different "
                                                            "request; choose a new request_id"})
                 answers.move_to_end(event.event_id)

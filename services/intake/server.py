@@ -7,23 +7,28 @@ before the broker is contacted, so a port in use is reported at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
+import signal
 import socket
 import sys
+from collections.abc import AsyncGenerator, Generator
+from typing import cast
 
+import uvicorn
 from pydantic import SecretStr
 
 from connectors.pseudonym import Pseudonymiser
 from schemas.catalog import intake_topics
 from schemas.codec import default_codec
-from schemas.errors import ConfigError, PovwatchError
+from schemas.errors import BrokerUnavailable, ConfigError, DecodeError, PovwatchError
 from services.intake.app import IntakeConfig, create_app
 from services.intake.mapping import CHANNELS
-from services.kafka_io import KafkaPublisher
+from services.kafka_io import KafkaPublisher, Record, read_topic, topic_offsets
 from services.settings import Settings
 
-__all__ = ["parse_tokens", "KafkaSink", "run_intake", "MIN_TOKEN"]
+__all__ = ["parse_tokens", "KafkaSink", "published_events", "run_intake", "MIN_TOKEN"]
 
 MIN_TOKEN = 16
 _EXAMPLE = '{"self-declaration": "<token>", "cadre-visit": "<token>", "social-clue": "<token>"}'
@@ -85,18 +90,64 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+async def published_events(bootstrap: str) -> list[tuple[str, str]]:
+    """(channel, event_id) of every event on the intake topics, oldest first per partition, read up to the end
+    offsets taken now: what this service (or an earlier run) has already accepted."""
+    offsets = await topic_offsets(bootstrap, intake_topics())
+    ends = {(topic, partition): end for topic, parts in offsets.items()
+            for partition, (start, end) in enumerate(parts) if end > start}
+    found: list[tuple[str, str]] = []
+    if not ends:
+        return found
+    channel_of = {topic: channel for channel, topic in CHANNELS.items()}
+    codec = default_codec()
+    left = dict(ends)
+    reading = cast(AsyncGenerator[Record, None], read_topic(bootstrap, intake_topics(), idle_timeout=15.0))
+    async with contextlib.aclosing(reading) as records:
+        async for rec in records:
+            tp = (rec.topic, rec.partition)
+            if tp not in left or rec.offset >= ends[tp]:
+                continue
+            try:
+                found.append((channel_of[rec.topic], str(codec.decode(rec.value).record["event_id"])))
+            except (DecodeError, KeyError):
+                pass  # not an intake report: nothing to remember
+            if rec.offset + 1 >= ends[tp]:
+                del left[tp]
+                if not left:
+                    break
+    if left:
+        raise BrokerUnavailable(f"could not read the intake topics to their end on {bootstrap}")
+    return found
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, stopping cleanly (exit 0) on SIGTERM or Ctrl-C: uvicorn would re-raise the signal after
+    its graceful shutdown, which kills the process before the publisher is closed."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
 async def _serve(settings: Settings, tokens: dict[str, str], pseudonymiser: Pseudonymiser,
                  sock: socket.socket) -> None:
-    import uvicorn
-
     async with KafkaPublisher(settings.bootstrap, client_id="povwatch-intake",
                               require_topics=intake_topics()) as publisher:
+        published = await published_events(settings.bootstrap)
         app = create_app(IntakeConfig(tokens), sink=KafkaSink(publisher), pseudonymiser=pseudonymiser,
-                         codec=default_codec(), today=lambda: dt.datetime.now(settings.zone).date())
-        server = uvicorn.Server(uvicorn.Config(app, log_level="info", access_log=True, lifespan="off"))
+                         codec=default_codec(), today=lambda: dt.datetime.now(settings.zone).date(),
+                         published=published)
+        server = _Server(uvicorn.Config(app, log_level="info", access_log=True, lifespan="off"))
         host, port = sock.getsockname()[:2]
         print(f"povwatch intake: serving on http://{host}:{port} (channels: {', '.join(sorted(tokens))}; "
-              f"docs at /docs, metrics at /metrics)", file=sys.stderr, flush=True)
+              f"{len(published)} event(s) already on the topics; docs at /docs, metrics at /metrics)",
+              file=sys.stderr, flush=True)
         await server.serve(sockets=[sock])
 
 

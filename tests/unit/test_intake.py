@@ -273,3 +273,15 @@ def test_bad_tokens_are_config_errors(value: str | None, words: str) -> None:
 
 def test_tokens_parse() -> None:
     assert parse_tokens(SecretStr(json.dumps(TOKENS))) == TOKENS
+
+
+def test_events_already_on_the_topics_are_replays(sink: MemorySink) -> None:
+    report = validate("self-declaration", body(request_id="before-restart"), TODAY)
+    assert isinstance(report, Report)
+    event_id = to_event(report, PSEUDO, NOW).event_id
+    app = create_app(IntakeConfig(TOKENS), sink=sink, pseudonymiser=PSEUDO, codec=CODEC, registry=CollectorRegistry(),
+                     published=[("self-declaration", event_id)])
+    client = TestClient(app)
+    response = post(client, "self-declaration", body(request_id="before-restart"))
+    assert response.status_code == 202 and response.json()["event_id"] == event_id
+    assert response.headers["Idempotent-Replayed"] == "true" and sink.messages == []
