@@ -204,8 +204,8 @@ class RegionCode:
 _DIGIT = "0-9\uff10-\uff19"
 _X = "Xx\uff38\uff58"
 _SEPARATOR = "[ \t\u00a0\u3000\\-\u2010-\u2015\u2212\uff0d.\uff0e\u00b7\u30fb]{1,3}"
-_DIGIT_RUN = re.compile(f"[{_DIGIT}]+[{_X}]?(?:{_SEPARATOR}[{_DIGIT}]+[{_X}]?)*")
-_GROUP = re.compile(f"[{_DIGIT}]+[{_X}]?")
+_DIGIT_RUN = re.compile(f"[{_DIGIT}]+[{_X}]?(?:{_SEPARATOR}[{_DIGIT}]+[{_X}]?)*(?:{_SEPARATOR}[{_X}](?![A-Za-z]))?")
+_GROUP = re.compile(f"[{_DIGIT}]+[{_X}]?|[{_X}]")
 _ASCII = str.maketrans("\uff10\uff11\uff12\uff13\uff14\uff15\uff16\uff17\uff18\uff19\uff38\uff58",
                        "0123456789XX")
 _MOBILE = re.compile(r"1[3-9]\d{9}")
@@ -236,7 +236,10 @@ def _kind(groups: list[str]) -> str | None:
                                          _MOBILE.fullmatch(number[2:])):
             return "phone"
         return None
-    # several groups: only an exact, plausible shape, so that dates and amounts in a remark stay readable
+    # several groups: only an exact, plausible shape, so that dates and amounts in a remark stay readable: groups
+    # of three or more characters (the last may be shorter: `... 002 X`), an ID number's birth date a real date
+    if any(len(group) < 3 for group in groups[:-1]):
+        return None
     if last == "X" and len(number) in (16, 19):  # a number followed by a letter x: `... 0029x`
         number, last = body, body[-1:]
     if len(number) == 18 and _plausible_birth(number[6:14]):
