@@ -204,7 +204,7 @@ class RegionCode:
 _DIGIT = "0-9\uff10-\uff19"
 _X = "Xx\uff38\uff58"
 _SEPARATOR = "[ \t\u00a0\u3000\\-\u2010-\u2015\u2212\uff0d.\uff0e\u00b7\u30fb]{1,3}"
-_DIGIT_RUN = re.compile(f"[{_DIGIT}]+[{_X}]?(?:{_SEPARATOR}[{_DIGIT}]+[{_X}]?)*(?:{_SEPARATOR}[{_X}](?![A-Za-z]))?")
+_DIGIT_RUN = re.compile(f"[{_DIGIT}]+[{_X}]?(?:{_SEPARATOR}[{_DIGIT}]+[{_X}]?)*(?:{_SEPARATOR}[{_X}])?")
 _GROUP = re.compile(f"[{_DIGIT}]+[{_X}]?|[{_X}]")
 _ASCII = str.maketrans("\uff10\uff11\uff12\uff13\uff14\uff15\uff16\uff17\uff18\uff19\uff38\uff58",
                        "0123456789XX")

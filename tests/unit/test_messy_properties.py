@@ -257,7 +257,8 @@ def test_any_file_with_the_header_gives_a_balanced_summary(rows: list[list[str]]
     writer.writerow(["姓名", "身份证号码", "变动类型", "变动日期", "备注"])
     writer.writerows(rows)
     if huge:
-        writer.writerow(["张三", make_id("652701", "19800101", 1), "死亡", "2024-05-01", "长" * (MAX_CELL_CHARS * huge)])
+        writer.writerow(["张三", make_id("652701", "19800101", 1), "死亡", "2024-05-01",
+                         "长" * (MAX_CELL_CHARS * huge)])
     text = buf.getvalue()
     if broken:
         text += '李四,652701198001011232,迁出,2024-05-02,"未关上\r\n' + text.split("\r\n", 1)[1]
