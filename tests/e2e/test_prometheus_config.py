@@ -120,7 +120,7 @@ def test_rule_metrics_are_exported() -> None:
 def test_rule_jobs_are_scraped() -> None:
     config = _code_lines(CONFIG)
     jobs = set(re.findall(r"^\s*- job_name:\s*(\S+)\s*$", config, re.M))
-    assert jobs == {"povwatch-monitor", "povwatch-casefeed"}
+    assert jobs == {"povwatch-monitor", "povwatch-casefeed", "povwatch-intake"}
     used = set(re.findall(r'\bjob\s*=~?\s*"([^"]+)"', _code_lines(RULES)))
     assert used and used <= jobs, f"rules select jobs {sorted(used)}; the config scrapes {sorted(jobs)}"
 
@@ -130,7 +130,8 @@ def test_scrape_targets_match_the_metrics_ports() -> None:
 
     config = _code_lines(CONFIG)
     assert re.search(r"^\s*scrape_interval:\s*15s\s*$", config, re.M), "scrape_interval should be 15s"
-    for job, field in (("povwatch-monitor", "monitor_metrics_port"), ("povwatch-casefeed", "casefeed_metrics_port")):
+    for job, field in (("povwatch-monitor", "monitor_metrics_port"), ("povwatch-casefeed", "casefeed_metrics_port"),
+                       ("povwatch-intake", "intake_port")):
         port = Settings.model_fields[field].default
         block = re.search(rf"- job_name:\s*{job}\s*\n(.*?)(?=^\s*- job_name:|\Z)", config, re.M | re.S)
         assert block is not None, f"no scrape job {job}"
