@@ -112,7 +112,7 @@ def _line_alone(line: str) -> tuple[list[str], str]:
         return [line.rstrip("\r\n")], str(exc)
 
 
-def _suspect(record_lines: list[str], cells: list[str], width: int, at_end: bool) -> bool:
+def _suspect(record_lines: list[str], width: int) -> bool:
     """Is a record spanning several lines a quote that never closed rather than a cell with line breaks?"""
     if len(record_lines) > MAX_RECORD_LINES:
         return True
@@ -121,8 +121,6 @@ def _suspect(record_lines: list[str], cells: list[str], width: int, at_end: bool
             pass
     except csv.Error:
         return True  # not well-formed: e.g. the quote is still open at the end of the file
-    if at_end and not record_lines[-1].endswith(("\n", "\r")) and record_lines[-1].count('"') % 2:
-        return True
     return width >= 2 and any(len(_line_alone(line)[0]) >= width for line in record_lines[1:])
 
 
@@ -143,7 +141,7 @@ def _csv_records(lines: list[str], width: int | None) -> Iterator[tuple[list[str
                 i = start + 1
                 break
             taken = lines[start:feed.pos]
-            if len(taken) > 1 and _suspect(taken, cells, width or 0, feed.pos >= len(lines)):
+            if len(taken) > 1 and _suspect(taken, width or 0):
                 alone, error = _line_alone(lines[start])
                 yield alone, (f"line {start + 1}: a quoted cell opens and does not close on its line (unbalanced "
                               f"quote); the line was read on its own" + (f" ({error})" if error else ""))

@@ -219,3 +219,15 @@ def test_timezone_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("POVWATCH_TIMEZONE", "Mars/Olympus")
     with pytest.raises(ConfigError, match="POVWATCH_TIMEZONE: .*unknown time zone 'Mars/Olympus'"):
         load_settings()
+
+
+@pytest.mark.parametrize("end", ["", "\r\n", "\n"])
+def test_a_multiline_cell_in_the_last_row_is_one_row(tmp_path: Path, end: str) -> None:
+    path = tmp_path / "h.csv"
+    path.write_text(f'a,b\r\n1,"x\r\ny"{end}', encoding="utf-8")
+    table = read_table(path)
+    assert list(table.rows) == [(2, ["1", "x\r\ny"])] and table.problems == {}
+    path.write_text(f'a,b\r\n1,"x\r\ny{end}', encoding="utf-8")  # never closed
+    table = read_table(path)
+    assert list(table.rows) == [(2, ["1", "x"])] + ([(3, ["y"])])
+    assert list(table.problems) == [2]
