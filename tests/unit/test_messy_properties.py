@@ -17,7 +17,7 @@ from typing import Any
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from connectors.catalog import get_feed
+from connectors.catalog import EVENT_FEEDS, ROSTER, get_feed
 from connectors.fields import (
     Amount,
     Choice,
@@ -33,7 +33,16 @@ from connectors.fields import (
     parse_amount,
     parse_date,
 )
-from connectors.framework import EventHandler, run_file
+from connectors.framework import (
+    EventHandler,
+    FeedSpec,
+    RawRow,
+    Rejection,
+    ValidRecord,
+    redacted_fields,
+    run_file,
+    validate,
+)
 from connectors.idcard import check_character
 from connectors.pseudonym import Pseudonymiser
 from connectors.readers import MAX_CELL_CHARS, MAX_RECORD_LINES, read_table
@@ -307,3 +316,31 @@ def test_xlsx_cells_are_text_within_the_limit(cells: list[list[str]]) -> None:
         rows = list(table.rows)
     assert all(len(c) <= MAX_CELL_CHARS for _, row in rows for c in row)
     assert set(table.problems) <= {n for n, _ in rows}
+
+
+# --- every feed's validation, cross-field checks included --------------------------------------------------------
+
+SPECS = [*EVENT_FEEDS.values(), ROSTER]
+PLAUSIBLE = st.sampled_from(["2024-03-05", "2024/6/30", "20240101", "2099-01-01", "0", "12", "6200", "1,234.50",
+                             "-30", "1e5", "男", "女", "户主", "子", "死亡", "迁出", "洪涝", "倒塌", "初中", "小学",
+                             "脱贫户", "监测中", "有劳动能力", "652701100201", "652701",
+                             make_id("652701", "19800101", 1), make_id("652701", "20120915", 42), "BL-100201-0001",
+                             "张三"])
+
+
+@FAST
+@given(data=st.data(), spec=st.sampled_from(SPECS))
+def test_every_feed_validates_any_row_to_a_record_or_reasons(data: st.DataObject, spec: FeedSpec) -> None:
+    cells = {c.field: data.draw(st.one_of(PLAUSIBLE, CELLS), label=c.field) for c in spec.columns}
+    problems = tuple(data.draw(st.lists(st.sampled_from(["line 2: unbalanced quote"]), max_size=1)))
+    outcome = validate(spec, RawRow(2, cells, problems), TODAY)
+    if isinstance(outcome, Rejection):
+        assert outcome.reasons and all(isinstance(r, str) and r for r in outcome.reasons)
+        assert set(problems) <= set(outcome.reasons)
+    else:
+        assert isinstance(outcome, ValidRecord) and not problems
+        assert set(outcome.values) == {c.field for c in spec.columns}
+    fields = redacted_fields(spec, RawRow(2, cells))
+    for col in spec.columns:
+        if col.sensitive and cells[col.field].strip():
+            assert fields[col.field] == f"<redacted {col.sensitive}>"
