@@ -14,11 +14,12 @@ told from a replay: it is answered as one).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import hmac
 import json
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -105,7 +106,23 @@ def create_app(config: IntakeConfig, *, sink: Sink, pseudonymiser: Pseudonymiser
         answers.move_to_end(event_id)
         if len(answers) > REMEMBERED:
             answers.popitem(last=False)
-    lock = asyncio.Lock()
+    locks: dict[str, tuple[asyncio.Lock, int]] = {}  # event_id -> (lock, requests holding or awaiting it)
+
+    @contextlib.asynccontextmanager
+    async def one_at_a_time(event_id: str) -> AsyncIterator[None]:
+        """Requests for the same event wait for each other (a concurrent replay sees the first one's answer);
+        different events go on in parallel."""
+        lock, users = locks.get(event_id, (asyncio.Lock(), 0))
+        locks[event_id] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = locks[event_id]
+            if users == 1:
+                del locks[event_id]
+            else:
+                locks[event_id] = (lock, users - 1)
     tokens = {channel: token.encode("utf-8") for channel, token in config.tokens.items()}
 
     app = FastAPI(title="povwatch intake", version="1",
@@ -135,12 +152,14 @@ def create_app(config: IntakeConfig, *, sink: Sink, pseudonymiser: Pseudonymiser
         refused = authorise(channel, request)
         if refused is not None:
             return refused
-        raw = await request.body()
-        if len(raw) > MAX_BODY:
-            return answer(channel, 413, {"detail": f"the body is larger than {MAX_BODY} bytes"})
+        raw = bytearray()
+        async for chunk in request.stream():  # read no more than the limit, whatever Content-Length says
+            raw += chunk
+            if len(raw) > MAX_BODY:
+                return answer(channel, 413, {"detail": f"the body is larger than {MAX_BODY} bytes"})
         try:
             data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
             problem = {"field": "body", "message": f"not valid JSON: {exc}"}
             return answer(channel, 422, {"detail": "1 field error(s)", "errors": [problem]})
         result = validate(channel, data, current_day())
@@ -148,7 +167,7 @@ def create_app(config: IntakeConfig, *, sink: Sink, pseudonymiser: Pseudonymiser
             return answer(channel, 422, result.as_dict())
         event = to_event(result, pseudonymiser, now())
         fingerprint = result.fingerprint
-        async with lock:  # one request at a time from "seen?" to "remembered": a concurrent replay waits
+        async with one_at_a_time(event.event_id):  # from "seen?" to "remembered"
             seen = answers.get(event.event_id)
             if seen is not None:
                 if seen[0] is not None and seen[0] != fingerprint:

@@ -285,3 +285,38 @@ def test_events_already_on_the_topics_are_replays(sink: MemorySink) -> None:
     response = post(client, "self-declaration", body(request_id="before-restart"))
     assert response.status_code == 202 and response.json()["event_id"] == event_id
     assert response.headers["Idempotent-Replayed"] == "true" and sink.messages == []
+
+
+def test_oversized_and_deeply_nested_bodies(client: TestClient, sink: MemorySink) -> None:
+    assert post(client, "self-declaration", b"{" + b" " * (64 * 1024) + b"}").status_code == 413
+    deep = post(client, "self-declaration", b"[" * 30_000 + b"]" * 30_000)
+    assert deep.status_code == 422 and deep.json()["errors"][0]["field"] == "body"
+    assert sink.messages == []
+
+
+def test_concurrent_replays_publish_once() -> None:
+    import asyncio
+
+    import httpx
+
+    class SlowSink(MemorySink):
+        async def publish(self, topic: str, key: bytes, value: bytes) -> None:
+            await asyncio.sleep(0.05)
+            await super().publish(topic, key, value)
+
+    sink = SlowSink()
+    app = create_app(IntakeConfig(TOKENS), sink=sink, pseudonymiser=PSEUDO, codec=CODEC, registry=CollectorRegistry())
+    headers = {"Authorization": f"Bearer {TOKENS['self-declaration']}"}
+
+    async def burst() -> list[httpx.Response]:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://intake") as http:
+            same = [http.post("/v1/intake/self-declaration", json=body(request_id="burst-1"), headers=headers)
+                    for _ in range(5)]
+            other = [http.post("/v1/intake/self-declaration", json=body(request_id=f"burst-{i}"), headers=headers)
+                     for i in range(2, 5)]
+            return list(await asyncio.gather(*same, *other))
+
+    responses = asyncio.run(burst())
+    assert [r.status_code for r in responses] == [202] * 8
+    assert len({r.json()["event_id"] for r in responses[:5]}) == 1
+    assert len(sink.messages) == 4  # burst-1 once, burst-2..4
