@@ -231,3 +231,23 @@ def test_a_multiline_cell_in_the_last_row_is_one_row(tmp_path: Path, end: str) -
     table = read_table(path)
     assert list(table.rows) == [(2, ["1", "x"])] + ([(3, ["y"])])
     assert list(table.problems) == [2]
+
+
+def test_ingest_passes_the_configured_zone_down(monkeypatch: pytest.MonkeyPatch) -> None:
+    import services.ingest as ingest
+
+    seen: dict[str, Any] = {}
+
+    async def fake(*args: Any, **kwargs: Any) -> str:
+        seen.update(kwargs)
+        return "done"
+
+    monkeypatch.setenv("POVWATCH_TIMEZONE", "Asia/Urumqi")
+    monkeypatch.setattr(ingest, "run_file", fake)
+    monkeypatch.setattr(ingest, "load_snapshot", fake)
+    settings = load_settings()
+    pending = ingest.run_connector(settings, "public-security", "registration-change", Path("r.csv"))
+    assert asyncio.run(pending) == "done"
+    assert seen.pop("zone") == zoneinfo.ZoneInfo("Asia/Urumqi")
+    assert asyncio.run(ingest.load_roster(settings, Path("roster.csv"))) == "done"
+    assert seen.pop("zone") == zoneinfo.ZoneInfo("Asia/Urumqi")
