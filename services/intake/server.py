@@ -62,14 +62,20 @@ def parse_tokens(value: SecretStr | None) -> dict[str, str]:
 
 
 class KafkaSink:
-    """Publishes one message and waits for the broker's acknowledgement (acks=all)."""
+    """Publishes one message and waits for the broker's acknowledgement (acks=all).
+
+    One publish at a time: `KafkaPublisher.flush` waits for every message sent so far and hands them over to the
+    caller that flushes, so two concurrent publishes could see one of them return before its own message is
+    acknowledged. Validation and everything else of a request still run concurrently."""
 
     def __init__(self, publisher: KafkaPublisher) -> None:
         self._publisher = publisher
+        self._lock = asyncio.Lock()
 
     async def publish(self, topic: str, key: bytes, value: bytes) -> None:
-        await self._publisher.send(topic, key, value)
-        await self._publisher.flush()
+        async with self._lock:
+            await self._publisher.send(topic, key, value)
+            await self._publisher.flush()
 
 
 def _bind(host: str, port: int) -> socket.socket:
