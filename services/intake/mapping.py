@@ -89,7 +89,7 @@ class _Request(BaseModel):
 
     head_id_number: str | None = Field(None, description="the household head's ID number (身份证号码, 18 or 15 "
                                                          "characters); never published, replaced by its person_key")
-    household_id: str | None = Field(None, min_length=1, max_length=64, description="户编号")
+    household_id: str | None = Field(None, min_length=1, max_length=40, description="户编号")
     risk_type: RiskType = Field(description="风险类型")
     description: str = Field(min_length=1, max_length=MAX_DESCRIPTION,
                              description="free text; ID numbers, phone numbers and the reporter's name are masked "
@@ -120,9 +120,13 @@ class _Request(BaseModel):
     @field_validator("household_id", mode="after")
     @classmethod
     def _household(cls, value: str | None) -> str | None:
-        if value is not None and mask_free_text(value) != value:
-            raise ValueError("looks like an ID or phone number; send the head's ID number as head_id_number")
-        return value
+        if value is None:
+            return None
+        try:  # an ID number must never travel as a household id (the roster's 户编号 is any text up to 40)
+            normalise_id(value)
+        except InvalidId:
+            return value
+        raise ValueError("is a resident ID number; send the head's ID number as head_id_number")
 
     @field_validator("reported_on", mode="after")
     @classmethod

@@ -104,6 +104,11 @@ def test_a_valid_self_declaration_becomes_a_pseudonymised_event() -> None:
     assert CODEC.decode(encoded, expect=INTAKE_SCHEMA).record == record
 
 
+def test_numeric_household_ids_are_household_ids() -> None:
+    for household in ("652701100201000123", "6527011002010001"):
+        assert isinstance(validate("self-declaration", body(household_id=household), TODAY), Report)
+
+
 def test_household_id_alone_keys_the_event_by_household() -> None:
     report = validate("social-clue", body(head_id_number=None, household_id="BL-100201-0001", clue_source="信访"),
                       TODAY)
@@ -132,7 +137,8 @@ def test_event_id_follows_request_id_or_the_report() -> None:
     ("self-declaration", {"head_id_number": HEAD[:17] + ("0" if HEAD[17] != "0" else "1")}, "head_id_number",
      "check character"),
     ("self-declaration", {"head_id_number": None}, "body", "one of head_id_number or household_id"),
-    ("self-declaration", {"household_id": HEAD, "head_id_number": None}, "household_id", "looks like an ID"),
+    ("self-declaration", {"household_id": HEAD, "head_id_number": None}, "household_id", "is a resident ID number"),
+    ("self-declaration", {"household_id": "x" * 41}, "household_id", "at most 40"),
     ("self-declaration", {"risk_type": "生病"}, "risk_type", "因病 / 因灾"),
     ("self-declaration", {"description": "x" * 2001}, "description", "2000"),
     ("self-declaration", {"description": "  "}, "description", "at least 1"),
