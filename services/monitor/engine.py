@@ -205,6 +205,7 @@ class StageRunner(ConsumerRebalanceListener, Generic[S]):  # type: ignore[misc] 
             partitions = {tp.partition for tp in assigned}
             for gone in set(self._parts) - partitions:
                 del self._parts[gone]
+            self._done = {tp: offset for tp, offset in self._done.items() if tp[1] in partitions}
             new = sorted(partitions - set(self._parts))
             for p in new:
                 self._parts[p] = _Part(self.spec, p)
