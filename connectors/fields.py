@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any, Protocol
@@ -30,6 +30,7 @@ __all__ = [
     "parse_date",
     "parse_amount",
     "mask_id_like",
+    "mask_free_text",
 ]
 
 
@@ -211,6 +212,7 @@ _ASCII = str.maketrans("\uff10\uff11\uff12\uff13\uff14\uff15\uff16\uff17\uff18\u
 _MOBILE = re.compile(r"1[3-9]\d{9}")
 ID_MASK = "<id-redacted>"
 PHONE_MASK = "<phone-redacted>"
+NAME_MASK = "<name-redacted>"
 
 
 def _plausible_birth(digits: str) -> bool:
@@ -286,3 +288,13 @@ def mask_id_like(text: str) -> str:
     date; an 11-digit mainland mobile number `1[3-9]xxxxxxxxx` (also `86` in front, also in groups). ASCII and
     full-width digits alike. Dates, amounts, region codes and household numbers are left as they are."""
     return _DIGIT_RUN.sub(lambda m: _mask_run(m.group()), text)
+
+
+def mask_free_text(text: str, names: Iterable[str] = ()) -> str:
+    """Free text (a remark, a description, a reason quoting a cell): ID and mobile numbers masked
+    (`mask_id_like`), and each of the given names (the row's or the reporter's) replaced by a placeholder."""
+    text = mask_id_like(text)
+    for name in names:
+        if name:
+            text = text.replace(name, NAME_MASK)
+    return text

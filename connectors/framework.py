@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo
 
-from connectors.fields import FieldError, Parser, clean, mask_id_like
+from connectors.fields import FieldError, Parser, clean, mask_free_text
 from connectors.pseudonym import Pseudonymiser
 from connectors.readers import OVERSIZED, read_table
 from schemas.catalog import Feed
@@ -228,10 +228,7 @@ def _row_names(spec: FeedSpec, raw: RawRow) -> list[str]:
 
 def _scrub(text: str, names: Sequence[str]) -> str:
     """Free text (a remark, a reason quoting a misplaced cell) may hold an ID number or the row's names."""
-    text = mask_id_like(text)
-    for name in names:
-        text = text.replace(name, "<name-redacted>")
-    return text
+    return mask_free_text(text, names)
 
 
 def redacted_fields(spec: FeedSpec, raw: RawRow) -> dict[str, str]:

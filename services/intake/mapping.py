@@ -22,7 +22,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from connectors.fields import mask_id_like
+from connectors import fields
+from connectors.fields import PHONE_MASK
 from connectors.idcard import InvalidId, normalise_id
 from connectors.pseudonym import Pseudonymiser
 from schemas.catalog import INTAKE, INTAKE_CHANNELS, INTAKE_SCHEMA
@@ -66,12 +67,9 @@ _PHONE = re.compile(r"(?<!\d)(?:\+?86[- ]?)?(?:1[3-9]\d[- ]?\d{4}[- ]?\d{4}|0\d{
 
 
 def mask_free_text(text: str, names: tuple[str, ...] = ()) -> str:
-    """ID-like digit runs, phone numbers and the given names masked (FEEDS.md: masked before publishing)."""
-    text = _PHONE.sub("<phone-redacted>", mask_id_like(text))
-    for name in names:
-        if name:
-            text = text.replace(name, "<name-redacted>")
-    return text
+    """The connectors' masking (ID and mobile numbers, the given names), and landline numbers too: a report
+    often gives a household's phone (FEEDS.md: masked before publishing)."""
+    return _PHONE.sub(PHONE_MASK, fields.mask_free_text(text, names))
 
 
 def _encodable(value: str) -> str:
