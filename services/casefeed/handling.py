@@ -22,10 +22,11 @@ from schemas.codec import Codec
 from schemas.deadletter import DeadLetter, message_dead_letter
 from schemas.errors import DecodeError, SchemaError
 from schemas.topics import ALERTS_HOUSEHOLD, ALERTS_REGIONAL
+from services.backoff import Backoff
 from services.casefeed.db import RecordResult
 
 __all__ = ["STAGE", "EXPECTED", "Incoming", "Refusal", "BatchOutcome", "Store", "record_isolated",
-           "handle_batch", "Backoff"]
+           "handle_batch", "Backoff"]  # Backoff: services.backoff, re-exported
 
 STAGE = "casefeed"
 EXPECTED = {ALERTS_HOUSEHOLD: "povwatch.alerts.HouseholdAlert", ALERTS_REGIONAL: "povwatch.alerts.RegionalAlert"}
@@ -106,18 +107,3 @@ def handle_batch(store: Store, messages: Sequence[Incoming], codec: Codec, now: 
         else:
             outcome.results.append(result)
     return outcome
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Exponential retry delays: first, first*factor, ... capped at `maximum` seconds."""
-
-    first: float = 0.5
-    factor: float = 2.0
-    maximum: float = 30.0
-
-    def delay(self, attempt: int) -> float:
-        """Seconds to wait after failed attempt number `attempt` (1, 2, ...)."""
-        if attempt < 1:
-            raise ValueError("attempts are counted from 1")
-        return min(self.maximum, self.first * self.factor ** min(attempt - 1, 64))

@@ -41,6 +41,7 @@ from schemas.codec import Codec
 from schemas.deadletter import message_dead_letter
 from schemas.errors import DecodeError, SchemaError
 from schemas.topics import MONITOR_DLQ
+from services.backoff import Backoff
 from services.consumer_lag import LagTracker
 from services.monitor import metrics
 from services.monitor.handlers import Emit
@@ -186,6 +187,7 @@ class StageRunner(ConsumerRebalanceListener, Generic[S]):  # type: ignore[misc] 
         self._sweep_at = time.monotonic()
         self._done: dict[tuple[str, int], int] = {}  # next offset to process, per consumed partition
         self._sender: BatchSender | None = None
+        self._backoff = Backoff()  # 0.5 s doubling to 30 s
         self.assigned_once = False
 
     # --- readiness, seen from outside ---------------------------------------------------------------------
@@ -255,7 +257,7 @@ class StageRunner(ConsumerRebalanceListener, Generic[S]):  # type: ignore[misc] 
                 except TRANSIENT as exc:
                     failures += 1
                     broken = True
-                    backoff = min(0.5 * 2 ** (failures - 1), 30.0)
+                    backoff = self._backoff.delay(failures)
                     metrics.RECOVERIES.labels(spec.name).inc()
                     log.warning("%s stage: transient failure (%s: %s); nothing committed, retrying in %.1fs with "
                                 "a new producer and the state reloaded", spec.name, type(exc).__name__, exc, backoff)
