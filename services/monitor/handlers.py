@@ -262,7 +262,7 @@ class VillageStage:
     def event(self, topic: str, value: bytes, now: dt.datetime, key: bytes | None = None) -> list[Emit]:
         rec = self._codec.decode(value, "povwatch.monitor.VillageDisaster").record
         village = rec["village_code"]
-        state = self.state.get(village) or VillageState()
+        state = self.state.get(village) or VillageState(village_code=village)
         if any(r.event_id == rec["event_id"] for r in state.records):
             metrics.EVENTS_DUPLICATE.inc()
             return []

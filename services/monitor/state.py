@@ -95,6 +95,7 @@ class HouseholdState(_Waiting):
 class VillageState:
     records: list[VillageRecord] = field(default_factory=list)
     fired: set[int] = field(default_factory=set)
+    village_code: str = ""  # the key, written into each record of the changelog
 
     def too_late(self, day: dt.date, horizon_days: int) -> bool:
         return bool(self.records) and day <= horizon(max(r.disaster_date for r in self.records), horizon_days)
@@ -179,10 +180,10 @@ HOUSEHOLD_STATE: StateCodec[HouseholdState] = StateCodec(
 VILLAGE_STATE: StateCodec[VillageState] = StateCodec(
     "povwatch.monitor.VillageState",
     lambda s: {
-        "records": [{"village_code": "", "household_id": v.household_id, "event_id": v.event_id,
+        "records": [{"village_code": s.village_code, "household_id": v.household_id, "event_id": v.event_id,
                      "disaster_date": v.disaster_date} for v in s.records],
         "fired": sorted(s.fired),
     },
     lambda r: VillageState([VillageRecord(v["household_id"], v["event_id"], v["disaster_date"]) for v in r["records"]],
-                           set(r["fired"])),
+                           set(r["fired"]), r["records"][0]["village_code"] if r["records"] else ""),
 )

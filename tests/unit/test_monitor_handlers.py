@@ -621,8 +621,9 @@ def test_state_codecs_round_trip() -> None:
     assert back == household and [s.out_of_pocket for s in back.stays] == [Decimal("1234.56"), Decimal("12000")]
     assert HOUSEHOLD_STATE.decode(CODEC, HOUSEHOLD_STATE.encode(CODEC, HouseholdState())) == HouseholdState()
     village = VillageState([VillageRecord("H0", "dis-0", DAY), VillageRecord("H1", "dis-1", DAY)],
-                           {regional_period(DAY, CFG), regional_period(DAY, CFG) + 3})
+                           {regional_period(DAY, CFG), regional_period(DAY, CFG) + 3}, village_code=VILLAGE)
     assert VILLAGE_STATE.decode(CODEC, VILLAGE_STATE.encode(CODEC, village)) == village
+    assert CODEC.decode(VILLAGE_STATE.encode(CODEC, village)).record["records"][0]["village_code"] == VILLAGE
     assert VILLAGE_STATE.decode(CODEC, VILLAGE_STATE.encode(CODEC, VillageState())) == VillageState()
 
 
