@@ -84,9 +84,9 @@ async def check_partitions(bootstrap: str, specs: list[StageSpec[Any]]) -> None:
     """Co-partitioning: every topic a stage reads or writes state to has the same partition count."""
     from services.kafka_io import topic_offsets
 
+    found = await topic_offsets(bootstrap, {t for spec in specs for t in (*spec.tables, *spec.inputs, spec.changelog)})
     for spec in specs:
         names = [*spec.tables, *spec.inputs, spec.changelog]
-        found = await topic_offsets(bootstrap, names)
         counts = {name: len(found.get(name, [])) for name in names}
         if len(set(counts.values())) != 1:
             listed = ", ".join(f"{name} {count}" for name, count in counts.items())
