@@ -1,22 +1,33 @@
-"""Every declared feed, by (department, feed). The command line and the demo look feeds up here.
+"""Every declared feed, by (department, feed). The command line, the demo and the services look feeds up here.
 
-Which feeds exist is schemas/catalog.py's to say: `EVENT_FEEDS` follows its order and keys, and this module
-refuses to load if a catalogue feed has no connector here or a connector names a feed the catalogue lacks.
+Which feeds exist is schemas/catalog.py's to say; each department module under connectors/departments/ declares
+the `FeedSpec` (columns, checks) of its feeds. The specs are found by looking through those modules, so there is
+no list to keep in step here: this module refuses to load if a catalogue feed has no connector or a connector
+names a feed the catalogue lacks. `EVENT_FEEDS` follows the catalogue's order.
 """
 from __future__ import annotations
 
+import importlib
+import pkgutil
+
+import connectors.departments
 from connectors.departments.bureau import ROSTER
-from connectors.departments.education import DROPOUT
-from connectors.departments.emergency import DISASTER_LOSS
-from connectors.departments.medical_security import HOSPITALIZATION
-from connectors.departments.public_security import REGISTRATION_CHANGE, VEHICLE_PURCHASE
 from connectors.framework import FeedSpec
 from schemas import catalog
 from schemas.errors import UnknownFeed
 
-__all__ = ["EVENT_FEEDS", "ROSTER", "get_feed", "connectors_by_feed"]
+__all__ = ["EVENT_FEEDS", "ROSTER", "get_feed", "connectors_by_feed", "declared_specs"]
 
-_CONNECTORS = (REGISTRATION_CHANGE, VEHICLE_PURCHASE, HOSPITALIZATION, DISASTER_LOSS, DROPOUT)
+
+def declared_specs() -> tuple[FeedSpec, ...]:
+    """Every event-feed `FeedSpec` declared at module level in connectors/departments/ (the roster excluded)."""
+    found: dict[int, FeedSpec] = {}
+    for info in sorted(pkgutil.iter_modules(connectors.departments.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"connectors.departments.{info.name}")
+        for value in vars(module).values():
+            if isinstance(value, FeedSpec) and value.wire is not catalog.ROSTER:
+                found[id(value)] = value
+    return tuple(found.values())
 
 
 def connectors_by_feed(connectors: tuple[FeedSpec, ...]) -> dict[tuple[str, str], FeedSpec]:
@@ -35,7 +46,7 @@ def connectors_by_feed(connectors: tuple[FeedSpec, ...]) -> dict[tuple[str, str]
     return {(f.department, f.feed): by_wire[f] for f in catalog.EVENT_FEEDS}
 
 
-EVENT_FEEDS: dict[tuple[str, str], FeedSpec] = connectors_by_feed(_CONNECTORS)
+EVENT_FEEDS: dict[tuple[str, str], FeedSpec] = connectors_by_feed(declared_specs())
 
 
 def get_feed(department: str, feed: str) -> FeedSpec:

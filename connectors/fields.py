@@ -24,6 +24,8 @@ __all__ = [
     "Amount",
     "Count",
     "Choice",
+    "MultiChoice",
+    "Year",
     "Sex",
     "RegionCode",
     "clean",
@@ -173,6 +175,40 @@ class Choice:
         if value.upper() in self.labels.values():
             return value.upper()
         raise FieldError(f"unknown value {_quoted(value)} (expected one of {' / '.join(self.labels)})")
+
+
+@dataclass(frozen=True)
+class MultiChoice:
+    """Several values of a closed set joined by `、` (also `,`, `，`, `;`, `；`, `/`): the schema symbols, in the
+    set's order, each once; any unknown value rejects the cell with the allowed ones."""
+
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+    def parse(self, text: str, today: dt.date) -> list[str]:
+        single = Choice(self.labels)
+        parts = [p for p in re.split(r"[、,，;；/]", clean(text)) if p.strip()]
+        if not parts:
+            raise FieldError(f"no value (expected one or more of {' / '.join(self.labels)}, joined by 、)")
+        chosen = {single.parse(part, today) for part in parts}
+        return [symbol for symbol in dict.fromkeys(self.labels.values()) if symbol in chosen]
+
+
+@dataclass(frozen=True)
+class Year:
+    """A calendar year (年度): four digits, from `minimum` to the current year."""
+
+    minimum: int = 2000
+
+    def parse(self, text: str, today: dt.date) -> int:
+        value = clean(text).removesuffix("年").removesuffix("年度").strip()
+        if value.endswith(".0"):
+            value = value[:-2]
+        if not (value.isascii() and value.isdigit() and len(value) == 4):
+            raise FieldError(f"not a year: {_quoted(value)}")
+        year = int(value)
+        if not self.minimum <= year <= today.year:
+            raise FieldError(f"year {year} outside {self.minimum}-{today.year}")
+        return year
 
 
 @dataclass(frozen=True)

@@ -259,7 +259,11 @@ def event_id_of(department: str, feed: str, body: Mapping[str, Any]) -> str:
 
 
 class EventHandler:
-    """Any event feed: ID columns -> person_key, names dropped, free text masked, one event per row."""
+    """Any event feed: ID columns -> person_key, names dropped, free text masked, one event per row.
+
+    The message key follows the feed's link (schemas.catalog.Feed.link): the person_key of the row's ID number
+    (the person, or the household's head); for a village-level feed the person_key when its optional ID column
+    is filled, else the 行政区划代码 (`village_code`), and the record's person_key is then null."""
 
     def __init__(self, spec: FeedSpec, *, pseudonymiser: Pseudonymiser, codec: Codec, clock: Clock) -> None:
         self.spec = spec
@@ -267,13 +271,18 @@ class EventHandler:
         self._codec = codec
         self._clock = clock
         ids = [c for c in spec.columns if c.sensitive == "id"]
-        if len(ids) != 1:
-            raise ValueError(f"{spec.feed}: an event feed needs exactly one ID-number column")
-        self._id_field = ids[0].field
+        if spec.wire.link == "village":
+            if len(ids) > 1 or not any(c.field == "village_code" for c in spec.columns):
+                raise ValueError(f"{spec.feed}: a village-level feed needs a village_code column and at most one "
+                                 "ID-number column")
+        elif len(ids) != 1 or not ids[0].required:
+            raise ValueError(f"{spec.feed}: a {spec.wire.link}-level feed needs exactly one required ID-number column")
+        self._id_field = ids[0].field if ids else None
         self._names = {c.field for c in spec.columns if c.sensitive == "name"}
 
     def body(self, record: ValidRecord) -> dict[str, Any]:
-        body: dict[str, Any] = {"person_key": self._pseudonymiser.person_key(record.values[self._id_field])}
+        id_number = record.values.get(self._id_field) if self._id_field else None
+        body: dict[str, Any] = {"person_key": self._pseudonymiser.person_key(id_number) if id_number else None}
         names = [record.values[f] for f in self._names if record.values.get(f)]
         for key, value in record.values.items():
             if key == self._id_field or key in self._names:
@@ -292,7 +301,8 @@ class EventHandler:
             **body,
         }
         value = self._codec.encode(self.spec.schema, event)
-        return Accepted(eid, (Message(self.spec.topic, body["person_key"].encode("ascii"), value),))
+        key = body["person_key"] if body["person_key"] is not None else body["village_code"]
+        return Accepted(eid, (Message(self.spec.topic, key.encode("ascii"), value),))
 
     def finish(self) -> list[Message]:
         return []

@@ -19,11 +19,13 @@ such cells, row N is physical line N.
 """
 from __future__ import annotations
 
+import codecs
 import csv
 import datetime as dt
-import re
+import io
 import zipfile
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +41,6 @@ OVERSIZED = "<oversized cell:"  # start of the placeholder that replaces a cell 
 # csv's default field limit (131,072) would make one long cell fail the whole file; the limit is ours (above).
 # Process-wide, and only ever raised.
 _CSV_FIELD_LIMIT = 2**31 - 1
-_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$")
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,8 @@ class Table:
     rows: Iterator[tuple[int, list[str]]]
     encoding: str
     problems: dict[int, list[str]] = field(default_factory=dict)  # row number -> problems, filled while iterating
+    progress: Callable[[], tuple[int, int]] = lambda: (0, 0)  # (done, total) for an ETA: bytes, or XLSX rows
+    close: Callable[[], None] = lambda: None  # release the file before the rows are exhausted
 
 
 def _checked_cells(number: int, cells: list[str], headers: list[str],
@@ -82,26 +85,47 @@ def decode_text(data: bytes) -> tuple[str, str]:
     raise InputFileError("cannot decode the file: it is neither UTF-8 nor GB18030/GBK text")
 
 
-def _physical_lines(text: str) -> list[str]:
-    """The text's lines with their ends (CRLF, LF or a lone CR), as csv would see them."""
-    return _LINE.findall(text)
+class _Lines:
+    """Physical lines of a text stream with their ends (CRLF, LF or a lone CR), as csv would see them, read
+    ahead only as far as asked: `at(k)` is the k-th line from the current one, `drop(n)` moves on."""
+
+    def __init__(self, stream: Iterator[str]) -> None:
+        self._stream = stream
+        self._ahead: deque[str] = deque()
+        self._ended = False
+
+    def at(self, k: int) -> str | None:
+        while len(self._ahead) <= k and not self._ended:
+            line = next(self._stream, None)
+            if line is None:
+                self._ended = True
+            else:
+                self._ahead.append(line)
+        return self._ahead[k] if k < len(self._ahead) else None
+
+    def drop(self, n: int) -> None:
+        for _ in range(n):
+            self._ahead.popleft()
+
+    def taken(self, n: int) -> list[str]:
+        return [self._ahead[k] for k in range(n)]
 
 
 class _LineFeed:
-    """Physical lines from `start` on, for csv.reader, counting what it takes; at most `limit` lines."""
+    """The lines of one record, for csv.reader, counting what it takes; at most `limit` lines."""
 
-    def __init__(self, lines: list[str], start: int, limit: int) -> None:
-        self.lines, self.pos, self.limit = lines, start, limit
-        self.record_start = start
+    def __init__(self, lines: _Lines, limit: int) -> None:
+        self.lines, self.pos, self.limit = lines, 0, limit
 
     def __iter__(self) -> _LineFeed:
         return self
 
     def __next__(self) -> str:
-        if self.pos >= len(self.lines) or self.pos - self.record_start >= self.limit:
+        line = self.lines.at(self.pos) if self.pos < self.limit else None
+        if line is None:
             raise StopIteration
         self.pos += 1
-        return self.lines[self.pos - 1]
+        return line
 
 
 def _line_alone(line: str) -> tuple[list[str], str]:
@@ -124,57 +148,88 @@ def _suspect(record_lines: list[str], width: int) -> bool:
     return width >= 2 and any(len(_line_alone(line)[0]) >= width for line in record_lines[1:])
 
 
-def _csv_records(lines: list[str], width: int | None) -> Iterator[tuple[list[str], str]]:
-    """(cells, problem) per record; `width` is the header's cell count (None while reading the header)."""
-    i = 0
-    while i < len(lines):
-        feed = _LineFeed(lines, i, MAX_RECORD_LINES + 1)
-        reader = csv.reader(feed)
-        while feed.pos < len(lines):
-            start = feed.record_start = feed.pos
+def _csv_records(lines: _Lines, width: int | None) -> Iterator[tuple[list[str], str]]:
+    """(cells, problem) per record; `width` is the header's cell count (None while reading the header).
+    Holds at most MAX_RECORD_LINES + 1 lines at a time, whatever the size of the file."""
+    number = 0  # physical lines consumed so far
+    while (first := lines.at(0)) is not None:
+        feed = _LineFeed(lines, MAX_RECORD_LINES + 1)
+        try:
+            cells = next(csv.reader(feed))
+        except StopIteration:  # only at the record limit: the feed stopped in the middle of a record
+            cells = []
+        except csv.Error as exc:
+            yield [first.rstrip("\r\n")], f"line {number + 1} cannot be read as CSV ({exc})"
+            lines.drop(1)
+            number += 1
+            continue
+        if feed.pos > 1 and _suspect(lines.taken(feed.pos), width or 0):
+            alone, error = _line_alone(first)
+            yield alone, (f"line {number + 1}: a quoted cell opens and does not close on its line (unbalanced "
+                          f"quote); the line was read on its own" + (f" ({error})" if error else ""))
+            lines.drop(1)
+            number += 1
+            continue
+        lines.drop(feed.pos)
+        number += feed.pos
+        yield cells, ""
+        if width is None:
+            width = len(cells)
+
+
+_CHUNK = 1 << 20
+
+
+def _sniff_encoding(path: Path) -> str:
+    """The file's encoding, checked over the whole file a chunk at a time (the memory of one chunk): UTF-8 with
+    BOM, UTF-8, then GB18030 (a superset of GBK and GB2312), as decode_text decides it."""
+    with path.open("rb") as handle:
+        bom = handle.read(3) == b"\xef\xbb\xbf"
+        for encoding in (("utf-8",) if bom else ("utf-8", "gb18030")):
+            handle.seek(3 if bom else 0)
+            decoder = codecs.getincrementaldecoder(encoding)()
             try:
-                cells = next(reader)
-            except StopIteration:  # only at the record limit: the feed stopped in the middle of a record
-                cells = []
-            except csv.Error as exc:
-                yield [lines[start].rstrip("\r\n")], f"line {start + 1} cannot be read as CSV ({exc})"
-                i = start + 1
-                break
-            taken = lines[start:feed.pos]
-            if len(taken) > 1 and _suspect(taken, width or 0):
-                alone, error = _line_alone(lines[start])
-                yield alone, (f"line {start + 1}: a quoted cell opens and does not close on its line (unbalanced "
-                              f"quote); the line was read on its own" + (f" ({error})" if error else ""))
-                i = start + 1
-                break
-            yield cells, ""
-            if width is None:
-                width = len(cells)
-        else:
-            i = len(lines)
+                while chunk := handle.read(_CHUNK):
+                    decoder.decode(chunk)
+                decoder.decode(b"", final=True)
+            except UnicodeDecodeError:
+                continue
+            return "utf-8-sig" if bom else encoding
+    if bom:
+        raise InputFileError("file starts with a UTF-8 BOM but is not valid UTF-8")
+    raise InputFileError("cannot decode the file: it is neither UTF-8 nor GB18030/GBK text")
 
 
 def _read_csv(path: Path) -> Table:
-    text, encoding = decode_text(path.read_bytes())
+    encoding = _sniff_encoding(path)
     if csv.field_size_limit() < _CSV_FIELD_LIMIT:
         csv.field_size_limit(_CSV_FIELD_LIMIT)
-    lines = _physical_lines(text)
-    records = _csv_records(lines, None)
+    size = path.stat().st_size
+    raw = path.open("rb")
+    text = io.TextIOWrapper(raw, encoding=encoding, newline="")
+    records = _csv_records(_Lines(iter(text)), None)
     try:
         headers, _ = next(records)
     except StopIteration:
+        text.close()
         raise InputFileError(f"{path.name}: the file is empty (no header row)") from None
     problems: dict[int, list[str]] = {}
 
     def rows() -> Iterator[tuple[int, list[str]]]:
         number = 1
-        for cells, problem in records:
-            number += 1
-            if problem:
-                problems.setdefault(number, []).append(problem)
-            yield number, _checked_cells(number, cells, headers, problems)
+        try:
+            for cells, problem in records:
+                number += 1
+                if problem:
+                    problems.setdefault(number, []).append(problem)
+                yield number, _checked_cells(number, cells, headers, problems)
+        finally:
+            text.close()
 
-    return Table(headers, rows(), encoding, problems)
+    def progress() -> tuple[int, int]:
+        return (size if raw.closed else raw.tell()), size
+
+    return Table(headers, rows(), encoding, problems, progress=progress, close=text.close)
 
 
 def _cell_text(value: Any) -> str:
@@ -206,15 +261,21 @@ def _read_xlsx(path: Path) -> Table:
         raise InputFileError(f"{path.name}: the first sheet is empty (no header row)") from None
 
     problems: dict[int, list[str]] = {}
+    total = sheet.max_row or 0  # from the sheet's dimension, when the writer recorded one
+    done = [1]
 
     def rows() -> Iterator[tuple[int, list[str]]]:
         try:
             for number, row in enumerate(values, start=2):
+                done[0] = number
                 yield number, _checked_cells(number, [_cell_text(v) for v in row], headers, problems)
         finally:
             book.close()
 
-    return Table(headers, rows(), "xlsx", problems)
+    def progress() -> tuple[int, int]:
+        return done[0], max(total, done[0]) if total else 0
+
+    return Table(headers, rows(), "xlsx", problems, progress=progress, close=book.close)
 
 
 def read_table(path: Path) -> Table:

@@ -1,19 +1,23 @@
 """The topic catalogue: every feed and every topic povwatch uses, as data (DESIGN.md, "Topics").
 
-This is the one list. A connector's `FeedSpec` takes its department, feed name, topic and Avro record from the
-entry here (connectors/catalog.py checks that every entry has exactly one connector), and the services build
-their topic lists from it (`project_topics()`, the monitor's input topics). Adding a feed starts here.
+This is the one list. Each entry is a feed's wire half (department, feed, topic, Avro record, link, rules); its
+column half is the `FeedSpec` of its department module (connectors/departments/), found by connectors/catalog.py,
+which refuses to load unless every entry has exactly one. Everything else is derived from here: the topics
+(`project_topics()`), the monitor's subscriptions and routing (`monitored_feeds()`, `Feed.link`), its rule
+dispatch (`Feed.rules`), the command line's feed list and templates, the demo's files. Adding a feed starts here.
 
     EVENT_FEEDS       department feeds that publish events on events.<dept>.<feed>
     ROSTER            the bureau's roster (Person records on registry.persons; its dead letters on dlq.bureau)
-    INTAKE_CHANNELS   the intake API's channels (IntakeReport records on events.intake.<channel>); kept apart
-                      from EVENT_FEEDS: they have no file connector, and the monitor does not consume them yet
+    INTAKE_CHANNELS   the intake API's channels (IntakeReport records on events.intake.<channel>): no file
+                      connector, consumed by the monitor like the department feeds
     project_topics()  every topic, with its compaction
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
+from schemas.alerts import Rule
 from schemas.topics import (
     ALERTS_HOUSEHOLD,
     ALERTS_REGIONAL,
@@ -28,6 +32,7 @@ from schemas.topics import (
 
 __all__ = [
     "Feed",
+    "Link",
     "REGISTRATION_CHANGE",
     "VEHICLE_PURCHASE",
     "HOSPITALIZATION",
@@ -40,19 +45,37 @@ __all__ = [
     "INTAKE_SCHEMA",
     "event_topics",
     "intake_topics",
+    "monitored_feeds",
+    "feed_of_topic",
     "departments",
     "project_topics",
 ]
 
 
+Link = Literal["person", "household", "village"]
+
+
 @dataclass(frozen=True)
 class Feed:
-    """What travels on the wire for one feed: who sends it, its name, the topic and the Avro record."""
+    """A feed as the wire and the monitor see it: who sends it, its name, the topic, the Avro record, how its
+    rows link to the roster, and which rules judge its events.
+
+    link      person: the row's 身份证号码 (message key = its person_key); household: the 户主身份证号码 (key = the
+              head's person_key); village: the 行政区划代码, and a person or household when the optional ID column
+              is filled (key = that person_key, else the village code; the record's person_key is then null)
+    rules     the `schemas.alerts.Rule` values that judge this feed's events; () = facts only: the monitor keeps
+              them in the household's (or village's) state for later rules and comparisons
+    facts     whether the monitor keeps each event as a fact (hospitalisation keeps its own medical history)
+    """
 
     department: str  # slug of DOMAIN.md, e.g. medical-security
     feed: str  # e.g. hospitalization
     schema: str  # full name of the Avro record, schemas/avro/<schema>.avsc
     topic: str
+    link: Link = "person"
+    title: str = ""  # the feed's Chinese name, as FEEDS.md gives it
+    rules: tuple[str, ...] = ()
+    facts: bool = True
 
     @property
     def dlq(self) -> str:
@@ -60,27 +83,54 @@ class Feed:
         return dlq_topic(self.department)
 
 
-def _event_feed(department: str, feed: str, schema: str) -> Feed:
-    return Feed(department, feed, schema, event_topic(department, feed))
+def _event_feed(department: str, feed: str, schema: str, title: str, link: Link = "person",
+                rules: tuple[str, ...] = (), facts: bool = True) -> Feed:
+    return Feed(department, feed, f"povwatch.events.{schema}", event_topic(department, feed), link, title, rules,
+                facts)
 
 
-REGISTRATION_CHANGE = _event_feed("public-security", "registration-change", "povwatch.events.RegistrationChange")
-VEHICLE_PURCHASE = _event_feed("public-security", "vehicle-purchase", "povwatch.events.VehiclePurchase")
-HOSPITALIZATION = _event_feed("medical-security", "hospitalization", "povwatch.events.Hospitalization")
-DISASTER_LOSS = _event_feed("emergency", "disaster-loss", "povwatch.events.DisasterLoss")
-DROPOUT = _event_feed("education", "dropout", "povwatch.events.Dropout")
+# The five headline feeds (FEEDS.md), each judged by its rule.
+REGISTRATION_CHANGE = _event_feed("public-security", "registration-change", "RegistrationChange", "户籍变动",
+                                  rules=(Rule.DEATH_IN_HOUSEHOLD,))
+VEHICLE_PURCHASE = _event_feed("public-security", "vehicle-purchase", "VehiclePurchase", "车辆购置",
+                               rules=(Rule.ASSET_PURCHASE,))
+HOSPITALIZATION = _event_feed("medical-security", "hospitalization", "Hospitalization", "住院",
+                              rules=(Rule.MEDICAL_EXPENSE,), facts=False)
+DISASTER_LOSS = _event_feed("emergency", "disaster-loss", "DisasterLoss", "自然灾害损失", link="household",
+                            rules=(Rule.DISASTER_LOSS, Rule.REGIONAL_DISASTER))
+DROPOUT = _event_feed("education", "dropout", "Dropout", "辍学", rules=(Rule.SCHOOL_DROPOUT,))
 
-EVENT_FEEDS: tuple[Feed, ...] = (REGISTRATION_CHANGE, VEHICLE_PURCHASE, HOSPITALIZATION, DISASTER_LOSS, DROPOUT)
+EVENT_FEEDS: tuple[Feed, ...] = (
+    REGISTRATION_CHANGE,
+    VEHICLE_PURCHASE,
+    HOSPITALIZATION,
+    DISASTER_LOSS,
+    DROPOUT,
+    # Every department's feeds (FEEDS.md, "Every department's feeds"): facts for now.
+)
 
-ROSTER = Feed("bureau", "roster", "povwatch.registry.Person", REGISTRY_PERSONS)
+ROSTER = Feed("bureau", "roster", "povwatch.registry.Person", REGISTRY_PERSONS, title="监测对象名单")
 
-# The intake API (FEEDS.md, "The intake channels"): JSON requests, one IntakeReport each, on events.intake.<channel>.
-# Invalid requests are answered 422, never dead-lettered, so "intake" has no dlq topic.
+# The intake API (FEEDS.md, "The intake channels"): JSON requests, one IntakeReport each, on events.intake.<channel>,
+# linked to a household (its head's person_key, or the 户编号 alone). Invalid requests are answered 422, never
+# dead-lettered, so "intake" has no dlq topic.
 INTAKE = "intake"
 INTAKE_SCHEMA = "povwatch.events.IntakeReport"
 INTAKE_CHANNELS: tuple[Feed, ...] = tuple(
-    _event_feed(INTAKE, channel, INTAKE_SCHEMA) for channel in ("self-declaration", "cadre-visit", "social-clue")
+    Feed(INTAKE, channel, INTAKE_SCHEMA, event_topic(INTAKE, channel), "household", title)
+    for channel, title in (("self-declaration", "农户自主申报"), ("cadre-visit", "基层干部排查"),
+                           ("social-clue", "社会信息补充"))
 )
+
+
+def monitored_feeds() -> tuple[Feed, ...]:
+    """Every feed the monitor consumes: the department feeds and the intake channels."""
+    return EVENT_FEEDS + INTAKE_CHANNELS
+
+
+def feed_of_topic(topic: str) -> Feed | None:
+    """The monitored feed published on `topic`, if any."""
+    return _BY_TOPIC.get(topic)
 
 
 def event_topics() -> tuple[str, ...]:
@@ -91,6 +141,9 @@ def event_topics() -> tuple[str, ...]:
 def intake_topics() -> tuple[str, ...]:
     """The intake channels' topics, in catalogue order."""
     return tuple(channel.topic for channel in INTAKE_CHANNELS)
+
+
+_BY_TOPIC = {feed.topic: feed for feed in monitored_feeds()}
 
 
 def departments() -> list[str]:

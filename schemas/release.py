@@ -1,6 +1,7 @@
 """Schema releases: snapshot every changed schema, and prove old data still reads with the current schemas.
 
-    python -m schemas.release       check compatibility, then write the snapshots that are due; exit 1 on problems
+    python -m schemas.release [--only NAME ...]   check compatibility, then write the snapshots that are due (of
+                                                  the named schemas only, with --only); exit 1 on problems
 
 A snapshot is `released/<full name>/v<N>.avsc` under the schema directory: the schema fully expanded
 (`schemas.codec.expanded_schema`, named types inlined, logical types kept). `release()` writes v<N+1> for each
@@ -45,10 +46,13 @@ def snapshots(name: str, directory: Path = AVRO_DIR) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def release(directory: Path = AVRO_DIR) -> list[Path]:
-    """Write the next snapshot of every schema that differs from its newest one; return the files written."""
+def release(directory: Path = AVRO_DIR, only: set[str] | None = None) -> list[Path]:
+    """Write the next snapshot of every schema (of `only`, when given) that differs from its newest one; return
+    the files written."""
     written = []
     for name in current_names(directory):
+        if only is not None and name not in only:
+            continue
         current = expanded_schema(name, directory)
         released = snapshots(name, directory)
         if released and json.loads(released[-1][1].read_text(encoding="utf-8")) == current:
@@ -97,7 +101,13 @@ def check_compatibility(directory: Path = AVRO_DIR, *, samples: int = SAMPLES, s
 
 
 def main(argv: list[str] | None = None) -> int:
-    directory = Path(argv[0]) if argv else AVRO_DIR
+    """`python -m schemas.release [DIRECTORY] [--only NAME ...]`: `--only` releases just the named schemas."""
+    args = list(argv or [])
+    only = None
+    if "--only" in args:
+        at = args.index("--only")
+        only, args = set(args[at + 1:]), args[:at]
+    directory = Path(args[0]) if args else AVRO_DIR
     problems = check_compatibility(directory)
     for problem in problems:
         print(f"incompatible: {problem}", file=sys.stderr)
@@ -105,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         print("no snapshot written: fix the schemas so that every released version stays readable",
               file=sys.stderr)
         return 1
-    written = release(directory)
+    written = release(directory, only)
     for path in written:
         print(f"released {path.relative_to(directory)}")
     if not written:
