@@ -18,4 +18,6 @@ DROPOUT = FeedSpec(
         Column("dropout_date", "辍学日期", Date()),
     ),
     occurred_at="dropout_date",
+    example={"student_name": "张小明", "student_id_number": "652701201209150420", "school": "博乐市第三中学",
+             "stage": "初中", "grade": "八年级", "dropout_date": "2024-03-11"},
 )

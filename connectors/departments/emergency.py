@@ -25,4 +25,7 @@ DISASTER_LOSS = FeedSpec(
         Column("direct_loss", "直接经济损失", Amount()),
     ),
     occurred_at="disaster_date",
+    example={"head_name": "张三", "head_id_number": "652701198001011232", "village_code": "652701100201",
+             "disaster_type": "洪涝", "disaster_date": "2024-06-20", "deaths": "0", "injuries": "2",
+             "house_damage": "严重损坏", "direct_loss": "52000"},
 )

@@ -37,4 +37,6 @@ HOSPITALIZATION = FeedSpec(
     ),
     occurred_at="admission_date",
     checks=(_settled_after_admission, _out_of_pocket_within_total),
+    example={"name": "张三", "id_number": "652701198001011232", "disease": "肺炎", "admission_date": "2024-04-01",
+             "days": "5", "total_cost": "12,000.00", "out_of_pocket": "3600", "settlement_date": "2024-04-06"},
 )

@@ -23,6 +23,8 @@ REGISTRATION_CHANGE = FeedSpec(
         Column("remark", "备注", Text(), required=False),
     ),
     occurred_at="change_date",
+    example={"name": "张三", "id_number": "652701198001011232", "change_type": "死亡", "change_date": "2024-03-05",
+             "remark": "病故"},
 )
 
 
@@ -45,4 +47,6 @@ VEHICLE_PURCHASE = FeedSpec(
     ),
     occurred_at="purchase_date",
     checks=(_registered_after_purchase,),
+    example={"name": "张三", "id_number": "652701198001011232", "vehicle_type": "小型轿车", "model": "比亚迪秦PLUS",
+             "purchase_date": "2024-05-01", "registration_date": "2024-05-08", "price": "119,800"},
 )
