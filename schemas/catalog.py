@@ -45,6 +45,7 @@ __all__ = [
     "INTAKE_SCHEMA",
     "event_topics",
     "intake_topics",
+    "event_feed",
     "monitored_feeds",
     "feed_of_topic",
     "departments",
@@ -121,6 +122,14 @@ INTAKE_CHANNELS: tuple[Feed, ...] = tuple(
     for channel, title in (("self-declaration", "农户自主申报"), ("cadre-visit", "基层干部排查"),
                            ("social-clue", "社会信息补充"))
 )
+
+
+def event_feed(department: str, feed: str) -> Feed:
+    """The catalogue entry of a department feed (a department module declares its columns against it)."""
+    for entry in EVENT_FEEDS:
+        if (entry.department, entry.feed) == (department, feed):
+            return entry
+    raise KeyError(f"{department} {feed} is not a feed of schemas/catalog.py")
 
 
 def monitored_feeds() -> tuple[Feed, ...]:
