@@ -1,10 +1,13 @@
 """The connector framework: department file -> validated records -> Avro events on Kafka.
 
-    read_table(path)            connectors.readers: header + text rows (CSV in any of the encodings, XLSX)
+    read_table(path)            connectors.readers: header + text rows (CSV in any of the encodings, XLSX), streamed
+    RowSource                   connectors.sources: a file or a SQL batch, as header + numbered text rows
     bind_headers(spec, header)  which column holds which field (Chinese label, English alias, unit suffix)
     validate(spec, raw, today)  RawRow -> ValidRecord | Rejection (every reason, not just the first)
     RowHandler.handle(record)   ValidRecord -> Accepted(messages) | reasons     (what the feed publishes)
-    run_file(...)               drives the above, publishes, dead-letters rejects, returns a Summary
+    run_rows(...)               drives the above over any RowSource, publishes, dead-letters rejects, returns a
+                                Summary; checkpoints after acknowledgement and resumes without loss or repeat
+    run_file(...)               run_rows over one file
 
 A department declares a `FeedSpec` (its columns and the event schema); `EventHandler` turns any event feed's
 record into one event, so most departments need no code at all. Rejections are data: they go to
@@ -21,16 +24,19 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Container, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal, Protocol
 from zoneinfo import ZoneInfo
 
+from connectors.digests import DigestSet
 from connectors.fields import FieldError, Parser, clean, mask_free_text
+from connectors.progress import Progress
 from connectors.pseudonym import Pseudonymiser
-from connectors.readers import OVERSIZED, read_table
+from connectors.readers import OVERSIZED
+from connectors.sources import RowSource, file_source
 from schemas.catalog import Feed
 from schemas.codec import Codec
 from schemas.deadletter import row_dead_letter
@@ -51,10 +57,14 @@ __all__ = [
     "EventHandler",
     "Publisher",
     "Summary",
+    "Resume",
+    "MAX_REJECTS_LISTED",
     "bind_headers",
+    "bind_source",
     "validate",
     "redacted_fields",
     "event_id_of",
+    "run_rows",
     "run_file",
 ]
 
@@ -311,6 +321,9 @@ class EventHandler:
         return []
 
 
+MAX_REJECTS_LISTED = 1000  # a summary lists the first rejected rows; it counts them all (dlq.<dept> has every one)
+
+
 @dataclass
 class Summary:
     department: str
@@ -323,7 +336,7 @@ class Summary:
     duplicates: int = 0
     blank_lines: int = 0
     extra_messages: int = 0  # messages that are not rows (e.g. roster households)
-    rejects: list[tuple[int, tuple[str, ...]]] = field(default_factory=list)
+    rejects: list[tuple[int, tuple[str, ...]]] = field(default_factory=list)  # the first MAX_REJECTS_LISTED
 
     @property
     def balanced(self) -> bool:
@@ -336,19 +349,123 @@ class Summary:
             "duplicates": self.duplicates, "blank_lines": self.blank_lines,
             "extra_messages": self.extra_messages,
             "rejects": [{"row": row, "reasons": list(reasons)} for row, reasons in self.rejects],
+            "rejects_not_listed": self.rejected - len(self.rejects),
         }
 
 
+@dataclass(frozen=True)
+class Resume:
+    """Where an interrupted run of the same source stopped. Rows up to `after_row` were acknowledged by the
+    broker: they are read again (so the counts and the duplicate detection are those of one whole run) but not
+    sent. `already_sent` holds what reached the topics after that checkpoint (event identities and dead-letter
+    keys, read back from the topics): not sent again either. So a resumed run neither loses nor repeats."""
+
+    after_row: int = 0
+    already_sent: Container[str] = frozenset()
+
+
 def _raw_rows(bound: dict[int, Column], rows: Iterator[tuple[int, list[str]]],
-              problems: Mapping[int, list[str]]) -> Iterator[RawRow | int]:
+              problems: dict[int, list[str]]) -> Iterator[RawRow | int]:
     """RawRow per data row; a blank line yields its row number instead. `problems` is filled by the reader as
-    it yields each row."""
+    it yields each row, and emptied here as the rows are taken (it never holds more than the current row)."""
     for number, cells in rows:
-        found = tuple(problems.get(number, ()))
+        found = tuple(problems.pop(number, ()))
         if not found and not any(c.strip() for c in cells):
             yield number
             continue
         yield RawRow(number, {col.field: (cells[i] if i < len(cells) else "") for i, col in bound.items()}, found)
+
+
+def bind_source(spec: FeedSpec, source: RowSource) -> dict[int, Column]:
+    try:
+        return bind_headers(spec, source.headers)
+    except InputFileError as exc:
+        source.close()
+        raise InputFileError(f"{source.origin}: {exc}") from None
+
+
+async def run_rows(
+    spec: FeedSpec,
+    source: RowSource,
+    handler: RowHandler,
+    publisher: Publisher,
+    *,
+    codec: Codec,
+    clock: Clock,
+    stage: str = "connector",
+    on_reject: Callable[[RawRow], None] | None = None,
+    zone: dt.tzinfo = DEFAULT_ZONE,
+    resume: Resume = Resume(),
+    on_acked: Callable[[int], Awaitable[None]] | None = None,
+    ack_every: int = 5000,
+    on_progress: Callable[[Summary], None] | None = None,
+    bound: dict[int, Column] | None = None,
+) -> Summary:
+    """The one loop of every source (a file, a SQL batch): validate each row, publish its event or dead-letter
+    it, count. Memory stays flat whatever the number of rows: duplicates are detected on 16-byte digests
+    (connectors.digests), the summary lists at most MAX_REJECTS_LISTED rejects. Every `ack_every` rows sent,
+    and at the end, the publisher is flushed (the broker has acknowledged everything) and `on_acked(row)` is
+    told the last row done, so a checkpoint is written only after acknowledgement. `on_progress(summary)` is
+    called every 1,000 rows and at the end."""
+    if bound is None:
+        bound = bind_source(spec, source)
+    today = local_today(clock(), zone)
+    summary = Summary(spec.department, spec.feed, source.origin, source.encoding)
+    seen = DigestSet()
+    since_ack, last_row = 0, resume.after_row
+    try:
+        for item in _raw_rows(bound, source.rows, source.problems):
+            if isinstance(item, int):
+                summary.blank_lines += 1
+                continue
+            summary.read += 1
+            live = item.row > resume.after_row
+            source_record = {"department": spec.department, "feed": spec.feed, "origin": source.origin_of(item.row),
+                             "row": item.row, "connector_version": CONNECTOR_VERSION}
+            outcome: ValidRecord | Rejection | Accepted | list[str] = validate(spec, item, today)
+            if isinstance(outcome, ValidRecord):
+                outcome = handler.handle(outcome, source_record)
+            if isinstance(outcome, Accepted):
+                if not seen.add(outcome.identity):
+                    summary.duplicates += 1
+                else:
+                    summary.published += 1
+                    if live and outcome.identity not in resume.already_sent:
+                        for message in outcome.messages:
+                            await publisher.send(message.topic, message.key, message.value)
+            else:
+                names = _row_names(spec, item)
+                reasons = tuple(_scrub(r, names) for r in (outcome.reasons if isinstance(outcome, Rejection)
+                                                           else outcome))
+                summary.rejected += 1
+                if len(summary.rejects) < MAX_REJECTS_LISTED:
+                    summary.rejects.append((item.row, reasons))
+                if live:
+                    letter = row_dead_letter(source_record, reasons, redacted_fields(spec, item), stage, clock())
+                    if letter.key.decode() not in resume.already_sent:
+                        await publisher.send(spec.dlq, letter.key, letter.encode(codec))
+                if on_reject is not None:
+                    on_reject(item)
+            if live:
+                since_ack += 1
+                last_row = item.row
+                if on_acked is not None and since_ack >= ack_every:
+                    await publisher.flush()
+                    await on_acked(last_row)
+                    since_ack = 0
+            if on_progress is not None and summary.read % 1000 == 0:
+                on_progress(summary)
+    finally:
+        source.close()
+    for message in handler.finish():
+        await publisher.send(message.topic, message.key, message.value)
+        summary.extra_messages += 1
+    await publisher.flush()
+    if on_acked is not None:
+        await on_acked(last_row)
+    if on_progress is not None:
+        on_progress(summary)
+    return summary
 
 
 async def run_file(
@@ -362,50 +479,21 @@ async def run_file(
     stage: str = "connector",
     on_reject: Callable[[RawRow], None] | None = None,
     zone: dt.tzinfo = DEFAULT_ZONE,
+    progress: bool | None = False,
 ) -> Summary:
-    """Process one file. The file is opened and its header checked before the publisher is started, so a bad
-    file fails fast without a broker. `publisher_factory()` returns an async context manager -> Publisher.
-    `on_reject(raw)` is told of every rejected row (the roster keeps a rejected person it can identify).
-    `zone`: the time zone whose current date is "today" for the future-date check."""
-    table = read_table(path)
+    """Process one file, read as a stream (run_rows). The file is opened and its header checked before the
+    publisher is started, so a bad file fails fast without a broker. `publisher_factory()` returns an async
+    context manager -> Publisher. `on_reject(raw)` is told of every rejected row (the roster keeps a rejected
+    person it can identify). `zone`: the time zone whose current date is "today" for the future-date check.
+    `progress`: rows, rate and ETA on stderr (None: only when stderr is a terminal; False: never)."""
+    source = file_source(path)
+    bound = bind_source(spec, source)
+    meter = Progress(path.name, source.position, enabled=progress)
     try:
-        bound = bind_headers(spec, table.headers)
-    except InputFileError as exc:
-        raise InputFileError(f"{path.name}: {exc}") from None
-    today = local_today(clock(), zone)
-    summary = Summary(spec.department, spec.feed, path.name, table.encoding)
-    seen: set[str] = set()
-    async with publisher_factory() as publisher:
-        for item in _raw_rows(bound, table.rows, table.problems):
-            if isinstance(item, int):
-                summary.blank_lines += 1
-                continue
-            summary.read += 1
-            source = {"department": spec.department, "feed": spec.feed, "origin": path.name, "row": item.row,
-                      "connector_version": CONNECTOR_VERSION}
-            outcome: ValidRecord | Rejection | Accepted | list[str] = validate(spec, item, today)
-            if isinstance(outcome, ValidRecord):
-                outcome = handler.handle(outcome, source)
-            if isinstance(outcome, Accepted):
-                if outcome.identity in seen:
-                    summary.duplicates += 1
-                    continue
-                seen.add(outcome.identity)
-                for message in outcome.messages:
-                    await publisher.send(message.topic, message.key, message.value)
-                summary.published += 1
-                continue
-            names = _row_names(spec, item)
-            reasons = tuple(_scrub(r, names) for r in (outcome.reasons if isinstance(outcome, Rejection)
-                                                       else outcome))
-            letter = row_dead_letter(source, reasons, redacted_fields(spec, item), stage, clock())
-            await publisher.send(spec.dlq, letter.key, letter.encode(codec))
-            summary.rejected += 1
-            summary.rejects.append((item.row, reasons))
-            if on_reject is not None:
-                on_reject(item)
-        for message in handler.finish():
-            await publisher.send(message.topic, message.key, message.value)
-            summary.extra_messages += 1
-        await publisher.flush()
-    return summary
+        async with publisher_factory() as publisher:
+            return await run_rows(spec, source, handler, publisher, codec=codec, clock=clock, stage=stage,
+                                  on_reject=on_reject, zone=zone, bound=bound,
+                                  on_progress=lambda s: meter.update(s.read))
+    finally:
+        source.close()
+        meter.close()

@@ -25,6 +25,8 @@ def _summary_text(summary: Any) -> str:
     ]
     for reject in s["rejects"]:
         lines.append(f"  row {reject['row']}: " + "; ".join(reject["reasons"]))
+    if s.get("rejects_not_listed"):
+        lines.append(f"  ... and {s['rejects_not_listed']:,} more rejected rows (every one is in the dead-letter topic)")
     return "\n".join(lines)
 
 

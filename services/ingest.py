@@ -28,7 +28,7 @@ async def run_connector(
     codec = default_codec()
     handler = EventHandler(spec, pseudonymiser=Pseudonymiser(settings.checked_key()), codec=codec, clock=clock)
     return await run_file(
-        spec, path, handler, codec=codec, clock=clock, zone=settings.zone,
+        spec, path, handler, codec=codec, clock=clock, zone=settings.zone, progress=None,
         publisher_factory=lambda: KafkaPublisher(settings.bootstrap, client_id=f"povwatch-{department}",
                                                  require_topics=[spec.topic, spec.dlq]),
     )
