@@ -32,7 +32,7 @@ from typing import Any
 
 from schemas.errors import InputFileError
 
-__all__ = ["Table", "read_table", "decode_text", "MAX_CELL_CHARS", "MAX_RECORD_LINES", "OVERSIZED"]
+__all__ = ["Table", "read_table", "decode_text", "cell_text", "MAX_CELL_CHARS", "MAX_RECORD_LINES", "OVERSIZED"]
 
 MAX_CELL_CHARS = 10_000  # a longer cell rejects its row (no field of any feed is near this)
 MAX_RECORD_LINES = 50  # a quoted cell spanning more lines than this is taken for an unbalanced quote
@@ -232,7 +232,8 @@ def _read_csv(path: Path) -> Table:
     return Table(headers, rows(), encoding, problems, progress=progress, close=text.close)
 
 
-def _cell_text(value: Any) -> str:
+def cell_text(value: Any) -> str:
+    """A cell value as the text a spreadsheet shows: dates ISO, whole floats without `.0`, None empty."""
     if value is None:
         return ""
     if isinstance(value, dt.datetime):
@@ -255,7 +256,7 @@ def _read_xlsx(path: Path) -> Table:
     sheet = book.worksheets[0]
     values = sheet.iter_rows(values_only=True)
     try:
-        headers = [_cell_text(v) for v in next(values)]
+        headers = [cell_text(v) for v in next(values)]
     except StopIteration:
         book.close()
         raise InputFileError(f"{path.name}: the first sheet is empty (no header row)") from None
@@ -268,7 +269,7 @@ def _read_xlsx(path: Path) -> Table:
         try:
             for number, row in enumerate(values, start=2):
                 done[0] = number
-                yield number, _checked_cells(number, [_cell_text(v) for v in row], headers, problems)
+                yield number, _checked_cells(number, [cell_text(v) for v in row], headers, problems)
         finally:
             book.close()
 

@@ -26,7 +26,7 @@ def _summary_text(summary: Any) -> str:
     for reject in s["rejects"]:
         lines.append(f"  row {reject['row']}: " + "; ".join(reject["reasons"]))
     if s.get("rejects_not_listed"):
-        lines.append(f"  ... and {s['rejects_not_listed']:,} more rejected rows (every one is in the dead-letter topic)")
+        lines.append(f"  ... and {s['rejects_not_listed']:,} more rejected rows (all in the dead-letter topic)")
     return "\n".join(lines)
 
 
@@ -97,6 +97,14 @@ def cmd_roster(args: argparse.Namespace, settings: Any) -> int:
 
 
 def cmd_connector(args: argparse.Namespace, settings: Any) -> int:
+    if args.action == "watch":
+        from services.watch.service import run_watch
+
+        if not args.config or args.dept or args.feed or args.file:
+            raise PovwatchError("usage: povwatch connector watch --config FILE")
+        return run_watch(settings, Path(args.config))
+    if not (args.dept and args.feed and args.file):
+        raise PovwatchError("usage: povwatch connector run DEPT FEED FILE [--json]")
     from services.ingest import run_connector
 
     _print_summary(asyncio.run(run_connector(settings, args.dept, args.feed, Path(args.file))), args.json)
@@ -235,12 +243,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="upsert the file's records only; remove nobody (the file is a partial update)")
     p.set_defaults(func=cmd_roster)
 
-    p = sub.add_parser("connector", help="run a department connector on one file")
-    p.add_argument("action", choices=["run"])
-    p.add_argument("dept", help="department slug, e.g. medical-security")
-    p.add_argument("feed", help="feed name, e.g. hospitalization")
-    p.add_argument("file", help="CSV (UTF-8, UTF-8 BOM, GBK/GB18030) or XLSX export")
+    p = sub.add_parser("connector", help="run a department connector on one file, or as a service (watch)")
+    p.add_argument("action", choices=["run", "watch"],
+                   help="run DEPT FEED FILE: one file; watch --config FILE: drop folders and SQL sources until "
+                        "stopped (SIGTERM/SIGINT)")
+    p.add_argument("dept", nargs="?", help="department slug, e.g. medical-security")
+    p.add_argument("feed", nargs="?", help="feed name, e.g. hospitalization")
+    p.add_argument("file", nargs="?", help="CSV (UTF-8, UTF-8 BOM, GBK/GB18030) or XLSX export")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.add_argument("--config", help="with watch: the department's TOML file (deploy/connectors/ has examples)")
     p.set_defaults(func=cmd_connector)
 
     p = sub.add_parser("monitor", help="run the stream processor; `monitor unmatched` lists events nobody matched")

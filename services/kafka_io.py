@@ -31,6 +31,7 @@ __all__ = [
     "topic_offsets",
     "describe_group",
     "read_compacted",
+    "read_since",
 ]
 
 _TIMEOUT_MS = 15_000
@@ -122,6 +123,8 @@ class KafkaPublisher:
         self._require = list(require_topics)
         self._producer: AIOKafkaProducer | None = None  # made in __aenter__, inside the running loop
         self._pending: list[asyncio.Future[Any]] = []
+        # (topic, partition) -> the offset after the last message acknowledged (for checkpoints: services.watch)
+        self.acked: dict[tuple[str, int], int] = {}
 
     async def __aenter__(self) -> KafkaPublisher:
         if self._require:
@@ -170,9 +173,12 @@ class KafkaPublisher:
     async def flush(self) -> None:
         pending, self._pending = self._pending, []
         try:
-            await asyncio.gather(*pending)
+            done = await asyncio.gather(*pending)
         except KafkaError as exc:
             raise _unavailable(self._bootstrap, exc) from None
+        for meta in done:
+            tp = (meta.topic, meta.partition)
+            self.acked[tp] = max(self.acked.get(tp, 0), meta.offset + 1)
 
 
 @dataclass(frozen=True)
@@ -332,6 +338,42 @@ async def read_compacted(bootstrap: str, topic: str, *, timeout: float = 120.0) 
                         contents[m.key] = m.value
             remaining = [tp for tp in remaining if await consumer.position(tp) < ends[tp]]
         return contents
+    except KafkaError as exc:
+        raise _unavailable(bootstrap, exc) from None
+    finally:
+        await _stop(consumer)
+
+
+async def read_since(bootstrap: str, topics: Iterable[str], offsets: dict[tuple[str, int], int], *,
+                     timeout: float = 120.0) -> AsyncIterator[Record]:
+    """Every message of `topics` from `offsets` ((topic, partition) -> offset; a partition not listed: from
+    its beginning) up to the end offsets taken at the start. BrokerUnavailable if not read within `timeout`."""
+    consumer = await _started_consumer(bootstrap, auto_offset_reset="earliest")
+    try:
+        names = list(topics)
+        missing = [t for t in names if not consumer.partitions_for_topic(t)]
+        if missing:
+            raise BrokerUnavailable(f"topic {', '.join(missing)} does not exist (run `povwatch topics ensure`)")
+        tps = [TopicPartition(t, p) for t in names for p in sorted(consumer.partitions_for_topic(t) or ())]
+        consumer.assign(tps)
+        ends = await consumer.end_offsets(tps)
+        for tp in tps:
+            start = offsets.get((tp.topic, tp.partition))
+            if start is None:
+                await consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, min(start, ends[tp]))
+        remaining = [tp for tp in tps if await consumer.position(tp) < ends[tp]]
+        deadline = asyncio.get_running_loop().time() + timeout
+        while remaining:
+            if asyncio.get_running_loop().time() > deadline:
+                raise BrokerUnavailable(f"could not read {', '.join(names)} to the end within {timeout:.0f}s")
+            batch = await consumer.getmany(*remaining, timeout_ms=1000)
+            for tp, messages in batch.items():
+                for m in messages:
+                    if m.offset < ends[tp]:
+                        yield Record(tp.topic, tp.partition, m.offset, m.key, m.value or b"", m.timestamp)
+            remaining = [tp for tp in remaining if await consumer.position(tp) < ends[tp]]
     except KafkaError as exc:
         raise _unavailable(bootstrap, exc) from None
     finally:
