@@ -108,14 +108,18 @@ EVENT_FEEDS: tuple[Feed, ...] = (
     DISASTER_LOSS,
     DROPOUT,
     # Every department's feeds (FEEDS.md, "Every department's feeds"): facts for now.
-    _event_feed("health", "chronic-disease", "ChronicDisease", "重点慢病"),
-    _event_feed("health", "serious-illness", "SeriousIllness", "大病专项救治"),
-    _event_feed("medical-security", "insurance", "Insurance", "参保信息"),
-    _event_feed("pboc", "deposit-loan", "DepositLoan", "存贷款"),
-    _event_feed("disabled-federation", "disability-certificate", "DisabilityCertificate", "残疾人证"),
-    _event_feed("market-regulation", "business-registration", "BusinessRegistration", "市场主体登记"),
-    _event_feed("statistics", "household-income", "HouseholdIncome", "住户收入", link="household"),
-    _event_feed("farm-machinery", "machinery-purchase", "MachineryPurchase", "农机购置"),
+    _event_feed("cac", "public-opinion", "PublicOpinion", "网络舆情线索", link="village"),
+    _event_feed("education", "student-roll", "StudentRoll", "在校生信息"),
+    _event_feed("education", "student-aid", "StudentAid", "学生资助"),
+    _event_feed("public-security", "identity-check", "IdentityCheck", "户籍比对"),
+    _event_feed("public-security", "traffic-accident", "TrafficAccident", "交通事故"),
+    _event_feed("civil-affairs", "assistance", "SocialAssistance", "社会救助"),
+    _event_feed("hrss", "employment", "Employment", "务工就业"),
+    _event_feed("housing", "house-safety", "HouseSafety", "住房安全", link="household"),
+    _event_feed("natural-resources", "commercial-housing", "CommercialHousing", "商品住房"),
+    _event_feed("water", "drinking-water", "DrinkingWater", "安全饮水", link="village"),
+    _event_feed("agriculture", "farm-disaster", "FarmDisaster", "农业灾情", link="village"),
+    _event_feed("agriculture", "collective-income", "CollectiveIncome", "村集体可分配收益", link="village"),
 )
 
 ROSTER = Feed("bureau", "roster", "povwatch.registry.Person", REGISTRY_PERSONS, title="监测对象名单")
