@@ -120,6 +120,14 @@ EVENT_FEEDS: tuple[Feed, ...] = (
     _event_feed("water", "drinking-water", "DrinkingWater", "安全饮水", link="village"),
     _event_feed("agriculture", "farm-disaster", "FarmDisaster", "农业灾情", link="village"),
     _event_feed("agriculture", "collective-income", "CollectiveIncome", "村集体可分配收益", link="village"),
+    _event_feed("health", "chronic-disease", "ChronicDisease", "重点慢病"),
+    _event_feed("health", "serious-illness", "SeriousIllness", "大病专项救治"),
+    _event_feed("medical-security", "insurance", "Insurance", "参保信息"),
+    _event_feed("pboc", "deposit-loan", "DepositLoan", "存贷款"),
+    _event_feed("disabled-federation", "disability-certificate", "DisabilityCertificate", "残疾人证"),
+    _event_feed("market-regulation", "business-registration", "BusinessRegistration", "市场主体登记"),
+    _event_feed("statistics", "household-income", "HouseholdIncome", "住户收入", link="household"),
+    _event_feed("farm-machinery", "machinery-purchase", "MachineryPurchase", "农机购置"),
 )
 
 ROSTER = Feed("bureau", "roster", "povwatch.registry.Person", REGISTRY_PERSONS, title="监测对象名单")
