@@ -34,7 +34,7 @@ def _groups(settings: Settings) -> list[tuple[str, str, tuple[str, ...]]]:
     """(role, group id, the topics it consumes for sure) of the consumer groups an operator watches; topics it
     committed on besides these (internal ones) are shown too."""
     t = MonitorTopics(settings.monitor_app_id)
-    return [("monitor", t.person_group, catalog.event_topics()),
+    return [("monitor", t.person_group, tuple(f.topic for f in catalog.monitored_feeds())),
             ("monitor household stage", t.household_group, (t.household_events,)),
             ("monitor village stage", t.village_group, (t.village_disasters,)),
             ("casefeed", settings.casefeed_group, (ALERTS_HOUSEHOLD, ALERTS_REGIONAL))]

@@ -3,13 +3,14 @@
 Topology (DESIGN.md, "Processing guarantees"), one consumer group per stage:
 
     person stage (group <app id>)
-        registry.persons ─► persons table; events.*.* ─► join by person_key
+        registry.persons ─► persons table; events.*.* (every feed and intake channel) ─► join by person_key
         ─► <app id>.household-events (key household_id, HouseholdEvent)
+        ─► <app id>.village-disasters (key village code, VillageEvent: village-level events naming no one)
     household stage (group <app id>.household)
         registry.households ─► households table; joined events ─► rules ─► alerts.household
         ─► <app id>.village-disasters (key village code, VillageDisaster)
     village stage (group <app id>.village)
-        village records ─► windowed distinct households ─► alerts.regional
+        village records ─► windowed distinct households ─► alerts.regional; village events ─► facts
 
 Each stage keeps its partition-local state in a compacted changelog (`<app id>.<stage>-state`); events that
 wait longer than the grace period for their person or household are listed in `<app id>.unmatched`.
@@ -25,7 +26,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from schemas.catalog import event_topics
+from schemas.catalog import monitored_feeds
 from schemas.codec import Codec, default_codec
 from schemas.errors import ConfigError, PovwatchError
 from schemas.topics import ALERTS_HOUSEHOLD, ALERTS_REGIONAL, REGISTRY_HOUSEHOLDS, REGISTRY_PERSONS, TopicSpec
@@ -43,7 +44,8 @@ from services.monitor.state import (
 from services.monitor.topics import MonitorTopics
 from services.settings import Settings
 
-__all__ = ["MonitorTopics", "monitor_topics", "stage_specs", "run_monitor", "serve", "check_partitions"]
+__all__ = ["MonitorTopics", "monitor_topics", "monitored_topics", "stage_specs", "run_monitor", "serve",
+           "check_partitions"]
 
 log = logging.getLogger("povwatch.monitor")
 
@@ -54,6 +56,11 @@ def monitor_topics(app_id: str) -> list[TopicSpec]:
     return ([TopicSpec(t.household_events), TopicSpec(t.village_disasters)]
             + [TopicSpec(name, compacted=True) for name in (t.person_state, t.household_state, t.village_state)]
             + [TopicSpec(t.unmatched, compacted=True, partitions=1)])
+
+
+def monitored_topics() -> tuple[str, ...]:
+    """The event topics the person stage reads: every department feed and intake channel of the catalogue."""
+    return tuple(feed.topic for feed in monitored_feeds())
 
 
 def stage_specs(settings: Settings, codec: Codec) -> list[StageSpec[Any]]:
@@ -72,7 +79,7 @@ def stage_specs(settings: Settings, codec: Codec) -> list[StageSpec[Any]]:
         return VillageStage(state, codec=codec, routes=routes, rules=rules)
 
     return [
-        StageSpec("person", t.person_group, (REGISTRY_PERSONS,), event_topics(), t.person_state,
+        StageSpec("person", t.person_group, (REGISTRY_PERSONS,), monitored_topics(), t.person_state,
                   PERSON_STATE, person, "persons"),
         StageSpec("household", t.household_group, (REGISTRY_HOUSEHOLDS,), (t.household_events,),
                   t.household_state, HOUSEHOLD_STATE, household, "households"),
@@ -104,7 +111,7 @@ async def serve(settings: Settings, stopping: asyncio.Event, *, codec: Codec | N
                         project_topics() + monitor_topics(settings.monitor_app_id))
     specs = stage_specs(settings, codec)
     await check_partitions(settings.bootstrap, specs)
-    metrics.initialise(list(event_topics()), [REGISTRY_PERSONS, REGISTRY_HOUSEHOLDS])
+    metrics.initialise(list(monitored_topics()), [REGISTRY_PERSONS, REGISTRY_HOUSEHOLDS])
 
     async def producer() -> AIOKafkaProducer:
         made = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, client_id=settings.monitor_app_id,

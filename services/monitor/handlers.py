@@ -1,8 +1,12 @@
 """The monitor's three stages as plain code over table-like mappings: no Kafka, no event loop.
 
-    PersonStage     registry.persons + events.*          -> events re-keyed by household (HouseholdEvent)
-    HouseholdStage  registry.households + joined events   -> alerts.household, village records
-    VillageStage    village records                       -> alerts.regional
+    PersonStage     registry.persons + events.*          -> events re-keyed by household (HouseholdEvent);
+                                                            village-level events by village (VillageEvent)
+    HouseholdStage  registry.households + joined events   -> alerts.household, village records, facts kept
+    VillageStage    village records and events            -> alerts.regional, facts kept
+
+What a stage does with an event is read from its feed's declaration (schemas.catalog.Feed, found by topic):
+where it goes (`link`), which rules judge it (`rules`), whether it is kept as a fact (`facts`).
 
 A stage owns the tables of ONE partition: `registry` keeps a registry table equal to its compacted topic (a
 `None` value is a tombstone), `event` handles one input message, `sweep` expires what waited too long. Each
@@ -20,7 +24,7 @@ import datetime as dt
 import sys
 from collections.abc import MutableMapping
 from dataclasses import dataclass
-from typing import NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from schemas.codec import Codec
 from schemas.errors import DecodeError
@@ -34,9 +38,12 @@ from services.monitor.rules import (
     regional_period,
 )
 from services.monitor.stages import (
-    EVENT_KINDS,
+    address_of,
+    fact_of,
+    feed_for,
     household_alert_record,
     household_stage,
+    needs_record,
     regional_alert_record,
 )
 from services.monitor.state import HouseholdState, Pending, PersonState, VillageState
@@ -129,9 +136,20 @@ class PersonStage:
         return [self._forward(item.topic, key, item.message, row) for item in waiting.pending]
 
     def event(self, topic: str, value: bytes, now: dt.datetime, key: bytes | None = None) -> list[Emit]:
-        if self._codec.name_of(value) not in EVENT_KINDS:
-            raise DecodeError(f"{self._codec.name_of(value)} is not an event")
-        person_key = key.decode("utf-8", "replace") if key else self._codec.decode(value).record["person_key"]
+        feed = feed_for(topic, self._codec.name_of(value))
+        if needs_record(feed) or not key:
+            address = address_of(feed, self._codec.decode(value).record)
+            if address.kind == "household":  # addressed to the household alone: no person to join
+                self._forwarded.inc()
+                return [self._emit_household(topic, None, address.key, value, None)]
+            if address.kind == "village":
+                self._forwarded.inc()
+                record = {"topic": topic, "event": value, "village_code": address.key}
+                return [Emit(self._routes.village_disasters, address.key.encode(),
+                             self._codec.encode("povwatch.monitor.VillageEvent", record))]
+            person_key = address.key
+        else:
+            person_key = key.decode("utf-8", "replace")
         person = self.persons.get(person_key)
         if person is not None:
             return [self._forward(topic, person_key, value, person)]
@@ -143,10 +161,16 @@ class PersonStage:
         return []
 
     def _forward(self, topic: str, person_key: str, value: bytes, person: PersonRow) -> Emit:
-        joined = {"topic": topic, "event": value, "person_key": person_key, "household_id": person.household_id,
-                  "relation": person.relation, "birth_date": person.birth_date, "village_code": person.village_code}
         self._forwarded.inc()
-        return Emit(self._routes.household_events, person.household_id.encode(),
+        return self._emit_household(topic, person_key, person.household_id, value, person)
+
+    def _emit_household(self, topic: str, person_key: str | None, household_id: str, value: bytes,
+                        person: PersonRow | None) -> Emit:
+        joined = {"topic": topic, "event": value, "person_key": person_key, "household_id": household_id,
+                  "relation": person.relation if person else None,
+                  "birth_date": person.birth_date if person else None,
+                  "village_code": person.village_code if person else ""}
+        return Emit(self._routes.household_events, household_id.encode(),
                     self._codec.encode("povwatch.monitor.HouseholdEvent", joined))
 
     def sweep(self, now: dt.datetime) -> list[Emit]:
@@ -156,16 +180,20 @@ class PersonStage:
         return sum(len(s.pending) for s in self.state.values())
 
 
-def _joined(codec: Codec, value: bytes) -> tuple[str, bytes, PersonContext]:
-    """(topic, event message, person) of a message on the household-events topic: a HouseholdEvent, or an
-    EnrichedEvent written by an earlier version of the monitor."""
+def _joined(codec: Codec, value: bytes) -> tuple[str, bytes, str, PersonContext | None]:
+    """(topic, event message, household id, person) of a message on the household-events topic: a
+    HouseholdEvent (no person for an event addressed to the household alone), or an EnrichedEvent written by an
+    earlier version of the monitor."""
     decoded = codec.decode(value)
     rec = decoded.record
     if decoded.name == "povwatch.monitor.HouseholdEvent":
-        return rec["topic"], rec["event"], PersonContext(rec["person_key"], rec["household_id"], rec["birth_date"],
-                                                         rec["relation"], rec["village_code"])
+        if rec["person_key"] is None:
+            return rec["topic"], rec["event"], rec["household_id"], None
+        return rec["topic"], rec["event"], rec["household_id"], PersonContext(
+            rec["person_key"], rec["household_id"], rec["birth_date"], rec["relation"], rec["village_code"])
     if decoded.name == "povwatch.monitor.EnrichedEvent":
-        return rec["topic"], rec["event"], PersonContext.from_record(rec["person"])
+        person = PersonContext.from_record(rec["person"])
+        return rec["topic"], rec["event"], person.household_id, person
     raise DecodeError(f"{decoded.name} is not a joined event")
 
 
@@ -199,12 +227,10 @@ class HouseholdStage:
         return [emit for item in waiting for emit in self.event(item.topic, item.message, now)]
 
     def event(self, topic: str, value: bytes, now: dt.datetime, key: bytes | None = None) -> list[Emit]:
-        source_topic, message, person = _joined(self._codec, value)
+        source_topic, message, hh_id, person = _joined(self._codec, value)
         inner = self._codec.decode(message)
-        if inner.name not in EVENT_KINDS:
-            raise DecodeError(f"{inner.name} is not an event")
+        feed = feed_for(source_topic, inner.name)
         record = inner.record
-        hh_id = person.household_id
         state = self.state.get(hh_id) or HouseholdState()
         if record["event_id"] in state.seen:
             metrics.EVENTS_DUPLICATE.inc()
@@ -218,9 +244,12 @@ class HouseholdStage:
                 metrics.PENDING_PARKED.labels(self.name, source_topic).inc()
             self.state[hh_id] = state
             return []
-        outcome = household_stage(inner.name, record, person, household, state.stays, self._rules)
+        outcome = household_stage(feed, source_topic, record, person, household, state.stays, self._rules)
         if outcome.medical_history is not None:
             state.stays = outcome.medical_history
+        if outcome.fact is not None:
+            state.facts.append(outcome.fact)
+            metrics.FACTS_KEPT.labels(self.name, source_topic).inc()
         state.seen[record["event_id"]] = record["occurred_at"]
         state.prune(self._rules.history_horizon_days)
         self.state[hh_id] = state
@@ -260,10 +289,13 @@ class VillageStage:
         raise TypeError("the village stage reads no registry")
 
     def event(self, topic: str, value: bytes, now: dt.datetime, key: bytes | None = None) -> list[Emit]:
+        decoded = self._codec.decode(value)
+        if decoded.name == "povwatch.monitor.VillageEvent":
+            return self._fact(decoded.record)
         rec = self._codec.decode(value, "povwatch.monitor.VillageDisaster").record
         village = rec["village_code"]
         state = self.state.get(village) or VillageState(village_code=village)
-        if any(r.event_id == rec["event_id"] for r in state.records):
+        if state.known(rec["event_id"]):
             metrics.EVENTS_DUPLICATE.inc()
             return []
         if state.too_late(rec["disaster_date"], self._rules.history_horizon_days):
@@ -280,6 +312,25 @@ class VillageStage:
         state.prune(self._rules.history_horizon_days, lambda day: regional_period(day, self._rules))
         self.state[village] = state
         return out
+
+    def _fact(self, joined: dict[str, Any]) -> list[Emit]:
+        """A village-level event naming no person: kept as a fact of its village."""
+        topic, village = joined["topic"], joined["village_code"]
+        inner = self._codec.decode(joined["event"])
+        fact = fact_of(feed_for(topic, inner.name), topic, inner.record)
+        state = self.state.get(village) or VillageState(village_code=village)
+        if fact is None or state.known(fact.event_id):
+            if fact is not None:
+                metrics.EVENTS_DUPLICATE.inc()
+            return []
+        if state.too_late(fact.day, self._rules.history_horizon_days):
+            metrics.EVENTS_TOO_LATE.labels(self.name).inc()
+            return []
+        state.facts.append(fact)
+        metrics.FACTS_KEPT.labels(self.name, topic).inc()
+        state.prune(self._rules.history_horizon_days, lambda day: regional_period(day, self._rules))
+        self.state[village] = state
+        return []
 
     def sweep(self, now: dt.datetime) -> list[Emit]:
         return []

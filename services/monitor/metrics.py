@@ -36,6 +36,9 @@ EVENTS_TOO_LATE = Counter("povwatch_events_too_late_total",
                           ["stage"])
 PROCESSED = Counter("povwatch_monitor_processed_total",
                     "Messages each stage finished handling (matched, unmatched, duplicate or parked)", ["stage"])
+FACTS_KEPT = Counter("povwatch_monitor_facts_kept_total",
+                     "Events kept as facts of their household or village, by stage and event topic",
+                     ["stage", "topic"])
 FORWARDED = Counter("povwatch_monitor_forwarded_total", "Messages a stage sent on to the next stage", ["stage"])
 
 
@@ -49,6 +52,7 @@ def initialise(event_topics: list[str], registry_topics: list[str]) -> None:
         EVENTS_UNMATCHED.labels(topic)
         PENDING_PARKED.labels("person", topic)
         DEAD_LETTERS.labels(topic)
+        FACTS_KEPT.labels("household", topic)
     for rule in Rule:
         for severity in Severity:
             ALERTS.labels(rule.value, severity.value)

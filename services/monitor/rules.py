@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from functools import cached_property
@@ -43,6 +43,7 @@ __all__ = [
     "VillageRecord",
     "RegionalDraft",
     "age_at",
+    "EVENT_RULES",
     "evaluate",
     "death_in_household",
     "medical_expense",
@@ -321,29 +322,55 @@ def asset_purchase(
                       (event["event_id"],), event["purchase_date"])
 
 
+EventRule = Callable[
+    [Mapping[str, Any], PersonContext, HouseholdContext, Sequence["MedicalStay"], RuleConfig],
+    "tuple[list[AlertDraft], list[MedicalStay] | None]",
+]
+
+
+def _single(rule: Callable[..., AlertDraft | None], *needs: str) -> EventRule:
+    """A rule of one event that gives at most one draft and keeps no history."""
+
+    def judge(event: Mapping[str, Any], person: PersonContext, household: HouseholdContext,
+              history: Sequence[MedicalStay], cfg: RuleConfig) -> tuple[list[AlertDraft], list[MedicalStay] | None]:
+        given = {"event": event, "person": person, "household": household, "cfg": cfg}
+        draft = rule(*(given[name] for name in needs))
+        return ([draft] if draft is not None else []), None
+
+    return judge
+
+
+# The household rules by name: a feed's declaration (schemas.catalog.Feed.rules) says which judge its events.
+# REGIONAL_DISASTER is the village stage's (regional_disaster below), not a rule of one event.
+EVENT_RULES: dict[str, EventRule] = {
+    Rule.MEDICAL_EXPENSE: medical_expense,
+    Rule.DEATH_IN_HOUSEHOLD: _single(death_in_household, "event", "person", "household", "cfg"),
+    Rule.DISASTER_LOSS: _single(disaster_loss, "event", "household", "cfg"),
+    Rule.SCHOOL_DROPOUT: _single(school_dropout, "event", "person", "household", "cfg"),
+    Rule.ASSET_PURCHASE: _single(asset_purchase, "event", "person", "household", "cfg"),
+}
+
+
 def evaluate(
-    kind: str,
+    rules: Iterable[str],
     event: Mapping[str, Any],
     person: PersonContext,
     household: HouseholdContext,
     history: Sequence[MedicalStay],
     cfg: RuleConfig,
 ) -> tuple[list[AlertDraft], list[MedicalStay] | None]:
-    """Dispatch by event schema name (e.g. 'povwatch.events.Hospitalization'): the alerts, and the household's
-    new medical history when the event changed it (else None)."""
-    if kind == "povwatch.events.Hospitalization":
-        return medical_expense(event, person, household, history, cfg)
-    if kind == "povwatch.events.RegistrationChange":
-        draft = death_in_household(event, person, household, cfg)
-    elif kind == "povwatch.events.DisasterLoss":
-        draft = disaster_loss(event, household, cfg)
-    elif kind == "povwatch.events.Dropout":
-        draft = school_dropout(event, person, household, cfg)
-    elif kind == "povwatch.events.VehiclePurchase":
-        draft = asset_purchase(event, person, household, cfg)
-    else:
-        raise ValueError(f"no rule for event kind {kind!r}")
-    return ([draft] if draft is not None else []), None
+    """The alerts the named rules (a feed's `rules`) raise for one event, and the household's new medical
+    history when a rule changed it (else None). A feed without household rules raises nothing here."""
+    drafts: list[AlertDraft] = []
+    new_history: list[MedicalStay] | None = None
+    for name in rules:
+        rule = EVENT_RULES.get(name)
+        if rule is None:
+            continue  # a rule of another stage (REGIONAL_DISASTER)
+        found, changed = rule(event, person, household, history if new_history is None else new_history, cfg)
+        drafts += found
+        new_history = changed if changed is not None else new_history
+    return drafts, new_history
 
 
 # --- regional ----------------------------------------------------------------------------------------------

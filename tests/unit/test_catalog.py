@@ -92,4 +92,8 @@ def test_project_topics_come_from_the_catalogue() -> None:
     assert [n for n in names if n.startswith("events.")] == [*catalog.event_topics(), *catalog.intake_topics()]
     assert {f"dlq.{d}" for d in catalog.departments()} | {"dlq.monitor"} <= set(names)
     assert {"alerts.household", "alerts.regional"} <= set(names)
-    assert catalog.departments() == ["bureau", "education", "emergency", "medical-security", "public-security"]
+    # the seventeen departments of the plan that push data (FEEDS.md), and the bureau's roster
+    assert catalog.departments() == sorted([
+        "bureau", "cac", "education", "public-security", "civil-affairs", "hrss", "housing", "natural-resources",
+        "water", "agriculture", "health", "medical-security", "pboc", "disabled-federation", "market-regulation",
+        "statistics", "farm-machinery", "emergency"])

@@ -123,15 +123,47 @@ RECORDS: dict[str, dict[str, Any]] = {
         "seen_ids": ["a" * 32], "seen_days": [19787],
         "stays": [{"event_id": "a" * 32, "admission_day": 19787, "out_of_pocket_cents": 1450000, "high": True}],
         "pending": [],
+        "facts": [{"topic": "events.hrss.employment", "event_id": "e" * 32, "person_key": KEY, "day": 19787,
+                   "values": {"channel": "ORGANISED", "start_date": "2024-03-05"}}],
     },
     "povwatch.monitor.VillageState": {
+        "village_code": VILLAGE,
         "records": [{"village_code": VILLAGE, "household_id": "BL-100201-0001", "event_id": "d" * 32,
                      "disaster_date": dt.date(2024, 6, 20)}],
         "fired": [92371],
+        "facts": [{"topic": "events.water.drinking-water", "event_id": "f" * 32, "person_key": None, "day": 19787,
+                   "values": {"problems": "水量、水质"}}],
     },
+    "povwatch.monitor.Fact": {"topic": "events.water.drinking-water", "event_id": "f" * 32, "person_key": None,
+                              "day": 19787, "values": {"problems": "QUANTITY"}},
+    "povwatch.monitor.VillageEvent": {"topic": "events.water.drinking-water",
+                                      "event": b"\xc3\x01" + bytes(8) + b"body", "village_code": VILLAGE},
     "povwatch.monitor.Unmatched": {"stage": "person", "topic": "events.public-security.registration-change",
                                    "event_id": "b" * 32, "since": NOW, "expired_at": NOW},
 }
+
+
+def _feed_events() -> dict[str, dict[str, Any]]:
+    """Every other catalogue feed's event, made by its connector from the feed's example row."""
+    from connectors.catalog import EVENT_FEEDS
+    from connectors.framework import EventHandler, ValidRecord, validate
+    from connectors.framework import RawRow as Raw
+    from connectors.pseudonym import Pseudonymiser
+
+    out = {}
+    for spec in EVENT_FEEDS.values():
+        if spec.schema in RECORDS:
+            continue
+        valid = validate(spec, Raw(2, dict(spec.example)), NOW.date())
+        assert isinstance(valid, ValidRecord), valid
+        handler = EventHandler(spec, pseudonymiser=Pseudonymiser(b"k" * 32), codec=CODEC, clock=lambda: NOW)
+        body = handler.body(valid)
+        out[spec.schema] = {"event_id": "c" * 32, "occurred_at": valid.values[spec.occurred_at],
+                            "ingested_at": NOW, "source": source(), **body}
+    return out
+
+
+RECORDS.update(_feed_events())
 
 
 def test_every_schema_has_a_realistic_record() -> None:

@@ -459,8 +459,11 @@ def test_the_same_village_record_twice_counts_once() -> None:
 
 def test_undecodable_or_misrouted_messages_raise_decode_errors() -> None:
     persons = person_stage(person_msg())
-    with pytest.raises(DecodeError, match="is not an event"):
+    with pytest.raises(DecodeError, match="povwatch.registry.Person on events.medical-security.hospitalization, "
+                                          "which carries povwatch.events.Hospitalization"):
         persons.event(HOSP, person_msg(), NOW)
+    with pytest.raises(DecodeError, match="events.unknown.feed is not a monitored event topic"):
+        persons.event("events.unknown.feed", hospitalisation("hosp-1", DAY, "1"), NOW)
     with pytest.raises(DecodeError):
         persons.event(HOSP, b"not avro", NOW)
     with pytest.raises(DecodeError):

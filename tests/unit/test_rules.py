@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
+from schemas import catalog
 from schemas.codec import default_codec
+from schemas.errors import DecodeError
 from services.monitor.rules import (
     AlertDraft,
     HouseholdContext,
@@ -34,6 +36,7 @@ from services.monitor.stages import (
     household_stage,
     regional_alert_record,
 )
+from services.monitor.state import Fact
 
 CFG = RuleConfig()
 HH = "BL-100201-0001"
@@ -68,12 +71,13 @@ def stay(days_before: int, oop: str, event_id: str) -> MedicalStay:
 def disaster(*, deaths: int = 0, damage: str = "NONE", loss: str = "1000", event_id: str = "dis-1"
              ) -> dict[str, Any]:
     return {"event_id": event_id, "disaster_type": "FLOOD", "disaster_date": dt.date(2024, 6, 20), "deaths": deaths,
-            "injuries": 2, "house_damage": damage, "direct_loss": Decimal(loss), "village_code": VILLAGE}
+            "occurred_at": dt.date(2024, 6, 20), "injuries": 2, "house_damage": damage, "direct_loss": Decimal(loss),
+            "village_code": VILLAGE}
 
 
 def dropout(stage: str) -> dict[str, Any]:
     return {"event_id": "drop-1", "stage": stage, "grade": "八年级", "school": "博乐市第三中学",
-            "dropout_date": dt.date(2024, 3, 11)}
+            "dropout_date": dt.date(2024, 3, 11), "occurred_at": dt.date(2024, 3, 11)}
 
 
 def vehicle(price: str | None = "119800") -> dict[str, Any]:
@@ -305,15 +309,24 @@ def test_vehicle_elsewhere_raises_nothing(status: str) -> None:
 # --- dispatch, identity, formatting ----------------------------------------------------------------------------
 
 
-def test_evaluate_dispatches_by_schema_name() -> None:
-    drafts, history = evaluate("povwatch.events.Dropout", dropout("PRIMARY"), person(), HOUSEHOLD, [], CFG)
+def test_evaluate_dispatches_by_the_feeds_declared_rules() -> None:
+    drafts, history = evaluate(catalog.DROPOUT.rules, dropout("PRIMARY"), person(), HOUSEHOLD, [], CFG)
     assert [d.rule for d in drafts] == [Rule.SCHOOL_DROPOUT] and history is None
-    drafts, history = evaluate("povwatch.events.Hospitalization", hospital("100"), person(), HOUSEHOLD, [], CFG)
+    drafts, history = evaluate(catalog.HOSPITALIZATION.rules, hospital("100"), person(), HOUSEHOLD, [], CFG)
     assert drafts == [] and history == [MedicalStay("hosp-1", ADMITTED, Decimal("100"))]
-    assert evaluate("povwatch.events.RegistrationChange", registration("BIRTH"), person(), HOUSEHOLD, [], CFG) == (
+    assert evaluate(catalog.REGISTRATION_CHANGE.rules, registration("BIRTH"), person(), HOUSEHOLD, [], CFG) == (
         [], None)
-    with pytest.raises(ValueError, match="no rule for event kind 'povwatch.events.Pharmacy'"):
-        evaluate("povwatch.events.Pharmacy", {}, person(), HOUSEHOLD, [], CFG)
+    # a feed with no household rule (facts only) raises nothing, whatever its record
+    assert evaluate((), {"event_id": "x"}, person(), HOUSEHOLD, [], CFG) == ([], None)
+
+
+def test_every_declared_rule_is_implemented() -> None:
+    from services.monitor.rules import EVENT_RULES
+
+    declared = {rule for feed in catalog.monitored_feeds() for rule in feed.rules}
+    assert declared <= set(EVENT_RULES) | {Rule.REGIONAL_DISASTER}
+    assert set(Rule) == set(EVENT_RULES) | {Rule.REGIONAL_DISASTER}  # and every rule judges some feed
+    assert {Rule(r) for r in declared} == set(Rule)
 
 
 def test_alert_id_is_deterministic_and_order_independent() -> None:
@@ -493,8 +506,8 @@ def test_person_context_from_a_registry_record() -> None:
 
 
 def test_household_stage_for_a_disaster_emits_a_village_record() -> None:
-    outcome = household_stage("povwatch.events.DisasterLoss", disaster(damage="COLLAPSED"), person(), HOUSEHOLD, [],
-                              CFG)
+    outcome = household_stage(catalog.DISASTER_LOSS, catalog.DISASTER_LOSS.topic, disaster(damage="COLLAPSED"),
+                              person(), HOUSEHOLD, [], CFG)
     assert [d.severity for d in outcome.drafts] == [Severity.HIGH]
     assert outcome.medical_history is None
     assert outcome.village_record == {"village_code": VILLAGE, "household_id": HH, "event_id": "dis-1",
@@ -503,8 +516,8 @@ def test_household_stage_for_a_disaster_emits_a_village_record() -> None:
 
 def test_household_stage_for_a_hospitalisation_returns_the_new_stays() -> None:
     earlier = [stay(10, "7000", "hosp-0")]
-    outcome = household_stage("povwatch.events.Hospitalization", hospital("7000"), person(), HOUSEHOLD, earlier,
-                              CFG)
+    outcome = household_stage(catalog.HOSPITALIZATION, catalog.HOSPITALIZATION.topic, hospital("7000"), person(),
+                              HOUSEHOLD, earlier, CFG)
     assert [(d.severity, d.event_ids) for d in outcome.drafts] == [(Severity.HIGH, ("hosp-0", "hosp-1"))]
     assert outcome.medical_history == [stay(10, "7000", "hosp-0"),
                                        MedicalStay("hosp-1", ADMITTED, Decimal("7000"), high=True)]
@@ -513,10 +526,34 @@ def test_household_stage_for_a_hospitalisation_returns_the_new_stays() -> None:
 
 
 def test_household_stage_for_other_events_keeps_the_stays() -> None:
-    outcome = household_stage("povwatch.events.Dropout", dropout("JUNIOR"), person(), HOUSEHOLD,
+    outcome = household_stage(catalog.DROPOUT, catalog.DROPOUT.topic, dropout("JUNIOR"), person(), HOUSEHOLD,
                               [stay(10, "7000", "hosp-0")], CFG)
     assert [d.rule for d in outcome.drafts] == [Rule.SCHOOL_DROPOUT]
     assert outcome.medical_history is None and outcome.village_record is None
+    assert outcome.fact == Fact(catalog.DROPOUT.topic, "drop-1", None, dt.date(2024, 3, 11), {
+        "stage": "JUNIOR", "grade": "八年级", "school": "博乐市第三中学", "dropout_date": "2024-03-11"})
+
+
+def test_a_feed_without_rules_is_kept_as_a_fact_and_raises_nothing() -> None:
+    feed = catalog.Feed("hrss", "employment", "povwatch.events.Employment", "events.hrss.employment")
+    event = {"event_id": "job-1", "person_key": "k" * 64, "occurred_at": dt.date(2024, 3, 1),
+             "start_date": dt.date(2024, 3, 1), "wage": Decimal("3200.00"), "end_date": None,
+             "channel": "ORGANISED", "kinds": ["A", "B"]}
+    outcome = household_stage(feed, feed.topic, event, None, HOUSEHOLD, [stay(10, "7000", "hosp-0")], CFG)
+    assert outcome.drafts == [] and outcome.medical_history is None and outcome.village_record is None
+    assert outcome.fact == Fact(feed.topic, "job-1", "k" * 64, dt.date(2024, 3, 1), {
+        "start_date": "2024-03-01", "wage": "3200.00", "channel": "ORGANISED", "kinds": "A、B"})
+
+
+def test_hospitalisation_keeps_its_stays_not_a_fact() -> None:
+    outcome = household_stage(catalog.HOSPITALIZATION, catalog.HOSPITALIZATION.topic, hospital("100"), person(),
+                              HOUSEHOLD, [], CFG)
+    assert outcome.fact is None and outcome.medical_history is not None
+
+
+def test_a_judged_event_that_names_no_person_is_refused() -> None:
+    with pytest.raises(DecodeError, match="names no person"):
+        household_stage(catalog.DROPOUT, catalog.DROPOUT.topic, dropout("JUNIOR"), None, HOUSEHOLD, [], CFG)
 
 
 def test_alert_records_fit_the_avro_schemas() -> None:
