@@ -42,9 +42,9 @@ def monitor_settled(published_events: int) -> Any:
     def done(s: Any) -> bool:
         return (metric(s, "povwatch_monitor_processed_total", stage="person") >= published_events
                 and metric(s, "povwatch_monitor_processed_total", stage="household")
-                >= metric(s, "povwatch_monitor_forwarded_total", stage="person")
+                >= metric(s, "povwatch_monitor_forwarded_total", to="household")
                 and metric(s, "povwatch_monitor_processed_total", stage="village")
-                >= metric(s, "povwatch_monitor_forwarded_total", stage="household"))
+                >= metric(s, "povwatch_monitor_forwarded_total", to="village"))
     return done
 
 

@@ -119,7 +119,7 @@ class PersonStage:
         self._codec = codec
         self._routes = routes
         self._grace = grace
-        self._forwarded = metrics.FORWARDED.labels(self.name)  # bound once: counted for every event
+        self._forwarded = metrics.FORWARDED.labels(self.name, "household")  # bound once: counted for every event
 
     def registry(self, key: str, value: bytes | None, now: dt.datetime) -> list[Emit]:
         if value is None:
@@ -143,7 +143,7 @@ class PersonStage:
                 self._forwarded.inc()
                 return [self._emit_household(topic, None, address.key, value, None)]
             if address.kind == "village":
-                self._forwarded.inc()
+                metrics.FORWARDED.labels(self.name, "village").inc()
                 record = {"topic": topic, "event": value, "village_code": address.key}
                 return [Emit(self._routes.village_disasters, address.key.encode(),
                              self._codec.encode("povwatch.monitor.VillageEvent", record))]
@@ -262,7 +262,7 @@ class HouseholdStage:
             village = outcome.village_record["village_code"]
             out.append(Emit(self._routes.village_disasters, village.encode(),
                             self._codec.encode("povwatch.monitor.VillageDisaster", outcome.village_record)))
-            metrics.FORWARDED.labels(self.name).inc()
+            metrics.FORWARDED.labels(self.name, "village").inc()
         metrics.LATENCY.observe(max(0.0, (now - record["ingested_at"]).total_seconds()))
         return out
 

@@ -39,7 +39,8 @@ PROCESSED = Counter("povwatch_monitor_processed_total",
 FACTS_KEPT = Counter("povwatch_monitor_facts_kept_total",
                      "Events kept as facts of their household or village, by stage and event topic",
                      ["stage", "topic"])
-FORWARDED = Counter("povwatch_monitor_forwarded_total", "Messages a stage sent on to the next stage", ["stage"])
+FORWARDED = Counter("povwatch_monitor_forwarded_total", "Messages a stage sent on to another stage (`to`)",
+                    ["stage", "to"])
 
 
 def initialise(event_topics: list[str], registry_topics: list[str]) -> None:
@@ -58,8 +59,9 @@ def initialise(event_topics: list[str], registry_topics: list[str]) -> None:
             ALERTS.labels(rule.value, severity.value)
     for stage in ("registry", "person", "household", "village"):
         PROCESSED.labels(stage)
+    for stage, to in (("person", "household"), ("person", "village"), ("household", "village")):
+        FORWARDED.labels(stage, to)
     for stage in ("person", "household"):
-        FORWARDED.labels(stage)
         PENDING.labels(stage)
         PENDING_RELEASED.labels(stage)
     for stage in ("household", "village"):

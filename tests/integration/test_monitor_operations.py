@@ -148,7 +148,7 @@ def test_a_backlog_larger_than_every_buffer_is_drained_even_across_a_sigkill(wor
     samples = wait_until(port, lambda s: metric(s, "povwatch_registry_ready") == 1
                          and metric(s, "povwatch_monitor_processed_total", stage="person") > 0
                          and metric(s, "povwatch_monitor_processed_total", stage="household")
-                         >= metric(s, "povwatch_monitor_forwarded_total", stage="person")
+                         >= metric(s, "povwatch_monitor_forwarded_total", to="household")
                          and sum(v for (n, _), v in s.items() if n == "povwatch_consumer_lag") == 0,
                          timeout=240, child=survivor, what="the restarted monitor to catch up")
     assert metric(samples, "povwatch_monitor_processed_total", stage="person") < total  # it resumed, not restarted
