@@ -147,7 +147,7 @@ class WatchService:
                     return
                 self._settling.pop(path, None)
 
-    async def _already_sent(self, spec: FeedSpec, offsets: Offsets) -> Container[str]:
+    async def _already_sent(self, spec: FeedSpec, offsets: Offsets) -> set[str]:
         """Event ids and dead-letter keys that reached the topics at or after `offsets`."""
         found: set[str] = set()
         async for record in read_since(self.bootstrap, [spec.topic, spec.dlq], offsets):
@@ -179,8 +179,9 @@ class WatchService:
                 self.state.save_file(key, mark)
                 already: Container[str] = frozenset()
             else:
-                log(f"{path.name}: resuming after row {mark.row}")
                 already = await self._already_sent(spec, mark.offsets)
+                log(f"{path.name}: resuming after row {mark.row} ({len(already)} of its messages already on "
+                    f"the topics after that checkpoint: not sent again)")
             base = mark.offsets
             async with self._publisher(spec) as publisher:
                 async def acked(row: int) -> None:
@@ -240,7 +241,10 @@ class WatchService:
                 mark = SqlMark(Cursor(), await topic_end_offsets(self.bootstrap, [spec.topic, spec.dlq]))
                 self.state.save_sql(name, mark)
             elif name not in self._sql_resumed:
-                already = await self._already_sent(spec, mark.offsets)
+                found = await self._already_sent(spec, mark.offsets)
+                log(f"{name}: resuming after row {mark.cursor.rows} ({len(found)} messages already on the topics "
+                    "after that checkpoint: not sent again)")
+                already = found
             self._sql_resumed.add(name)
             async with self._publisher(spec) as publisher:
                 while True:
