@@ -35,7 +35,8 @@ def make_table(url: str) -> tuple[str, list[dict[str, object]]]:
     engine = create_engine(url)
     table = Table(name, MetaData(), Column("id", Integer, primary_key=True), Column("姓名", Text),
                   Column("身份证号码", Text), Column("疾病名称", Text), Column("入院日期", Date),
-                  Column("住院天数", Integer), Column("医疗总费用", Numeric(12, 2)), Column("个人自付金额", Numeric(12, 2)),
+                  Column("住院天数", Integer), Column("医疗总费用", Numeric(12, 2)),
+                  Column("个人自付金额", Numeric(12, 2)),
                   Column("结算日期", Date), Column("updated_at", DateTime))
     rows: list[dict[str, object]] = [
         {"id": pk, "姓名": "赵六", "身份证号码": person_id(700_000 + pk), "疾病名称": "肺炎",
