@@ -268,7 +268,7 @@ def test_the_monitor_consumes_every_topic_and_keeps_every_event(world: World) ->
     villages = {k.decode(): VILLAGE_STATE.decode(CODEC, v)
                 for k, v in asyncio.run(_latest(world.bootstrap, t.village_state)).items()}
     assert set(households) == {"EF-01", "EF-02", "EF-03"}
-    kept = Counter()
+    kept: Counter[str] = Counter()
     household_facts = {(f.topic, f.event_id) for s in households.values() for f in s.facts}
     village_facts = {(f.topic, f.event_id) for f in villages[VILLAGE].facts}
     seen = {eid for s in households.values() for eid in s.seen}
