@@ -2,12 +2,22 @@
 and paid."""
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from connectors.checks import not_before
 from connectors.fields import Amount, Choice, Date, IdNumber, Text
 from connectors.framework import Column, FeedSpec
 from schemas import catalog
 
 __all__ = ["ASSISTANCE"]
+
+
+def _exit_has_its_end(values: Mapping[str, Any]) -> str | None:
+    """退出 is an end (FEEDS.md: 变动 columns tell a start from an end): it says when."""
+    if values["change_type"] == "EXITED" and values["end_date"] is None:
+        return "end_date: missing 结束日期 (变动类型 退出 ends the assistance on that date)"
+    return None
 
 ASSISTANCE = FeedSpec(
     wire=catalog.event_feed("civil-affairs", "assistance"),
@@ -25,7 +35,7 @@ ASSISTANCE = FeedSpec(
         Column("end_date", "结束日期", Date(), required=False),
     ),
     occurred_at="start_date",
-    checks=(not_before("end_date", "start_date", later_label="结束日期", earlier_label="开始日期"),),
+    checks=(not_before("end_date", "start_date", later_label="结束日期", earlier_label="开始日期"), _exit_has_its_end),
     example={"name": "马桂英", "id_number": "652722197811200550", "assistance_type": "低保", "change_type": "纳入",
              "amount": "520", "start_date": "2024-01-01", "end_date": "2024-06-30"},
 )

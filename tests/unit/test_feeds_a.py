@@ -450,6 +450,14 @@ def test_cross_field_check(tmp_path: Path, spec: FeedSpec, boundary: dict[str, s
     assert letter["reasons"] == [reason] and letter["source"]["row"] == 3
 
 
+def test_an_exit_from_assistance_says_when() -> None:
+    assert valid(ASSISTANCE, change_type="退出", end_date="2024-06-30")["change_type"] == "EXITED"
+    assert reasons_of(ASSISTANCE, change_type="退出", end_date="") == (
+        "end_date: missing 结束日期 (变动类型 退出 ends the assistance on that date)",)
+    for other in ("纳入", "发放"):
+        assert valid(ASSISTANCE, change_type=other, end_date="")["end_date"] is None
+
+
 @pytest.mark.parametrize("spec", [ASSISTANCE, EMPLOYMENT, DRINKING_WATER], ids=lambda s: s.feed)
 def test_an_open_end_date_is_not_checked(spec: FeedSpec) -> None:
     end = {"assistance": "end_date", "employment": "end_date", "drinking-water": "resolved_date"}[spec.feed]
