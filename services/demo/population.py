@@ -1,8 +1,11 @@
 """A synthetic Bortala population and department feed files, seeded with known risk events and bad rows.
 
-`generate()` writes the bureau's roster and the five headline feeds of `FEEDS.md` (mixed encodings and formats, to
-exercise the connectors) and returns what it seeded on purpose: the household alerts and regional alerts the
-monitor must raise, and how many rows of each file are invalid. Everything is synthetic; no real person is described.
+`generate()` writes the bureau's roster, the five headline feeds of `FEEDS.md` (mixed encodings and formats, to
+exercise the connectors), a file for every other feed of the catalogue (services/demo/feeds.py: derived from each
+feed's declaration, facts about roster members that raise no alert) and the intake requests to post, and returns
+what it seeded on purpose: the household alerts and regional alerts the monitor must raise, and how many rows of
+each file there are, how many are invalid and how many repeat another. Everything is synthetic; no real person is
+described.
 
 The expected alerts are not hand-computed: every seeded event is also run through the pure rules of
 `services.monitor.rules` (hospitalisations in file order, with the household's history), and each scenario checks
@@ -17,23 +20,26 @@ import io
 import itertools
 import json
 import random
-import re
-import zipfile
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from openpyxl import Workbook, load_workbook
+from openpyxl import load_workbook
 
+from connectors.catalog import EVENT_FEEDS
 from connectors.idcard import check_character
+from schemas.catalog import INTAKE_CHANNELS, event_feed
+from services.demo import feeds as F
+from services.intake.mapping import MODELS
 from services.monitor import rules as R
 
 __all__ = ["ExpectedAlert", "DemoFiles", "generate", "write_manifest", "COUNTIES", "ROSTER_HEADER", "FEED_HEADERS"]
 
 HIGH, MEDIUM, LOW = R.Severity.HIGH, R.Severity.MEDIUM, R.Severity.LOW
+INTAKE_PER_CHANNEL = 30  # valid reports posted per intake channel (and one replay, one invalid body)
 COUNTIES = {"652701": "博乐市", "652702": "阿拉山口市", "652722": "精河县", "652723": "温泉县"}
 ROSTER_HEADER = ["户编号", "姓名", "身份证号码", "性别", "与户主关系", "行政区划代码", "户类型", "监测状态", "劳动能力",
                  "上年人均纯收入", "家庭人口数"]
@@ -95,10 +101,14 @@ class ExpectedAlert:
 @dataclass(frozen=True)
 class DemoFiles:
     roster: Path
-    feeds: list[tuple[str, str, Path]]  # (department, feed, file) in the order they should be run
+    feeds: list[tuple[str, str, Path]]  # (department, feed, file) in the order they should be run: every feed
     expected_alerts: frozenset[ExpectedAlert]  # household alerts
     expected_regional: frozenset[str]  # village codes that must get a REGIONAL_DISASTER alert
     bad_rows: dict[str, int]  # feed -> rows seeded invalid; key "roster" for the roster's rejected rows
+    rows: dict[str, int] = field(default_factory=dict)  # feed -> data rows in its file
+    duplicates: dict[str, int] = field(default_factory=dict)  # feed -> rows repeating an earlier row exactly
+    # the intake requests to post, in order, with the answers they must get
+    intake: tuple[F.IntakeRequest, ...] = field(default=(), repr=False)
 
 
 @dataclass
@@ -316,7 +326,11 @@ class _Gen:
                      else self.money(half * Decimal("0.3"), min(Decimal(9500), half * Decimal("0.7"))))
             self.stay(h, p, d, first, MEDIUM if first >= 10000 else None)
             later = d + dt.timedelta(days=self.rng.randint(30, 180))
-            self.stay(h, h.members[-1], later, self.money(half - first + 100, half * Decimal("0.95")), HIGH)
+            # The later stay alone is a MEDIUM (over 10,000): judged before the first one it would raise that too.
+            # When the first is not MEDIUM itself, the same person has both stays, so that they share a partition
+            # and reach the monitor in file order (a member's stays on another partition may arrive first).
+            self.stay(h, h.members[-1] if first_big else p, later,
+                      self.money(half - first + 100, half * Decimal("0.95")), HIGH)
         for _ in range(8):  # a large stay, well below half the income
             h, p = self.take(lambda h, p: h.annual >= 30000)
             self.stay(h, p, self.day(40, 530), self.money(10000, min(share(h, "0.45"), Decimal(40000))), MEDIUM)
@@ -476,33 +490,37 @@ class _Gen:
 
 
 def _write_csv(path: Path, header: list[str], rows: list[list[Any]], encoding: str) -> None:
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\r\n").writerows([header, *rows])
-    path.write_bytes(buf.getvalue().encode(encoding))
+    F.write_csv(path, header, rows, encoding)
 
 
 def _write_xlsx(path: Path, header: list[str], rows: list[list[Any]], stamp: dt.datetime) -> None:
-    wb = Workbook()
-    ws = wb.active
-    assert ws is not None, "a new Workbook has one sheet, and it is the active one"
-    ws.title = "辍学学生名单"
-    ws.append(header)
-    for row in rows:
-        ws.append(row)
-        if isinstance(row[-1], dt.date):
-            ws.cell(ws.max_row, len(row)).number_format = "yyyy-mm-dd"
-    wb.properties.creator, wb.properties.created = "povwatch demo", stamp
-    raw = io.BytesIO()
-    wb.save(raw)
-    # openpyxl stamps "modified" and the zip entries with the wall clock: pin both so the bytes are reproducible.
-    out, iso = io.BytesIO(), f"{stamp:%Y-%m-%dT%H:%M:%SZ}".encode()
-    with zipfile.ZipFile(raw) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
-        for info in src.infolist():
-            data = src.read(info.filename)
-            if info.filename == "docProps/core.xml":
-                data = re.sub(rb"(<dcterms:modified[^>]*>)[^<]*", rb"\g<1>" + iso, data)
-            dst.writestr(zipfile.ZipInfo(info.filename, date_time=stamp.timetuple()[:6]), data, zipfile.ZIP_DEFLATED)
-    path.write_bytes(out.getvalue())
+    F.write_xlsx(path, header, rows, stamp, "辍学学生名单")
+
+
+def _roster_households(gen: _Gen) -> list[F.Household]:
+    """The scenario households as services/demo/feeds.py sees them (the three carrying bad roster rows left out)."""
+    return [F.Household(h.hid, h.village, tuple(F.Member(p.name, p.id, p.male, p.relation, p.birth)
+                                                 for p in h.members)) for h in gen.pool]
+
+
+def _other_feeds(out_dir: Path, roster: list[F.Household], households: int, seed: int,
+                 today: dt.date) -> list[F.FeedFile]:
+    """A file for every catalogue feed the headline scenarios do not cover, derived from its declaration
+    (services/demo/feeds.py): facts about members of the roster's households, a few bad rows each. Encodings
+    cycle GB18030 / UTF-8 with BOM / UTF-8, one file is XLSX, some headers carry stray spaces. Each feed draws from
+    a random generator of its own, so adding a feed to the catalogue changes no other file."""
+    specs = [spec for (_, feed), spec in EVENT_FEEDS.items() if feed not in _FILES]
+    names = [spec.feed for spec in specs] + list(_FILES)
+    out = []
+    for j, spec in enumerate(specs):
+        xlsx = j == len(specs) // 2
+        encoding = None if xlsx else ("gb18030", "utf-8-sig", "utf-8")[j % 3]
+        stem = spec.feed if names.count(spec.feed) == 1 else f"{spec.department}-{spec.feed}"
+        count = min(200, max(20, households // 25 + (j * 37) % 61 - 30))
+        out.append(F.write_feed_file(spec, roster, out_dir / f"{stem}.{'xlsx' if xlsx else 'csv'}", count=count,
+                                     seed=f"{seed}:{spec.department}:{spec.feed}", today=today, encoding=encoding,
+                                     messy_headers=j % 5 == 3))
+    return out
 
 
 def generate(out_dir: Path, *, households: int = 3000, seed: int = 2024, today: dt.date) -> DemoFiles:
@@ -554,7 +572,7 @@ def generate(out_dir: Path, *, households: int = 3000, seed: int = 2024, today: 
     roster = out_dir / "roster.csv"
     _write_csv(roster, ROSTER_HEADER, roster_rows, "utf-8-sig")
 
-    feeds = []
+    feeds, counts = [], {}
     for feed, (department, name, encoding) in _FILES.items():
         path, rows = out_dir / name, gen.rows(feed)
         if encoding is None:
@@ -563,9 +581,18 @@ def generate(out_dir: Path, *, households: int = 3000, seed: int = 2024, today: 
             header = _VEHICLE_HEADER_AS_WRITTEN if feed == "vehicle-purchase" else FEED_HEADERS[feed]
             _write_csv(path, header, rows, encoding)
         feeds.append((department, feed, path))
+        counts[feed] = len(rows)
     bad_rows = {feed: len(rows) for feed, rows in gen.bad.items()}
     bad_rows["roster"] = len(extras)
-    return DemoFiles(roster, feeds, frozenset(gen.expected), frozenset(regional), bad_rows)
+    duplicates = {feed: int(feed == "hospitalization" and gen.duplicate is not None) for feed in _FILES}
+    members = _roster_households(gen)
+    for made in _other_feeds(out_dir, members, households, seed, today):
+        feeds.append((made.department, made.feed, made.path))
+        counts[made.feed], bad_rows[made.feed], duplicates[made.feed] = made.rows, made.bad_rows, 0
+    intake = F.intake_requests(MODELS, members, per_channel=INTAKE_PER_CHANNEL, rng=random.Random(f"{seed}:intake"),
+                               today=today)
+    return DemoFiles(roster, feeds, frozenset(gen.expected), frozenset(regional), bad_rows, counts, duplicates,
+                     tuple(intake))
 
 
 def _data_rows(path: Path) -> int:
@@ -588,8 +615,15 @@ def write_manifest(files: DemoFiles, path: Path) -> None:
     manifest = {
         "roster": {"file": files.roster.name, "persons": len(roster), "households": len({r["户编号"] for r in roster}),
                    "bad_rows": files.bad_rows.get("roster", 0)},
-        "feeds": [{"department": dep, "feed": feed, "file": p.name, "rows": _data_rows(p),
-                   "bad_rows": files.bad_rows.get(feed, 0)} for dep, feed, p in files.feeds],
+        "feeds": [{"department": dep, "feed": feed, "title": event_feed(dep, feed).title, "file": p.name,
+                   "rows": _data_rows(p), "bad_rows": files.bad_rows.get(feed, 0),
+                   "duplicates": files.duplicates.get(feed, 0)} for dep, feed, p in files.feeds],
+        "intake": [{"channel": channel.feed, "title": channel.title,
+                    "posted": sum(r.channel == channel.feed for r in files.intake),
+                    "accepted": sum(r.channel == channel.feed and r.expect == 202 for r in files.intake),
+                    "replays": sum(r.channel == channel.feed and r.replay for r in files.intake),
+                    "refused": sum(r.channel == channel.feed and r.expect != 202 for r in files.intake)}
+                   for channel in INTAKE_CHANNELS],
         "expected_alerts": {"total": len(files.expected_alerts), "by_rule_and_severity": dict(sorted(by_rule.items())),
                             "alerts": [vars(a) for a in sorted(files.expected_alerts,
                                                                key=lambda a: (a.rule, a.household_id, a.severity))]},

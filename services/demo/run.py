@@ -1,33 +1,44 @@
 """`povwatch demo`: everything, end to end, on a generated Bortala population.
 
 Starts its own broker (data under the demo directory), creates the topics, loads the roster, starts the monitor
-as a child process, runs the five feeds, waits until the monitor has handled every published event, feeds the
-alerts into a case DB, and prints a short table: rows per feed, alerts per rule and severity, cases opened,
-and whether the alerts are exactly those the generator seeded.
+and the intake API as child processes, runs a file for every feed of the catalogue, posts reports to every intake
+channel, waits until the monitor has handled every published event, feeds the alerts into a case DB, and prints a
+short table: rows per feed (read = published + rejected + duplicates, as the generator seeded them), requests per
+intake channel, the facts the monitor kept, alerts per rule and severity, cases opened, and whether the alerts are
+exactly those the generator seeded.
 """
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
+import secrets
 import shutil
+import socket
+import urllib.error
+import urllib.request
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from connectors.framework import Summary
+from schemas.catalog import INTAKE_CHANNELS, ROSTER, event_feed
 from schemas.codec import default_codec
+from schemas.errors import EnvironmentProblem
 from schemas.topics import ALERTS_HOUSEHOLD, ALERTS_REGIONAL
 from services import kafka_local
 from services.casefeed.db import open_database
 from services.casefeed.service import run_casefeed
-from services.demo.population import generate, write_manifest
+from services.demo.feeds import IntakeRequest
+from services.demo.population import DemoFiles, generate, write_manifest
 from services.ingest import load_roster, run_connector
 from services.kafka_io import ensure_topics, read_topic
 from services.processes import ChildProcess, metric, wait_until
 from services.settings import Settings
 
-__all__ = ["run_demo", "read_alerts", "monitor_settled"]
+__all__ = ["run_demo", "read_alerts", "monitor_settled", "post_reports", "IntakeTally"]
 
 
 async def read_alerts(bootstrap: str, idle: float = 2.0) -> list[tuple[str, dict[str, Any]]]:
@@ -48,11 +59,89 @@ def monitor_settled(published_events: int) -> Any:
     return done
 
 
-def _table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> str:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+@dataclass
+class IntakeTally:
+    """What one intake channel answered: requests posted, 202s (a replay included), other answers; the distinct
+    events accepted; requests answered otherwise than the generator expected."""
+
+    channel: str
+    posted: int = 0
+    accepted: int = 0
+    refused: int = 0
+    event_ids: set[str] = field(default_factory=set)
+    unexpected: list[str] = field(default_factory=list)
+
+
+def _post(url: str, token: str, body: dict[str, Any]) -> tuple[int, dict[str, Any], bool]:
+    """POST one JSON body: (status, answer, replayed)."""
+    request = urllib.request.Request(url, data=json.dumps(body, ensure_ascii=False).encode("utf-8"), method="POST",
+                                     headers={"Authorization": f"Bearer {token}",
+                                              "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return (response.status, json.loads(response.read() or b"{}"),
+                    response.headers.get("Idempotent-Replayed") == "true")
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, json.loads(exc.read() or b"{}"), False
+
+
+def post_reports(base_url: str, tokens: dict[str, str], requests: Sequence[IntakeRequest]) -> list[IntakeTally]:
+    """Post every request with its channel's token; count the answers per channel (in catalogue order)."""
+    tallies = {channel.feed: IntakeTally(channel.feed) for channel in INTAKE_CHANNELS}
+    for request in requests:
+        tally = tallies[request.channel]
+        status, answer, replayed = _post(f"{base_url}/v1/intake/{request.channel}", tokens[request.channel],
+                                         request.body)
+        tally.posted += 1
+        if status == 202:
+            tally.accepted += 1
+            tally.event_ids.add(str(answer["event_id"]))
+        else:
+            tally.refused += 1
+        if status != request.expect or replayed != request.replay:
+            tally.unexpected.append(f"{status}{' (replayed)' if replayed else ''}: {answer}")
+    return list(tallies.values())
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start_intake(demo: Settings, env: dict[str, str], workdir: Path) -> tuple[ChildProcess, str, dict[str, str]]:
+    """`povwatch intake` on POVWATCH_INTAKE_PORT when it is set, else on a free port, with tokens made for this
+    run; returns once it answers on /metrics."""
+    tokens = {channel.feed: secrets.token_urlsafe(24) for channel in INTAKE_CHANNELS}
+    port = demo.intake_port if "intake_port" in demo.model_fields_set else _free_port()
+    child = ChildProcess(["intake"], env={**env, "POVWATCH_INTAKE_TOKENS": json.dumps(tokens),
+                                          "POVWATCH_INTAKE_HOST": "127.0.0.1", "POVWATCH_INTAKE_PORT": str(port)},
+                         log_path=workdir / "intake.log")
+    try:
+        wait_until(port, lambda s: any(name.startswith("povwatch_intake") for name, _ in s), timeout=60, child=child,
+                   what="the intake API to answer")
+    except EnvironmentProblem:
+        child.stop()
+        raise
+    return child, f"http://127.0.0.1:{port}", tokens
+
+
+def _width(text: str) -> int:
+    """Columns a string takes on a terminal: CJK characters take two."""
+    return sum(2 if "\u2e80" <= c <= "\ufe4f" or "\uff00" <= c <= "\uff60" else 1 for c in text)
+
+
+def _table(rows: Sequence[Sequence[object]], header: Sequence[str], left: int = 1) -> str:
+    """A plain table; the first `left` columns aligned left, the others right."""
+    widths = [max(_width(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
 
     def line(r: Sequence[object]) -> str:
-        return "  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
+        cells = []
+        for i, (c, w) in enumerate(zip(r, widths)):
+            pad = " " * (w - _width(str(c)))
+            cells.append(f"{c}{pad}" if i < left else f"{pad}{c}")
+        return "  ".join(cells).rstrip()
 
     return "\n".join([line(header), "  ".join("-" * w for w in widths), *map(line, rows)])
 
@@ -73,21 +162,26 @@ def run_demo(settings: Settings, *, households: int, workdir: Path, keep_running
 
     files = generate(workdir / "files", households=households, seed=2024, today=dt.date.today())
     write_manifest(files, workdir / "files" / "manifest.json")
-    print(f"generated {households} households and five feed files in {workdir / 'files'}")
+    print(f"generated {households} households, {len(files.feeds)} feed files and {len(files.intake)} intake requests "
+          f"in {workdir / 'files'}")
 
     summaries: list[Summary] = [asyncio.run(load_roster(demo, files.roster))]
     env = {"POVWATCH_KAFKA_DATA": str(demo.kafka_data), "POVWATCH_CASE_DB": demo.case_db,
            "POVWATCH_MONITOR_APP_ID": demo.monitor_app_id,
            "POVWATCH_BOOTSTRAP": demo.bootstrap}
     monitor = ChildProcess(["monitor"], env=env, log_path=workdir / "monitor.log")
+    intake: ChildProcess | None = None
     try:
-        for department, feed, path in files.feeds:
-            summaries.append(asyncio.run(run_connector(demo, department, feed, path)))
-        published = sum(s.published for s in summaries[1:])
-        wait_until(demo.monitor_metrics_port, monitor_settled(published), timeout=300, child=monitor,
-                   what=f"the monitor to handle {published} events")
+        intake, base_url, tokens = _start_intake(demo, env, workdir)
+        summaries += asyncio.run(_run_feeds(demo, files))
+        tallies = post_reports(base_url, tokens, files.intake)
+        published = sum(s.published for s in summaries[1:]) + sum(len(t.event_ids) for t in tallies)
+        samples = wait_until(demo.monitor_metrics_port, monitor_settled(published), timeout=300, child=monitor,
+                             what=f"the monitor to handle {published} events")
         totals = asyncio.run(run_casefeed(demo, idle_timeout=3))
     finally:
+        if intake is not None:
+            intake.stop()
         monitor.stop()
         if not keep_running:
             print(kafka_local.down(demo))
@@ -98,8 +192,14 @@ def run_demo(settings: Settings, *, households: int, workdir: Path, keep_running
     store.close()
 
     print()
-    print(_table([[s.feed, s.file, s.read, s.published, s.rejected, s.duplicates] for s in summaries],
-                 ["feed", "file", "read", "published", "rejected", "duplicates"]))
+    rows_ok = _print_feeds(summaries, files)
+    print()
+    intake_ok = _print_intake(tallies)
+    print()
+    facts = {stage: int(metric(samples, "povwatch_monitor_facts_kept_total", stage=stage))
+             for stage in ("household", "village")}
+    print(f"facts kept by the monitor: {sum(facts.values())} ({facts['household']} of households, "
+          f"{facts['village']} of villages)")
     print()
     by_rule = Counter((a["rule"], a["severity"]) for _, a in alerts)
     print(_table([[rule, sev, n] for (rule, sev), n in sorted(by_rule.items())], ["rule", "severity", "alerts"]))
@@ -109,13 +209,54 @@ def run_demo(settings: Settings, *, households: int, workdir: Path, keep_running
     regional = {a["region_code"] for t, a in alerts if t == ALERTS_REGIONAL}
     print(f"cases open: {counts['cases_open']}   evidence attached: {counts['evidence']}   "
           f"(casefeed: {totals.cases_opened} opened, {totals.duplicates} redelivered)")
-    ok = got == want and regional == set(files.expected_regional)
+    ok = got == want and regional == set(files.expected_regional) and rows_ok and intake_ok
     print(f"household alerts as seeded: {len(got & want)}/{len(want)}, unexpected: {len(got - want)}; "
           f"regional alerts as seeded: {len(regional & files.expected_regional)}/{len(files.expected_regional)}"
           f" -> {'OK' if ok else 'MISMATCH'}")
     print(f"monitor log: {monitor.log_path}; case DB: {demo.case_db}")
     print(f"see the cases: POVWATCH_CASE_DB={demo.case_db} povwatch cases list")
     return 0 if ok else 1
+
+
+async def _run_feeds(settings: Settings, files: DemoFiles) -> list[Summary]:
+    """Every feed file through its connector, in the generator's order, in one event loop."""
+    return [await run_connector(settings, department, feed, path) for department, feed, path in files.feeds]
+
+
+def _print_feeds(summaries: Sequence[Summary], files: DemoFiles) -> bool:
+    """The row per feed (the roster first); True when every file's rows were read, published, rejected and
+    skipped as duplicates exactly as the generator wrote them."""
+    rows, off = [], []
+    for s in summaries:
+        title = ROSTER.title if s.feed == ROSTER.feed else event_feed(s.department, s.feed).title
+        rows.append([s.department, s.feed, title, Path(s.file).name, s.read, s.published, s.rejected, s.duplicates])
+        if s.feed == ROSTER.feed:
+            want_rejected, want_read, want_duplicates = files.bad_rows.get("roster", 0), s.read, 0
+        else:
+            want_rejected, want_read = files.bad_rows[s.feed], files.rows[s.feed]
+            want_duplicates = files.duplicates[s.feed]
+        if (s.read, s.rejected, s.duplicates) != (want_read, want_rejected, want_duplicates) or not s.balanced:
+            off.append(s.feed)
+    totals = [sum(s.read for s in summaries[1:]), sum(s.published for s in summaries[1:]),
+              sum(s.rejected for s in summaries[1:]), sum(s.duplicates for s in summaries[1:])]
+    rows.append(["", f"{len(summaries) - 1} feeds", "", "", *totals])
+    print(_table(rows, ["department", "feed", "title", "file", "read", "published", "rejected", "duplicates"],
+                 left=4))
+    print(f"rows as generated (read = published + rejected + duplicates, rejected = bad rows seeded): "
+          f"{len(summaries) - len(off)}/{len(summaries)}" + (f"; off: {', '.join(off)}" if off else ""))
+    return not off
+
+
+def _print_intake(tallies: Sequence[IntakeTally]) -> bool:
+    """The row per intake channel; True when every request got the answer the generator expected."""
+    titles = {channel.feed: channel.title for channel in INTAKE_CHANNELS}
+    print(_table([["intake", t.channel, titles[t.channel], t.posted, t.accepted, t.refused, len(t.event_ids)]
+                  for t in tallies],
+                 ["department", "channel", "title", "posted", "accepted", "refused", "events"], left=3))
+    unexpected = [f"{t.channel} {answer}" for t in tallies for answer in t.unexpected]
+    print(f"intake answers as expected (202, a replay answered 202 with the same event, one 422 each): "
+          f"{'yes' if not unexpected else 'NO: ' + '; '.join(unexpected[:5])}")
+    return not unexpected
 
 
 def _alerts_from_db(settings: Settings) -> list[tuple[str, dict[str, Any]]]:

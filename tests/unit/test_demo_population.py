@@ -1,20 +1,33 @@
-"""The synthetic Bortala population and its department feed files (services/demo/population.py)."""
+"""The synthetic Bortala population and its department feed files (services/demo/population.py, feeds.py)."""
 from __future__ import annotations
 
+import asyncio
 import csv
 import datetime as dt
 import io
 import json
 import re
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import openpyxl
 import pytest
 
+from connectors import catalog as connectors_catalog
+from connectors.fields import Choice, MultiChoice
+from connectors.framework import Accepted, EventHandler, FeedSpec, Summary, ValidRecord, run_rows
 from connectors.idcard import check_character
+from connectors.pseudonym import Pseudonymiser
+from connectors.sources import file_source
+from schemas import catalog
+from schemas.codec import default_codec
 from services.demo.population import DemoFiles, generate, write_manifest
+from services.intake.mapping import Invalid, Report
+from services.intake.mapping import validate as validate_request
 from services.monitor.rules import Rule, Severity
+from tests.unit.doubles import TEST_KEY, MemoryPublisher
 
 TODAY = dt.date(2025, 6, 30)
 EARLIEST = TODAY - dt.timedelta(days=548)  # 18 months
@@ -136,9 +149,10 @@ def test_encodings_are_as_specified(demo: DemoFiles) -> None:
 
 def test_headers_are_the_feeds_md_names(demo: DemoFiles) -> None:
     assert next(csv.reader(io.StringIO(demo.roster.read_text("utf-8-sig")))) == ROSTER
-    assert sorted(feed for _, feed, _ in demo.feeds) == sorted(HEADERS)
+    assert sorted(feed for _, feed, _ in demo.feeds[:len(HEADERS)]) == sorted(HEADERS)  # the headline feeds first
     for _, feed, path in demo.feeds:
-        assert list(_table(path)[0]) == HEADERS[feed]
+        if feed in HEADERS:
+            assert list(_table(path)[0]) == HEADERS[feed]
     raw_vehicle_header = dict((f, p) for _, f, p in demo.feeds)["vehicle-purchase"].read_text("utf-8").splitlines()[0]
     assert "\u3000" in raw_vehicle_header and "  购车价格（元）" in raw_vehicle_header
 
@@ -191,6 +205,8 @@ def test_no_valid_event_date_after_today_or_older_than_18_months(demo: DemoFiles
 def test_feed_ids_are_valid_except_seeded_bad_rows(demo: DemoFiles) -> None:
     legacy = 0
     for _, feed, path in demo.feeds:
+        if feed not in HEADERS:
+            continue  # every other feed: test_every_other_row_is_about_the_roster
         invalid = 0
         for row in _table(path):
             number = str(next(row[c] for c in ID_COLUMNS if c in row) or "")
@@ -225,9 +241,9 @@ def test_xlsx_opens_with_openpyxl_and_mixes_date_cells_and_text(demo: DemoFiles)
 
 
 def test_bad_rows_are_counted_per_feed(demo: DemoFiles) -> None:
-    assert set(demo.bad_rows) == {*HEADERS, "roster"}
+    assert set(demo.bad_rows) == {*(f.feed for f in catalog.EVENT_FEEDS), "roster"}
     assert demo.bad_rows["roster"] == 3
-    assert all(2 <= demo.bad_rows[feed] <= 4 for feed in HEADERS)
+    assert all(2 <= demo.bad_rows[feed] <= 4 for feed in demo.bad_rows)
 
 
 def test_manifest_is_json(demo: DemoFiles, tmp_path: Path) -> None:
@@ -236,8 +252,163 @@ def test_manifest_is_json(demo: DemoFiles, tmp_path: Path) -> None:
     assert manifest["expected_alerts"]["total"] == len(demo.expected_alerts)
     assert manifest["expected_regional"] == sorted(demo.expected_regional)
     assert [f["feed"] for f in manifest["feeds"]] == [feed for _, feed, _ in demo.feeds]
+    assert all(f["rows"] == demo.rows[f["feed"]] and f["bad_rows"] == demo.bad_rows[f["feed"]]
+               for f in manifest["feeds"])
+    assert sum(c["posted"] for c in manifest["intake"]) == len(demo.intake)
 
 
 def test_too_small_a_population_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError):
         generate(tmp_path, households=50, today=TODAY)
+
+
+# --- every feed of the catalogue --------------------------------------------------------------------------------
+NOON = dt.datetime(2025, 6, 30, 4, 0, tzinfo=dt.UTC)  # noon in Bortala on TODAY
+
+
+class _Keeping:
+    """EventHandler, keeping every valid record it is given."""
+
+    def __init__(self, spec: FeedSpec) -> None:
+        self.inner = EventHandler(spec, pseudonymiser=Pseudonymiser(TEST_KEY), codec=default_codec(),
+                                  clock=lambda: NOON)
+        self.records: list[ValidRecord] = []
+
+    def handle(self, record: ValidRecord, source: dict[str, Any]) -> Accepted | list[str]:
+        self.records.append(record)
+        return self.inner.handle(record, source)
+
+    def finish(self) -> list[Any]:
+        return []
+
+
+@pytest.fixture(scope="module")
+def connected(demo: DemoFiles) -> dict[str, tuple[Summary, list[ValidRecord]]]:
+    """Every feed file through the real connector loop (in memory): its summary and its valid records."""
+    out = {}
+    for department, feed, path in demo.feeds:
+        spec = connectors_catalog.get_feed(department, feed)
+        handler = _Keeping(spec)
+        summary = asyncio.run(run_rows(spec, file_source(path), handler, MemoryPublisher(), codec=default_codec(),
+                                       clock=lambda: NOON))
+        out[feed] = (summary, handler.records)
+    return out
+
+
+def test_every_catalogue_feed_gets_a_file(demo: DemoFiles) -> None:
+    assert [(d, f) for d, f, _ in demo.feeds[len(HEADERS):]] == [
+        (f.department, f.feed) for f in catalog.EVENT_FEEDS if f.feed not in HEADERS]  # in catalogue order
+    assert {(d, f) for d, f, _ in demo.feeds} == {(f.department, f.feed) for f in catalog.EVENT_FEEDS}
+    assert len({path.name for _, _, path in demo.feeds}) == len(demo.feeds)
+    suffixes = Counter(path.suffix for _, feed, path in demo.feeds if feed not in HEADERS)
+    assert suffixes[".xlsx"] == 1 and suffixes[".csv"] == len(catalog.EVENT_FEEDS) - len(HEADERS) - 1
+    encodings: Counter[str] = Counter()
+    for _, feed, path in demo.feeds:
+        if feed in HEADERS or path.suffix != ".csv":
+            continue
+        raw = path.read_bytes()
+        if raw.startswith(b"\xef\xbb\xbf"):
+            encodings["utf-8-sig"] += 1
+        else:
+            try:
+                raw.decode("utf-8")
+                encodings["utf-8"] += 1
+            except UnicodeDecodeError:
+                raw.decode("gb18030")
+                encodings["gb18030"] += 1
+    assert min(encodings["utf-8-sig"], encodings["utf-8"], encodings["gb18030"]) >= 3
+
+
+def test_rows_read_are_rows_published_and_rejected_as_seeded(
+        demo: DemoFiles, connected: Mapping[str, tuple[Summary, list[ValidRecord]]]) -> None:
+    for _, feed, _ in demo.feeds:
+        summary, _ = connected[feed]
+        assert summary.balanced, feed
+        assert (summary.read, summary.rejected, summary.duplicates) == (
+            demo.rows[feed], demo.bad_rows[feed], demo.duplicates[feed]), feed
+        if feed not in HEADERS:
+            assert 20 <= demo.rows[feed] <= 204 and demo.bad_rows[feed] == 4 and demo.duplicates[feed] == 0
+            assert all(len(reasons) == 1 for _, reasons in summary.rejects), (feed, summary.rejects)
+
+
+def test_bad_rows_are_of_the_four_kinds(connected: Mapping[str, tuple[Summary, list[ValidRecord]]]) -> None:
+    for spec in connectors_catalog.EVENT_FEEDS.values():
+        if spec.feed in HEADERS:
+            continue
+        reasons = " | ".join(r for _, rs in connected[spec.feed][0].rejects for r in rs)
+        assert "not a date" in reasons, spec.feed
+        assert "missing" in reasons, spec.feed
+        if any(isinstance(c.parser, (Choice, MultiChoice)) for c in spec.columns):
+            assert "unknown value" in reasons, spec.feed
+        if any(c.sensitive == "id" and c.required for c in spec.columns):
+            assert "check character" in reasons, spec.feed
+
+
+def test_every_other_row_is_about_the_roster(
+        demo: DemoFiles, connected: Mapping[str, tuple[Summary, list[ValidRecord]]]) -> None:
+    """Valid rows: ID numbers of roster members (household heads where the feed links by household, or a head
+    of that village where a village-level feed names one), their names, roster villages, event dates within the
+    18 months up to today, every label of each enumeration used."""
+    rows = _roster(demo)
+    person = {r["身份证号码"]: r for r in rows}
+    heads = {r["身份证号码"] for r in rows if r["与户主关系"] == "户主"}
+    villages = {r["行政区划代码"] for r in rows}
+    for spec in connectors_catalog.EVENT_FEEDS.values():
+        if spec.feed in HEADERS:
+            continue
+        _, records = connected[spec.feed]
+        named = 0
+        for record in records:
+            values = record.values
+            day = values[spec.occurred_at]
+            assert EARLIEST <= day <= TODAY, (spec.feed, day)
+            ids = [values[c.field] for c in spec.columns if c.sensitive == "id" and values[c.field]]
+            names = [values[c.field] for c in spec.columns if c.sensitive == "name"]
+            named += bool(ids)
+            for number in ids:
+                assert number in person, spec.feed
+                if spec.wire.link != "person":
+                    assert number in heads, spec.feed
+                assert all(name == person[number]["姓名"] for name in names), spec.feed
+            if "village_code" in values:
+                assert values["village_code"] in villages, spec.feed
+                if ids:
+                    assert person[ids[0]]["行政区划代码"] == values["village_code"], spec.feed
+        if spec.wire.link == "village" and any(c.sensitive == "id" for c in spec.columns):
+            assert 0 < named < len(records), spec.feed  # some rows name a household, some the whole village
+        for col in spec.columns:
+            if isinstance(col.parser, Choice) and col.label not in ROSTER and len(records) >= len(col.parser.labels):
+                assert {values[col.field] for values in (r.values for r in records)} == set(
+                    col.parser.labels.values()), (spec.feed, col.field)
+
+
+def test_other_feeds_spread_their_dates_over_the_months(
+        connected: Mapping[str, tuple[Summary, list[ValidRecord]]]) -> None:
+    for spec in connectors_catalog.EVENT_FEEDS.values():
+        if spec.feed not in HEADERS:
+            days = [r.values[spec.occurred_at] for r in connected[spec.feed][1]]
+            assert max(days) - min(days) >= dt.timedelta(days=300), spec.feed
+
+
+def test_intake_requests_per_channel(demo: DemoFiles) -> None:
+    rows = _roster(demo)
+    heads = {r["身份证号码"] for r in rows if r["与户主关系"] == "户主"}
+    households = {r["户编号"] for r in rows}
+    channels = Counter(r.channel for r in demo.intake)
+    assert set(channels) == {c.feed for c in catalog.INTAKE_CHANNELS}
+    for channel in channels:
+        sent = [r for r in demo.intake if r.channel == channel]
+        assert 20 <= len(sent) <= 60
+        assert [r.expect for r in sent].count(422) == 1 and sum(r.replay for r in sent) == 1
+        by_head = by_household = 0
+        for request in sent:
+            result = validate_request(channel, request.body, TODAY)
+            assert isinstance(result, Invalid if request.expect == 422 else Report), (channel, request.body)
+            if request.expect == 202:
+                by_head += "head_id_number" in request.body
+                by_household += "household_id" in request.body
+                assert request.body.get("head_id_number", next(iter(heads))) in heads
+                assert request.body.get("household_id", next(iter(households))) in households
+        assert by_head and by_household
+        replay = next(r for r in sent if r.replay)
+        assert sum(r.body == replay.body for r in sent) == 2 and "request_id" in replay.body
