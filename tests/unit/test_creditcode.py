@@ -136,3 +136,13 @@ def test_due_dates_out_of_range_or_unreadable_are_refused(text: str, reason: str
     with pytest.raises(FieldError) as caught:
         DueDate().parse(text, TODAY)
     assert str(caught.value).startswith(reason)
+
+
+@given(st.text(max_size=40))
+def test_any_text_is_a_due_date_or_a_reason(text: str) -> None:
+    try:
+        day = DueDate().parse(text, TODAY)
+    except FieldError as exc:
+        assert str(exc)
+    else:
+        assert dt.date(1900, 1, 1) <= day <= dt.date(2074, 12, 31)
