@@ -66,10 +66,12 @@ from connectors.fields import (
 from connectors.framework import Column, FeedSpec, RawRow, ValidRecord, validate
 from services.monitor.rules import age_at
 
-__all__ = ["Member", "Household", "FeedFile", "IntakeRequest", "EVENT_SPAN_DAYS", "BAD_KINDS", "feed_rows",
+__all__ = ["Member", "Household", "FeedFile", "IntakeRequest", "EVENT_SPAN_DAYS", "YEAR_SPAN_DAYS", "BAD_KINDS",
+           "event_day", "feed_rows",
            "write_feed_file", "write_csv", "write_xlsx", "intake_requests"]
 
 EVENT_SPAN_DAYS = 540  # event dates within the last 18 months, like the headline files
+YEAR_SPAN_DAYS = 700  # a feed dated by its 年度 (1 January): years whose first day is this recent
 BAD_KINDS = ("enumeration", "date", "id-check", "missing", "region", "amount")  # in order of preference
 _FAR = dt.date(9999, 12, 31)
 _CENT = Decimal("0.01")
@@ -160,6 +162,11 @@ def _example_date(text: str) -> dt.date:
     return parse_date(text, _FAR)
 
 
+def event_day(value: dt.date | int) -> dt.date:
+    """The date of an event from its `occurred_at` value: a date, or a year (dated on its 1 January)."""
+    return dt.date(value, 1, 1) if isinstance(value, int) else value
+
+
 def _date_text(day: dt.date, style: int) -> str:
     return (day.isoformat(), f"{day.year}/{day.month}/{day.day}", f"{day:%Y%m%d}",
             f"{day.year}年{day.month}月{day.day}日")[style]
@@ -206,19 +213,28 @@ class _Variation:
         self.spec, self.rng, self.today = spec, rng, today
         self.example = dict(spec.example)
         dated = [c for c in spec.columns if isinstance(c.parser, (Date, DueDate)) and self.example.get(c.field)]
-        self.base = _example_date(self.example[spec.occurred_at])
+        occurred = next(c for c in spec.columns if c.field == spec.occurred_at)
+        self.by_year = isinstance(occurred.parser, Year)  # dated on 1 January of its 年度
+        when = self.example[spec.occurred_at]
+        self.base = dt.date(int(re.sub(r"\D", "", when)), 1, 1) if self.by_year else _example_date(when)
         self.offsets = {c.field: (_example_date(self.example[c.field]) - self.base).days for c in dated}
         ahead = [days for c in dated if isinstance(c.parser, Date) for days in (self.offsets[c.field],)]
         self.latest_offset = max([0, *ahead])
         if self.latest_offset >= EVENT_SPAN_DAYS:
             raise ValueError(f"{spec.feed}: the example's dates span more than {EVENT_SPAN_DAYS} days")
+        earliest = today - dt.timedelta(days=YEAR_SPAN_DAYS)
+        self.years = [year for year in range(earliest.year, today.year + 1) if earliest <= dt.date(year, 1, 1)
+                      and dt.date(year, 1, 1) + dt.timedelta(days=self.latest_offset) < today]
         self.choice_shift = {c.field: rng.randrange(64) for c in spec.columns
                              if isinstance(c.parser, (Choice, MultiChoice))}
         self.products = _product_checks(spec)
 
     def row(self, index: int, subject: _Subject, level: int, *, cells_as_dates: bool) -> dict[str, str | dt.date]:
         rng = self.rng
-        day = self.today - dt.timedelta(days=rng.randint(self.latest_offset + 1, EVENT_SPAN_DAYS))
+        if self.by_year:
+            day = dt.date(rng.choice(self.years), 1, 1)
+        else:
+            day = self.today - dt.timedelta(days=rng.randint(self.latest_offset + 1, EVENT_SPAN_DAYS))
         factor = Decimal(rng.randint(50, 150)) / 100 if level == 0 else Decimal(1)
         out: dict[str, str | dt.date] = {}
         for col in self.spec.columns:
@@ -296,7 +312,8 @@ def _spoil(spec: FeedSpec, cells: dict[str, str | dt.date], kind: str) -> bool:
             return False
         cells[target.field] = "不详"
     elif kind == "date":
-        cells[spec.occurred_at] = "上月中旬"
+        target = next((c for c in cols if isinstance(c.parser, Date)), None)
+        cells[target.field if target else spec.occurred_at] = "上月中旬" if target else "去年"  # else a 年度
     elif kind == "id-check":
         target = next((c for c in cols if c.sensitive == "id"), None)
         number = str(cells.get(target.field, "")) if target else ""
@@ -339,7 +356,7 @@ def feed_rows(spec: FeedSpec, households: Sequence[Household], *, count: int, rn
             outcome = validate(spec, RawRow(index + 2, _as_text(cells)), today)
             if isinstance(outcome, ValidRecord) and _identity(spec, cells) not in seen:
                 seen.add(_identity(spec, cells))
-                good.append((outcome.values[spec.occurred_at], cells))
+                good.append((event_day(outcome.values[spec.occurred_at]), cells))
                 break
         else:
             raise AssertionError(f"{spec.department} {spec.feed}: no valid variant of the example for row {index}")
