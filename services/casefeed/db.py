@@ -455,6 +455,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def open_database(url: str) -> CaseStore:
     """Connect to the case database at `url`, creating the tables if missing."""
+    import services.cases.model  # noqa: F401  (the bureau's workflow tables, on the same metadata)
+
     parsed = _resolve_url(url)
     engine = _make_engine(parsed)
     try:
