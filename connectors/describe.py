@@ -31,6 +31,9 @@ class ColumnEntry:
 class FeedEntry:
     department: str
     feed: str
+    title: str  # the feed's Chinese name
+    links_by: str  # person, household or village (schemas.catalog.Feed.link)
+    rules: tuple[str, ...]  # the alerts its events can raise; () = kept as facts
     topic: str
     schema: str
     dead_letters: str
@@ -39,7 +42,8 @@ class FeedEntry:
 
 
 def _entry(spec: FeedSpec) -> FeedEntry:
-    return FeedEntry(spec.department, spec.feed, spec.topic, spec.schema, spec.dlq, spec.occurred_at,
+    return FeedEntry(spec.department, spec.feed, spec.wire.title, spec.wire.link, tuple(spec.wire.rules), spec.topic,
+                     spec.schema, spec.dlq, spec.occurred_at,
                      tuple(ColumnEntry(c.label, c.field, c.required) for c in spec.columns))
 
 
@@ -56,11 +60,20 @@ def catalogue_json(entries: list[FeedEntry]) -> str:
     return json.dumps([asdict(e) for e in entries], ensure_ascii=False)
 
 
+_LINKS = {"person": "person (身份证号码)", "household": "household (户主身份证号码)",
+          "village": "village (行政区划代码; the person or household when named)"}
+
+
 def render_catalogue(entries: list[FeedEntry]) -> str:
     lines = []
     for e in entries:
         columns = " · ".join(c.label + ("" if c.required else " (可选)") for c in e.columns)
-        lines.append(f"{e.department} {e.feed}  ->  {e.topic}  (rejects: {e.dead_letters})")
+        lines.append(f"{e.department} {e.feed} {e.title}  ->  {e.topic}  (rejects: {e.dead_letters})")
+        if e.topic == ROSTER.topic:
+            lines.append("    the roster itself: who is monitored (the full snapshot of registry.persons/households)")
+        else:
+            judged = "rules: " + ", ".join(e.rules) if e.rules else "kept by the monitor as facts"
+            lines.append(f"    links by {_LINKS[e.links_by]}; {judged}")
         lines.append(f"    columns: {columns}")
     lines.append(f"{len(entries)} feeds; `povwatch feeds template DEPT FEED` writes an empty file with the headers")
     return "\n".join(lines)

@@ -28,8 +28,12 @@ def test_the_catalogue_is_the_declarations() -> None:
                                                                                "field": "household_id",
                                                                                "required": True}
     text = render_catalogue(entries)
-    assert "medical-security hospitalization  ->  events.medical-security.hospitalization" in text
+    assert "medical-security hospitalization 住院  ->  events.medical-security.hospitalization" in text
     assert "备注 (可选)" in text  # an optional column says so
+    assert "links by village (行政区划代码; the person or household when named); kept by the monitor as facts" in text
+    assert "links by household (户主身份证号码); rules: DISASTER_LOSS, REGIONAL_DISASTER" in text
+    water = next(e for e in listed if e["feed"] == "drinking-water")
+    assert (water["title"], water["links_by"], water["rules"]) == ("安全饮水", "village", [])
 
 
 @pytest.mark.parametrize("xlsx", [False, True])
