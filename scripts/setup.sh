@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sets povwatch up on a fresh machine (idempotent): a virtualenv with the pinned Python packages, and promtool.
+# Sets povwatch up on a fresh machine (idempotent): a virtualenv with the pinned Python packages, promtool and chromium.
 # The Kafka broker's jars are fetched from Maven Central by `povwatch kafka up` on first use (cached per machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,4 +19,5 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -c constraints.txt -e '.[test]'
 bash deploy/install-promtool.sh
+bash deploy/install-chromium.sh  # the web desk's browser test (Debian's chromium, driven by Playwright)
 echo "setup: ready (.venv/bin/povwatch)"
