@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     intake_host: str = "127.0.0.1"
     intake_port: int = 8088
     intake_tokens: SecretStr | None = None  # JSON object, channel -> bearer token (services/intake/server.py)
+    desk_host: str = "127.0.0.1"  # where `povwatch desk` serves the case workers' web desk
+    desk_port: int = 8089
+    desk_secret: SecretStr | None = None  # signs the desk's session cookies; generated per start when unset
+    desk_insecure_cookies: bool = False  # 1: cookies without Secure, for a plain-HTTP desk on this machine only
     rules: RuleConfig = RuleConfig()
     timezone: str = "Asia/Shanghai"  # the prefecture's time zone: what "today" is for the future-date check
 
