@@ -7,6 +7,10 @@
     ├── BrokerUnavailable          the Kafka broker cannot be reached
     ├── InputFileError             a department file cannot be processed at all (missing, unreadable, columns)
     ├── UnknownFeed                DEPT/FEED is not declared
+    ├── NotFound                   a case, alert, user or household named by the caller does not exist
+    ├── StepRefused                a case operation refused: the workflow, the user's role or region (one line:
+    │   │                          why, and which steps are allowed now)
+    │   └── NotInRegion            the case lies outside the user's region (a desk shows it as not found)
     └── SchemaError                a message or record does not fit its Avro schema
         ├── DecodeError            bytes that are not a povwatch single-object message
         └── RecordRefused          the case database refuses a record's data (a data error, not an outage)
@@ -24,6 +28,9 @@ __all__ = [
     "BrokerUnavailable",
     "InputFileError",
     "UnknownFeed",
+    "NotFound",
+    "StepRefused",
+    "NotInRegion",
     "SchemaError",
     "DecodeError",
     "RecordRefused",
@@ -55,6 +62,18 @@ class InputFileError(PovwatchError):
 
 
 class UnknownFeed(PovwatchError):
+    pass
+
+
+class NotFound(PovwatchError):
+    pass
+
+
+class StepRefused(PovwatchError):
+    pass
+
+
+class NotInRegion(StepRefused):
     pass
 
 
