@@ -26,6 +26,8 @@ from schemas.topics import (
     REGISTRY_HOUSEHOLDS,
     REGISTRY_PERSONS,
     TopicSpec,
+    comparison_request_topic,
+    comparison_result_topic,
     dlq_topic,
     event_topic,
 )
@@ -50,6 +52,11 @@ __all__ = [
     "feed_of_topic",
     "departments",
     "project_topics",
+    "ComparisonDepartment",
+    "COMPARISON_DEPARTMENTS",
+    "comparison_department",
+    "comparison_request_topics",
+    "comparison_result_topics",
 ]
 
 
@@ -180,6 +187,57 @@ def departments() -> list[str]:
     return sorted({feed.department for feed in EVENT_FEEDS} | {ROSTER.department})
 
 
+@dataclass(frozen=True)
+class ComparisonDepartment:
+    """A department the bureau asks to compare persons with its data (比对, the DATA_COMPARE step): it answers
+    from a source in the layout of its `feeds` (FEEDS.md), one `ComparisonResult` per person key asked.
+    Its topics are not monitored feeds: the monitor never reads them; the case side does (services.compare)."""
+
+    department: str
+    title: str  # the department's Chinese name
+    what: str  # what it compares, in Chinese
+    feeds: tuple[Feed, ...]
+
+    @property
+    def request_topic(self) -> str:
+        return comparison_request_topic(self.department)
+
+    @property
+    def result_topic(self) -> str:
+        return comparison_result_topic(self.department)
+
+
+# The plan's comparison (DOMAIN.md, "六个一" step 5): deposits, vehicles and housing first, then the others.
+COMPARISON_DEPARTMENTS: tuple[ComparisonDepartment, ...] = (
+    ComparisonDepartment("pboc", "人民银行博州中心支行", "存贷款", (event_feed("pboc", "deposit-loan"),)),
+    ComparisonDepartment("natural-resources", "自然资源局", "商品住房",
+                         (event_feed("natural-resources", "commercial-housing"),)),
+    ComparisonDepartment("public-security", "公安局", "车辆、户籍",
+                         (event_feed("public-security", "vehicle-purchase"),
+                          event_feed("public-security", "identity-check"))),
+    ComparisonDepartment("farm-machinery", "农机中心", "农机购置", (event_feed("farm-machinery", "machinery-purchase"),)),
+    ComparisonDepartment("market-regulation", "市场监管局", "市场主体登记",
+                         (event_feed("market-regulation", "business-registration"),)),
+)
+
+
+def comparison_department(department: str) -> ComparisonDepartment:
+    """The comparison entry of `department` (KeyError naming the five when it is not one of them)."""
+    for entry in COMPARISON_DEPARTMENTS:
+        if entry.department == department:
+            return entry
+    known = ", ".join(c.department for c in COMPARISON_DEPARTMENTS)
+    raise KeyError(f"{department} answers no comparison requests (departments that do: {known})")
+
+
+def comparison_request_topics() -> tuple[str, ...]:
+    return tuple(c.request_topic for c in COMPARISON_DEPARTMENTS)
+
+
+def comparison_result_topics() -> tuple[str, ...]:
+    return tuple(c.result_topic for c in COMPARISON_DEPARTMENTS)
+
+
 def project_topics() -> list[TopicSpec]:
     """Every topic povwatch uses. Registry topics are compacted: the latest record per key wins."""
     specs = [TopicSpec(REGISTRY_PERSONS, compacted=True), TopicSpec(REGISTRY_HOUSEHOLDS, compacted=True)]
@@ -187,4 +245,5 @@ def project_topics() -> list[TopicSpec]:
     specs += [TopicSpec(topic) for topic in intake_topics()]
     specs += [TopicSpec(dlq_topic(d)) for d in departments()] + [TopicSpec(MONITOR_DLQ), TopicSpec(CASEFEED_DLQ)]
     specs += [TopicSpec(ALERTS_HOUSEHOLD), TopicSpec(ALERTS_REGIONAL)]
+    specs += [TopicSpec(topic) for topic in comparison_request_topics() + comparison_result_topics()]
     return specs

@@ -16,6 +16,8 @@ __all__ = [
     "CASEFEED_DLQ",
     "event_topic",
     "dlq_topic",
+    "comparison_request_topic",
+    "comparison_result_topic",
     "TopicSpec",
 ]
 
@@ -33,6 +35,16 @@ def event_topic(department: str, feed: str) -> str:
 
 def dlq_topic(department: str) -> str:
     return f"dlq.{department}"
+
+
+def comparison_request_topic(department: str) -> str:
+    """Where the bureau asks `department` to compare person keys with its data (比对)."""
+    return f"requests.{department}.comparison"
+
+
+def comparison_result_topic(department: str) -> str:
+    """Where `department` answers comparison requests, one result per person."""
+    return f"events.{department}.comparison-result"
 
 
 @dataclass(frozen=True)

@@ -140,6 +140,12 @@ RECORDS: dict[str, dict[str, Any]] = {
                                       "event": b"\xc3\x01" + bytes(8) + b"body", "village_code": VILLAGE},
     "povwatch.monitor.Unmatched": {"stage": "person", "topic": "events.public-security.registration-change",
                                    "event_id": "b" * 32, "since": NOW, "expired_at": NOW},
+    "povwatch.requests.ComparisonRequest": {"request_id": "r" * 32, "department": "pboc",
+                                            "person_keys": [KEY, "0" * 64], "requested_at": NOW, "case_id": 7},
+    "povwatch.events.ComparisonResult": {
+        "event_id": "c" * 32, "request_id": "r" * 32, "department": "pboc", "person_key": KEY, "found": True,
+        "records": [{"feed": "deposit-loan", "deposit_balance": "12500.00", "loan_type": "POVERTY_MICROCREDIT"}],
+        "summary": "存贷款：存款余额 12500.00元", "answered_at": NOW},
 }
 
 
