@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     casefeed_group: str = "povwatch-casefeed"
     casefeed_metrics_port: int = 9465
     case_notice_days: int = Field(5, ge=0)  # a public notice stands this many days before TOWNSHIP_VERIFY
+    relay_metrics_port: int = 9467  # `povwatch relay`: outbox -> Kafka, comparison answers -> case DB
+    relay_group: str = "povwatch-relay"  # the relay's consumer group (events.<dept>.comparison-result)
     intake_host: str = "127.0.0.1"
     intake_port: int = 8088
     intake_tokens: SecretStr | None = None  # JSON object, channel -> bearer token (services/intake/server.py)
