@@ -151,6 +151,10 @@ def cmd_intake(args: argparse.Namespace, settings: Any) -> int:
 
 
 def cmd_alerts(args: argparse.Namespace, settings: Any) -> int:
+    if args.action != "tail":
+        from services.cases.cli import cmd_alert_action
+
+        return cmd_alert_action(args, settings)
     from schemas.codec import default_codec
     from schemas.errors import DecodeError
     from schemas.topics import ALERTS_HOUSEHOLD, ALERTS_REGIONAL
@@ -177,12 +181,21 @@ def cmd_alerts(args: argparse.Namespace, settings: Any) -> int:
 def cmd_cases(args: argparse.Namespace, settings: Any) -> int:
     from services.casefeed.db import cases_to_json, open_database, render_cases_table
 
+    if args.action == "roster":
+        from services.cases.cli import cmd_cases_roster
+
+        return cmd_cases_roster(args, settings)
     store = open_database(settings.case_db)
     try:
         cases = store.list_cases()
     finally:
         store.close()
-    print(cases_to_json(cases) if args.json else render_cases_table(cases))
+    if args.json:
+        from services.cases.cli import cases_list_json
+
+        print(cases_list_json(settings, cases_to_json(cases)))
+    else:
+        print(render_cases_table(cases))
     return 0
 
 
@@ -270,16 +283,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_intake)
 
     p = sub.add_parser("alerts", help="print alerts for the bureau")
-    p.add_argument("action", choices=["tail"])
+    p.add_argument("action", choices=["tail", "ack", "resolve"],
+                   help="tail: print alerts as they come; ack ALERT_ID --by USER: acknowledge a case's alert; "
+                        "resolve ALERT_ID --by USER --note TEXT: resolve it")
+    p.add_argument("alert_id", nargs="?", type=int, help="with ack/resolve: the alert's id (povwatch case show)")
+    p.add_argument("--by", help="with ack/resolve: the user")
+    p.add_argument("--note", help="with resolve: why")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--from-beginning", action="store_true", help="start at the oldest alert (default: new ones)")
     p.add_argument("--timeout", type=float, default=None, help="stop after SECONDS without a new alert")
     p.set_defaults(func=cmd_alerts)
 
-    p = sub.add_parser("cases", help="show the case DB")
-    p.add_argument("action", choices=["list"])
+    p = sub.add_parser("cases", help="show the case DB; import the bureau's roster into it (names stay there)")
+    p.add_argument("action", choices=["list", "roster"])
+    p.add_argument("file", nargs="?", help="with roster: the bureau's roster export (as for povwatch roster load)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_cases)
+
+    from services.cases.cli import add_parsers as add_case_parsers
+
+    add_case_parsers(sub)  # case advance|resolve|show, users add|list, audit household
 
     p = sub.add_parser("feeds", help="the feed catalogue; templates with the right headers for data officers")
     p.add_argument("action", choices=["list", "template"])

@@ -114,6 +114,9 @@ class Cases:
         return cls(store, notice_days=settings.case_notice_days, zone=settings.zone,
                    pseudonym_key=settings.checked_key)
 
+    def close(self) -> None:
+        self._store.close()
+
     def today(self) -> dt.date:
         return local_today(self._clock(), self._zone)
 

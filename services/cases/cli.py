@@ -1,0 +1,220 @@
+"""The case workers' commands (services.cli wires them in): `povwatch case advance|resolve|show`,
+`povwatch users add|list`, `povwatch audit household`, `povwatch alerts ack|resolve`, `povwatch cases roster`, and
+the workflow columns of `povwatch cases list --json`.
+
+Each prints one line on success (or the view asked for) and, on refusal or bad input, raises a schemas.errors
+exception that services.cli prints as one line with exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import getpass
+import json
+from pathlib import Path
+from typing import Any
+
+from schemas.errors import ConfigError, PovwatchError
+from services.cases.workflow import Step
+
+__all__ = ["add_parsers", "cmd_alert_action", "cmd_cases_roster", "cases_list_json"]
+
+
+def _cases(settings: Any) -> Any:
+    from services.casefeed.db import open_database
+    from services.cases.store import Cases
+
+    return Cases.from_settings(open_database(settings.case_db), settings)
+
+
+def _day(text: str | None) -> dt.date | None:
+    if text is None:
+        return None
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"--on {text!r}: a date as YYYY-MM-DD") from None
+
+
+def _close(cases: Any) -> None:
+    cases.close()
+
+
+def cmd_case(args: argparse.Namespace, settings: Any) -> int:
+    from services.cases.views import render_detail, to_json
+
+    cases = _cases(settings)
+    try:
+        if args.action == "advance":
+            if not args.step:
+                raise PovwatchError("usage: povwatch case advance CASE_ID STEP --by USER [--note TEXT] [--on DATE] "
+                                    "[--authorised] [--override REASON] [--category CAT]")
+            detail = cases.advance(args.by, args.case_id, args.step, on=_day(args.on), note=args.note,
+                                   authorised=args.authorised, override=args.override, category=args.category)
+            c, h = detail.case, detail.household
+            last = detail.history[-1] if detail.history else None
+            nxt = ", ".join(a.step for a in detail.allowed) or "none"
+            status = f"; household {h.household_id} {h.monitoring_status} {h.category}" if h is not None else ""
+            print(f"case {c.id}: {args.step.upper()} on {last.on_day if last else '?'} by {args.by}{status}; "
+                  f"case {c.status}; next: {nxt}")
+        elif args.action == "resolve":
+            if not args.note:
+                raise PovwatchError("usage: povwatch case resolve CASE_ID --by USER --note TEXT")
+            detail = cases.resolve_case(args.by, args.case_id, args.note)
+            resolved = sum(a.status == "RESOLVED" for a in detail.alerts)
+            print(f"case {detail.case.id}: resolved by {args.by} ({resolved} alert(s) resolved); case "
+                  f"{detail.case.status}")
+        else:
+            detail = cases.case_detail(args.by, args.case_id)
+            print(to_json(detail) if args.json else render_detail(detail))
+    finally:
+        _close(cases)
+    return 0
+
+
+def _password(args: argparse.Namespace) -> str:
+    if args.password_file:
+        try:
+            lines = Path(args.password_file).read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise ConfigError(f"--password-file {args.password_file}: {exc.strerror or exc}") from None
+        return lines[0] if lines else ""
+    first = getpass.getpass(f"password for {args.name}: ")
+    if getpass.getpass("again: ") != first:
+        raise ConfigError("the two passwords differ")
+    return first
+
+
+def cmd_users(args: argparse.Namespace, settings: Any) -> int:
+    from services.cases.users import check_name, check_password, check_region, parse_role
+
+    if args.action == "list":
+        return _list_users(settings, args.json)
+    if not args.name or not args.role or not args.region:
+        raise PovwatchError("usage: povwatch users add NAME --role ROLE --region CODE [--password-file FILE]")
+    role = parse_role(args.role)   # bad input is refused before the password is asked for
+    check_name(args.name)
+    check_region(role, args.region)
+    password = check_password(_password(args))
+    cases = _cases(settings)
+    try:
+        user = cases.add_user(args.name, role.value, args.region, password)
+    finally:
+        _close(cases)
+    print(f"user {user.name} added: {user.role} of {user.region}")
+    return 0
+
+
+def _list_users(settings: Any, as_json: bool) -> int:
+    from sqlalchemy import select
+    from sqlalchemy.orm import Session
+
+    from services.casefeed.db import open_database
+    from services.cases.model import User
+
+    store = open_database(settings.case_db)
+    try:
+        with Session(store.engine) as session:
+            users = [(u.name, u.role, u.region, u.active) for u in session.scalars(select(User).order_by(User.name))]
+    finally:
+        store.close()
+    if as_json:
+        print(json.dumps([{"name": n, "role": r, "region": g, "active": a} for n, r, g, a in users]))
+    else:
+        for n, r, g, a in users:
+            print(f"{n:<20} {r:<9} {g:<12}" + ("" if a else " (deactivated)"))
+    return 0
+
+
+def cmd_audit(args: argparse.Namespace, settings: Any) -> int:
+    from services.cases.views import render_audit, to_json
+
+    cases = _cases(settings)
+    try:
+        entries = cases.audit_for_household(args.household_id)
+    finally:
+        _close(cases)
+    print(to_json(entries) if args.json else render_audit(entries))
+    return 0
+
+
+def cmd_alert_action(args: argparse.Namespace, settings: Any) -> int:
+    """`povwatch alerts ack ALERT_ID --by USER` / `povwatch alerts resolve ALERT_ID --by USER --note TEXT`."""
+    if args.alert_id is None or not args.by or (args.action == "resolve" and not args.note):
+        raise PovwatchError(f"usage: povwatch alerts {args.action} ALERT_ID --by USER"
+                            + (" --note TEXT" if args.action == "resolve" else ""))
+    cases = _cases(settings)
+    try:
+        if args.action == "ack":
+            alert = cases.acknowledge_alert(args.by, args.alert_id)
+        else:
+            alert = cases.resolve_alert(args.by, args.alert_id, args.note)
+    finally:
+        _close(cases)
+    who = alert.resolved_by if alert.status == "RESOLVED" else alert.acknowledged_by
+    print(f"alert {alert.id} ({alert.rule} {alert.severity}) of case {alert.case_id}: {alert.status} by {who}")
+    return 0
+
+
+def cmd_cases_roster(args: argparse.Namespace, settings: Any) -> int:
+    from services.cases.views import render_counts, to_json
+
+    if not args.file:
+        raise PovwatchError("usage: povwatch cases roster FILE")
+    cases = _cases(settings)
+    try:
+        counts = cases.import_roster(Path(args.file))
+    finally:
+        _close(cases)
+    print(to_json(counts) if args.json else render_counts(counts))
+    return 0
+
+
+def cases_list_json(settings: Any, cases_json: str) -> str:
+    """`povwatch cases list --json`: each case gains its workflow, step and household status."""
+    cases = _cases(settings)
+    try:
+        steps = cases.steps_of_cases()
+    finally:
+        _close(cases)
+    listed = json.loads(cases_json)
+    for case in listed:
+        workflow, step, status = steps.get(case["id"], (None, None, None))
+        case.update(workflow=workflow, step=step, household_status=status)
+    return json.dumps(listed, ensure_ascii=False, indent=2)
+
+
+def add_parsers(sub: Any) -> None:
+    """The `case`, `users` and `audit` commands."""
+    p = sub.add_parser("case", help="one case: take a workflow step, resolve it, show it",
+                       description="Steps: " + ", ".join(s.value for s in Step) + ". Refused steps exit 2 with "
+                                   "one line saying which steps are allowed now and why.")
+    p.add_argument("action", choices=["advance", "resolve", "show"])
+    p.add_argument("case_id", type=int)
+    p.add_argument("step", nargs="?", help="with advance: the step taken, e.g. APPLY")
+    p.add_argument("--by", required=True, help="the user taking the step (povwatch users add)")
+    p.add_argument("--note", help="why (recorded in the case's history)")
+    p.add_argument("--on", help="the day the step happened, YYYY-MM-DD (default: today)")
+    p.add_argument("--authorised", action="store_true",
+                   help="at APPLY: the household's signed authorisation to query deposits, vehicles and housing "
+                        "is on file")
+    p.add_argument("--override", metavar="REASON",
+                   help="at DATA_COMPARE: a county user completes it without every department's answer")
+    p.add_argument("--category", help="at LABEL: UNSTABLE_LIFTED, MARGINAL or SUDDEN_HARDSHIP")
+    p.add_argument("--json", action="store_true", help="with show: the case page as JSON")
+    p.set_defaults(func=cmd_case)
+
+    p = sub.add_parser("users", help="case workers: add one (role and region), list them")
+    p.add_argument("action", choices=["add", "list"])
+    p.add_argument("name", nargs="?")
+    p.add_argument("--role", help="village, township, county or bureau")
+    p.add_argument("--region", help="12-digit village, 9-digit township, 6-digit county code, or 6527 (bureau)")
+    p.add_argument("--password-file", help="read the password from the first line of FILE (else: the terminal)")
+    p.add_argument("--json", action="store_true", help="with list: JSON")
+    p.set_defaults(func=cmd_users)
+
+    p = sub.add_parser("audit", help="who looked at or acted on a household's data, and when")
+    p.add_argument("what", choices=["household"])
+    p.add_argument("household_id")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_audit)
