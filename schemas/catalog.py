@@ -215,7 +215,8 @@ COMPARISON_DEPARTMENTS: tuple[ComparisonDepartment, ...] = (
     ComparisonDepartment("public-security", "公安局", "车辆、户籍",
                          (event_feed("public-security", "vehicle-purchase"),
                           event_feed("public-security", "identity-check"))),
-    ComparisonDepartment("farm-machinery", "农机中心", "农机购置", (event_feed("farm-machinery", "machinery-purchase"),)),
+    ComparisonDepartment("farm-machinery", "农机中心", "农机购置",
+                         (event_feed("farm-machinery", "machinery-purchase"),)),
     ComparisonDepartment("market-regulation", "市场监管局", "市场主体登记",
                          (event_feed("market-regulation", "business-registration"),)),
 )
