@@ -64,6 +64,7 @@ __all__ = [
     "validate",
     "redacted_fields",
     "event_id_of",
+    "occurred_on",
     "run_rows",
     "run_file",
 ]
@@ -97,7 +98,7 @@ class FeedSpec:
 
     wire: Feed
     columns: tuple[Column, ...]
-    occurred_at: str = ""
+    occurred_at: str = ""  # the field the event is dated by: a Date, or a Year (dated on its 1 January)
     checks: tuple[Check, ...] = ()
     # One valid row by field name, as a data officer writes it (ID numbers valid, dates in the past): the
     # generic tests run it through every check, and the demo varies it to generate the feed's files.
@@ -271,6 +272,12 @@ def event_id_of(department: str, feed: str, body: Mapping[str, Any]) -> str:
     return hashlib.sha256(f"{department}\x1f{feed}\x1f{canonical}".encode()).hexdigest()[:32]
 
 
+def occurred_on(value: dt.date | int) -> dt.date:
+    """The event's date from the field a feed is dated by: a date, or a year (年度, for the feeds that report
+    a year and no day: the year's first day, never in the future)."""
+    return dt.date(value, 1, 1) if isinstance(value, int) else value
+
+
 class EventHandler:
     """Any event feed: ID columns -> person_key, names dropped, free text masked, one event per row.
 
@@ -308,7 +315,7 @@ class EventHandler:
         eid = event_id_of(self.spec.department, self.spec.feed, body)
         event = {
             "event_id": eid,
-            "occurred_at": record.values[self.spec.occurred_at],
+            "occurred_at": occurred_on(record.values[self.spec.occurred_at]),
             "ingested_at": self._clock(),
             "source": source,
             **body,

@@ -2,9 +2,6 @@
 named) and the village collective's income to distribute."""
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
 from connectors.checks import at_least
 from connectors.fields import Amount, Choice, Count, Date, IdNumber, RegionCode, Text, Year
 from connectors.framework import Column, FeedSpec
@@ -36,12 +33,6 @@ FARM_DISASTER = FeedSpec(
 )
 
 
-def _reported_after_the_year_began(values: Mapping[str, Any]) -> str | None:
-    if values["report_date"].year < values["year"]:
-        return f"report_date: 填报日期 before the 年度 {values['year']} it reports on"
-    return None
-
-
 COLLECTIVE_INCOME = FeedSpec(
     wire=catalog.event_feed("agriculture", "collective-income"),
     columns=(
@@ -51,12 +42,8 @@ COLLECTIVE_INCOME = FeedSpec(
         Column("distributable_income", "可分配收益", Amount()),
         Column("beneficiaries", "分配人数", Count(maximum=1_000_000)),
         Column("previous_distributable_income", "上年可分配收益", Amount()),
-        # Not in FEEDS.md's columns: every event is dated (occurred_at), and a year alone is no date.
-        Column("report_date", "填报日期", Date()),
     ),
-    occurred_at="report_date",
-    checks=(_reported_after_the_year_began,),
+    occurred_at="year",  # dated on 1 January of its 年度 (connectors.framework.occurred_on)
     example={"village_code": "652701100201", "year": "2023", "operating_income": "1,260,000",
-             "distributable_income": "386,500.50", "beneficiaries": "1240", "previous_distributable_income": "352000",
-             "report_date": "2024-01-20"},
+             "distributable_income": "386,500.50", "beneficiaries": "1240", "previous_distributable_income": "352000"},
 )

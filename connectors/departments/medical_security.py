@@ -63,13 +63,10 @@ INSURANCE = FeedSpec(
         Column("year", "年度", Year()),
         Column("personal_contribution", "个人缴费", Amount()),
         Column("subsidised_contribution", "资助缴费", Amount(), required=False),
-        # Not in FEEDS.md's columns: every event is dated (occurred_at), and a year alone is no date. No order
-        # with 年度: a year's contributions are collected in the autumn before it.
-        Column("report_date", "填报日期", Date()),
     ),
-    occurred_at="report_date",
+    occurred_at="year",  # dated on 1 January of its 年度 (connectors.framework.occurred_on)
     checks=(_sex_matches_id,),
     example={"name": "李桂兰", "id_number": "652701198806150520", "sex": "女", "insurance_type": "基本医疗保险",
              "enrolment_status": "参保", "year": "2024", "personal_contribution": "380",
-             "subsidised_contribution": "200", "report_date": "2024-01-05"},
+             "subsidised_contribution": "200"},
 )

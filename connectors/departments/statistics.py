@@ -3,7 +3,7 @@
 Linked by the head of household's ID number. 人均纯收入 x 家庭人口数 agrees with 家庭纯收入 within 1 CNY. The four
 components (工资性收入, 经营净收入, 转移净收入, 财产净收入: the statistical definition of net income) are optional;
 those given never add up to more than 家庭纯收入, and when all four are given they add up to it (within 1 CNY).
-FEEDS.md gives no date: the row carries its 填报日期 (report date, the event's date), in or after the 年度.
+The event is dated on 1 January of its 年度 (FEEDS.md gives no day).
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 from connectors.checks import product_agrees
-from connectors.fields import Amount, Count, Date, IdNumber, Text, Year
+from connectors.fields import Amount, Count, IdNumber, Text, Year
 from connectors.framework import Column, FeedSpec
 from schemas import catalog
 
@@ -40,12 +40,6 @@ def _components_agree(values: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _reported_in_or_after_year(values: Mapping[str, Any]) -> str | None:
-    if values["report_date"].year < values["year"]:
-        return f"report_date: 填报日期 before the 年度 {values['year']} it reports on"
-    return None
-
-
 HOUSEHOLD_INCOME = FeedSpec(
     wire=catalog.event_feed("statistics", "household-income"),
     columns=(
@@ -59,18 +53,14 @@ HOUSEHOLD_INCOME = FeedSpec(
         Column("business_income", "经营净收入", Amount(), required=False),
         Column("transfer_income", "转移净收入", Amount(), required=False),
         Column("property_income", "财产净收入", Amount(), required=False),
-        # Not in FEEDS.md's columns: every event is dated (occurred_at), and a year alone is no date.
-        Column("report_date", "填报日期", Date()),
     ),
-    occurred_at="report_date",
+    occurred_at="year",  # dated on 1 January of its 年度 (connectors.framework.occurred_on)
     checks=(
         _household_size_positive,
         product_agrees("per_capita_net_income", "household_size", "net_income"),
         _components_agree,
-        _reported_in_or_after_year,
     ),
     example={"head_name": "王建军", "head_id_number": "652701195803110212", "year": "2023", "household_size": "4",
              "net_income": "46,000.00", "per_capita_net_income": "11500", "wage_income": "28000",
-             "business_income": "12000", "transfer_income": "5200", "property_income": "800",
-             "report_date": "2024-01-15"},
+             "business_income": "12000", "transfer_income": "5200", "property_income": "800"},
 )

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import fastavro
 import pytest
@@ -45,6 +46,7 @@ GIRL = make_id("652701", "20120915", 42)
 BOY = make_id("652701", "20100302", 17)
 OLD = make_id("652722", "19480303", 91)
 NAMES = ["王建国", "马桂英", "张小红", "李小军", "赵老汉"]
+THIS_YEAR = dt.datetime.now(ZoneInfo("Asia/Shanghai")).year  # 年度 may go up to the prefecture's current year
 IDS = [MAN, WOMAN, GIRL, BOY, OLD]
 
 
@@ -206,12 +208,18 @@ def cases(run: str) -> list[Case]:
             [VILLAGE], [{"disaster_type": "HAIL", "affected_area": Decimal("1200.50"), "lost_area": Decimal("300.00"),
                          "person_key": None}]),
         Case("agriculture", "collective-income", "povwatch.events.CollectiveIncome", "village", [
-            ["行政区划代码", "年度", "经营收入", "可分配收益", "分配人数", "上年可分配收益", "填报日期"],
-            [OTHER_VILLAGE, "2023", "1,260,000", "386500.5", "1240", "352000", "2024-01-20"],
-            [VILLAGE, "1999", "1", "1", "1", "1", "2024-01-20"],
-        ], 1, 1, {3: [f"year: year 1999 outside 2000-{dt.date.today().year}"]},
-            [OTHER_VILLAGE], [{"year": 2023, "distributable_income": Decimal("386500.50"), "beneficiaries": 1240,
-                               "person_key": None}]),
+            ["行政区划代码", "年度", "经营收入", "可分配收益", "分配人数", "上年可分配收益"],
+            [OTHER_VILLAGE, "2023", "1,260,000", "386500.5", "1240", "352000"],
+            [VILLAGE, "1999", "1", "1", "1", "1"],
+            [VILLAGE, str(THIS_YEAR), "2", "2", "2", "2"],
+            [VILLAGE, str(THIS_YEAR + 1), "3", "3", "3", "3"],
+        ], 2, 2, {3: [f"year: year 1999 outside 2000-{THIS_YEAR}"],
+                  5: [f"year: year {THIS_YEAR + 1} outside 2000-{THIS_YEAR}"]},
+            [OTHER_VILLAGE, VILLAGE],
+            # dated by its 年度: 1 January of that year (FEEDS.md gives no day)
+            [{"year": 2023, "distributable_income": Decimal("386500.50"), "beneficiaries": 1240,
+              "person_key": None, "occurred_at": dt.date(2023, 1, 1)},
+             {"year": THIS_YEAR, "beneficiaries": 2, "occurred_at": dt.date(THIS_YEAR, 1, 1)}]),
     ]
 
 

@@ -155,20 +155,27 @@ def cases() -> list[Case]:
                       "treatment_start_date": d(2024, 4, 9), "treatment_status": "IN_TREATMENT"}),
         }, bad={3: ["treatment_start_date: date in the future: 2099-01-01"]}),
         Case("medical-security", "insurance", "povwatch.events.Insurance", [
-            ["姓名", "身份证号码", "性别", "险种", "参保状态", "年度", "个人缴费(元)", "资助缴费（元）", "填报日期"],
-            ["李桂兰", LI, "女", "基本医疗保险", "参保", "2024", "380", "200", "2024-01-05"],
-            ["韩保国", HAN, "男", "医疗救助", "停保", "2023", "0", "", "2023-12-20"],
-            ["王秀英", WANG, "男", "大病保险", "参保", "2024", "380", "", "2024-01-05"],
-            ["马建国", MA, "男", "大病保险", "参保", "1999", "380", "-20", "2024-01-05"],
+            ["姓名", "身份证号码", "性别", "险种", "参保状态", "年度", "个人缴费(元)", "资助缴费（元）"],
+            ["李桂兰", LI, "女", "基本医疗保险", "参保", "2024", "380", "200"],
+            ["韩保国", HAN, "男", "医疗救助", "停保", "2023", "0", ""],
+            ["王秀英", WANG, "男", "大病保险", "参保", "2024", "380", ""],
+            ["马建国", MA, "男", "大病保险", "参保", "1999", "380", "-20"],
+            ["张志强", ZHANG, "男", "基本医疗保险", "参保", str(THIS_YEAR), "400", ""],
+            ["韩保国", HAN, "男", "基本医疗保险", "参保", str(THIS_YEAR + 1), "400", ""],
         ], good={
+            # dated by its 年度: 1 January of that year (FEEDS.md gives no day)
             2: (LI, {"sex": "F", "insurance_type": "BASIC_MEDICAL", "enrolment_status": "ENROLLED", "year": 2024,
                      "personal_contribution": Decimal("380.00"), "subsidised_contribution": Decimal("200.00"),
-                     "report_date": d(2024, 1, 5)}),
+                     "occurred_at": d(2024, 1, 1)}),
             3: (HAN, {"sex": "M", "insurance_type": "MEDICAL_AID", "enrolment_status": "SUSPENDED", "year": 2023,
-                      "personal_contribution": Decimal("0.00"), "subsidised_contribution": None}),
+                      "personal_contribution": Decimal("0.00"), "subsidised_contribution": None,
+                      "occurred_at": d(2023, 1, 1)}),
+            6: (ZHANG, {"year": THIS_YEAR, "personal_contribution": Decimal("400.00"),
+                        "occurred_at": d(THIS_YEAR, 1, 1)}),
         }, bad={
             4: ["sex: does not match the sex encoded in the ID number"],
             5: [f"year: year 1999 outside 2000-{THIS_YEAR}", "subsidised_contribution: negative amount"],
+            7: [f"year: year {THIS_YEAR + 1} outside 2000-{THIS_YEAR}"],
         }),
         Case("pboc", "deposit-loan", "povwatch.events.DepositLoan", [
             ["姓名", "身份证号码", "存款余额", "贷款余额", "贷款类型", "贷款发放日期", "贷款到期日期", "贴息金额",
@@ -214,15 +221,21 @@ def cases() -> list[Case]:
         }, bad={4: ["credit_code: invalid unified social credit code: check character is E, expected D"]}),
         Case("statistics", "household-income", "povwatch.events.HouseholdIncome", [
             ["户主姓名", "户主身份证号码", "年度", "家庭人口数", "家庭纯收入", "人均纯收入", "工资性收入", "经营净收入",
-             "转移净收入", "财产净收入", "填报日期"],
-            ["韩保国", HAN, "2023", "4", "46,000", "11500", "28000", "12000", "5200", "800", "2024-01-15"],
-            ["马建国", MA, "2023", "3", "10000", "3000", "", "", "", "", "2024-01-15"],
+             "转移净收入", "财产净收入"],
+            ["韩保国", HAN, "2023", "4", "46,000", "11500", "28000", "12000", "5200", "800"],
+            ["马建国", MA, "2023", "3", "10000", "3000", "", "", "", ""],
+            ["李桂兰", LI, str(THIS_YEAR), "2", "20000", "10000", "", "", "", ""],
+            ["王秀英", WANG, str(THIS_YEAR + 1), "2", "20000", "10000", "", "", "", ""],
         ], good={
+            # dated by its 年度: 1 January of that year (FEEDS.md gives no day)
             2: (HAN, {"year": 2023, "household_size": 4, "net_income": Decimal("46000.00"),
                       "per_capita_net_income": Decimal("11500.00"), "wage_income": Decimal("28000.00"),
-                      "property_income": Decimal("800.00"), "report_date": d(2024, 1, 15)}),
+                      "property_income": Decimal("800.00"), "occurred_at": d(2023, 1, 1)}),
+            4: (LI, {"year": THIS_YEAR, "household_size": 2, "net_income": Decimal("20000.00"),
+                     "wage_income": None, "occurred_at": d(THIS_YEAR, 1, 1)}),
         }, bad={3: ["per_capita_net_income: 3000.00 x 3 persons = 9000.00, but net_income is 10000.00 "
-                    "(must agree within 1 CNY)"]}),
+                    "(must agree within 1 CNY)"],
+                5: [f"year: year {THIS_YEAR + 1} outside 2000-{THIS_YEAR}"]}),
         Case("farm-machinery", "machinery-purchase", "povwatch.events.MachineryPurchase", [
             ["姓名", "身份证号码", "机具类型", "机具型号", "购买日期", "购买金额", "补贴金额"],
             ["马建国", MA, "拖拉机", "东方红LX904", "2024-03-28", "168,000", "32,400"],

@@ -152,7 +152,7 @@ RECORDS: dict[str, dict[str, Any]] = {
 def _feed_events() -> dict[str, dict[str, Any]]:
     """Every other catalogue feed's event, made by its connector from the feed's example row."""
     from connectors.catalog import EVENT_FEEDS
-    from connectors.framework import EventHandler, ValidRecord, validate
+    from connectors.framework import EventHandler, ValidRecord, occurred_on, validate
     from connectors.framework import RawRow as Raw
     from connectors.pseudonym import Pseudonymiser
 
@@ -164,7 +164,7 @@ def _feed_events() -> dict[str, dict[str, Any]]:
         assert isinstance(valid, ValidRecord), valid
         handler = EventHandler(spec, pseudonymiser=Pseudonymiser(b"k" * 32), codec=CODEC, clock=lambda: NOW)
         body = handler.body(valid)
-        out[spec.schema] = {"event_id": "c" * 32, "occurred_at": valid.values[spec.occurred_at],
+        out[spec.schema] = {"event_id": "c" * 32, "occurred_at": occurred_on(valid.values[spec.occurred_at]),
                             "ingested_at": NOW, "source": source(), **body}
     return out
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from connectors.catalog import EVENT_FEEDS
-from connectors.fields import Choice, MultiChoice
+from connectors.fields import Choice, Date, MultiChoice, Year
 from connectors.framework import Accepted, EventHandler, FeedSpec, RawRow, Rejection, ValidRecord, validate
 from connectors.pseudonym import Pseudonymiser
 from schemas.codec import default_codec
@@ -103,7 +103,13 @@ def test_every_enumeration_is_closed(spec: FeedSpec) -> None:
 def test_dates_in_the_future_are_rejected(spec: FeedSpec) -> None:
     tomorrow = (TODAY + dt.timedelta(days=1)).isoformat()
     dated = [c for c in spec.columns if type(c.parser).__name__ == "Date" and c.field in spec.example]
-    assert dated, "every event feed has a date"
+    [dated_by] = [c for c in spec.columns if c.field == spec.occurred_at]
+    assert isinstance(dated_by.parser, (Date, Year)), "an event is dated by a date or a year"
+    if isinstance(dated_by.parser, Year):  # a year-only feed: dated 1 January, and next year is refused
+        outcome, record = handle(spec, dict(spec.example))
+        assert record is not None and record["occurred_at"] == dt.date(int(spec.example["year"]), 1, 1)
+        outcome, _ = handle(spec, {**spec.example, dated_by.field: str(TODAY.year + 1)})
+        assert isinstance(outcome, Rejection) and any(r.startswith(f"{dated_by.field}:") for r in outcome.reasons)
     for col in dated:
         outcome, _ = handle(spec, {**spec.example, col.field: tomorrow})
         assert isinstance(outcome, Rejection) and any(r.startswith(f"{col.field}:") for r in outcome.reasons)

@@ -9,7 +9,7 @@ import asyncio
 import datetime as dt
 import hashlib
 import hmac
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -142,8 +142,8 @@ def test_the_feeds_are_in_the_catalogue_in_feeds_md_order() -> None:
     (DRINKING_WATER, "行政区划代码 · 户主身份证号码 (opt) · 问题指标 · 发现日期 · 问题描述 · 解决日期 (opt)"),
     (FARM_DISASTER, "行政区划代码 · 户主身份证号码 (opt) · 灾害类型 · 受灾作物或畜种 · 受灾面积(亩) · 绝收面积(亩) · "
                     "死亡牲畜(头只) · 直接经济损失 · 灾害日期"),
-    # 填报日期 is not in FEEDS.md: an event needs a date and 年度 alone is none
-    (COLLECTIVE_INCOME, "行政区划代码 · 年度 · 经营收入 · 可分配收益 · 分配人数 · 上年可分配收益 · 填报日期"),
+    # no date column: the event is dated by its 年度 (1 January)
+    (COLLECTIVE_INCOME, "行政区划代码 · 年度 · 经营收入 · 可分配收益 · 分配人数 · 上年可分配收益"),
 ], ids=lambda v: v.feed if isinstance(v, FeedSpec) else "")
 def test_columns_are_the_contract(spec: FeedSpec, columns: str) -> None:
     assert [f"{c.label}{'' if c.required else ' (opt)'}" for c in spec.columns] == columns.split(" · ")
@@ -406,8 +406,8 @@ def test_farm_disaster(tmp_path: Path) -> None:
 def test_collective_income(tmp_path: Path) -> None:
     path = write_csv(tmp_path / "集体收益.csv", [
         labels(COLLECTIVE_INCOME),
-        [VILLAGE, "2023年", "1,260,000", "386,500.50", "1240", "352000", "2024-01-20"],
-        [OTHER_VILLAGE, "2024", "0", "0", "0", "0", "2024-06-30"],
+        [VILLAGE, "2023年", "1,260,000", "386,500.50", "1240", "352000"],
+        [OTHER_VILLAGE, "2024", "0", "0", "0", "0"],
     ])
     summary, publisher = run(COLLECTIVE_INCOME, path)
     last_year, this_year = events(COLLECTIVE_INCOME, publisher)
@@ -415,8 +415,11 @@ def test_collective_income(tmp_path: Path) -> None:
     assert (last_year["year"], last_year["operating_income"], last_year["distributable_income"]) == (
         2023, Decimal("1260000.00"), Decimal("386500.50"))
     assert (last_year["beneficiaries"], last_year["previous_distributable_income"]) == (1240, Decimal("352000.00"))
-    assert last_year["person_key"] is None and last_year["occurred_at"] == dt.date(2024, 1, 20)
+    # dated by its 年度: 1 January of that year (FEEDS.md gives no day)
+    assert last_year["person_key"] is None and last_year["occurred_at"] == dt.date(2023, 1, 1)
     assert this_year["year"] == 2024 and this_year["distributable_income"] == Decimal("0.00")
+    assert this_year["occurred_at"] == dt.date(2024, 1, 1)
+    assert "report_date" not in last_year
 
 
 # --- cross-field checks: at the boundary accepted, past it rejected naming the field ------------------------
@@ -433,8 +436,6 @@ def test_collective_income(tmp_path: Path) -> None:
      "lost_area: 绝收面积 larger than 受灾面积"),
     (COMMERCIAL_HOUSING, {"floor_area": "0.01"}, {"floor_area": "0"},
      "floor_area: 建筑面积 must be more than 0 square metres"),
-    (COLLECTIVE_INCOME, {"year": "2024", "report_date": "2024-01-01"}, {"year": "2024", "report_date": "2023-12-31"},
-     "report_date: 填报日期 before the 年度 2024 it reports on"),
     (STUDENT_ROLL, {"student_id_number": GIRL, "sex": "女"}, {"student_id_number": GIRL, "sex": "男"},
      "sex: 性别 does not match the sex encoded in the ID number"),
     (IDENTITY_CHECK, {"id_number": WOMAN, "sex": "2"}, {"id_number": WOMAN, "sex": "M"},
@@ -448,6 +449,21 @@ def test_cross_field_check(tmp_path: Path, spec: FeedSpec, boundary: dict[str, s
     assert summary.rejects == [(3, (reason,))]
     [letter] = [CODEC.decode(m.value, expect="povwatch.DeadLetter").record for m in publisher.on(spec.dlq)]
     assert letter["reasons"] == [reason] and letter["source"]["row"] == 3
+
+
+def test_collective_income_is_dated_1_january_of_its_year_and_next_year_is_refused(tmp_path: Path) -> None:
+    # TODAY is 2024-07-01: 年度 2024 (dated 2024-01-01) is the last one accepted, 2025 is in the future
+    path = write_csv(tmp_path / "f.csv", [labels(COLLECTIVE_INCOME), row_of(COLLECTIVE_INCOME, year="2024"),
+                                          row_of(COLLECTIVE_INCOME, year="2025"),
+                                          row_of(COLLECTIVE_INCOME, year="2000")])
+    summary, publisher = run(COLLECTIVE_INCOME, path)
+    assert (summary.published, summary.rejected) == (2, 1)
+    assert summary.rejects == [(3, ("year: year 2025 outside 2000-2024",))]
+    assert [(e["year"], e["occurred_at"]) for e in events(COLLECTIVE_INCOME, publisher)] == [
+        (2024, dt.date(2024, 1, 1)), (2000, dt.date(2000, 1, 1))]
+    [letter] = [CODEC.decode(m.value, expect="povwatch.DeadLetter").record
+                for m in publisher.on(COLLECTIVE_INCOME.dlq)]
+    assert letter["reasons"] == ["year: year 2025 outside 2000-2024"] and letter["source"]["row"] == 3
 
 
 def test_an_exit_from_assistance_says_when() -> None:
@@ -471,7 +487,7 @@ def test_an_open_end_date_is_not_checked(spec: FeedSpec) -> None:
 ])
 def test_collective_income_year_between_2000_and_this_year(year: str, reason: str) -> None:
     assert valid(COLLECTIVE_INCOME, year="2000")["year"] == 2000
-    assert valid(COLLECTIVE_INCOME, year="2024", report_date="2024-06-30")["year"] == 2024
+    assert valid(COLLECTIVE_INCOME, year="2024")["year"] == 2024
     assert reasons_of(COLLECTIVE_INCOME, year=year) == (reason,)
 
 
@@ -505,7 +521,22 @@ def test_several_water_indicators_one_unknown_rejects_the_cell() -> None:
 # --- messy rows, as a department's file brings them -----------------------------------------------------------
 
 ID_FIELD = {s.feed: next((c.field for c in s.columns if c.sensitive == "id"), None) for s in MINE}
-DATE_FIELD = {s.feed: s.occurred_at for s in MINE}
+DATE_FIELD = {s.feed: s.occurred_at for s in MINE}  # the column the event is dated by: a date, or 年度
+# what a messy file brings in the column an event is dated by, and the reason (TODAY is 2024-07-01)
+DATED_BY_MESS: dict[str, Callable[[str], list[tuple[dict[str, str], str]]]] = {
+    "Date": lambda f: [
+        ({f: "2024-02-30"}, f"{f}: not a real date: 2024-02-30"),
+        ({f: "3月5日"}, f"{f}: not a date: '3月5日'"),
+        ({f: "1899-12-31"}, f"{f}: date before 1900: 1899-12-31"),
+        ({f: "2024-07-02"}, f"{f}: date in the future: 2024-07-02"),
+    ],
+    "Year": lambda f: [  # a year-only feed (dated 1 January of its 年度)
+        ({f: "2024-01-20"}, f"{f}: not a year: '2024-01-20'"),  # a date in the 年度 column
+        ({f: "24年"}, f"{f}: not a year: '24'"),
+        ({f: "1999"}, f"{f}: year 1999 outside 2000-2024"),
+        ({f: "2025"}, f"{f}: year 2025 outside 2000-2024"),
+    ],
+}
 ENUM_FIELD = {PUBLIC_OPINION.feed: "platform", STUDENT_ROLL.feed: "status", STUDENT_AID.feed: "programme",
               IDENTITY_CHECK.feed: "education_level", TRAFFIC_ACCIDENT.feed: "casualty",
               ASSISTANCE.feed: "assistance_type", EMPLOYMENT.feed: "transfer_channel",
@@ -527,13 +558,11 @@ def test_messy_rows_are_rejected_with_their_reasons(tmp_path: Path, spec: FeedSp
     label = {c.field: c.label for c in spec.columns}
     id_field, date_field, enum_field = ID_FIELD[spec.feed], DATE_FIELD[spec.feed], ENUM_FIELD[spec.feed]
     missing = REQUIRED_TEXT[spec.feed]
+    [dated_by] = [c for c in spec.columns if c.field == date_field]
     cases: list[tuple[dict[str, str], str]] = [
         ({enum_field: "未知"}, f"{enum_field}: unknown value '未知'" if enum_field != "year"
          else "year: not a year: '未知'"),
-        ({date_field: "2024-02-30"}, f"{date_field}: not a real date: 2024-02-30"),
-        ({date_field: "3月5日"}, f"{date_field}: not a date: '3月5日'"),
-        ({date_field: "1899-12-31"}, f"{date_field}: date before 1900: 1899-12-31"),
-        ({date_field: "2024-07-02"}, f"{date_field}: date in the future: 2024-07-02"),
+        *DATED_BY_MESS[type(dated_by.parser).__name__](date_field),
         ({missing: "  "}, f"{missing}: missing {label[missing]}"),
     ]
     if spec.feed in AMOUNT_FIELD:

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from connectors.catalog import get_feed
+from connectors.fields import Year
 from connectors.framework import EventHandler, FeedSpec, RawRow, Rejection, Summary, ValidRecord, run_file, validate
 from connectors.pseudonym import Pseudonymiser
 from schemas.codec import default_codec
@@ -152,14 +153,13 @@ def test_serious_illness_mapping_and_free_text_disease(tmp_path: Path) -> None:
 
 
 def test_insurance_mapping(tmp_path: Path) -> None:
-    header = ["姓名", "身份证号码", "性别", "险种", "参保状态", "年度", "个人缴费（元）", "资助缴费(元)", "填报日期"]
+    header = ["姓名", "身份证号码", "性别", "险种", "参保状态", "年度", "个人缴费（元）", "资助缴费(元)"]
     path = write_csv(tmp_path / "参保.csv", table(INSURANCE, [
         INSURANCE.example,
         {"name": "马建国", "id_number": MA_M, "sex": "1", "insurance_type": "医疗救助", "enrolment_status": "停保",
-         "year": "2023年", "personal_contribution": "０", "subsidised_contribution": "", "report_date": "2023-12-20"},
+         "year": "2023年", "personal_contribution": "０", "subsidised_contribution": ""},
         {"name": "马建国", "id_number": MA_M, "sex": "男", "insurance_type": "大病保险", "enrolment_status": "未参保",
-         "year": "2000", "personal_contribution": "1,234.5", "subsidised_contribution": "0",
-         "report_date": "2024-07-01"},
+         "year": "2000", "personal_contribution": "1,234.5", "subsidised_contribution": "0"},
     ], header))
     summary, publisher = run(INSURANCE, path, secrets=["李桂兰", "马建国", LI_F, MA_M])
     assert (summary.published, summary.rejected) == (3, 0)
@@ -167,13 +167,16 @@ def test_insurance_mapping(tmp_path: Path) -> None:
     assert (first["sex"], first["insurance_type"], first["enrolment_status"], first["year"]) == (
         "F", "BASIC_MEDICAL", "ENROLLED", 2024)
     assert (first["personal_contribution"], first["subsidised_contribution"]) == (Decimal("380.00"), Decimal("200.00"))
-    assert first["report_date"] == first["occurred_at"] == dt.date(2024, 1, 5)
+    # dated by its 年度: 1 January of that year (FEEDS.md gives no day)
+    assert first["occurred_at"] == dt.date(2024, 1, 1) and "report_date" not in first
     assert (second["sex"], second["insurance_type"], second["enrolment_status"], second["year"]) == (
         "M", "MEDICAL_AID", "SUSPENDED", 2023)
     assert (second["personal_contribution"], second["subsidised_contribution"]) == (Decimal("0.00"), None)
+    assert second["occurred_at"] == dt.date(2023, 1, 1)
     assert (third["insurance_type"], third["enrolment_status"], third["year"]) == ("SERIOUS_ILLNESS", "NOT_ENROLLED",
                                                                                   2000)
     assert third["personal_contribution"] == Decimal("1234.50") and third["subsidised_contribution"] == Decimal(0)
+    assert third["occurred_at"] == dt.date(2000, 1, 1)
 
 
 def test_insurance_checks() -> None:
@@ -190,8 +193,6 @@ def test_insurance_checks() -> None:
     # the sex written agrees with the sex inside the ID number
     assert rejected(INSURANCE, sex="男") == ("sex: does not match the sex encoded in the ID number",)
     assert accepted(INSURANCE, sex="F")["sex"] == "F"
-    # the report may come before the 年度: contributions are collected in the autumn before it
-    assert accepted(INSURANCE, year="2024", report_date="2023-10-01")["report_date"] == dt.date(2023, 10, 1)
 
 
 # --- pboc deposit-loan ------------------------------------------------------------------------------------------
@@ -320,12 +321,11 @@ def test_business_registration_checks() -> None:
 
 def test_household_income_from_a_gb18030_file_keyed_by_the_head(tmp_path: Path) -> None:
     header = ["户主姓名", "户主身份证号码", "年度", "家庭人口数", "家庭纯收入（元）", "人均纯收入(元)", "工资性收入",
-              "经营净收入", "转移净收入", "财产净收入", "填报日期"]
+              "经营净收入", "转移净收入", "财产净收入"]
     path = write_csv(tmp_path / "住户收入.csv", table(INCOME, [
         {**INCOME.example, "head_name": "王建军"},
         {"head_name": "马建国", "head_id_number": MA_M, "year": "2024年度", "household_size": "3",
-         "net_income": "10,000.00", "per_capita_net_income": "3333.33", "wage_income": "6000",
-         "report_date": "2024年6月30日"},
+         "net_income": "10,000.00", "per_capita_net_income": "3333.33", "wage_income": "6000"},
     ], header), encoding="gb18030")
     head_id = INCOME.example["head_id_number"]
     summary, publisher = run(INCOME, path, secrets=["王建军", "马建国", head_id, MA_M])
@@ -336,9 +336,11 @@ def test_household_income_from_a_gb18030_file_keyed_by_the_head(tmp_path: Path) 
         2023, 4, Decimal("46000.00"), Decimal("11500.00"))
     assert [first[f] for f in ("wage_income", "business_income", "transfer_income", "property_income")] == [
         Decimal("28000.00"), Decimal("12000.00"), Decimal("5200.00"), Decimal("800.00")]
-    assert first["report_date"] == first["occurred_at"] == dt.date(2024, 1, 15)
+    # dated by its 年度: 1 January of that year (FEEDS.md gives no day)
+    assert first["occurred_at"] == dt.date(2023, 1, 1) and "report_date" not in first
     assert (second["year"], second["household_size"], second["per_capita_net_income"]) == (2024, 3,
                                                                                            Decimal("3333.33"))
+    assert second["occurred_at"] == dt.date(2024, 1, 1)
     assert (second["wage_income"], second["business_income"], second["property_income"]) == (
         Decimal("6000.00"), None, None)
     assert [m.key for m in publisher.on(INCOME.topic)] == [person_key(head_id).encode(), person_key(MA_M).encode()]
@@ -373,13 +375,34 @@ def test_household_income_components() -> None:
     assert rejected(INCOME, business_income="-300") == ("business_income: negative amount",)
 
 
-def test_household_income_year_and_report_date() -> None:
+def test_household_income_year() -> None:
     assert accepted(INCOME, year="2000")["year"] == 2000
     assert rejected(INCOME, year="1999") == ("year: year 1999 outside 2000-2024",)
-    assert accepted(INCOME, year="2024", report_date="2024-01-01")["year"] == 2024
-    assert rejected(INCOME, year="2025", report_date="2024-01-01") == ("year: year 2025 outside 2000-2024",)
-    assert rejected(INCOME, year="2024", report_date="2023-12-31") == (
-        "report_date: 填报日期 before the 年度 2024 it reports on",)
+    assert accepted(INCOME, year="2024")["year"] == 2024
+    assert rejected(INCOME, year="2025") == ("year: year 2025 outside 2000-2024",)
+    assert rejected(INCOME, year="24") == ("year: not a year: '24'",)
+
+
+# --- the year-only feeds (insurance, household-income): dated 1 January of their 年度 ----------------------------
+
+
+@pytest.mark.parametrize("spec", [INSURANCE, INCOME], ids=lambda s: s.feed)
+def test_a_year_only_feed_is_dated_1_january_of_its_year_and_next_year_is_refused(spec: FeedSpec,
+                                                                                   tmp_path: Path) -> None:
+    assert spec.occurred_at == "year" and not any(c.label == "填报日期" for c in spec.columns)
+    # TODAY is 2024-07-01: 年度 2024 (dated 2024-01-01) is the last one accepted, 2025 is in the future
+    path = write_csv(tmp_path / "f.csv", table(spec, [{**spec.example, "year": "2024"},
+                                                      {**spec.example, "year": "2025"},
+                                                      {**spec.example, "year": "2000"}]))
+    name_field = next(c.field for c in spec.columns if c.sensitive == "name")
+    id_field = next(c.field for c in spec.columns if c.sensitive == "id")
+    summary, publisher = run(spec, path, secrets=[spec.example[name_field], spec.example[id_field]])
+    assert (summary.published, summary.rejected) == (2, 1)
+    assert reasons_by_row(summary) == {3: ("year: year 2025 outside 2000-2024",)}
+    assert [(e["year"], e["occurred_at"]) for e in events(publisher, spec)] == [
+        (2024, dt.date(2024, 1, 1)), (2000, dt.date(2000, 1, 1))]
+    [letter] = letters(publisher, spec)
+    assert letter["reasons"] == ["year: year 2025 outside 2000-2024"] and letter["source"]["row"] == 3
 
 
 # --- farm-machinery machinery-purchase --------------------------------------------------------------------------
@@ -411,15 +434,15 @@ def test_machinery_purchase_subsidy_within_price() -> None:
 
 # --- messy rows, every feed -------------------------------------------------------------------------------------
 
-# per feed: (an enumeration, a date, a money column or "", its ID column)
+# per feed: (an enumeration, the column the event is dated by (a date, or 年度), a money column or "", its ID column)
 MESSY = {
     CHRONIC.feed: ("disease", "diagnosis_date", "", "id_number"),
     SERIOUS.feed: ("treatment_status", "treatment_start_date", "", "id_number"),
-    INSURANCE.feed: ("insurance_type", "report_date", "personal_contribution", "id_number"),
+    INSURANCE.feed: ("insurance_type", "year", "personal_contribution", "id_number"),
     DEPOSIT_LOAN.feed: ("loan_type", "comparison_date", "loan_balance", "id_number"),
     DISABILITY.feed: ("disability_category", "issue_date", "", "id_number"),
     BUSINESS.feed: ("member_role", "registration_date", "capital_contribution", "member_id_number"),
-    INCOME.feed: ("", "report_date", "net_income", "head_id_number"),
+    INCOME.feed: ("", "year", "net_income", "head_id_number"),
     MACHINERY.feed: ("machine_type", "purchase_date", "subsidy", "id_number"),
 }
 IDS = [f"{s.department}/{s.feed}" for s in OURS]
@@ -435,11 +458,23 @@ def test_messy_rows_are_rejected_with_reasons_and_never_leak(spec: FeedSpec, tmp
     required = next(c for c in spec.columns if c.required and c.sensitive is None and c.field != date)
     name_field = next(c.field for c in spec.columns if c.sensitive == "name")
     good = dict(spec.example)
+    [dated_by] = [c for c in spec.columns if c.field == date]
+    if isinstance(dated_by.parser, Year):  # a year-only feed, dated 1 January of its 年度 (TODAY is 2024-07-01)
+        dated_mess = [
+            ({**good, date: "2024-01-20"}, f"{date}: not a year: '2024-01-20'"),  # a date in the 年度 column
+            ({**good, date: "上年"}, f"{date}: not a year: '上'"),
+            ({**good, date: "1999"}, f"{date}: year 1999 outside 2000-2024"),
+            ({**good, date: "2025"}, f"{date}: year 2025 outside 2000-2024"),
+        ]
+    else:
+        dated_mess = [
+            ({**good, date: "2024-02-30"}, f"{date}: not a real date: 2024-02-30"),
+            ({**good, date: "上个月"}, f"{date}: not a date: '上个月'"),
+            ({**good, date: "1899-12-31"}, f"{date}: date before 1900: 1899-12-31"),
+        ]
     rows: list[tuple[dict[str, str], str | None]] = [
         (good, None),
-        ({**good, date: "2024-02-30"}, f"{date}: not a real date: 2024-02-30"),
-        ({**good, date: "上个月"}, f"{date}: not a date: '上个月'"),
-        ({**good, date: "1899-12-31"}, f"{date}: date before 1900: 1899-12-31"),
+        *dated_mess,
         ({**good, required.field: "  "}, f"{required.field}: missing {required.label}"),
         ({**good, id_field: BAD_CHECK}, f"{id_field}: invalid ID number: check character is {BAD_CHECK[17]}, "
                                         f"expected {MA_M[17]}"),
