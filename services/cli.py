@@ -97,6 +97,10 @@ def cmd_roster(args: argparse.Namespace, settings: Any) -> int:
 
 
 def cmd_connector(args: argparse.Namespace, settings: Any) -> int:
+    if args.action == "compare":
+        from services.compare.cli import cmd_connector_compare
+
+        return cmd_connector_compare(args, settings)
     if args.action == "watch":
         from services.watch.service import run_watch
 
@@ -147,6 +151,13 @@ def cmd_intake(args: argparse.Namespace, settings: Any) -> int:
     from services.intake.server import run_intake
 
     run_intake(settings)
+    return 0
+
+
+def cmd_desk(args: argparse.Namespace, settings: Any) -> int:
+    from services.desk.server import run_desk
+
+    run_desk(settings)
     return 0
 
 
@@ -220,6 +231,15 @@ def cmd_demo(args: argparse.Namespace, settings: Any) -> int:
     return run_demo(settings, households=args.households, workdir=Path(args.dir), keep_running=args.keep_running)
 
 
+def _feeds_epilog() -> str:
+    """The feeds a connector runs, from the catalogue (schemas/catalog.py): DEPT FEED title, links by."""
+    from schemas.catalog import EVENT_FEEDS
+
+    width = max(len(f"{f.department} {f.feed}") for f in EVENT_FEEDS)
+    lines = [f"  {f'{f.department} {f.feed}':<{width}}  {f.title} (links by {f.link})" for f in EVENT_FEEDS]
+    return "feeds (DEPT FEED; `povwatch feeds list` shows their columns):\n" + "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="povwatch", description="Poverty-relapse monitoring data hub (防返贫监测)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -256,8 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="upsert the file's records only; remove nobody (the file is a partial update)")
     p.set_defaults(func=cmd_roster)
 
-    p = sub.add_parser("connector", help="run a department connector on one file, or as a service (watch)")
-    p.add_argument("action", choices=["run", "watch"],
+    p = sub.add_parser("connector", help="run a department connector on one file, or as a service (watch)",
+                       epilog=_feeds_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("action", choices=["run", "watch", "compare"],
                    help="run DEPT FEED FILE: one file; watch --config FILE: drop folders and SQL sources until "
                         "stopped (SIGTERM/SIGINT)")
     p.add_argument("dept", nargs="?", help="department slug, e.g. medical-security")
@@ -265,6 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", nargs="?", help="CSV (UTF-8, UTF-8 BOM, GBK/GB18030) or XLSX export")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--config", help="with watch: the department's TOML file (deploy/connectors/ has examples)")
+    p.add_argument("--timeout", type=float, default=None,
+                   help="with compare: stop after SECONDS without a request (default: run until stopped)")
     p.set_defaults(func=cmd_connector)
 
     p = sub.add_parser("monitor", help="run the stream processor; `monitor unmatched` lists events nobody matched")
@@ -281,6 +304,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("intake", help="serve the intake API (self-declarations, cadre visits, social clues) on "
                                       "POVWATCH_INTAKE_HOST:POVWATCH_INTAKE_PORT (127.0.0.1:8088)")
     p.set_defaults(func=cmd_intake)
+
+    p = sub.add_parser("desk", help="serve the case workers' web desk on POVWATCH_DESK_HOST:POVWATCH_DESK_PORT "
+                                    "(127.0.0.1:8089)")
+    p.set_defaults(func=cmd_desk)
 
     p = sub.add_parser("alerts", help="print alerts for the bureau")
     p.add_argument("action", choices=["tail", "ack", "resolve"],
@@ -318,6 +345,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dir", default="var/demo", help="where the demo writes its files (default var/demo)")
     p.add_argument("--keep-running", action="store_true", help="leave the demo's broker running at the end")
     p.set_defaults(func=cmd_demo)
+
+    from services.compare.cli import add_commands as add_compare_commands
+
+    add_compare_commands(sub)  # compare request|status, relay
     return parser
 
 

@@ -68,3 +68,11 @@ def test_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert main(["feeds", "template", "bureau", "roster", "--xlsx", "--out", str(out)]) == 2
     assert "exists already" in capsys.readouterr().err
     assert main(["feeds", "template", "bureau"]) == 2
+
+
+def test_the_connector_help_lists_every_feed_of_the_catalogue(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["connector", "--help"])
+    text = capsys.readouterr().out
+    for feed in catalog.EVENT_FEEDS:
+        assert f"{feed.department} {feed.feed}" in text and feed.title in text
