@@ -171,6 +171,7 @@ def load_config(path: Path) -> WatchConfig:
         raise ConfigError("sql: two sources with the same name")
     if not folders and not sql:
         raise ConfigError(f"{path.name}: no [[folders]] and no [[sql]]: nothing to watch")
+    top.used.add("comparison")  # read by `povwatch connector compare` (services/compare/config.py)
     for table_ in (top, service, kafka):
         table_.done()
     return WatchConfig(path, department, state, port, settle, scan, every, bootstrap, tuple(folders), tuple(sql))

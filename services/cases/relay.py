@@ -1,0 +1,249 @@
+"""`povwatch relay`: the case DB's bridge to Kafka, both ways.
+
+  * out: the outbox (services.cases.outbox) is published in id order with an idempotent producer (acks=all) and
+    each row is marked published only after the broker acknowledged it. LABEL and ANNOUNCE_LABEL write the
+    household's full current state for registry.households (compacted, key = household_id) in the step's
+    transaction, so the monitor judges the household by its new status; `compare request` writes its
+    requests.<dept>.comparison message the same way. Kafka down: nothing is marked, the pass is retried with
+    backoff (services.backoff), one log line per attempt, and the relay catches up when Kafka is back. A crash
+    between the acknowledgement and the mark sends the rows again: harmless, a registry record is the household's
+    whole state (the latest wins on the compacted topic) and a request is answered with deterministic event ids.
+  * in: the departments' answers, events.<dept>.comparison-result of the five comparison departments, are stored in
+    comparison_answers once per event_id; the consumer group's offsets are committed after the DB commit.
+
+One relay per case DB (two would publish the same rows twice: harmless, but pointless).
+/metrics: povwatch_relay_outbox_pending, povwatch_relay_published_total{topic},
+povwatch_relay_last_publish_timestamp_seconds, povwatch_relay_publish_failures_total,
+povwatch_relay_answers_total{department,outcome}.
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import signal
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaError
+from prometheus_client import Counter, Gauge
+
+from connectors.framework import Publisher
+from schemas.catalog import COMPARISON_DEPARTMENTS, comparison_result_topics
+from schemas.codec import Codec, default_codec
+from schemas.errors import BrokerUnavailable, DatabaseUnavailable, DecodeError, SchemaError
+from services.backoff import Backoff
+from services.casefeed.db import CaseStore
+from services.cases import outbox
+from services.compare.casedb import store_answers
+from services.compare.records import RESULT_SCHEMA
+
+__all__ = ["RelayTotals", "publish_pending", "Relay", "run_relay"]
+
+log = logging.getLogger("povwatch.relay")
+
+PENDING = Gauge("povwatch_relay_outbox_pending", "Outbox messages not yet published")
+PUBLISHED = Counter("povwatch_relay_published_total", "Outbox messages published and marked", ["topic"])
+LAST_PUBLISH = Gauge("povwatch_relay_last_publish_timestamp_seconds",
+                     "When the relay last published outbox messages (Unix time)")
+FAILURES = Counter("povwatch_relay_publish_failures_total", "Publishing attempts that failed (Kafka or the case DB)")
+ANSWERS = Counter("povwatch_relay_answers_total", "Comparison answers consumed", ["department", "outcome"])
+BATCH = 500
+POLL_SECONDS = 1.0
+
+PublisherFactory = Callable[[], AbstractAsyncContextManager[Publisher]]
+
+
+@dataclass
+class RelayTotals:
+    published: int = 0
+    failed_attempts: int = 0
+    answers_stored: int = 0
+    answers_duplicate: int = 0
+    answers_skipped: int = 0
+
+
+async def publish_pending(store: CaseStore, publisher_factory: PublisherFactory, clock: Callable[[], dt.datetime],
+                          *, batch: int = BATCH, only: int | None = None) -> int:
+    """One pass: publish every pending outbox row (or only row `only`) in id order, marking each batch once the
+    broker acknowledged it. Returns the rows published. BrokerUnavailable / DatabaseUnavailable: rows of the
+    failed batch stay pending (earlier batches are marked)."""
+    done = 0
+    while True:
+        rows = await asyncio.to_thread(outbox.pending, store, batch)
+        if only is not None:
+            rows = [r for r in rows if r.id == only]
+        if not rows:
+            return done
+        async with publisher_factory() as publisher:
+            for row in rows:
+                await publisher.send(row.topic, row.key, row.value)
+            await publisher.flush()  # acknowledged by the broker (acks=all) before anything is marked
+        now = clock()
+        await asyncio.to_thread(outbox.mark_published, store, [r.id for r in rows], now)
+        for row in rows:
+            PUBLISHED.labels(row.topic).inc()
+        LAST_PUBLISH.set(now.timestamp())
+        done += len(rows)
+        if only is not None or len(rows) < batch:
+            return done
+
+
+class Relay:
+    """The relay's state across passes: the store, the answers consumer, the totals."""
+
+    def __init__(self, store: CaseStore, *, bootstrap: str, group: str, publisher_factory: PublisherFactory,
+                 clock: Callable[[], dt.datetime], codec: Codec, backoff: Backoff) -> None:
+        self.store = store
+        self.bootstrap = bootstrap
+        self.group = group
+        self.publisher_factory = publisher_factory
+        self.clock = clock
+        self.codec = codec
+        self.backoff = backoff
+        self.totals = RelayTotals()
+        self.consumer: AIOKafkaConsumer | None = None
+        self.failures = 0  # consecutive failed attempts
+
+    async def _pending_gauge(self) -> int:
+        waiting, _ = await asyncio.to_thread(outbox.counts, self.store)
+        PENDING.set(waiting)
+        return waiting
+
+    async def publish(self) -> bool:
+        """Publish what is pending; False (after one log line) when Kafka or the case DB is unavailable."""
+        try:
+            published = await publish_pending(self.store, self.publisher_factory, self.clock)
+            await self._pending_gauge()
+        except (BrokerUnavailable, DatabaseUnavailable) as exc:
+            self.failures += 1
+            self.totals.failed_attempts += 1
+            FAILURES.inc()
+            try:
+                waiting = await self._pending_gauge()
+            except DatabaseUnavailable:
+                waiting = -1
+            log.warning("publishing the outbox failed (attempt %d), %s message(s) held unpublished: %s",
+                        self.failures, waiting if waiting >= 0 else "?", exc)
+            return False
+        if self.failures:
+            log.info("outbox published again after %d failed attempt(s)", self.failures)
+        self.failures = 0
+        if published:
+            self.totals.published += published
+            log.info("published %d outbox message(s)", published)
+        return True
+
+    async def _consumer(self) -> AIOKafkaConsumer:
+        if self.consumer is None:
+            consumer = AIOKafkaConsumer(*comparison_result_topics(), bootstrap_servers=self.bootstrap,
+                                        group_id=self.group, enable_auto_commit=False,
+                                        auto_offset_reset="earliest", request_timeout_ms=15_000)
+            try:
+                await consumer.start()
+            except (KafkaError, OSError) as exc:
+                await consumer.stop()
+                raise BrokerUnavailable(f"cannot reach Kafka at {self.bootstrap}: {exc}") from None
+            self.consumer = consumer
+        return self.consumer
+
+    async def answers(self, timeout: float) -> int:
+        """Poll once for comparison answers and store them; returns the messages consumed."""
+        consumer = await self._consumer()
+        try:
+            batch = await consumer.getmany(timeout_ms=int(timeout * 1000), max_records=BATCH)
+        except KafkaError as exc:
+            raise BrokerUnavailable(f"lost Kafka at {self.bootstrap}: {exc}") from None
+        results: list[dict[str, Any]] = []
+        for tp, messages in batch.items():
+            for message in messages:
+                try:
+                    results.append(self.codec.decode(message.value or b"", expect=RESULT_SCHEMA).record)
+                except DecodeError as exc:
+                    self.totals.answers_skipped += 1
+                    ANSWERS.labels(tp.topic.split(".")[1], "skipped").inc()
+                    log.warning("skipped an undecodable answer %s[%d]@%d: %s", tp.topic, tp.partition,
+                                message.offset, exc)
+        consumed = sum(len(m) for m in batch.values())
+        if not consumed:
+            return 0
+        try:
+            stored, duplicates = await asyncio.to_thread(store_answers, self.store, results, self.clock())
+        except SchemaError as exc:  # a record the DB refuses: store the others one by one, skip it
+            log.warning("an answer of this batch was refused (%s); storing them one by one", exc)
+            stored = duplicates = 0
+            for result in results:
+                try:
+                    s, d = await asyncio.to_thread(store_answers, self.store, [result], self.clock())
+                except SchemaError as refused:
+                    self.totals.answers_skipped += 1
+                    log.warning("skipped answer %s: %s", result.get("event_id"), refused)
+                    continue
+                stored, duplicates = stored + s, duplicates + d
+        self.totals.answers_stored += stored
+        self.totals.answers_duplicate += duplicates
+        for result in results:
+            ANSWERS.labels(str(result.get("department")), "received").inc()
+        if stored or duplicates:
+            log.info("stored %d comparison answer(s), %d already stored", stored, duplicates)
+        try:
+            await consumer.commit()
+        except KafkaError as exc:  # redelivered later: recognised by event_id
+            log.warning("answer offsets not committed (%s); they will be redelivered and recognised", exc)
+        return consumed
+
+    async def close(self) -> None:
+        if self.consumer is not None:
+            await self.consumer.stop()
+            self.consumer = None
+
+
+async def _sleep(seconds: float, stop: asyncio.Event) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    except TimeoutError:
+        pass
+
+
+async def run_relay(store: CaseStore, *, bootstrap: str, group: str, publisher_factory: PublisherFactory,
+                    once: bool = False, interval: float = 1.0, clock: Callable[[], dt.datetime] | None = None,
+                    codec: Codec | None = None, backoff: Backoff | None = None,
+                    stop: asyncio.Event | None = None) -> RelayTotals:
+    """Until SIGTERM/SIGINT (or `stop`), or with `once` until the outbox is published and the answers read."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(signum, stop.set)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread (tests)
+            pass
+    backoff = backoff or Backoff()
+    for department in COMPARISON_DEPARTMENTS:  # series exist from the start
+        ANSWERS.labels(department.department, "received")
+    relay = Relay(store, bootstrap=bootstrap, group=group, publisher_factory=publisher_factory,
+                  clock=clock or (lambda: dt.datetime.now(dt.UTC)), codec=codec or default_codec(),
+                  backoff=backoff)
+    try:
+        while not stop.is_set():
+            if not await relay.publish():
+                await _sleep(backoff.delay(relay.failures), stop)
+                continue
+            try:
+                consumed = await relay.answers(POLL_SECONDS if once else interval)
+            except (BrokerUnavailable, DatabaseUnavailable) as exc:
+                relay.failures += 1
+                relay.totals.failed_attempts += 1
+                log.warning("reading comparison answers failed (attempt %d): %s", relay.failures, exc)
+                await relay.close()
+                await _sleep(backoff.delay(relay.failures), stop)
+                continue
+            if once and not consumed:
+                waiting, _ = await asyncio.to_thread(outbox.counts, store)
+                if not waiting:
+                    break
+    finally:
+        await relay.close()
+    return relay.totals
