@@ -152,9 +152,12 @@ def _evidence_item(e: Evidence) -> EvidenceItem:
 
 
 def alert_view(a: CaseAlert, evidence: Sequence[Evidence]) -> AlertView:
-    """The alert with its evidence: the case's evidence of the same rule received while the alert was live."""
-    mine = [e for e in evidence if e.rule == a.rule and e.received_at >= a.opened_at - dt.timedelta(seconds=1)
-            and (a.resolved_at is None or e.received_at <= a.resolved_at)]
+    """The alert with its evidence: the rows linked to it (evidence.case_alert_id, services/casefeed/lifecycle.py);
+    evidence not linked to any alert goes with the alert of its rule that was live when it was received."""
+    mine = [e for e in evidence if getattr(e, "case_alert_id", None) == a.id
+            or (getattr(e, "case_alert_id", None) is None and e.rule == a.rule
+                and e.received_at >= a.opened_at - dt.timedelta(seconds=1)
+                and (a.resolved_at is None or e.received_at <= a.resolved_at))]
     return AlertView(id=a.id, case_id=a.case_id, rule=a.rule, status=a.status, severity=a.severity,
                      opened_at=a.opened_at, updated_at=a.updated_at, acknowledged_by=a.acknowledged_by,
                      acknowledged_at=a.acknowledged_at, resolved_by=a.resolved_by, resolved_at=a.resolved_at,
