@@ -278,8 +278,9 @@ def test_data_compare_waits_for_the_departments_unless_a_county_user_overrides(w
             session.flush()
             session.add_all(ComparisonTarget(request_id=f"req-{dept}", person_key=k, household_id=HA)
                             for k in members)
-        session.add_all(ComparisonAnswer(event_id=f"ans-{k}", request_id="req-pboc", department="pboc", person_key=k,
-                                         found=False, summary="未查到存款、贷款记录", records=[], received_at=NOW)
+        session.add_all(ComparisonAnswer(event_id=f"ans-{k[:16]}", request_id="req-pboc", department="pboc",
+                                         person_key=k, found=False, summary="未查到存款、贷款记录", records=[],
+                                         received_at=NOW)
                         for k in members)
         session.add(ComparisonAnswer(event_id="ans-nr", request_id="req-natural-resources",
                                      department="natural-resources", person_key=members[0], found=True,
