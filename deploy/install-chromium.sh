@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Make Debian's `chromium` available for the web desk's browser test (tests/integration/test_desk_browser.py,
-# driven by Playwright with executable_path=/usr/bin/chromium: Playwright's own browser downloads are never used).
+# driven by Playwright with executable_path=/usr/bin/chromium: Playwright's own browser downloads are never used),
+# with a Chinese font (fonts-wqy-microhei, 1.6 MB) so the desk's pages and screenshot show Chinese, not boxes.
 # Prints one line saying what it did.
 #
 # Idempotent: does nothing if a chromium binary is already there ($POVWATCH_CHROMIUM, /usr/bin/chromium, or
-# `chromium` on PATH). Otherwise, as root or through password-less sudo: `apt-get update` (stale lists may
-# still do) and `apt-get install --no-install-recommends chromium`. Fails with one line and the log's tail.
+# `chromium` on PATH) and fontconfig knows a Chinese font. Otherwise, as root or through password-less sudo:
+# `apt-get update` (stale lists may still do) and `apt-get install --no-install-recommends chromium
+# fonts-wqy-microhei`. Fails with one line and the log's tail.
 set -euo pipefail
 
 found() {
@@ -20,9 +22,10 @@ found() {
 }
 
 version() { "$1" --version 2>/dev/null | head -n 1 || echo "version unknown"; }
+chinese_font() { command -v fc-list >/dev/null 2>&1 && [ -n "$(fc-list :lang=zh family 2>/dev/null | head -n 1)" ]; }
 
-if bin=$(found); then
-  echo "install-chromium: chromium already installed ($(version "$bin")) at $bin; nothing to do"
+if bin=$(found) && chinese_font; then
+  echo "install-chromium: chromium ($(version "$bin")) at $bin and a Chinese font already installed; nothing to do"
   exit 0
 fi
 
@@ -39,11 +42,12 @@ else
 fi
 
 as_root apt-get update >>"$log" 2>&1 || true
-if ! as_root apt-get install -y --no-install-recommends -o DPkg::Lock::Timeout=300 chromium >>"$log" 2>&1 \
-    || ! bin=$(found); then
-  echo "install-chromium: FAILED: apt-get install chromium did not give a chromium binary (log: $log)" >&2
+if ! as_root apt-get install -y --no-install-recommends -o DPkg::Lock::Timeout=300 chromium fonts-wqy-microhei \
+    >>"$log" 2>&1 || ! bin=$(found); then
+  echo "install-chromium: FAILED: apt-get install chromium fonts-wqy-microhei did not give a chromium binary" \
+    "(log: $log)" >&2
   tail -n 20 "$log" >&2 || true
   exit 1
 fi
-echo "install-chromium: installed Debian package chromium ($(version "$bin")) at $bin"
+echo "install-chromium: installed Debian packages chromium ($(version "$bin")) at $bin and fonts-wqy-microhei"
 rm -f "$log"

@@ -78,3 +78,23 @@ def prepare(store: CaseStore, workdir: Path) -> World:
     second = store.record_household_alert(_alert("a-h2-death", H2, VILLAGE2, "DEATH_IN_HOUSEHOLD", "HIGH", REASON2,
                                                  dt.date(2025, 6, 2)))
     return World(case1=first.case_id, case2=second.case_id)
+
+
+def request_comparisons(store: CaseStore, case_id: int, *, by: str = "xian") -> tuple[str, str]:
+    """Two comparison requests for the case's household, as `povwatch compare request DEPT --case` stores them:
+    the central bank's, answered "nothing found" for every member, and public security's, not answered yet.
+    Returns (answered request id, open request id)."""
+    from schemas.catalog import comparison_department
+    from schemas.codec import default_codec
+    from services.compare.casedb import create_request, store_answers
+    from services.compare.records import result_record
+
+    now = dt.datetime.now(dt.UTC)
+    codec = default_codec()
+    answered = create_request(store, "pboc", case_id=case_id, all_monitored=False, by=by, now=now, codec=codec)
+    still_open = create_request(store, "public-security", case_id=case_id, all_monitored=False, by=by, now=now,
+                                codec=codec)
+    members = Cases(store).case_detail("zhou", case_id).members
+    entry = comparison_department("pboc")
+    store_answers(store, [result_record(entry, answered.request_id, m.person_key, [], now) for m in members], now)
+    return answered.request_id, still_open.request_id

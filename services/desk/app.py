@@ -36,6 +36,7 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from schemas.catalog import COMPARISON_DEPARTMENTS
 from schemas.errors import DatabaseUnavailable, NotFound, NotInRegion, PovwatchError, StepRefused
 from services.cases.users import UserView
 from services.cases.views import AlertView, CaseDetail, CaseSummary
@@ -52,6 +53,7 @@ from services.desk.forms import (
     STATUS_LABELS,
     FormError,
     fields_for,
+    override_possible,
     parse_filters,
     parse_step,
     role_label,
@@ -127,7 +129,8 @@ def create_app(cases: DeskCases, *, secret: str, secure_cookies: bool = True,
         role_label=role_label, step_label=step_label, rule_labels=RULE_LABELS, severity_labels=SEVERITY_LABELS,
         status_labels=STATUS_LABELS, alert_status_labels=ALERT_STATUS_LABELS,
         monitoring_labels=MONITORING_LABELS, category_labels=CATEGORY_LABELS, focus_categories=FOCUS_CATEGORIES,
-        resolver_roles=tuple(role.value for role in RESOLVER_ROLES))
+        resolver_roles=tuple(role.value for role in RESOLVER_ROLES),
+        department_titles={d.department: f"{d.title} · {d.what}" for d in COMPARISON_DEPARTMENTS})
     app = FastAPI(title="povwatch desk", docs_url=None, redoc_url=None, openapi_url=None)
 
     # --- sessions ------------------------------------------------------------------------------------------
@@ -281,7 +284,11 @@ def create_app(cases: DeskCases, *, secret: str, secure_cookies: bool = True,
         detail = case_detail(user, case_id)
         role = Role(user.role)
         forms = {a.step: fields_for(Step(a.step), role) for a in detail.allowed if a.step in Step.__members__}
-        return page(request, "case.html", session, {"case": detail, "forms": forms, "today": today(),
+        unanswered = sum(c.unanswered for c in detail.comparisons)
+        overridable = {a.step for a in detail.allowed if a.step in Step.__members__ and override_possible(
+            Step(a.step), role, refused=a.refusal is not None, authorised=detail.authorised, unanswered=unanswered)}
+        return page(request, "case.html", session, {"case": detail, "forms": forms, "overridable": overridable,
+                                                    "today": today(),
                                                     "message": message, "error": error}, status=status, user=user)
 
     def case_detail(user: UserView, case_id: int) -> CaseDetail:

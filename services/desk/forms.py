@@ -15,6 +15,7 @@ from services.cases.store import FOCUS_CATEGORIES, RESOLVER_ROLES
 from services.cases.workflow import ROLE_LABELS, STEP_LABELS, Role, Step
 
 __all__ = ["FormError", "Filters", "parse_filters", "StepInput", "StepFields", "fields_for", "parse_step",
+           "override_possible",
            "RULE_LABELS", "SEVERITY_LABELS", "STATUS_LABELS", "ALERT_STATUS_LABELS", "MONITORING_LABELS",
            "CATEGORY_LABELS", "FOCUS_CATEGORIES", "RESOLVER_ROLES",
            "step_label", "role_label", "NOTE_MAX", "REASON_MAX"]
@@ -108,6 +109,13 @@ def fields_for(step: Step, role: Role) -> StepFields:
     return StepFields(authorised=step == Step.APPLY,
                       override=step == Step.DATA_COMPARE and role == Role.COUNTY,
                       category=step == Step.LABEL)
+
+
+def override_possible(step: Step, role: Role, *, refused: bool, authorised: bool, unanswered: int) -> bool:
+    """Is a refused DATA_COMPARE one that this user may complete with an override reason? (The table refuses it
+    while a requested department has not answered; a county user may complete it anyway, saying why - provided
+    the signed authorisation is on file, which no override replaces.)"""
+    return step == Step.DATA_COMPARE and role == Role.COUNTY and refused and authorised and unanswered > 0
 
 
 @dataclass(frozen=True)

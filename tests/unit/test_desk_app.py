@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,20 +26,32 @@ TODAY = dt.date.today()
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 
 
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, World]:
+    """The world prepared once (argon2 hashes and the roster import take seconds); each test gets a copy."""
+    directory = tmp_path_factory.mktemp("desk-template")
+    store = open_database(f"sqlite:///{directory / 'desk.db'}")
+    try:
+        return directory / "desk.db", prepare(store, directory)
+    finally:
+        store.close()
+
+
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[CaseStore]:
+def world(prepared: tuple[Path, World]) -> World:
+    return prepared[1]
+
+
+@pytest.fixture
+def store(prepared: tuple[Path, World], tmp_path: Path) -> Iterator[CaseStore]:
+    shutil.copyfile(prepared[0], tmp_path / "desk.db")
     store = open_database(f"sqlite:///{tmp_path / 'desk.db'}")
     yield store
     store.close()
 
 
 @pytest.fixture
-def world(store: CaseStore, tmp_path: Path) -> World:
-    return prepare(store, tmp_path)
-
-
-@pytest.fixture
-def cases(store: CaseStore, world: World) -> Cases:
+def cases(store: CaseStore) -> Cases:
     return Cases(store)
 
 
@@ -369,3 +382,42 @@ def test_security_headers(client: TestClient) -> None:
     css = client.get("/static/desk.css")
     assert css.status_code == 200 and css.headers["content-type"].startswith("text/css")
     assert client.get("/healthz").json() == {"status": "ok"}
+
+
+def test_data_compare_with_a_department_not_answered(cases: Cases, store: CaseStore, world: World) -> None:
+    from tests.desk_world import request_comparisons
+
+    request_comparisons(store, world.case1)
+    village = client_for(cases)
+    token = login(village, "cun")
+    for step, days in (("APPLY", 7), ("PUBLIC_NOTICE", 6)):
+        village.post(f"/cases/{world.case1}/steps/{step}", data={
+            "csrf": token, "authorised": "1" if step == "APPLY" else "",
+            "on": (TODAY - dt.timedelta(days=days)).isoformat()})
+    township = client_for(cases)
+    township.post(f"/cases/{world.case1}/steps/TOWNSHIP_VERIFY", data={"csrf": login(township, "xiang")})
+    county = client_for(cases)
+    token = login(county, "xian")
+    assert county.post(f"/cases/{world.case1}/steps/COUNTY_CONFIRM", data={"csrf": token}).status_code == 303
+    page = county.get(f"/cases/{world.case1}").text
+    assert "人民银行博州中心支行未查到该人员的存贷款记录" in page and "2 人尚未反馈" in page
+    assert re.search(r'id="step-DATA_COMPARE">\s*<p class="refused" data-step="DATA_COMPARE">[^<]*public-security',
+                     page)
+    assert re.search(r'name="override"[^>]*required', page)
+    bureau = client_for(cases)
+    login(bureau, "zhou")
+    page = bureau.get(f"/cases/{world.case1}").text  # the bureau compares too, but may not override
+    assert 'id="step-DATA_COMPARE"' not in page and 'data-step="DATA_COMPARE"' in page
+    refused = county.post(f"/cases/{world.case1}/steps/DATA_COMPARE", data={"csrf": token, "note": "比对"})
+    assert refused.status_code == 409 and "public-security" in problem(refused.text)
+    done = county.post(f"/cases/{world.case1}/steps/DATA_COMPARE",
+                       data={"csrf": token, "override": "公安局系统维护, 已电话核实"})
+    assert done.status_code == 303
+    page = county.get(done.headers["location"]).text
+    assert "已完成: 数据比对" in page and "公安局系统维护, 已电话核实" in page and 'id="step-LABEL"' in page
+    assert 'name="category"' in page
+    labelled = county.post(f"/cases/{world.case1}/steps/LABEL", data={"csrf": token, "category": "MARGINAL"})
+    assert labelled.status_code == 303
+    detail = cases.case_detail("zhou", world.case1)
+    assert detail.household is not None and (detail.household.monitoring_status, detail.household.category) == (
+        "MONITORING", "MARGINAL")
