@@ -17,7 +17,7 @@ import json
 from typing import Any
 
 import pytest
-from sqlalchemy import event, insert
+from sqlalchemy import event, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -242,3 +242,127 @@ def test_malformed_alert_is_a_schema_error(store: CaseStore) -> None:
     with pytest.raises(SchemaError, match="severity"):
         store.record_household_alert(household_alert("x2", severity="URGENT"))
     assert store.counts() == {"cases_open": 0, "evidence": 0}
+
+
+# --- the alert lifecycle (services/casefeed/lifecycle.py) ------------------------------------------------------
+def escalations(store: CaseStore) -> list[tuple[str, str, str | None]]:
+    """(by_user, on_day, note) of every ESCALATION row, oldest first."""
+    from services.cases.model import CaseHistory
+
+    with Session(store.engine) as session:
+        rows = session.scalars(select(CaseHistory).where(CaseHistory.kind == "ESCALATION").order_by(CaseHistory.id))
+        return [(r.by_user, r.on_day.isoformat(), r.note) for r in rows]
+
+
+def test_evidence_attaches_to_the_live_alert_of_its_rule(store: CaseStore) -> None:
+    first = store.record_household_alert(household_alert("a1"))
+    again = store.record_household_alert(household_alert("a2"))                      # same rule, same severity
+    other = store.record_household_alert(household_alert("a3", rule="DISASTER_LOSS", severity="LOW"))
+    assert first.case_alert_id is not None and again.case_alert_id == first.case_alert_id
+    assert other.case_alert_id not in (None, first.case_alert_id)
+    assert first.escalated_from is None and again.escalated_from is None
+    [case] = store.list_cases()
+    assert [(a.rule, a.status, a.severity, a.alert_ids) for a in case.alerts] == [
+        ("MEDICAL_EXPENSE", "OPEN", "MEDIUM", ("a1", "a2")), ("DISASTER_LOSS", "OPEN", "LOW", ("a3",))]
+    assert [e.case_alert_id for e in case.evidence] == [first.case_alert_id] * 2 + [other.case_alert_id]
+    assert case.max_severity == "MEDIUM" and escalations(store) == []
+    # a village case's alerts work alike
+    village = store.record_regional_alert(regional_alert())
+    [alert] = [c for c in store.list_cases() if c.id == village.case_id][0].alerts
+    assert (alert.id, alert.rule, alert.status) == (village.case_alert_id, "REGIONAL_DISASTER", "OPEN")
+
+
+def test_escalation_raises_the_alert_and_the_case_and_says_so(store: CaseStore) -> None:
+    store.record_household_alert(household_alert("a1", severity="MEDIUM"))
+    store.record_household_alert(household_alert("d1", rule="DISASTER_LOSS", severity="LOW"))
+    raised = store.record_household_alert(household_alert("a2", severity="HIGH"))
+    assert raised.escalated_from == "MEDIUM" and not raised.case_opened
+    lower = store.record_household_alert(household_alert("a3", severity="LOW"))     # never lowers
+    assert lower.escalated_from is None and lower.case_alert_id == raised.case_alert_id
+    [case] = store.list_cases()
+    assert case.max_severity == "HIGH"
+    assert [(a.rule, a.severity, a.status, a.alert_ids) for a in case.alerts] == [
+        ("MEDICAL_EXPENSE", "HIGH", "OPEN", ("a1", "a2", "a3")), ("DISASTER_LOSS", "LOW", "OPEN", ("d1",))]
+    [(by, day, note)] = escalations(store)
+    assert by == "casefeed" and day == dt.datetime.now(dt.UTC).date().isoformat()
+    assert note is not None and "MEDIUM -> HIGH" in note and "MEDICAL_EXPENSE" in note and "a2" in note
+    # the other rule's alert escalates on its own
+    assert store.record_household_alert(household_alert("d2", rule="DISASTER_LOSS", severity="MEDIUM")
+                                        ).escalated_from == "LOW"
+    assert [n for _, _, n in escalations(store)][1] == "DISASTER_LOSS LOW -> MEDIUM (alert d2)"
+    assert store.list_cases()[0].max_severity == "HIGH"                               # the case stays HIGH
+
+
+def test_an_acknowledged_alert_that_escalates_is_open_again(store: CaseStore) -> None:
+    from services.cases.model import CaseAlert
+
+    first = store.record_household_alert(household_alert("a1", severity="LOW"))
+    with Session(store.engine) as session, session.begin():
+        alert = session.get(CaseAlert, first.case_alert_id)
+        assert alert is not None
+        alert.status, alert.acknowledged_by, alert.acknowledged_at = "ACKNOWLEDGED", "clerk", RAISED
+    store.record_household_alert(household_alert("a2", severity="LOW"))               # attaches, stays acknowledged
+    assert store.list_cases()[0].alerts[0].status == "ACKNOWLEDGED"
+    assert store.record_household_alert(household_alert("a3", severity="MEDIUM")).escalated_from == "LOW"
+    [alert_view] = store.list_cases()[0].alerts
+    assert (alert_view.status, alert_view.severity, alert_view.acknowledged_by) == ("OPEN", "MEDIUM", "clerk")
+
+
+def test_redelivered_alert_changes_nothing(store: CaseStore) -> None:
+    store.record_household_alert(household_alert("a1", severity="MEDIUM"))
+    raised = store.record_household_alert(household_alert("a2", severity="HIGH"))
+    before = store.list_cases()
+    for alert_id in ("a1", "a2"):
+        again = store.record_household_alert(household_alert(alert_id, severity="HIGH"))
+        assert again.duplicate and again.case_alert_id == raised.case_alert_id and again.escalated_from is None
+    assert store.list_cases() == before                                               # not even updated_at moved
+    assert len(escalations(store)) == 1 and store.counts() == {"cases_open": 1, "evidence": 2}
+
+
+def test_a_resolved_alert_or_a_closed_case_starts_afresh(store: CaseStore) -> None:
+    from services.cases.model import CaseAlert
+
+    first = store.record_household_alert(household_alert("a1", severity="HIGH"))
+    with Session(store.engine) as session, session.begin():
+        session.execute(update(CaseAlert).values(status="RESOLVED", resolved_by="clerk", resolved_at=RAISED))
+    reopened = store.record_household_alert(household_alert("a2", severity="MEDIUM"))  # same rule, case still OPEN
+    assert reopened.case_id == first.case_id and reopened.case_alert_id != first.case_alert_id
+    assert reopened.escalated_from is None
+    [case] = store.list_cases()
+    assert [(a.status, a.severity, a.alert_ids) for a in case.alerts] == [
+        ("RESOLVED", "HIGH", ("a1",)), ("OPEN", "MEDIUM", ("a2",))]
+    with Session(store.engine) as session, session.begin():
+        session.execute(update(Case).values(status="CLOSED"))
+        session.execute(update(CaseAlert).values(status="RESOLVED"))
+    fresh = store.record_household_alert(household_alert("a3", severity="LOW"))
+    assert fresh.case_opened and fresh.case_id != first.case_id
+    [new_case] = store.list_cases(status="OPEN")
+    assert [(a.status, a.severity, a.alert_ids) for a in new_case.alerts] == [("OPEN", "LOW", ("a3",))]
+    assert escalations(store) == []
+
+
+def test_one_live_alert_per_case_and_rule_in_the_db(store: CaseStore) -> None:
+    from services.cases.model import CaseAlert
+
+    first = store.record_household_alert(household_alert("a1"))
+    with Session(store.engine) as session:
+        session.add(CaseAlert(case_id=first.case_id, household_id=HH1, rule="MEDICAL_EXPENSE", status="ACKNOWLEDGED",
+                              severity="LOW", opened_at=RAISED, updated_at=RAISED))
+        with pytest.raises(IntegrityError):
+            session.commit()
+    with Session(store.engine) as session, session.begin():                          # resolved ones may pile up
+        for _ in range(2):
+            session.add(CaseAlert(case_id=first.case_id, household_id=HH1, rule="MEDICAL_EXPENSE",
+                                  status="RESOLVED", severity="LOW", opened_at=RAISED, updated_at=RAISED))
+
+
+def test_cases_json_shows_the_alerts_with_their_status(store: CaseStore) -> None:
+    store.record_household_alert(household_alert("a1", severity="MEDIUM"))
+    store.record_household_alert(household_alert("a2", severity="HIGH"))
+    [case] = json.loads(cases_to_json(store.list_cases()))
+    [alert] = case["alerts"]
+    assert {k: alert[k] for k in ("rule", "status", "severity", "alert_ids", "resolved_by")} == {
+        "rule": "MEDICAL_EXPENSE", "status": "OPEN", "severity": "HIGH", "alert_ids": ["a1", "a2"],
+        "resolved_by": None}
+    assert alert["opened_at"].endswith("+00:00")
+    assert [e["case_alert_id"] for e in case["evidence"]] == [alert["id"]] * 2

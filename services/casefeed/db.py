@@ -2,13 +2,17 @@
 
 Responsible for:
   * the schema (SQLAlchemy 2.x ORM): `Case` (one subject - a household or a village - with a status and the
-    highest severity of its evidence) and `Evidence` (one alert, stored exactly once, keyed by `alert_id`);
+    highest severity of its evidence) and `Evidence` (one alert, stored exactly once, keyed by `alert_id`,
+    linked to the case alert it attaches to: services/casefeed/lifecycle.py); the bureau's tables are in
+    services/cases/model.py, on the same metadata; the schema is versioned by Alembic (services/casefeed/schema.py,
+    services/casefeed/migrations) and `open_database` upgrades it to the newest revision;
   * the invariants, enforced in the database as well as here: at most one OPEN case per subject (partial
     unique index on SQLite and PostgreSQL), at most one evidence row per alert;
   * idempotent, race-safe recording of decoded alert records (plain dicts, as fastavro returns them);
   * NUL characters, which PostgreSQL text columns refuse, stored as U+FFFD on every backend (`without_nul`);
     bounded columns bounded on SQLite too (CHECK on their length), so both backends refuse the same alerts;
-  * read-only views (`CaseView`, `EvidenceView`) and their text/JSON renderings for `povwatch cases list`.
+  * read-only views (`CaseView` with its `CaseAlertView`s, `EvidenceView`) and their text/JSON renderings for
+    `povwatch cases list`.
 
 SQLAlchemy stays inside this module: callers pass and receive plain Python values, and SQLAlchemy errors
 are translated into `schemas.errors` exceptions (`classify` decides):
@@ -58,13 +62,14 @@ from sqlalchemy.pool import StaticPool
 from schemas.alerts import Rule, Severity
 from schemas.errors import ConfigError, DatabaseUnavailable, EnvironmentProblem, RecordRefused, SchemaError
 
-__all__ = ["open_database", "CaseStore", "RecordResult", "CaseView", "EvidenceView", "without_nul", "classify",
+__all__ = ["open_database", "CaseStore", "RecordResult", "CaseView", "CaseAlertView", "EvidenceView", "without_nul",
+           "classify",
            "NUL_REPLACEMENT", "render_cases_table", "cases_to_json", "HOUSEHOLD_TOPIC", "REGIONAL_TOPIC"]
 
 HOUSEHOLD_TOPIC = "alerts.household"
 REGIONAL_TOPIC = "alerts.regional"
 _RANK = {Severity.LOW.value: 0, Severity.MEDIUM.value: 1, Severity.HIGH.value: 2}
-_RETRIES = 5
+_RETRIES = 10  # attempts of a transaction that lost a race (each loss means another writer made progress)
 _CONNECT_TIMEOUT = 10  # seconds, PostgreSQL (unless the URL sets connect_timeout)
 _RACE_STATES = {"40001", "40P01"}  # PostgreSQL serialization failure, deadlock detected
 # SQLSTATE classes of a server that is unreachable or going away: connection exception, insufficient resources
@@ -155,6 +160,9 @@ class Evidence(Base):
     raised_at: Mapped[dt.datetime] = mapped_column(_UTCDateTime())
     received_at: Mapped[dt.datetime] = mapped_column(_UTCDateTime())
     source_topic: Mapped[str] = mapped_column(String(255))
+    # the case alert (services.cases.model.CaseAlert) this evidence attached to; None only for rows written
+    # before revision 0002 and not linked by it (there are none: 0002 links every row)
+    case_alert_id: Mapped[int | None] = mapped_column(ForeignKey("case_alerts.id"), index=True)
     case: Mapped[Case] = relationship(back_populates="evidence")
 
 
@@ -164,6 +172,10 @@ class RecordResult:
     case_opened: bool
     duplicate: bool
     sanitised: bool = False  # the alert's text held NUL characters, stored as NUL_REPLACEMENT
+    # the case alert the evidence attached to, and the severity it had before this evidence raised it (None: not
+    # raised); for a duplicate, the case alert of the stored evidence
+    case_alert_id: int | None = dataclasses.field(default=None, compare=False)
+    escalated_from: str | None = dataclasses.field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -176,6 +188,24 @@ class EvidenceView:
     occurred_at: dt.date
     raised_at: dt.datetime
     household_ids: tuple[str, ...] = ()
+    case_alert_id: int | None = None
+
+
+@dataclass(frozen=True)
+class CaseAlertView:
+    """An alert of a case (services/casefeed/lifecycle.py): OPEN, ACKNOWLEDGED or RESOLVED, with its evidence."""
+
+    id: int
+    rule: str
+    status: str
+    severity: str
+    opened_at: dt.datetime
+    updated_at: dt.datetime
+    alert_ids: tuple[str, ...]  # the evidence attached to it, oldest first
+    acknowledged_by: str | None = None
+    acknowledged_at: dt.datetime | None = None
+    resolved_by: str | None = None
+    resolved_at: dt.datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -189,6 +219,7 @@ class CaseView:
     opened_at: dt.datetime
     updated_at: dt.datetime
     evidence: tuple[EvidenceView, ...]
+    alerts: tuple[CaseAlertView, ...] = ()  # oldest first
 
 
 def _field(alert: Mapping[str, Any], name: str) -> Any:
@@ -300,11 +331,14 @@ class CaseStore:
                 now: dt.datetime) -> RecordResult:
         if not isinstance(given, Mapping):
             raise SchemaError(f"an alert is a record, not {type(given).__name__}")
+        from services.casefeed.lifecycle import attach, raise_case
+
         alert, sanitised = without_nul(given)
         alert_id = str(_field(alert, "alert_id"))
         existing = session.scalar(select(Evidence).where(Evidence.alert_id == alert_id))
         if existing is not None:
-            return RecordResult(existing.case_id, case_opened=False, duplicate=True, sanitised=sanitised)
+            return RecordResult(existing.case_id, case_opened=False, duplicate=True, sanitised=sanitised,
+                                case_alert_id=existing.case_alert_id)
         if kind == "household":
             subject, village, households = _field(alert, "household_id"), _field(alert, "village_code"), []
         else:
@@ -314,6 +348,8 @@ class CaseStore:
         occurred, raised = _field(alert, "occurred_at"), _field(alert, "raised_at")
         if not isinstance(occurred, dt.date) or not isinstance(raised, dt.datetime):
             raise SchemaError(f"alert {alert_id}: occurred_at must be a date and raised_at a datetime")
+        rule = _checked(_field(alert, "rule"), Rule, "rule")
+        reason, event_ids = str(_field(alert, "reason")), list(_field(alert, "event_ids"))
         case = session.scalar(select(Case).where(Case.subject_kind == kind, Case.subject_id == subject,
                                                  Case.status == "OPEN"))
         opened = case is None
@@ -321,23 +357,32 @@ class CaseStore:
             case = Case(subject_kind=kind, subject_id=subject, village_code=village, status="OPEN",
                         max_severity=severity, opened_at=now, updated_at=now)
             session.add(case)
-        elif _RANK[severity] > _RANK[case.max_severity]:
-            case.max_severity = severity
-        case.updated_at = now
+            session.flush()  # a concurrent writer that opened it first: IntegrityError, the transaction is retried
+        else:
+            raise_case(session, case, severity, now)
+        attached = attach(session, case, rule=rule, severity=severity, alert_id=alert_id, now=now)
         session.add(Evidence(
-            alert_id=alert_id, case=case, rule=_checked(_field(alert, "rule"), Rule, "rule"),
-            severity=severity, reason=str(_field(alert, "reason")), event_ids=list(_field(alert, "event_ids")),
-            household_ids=households, occurred_at=occurred, raised_at=raised, received_at=now, source_topic=topic))
+            alert_id=alert_id, case=case, rule=rule, severity=severity, reason=reason, event_ids=event_ids,
+            household_ids=households, occurred_at=occurred, raised_at=raised, received_at=now, source_topic=topic,
+            case_alert_id=attached.case_alert_id))
         session.flush()  # a race on a unique key surfaces here, inside the retry loop
-        return RecordResult(case.id, case_opened=opened, duplicate=False, sanitised=sanitised)
+        return RecordResult(case.id, case_opened=opened, duplicate=False, sanitised=sanitised,
+                            case_alert_id=attached.case_alert_id, escalated_from=attached.escalated_from)
 
     def _transaction(self, work: Callable[[Session], _T], action: str) -> _T:
         """Run `work` in one transaction; retry it at once when a concurrent writer won a race (unique key,
-        deadlock); otherwise translate the error (see `classify`). Nothing is committed when this raises."""
+        deadlock, a compare-and-set that found the row changed); otherwise translate the error (see `classify`).
+        Nothing is committed when this raises."""
+        from services.casefeed.lifecycle import Conflict
+
         for attempt in range(1, _RETRIES + 1):
             try:
                 with Session(self._engine, expire_on_commit=False) as session, session.begin():
                     return work(session)
+            except Conflict as exc:
+                if attempt < _RETRIES:
+                    continue
+                raise EnvironmentProblem(f"case database: could not {action}: {exc} ({_RETRIES} attempts)") from None
             except DBAPIError as exc:  # the rollback is done; a retry re-reads what the winner committed
                 kind = classify(exc)
                 if kind == "race" and attempt < _RETRIES:
@@ -348,11 +393,17 @@ class CaseStore:
     # --- reading -----------------------------------------------------------------------------------------
     def list_cases(self, *, status: str | None = None) -> list[CaseView]:
         """All cases (or those with `status`), highest severity first, then oldest first."""
+        from services.cases.model import CaseAlert
+
         def work(session: Session) -> list[CaseView]:
             query = select(Case).options(selectinload(Case.evidence))
             if status is not None:
                 query = query.where(Case.status == status)
-            return [_view(case) for case in session.scalars(query)]
+            cases = list(session.scalars(query))
+            alerts: dict[int, list[CaseAlert]] = {}
+            for alert in session.scalars(select(CaseAlert).order_by(CaseAlert.id)):
+                alerts.setdefault(alert.case_id, []).append(alert)
+            return [_view(case, alerts.get(case.id, [])) for case in cases]
 
         views = self._transaction(work, "list cases")
         return sorted(views, key=lambda c: (-_RANK[c.max_severity], c.opened_at, c.id))
@@ -376,7 +427,8 @@ class CaseStore:
         self.close()
 
 
-def _view(case: Case) -> CaseView:
+def _view(case: Case, alerts: Sequence[Any]) -> CaseView:
+    """`alerts`: the case's services.cases.model.CaseAlert rows, oldest first."""
     return CaseView(
         id=case.id, subject_kind=case.subject_kind, subject_id=case.subject_id, village_code=case.village_code,
         status=case.status, max_severity=case.max_severity, opened_at=case.opened_at,
@@ -384,7 +436,12 @@ def _view(case: Case) -> CaseView:
         evidence=tuple(EvidenceView(
             alert_id=e.alert_id, rule=e.rule, severity=e.severity, reason=e.reason,
             event_ids=tuple(e.event_ids or ()), occurred_at=e.occurred_at, raised_at=e.raised_at,
-            household_ids=tuple(e.household_ids or ())) for e in case.evidence))
+            household_ids=tuple(e.household_ids or ()), case_alert_id=e.case_alert_id) for e in case.evidence),
+        alerts=tuple(CaseAlertView(
+            id=a.id, rule=a.rule, status=a.status, severity=a.severity, opened_at=a.opened_at,
+            updated_at=a.updated_at, alert_ids=tuple(e.alert_id for e in case.evidence if e.case_alert_id == a.id),
+            acknowledged_by=a.acknowledged_by, acknowledged_at=a.acknowledged_at, resolved_by=a.resolved_by,
+            resolved_at=a.resolved_at) for a in alerts))
 
 
 def _translated(kind: str, context: str, exc: DBAPIError) -> Exception:
@@ -454,13 +511,24 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def open_database(url: str) -> CaseStore:
-    """Connect to the case database at `url`, creating the tables if missing."""
+    """Connect to the case database at `url` and bring its schema to the newest revision (services/casefeed/
+    schema.py: a new database is created, one of issue #2 is upgraded keeping its cases and evidence)."""
+    from alembic.util import CommandError
+
     import services.cases.model  # noqa: F401  (the bureau's workflow tables, on the same metadata)
+    from services.casefeed import schema
 
     parsed = _resolve_url(url)
     engine = _make_engine(parsed)
     try:
-        Base.metadata.create_all(engine)
+        schema.upgrade(engine)
+    except ConfigError:
+        engine.dispose()
+        raise
+    except CommandError as exc:  # Alembic: e.g. a revision it cannot find
+        engine.dispose()
+        raise ConfigError(f"POVWATCH_CASE_DB: {parsed.render_as_string(hide_password=True)}: schema migration: "
+                          f"{_first_line(exc)}") from None
     except DBAPIError as exc:
         engine.dispose()
         shown = parsed.render_as_string(hide_password=True)

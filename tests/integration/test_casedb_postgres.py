@@ -21,25 +21,43 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from services.casefeed.db import Base, CaseStore, RecordResult, open_database
+from services.casefeed.lifecycle import RANK
 
-pytest.register_assert_rewrite("tests.casedb_behaviour")  # before the import below: pytest's detailed asserts
+pytest.register_assert_rewrite("tests.casedb_behaviour", "tests.casedb_migrations")  # before the imports below
 
 # The shared tests are imported to be collected here, on PostgreSQL (F401: nothing else uses them).
 from tests.casedb_behaviour import (  # noqa: E402, F401
     HH1,
     VILLAGE,
+    escalations,
     household_alert,
     second_open_case_error,
+    test_a_resolved_alert_or_a_closed_case_starts_afresh,
+    test_an_acknowledged_alert_that_escalates_is_open_again,
     test_batch_with_duplicates_inside_it,
+    test_cases_json_shows_the_alerts_with_their_status,
+    test_escalation_raises_the_alert_and_the_case_and_says_so,
     test_evidence_alert_id_is_unique_in_the_db,
+    test_evidence_attaches_to_the_live_alert_of_its_rule,
     test_household_alerts_share_one_case_and_redelivery_is_a_duplicate,
     test_listing_and_rendering,
     test_lost_race_on_the_alert_id_reports_a_duplicate,
     test_lost_race_on_the_open_case_is_retried,
     test_malformed_alert_is_a_schema_error,
     test_max_severity_rises_and_never_drops,
+    test_one_live_alert_per_case_and_rule_in_the_db,
     test_partial_unique_index_allows_one_open_case_per_subject,
+    test_redelivered_alert_changes_nothing,
     test_regional_alert_opens_a_village_case,
+)
+
+# The migration tests too (tests/casedb_migrations.py): from issue #2's schema, on PostgreSQL.
+from tests.casedb_migrations import (  # noqa: E402, F401
+    test_a_db_of_issue_2_is_upgraded_keeping_its_cases_and_evidence,
+    test_a_revision_from_a_newer_povwatch_is_refused_in_one_line,
+    test_an_empty_db_goes_to_head_and_reopening_keeps_it,
+    test_downgrade_to_issue_2_and_upgrade_again,
+    test_dropped_tables_are_built_again,
 )
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "postgres.sh"
@@ -75,10 +93,14 @@ def pg_url() -> Iterator[str]:
 
 @pytest.fixture
 def db_url(pg_url: str) -> str:
-    """The URL of an empty case DB: its tables dropped (open_database creates them again)."""
+    """The URL of an empty case DB: its tables and schema version dropped (open_database creates them again)."""
+    import services.cases.model  # noqa: F401  (the workflow tables, on the same metadata: dropped too)
+
     engine = create_engine(pg_url)
     try:
         Base.metadata.drop_all(engine)
+        with engine.begin() as connection:
+            connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
     finally:
         engine.dispose()
     return pg_url
@@ -147,6 +169,15 @@ def _check_one_case(url: str, per_writer: list[list[RecordResult]]) -> None:
         [case] = check.list_cases()
         assert (case.subject_id, case.max_severity) == (HH1, "HIGH")
         assert sorted(e.alert_id for e in case.evidence) == sorted(a["alert_id"] for a in ALERTS)
+        [alert] = case.alerts                                        # one live alert of the rule, at the top
+        assert (alert.status, alert.severity, sorted(alert.alert_ids)) == (
+            "OPEN", "HIGH", sorted(a["alert_id"] for a in ALERTS))
+        # each escalation recorded once, as a chain that only goes up: LOW -> MEDIUM -> HIGH at most
+        notes = [note for _, _, note in escalations(check)]
+        steps = [(n.split()[1], n.split()[3]) for n in notes if n is not None]
+        assert len(steps) == len(notes) <= 2 and all(RANK[a] < RANK[b] for a, b in steps)
+        assert all(steps[i][1] == steps[i + 1][0] for i in range(len(steps) - 1))
+        assert not steps or steps[-1][1] == "HIGH"
 
 
 def test_concurrent_writers_open_one_case_and_store_each_alert_once(db_url: str) -> None:
@@ -167,3 +198,31 @@ def test_concurrent_batches_open_one_case_and_store_each_alert_once(db_url: str)
         return store.record_batch([("alerts.household", alert) for alert in order])
 
     _check_one_case(db_url, _race(db_url, work))
+
+
+def test_processes_opening_a_new_database_at_once_upgrade_it_once(db_url: str) -> None:
+    """The advisory lock: 8 stores open the empty database at the same moment; every one ends at head."""
+    barrier = threading.Barrier(WRITERS)
+    errors: list[BaseException] = []
+    stores: list[CaseStore] = []
+
+    def run() -> None:
+        try:
+            barrier.wait(timeout=30)
+            stores.append(open_database(db_url))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(WRITERS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    try:
+        assert not errors, f"{len(errors)} open(s) failed, first: {errors[0]!r}"
+        assert len(stores) == WRITERS
+        with stores[0].engine.connect() as connection:
+            assert connection.scalar(text("SELECT count(*) FROM alembic_version")) == 1
+    finally:
+        for s in stores:
+            s.close()

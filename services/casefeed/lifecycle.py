@@ -1,0 +1,89 @@
+"""The alert lifecycle in the case DB (issue #7, item 1): where an incoming alert's evidence attaches.
+
+An alert of a case is a `case_alerts` row, one per (case, rule) while it is not RESOLVED:
+
+    OPEN ──acknowledge──► ACKNOWLEDGED ──resolve──► RESOLVED     (resolving the case resolves its alerts)
+      ▲                        │
+      └──── escalation ────────┘   a higher severity needs the case worker's eyes again
+
+Each incoming alert (one `evidence` row per alert_id) attaches to its case's live alert of the same rule, or
+opens one (OPEN). When its severity is higher than the alert's, the alert and its case are raised and a
+`case_history` row of kind ESCALATION says so ("MEDIUM -> HIGH", by "casefeed", with the alert_id).
+
+Race-safe on every backend: opening an alert is guarded by the partial unique index (one live alert per case and
+rule), raising a severity is a compare-and-set (UPDATE ... WHERE severity = the value read); a writer that loses
+either raises `Conflict` or an IntegrityError, and its whole transaction is retried by the caller
+(`CaseStore._transaction`), which re-reads what the winner committed.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import CursorResult, select, update
+from sqlalchemy.orm import Session
+
+from services.casefeed.db import Case
+from services.cases.model import CaseAlert, CaseHistory
+
+__all__ = ["Conflict", "Attached", "attach", "raise_case", "RANK", "CASEFEED"]
+
+RANK = {"LOW": 0, "MEDIUM": 1, "HIGH": 2}
+CASEFEED = "casefeed"  # by_user of what the casefeed records
+
+
+class Conflict(Exception):
+    """A concurrent writer changed a row between our read and our write: retry the transaction."""
+
+
+@dataclass(frozen=True)
+class Attached:
+    case_alert_id: int
+    opened: bool  # a new OPEN alert
+    escalated_from: str | None  # the alert's severity before this evidence raised it
+
+
+def _changed(result: object) -> int:
+    assert isinstance(result, CursorResult)
+    return int(result.rowcount)
+
+
+def raise_case(session: Session, case: Case, severity: str, now: dt.datetime) -> None:
+    """Raise the case's max_severity to `severity` if that is higher (compare-and-set); touch updated_at."""
+    seen = case.max_severity
+    if case.id is None or RANK[severity] <= RANK[seen]:
+        case.updated_at = now
+        if case.id is None and RANK[severity] > RANK[seen]:
+            case.max_severity = severity
+        return
+    done = session.execute(update(Case).where(Case.id == case.id, Case.max_severity == seen)
+                           .values(max_severity=severity, updated_at=now))
+    if _changed(done) != 1:
+        raise Conflict(f"case {case.id}: severity changed under us")
+
+
+def attach(session: Session, case: Case, *, rule: str, severity: str, alert_id: str, now: dt.datetime) -> Attached:
+    """The live alert of `case` for `rule` that this evidence belongs to - opened or raised as needed. `case` must
+    be flushed (it has an id)."""
+    live = session.scalar(select(CaseAlert).where(CaseAlert.case_id == case.id, CaseAlert.rule == rule,
+                                                  CaseAlert.status != "RESOLVED"))
+    if live is None:
+        alert = CaseAlert(case_id=case.id, household_id=case.subject_id, rule=rule, status="OPEN",
+                          severity=severity, opened_at=now, updated_at=now)
+        session.add(alert)
+        session.flush()  # a concurrent writer that opened it first: IntegrityError on uq_case_alerts_live_rule
+        return Attached(alert.id, opened=True, escalated_from=None)
+    seen = live.severity
+    if RANK[severity] <= RANK[seen]:
+        live.updated_at = now
+        return Attached(live.id, opened=False, escalated_from=None)
+    done = session.execute(
+        update(CaseAlert).where(CaseAlert.id == live.id, CaseAlert.severity == seen, CaseAlert.status != "RESOLVED")
+        .values(severity=severity, updated_at=now,
+                status="OPEN"))  # an ACKNOWLEDGED alert that escalates is OPEN again
+    if _changed(done) != 1:
+        raise Conflict(f"case alert {live.id}: changed under us")
+    session.add(CaseHistory(case_id=case.id, household_id=case.subject_id, kind="ESCALATION", workflow=None,
+                            step=None, by_user=CASEFEED, on_day=now.date(), recorded_at=now,
+                            note=f"{rule} {seen} -> {severity} (alert {alert_id})"))
+    return Attached(live.id, opened=False, escalated_from=seen)

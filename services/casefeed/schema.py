@@ -1,0 +1,136 @@
+"""The case DB's schema version: brings a database to the newest Alembic revision (services/casefeed/migrations).
+
+`upgrade(engine)` is what `open_database` runs on every open:
+  * an empty database goes from nothing to head;
+  * a database of issue #2 (the `cases` table present, no `alembic_version`) is stamped 0001 - the schema it
+    has - and upgraded from there, keeping its cases and evidence;
+  * a database whose `alembic_version` names a revision but whose tables are gone (dropped by hand, as tests
+    do with `Base.metadata.drop_all`) is built again from nothing;
+  * a database at a revision this code does not know (made by a newer povwatch) is refused: ConfigError.
+On PostgreSQL the upgrade runs in one transaction under an advisory lock, so processes opening the same new
+database at once upgrade it once. On SQLite foreign keys are switched off while tables are copied (batch mode)
+and checked when done. Errors are left to the caller (`open_database` translates them).
+
+A new revision (developers): `python -m services.casefeed.schema revision -m "what changes" [--autogenerate]
+--url URL` writes services/casefeed/migrations/versions/<rev>_<slug>.py from the template.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, inspect, text
+
+from schemas.errors import ConfigError
+
+__all__ = ["upgrade", "head", "current", "FIRST_REVISION", "MIGRATIONS"]
+
+MIGRATIONS = Path(__file__).resolve().with_name("migrations")
+FIRST_REVISION = "0001"  # the schema of issue #2
+_LOCK_KEY = 0x706F7677  # "povw": the advisory lock PostgreSQL processes take while they upgrade
+
+
+def _config(connection: Connection | None = None, url: str | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    if url is not None:
+        config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    if connection is not None:
+        config.attributes["connection"] = connection
+    return config
+
+
+@lru_cache(maxsize=1)
+def _scripts() -> ScriptDirectory:
+    return ScriptDirectory.from_config(_config())
+
+
+def head() -> str:
+    """The newest revision this code knows."""
+    revision = _scripts().get_current_head()
+    assert revision is not None, "services/casefeed/migrations/versions holds no revision"
+    return revision
+
+
+def current(connection: Connection) -> str | None:
+    """The revision the database on `connection` is at (None: not versioned)."""
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def _known(revision: str) -> bool:
+    return any(script.revision == revision for script in _scripts().walk_revisions())
+
+
+def _to_head(connection: Connection) -> None:
+    if connection.dialect.name == "postgresql":
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
+    tables = set(inspect(connection).get_table_names())
+    revision = current(connection)
+    config = _config(connection)
+    if revision is None and "cases" in tables:
+        command.stamp(config, FIRST_REVISION)           # the DB of issue #2
+    elif revision is not None and "cases" not in tables:
+        command.stamp(config, "base", purge=True)       # its tables were dropped: build them again
+    elif revision is not None and not _known(revision):
+        raise ConfigError(f"POVWATCH_CASE_DB: the case database is at schema revision {revision}, which this "
+                          f"povwatch does not know (its newest is {head()}): use a newer povwatch")
+    if current(connection) != head():
+        command.upgrade(config, "head")
+
+
+def upgrade(engine: Engine) -> None:
+    """Bring the database of `engine` to the newest revision (see the module docstring)."""
+    with engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:  # outside any transaction, where SQLite honours it; batch mode copies and drops tables
+            connection.exec_driver_sql("PRAGMA foreign_keys = OFF")
+            connection.commit()  # (SQLAlchemy's autobegun transaction; SQLite itself opened none)
+        try:
+            with connection.begin():
+                _to_head(connection)
+                if sqlite:
+                    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                    if broken:
+                        raise ConfigError(f"POVWATCH_CASE_DB: after the upgrade {len(broken)} row(s) break a "
+                                          f"foreign key, first in table {broken[0][0]}; nothing was committed")
+        finally:
+            if sqlite:
+                connection.exec_driver_sql("PRAGMA foreign_keys = ON")
+                connection.commit()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Developers' entry point: `revision` writes a new migration file; `current` and `upgrade` act on --url."""
+    parser = argparse.ArgumentParser(prog="python -m services.casefeed.schema", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("action", choices=["revision", "current", "upgrade"])
+    parser.add_argument("--url", help="the case DB (as POVWATCH_CASE_DB); needed by current, upgrade, --autogenerate")
+    parser.add_argument("-m", "--message", help="with revision: what the revision changes")
+    parser.add_argument("--autogenerate", action="store_true", help="with revision: diff the models against --url")
+    args = parser.parse_args(argv)
+    if args.action == "revision":
+        if not args.message:
+            parser.error("revision needs -m MESSAGE")
+        number = f"{int(head()) + 1:04d}"
+        command.revision(_config(url=args.url), message=args.message, autogenerate=args.autogenerate,
+                         rev_id=number)
+        return 0
+    if not args.url:
+        parser.error(f"{args.action} needs --url")
+    from services.casefeed.db import open_database
+
+    with open_database(args.url) as store:  # opening upgrades
+        with store.engine.connect() as connection:
+            print(current(connection))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
