@@ -17,6 +17,8 @@ import datetime as dt
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -231,3 +233,28 @@ def test_another_regions_case_in_chromium(desk: tuple[str, World, str, ChildProc
     page.goto(f"{base}/cases")
     expect(page).to_have_url(f"{base}/login?next=%2Fcases")
     page.context.close()
+
+
+def _desk_exits(env: dict[str, str]) -> tuple[int, str]:
+    done = subprocess.run([sys.executable, "-m", "services.cli", "desk"], env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+    return done.returncode, done.stderr
+
+
+def test_start_up_errors_are_one_line(desk: tuple[str, World, str, ChildProcess], tmp_path: Path) -> None:
+    base, _, url, _ = desk
+    taken = base.rsplit(":", 1)[1]
+    code, err = _desk_exits({"POVWATCH_CASE_DB": url, "POVWATCH_DESK_PORT": taken, "POVWATCH_DESK_SECRET": SECRET})
+    assert code == 2 and err.startswith(f"povwatch: error: cannot serve the desk on 127.0.0.1:{taken}: ")
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    code, err = _desk_exits({"POVWATCH_CASE_DB": url, "POVWATCH_DESK_PORT": str(_free_port()),
+                             "POVWATCH_DESK_SECRET": "too-short"})
+    assert code == 2 and "POVWATCH_DESK_SECRET must be at least 32 characters" in err
+    assert len(err.strip().splitlines()) == 1, err
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    code, err = _desk_exits({"POVWATCH_CASE_DB": f"sqlite:///{not_a_dir}/sub/cases.db",
+                             "POVWATCH_DESK_PORT": str(_free_port()), "POVWATCH_DESK_SECRET": SECRET})
+    assert code == 2 and "POVWATCH_CASE_DB" in err and "Traceback" not in err, err
+    code, err = _desk_exits({"POVWATCH_CASE_DB": url, "POVWATCH_DESK_PORT": "eighty"})
+    assert code == 2 and "POVWATCH_DESK_PORT" in err and len(err.strip().splitlines()) == 1, err
