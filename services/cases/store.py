@@ -50,7 +50,8 @@ from schemas.errors import (
 from schemas.topics import REGISTRY_HOUSEHOLDS
 from services.casefeed.db import Case, CaseStore, Evidence, classify
 from services.cases import queries
-from services.cases.model import AuditEntry, CaseAlert, CaseHistory, Household, Member, OutboxMessage, User
+from services.cases.model import AuditEntry, CaseAlert, CaseHistory, Household, Member, User
+from services.cases.outbox import add_message
 from services.cases.roster import HOUSEHOLD_FIELDS, MEMBER_FIELDS, read_roster
 from services.cases.users import (
     UserView,
@@ -365,8 +366,7 @@ class Cases:
         session.flush()
         value = self._codec.encode("povwatch.registry.Household", household_record(household, case_id=case.id,
                                                                                   now=now))
-        session.add(OutboxMessage(created_at=now, topic=REGISTRY_HOUSEHOLDS,
-                                  key=household.household_id.encode("utf-8"), value=value, published_at=None))
+        add_message(session, REGISTRY_HOUSEHOLDS, household.household_id.encode("utf-8"), value, now)
 
     def _close(self, session: Session, me: User, case: Case, day: dt.date, now: dt.datetime, note: str) -> int:
         """Close the case and resolve its alerts (a RESOLVE history row); how many alerts were resolved."""
