@@ -106,7 +106,8 @@ class Relay:
         self.backoff = backoff
         self.totals = RelayTotals()
         self.consumer: AIOKafkaConsumer | None = None
-        self.failures = 0  # consecutive failed attempts
+        self.failures = 0  # consecutive failed attempts to publish the outbox
+        self.answer_failures = 0  # consecutive failed attempts to read the answers
 
     async def _pending_gauge(self) -> int:
         waiting, _ = await asyncio.to_thread(outbox.counts, self.store)
@@ -234,12 +235,15 @@ async def run_relay(store: CaseStore, *, bootstrap: str, group: str, publisher_f
             try:
                 consumed = await relay.answers(POLL_SECONDS if once else interval)
             except (BrokerUnavailable, DatabaseUnavailable) as exc:
-                relay.failures += 1
+                relay.answer_failures += 1
                 relay.totals.failed_attempts += 1
-                log.warning("reading comparison answers failed (attempt %d): %s", relay.failures, exc)
+                log.warning("reading comparison answers failed (attempt %d): %s", relay.answer_failures, exc)
                 await relay.close()
-                await _sleep(backoff.delay(relay.failures), stop)
+                await _sleep(backoff.delay(relay.answer_failures), stop)
                 continue
+            if relay.answer_failures:
+                log.info("reading comparison answers again after %d failed attempt(s)", relay.answer_failures)
+                relay.answer_failures = 0
             if once and not consumed:
                 waiting, _ = await asyncio.to_thread(outbox.counts, store)
                 if not waiting:

@@ -66,6 +66,13 @@ def _publish_one(store: Any, settings: Any, outbox_id: int) -> bool:
     return True
 
 
+def _quiet_kafka_client() -> None:
+    """aiokafka logs each failed connection itself; our one line per attempt says it (with the reason)."""
+    import logging
+
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+
+
 def cmd_relay(args: argparse.Namespace, settings: Any) -> int:
     from prometheus_client import start_http_server
 
@@ -75,6 +82,7 @@ def cmd_relay(args: argparse.Namespace, settings: Any) -> int:
     from services.kafka_io import KafkaPublisher
 
     logs.configure()
+    _quiet_kafka_client()
     if args.interval <= 0:
         raise PovwatchError("--interval must be more than 0 seconds")
     if settings.relay_metrics_port:
@@ -107,6 +115,7 @@ def cmd_connector_compare(args: argparse.Namespace, settings: Any) -> int:
     config = load_compare_config(Path(args.config))
     pseudonymiser = Pseudonymiser(settings.checked_key())
     logs.configure()
+    _quiet_kafka_client()
     if config.metrics_port:
         try:
             start_http_server(config.metrics_port)
