@@ -163,3 +163,46 @@ def test_alerts_case_resolution_and_the_audit_log(cli: Cli, world: int) -> None:
     lines = cli.run("audit", "household", HA).stdout.splitlines()
     assert lines[0].split()[:4] == ["WHEN", "(UTC)", "USER", "ACTION"] and len(lines) == 7
     assert cli.run("audit", "household", "nobody").stdout == "(nobody has looked at or acted on this household)\n"
+
+
+def _on_a_terminal(cli: Cli, args: list[str], answers: list[str]) -> tuple[int, str]:
+    """Run povwatch with a pseudo-terminal as its controlling terminal (getpass reads /dev/tty); type `answers`
+    at each prompt. Returns the exit status and everything the terminal showed."""
+    import pty
+    import select as select_
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: exec povwatch on the pty
+        try:
+            os.chdir(ROOT)
+            os.execve(sys.executable, [sys.executable, "-m", "services.cli", *args], cli.env)
+        finally:
+            os._exit(127)  # never return into pytest from the child
+    shown, pending = b"", list(answers)
+    while True:
+        ready, _, _ = select_.select([fd], [], [], 60)
+        assert ready, f"povwatch waits without a prompt; the terminal shows: {shown!r}"
+        try:
+            chunk = os.read(fd, 1024)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        shown += chunk
+        if pending and shown.rstrip().endswith(b":"):
+            os.write(fd, pending.pop(0).encode() + b"\n")
+            shown += b"\n"
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), shown.decode(errors="replace")
+
+
+def test_users_add_asks_for_the_password_twice_on_the_terminal(cli: Cli) -> None:
+    code, shown = _on_a_terminal(cli, ["users", "add", "wang", "--role", "village", "--region", V1],
+                                 ["a long password 1", "a long password 1"])
+    assert code == 0 and "password for wang:" in shown and "again:" in shown
+    assert f"user wang added: village of {V1}" in shown and "a long password 1" not in shown  # not echoed
+    code, shown = _on_a_terminal(cli, ["users", "add", "li", "--role", "county", "--region", "652701"],
+                                 ["a long password 1", "another password"])
+    assert code == 2 and "povwatch: error: the two passwords differ" in shown
+    with open_database(cli.db) as store:
+        assert Cases(store).authenticate("wang", "a long password 1") is not None
