@@ -331,6 +331,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_case_parsers(sub)  # case advance|resolve|show, users add|list, audit household
 
+    from services.cases.report_cli import add_parser as add_report_parser
+
+    add_report_parser(sub)  # report monthly|quarterly|annual
+
     p = sub.add_parser("feeds", help="the feed catalogue; templates with the right headers for data officers")
     p.add_argument("action", choices=["list", "template"])
     p.add_argument("dept", nargs="?", help="with template: department slug, e.g. medical-security")

@@ -366,3 +366,81 @@ def test_cases_json_shows_the_alerts_with_their_status(store: CaseStore) -> None
         "resolved_by": None}
     assert alert["opened_at"].endswith("+00:00")
     assert [e["case_alert_id"] for e in case["evidence"]] == [alert["id"]] * 2
+
+
+# --- the report's rows (services/cases/report_query.py) -------------------------------------------------------
+def _utc(day: dt.date, hour: int = 4) -> dt.datetime:
+    """`hour` o'clock Beijing time on `day`, in UTC."""
+    return dt.datetime(day.year, day.month, day.day, hour, tzinfo=dt.timezone(dt.timedelta(hours=8))
+                       ).astimezone(dt.UTC)
+
+
+def fill_report_db(url: str) -> None:
+    """Cases of 2025 for the report: Jinghe (652722) a MARGINAL household with an alert in February and two in
+    March; a SUDDEN_HARDSHIP household alerted in February and carried to LABEL on 3 March; Bole (652701) a
+    household not in the roster alerted at 00:30 on 1 April Beijing time (31 March in UTC) and a village case
+    opened on 10 March and resolved on 15 March."""
+    from decimal import Decimal
+
+    from services.cases.model import CaseHistory, Household
+
+    hh_a, hh_b, hh_c = "652722000000000001", "652722000000000002", "652701000000000003"
+    received = {"a0": _utc(dt.date(2025, 2, 25)), "a1": _utc(dt.date(2025, 3, 5), 0),
+                "a2": _utc(dt.date(2025, 3, 20)), "b1": _utc(dt.date(2025, 2, 10)),
+                "c1": dt.datetime(2025, 3, 31, 16, 30, tzinfo=dt.UTC), "v1": _utc(dt.date(2025, 3, 10))}
+    with open_database(url) as store:
+        for alert_id, household in (("a0", hh_a), ("a1", hh_a), ("a2", hh_a), ("b1", hh_b), ("c1", hh_c)):
+            store.record_household_alert({**household_alert(alert_id, household), "village_code": household[:12]})
+        village = store.record_regional_alert(regional_alert("v1", "652701100201")).case_id
+        with Session(store.engine) as session, session.begin():
+            for alert_id, at in received.items():
+                session.execute(update(Evidence).where(Evidence.alert_id == alert_id).values(received_at=at))
+            for case in session.scalars(select(Case)):
+                first = min(e.received_at for e in case.evidence)
+                case.opened_at = case.updated_at = first
+            for household, category in ((hh_a, "MARGINAL"), (hh_b, "SUDDEN_HARDSHIP")):
+                session.add(Household(household_id=household, village_code=household[:12], category=category,
+                                      monitoring_status="NOT_INCLUDED", labour_capacity="ABLE",
+                                      per_capita_income=Decimal("8000.00"), household_size=4, updated_at=RAISED))
+            case_b = session.scalar(select(Case.id).where(Case.subject_id == hh_b))
+            assert case_b is not None
+            for step, day in (("APPLY", 11), ("PUBLIC_NOTICE", 12), ("TOWNSHIP_VERIFY", 20), ("COUNTY_CONFIRM", 28)):
+                session.add(CaseHistory(case_id=case_b, household_id=hh_b, kind="STEP", workflow="INCLUSION",
+                                        step=step, by_user="u", on_day=dt.date(2025, 2, day), recorded_at=RAISED))
+            for step, day in (("DATA_COMPARE", 2), ("LABEL", 3)):
+                session.add(CaseHistory(case_id=case_b, household_id=hh_b, kind="STEP", workflow="INCLUSION",
+                                        step=step, by_user="u", on_day=dt.date(2025, 3, day), recorded_at=RAISED))
+            session.execute(update(Case).where(Case.id == village).values(status="CLOSED"))
+            session.add(CaseHistory(case_id=village, household_id="652701100201", kind="RESOLVE", by_user="u",
+                                    on_day=dt.date(2025, 3, 15), recorded_at=RAISED))
+
+
+def test_report_rows_from_the_case_db(store: CaseStore) -> None:
+    from services.cases.report import Period, PeriodKind, compute
+    from services.cases.report_query import load_rows
+
+    fill_report_db(store.engine.url.render_as_string(hide_password=False))
+    march = Period(PeriodKind.MONTHLY, 2025, 3)
+    cases, evidence, steps = load_rows(store, since=march.previous().start, until=march.end)
+    # Beijing days: c1 (31 March 16:30 UTC) arrived on 1 April, after the period; so did its case
+    assert sorted((e.county, e.category, e.received_on.isoformat()) for e in evidence) == [
+        ("652701", "VILLAGE", "2025-03-10"),
+        ("652722", "MARGINAL", "2025-02-25"), ("652722", "MARGINAL", "2025-03-05"),
+        ("652722", "MARGINAL", "2025-03-20"), ("652722", "SUDDEN_HARDSHIP", "2025-02-10")]
+    assert sorted((c.category, c.opened_on.isoformat(), c.closed_on and c.closed_on.isoformat()) for c in cases) == [
+        ("MARGINAL", "2025-02-25", None), ("SUDDEN_HARDSHIP", "2025-02-10", None),
+        ("VILLAGE", "2025-03-10", "2025-03-15")]
+    april = load_rows(store, since=dt.date(2025, 4, 1), until=dt.date(2025, 4, 30))
+    assert [(e.county, e.category, e.received_on.isoformat()) for e in april[1]] == [
+        ("652701", "UNKNOWN", "2025-04-01")]
+    assert [(s.step, s.on_day.isoformat()) for s in sorted(steps, key=lambda s: s.seq)][-1] == ("LABEL", "2025-03-03")
+    report = compute(march, dt.date(2025, 7, 1), cases=cases, evidence=evidence, steps=steps)
+    lines = {(line.county, line.category): line for line in report.lines}
+    marginal, sudden = lines["652722", "MARGINAL"], lines["652722", "SUDDEN_HARDSHIP"]
+    assert (marginal.values["new_alerts"], marginal.previous["new_alerts"]) == (2, 1)
+    assert (marginal.values["open_cases"], marginal.values["open_age_30to90"]) == (1, 1)
+    assert (sudden.values["households_included"], sudden.values["open_step_LABEL"]) == (1, 1)
+    assert sudden.previous["open_step_COUNTY_CONFIRM"] == 1
+    village = lines["652701", "VILLAGE"]
+    assert (village.values["new_alerts"], village.values["open_cases"]) == (1, 0)    # resolved on 15 March
+    assert ("652701", "UNKNOWN") not in lines

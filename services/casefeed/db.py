@@ -299,6 +299,11 @@ class CaseStore:
         """The SQLAlchemy engine (for tests and maintenance; application code should not need it)."""
         return self._engine
 
+    def run(self, work: Callable[[Session], _T], action: str) -> _T:
+        """Run `work(session)` in one transaction, retried after a lost race and with errors translated into
+        schemas.errors exceptions (`action` completes "could not ..."): for the case DB's other modules."""
+        return self._transaction(work, action)
+
     # --- writing -----------------------------------------------------------------------------------------
     def record_household_alert(self, alert: Mapping[str, Any], *, topic: str = HOUSEHOLD_TOPIC) -> RecordResult:
         """Attach a household alert to the OPEN case of its household (opening one if needed), once."""

@@ -39,6 +39,7 @@ from tests.casedb_behaviour import (  # noqa: E402, F401
     test_partial_unique_index_allows_one_open_case_per_subject,
     test_redelivered_alert_changes_nothing,
     test_regional_alert_opens_a_village_case,
+    test_report_rows_from_the_case_db,
 )
 
 
