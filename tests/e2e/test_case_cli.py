@@ -189,9 +189,8 @@ def _on_a_terminal(cli: Cli, args: list[str], answers: list[str]) -> tuple[int, 
         if not chunk:
             break
         shown += chunk
-        if pending and shown.rstrip().endswith(b":"):
+        if pending and chunk.endswith(b": "):  # a prompt (getpass turns echo off before writing it)
             os.write(fd, pending.pop(0).encode() + b"\n")
-            shown += b"\n"
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status), shown.decode(errors="replace")
 
