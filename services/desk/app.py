@@ -1,7 +1,8 @@
 """The desk as a FastAPI application: server-rendered pages (Jinja2) over the case operations (`DeskCases`).
 
     GET  /login                     the log-in form (every visitor gets a session, so the form has a CSRF token)
-    POST /login                     name + password (Cases.authenticate); a NEW session on success
+    POST /login                     name + password (Cases.authenticate); a NEW session on success; 5 failures
+                                    for one name within 15 minutes refuse that name for the rest of them (429)
     POST /logout                    revokes the session, deletes the cookie
     GET  /cases                     the worklist: the user's open cases (their region only), severity then age;
                                     filters county, township, rule, severity, step as GET parameters
@@ -59,7 +60,7 @@ from services.desk.forms import (
     role_label,
     step_label,
 )
-from services.desk.sessions import COOKIE, DeskSession, SessionCodec, cookie_options, csrf_ok
+from services.desk.sessions import COOKIE, DeskSession, LoginThrottle, SessionCodec, cookie_options, csrf_ok
 
 __all__ = ["DeskCases", "create_app", "TEMPLATES", "STATIC"]
 
@@ -76,7 +77,7 @@ _SECURITY_HEADERS = {
 }
 _DONE = {"ACKNOWLEDGE": "已确认预警", "RESOLVE": "已结案, 本案预警均已解除"}
 _TITLES = {400: "输入有误", 401: "未登录", 403: "禁止访问", 404: "未找到", 405: "方法不允许", 409: "操作被拒绝",
-           500: "内部错误", 503: "暂不可用"}
+           429: "请稍后再试", 500: "内部错误", 503: "暂不可用"}
 
 
 class DeskCases(Protocol):
@@ -119,10 +120,13 @@ def _safe_next(value: str | None) -> str:
 
 
 def create_app(cases: DeskCases, *, secret: str, secure_cookies: bool = True,
-               today: Callable[[], dt.date] = dt.date.today, max_age: int | None = None) -> FastAPI:
+               today: Callable[[], dt.date] = dt.date.today, max_age: int | None = None,
+               login_throttle: LoginThrottle | None = None) -> FastAPI:
     """The desk over `cases`. `secret` signs the session cookies (≥ 16 characters); `secure_cookies=False` only
-    for plain HTTP on this machine (POVWATCH_DESK_INSECURE_COOKIES=1); `today` is the prefecture's date."""
+    for plain HTTP on this machine (POVWATCH_DESK_INSECURE_COOKIES=1); `today` is the prefecture's date;
+    `login_throttle` limits failed log-ins per name (default: 5 in 15 minutes)."""
     codec = SessionCodec(secret) if max_age is None else SessionCodec(secret, max_age=max_age)
+    throttle = login_throttle or LoginThrottle()
     cookie = cookie_options(secure=secure_cookies, max_age=codec.max_age)
     templates = Jinja2Templates(directory=str(TEMPLATES))
     templates.env.globals.update(
@@ -247,10 +251,18 @@ def create_app(cases: DeskCases, *, secret: str, secure_cookies: bool = True,
         if not csrf_ok(session, csrf):
             raise _Refused(403, "表单已失效或缺少校验码 (CSRF), 请刷新登录页后重试")
         assert session is not None
-        user = cases.authenticate(name.strip(), password) if name.strip() and password else None
+        name = name.strip()
+        wait = throttle.blocked_for(name)
+        if wait > 0:
+            return page(request, "login.html", session, {
+                "next": _safe_next(next), "name": name,
+                "error": f"登录失败次数过多, 请 {int(wait // 60) + 1} 分钟后再试"}, status=429)
+        user = cases.authenticate(name, password) if name and password else None
         if user is None or not user.active:
-            return page(request, "login.html", session, {"next": _safe_next(next), "name": name.strip(),
+            throttle.failed(name)
+            return page(request, "login.html", session, {"next": _safe_next(next), "name": name,
                                                          "error": "用户名或密码错误"}, status=401)
+        throttle.succeeded(name)
         codec.revoke(session)  # the anonymous session's token is not reused after log-in
         response = RedirectResponse(_safe_next(next), status_code=303)
         response.set_cookie(COOKIE, codec.dump(codec.new(user.name)), **cookie)

@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from collections import OrderedDict
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-__all__ = ["COOKIE", "MAX_AGE", "DeskSession", "SessionCodec", "csrf_ok", "cookie_options"]
+__all__ = ["COOKIE", "MAX_AGE", "DeskSession", "SessionCodec", "csrf_ok", "cookie_options", "LoginThrottle"]
 
 COOKIE = "povwatch_desk"
 MAX_AGE = 8 * 3600  # a working day
@@ -83,3 +85,41 @@ def csrf_ok(session: DeskSession | None, presented: str | None) -> bool:
 def cookie_options(*, secure: bool, max_age: int = MAX_AGE) -> dict[str, Any]:
     """Starlette's set_cookie keyword arguments for the session cookie."""
     return {"max_age": max_age, "path": "/", "httponly": True, "samesite": "lax", "secure": secure}
+
+
+class LoginThrottle:
+    """Failed log-ins per user name: after `limit` failures within `window` seconds, that name is refused for the
+    rest of the window (guessing passwords one name at a time costs hours). Kept in this process only."""
+
+    def __init__(self, *, limit: int = 5, window: float = 900.0, clock: Callable[[], float] = time.monotonic,
+                 names_kept: int = 10_000) -> None:
+        self.limit = limit
+        self.window = window
+        self._clock = clock
+        self._names_kept = names_kept
+        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+
+    def _recent(self, name: str) -> deque[float]:
+        failures = self._failures.get(name, deque())
+        cutoff = self._clock() - self.window
+        while failures and failures[0] <= cutoff:
+            failures.popleft()
+        return failures
+
+    def blocked_for(self, name: str) -> float:
+        """Seconds until `name` may try again (0: now)."""
+        failures = self._recent(name)
+        if len(failures) < self.limit:
+            return 0.0
+        return max(0.0, failures[-self.limit] + self.window - self._clock())
+
+    def failed(self, name: str) -> None:
+        failures = self._recent(name)
+        failures.append(self._clock())
+        self._failures[name] = failures
+        self._failures.move_to_end(name)
+        while len(self._failures) > self._names_kept:
+            self._failures.popitem(last=False)
+
+    def succeeded(self, name: str) -> None:
+        self._failures.pop(name, None)

@@ -9,7 +9,7 @@ import pytest
 
 from services.cases.workflow import STEP_LABELS, Role, Step
 from services.desk.forms import FormError, fields_for, parse_filters, parse_step, step_label
-from services.desk.sessions import SessionCodec, cookie_options, csrf_ok
+from services.desk.sessions import LoginThrottle, SessionCodec, cookie_options, csrf_ok
 
 SECRET = "unit-test-desk-secret-0123456789"
 TODAY = dt.date(2025, 3, 10)
@@ -127,3 +127,20 @@ def test_bad_step_input_is_one_line(step: str, form: dict[str, str], words: str)
 def test_labels_are_chinese() -> None:
     assert step_label("APPLY") == "申请" and step_label(None) == "尚无步骤" and step_label("ODD") == "ODD"
     assert all(step_label(step.value) == STEP_LABELS[step] for step in Step)
+
+
+def test_failed_log_ins_are_throttled_per_name() -> None:
+    now = [1000.0]
+    throttle = LoginThrottle(limit=3, window=600, clock=lambda: now[0])
+    for _ in range(2):
+        throttle.failed("cun")
+    assert throttle.blocked_for("cun") == 0
+    throttle.failed("cun")
+    assert throttle.blocked_for("cun") == 600 and throttle.blocked_for("xiang") == 0
+    now[0] += 599
+    assert throttle.blocked_for("cun") == 1
+    now[0] += 1
+    assert throttle.blocked_for("cun") == 0  # the oldest failure left the window
+    throttle.failed("cun")
+    throttle.succeeded("cun")
+    assert throttle.blocked_for("cun") == 0 and "cun" not in throttle._failures
