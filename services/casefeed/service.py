@@ -51,6 +51,8 @@ REFUSED = Counter("povwatch_casefeed_alerts_refused_total",
 SANITISED = Counter("povwatch_casefeed_alerts_sanitised_total",
                     "Alerts stored with NUL characters in their text replaced by U+FFFD")
 DB_RETRIES = Counter("povwatch_casefeed_db_retries_total", "Attempts that found the case DB unavailable")
+ESCALATIONS = Counter("povwatch_casefeed_escalations_total",
+                      "Case alerts raised to a higher severity by new evidence (an ESCALATION in the case's history)")
 DB_UP = Gauge("povwatch_casefeed_db_up", "1 while the case DB answers, 0 during an outage")
 
 POLL_SECONDS = 1.0
@@ -162,6 +164,8 @@ class _Feed:
             if result.case_opened:
                 CASES_OPENED.inc()
                 self.totals.cases_opened += 1
+            if result.escalated_from is not None:
+                ESCALATIONS.inc()
 
     async def _commit(self) -> None:
         try:
