@@ -84,15 +84,21 @@ def test_watch_configuration(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_deploy_examples_load(monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.compare.config import load_compare_config
+
     monkeypatch.setenv("HIS_DB_PASSWORD", "example")
     examples = sorted((REPO / "deploy" / "connectors").glob("*.toml"))
-    assert len(examples) >= 2
+    assert len(examples) >= 3
     kinds = set()
     for path in examples:
+        if "[comparison]" in path.read_text(encoding="utf-8") and "[[folders]]" not in path.read_text("utf-8"):
+            load_compare_config(path)  # a comparison connector's file (povwatch connector compare)
+            kinds.add("comparison")
+            continue
         loaded = load_config(path)
         kinds |= {"folder"} if loaded.folders else set()
         kinds |= {"sql"} if loaded.sql else set()
-    assert kinds == {"folder", "sql"}
+    assert kinds == {"folder", "sql", "comparison"}
 
 
 CHILD = """
