@@ -92,6 +92,7 @@ def test_every_alert_is_annotated_and_has_a_severity() -> None:
 
 def _exported_sample_names() -> set[str]:
     import services.casefeed.service  # noqa: F401  (registers the casefeed's metrics)
+    import services.cases.relay  # noqa: F401  (registers the relay's metrics)
     import services.monitor.metrics  # noqa: F401  (registers the monitor's metrics)
 
     names: set[str] = set()
@@ -120,7 +121,8 @@ def test_rule_metrics_are_exported() -> None:
 def test_rule_jobs_are_scraped() -> None:
     config = _code_lines(CONFIG)
     jobs = set(re.findall(r"^\s*- job_name:\s*(\S+)\s*$", config, re.M))
-    assert jobs == {"povwatch-monitor", "povwatch-casefeed", "povwatch-intake"}
+    assert jobs == {"povwatch-monitor", "povwatch-casefeed", "povwatch-intake", "povwatch-connector",
+                    "povwatch-relay"}
     used = set(re.findall(r'\bjob\s*=~?\s*"([^"]+)"', _code_lines(RULES)))
     assert used and used <= jobs, f"rules select jobs {sorted(used)}; the config scrapes {sorted(jobs)}"
 
@@ -131,7 +133,7 @@ def test_scrape_targets_match_the_metrics_ports() -> None:
     config = _code_lines(CONFIG)
     assert re.search(r"^\s*scrape_interval:\s*15s\s*$", config, re.M), "scrape_interval should be 15s"
     for job, field in (("povwatch-monitor", "monitor_metrics_port"), ("povwatch-casefeed", "casefeed_metrics_port"),
-                       ("povwatch-intake", "intake_port")):
+                       ("povwatch-intake", "intake_port"), ("povwatch-relay", "relay_metrics_port")):
         port = Settings.model_fields[field].default
         block = re.search(rf"- job_name:\s*{job}\s*\n(.*?)(?=^\s*- job_name:|\Z)", config, re.M | re.S)
         assert block is not None, f"no scrape job {job}"
