@@ -20,14 +20,13 @@ service's and are not read here. Every mistake is one line (ConfigError) naming 
 """
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from schemas.catalog import ComparisonDepartment, comparison_department
 from schemas.errors import ConfigError
 from services.compare.sources import SourceConfig
-from services.watch.config import _expand, _Table
+from services.watch.config import _expand, _Table, read_toml
 
 __all__ = ["CompareConfig", "load_compare_config"]
 
@@ -43,14 +42,7 @@ class CompareConfig:
 
 
 def load_compare_config(path: Path) -> CompareConfig:
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"no such configuration file: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path.name}: not valid TOML ({exc})") from None
+    data = read_toml(path)
     base = path.resolve().parent
     top = _Table(data, path.name)
     slug = top.get("department", str, required=True)

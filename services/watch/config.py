@@ -121,15 +121,20 @@ def _feed(department: str, feed: str, where: str) -> None:
         raise ConfigError(f"{where}: {exc}") from None
 
 
-def load_config(path: Path) -> WatchConfig:
+def read_toml(path: Path) -> dict[str, Any]:
+    """A department's TOML file as a dict; a missing, unreadable or invalid file is one ConfigError line."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"no such configuration file: {path}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path.name}: not valid TOML ({exc})") from None
+
+
+def load_config(path: Path) -> WatchConfig:
+    data = read_toml(path)
     base = path.resolve().parent
     top = _Table(data, path.name)
     department = top.get("department", str, required=True)
