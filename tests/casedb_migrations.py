@@ -10,6 +10,7 @@ with cases and evidence as #2's casefeed wrote them.
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -190,3 +191,42 @@ def test_downgrade_to_issue_2_and_upgrade_again(db_url: str) -> None:
         engine.dispose()
     with open_database(db_url) as store:
         check_upgraded_issue2_db(store)
+
+
+OPENER = """
+import sys, time
+from pathlib import Path
+from services.casefeed.db import open_database
+go = Path(sys.argv[2])
+while not go.exists():
+    time.sleep(0.005)
+open_database(sys.argv[1]).close()
+"""
+
+
+def open_at_once(url: str, tmp_path: Path, processes: int = 6) -> None:
+    """`processes` processes, imports done, open the database at the same moment; each must succeed."""
+    import subprocess
+    import sys
+    import time
+
+    go = tmp_path / "go"
+    children = [subprocess.Popen([sys.executable, "-c", OPENER, url, str(go)], cwd=Path(__file__).parents[1],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(processes)]
+    time.sleep(3)                                                  # every child has imported and is waiting
+    go.touch()
+    failed = []
+    for child in children:
+        out, err = child.communicate(timeout=120)
+        if child.returncode != 0:
+            failed.append(err.strip().splitlines()[-1] if err.strip() else f"exit {child.returncode}")
+    assert not failed, f"{len(failed)} process(es) failed, first: {failed[0]}"
+    with open_database(url) as store, store.engine.connect() as connection:
+        assert schema.current(connection) == schema.head()
+        assert connection.scalar(text("SELECT count(*) FROM alembic_version")) == 1
+
+
+def test_processes_opening_a_new_database_at_once_upgrade_it_once(db_url: str, tmp_path: Path) -> None:
+    """The lock (PostgreSQL: advisory; SQLite: BEGIN IMMEDIATE): processes opening a new database at the same
+    moment all succeed, and it is upgraded once."""
+    open_at_once(db_url, tmp_path)

@@ -7,9 +7,10 @@
   * a database whose `alembic_version` names a revision but whose tables are gone (dropped by hand, as tests
     do with `Base.metadata.drop_all`) is built again from nothing;
   * a database at a revision this code does not know (made by a newer povwatch) is refused: ConfigError.
-On PostgreSQL the upgrade runs in one transaction under an advisory lock, so processes opening the same new
-database at once upgrade it once. On SQLite foreign keys are switched off while tables are copied (batch mode)
-and checked when done. Errors are left to the caller (`open_database` translates them).
+A database at head is only read. An upgrade runs in one transaction, on PostgreSQL under an advisory lock and on
+SQLite under the write lock (BEGIN IMMEDIATE), so processes opening the same new database at once upgrade it
+once. On SQLite foreign keys are switched off while batch mode copies tables, and checked before the commit.
+Errors are left to the caller (`open_database` translates them).
 
 A new revision (developers): `python -m services.casefeed.schema revision -m "what changes" [--autogenerate]
 --url URL` writes services/casefeed/migrations/versions/<rev>_<slug>.py from the template.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -35,6 +37,7 @@ __all__ = ["upgrade", "head", "current", "FIRST_REVISION", "MIGRATIONS"]
 MIGRATIONS = Path(__file__).resolve().with_name("migrations")
 FIRST_REVISION = "0001"  # the schema of issue #2
 _LOCK_KEY = 0x706F7677  # "povw": the advisory lock PostgreSQL processes take while they upgrade
+_IN_PROCESS = threading.Lock()  # Alembic's `context` and `op` are module-global: one upgrade at a time per process
 
 
 def _config(connection: Connection | None = None, url: str | None = None) -> Config:
@@ -85,25 +88,40 @@ def _to_head(connection: Connection) -> None:
         command.upgrade(config, "head")
 
 
+def _at_head(connection: Connection) -> bool:
+    return current(connection) == head() and "cases" in inspect(connection).get_table_names()
+
+
 def upgrade(engine: Engine) -> None:
     """Bring the database of `engine` to the newest revision (see the module docstring)."""
     with engine.connect() as connection:
-        sqlite = connection.dialect.name == "sqlite"
-        if sqlite:  # outside any transaction, where SQLite honours it; batch mode copies and drops tables
-            connection.exec_driver_sql("PRAGMA foreign_keys = OFF")
-            connection.commit()  # (SQLAlchemy's autobegun transaction; SQLite itself opened none)
-        try:
-            with connection.begin():
-                _to_head(connection)
-                if sqlite:
-                    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
-                    if broken:
-                        raise ConfigError(f"POVWATCH_CASE_DB: after the upgrade {len(broken)} row(s) break a "
-                                          f"foreign key, first in table {broken[0][0]}; nothing was committed")
-        finally:
+        at_head = _at_head(connection)  # the usual case: a read, no lock
+        connection.rollback()
+        if at_head:
+            return
+        with _IN_PROCESS:
+            _upgrade(connection)
+
+
+def _upgrade(connection: Connection) -> None:
+    sqlite = connection.dialect.name == "sqlite"
+    if sqlite:  # outside any transaction, where SQLite honours it; batch mode copies and drops tables
+        connection.exec_driver_sql("PRAGMA foreign_keys = OFF")
+        connection.commit()  # (SQLAlchemy's autobegun transaction; SQLite itself opened none)
+    try:
+        with connection.begin():
+            if sqlite:  # the write lock at once: a second process opening a new file waits, then finds it done
+                connection.exec_driver_sql("BEGIN IMMEDIATE")
+            _to_head(connection)
             if sqlite:
-                connection.exec_driver_sql("PRAGMA foreign_keys = ON")
-                connection.commit()
+                broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise ConfigError(f"POVWATCH_CASE_DB: after the upgrade {len(broken)} row(s) break a "
+                                      f"foreign key, first in table {broken[0][0]}; nothing was committed")
+    finally:
+        if sqlite:
+            connection.exec_driver_sql("PRAGMA foreign_keys = ON")
+            connection.commit()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

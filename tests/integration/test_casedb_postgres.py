@@ -59,6 +59,7 @@ from tests.casedb_migrations import (  # noqa: E402, F401
     test_an_empty_db_goes_to_head_and_reopening_keeps_it,
     test_downgrade_to_issue_2_and_upgrade_again,
     test_dropped_tables_are_built_again,
+    test_processes_opening_a_new_database_at_once_upgrade_it_once,
 )
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "postgres.sh"
@@ -200,30 +201,3 @@ def test_concurrent_batches_open_one_case_and_store_each_alert_once(db_url: str)
 
     _check_one_case(db_url, _race(db_url, work))
 
-
-def test_processes_opening_a_new_database_at_once_upgrade_it_once(db_url: str) -> None:
-    """The advisory lock: 8 stores open the empty database at the same moment; every one ends at head."""
-    barrier = threading.Barrier(WRITERS)
-    errors: list[BaseException] = []
-    stores: list[CaseStore] = []
-
-    def run() -> None:
-        try:
-            barrier.wait(timeout=30)
-            stores.append(open_database(db_url))
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run) for _ in range(WRITERS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=120)
-    try:
-        assert not errors, f"{len(errors)} open(s) failed, first: {errors[0]!r}"
-        assert len(stores) == WRITERS
-        with stores[0].engine.connect() as connection:
-            assert connection.scalar(text("SELECT count(*) FROM alembic_version")) == 1
-    finally:
-        for s in stores:
-            s.close()

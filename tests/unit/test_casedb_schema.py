@@ -26,6 +26,7 @@ from tests.casedb_migrations import (  # noqa: E402, F401
     test_an_empty_db_goes_to_head_and_reopening_keeps_it,
     test_downgrade_to_issue_2_and_upgrade_again,
     test_dropped_tables_are_built_again,
+    test_processes_opening_a_new_database_at_once_upgrade_it_once,
 )
 
 # What `Base.metadata.create_all` made at commit d0a6d84 (issue #2), as SQLite stored it.
@@ -133,3 +134,4 @@ def test_upgrade_from_the_ddl_of_issue_2_verbatim(db_url: str, tmp_path: Path) -
     fill_issue2_db(db_url)
     with open_database(db_url) as store:
         check_upgraded_issue2_db(store)
+
