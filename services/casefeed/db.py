@@ -30,6 +30,7 @@ import dataclasses
 import datetime as dt
 import importlib.util
 import json
+import logging
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -518,6 +519,9 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 def open_database(url: str) -> CaseStore:
     """Connect to the case database at `url` and bring its schema to the newest revision (services/casefeed/
     schema.py: a new database is created, one of issue #2 is upgraded keeping its cases and evidence)."""
+    alembic_log = logging.getLogger("alembic")  # INFO lines on import and on every open: noise in our logs
+    if alembic_log.level == logging.NOTSET:
+        alembic_log.setLevel(logging.WARNING)
     from alembic.util import CommandError
 
     import services.cases.model  # noqa: F401  (the bureau's workflow tables, on the same metadata)

@@ -18,6 +18,7 @@ A new revision (developers): `python -m services.casefeed.schema revision -m "wh
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 import threading
 from collections.abc import Sequence
@@ -37,6 +38,7 @@ __all__ = ["upgrade", "head", "current", "FIRST_REVISION", "MIGRATIONS"]
 MIGRATIONS = Path(__file__).resolve().with_name("migrations")
 FIRST_REVISION = "0001"  # the schema of issue #2
 _LOCK_KEY = 0x706F7677  # "povw": the advisory lock PostgreSQL processes take while they upgrade
+log = logging.getLogger(__name__)
 _IN_PROCESS = threading.Lock()  # Alembic's `context` and `op` are module-global: one upgrade at a time per process
 
 
@@ -84,8 +86,10 @@ def _to_head(connection: Connection) -> None:
     elif revision is not None and not _known(revision):
         raise ConfigError(f"POVWATCH_CASE_DB: the case database is at schema revision {revision}, which this "
                           f"povwatch does not know (its newest is {head()}): use a newer povwatch")
-    if current(connection) != head():
+    before = current(connection)
+    if before != head():
         command.upgrade(config, "head")
+        log.info("case DB schema upgraded from %s to %s", before or "nothing", head())
 
 
 def _at_head(connection: Connection) -> bool:
