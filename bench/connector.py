@@ -66,9 +66,11 @@ def write_file(path: Path, rows: int, today: dt.date, seed: int = 5) -> None:
         for n in range(rows):
             name, number = people[n % len(people)]
             admitted = today - dt.timedelta(days=20 + n % 700)
-            days, oop = 2 + n % 28, 200 + rng.randint(0, 30_000)
-            out.writerow([name, number, DISEASES[n % len(DISEASES)], admitted.isoformat(), days, f"{oop * 3}.00",
-                          f"{oop}.00", (admitted + dt.timedelta(days=days)).isoformat()])
+            # the amount's yuan and fen come from n: no two rows are the same (no duplicates in the count)
+            days, oop = 2 + n % 28, f"{200 + n % 30_000}.{n // 30_000 % 100:02d}"
+            settled = (admitted + dt.timedelta(days=days)).isoformat()
+            out.writerow([name, number, DISEASES[n % len(DISEASES)], admitted.isoformat(), days,
+                          f"{60_000 + rng.randint(0, 30_000)}.00", oop, settled])
 
 
 class _DropPublisher:
