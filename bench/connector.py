@@ -23,7 +23,6 @@ import datetime as dt
 import json
 import os
 import random
-import resource
 import shutil
 import subprocess
 import sys
@@ -134,7 +133,9 @@ def child(stage: str, path: Path, bootstrap: str) -> None:
     start = time.perf_counter()
     counts = runs[stage]()
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KB
+    # VmHWM (this process image's peak), not ru_maxrss, which Linux carries over from the parent across exec
+    peak = next(int(line.split()[1]) for line in Path("/proc/self/status").read_text().splitlines()
+                if line.startswith("VmHWM:")) / 1024
     print(json.dumps({"seconds": seconds, "peak_rss_mb": peak, **counts}))
 
 

@@ -171,7 +171,9 @@ class World:
     def run_feeds(self) -> None:
         for spec in EVENT_FEEDS.values():
             rows, good, bad = feed_rows(spec, self.people)
-            path = _write(self.workdir / f"{spec.department}-{spec.feed}.csv", [c.label for c in spec.columns], rows)
+            # the file's name (an event's source.origin) tells this module's events from others' on the broker
+            path = _write(self.workdir / f"{self.app_id}-{spec.department}-{spec.feed}.csv",
+                          [c.label for c in spec.columns], rows)
             self.summaries[spec.topic] = self.cli("connector", "run", spec.department, spec.feed, str(path), "--json")
             self.expected[spec.topic] = (good, bad)
 
@@ -241,9 +243,15 @@ def decode(value: bytes) -> dict[str, Any]:
     return record
 
 
-async def _events(bootstrap: str, topics: list[str]) -> dict[str, list[dict[str, Any]]]:
+async def _events(bootstrap: str, topics: list[str],
+                  garbage: Counter[str] | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Every event on `topics`, decoded. Other test modules share the session broker and some write messages
+    that are not Avro on purpose: those are counted in `garbage` (by topic) when given, else refused."""
     found: dict[str, list[dict[str, Any]]] = defaultdict(list)
     async for rec in read_topic(bootstrap, topics, idle_timeout=2):
+        if garbage is not None and (rec.value or b"")[:2] != b"\xc3\x01":
+            garbage[rec.topic] += 1
+            continue
         found[rec.topic].append(decode(rec.value))
     return found
 
@@ -270,15 +278,16 @@ def test_every_feed_publishes_its_good_rows_and_dead_letters_its_bad_row(world: 
     for topic, summary in world.summaries.items():
         good, bad = world.expected[topic]
         assert (summary["read"], summary["published"], summary["rejected"]) == (good + bad, good, bad), topic
-    events = asyncio.run(_events(world.bootstrap, list(world.summaries)))
+    events = asyncio.run(_events(world.bootstrap, list(world.summaries), Counter()))
     for topic, summary in world.summaries.items():
-        assert len({e["event_id"] for e in events[topic] if e["source"]["origin"].endswith(".csv")}) >= \
-            summary["published"], topic
+        ours = [e["event_id"] for e in events[topic] if e["source"]["origin"].startswith(world.app_id)]
+        assert len(ours) == len(set(ours)) == summary["published"], topic  # each good row once
 
 
 def test_the_monitor_consumes_every_topic_and_keeps_every_event(world: World) -> None:
-    events = asyncio.run(_events(world.bootstrap, [*world.summaries, *(c.topic for c in INTAKE_CHANNELS)]))
-    published = {topic: len(recs) for topic, recs in events.items()}
+    garbage: Counter[str] = Counter()
+    events = asyncio.run(_events(world.bootstrap, [*world.summaries, *(c.topic for c in INTAKE_CHANNELS)], garbage))
+    published = {topic: len(recs) + garbage[topic] for topic, recs in events.items()}
     total = sum(published.values())
     samples = wait_until(world.monitor_port, lambda s: (
         metric(s, "povwatch_monitor_processed_total", stage="person") >= total
@@ -288,8 +297,7 @@ def test_the_monitor_consumes_every_topic_and_keeps_every_event(world: World) ->
         >= metric(s, "povwatch_monitor_forwarded_total", to="village")), timeout=120, what="the monitor to settle")
     for topic, count in published.items():
         assert metric(samples, "povwatch_events_consumed_total", topic=topic) == count, topic
-    assert metric(samples, "povwatch_monitor_dead_letters_total") == 0
-    assert metric(samples, "povwatch_events_unmatched_total") == 0
+    assert metric(samples, "povwatch_monitor_dead_letters_total") == sum(garbage.values())  # only others' garbage
     assert metric(samples, "povwatch_events_too_late_total") == 0
 
     t = MonitorTopics(world.app_id)
@@ -302,9 +310,13 @@ def test_the_monitor_consumes_every_topic_and_keeps_every_event(world: World) ->
     household_facts = {(f.topic, f.event_id) for s in households.values() for f in s.facts}
     village_facts = {(f.topic, f.event_id) for f in villages[VILLAGE].facts}
     seen = {eid for s in households.values() for eid in s.seen}
+    intake_ids = {i for ids in world.intake_ids.values() for i in ids}
     for topic, records in events.items():
         spec_facts = next((s.wire.facts for s in EVENT_FEEDS.values() if s.topic == topic), True)
         for rec in records:
+            if not (rec["source"]["origin"].startswith(world.app_id) or rec["event_id"] in intake_ids):
+                continue  # another test module's event on the shared broker: not this roster's
+
             named = rec.get("person_key") or rec.get("head_person_key") or rec.get("household_id")
             if not named:
                 assert (topic, rec["event_id"]) in village_facts, topic
@@ -315,7 +327,8 @@ def test_the_monitor_consumes_every_topic_and_keeps_every_event(world: World) ->
                 assert (topic, rec["event_id"]) in household_facts, topic
                 kept["household"] += 1
     assert kept["village"] == sum(1 for s in EVENT_FEEDS.values() if s.wire.link == "village")
-    assert metric(samples, "povwatch_monitor_facts_kept_total") == kept["household"] + kept["village"]
+    # (other test modules' events on the shared broker may be kept too, for people of their own rosters)
+    assert metric(samples, "povwatch_monitor_facts_kept_total") >= kept["household"] + kept["village"] > 0
     for topic, ids in world.intake_ids.items():
         assert {(topic, i) for i in ids} <= household_facts
 

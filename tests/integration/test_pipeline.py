@@ -24,9 +24,11 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from schemas.codec import default_codec
 from schemas.topics import ALERTS_HOUSEHOLD, ALERTS_REGIONAL, dlq_topic
+from services import kafka_local
 from services.demo.run import monitor_settled, read_alerts
 from services.kafka_io import read_topic
 from services.processes import ChildProcess, metric, wait_until
+from services.settings import Settings
 from tests.integration.scenario import VILLAGE_A, VILLAGE_B, Scenario, build
 
 pytestmark = pytest.mark.integration
@@ -91,9 +93,24 @@ class Pipeline:
         return [(topic, a) for topic, a in asyncio.run(read_alerts(self.bootstrap)) if self.ours(a)]
 
 
+# The pipeline's assertions are exact over whole topics (every dead letter of dlq.medical-security, every
+# unmatched event, every duplicate), so it runs on a broker of its own, not the session's shared one.
+PORT = int(os.environ.get("POVWATCH_TEST_BROKER_PORT", "19092")) + 700
+
+
 @pytest.fixture(scope="module")
-def pipeline(broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
-    p = Pipeline(broker, tmp_path_factory.mktemp("pipeline"))
+def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    settings = Settings(bootstrap=f"127.0.0.1:{PORT}", kafka_data=tmp_path_factory.mktemp("pipeline-kafka"))
+    kafka_local.up(settings)
+    try:
+        yield settings.bootstrap
+    finally:
+        kafka_local.down(settings)
+
+
+@pytest.fixture(scope="module")
+def pipeline(own_broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
+    p = Pipeline(own_broker, tmp_path_factory.mktemp("pipeline"))
     p.cli("topics", "ensure")
     p.roster_summary = json.loads(p.cli("roster", "load", str(p.scenario.roster), "--json").stdout)  # type: ignore
     p.start_monitor()

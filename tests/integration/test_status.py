@@ -144,7 +144,7 @@ def test_status_json_gives_exact_lag(setup: Setup) -> None:
     assert (hosp[0]["lag"], hosp[1]["lag"]) == (3, 0)  # 5 produced, 2 done; 3 produced, 3 done
     assert hosp[0]["committed"] == setup.committed[(HOSP, 0)] and hosp[2]["committed"] is None
     assert hosp[2]["lag"] == _expected_lag(setup, HOSP, 2)  # uncommitted: what is left in the log
-    assert {p["topic"] for p in monitor["partitions"]} == set(catalog.event_topics())
+    assert {p["topic"] for p in monitor["partitions"]} == {f.topic for f in catalog.monitored_feeds()}
     for p in monitor["partitions"]:
         assert p["lag"] == _expected_lag(setup, p["topic"], p["partition"]), p
     assert monitor["total_lag"] == sum(p["lag"] for p in monitor["partitions"])
