@@ -53,6 +53,8 @@ FAILURES = Counter("povwatch_relay_publish_failures_total", "Publishing attempts
 ANSWERS = Counter("povwatch_relay_answers_total", "Comparison answers consumed", ["department", "outcome"])
 BATCH = 500
 POLL_SECONDS = 1.0
+ANSWERS_STALL_SECONDS = 20.0  # a poll or a stop of the answers' consumer taking longer than this is abandoned
+PUBLISH_STALL_SECONDS = 60.0  # a publishing pass taking longer than this is a failed attempt (nothing marked)
 
 PublisherFactory = Callable[[], AbstractAsyncContextManager[Publisher]]
 
@@ -117,9 +119,10 @@ class Relay:
     async def publish(self) -> bool:
         """Publish what is pending; False (after one log line) when Kafka or the case DB is unavailable."""
         try:
-            published = await publish_pending(self.store, self.publisher_factory, self.clock)
+            published = await asyncio.wait_for(publish_pending(self.store, self.publisher_factory, self.clock),
+                                               timeout=PUBLISH_STALL_SECONDS)
             await self._pending_gauge()
-        except (BrokerUnavailable, DatabaseUnavailable) as exc:
+        except (BrokerUnavailable, DatabaseUnavailable, TimeoutError) as exc:
             self.failures += 1
             self.totals.failed_attempts += 1
             FAILURES.inc()
@@ -128,7 +131,7 @@ class Relay:
             except DatabaseUnavailable:
                 waiting = -1
             log.warning("publishing the outbox failed (attempt %d), %s message(s) held unpublished: %s",
-                        self.failures, waiting if waiting >= 0 else "?", exc)
+                        self.failures, waiting if waiting >= 0 else "?", exc or "no answer from Kafka")
             return False
         if self.failures:
             log.info("outbox published again after %d failed attempt(s)", self.failures)
@@ -197,9 +200,13 @@ class Relay:
         return consumed
 
     async def close(self) -> None:
-        if self.consumer is not None:
-            await self.consumer.stop()
-            self.consumer = None
+        """Stop the answers' consumer; one that does not stop within a bound (every broker down) is abandoned."""
+        consumer, self.consumer = self.consumer, None
+        if consumer is not None:
+            try:
+                await asyncio.wait_for(consumer.stop(), timeout=ANSWERS_STALL_SECONDS)
+            except (TimeoutError, KafkaError, OSError) as exc:
+                log.warning("abandoned the answers' consumer, which did not stop: %s", exc or "timed out")
 
 
 async def _sleep(seconds: float, stop: asyncio.Event) -> None:
@@ -227,17 +234,28 @@ async def run_relay(store: CaseStore, *, bootstrap: str, group: str, publisher_f
     relay = Relay(store, bootstrap=bootstrap, group=group, publisher_factory=publisher_factory,
                   clock=clock or (lambda: dt.datetime.now(dt.UTC)), codec=codec or default_codec(),
                   backoff=backoff)
-    try:
+    async def outbox_loop() -> None:
+        """Publish the outbox until stopped (`once`: until nothing is pending), backing off while it fails."""
         while not stop.is_set():
             if not await relay.publish():
                 await _sleep(backoff.delay(relay.failures), stop)
                 continue
+            if once and not (await asyncio.to_thread(outbox.counts, store))[0]:
+                return
+            await _sleep(interval, stop)
+
+    async def answers_loop() -> None:
+        """Store the departments' answers until stopped (`once`: until a poll finds none). A consumer that does
+        not answer within a bound (aiokafka can block while every broker is down) is abandoned and made again."""
+        poll = POLL_SECONDS if once else interval
+        while not stop.is_set():
             try:
-                consumed = await relay.answers(POLL_SECONDS if once else interval)
-            except (BrokerUnavailable, DatabaseUnavailable) as exc:
+                consumed = await asyncio.wait_for(relay.answers(poll), timeout=poll + ANSWERS_STALL_SECONDS)
+            except (BrokerUnavailable, DatabaseUnavailable, TimeoutError) as exc:
                 relay.answer_failures += 1
                 relay.totals.failed_attempts += 1
-                log.warning("reading comparison answers failed (attempt %d): %s", relay.answer_failures, exc)
+                log.warning("reading comparison answers failed (attempt %d): %s", relay.answer_failures,
+                            exc or "no answer from Kafka")
                 await relay.close()
                 await _sleep(backoff.delay(relay.answer_failures), stop)
                 continue
@@ -245,9 +263,11 @@ async def run_relay(store: CaseStore, *, bootstrap: str, group: str, publisher_f
                 log.info("reading comparison answers again after %d failed attempt(s)", relay.answer_failures)
                 relay.answer_failures = 0
             if once and not consumed:
-                waiting, _ = await asyncio.to_thread(outbox.counts, store)
-                if not waiting:
-                    break
+                return
+
+    # Two loops side by side: the outbox never waits on the answers' consumer, nor the other way round.
+    try:
+        await asyncio.gather(outbox_loop(), answers_loop())
     finally:
         await relay.close()
     return relay.totals
