@@ -9,20 +9,17 @@ Stops cleanly (exit 0) on SIGTERM or Ctrl-C.
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import secrets
-import signal
-import socket
 import sys
-from collections.abc import Generator
 
 import uvicorn
 
-from schemas.errors import ConfigError, PovwatchError
+from schemas.errors import ConfigError
 from services.casefeed.db import open_database
 from services.cases.store import Cases
 from services.desk.app import create_app
+from services.http_serving import Server, bind
 from services.settings import Settings
 
 __all__ = ["run_desk", "session_secret", "MIN_SECRET"]
@@ -43,40 +40,10 @@ def session_secret(settings: Settings) -> str:
     return secret
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as exc:
-        raise PovwatchError(f"cannot serve the desk on {host}:{port}: {exc}") from None
-    sock = socket.socket(infos[0][0], socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(infos[0][4])
-        sock.listen(128)
-    except OSError as exc:
-        sock.close()
-        raise PovwatchError(f"cannot serve the desk on {host}:{port}: {exc.strerror or exc}") from None
-    sock.setblocking(False)
-    return sock
-
-
-class _Server(uvicorn.Server):
-    """uvicorn's server, ending with exit 0 on SIGTERM or Ctrl-C (uvicorn would re-raise the signal)."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-
-
 def run_desk(settings: Settings) -> None:
     """Serve until SIGTERM or Ctrl-C."""
     secret = session_secret(settings)
-    sock = _bind(settings.desk_host, settings.desk_port)
+    sock = bind(settings.desk_host, settings.desk_port, "the desk")
     try:
         store = open_database(settings.case_db)
         try:
@@ -84,7 +51,7 @@ def run_desk(settings: Settings) -> None:
             app = create_app(cases, secret=secret, secure_cookies=not settings.desk_insecure_cookies,
                              today=cases.today)
             logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-            server = _Server(uvicorn.Config(app, log_level="info", access_log=True, lifespan="off"))
+            server = Server(uvicorn.Config(app, log_level="info", access_log=True, lifespan="off"))
             host, port = sock.getsockname()[:2]
             print(f"povwatch desk: serving on http://{host}:{port} (case DB {_shown(settings.case_db)}; cookies "
                   + ("NOT Secure: plain HTTP on this machine only" if settings.desk_insecure_cookies else "Secure")

@@ -10,10 +10,9 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
-import signal
 import socket
 import sys
-from collections.abc import AsyncGenerator, Generator
+from collections.abc import AsyncGenerator
 from typing import cast
 
 import uvicorn
@@ -22,7 +21,8 @@ from pydantic import SecretStr
 from connectors.pseudonym import Pseudonymiser
 from schemas.catalog import intake_topics
 from schemas.codec import default_codec
-from schemas.errors import BrokerUnavailable, ConfigError, DecodeError, PovwatchError
+from schemas.errors import BrokerUnavailable, ConfigError, DecodeError
+from services.http_serving import Server, bind
 from services.intake.app import IntakeConfig, create_app
 from services.intake.mapping import CHANNELS
 from services.kafka_io import KafkaPublisher, Record, read_topic, topic_offsets
@@ -78,24 +78,6 @@ class KafkaSink:
             await self._publisher.flush()
 
 
-def _bind(host: str, port: int) -> socket.socket:
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except OSError as exc:
-        raise PovwatchError(f"cannot serve the intake API on {host}:{port}: {exc}") from None
-    family = infos[0][0]
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(infos[0][4])
-        sock.listen(128)
-    except OSError as exc:
-        sock.close()
-        raise PovwatchError(f"cannot serve the intake API on {host}:{port}: {exc.strerror or exc}") from None
-    sock.setblocking(False)
-    return sock
-
-
 async def published_events(bootstrap: str) -> list[tuple[str, str]]:
     """(channel, event_id) of every event on the intake topics, oldest first per partition, read up to the end
     offsets taken now: what this service (or an earlier run) has already accepted."""
@@ -127,20 +109,6 @@ async def published_events(bootstrap: str) -> list[tuple[str, str]]:
     return found
 
 
-class _Server(uvicorn.Server):
-    """uvicorn's server, stopping cleanly (exit 0) on SIGTERM or Ctrl-C: uvicorn would re-raise the signal after
-    its graceful shutdown, which kills the process before the publisher is closed."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-
-
 async def _serve(settings: Settings, tokens: dict[str, str], pseudonymiser: Pseudonymiser,
                  sock: socket.socket) -> None:
     async with KafkaPublisher(settings.bootstrap, client_id="povwatch-intake",
@@ -149,7 +117,7 @@ async def _serve(settings: Settings, tokens: dict[str, str], pseudonymiser: Pseu
         app = create_app(IntakeConfig(tokens), sink=KafkaSink(publisher), pseudonymiser=pseudonymiser,
                          codec=default_codec(), today=lambda: dt.datetime.now(settings.zone).date(),
                          published=published)
-        server = _Server(uvicorn.Config(app, log_level="info", access_log=True, lifespan="off"))
+        server = Server(uvicorn.Config(app, log_level="info", access_log=True, lifespan="off"))
         host, port = sock.getsockname()[:2]
         print(f"povwatch intake: serving on http://{host}:{port} (channels: {', '.join(sorted(tokens))}; "
               f"{len(published)} event(s) already on the topics; docs at /docs, metrics at /metrics)",
@@ -161,7 +129,7 @@ def run_intake(settings: Settings) -> None:
     """Serve until SIGTERM or Ctrl-C."""
     tokens = parse_tokens(settings.intake_tokens)
     pseudonymiser = Pseudonymiser(settings.checked_key())
-    sock = _bind(settings.intake_host, settings.intake_port)
+    sock = bind(settings.intake_host, settings.intake_port, "the intake API")
     try:
         asyncio.run(_serve(settings, tokens, pseudonymiser, sock))
     finally:
