@@ -22,6 +22,7 @@ from schemas.topics import (
     ALERTS_HOUSEHOLD,
     ALERTS_REGIONAL,
     CASEFEED_DLQ,
+    PROFILES_HOUSEHOLD,
     MONITOR_DLQ,
     REGISTRY_HOUSEHOLDS,
     REGISTRY_PERSONS,
@@ -52,6 +53,7 @@ __all__ = [
     "feed_of_topic",
     "departments",
     "project_topics",
+    "feeds_of_rule",
     "ComparisonDepartment",
     "COMPARISON_DEPARTMENTS",
     "comparison_department",
@@ -71,9 +73,11 @@ class Feed:
     link      person: the row's 身份证号码 (message key = its person_key); household: the 户主身份证号码 (key = the
               head's person_key); village: the 行政区划代码, and a person or household when the optional ID column
               is filled (key = that person_key, else the village code; the record's person_key is then null)
-    rules     the `schemas.alerts.Rule` values that judge this feed's events; () = facts only: the monitor keeps
-              them in the household's (or village's) state for later rules and comparisons
+    rules     the `schemas.alerts.Rule` values that judge this feed's events (household and regional rules)
     facts     whether the monitor keeps each event as a fact (hospitalisation keeps its own medical history)
+    domain    where the household's profile shows it (收入, 就业, 健康, 教育, 住房, 饮水, 资产, 救助, 灾害, 报告, 户籍)
+    yearly    the rows give a 年度 only (dated 1 January): kept and judged year by year, and the history horizon
+              counts them by the year's last day
     """
 
     department: str  # slug of DOMAIN.md, e.g. medical-security
@@ -84,6 +88,8 @@ class Feed:
     title: str = ""  # the feed's Chinese name, as FEEDS.md gives it
     rules: tuple[str, ...] = ()
     facts: bool = True
+    domain: str = ""
+    yearly: bool = False
 
     @property
     def dlq(self) -> str:
@@ -92,21 +98,21 @@ class Feed:
 
 
 def _event_feed(department: str, feed: str, schema: str, title: str, link: Link = "person",
-                rules: tuple[str, ...] = (), facts: bool = True) -> Feed:
+                rules: tuple[str, ...] = (), facts: bool = True, *, domain: str, yearly: bool = False) -> Feed:
     return Feed(department, feed, f"povwatch.events.{schema}", event_topic(department, feed), link, title, rules,
-                facts)
+                facts, domain, yearly)
 
 
-# The five headline feeds (FEEDS.md), each judged by its rule.
+# The five headline feeds (FEEDS.md), each judged by its rules (RULES.md).
 REGISTRATION_CHANGE = _event_feed("public-security", "registration-change", "RegistrationChange", "户籍变动",
-                                  rules=(Rule.DEATH_IN_HOUSEHOLD,))
+                                  rules=(Rule.DEATH_IN_HOUSEHOLD,), domain="户籍")
 VEHICLE_PURCHASE = _event_feed("public-security", "vehicle-purchase", "VehiclePurchase", "车辆购置",
-                               rules=(Rule.ASSET_PURCHASE,))
+                               rules=(Rule.ASSET_PURCHASE,), domain="资产")
 HOSPITALIZATION = _event_feed("medical-security", "hospitalization", "Hospitalization", "住院",
-                              rules=(Rule.MEDICAL_EXPENSE,), facts=False)
+                              rules=(Rule.MEDICAL_EXPENSE, Rule.REGIONAL_ILLNESS), facts=False, domain="健康")
 DISASTER_LOSS = _event_feed("emergency", "disaster-loss", "DisasterLoss", "自然灾害损失", link="household",
-                            rules=(Rule.DISASTER_LOSS, Rule.REGIONAL_DISASTER))
-DROPOUT = _event_feed("education", "dropout", "Dropout", "辍学", rules=(Rule.SCHOOL_DROPOUT,))
+                            rules=(Rule.DISASTER_LOSS, Rule.REGIONAL_DISASTER), domain="灾害")
+DROPOUT = _event_feed("education", "dropout", "Dropout", "辍学", rules=(Rule.SCHOOL_DROPOUT,), domain="教育")
 
 EVENT_FEEDS: tuple[Feed, ...] = (
     REGISTRATION_CHANGE,
@@ -114,27 +120,45 @@ EVENT_FEEDS: tuple[Feed, ...] = (
     HOSPITALIZATION,
     DISASTER_LOSS,
     DROPOUT,
-    # Every department's feeds (FEEDS.md, "Every department's feeds"): facts for now.
-    _event_feed("cac", "public-opinion", "PublicOpinion", "网络舆情线索", link="village"),
-    _event_feed("education", "student-roll", "StudentRoll", "在校生信息"),
-    _event_feed("education", "student-aid", "StudentAid", "学生资助"),
-    _event_feed("public-security", "identity-check", "IdentityCheck", "户籍比对"),
-    _event_feed("public-security", "traffic-accident", "TrafficAccident", "交通事故"),
-    _event_feed("civil-affairs", "assistance", "SocialAssistance", "社会救助"),
-    _event_feed("hrss", "employment", "Employment", "务工就业"),
-    _event_feed("housing", "house-safety", "HouseSafety", "住房安全", link="household"),
-    _event_feed("natural-resources", "commercial-housing", "CommercialHousing", "商品住房"),
-    _event_feed("water", "drinking-water", "DrinkingWater", "安全饮水", link="village"),
-    _event_feed("agriculture", "farm-disaster", "FarmDisaster", "农业灾情", link="village"),
-    _event_feed("agriculture", "collective-income", "CollectiveIncome", "村集体可分配收益", link="village"),
-    _event_feed("health", "chronic-disease", "ChronicDisease", "重点慢病"),
-    _event_feed("health", "serious-illness", "SeriousIllness", "大病专项救治"),
-    _event_feed("medical-security", "insurance", "Insurance", "参保信息"),
-    _event_feed("pboc", "deposit-loan", "DepositLoan", "存贷款"),
-    _event_feed("disabled-federation", "disability-certificate", "DisabilityCertificate", "残疾人证"),
-    _event_feed("market-regulation", "business-registration", "BusinessRegistration", "市场主体登记"),
-    _event_feed("statistics", "household-income", "HouseholdIncome", "住户收入", link="household"),
-    _event_feed("farm-machinery", "machinery-purchase", "MachineryPurchase", "农机购置"),
+    # Every department's feeds (FEEDS.md, "Every department's feeds") and the rules of RULES.md that judge them.
+    _event_feed("cac", "public-opinion", "PublicOpinion", "网络舆情线索", link="village",
+                rules=(Rule.REPORTED_RISK,), domain="报告"),
+    _event_feed("education", "student-roll", "StudentRoll", "在校生信息", rules=(Rule.SCHOOL_DROPOUT,),
+                domain="教育"),
+    _event_feed("education", "student-aid", "StudentAid", "学生资助", domain="教育"),
+    _event_feed("public-security", "identity-check", "IdentityCheck", "户籍比对", domain="户籍"),
+    _event_feed("public-security", "traffic-accident", "TrafficAccident", "交通事故",
+                rules=(Rule.DEATH_IN_HOUSEHOLD, Rule.ACCIDENT_INJURY), domain="健康"),
+    _event_feed("civil-affairs", "assistance", "SocialAssistance", "社会救助", rules=(Rule.SAFETY_NET,),
+                domain="救助"),
+    _event_feed("hrss", "employment", "Employment", "务工就业", rules=(Rule.JOB_LOSS, Rule.REGIONAL_RETURNS),
+                domain="就业"),
+    _event_feed("housing", "house-safety", "HouseSafety", "住房安全", link="household",
+                rules=(Rule.HOUSING_UNSAFE,), domain="住房"),
+    _event_feed("natural-resources", "commercial-housing", "CommercialHousing", "商品住房",
+                rules=(Rule.ASSET_PURCHASE,), domain="资产"),
+    _event_feed("water", "drinking-water", "DrinkingWater", "安全饮水", link="village",
+                rules=(Rule.WATER_UNSAFE, Rule.REGIONAL_WATER), domain="饮水"),
+    _event_feed("agriculture", "farm-disaster", "FarmDisaster", "农业灾情", link="village",
+                rules=(Rule.DISASTER_LOSS, Rule.REGIONAL_DISASTER), domain="灾害"),
+    _event_feed("agriculture", "collective-income", "CollectiveIncome", "村集体可分配收益", link="village",
+                rules=(Rule.COLLECTIVE_INCOME_DROP,), domain="收入", yearly=True),
+    _event_feed("health", "chronic-disease", "ChronicDisease", "重点慢病",
+                rules=(Rule.DEATH_IN_HOUSEHOLD, Rule.CHRONIC_DISEASE), domain="健康"),
+    _event_feed("health", "serious-illness", "SeriousIllness", "大病专项救治", rules=(Rule.SERIOUS_ILLNESS,),
+                domain="健康"),
+    _event_feed("medical-security", "insurance", "Insurance", "参保信息", rules=(Rule.INSURANCE_GAP,),
+                domain="救助", yearly=True),
+    _event_feed("pboc", "deposit-loan", "DepositLoan", "存贷款", rules=(Rule.ASSET_PURCHASE, Rule.LOAN_OVERDUE),
+                domain="资产"),
+    _event_feed("disabled-federation", "disability-certificate", "DisabilityCertificate", "残疾人证",
+                rules=(Rule.SEVERE_DISABILITY,), domain="健康"),
+    _event_feed("market-regulation", "business-registration", "BusinessRegistration", "市场主体登记",
+                rules=(Rule.ASSET_PURCHASE,), domain="资产"),
+    _event_feed("statistics", "household-income", "HouseholdIncome", "住户收入", link="household",
+                rules=(Rule.INCOME_BELOW_LINE, Rule.INCOME_DROP), domain="收入", yearly=True),
+    _event_feed("farm-machinery", "machinery-purchase", "MachineryPurchase", "农机购置",
+                rules=(Rule.ASSET_PURCHASE,), domain="资产"),
 )
 
 ROSTER = Feed("bureau", "roster", "povwatch.registry.Person", REGISTRY_PERSONS, title="监测对象名单")
@@ -145,7 +169,8 @@ ROSTER = Feed("bureau", "roster", "povwatch.registry.Person", REGISTRY_PERSONS, 
 INTAKE = "intake"
 INTAKE_SCHEMA = "povwatch.events.IntakeReport"
 INTAKE_CHANNELS: tuple[Feed, ...] = tuple(
-    Feed(INTAKE, channel, INTAKE_SCHEMA, event_topic(INTAKE, channel), "household", title)
+    Feed(INTAKE, channel, INTAKE_SCHEMA, event_topic(INTAKE, channel), "household", title, (Rule.REPORTED_RISK,),
+         domain="报告")
     for channel, title in (("self-declaration", "农户自主申报"), ("cadre-visit", "基层干部排查"),
                            ("social-clue", "社会信息补充"))
 )
@@ -167,6 +192,11 @@ def monitored_feeds() -> tuple[Feed, ...]:
 def feed_of_topic(topic: str) -> Feed | None:
     """The monitored feed published on `topic`, if any."""
     return _BY_TOPIC.get(topic)
+
+
+def feeds_of_rule(rule: str) -> tuple[Feed, ...]:
+    """The monitored feeds (department feeds and intake channels) that `rule` judges."""
+    return tuple(feed for feed in monitored_feeds() if rule in feed.rules)
 
 
 def event_topics() -> tuple[str, ...]:
@@ -245,6 +275,6 @@ def project_topics() -> list[TopicSpec]:
     specs += [TopicSpec(topic) for topic in event_topics()]
     specs += [TopicSpec(topic) for topic in intake_topics()]
     specs += [TopicSpec(dlq_topic(d)) for d in departments()] + [TopicSpec(MONITOR_DLQ), TopicSpec(CASEFEED_DLQ)]
-    specs += [TopicSpec(ALERTS_HOUSEHOLD), TopicSpec(ALERTS_REGIONAL)]
+    specs += [TopicSpec(ALERTS_HOUSEHOLD), TopicSpec(ALERTS_REGIONAL), TopicSpec(PROFILES_HOUSEHOLD, compacted=True)]
     specs += [TopicSpec(topic) for topic in comparison_request_topics() + comparison_result_topics()]
     return specs

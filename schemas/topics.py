@@ -12,6 +12,7 @@ __all__ = [
     "REGISTRY_HOUSEHOLDS",
     "ALERTS_HOUSEHOLD",
     "ALERTS_REGIONAL",
+    "PROFILES_HOUSEHOLD",
     "MONITOR_DLQ",
     "CASEFEED_DLQ",
     "event_topic",
@@ -25,6 +26,7 @@ REGISTRY_PERSONS = "registry.persons"
 REGISTRY_HOUSEHOLDS = "registry.households"
 ALERTS_HOUSEHOLD = "alerts.household"
 ALERTS_REGIONAL = "alerts.regional"
+PROFILES_HOUSEHOLD = "profiles.household"  # compacted: the latest HouseholdProfile per household_id
 MONITOR_DLQ = "dlq.monitor"
 CASEFEED_DLQ = "dlq.casefeed"  # alerts the casefeed could not decode or the case DB refused
 

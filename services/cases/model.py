@@ -13,6 +13,11 @@ services/casefeed/db.py (`cases`, `evidence`). Versioned with Alembic (services/
                      step's transaction, published by the relay, marked published_at
     comparison_requests / comparison_targets / comparison_answers
                      比对: a request to a department for the person keys of households; its answers
+    evidence_events  one row per (alert, event): every department's event behind an alert (one fact, one alert:
+                     a second department's report of the same fact adds a row, not an alert)
+    screening_tasks  集中排查: one task per household and screening period, closed by a cadre visit or by hand
+    household_profiles
+                     the household as the monitor sees it: the latest fact per domain, the latest income
 """
 from __future__ import annotations
 
@@ -31,6 +36,7 @@ from sqlalchemy import (
     Numeric,
     String,
     Text,
+    UniqueConstraint,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -38,7 +44,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 from services.casefeed.db import Base, _UTCDateTime
 
 __all__ = ["CaseAlert", "CaseHistory", "Household", "Member", "User", "AuditEntry", "OutboxMessage",
-           "ComparisonRequest", "ComparisonTarget", "ComparisonAnswer"]
+           "ComparisonRequest", "ComparisonTarget", "ComparisonAnswer", "EvidenceEvent", "ScreeningTask",
+           "HouseholdProfile"]
 
 
 class CaseAlert(Base):
@@ -175,3 +182,54 @@ class ComparisonAnswer(Base):
     summary: Mapped[str] = mapped_column(Text)  # Chinese, for the case worker: what the department holds
     records: Mapped[list[dict[str, str]]] = mapped_column(JSON)
     received_at: Mapped[dt.datetime] = mapped_column(_UTCDateTime())
+
+
+class EvidenceEvent(Base):
+    """One event behind one alert (alerts.household/regional `event_ids`), with the topic it came from."""
+
+    __tablename__ = "evidence_events"
+    __table_args__ = (UniqueConstraint("alert_id", "event_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    alert_id: Mapped[str] = mapped_column(String(128), index=True)
+    event_id: Mapped[str] = mapped_column(String(64))
+    topic: Mapped[str | None] = mapped_column(String(255))  # None: recorded before the alert named its topics
+    department: Mapped[str | None] = mapped_column(String(32))
+    received_at: Mapped[dt.datetime] = mapped_column(_UTCDateTime())
+
+
+class ScreeningTask(Base):
+    """集中排查: one household to screen in one period (quarterly: focus households; annual: every household)."""
+
+    __tablename__ = "screening_tasks"
+    __table_args__ = (
+        CheckConstraint("status IN ('OPEN', 'CLOSED')", name="status"),
+        CheckConstraint("kind IN ('quarterly', 'annual')", name="kind"),
+        UniqueConstraint("period", "household_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    period: Mapped[str] = mapped_column(String(8), index=True)  # 2026Q4 or 2026
+    kind: Mapped[str] = mapped_column(String(16))
+    household_id: Mapped[str] = mapped_column(String(64), index=True)
+    village_code: Mapped[str] = mapped_column(String(12))
+    township_code: Mapped[str] = mapped_column(String(9), index=True)
+    status: Mapped[str] = mapped_column(String(8), default="OPEN")
+    opened_at: Mapped[dt.datetime] = mapped_column(_UTCDateTime())
+    closed_at: Mapped[dt.datetime | None] = mapped_column(_UTCDateTime())
+    closed_by: Mapped[str | None] = mapped_column(String(64))  # a user's name, or "casefeed" for a cadre visit
+    close_note: Mapped[str | None] = mapped_column(Text)
+    closing_event_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class HouseholdProfile(Base):
+    """The household as the monitor sees it (profiles.household, materialised by the case feed)."""
+
+    __tablename__ = "household_profiles"
+
+    household_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    village_code: Mapped[str] = mapped_column(String(12), index=True)
+    facts: Mapped[list[dict[str, str]]] = mapped_column(JSON)  # the latest fact per domain
+    income_year: Mapped[int | None] = mapped_column(Integer)
+    income_per_capita: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))
+    updated_at: Mapped[dt.datetime] = mapped_column(_UTCDateTime())

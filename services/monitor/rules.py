@@ -28,9 +28,8 @@ from decimal import Decimal
 from functools import cached_property
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
 from schemas.alerts import Rule, Severity  # the shared vocabulary; re-exported here
+from services.monitor.thresholds import RuleConfig
 
 __all__ = [
     "Rule",
@@ -54,28 +53,6 @@ __all__ = [
     "regional_period",
     "format_cny",
 ]
-
-
-class RuleConfig(BaseModel):
-    """Rule thresholds; defaults are those of the issue."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    death_working_age_min: int = Field(16, ge=0)
-    death_working_age_max: int = Field(60, ge=0)
-    medical_window_days: int = Field(365, gt=0)
-    medical_income_share: Decimal = Field(Decimal("0.5"), gt=0)
-    medical_stay_out_of_pocket: Decimal = Field(Decimal("10000"), ge=0)
-    disaster_income_share: Decimal = Field(Decimal("0.5"), gt=0)
-    regional_min_households: int = Field(5, ge=2)
-    regional_window_days: int = Field(7, ge=0)
-    history_horizon_days: int = Field(730, gt=0)  # state kept per household/village, by event date
-
-    @model_validator(mode="after")
-    def _horizon_covers_windows(self) -> RuleConfig:
-        if self.history_horizon_days < max(self.medical_window_days, self.regional_window_days):
-            raise ValueError("history_horizon_days must cover medical_window_days and regional_window_days")
-        return self
 
 
 @dataclass(frozen=True)
