@@ -73,10 +73,10 @@ def stage_specs(settings: Settings, codec: Codec) -> list[StageSpec[Any]]:
         return PersonStage(table, state, codec=codec, routes=routes, grace=grace)
 
     def household(table: dict[str, Any], state: TrackedDict[HouseholdState]) -> HouseholdStage:
-        return HouseholdStage(table, state, codec=codec, routes=routes, rules=rules, grace=grace)
+        return HouseholdStage(table, state, codec=codec, routes=routes, rules=rules, grace=grace, zone=settings.zone)
 
     def village(table: dict[str, Any], state: TrackedDict[VillageState]) -> VillageStage:
-        return VillageStage(state, codec=codec, routes=routes, rules=rules)
+        return VillageStage(state, codec=codec, routes=routes, rules=rules, zone=settings.zone)
 
     return [
         StageSpec("person", t.person_group, (REGISTRY_PERSONS,), monitored_topics(), t.person_state,

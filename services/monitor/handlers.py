@@ -22,31 +22,42 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
-from collections.abc import MutableMapping
+import zoneinfo
+from collections.abc import Iterable, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
 
 from schemas.codec import Codec
 from schemas.errors import DecodeError
 from services.monitor import metrics
+from schemas.topics import PROFILES_HOUSEHOLD
+from services.monitor.household_rules import fire
+from services.monitor.regional_rules import fire_village, village_row, windowed
 from services.monitor.rules import (
+    AlertDraft,
+    Context,
     HouseholdContext,
     PersonContext,
+    RegionalDraft,
     RuleConfig,
     VillageRecord,
-    regional_disaster,
     regional_period,
 )
 from services.monitor.stages import (
+    HOSPITALIZATION_TOPIC,
     address_of,
     fact_of,
     feed_for,
     household_alert_record,
     household_stage,
     needs_record,
+    profile_record,
     regional_alert_record,
+    regional_records,
 )
-from services.monitor.state import HouseholdState, Pending, PersonState, VillageState
+from services.monitor.state import HouseholdState, Pending, PersonState, VillageState, add_timers, horizon_day
+
+PREFECTURE_ZONE = zoneinfo.ZoneInfo("Asia/Shanghai")
 
 __all__ = ["Emit", "Routes", "PersonRow", "PersonStage", "HouseholdStage", "VillageStage"]
 
@@ -68,6 +79,7 @@ class Routes:
     alerts_household: str
     alerts_regional: str
     unmatched: str
+    profiles: str = PROFILES_HOUSEHOLD
 
 
 def _unmatched(codec: Codec, routes: Routes, stage: str, item: Pending, now: dt.datetime) -> Emit:
@@ -198,19 +210,21 @@ def _joined(codec: Codec, value: bytes) -> tuple[str, bytes, str, PersonContext 
 
 
 class HouseholdStage:
-    """Dedupes, evaluates the rules with the household's context and history, raises household alerts."""
+    """Dedupes, evaluates the rules with the household's context and history, raises household alerts, keeps
+    facts and timers, fires the timers that came due, publishes the profile of households that had an alert."""
 
     name = "household"
 
     def __init__(self, households: MutableMapping[str, HouseholdContext],
                  state: MutableMapping[str, HouseholdState], *, codec: Codec, routes: Routes, rules: RuleConfig,
-                 grace: dt.timedelta) -> None:
+                 grace: dt.timedelta, zone: dt.tzinfo = PREFECTURE_ZONE) -> None:
         self.households = households
         self.state = state
         self._codec = codec
         self._routes = routes
         self._rules = rules
         self._grace = grace
+        self._zone = zone
 
     def registry(self, key: str, value: bytes | None, now: dt.datetime) -> list[Emit]:
         if value is None:
@@ -235,7 +249,8 @@ class HouseholdStage:
         if record["event_id"] in state.seen:
             metrics.EVENTS_DUPLICATE.inc()
             return []
-        if state.too_late(record["occurred_at"], self._rules.history_horizon_days):
+        day = horizon_day(source_topic, record["occurred_at"])
+        if state.too_late(day, self._rules.history_horizon_days):
             metrics.EVENTS_TOO_LATE.labels(self.name).inc()  # its history is gone: judging it could repeat alerts
             return []
         household = self.households.get(hh_id)
@@ -244,46 +259,115 @@ class HouseholdStage:
                 metrics.PENDING_PARKED.labels(self.name, source_topic).inc()
             self.state[hh_id] = state
             return []
-        outcome = household_stage(feed, source_topic, record, person, household, state.stays, self._rules)
-        if outcome.medical_history is not None:
-            state.stays = outcome.medical_history
+        outcome = household_stage(feed, source_topic, record, person, household, state.facts, state.stays,
+                                  self._today(now), self._rules)
+        verdict = outcome.verdict
+        if verdict.stays is not None:
+            state.stays = verdict.stays
+        if verdict.timers or verdict.cancel:
+            state.timers = add_timers(state.timers, verdict.timers, verdict.cancel)
         if outcome.fact is not None:
             state.facts.append(outcome.fact)
             metrics.FACTS_KEPT.labels(self.name, source_topic).inc()
-        state.seen[record["event_id"]] = record["occurred_at"]
+        state.seen[record["event_id"]] = day
+        out = self._raise(household, state, verdict.drafts, now, {record["event_id"]: source_topic})
+        out += self._regional(outcome.village_records, outcome.regions)
+        if state.profiled and (verdict.drafts or outcome.fact is not None or verdict.stays is not None):
+            out.append(self._profile(household, state, now))
         state.prune(self._rules.history_horizon_days)
         self.state[hh_id] = state
-        out = []
-        for draft in outcome.drafts:
-            out.append(Emit(self._routes.alerts_household, hh_id.encode(),
-                            self._codec.encode("povwatch.alerts.HouseholdAlert", household_alert_record(draft, now))))
-            metrics.ALERTS.labels(draft.rule.value, draft.severity.value).inc()
-        if outcome.village_record is not None:
-            village = outcome.village_record["village_code"]
-            out.append(Emit(self._routes.village_disasters, village.encode(),
-                            self._codec.encode("povwatch.monitor.VillageDisaster", outcome.village_record)))
-            metrics.FORWARDED.labels(self.name, "village").inc()
         metrics.LATENCY.observe(max(0.0, (now - record["ingested_at"]).total_seconds()))
         return out
 
+    def _today(self, now: dt.datetime) -> dt.date:
+        return now.astimezone(self._zone).date()
+
+    def _raise(self, household: HouseholdContext, state: HouseholdState, drafts: Sequence[AlertDraft],
+               now: dt.datetime, topics: dict[str, str]) -> list[Emit]:
+        """The alerts, each naming the topic of every event behind it; the household is profiled from now on."""
+        if not drafts:
+            return []
+        known = {f.event_id: f.topic for f in state.facts}
+        known.update({s.event_id: HOSPITALIZATION_TOPIC for s in state.stays})
+        known.update(topics)
+        out = []
+        for draft in drafts:
+            out.append(Emit(self._routes.alerts_household, household.household_id.encode(),
+                            self._codec.encode("povwatch.alerts.HouseholdAlert",
+                                               household_alert_record(draft, now, known))))
+            metrics.ALERTS.labels(draft.rule.value, draft.severity.value).inc()
+        state.profiled = True
+        return out
+
+    def _regional(self, records: Iterable[VillageRecord], regions: Iterable[str]) -> list[Emit]:
+        out = []
+        for rec, region in zip(records, regions, strict=True):
+            body = {"village_code": region, "household_id": rec.household_id, "event_id": rec.event_id,
+                    "disaster_date": rec.disaster_date, "rule": rec.rule, "person_key": rec.person_key,
+                    "group": rec.group}
+            out.append(Emit(self._routes.village_disasters, region.encode(),
+                            self._codec.encode("povwatch.monitor.VillageDisaster", body)))
+            metrics.FORWARDED.labels(self.name, "village").inc()
+        return out
+
+    def _profile(self, household: HouseholdContext, state: HouseholdState, now: dt.datetime) -> Emit:
+        record = profile_record(household, state.facts, state.stays, now)
+        return Emit(self._routes.profiles, household.household_id.encode(),
+                    self._codec.encode("povwatch.profiles.HouseholdProfile", record))
+
     def sweep(self, now: dt.datetime) -> list[Emit]:
-        return _sweep(self.state, now - self._grace, self._codec, self._routes, self.name, now)
+        return _sweep(self.state, now - self._grace, self._codec, self._routes, self.name, now) + self._fire(now)
+
+    def _fire(self, now: dt.datetime) -> list[Emit]:
+        """The timers that came due (today in the prefecture's time zone): their rules judge them now."""
+        today = self._today(now)
+        out: list[Emit] = []
+        for key in [k for k, s in self.state.items() if any(t.due <= today for t in s.timers)]:
+            state = self.state[key]
+            due = [t for t in state.timers if t.due <= today]
+            state.timers = [t for t in state.timers if t.due > today]
+            household = self.households.get(key)
+            if household is not None:  # a household gone from the roster: its timers go with it
+                drafts: list[AlertDraft] = []
+                for timer in due:
+                    metrics.TIMERS_FIRED.labels(timer.rule).inc()
+                    drafts += fire(timer, Context("", None, household, state.facts, state.stays, today,
+                                                  self._rules)).drafts
+                out += self._raise(household, state, drafts, now, {})
+                records, regions = regional_records(_NO_FEED, {}, household, drafts)
+                out += self._regional(records, regions)
+                if drafts:
+                    out.append(self._profile(household, state, now))
+            if state.empty:
+                del self.state[key]
+            else:
+                self.state[key] = state
+        return out
 
     def pending(self) -> int:
         return sum(len(s.pending) for s in self.state.values())
 
 
+class _NoFeed:
+    rules: tuple[str, ...] = ()
+
+
+_NO_FEED: Any = _NoFeed()  # a timer's alerts have no feed: only the REGIONAL_RISK_CLUSTER records follow
+
+
 class VillageStage:
-    """Distinct households with disasters in one village and window -> one regional alert per period."""
+    """The regional rules: windowed counts of distinct households (or persons) per region and group, rows of a
+    village naming no household, and their timers; facts of the village kept."""
 
     name = "village"
 
     def __init__(self, state: MutableMapping[str, VillageState], *, codec: Codec, routes: Routes,
-                 rules: RuleConfig) -> None:
+                 rules: RuleConfig, zone: dt.tzinfo = PREFECTURE_ZONE) -> None:
         self.state = state
         self._codec = codec
         self._routes = routes
         self._rules = rules
+        self._zone = zone
 
     def registry(self, key: str, value: bytes | None, now: dt.datetime) -> list[Emit]:
         raise TypeError("the village stage reads no registry")
@@ -291,49 +375,75 @@ class VillageStage:
     def event(self, topic: str, value: bytes, now: dt.datetime, key: bytes | None = None) -> list[Emit]:
         decoded = self._codec.decode(value)
         if decoded.name == "povwatch.monitor.VillageEvent":
-            return self._fact(decoded.record)
+            return self._row(decoded.record, now)
         rec = self._codec.decode(value, "povwatch.monitor.VillageDisaster").record
-        village = rec["village_code"]
-        state = self.state.get(village) or VillageState(village_code=village)
-        if state.known(rec["event_id"]):
+        region = rec["village_code"]
+        state = self.state.get(region) or VillageState(village_code=region)
+        if state.known(rec["event_id"], rec["rule"]):
             metrics.EVENTS_DUPLICATE.inc()
             return []
         if state.too_late(rec["disaster_date"], self._rules.history_horizon_days):
             metrics.EVENTS_TOO_LATE.labels(self.name).inc()
             return []
-        state.records.append(VillageRecord(rec["household_id"], rec["event_id"], rec["disaster_date"]))
-        drafts = regional_disaster(village, state.records, state.fired, self._rules)
+        state.records.append(VillageRecord(rec["household_id"], rec["event_id"], rec["disaster_date"], rec["rule"],
+                                           rec["person_key"], rec["group"]))
+        drafts = windowed(region, state.records, state.fired, state.fired_keys, self._rules)
+        for draft in drafts:
+            if draft.fact is None:
+                state.fired.add(draft.period)
+            else:
+                state.fired_keys.add(draft.fact)
+        return self._store(state, drafts, now)
+
+    def _store(self, state: VillageState, drafts: Sequence[RegionalDraft], now: dt.datetime) -> list[Emit]:
         out = []
         for draft in drafts:
-            out.append(Emit(self._routes.alerts_regional, village.encode(),
+            out.append(Emit(self._routes.alerts_regional, draft.village_code.encode(),
                             self._codec.encode("povwatch.alerts.RegionalAlert", regional_alert_record(draft, now))))
-            metrics.ALERTS.labels("REGIONAL_DISASTER", draft.severity.value).inc()
-            state.fired.add(draft.period)
+            metrics.ALERTS.labels(draft.rule.value, draft.severity.value).inc()
         state.prune(self._rules.history_horizon_days, lambda day: regional_period(day, self._rules))
-        self.state[village] = state
+        self.state[state.village_code] = state
         return out
 
-    def _fact(self, joined: dict[str, Any]) -> list[Emit]:
-        """A village-level event naming no person: kept as a fact of its village."""
+    def _row(self, joined: dict[str, Any], now: dt.datetime) -> list[Emit]:
+        """A village-level event naming no person: judged by its feed's regional rules, kept as a fact."""
         topic, village = joined["topic"], joined["village_code"]
         inner = self._codec.decode(joined["event"])
-        fact = fact_of(feed_for(topic, inner.name), topic, inner.record)
+        feed = feed_for(topic, inner.name)
+        record = inner.record
         state = self.state.get(village) or VillageState(village_code=village)
-        if fact is None or state.known(fact.event_id):
-            if fact is not None:
-                metrics.EVENTS_DUPLICATE.inc()
+        if state.known(record["event_id"]):
+            metrics.EVENTS_DUPLICATE.inc()
             return []
-        if state.too_late(fact.day, self._rules.history_horizon_days):
+        if state.too_late(horizon_day(topic, record["occurred_at"]), self._rules.history_horizon_days):
             metrics.EVENTS_TOO_LATE.labels(self.name).inc()
             return []
-        state.facts.append(fact)
-        metrics.FACTS_KEPT.labels(self.name, topic).inc()
-        state.prune(self._rules.history_horizon_days, lambda day: regional_period(day, self._rules))
-        self.state[village] = state
-        return []
+        verdict = village_row(feed.rules, village, record, state.facts, self._today(now), self._rules)
+        if verdict.timers or verdict.cancel:
+            state.timers = add_timers(state.timers, verdict.timers, verdict.cancel)
+        fact = fact_of(feed, topic, record)
+        if fact is not None:
+            state.facts.append(fact)
+            metrics.FACTS_KEPT.labels(self.name, topic).inc()
+        return self._store(state, verdict.drafts, now)
+
+    def _today(self, now: dt.datetime) -> dt.date:
+        return now.astimezone(self._zone).date()
 
     def sweep(self, now: dt.datetime) -> list[Emit]:
-        return []
+        """Fire the timers that came due (REGIONAL_WATER unsolved)."""
+        today = self._today(now)
+        out: list[Emit] = []
+        for key in [k for k, s in self.state.items() if any(t.due <= today for t in s.timers)]:
+            state = self.state[key]
+            due = [t for t in state.timers if t.due <= today]
+            state.timers = [t for t in state.timers if t.due > today]
+            drafts = []
+            for timer in due:
+                metrics.TIMERS_FIRED.labels(timer.rule).inc()
+                drafts += fire_village(timer, key, state.facts, self._rules)
+            out += self._store(state, drafts, now)
+        return out
 
     def pending(self) -> int:
         return 0

@@ -72,3 +72,5 @@ def initialise(event_topics: list[str], registry_topics: list[str]) -> None:
         PARTITIONS_ASSIGNED.labels(stage)
         RECOVERIES.labels(stage)
     REGISTRY_READY.set(0)
+TIMERS_FIRED = Counter("povwatch_monitor_timers_fired_total",
+                       "Timers that came due and were judged (JOB_LOSS, WATER_UNSAFE, REGIONAL_WATER)", ["rule"])

@@ -1,29 +1,33 @@
-"""Risk rules: pure functions over (event, person, household, history) -> alert drafts.
+"""Risk rules: pure functions over (event, context) -> a verdict (alert drafts, history, timers).
 
-Nothing here knows Kafka or Faust. Thresholds come from `RuleConfig` (settings: `POVWATCH_RULES__*`).
-Events are the decoded Avro records (dicts) of `schemas/avro/povwatch.events.*`.
+Nothing here knows Kafka. Thresholds come from `RuleConfig` (services/monitor/thresholds.py: `POVWATCH_RULES__*`
+and `POVWATCH_RULES_FILE`). Events are the decoded Avro records (dicts) of `schemas/avro/povwatch.events.*`; the
+household's earlier events are `Fact`s (their fields as text). docs/rules.md describes every rule.
 
-Rules (issue #2):
-    DEATH_IN_HOUSEHOLD  registration change 死亡/注销: HIGH if aged 16-60 at the change date, else MEDIUM
+This module holds the vocabulary (contexts, facts, timers, drafts, verdicts) and the first rules:
+    DEATH_IN_HOUSEHOLD  a death reported by public-security (户籍 死亡/注销, 交通事故 死亡) or health (慢病 死亡): HIGH if
+                        aged 16-60 at the earliest reported date, else MEDIUM; one alert per person who died
     MEDICAL_EXPENSE     hospitalisation: HIGH if the household's out-of-pocket total over the 365 days up to this
                         admission (this stay included) reaches 50% of annual net income; else MEDIUM if this
                         stay's out-of-pocket >= 10,000 CNY; else nothing. Order-independent: a stay reported
                         late re-judges the later stays whose window it falls in
     DISASTER_LOSS       HIGH if anyone died, the house collapsed or was seriously damaged, or the direct loss
                         reaches 50% of annual net income; else MEDIUM
-    SCHOOL_DROPOUT      a child leaves 小学 or 初中: HIGH; other stages: nothing
-    ASSET_PURCHASE      a vehicle bought by a member of a household 监测中: LOW; others: nothing
+    SCHOOL_DROPOUT      a child leaves 小学 or 初中 (dropout feed or student roll): HIGH; one alert per child and
+                        school year
+    ASSET_PURCHASE      see household_rules.asset_purchase
     REGIONAL_DISASTER   >= 5 distinct households of one village with disaster dates within 7 days of each
                         other (latest - earliest <= 7 days): one alert per village and fixed 8-day period
                         in which such a window starts (ids independent of arrival order)
-Annual net income = per-capita net income x household size. Ages come from the birth date in the ID number.
+The other rules are in household_rules.py and regional_rules.py. Annual net income = per-capita net income x
+household size. Ages come from the birth date in the ID number.
 """
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cached_property
 from typing import Any
@@ -35,6 +39,13 @@ __all__ = [
     "Rule",
     "Severity",
     "RuleConfig",
+    "Fact",
+    "Timer",
+    "Context",
+    "Verdict",
+    "as_fact",
+    "text_value",
+    "school_year",
     "PersonContext",
     "HouseholdContext",
     "MedicalStay",
@@ -42,17 +53,74 @@ __all__ = [
     "VillageRecord",
     "RegionalDraft",
     "age_at",
-    "EVENT_RULES",
-    "evaluate",
-    "death_in_household",
     "medical_expense",
     "disaster_loss",
-    "school_dropout",
-    "asset_purchase",
     "regional_disaster",
     "regional_period",
     "format_cny",
+    "percent",
+    "CHANGE_LABEL",
+    "DISASTER_LABEL",
+    "DAMAGE_LABEL",
 ]
+
+
+@dataclass(frozen=True)
+class Fact:
+    """An event kept as a fact of its household or village (see stages.fact_of): its feed's topic, who it is
+    about, its date and its fields as text (enum symbols, ISO dates, decimals; several values joined by 、)."""
+
+    topic: str
+    event_id: str
+    person_key: str | None
+    day: dt.date
+    values: dict[str, str]
+
+    def get(self, name: str) -> str | None:
+        return self.values.get(name)
+
+    def date(self, name: str) -> dt.date | None:
+        text = self.values.get(name)
+        return dt.date.fromisoformat(text) if text else None
+
+    def amount(self, name: str) -> Decimal | None:
+        text = self.values.get(name)
+        return Decimal(text) if text else None
+
+
+def text_value(value: Any) -> str:
+    """A field's value as a fact keeps it."""
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, (list, tuple)):
+        return "、".join(text_value(v) for v in value)
+    return str(value)
+
+
+_ENVELOPE = frozenset({"event_id", "person_key", "head_person_key", "household_id", "occurred_at", "ingested_at",
+                       "source"})
+
+
+def as_fact(topic: str, record: Mapping[str, Any]) -> Fact:
+    """An event as a fact: who, when, its own fields as text."""
+    values = {k: text_value(v) for k, v in record.items() if k not in _ENVELOPE and v is not None}
+    ingested = record.get("ingested_at")
+    if isinstance(ingested, dt.datetime):
+        values["ingested_on"] = ingested.date().isoformat()  # when the department reported it
+    person = record.get("person_key") or record.get("head_person_key")
+    return Fact(topic, record["event_id"], person, record["occurred_at"], values)
+
+
+@dataclass(frozen=True)
+class Timer:
+    """A rule waiting for a day: fired by wall-clock time (the monitor's sweep), cancelled by a resolving row."""
+
+    rule: str
+    fact: str  # the alert's fact (its id follows from rule, subject and fact)
+    due: dt.date
+    ref: dt.date  # the day it counts from
+    event_id: str  # the event that set it
+    person_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -114,11 +182,50 @@ class AlertDraft:
     reason: str
     event_ids: tuple[str, ...]
     occurred_at: dt.date
+    fact: str | None = None  # what the alert is about (a person, a school year, a 年度...); None: its events
 
     @cached_property
     def alert_id(self) -> str:
-        """Deterministic: the same rule, household and causing events give the same id."""
+        """Deterministic, never from arrival order: rule, household and the fact (or the causing events, for
+        rules whose fact is a set of events, such as a medical window)."""
+        if self.fact is not None:
+            return _digest(self.rule.value, self.household_id, "fact", self.fact)
         return _digest(self.rule.value, self.household_id, *sorted(self.event_ids))
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a household rule judges an event with: the member (None for a report naming only the household),
+    the household, its earlier facts and medical stays, today's date in the prefecture and the thresholds."""
+
+    topic: str
+    person: PersonContext | None
+    household: HouseholdContext
+    facts: Sequence[Fact]
+    stays: Sequence[MedicalStay]
+    today: dt.date
+    cfg: RuleConfig
+
+
+@dataclass
+class Verdict:
+    """What the rules decided for one event (or one timer)."""
+
+    drafts: list[AlertDraft] = field(default_factory=list)
+    stays: list[MedicalStay] | None = None  # the household's new medical history, when it changed
+    timers: list[Timer] = field(default_factory=list)  # to set
+    cancel: list[tuple[str, str]] = field(default_factory=list)  # (rule, fact) of timers to drop
+
+    def add(self, other: Verdict) -> None:
+        self.drafts += other.drafts
+        self.stays = other.stays if other.stays is not None else self.stays
+        self.timers += other.timers
+        self.cancel += other.cancel
+
+
+def school_year(day: dt.date) -> int:
+    """The school year (1 September - 31 August) holding `day`, by its first calendar year."""
+    return day.year if day.month >= 9 else day.year - 1
 
 
 def age_at(birth: dt.date, on: dt.date) -> int:
@@ -133,37 +240,18 @@ def format_cny(amount: Decimal) -> str:
     return (text[:-3] if text.endswith(".00") else text) + "元"
 
 
-def _percent(part: Decimal, whole: Decimal) -> str:
+def percent(part: Decimal, whole: Decimal) -> str:
     if whole <= 0:
         return "无收入可比"
     return f"{(part * 100 / whole).quantize(Decimal('1'))}%"
 
 
-_CHANGE_LABEL = {"DEATH": "死亡", "CANCELLED": "注销"}
-_DISASTER_LABEL = {
+CHANGE_LABEL = {"DEATH": "死亡", "CANCELLED": "注销"}
+DISASTER_LABEL = {
     "FLOOD": "洪涝", "DROUGHT": "干旱", "HAIL": "冰雹", "EARTHQUAKE": "地震", "GEOLOGICAL": "地质灾害",
     "FIRE": "火灾", "WIND": "风灾", "SNOW": "雪灾", "OTHER": "其他",
 }
-_DAMAGE_LABEL = {"NONE": "无", "MINOR": "一般损坏", "SERIOUS": "严重损坏", "COLLAPSED": "倒塌"}
-_STAGE_LABEL = {"PRIMARY": "小学", "JUNIOR": "初中", "SENIOR": "高中", "VOCATIONAL": "中职"}
-
-
-def death_in_household(
-    event: Mapping[str, Any], person: PersonContext, household: HouseholdContext, cfg: RuleConfig
-) -> AlertDraft | None:
-    change = event["change_type"]
-    if change not in _CHANGE_LABEL:
-        return None
-    age = age_at(person.birth_date, event["change_date"])
-    working = cfg.death_working_age_min <= age <= cfg.death_working_age_max
-    severity = Severity.HIGH if working else Severity.MEDIUM
-    span = f"{cfg.death_working_age_min}-{cfg.death_working_age_max}岁"
-    reason = (
-        f"家庭成员({person.relation})户籍变动: {_CHANGE_LABEL[change]}, 变动日期{event['change_date']:%Y-%m-%d}, "
-        f"时年{age}岁" + (f", 属劳动年龄({span}), 家庭失去劳动力" if working else f", 不在劳动年龄({span})")
-    )
-    return AlertDraft(Rule.DEATH_IN_HOUSEHOLD, severity, household.household_id, household.village_code,
-                      reason, (event["event_id"],), event["change_date"])
+DAMAGE_LABEL = {"NONE": "无", "MINOR": "一般损坏", "SERIOUS": "严重损坏", "COLLAPSED": "倒塌"}
 
 
 def _window(stays: Iterable[MedicalStay], end: MedicalStay, cfg: RuleConfig) -> list[MedicalStay]:
@@ -177,8 +265,8 @@ def _share_text(total: Decimal, count: int, household: HouseholdContext, cfg: Ru
     return (
         f"近{cfg.medical_window_days}天家庭住院自付合计{format_cny(total)}({count}次), "
         f"占家庭年纯收入{format_cny(income)}(人均{format_cny(household.per_capita_income)}×"
-        f"{household.household_size}人)的{_percent(total, income)}, "
-        f"达到{_percent(cfg.medical_income_share, Decimal(1))}"
+        f"{household.household_size}人)的{percent(total, income)}, "
+        f"达到{percent(cfg.medical_income_share, Decimal(1))}"
     )
 
 
@@ -253,14 +341,14 @@ def disaster_loss(event: Mapping[str, Any], household: HouseholdContext, cfg: Ru
     if event["deaths"] > 0:
         grave.append(f"死亡{event['deaths']}人")
     if event["house_damage"] in ("COLLAPSED", "SERIOUS"):
-        grave.append(f"房屋{_DAMAGE_LABEL[event['house_damage']]}")
+        grave.append(f"房屋{DAMAGE_LABEL[event['house_damage']]}")
     if loss >= income * cfg.disaster_income_share:
-        grave.append(f"损失达家庭年纯收入的{_percent(cfg.disaster_income_share, Decimal(1))}")
+        grave.append(f"损失达家庭年纯收入的{percent(cfg.disaster_income_share, Decimal(1))}")
     reason = (
-        f"{_DISASTER_LABEL.get(event['disaster_type'], event['disaster_type'])}灾害"
+        f"{DISASTER_LABEL.get(event['disaster_type'], event['disaster_type'])}灾害"
         f"({event['disaster_date']:%Y-%m-%d}): 死亡{event['deaths']}人, 受伤{event['injuries']}人, "
-        f"房屋{_DAMAGE_LABEL.get(event['house_damage'], event['house_damage'])}, 直接经济损失{format_cny(loss)}, "
-        f"占家庭年纯收入{format_cny(income)}的{_percent(loss, income)}"
+        f"房屋{DAMAGE_LABEL.get(event['house_damage'], event['house_damage'])}, 直接经济损失{format_cny(loss)}, "
+        f"占家庭年纯收入{format_cny(income)}的{percent(loss, income)}"
     )
     if grave:
         reason += "; 严重: " + ", ".join(grave)
@@ -269,100 +357,25 @@ def disaster_loss(event: Mapping[str, Any], household: HouseholdContext, cfg: Ru
                       (event["event_id"],), event["disaster_date"])
 
 
-def school_dropout(
-    event: Mapping[str, Any], person: PersonContext, household: HouseholdContext, cfg: RuleConfig
-) -> AlertDraft | None:
-    if event["stage"] not in ("PRIMARY", "JUNIOR"):
-        return None
-    age = age_at(person.birth_date, event["dropout_date"])
-    reason = (
-        f"义务教育阶段辍学: {_STAGE_LABEL[event['stage']]}{event['grade']}, {event['school']}, "
-        f"辍学日期{event['dropout_date']:%Y-%m-%d}, 学生{age}岁({person.relation})"
-    )
-    return AlertDraft(Rule.SCHOOL_DROPOUT, Severity.HIGH, household.household_id, household.village_code, reason,
-                      (event["event_id"],), event["dropout_date"])
-
-
-def asset_purchase(
-    event: Mapping[str, Any], person: PersonContext, household: HouseholdContext, cfg: RuleConfig
-) -> AlertDraft | None:
-    if household.monitoring_status != "MONITORING":
-        return None
-    price = event.get("price")
-    reason = (
-        f"监测中家庭成员({person.relation})购买车辆: {event['vehicle_type']} {event['model']}, "
-        f"购买日期{event['purchase_date']:%Y-%m-%d}"
-        + (f", 购车价格{format_cny(price)}" if price is not None else "")
-        + "; 请在数据比对环节核查家庭资产"
-    )
-    return AlertDraft(Rule.ASSET_PURCHASE, Severity.LOW, household.household_id, household.village_code, reason,
-                      (event["event_id"],), event["purchase_date"])
-
-
-EventRule = Callable[
-    [Mapping[str, Any], PersonContext, HouseholdContext, Sequence["MedicalStay"], RuleConfig],
-    "tuple[list[AlertDraft], list[MedicalStay] | None]",
-]
-
-
-def _single(rule: Callable[..., AlertDraft | None], *needs: str) -> EventRule:
-    """A rule of one event that gives at most one draft and keeps no history."""
-
-    def judge(event: Mapping[str, Any], person: PersonContext, household: HouseholdContext,
-              history: Sequence[MedicalStay], cfg: RuleConfig) -> tuple[list[AlertDraft], list[MedicalStay] | None]:
-        given = {"event": event, "person": person, "household": household, "cfg": cfg}
-        draft = rule(*(given[name] for name in needs))
-        return ([draft] if draft is not None else []), None
-
-    return judge
-
-
-# The household rules by name: a feed's declaration (schemas.catalog.Feed.rules) says which judge its events.
-# REGIONAL_DISASTER is the village stage's (regional_disaster below), not a rule of one event.
-EVENT_RULES: dict[str, EventRule] = {
-    Rule.MEDICAL_EXPENSE: medical_expense,
-    Rule.DEATH_IN_HOUSEHOLD: _single(death_in_household, "event", "person", "household", "cfg"),
-    Rule.DISASTER_LOSS: _single(disaster_loss, "event", "household", "cfg"),
-    Rule.SCHOOL_DROPOUT: _single(school_dropout, "event", "person", "household", "cfg"),
-    Rule.ASSET_PURCHASE: _single(asset_purchase, "event", "person", "household", "cfg"),
-}
-
-
-def evaluate(
-    rules: Iterable[str],
-    event: Mapping[str, Any],
-    person: PersonContext,
-    household: HouseholdContext,
-    history: Sequence[MedicalStay],
-    cfg: RuleConfig,
-) -> tuple[list[AlertDraft], list[MedicalStay] | None]:
-    """The alerts the named rules (a feed's `rules`) raise for one event, and the household's new medical
-    history when a rule changed it (else None). A feed without household rules raises nothing here."""
-    drafts: list[AlertDraft] = []
-    new_history: list[MedicalStay] | None = None
-    for name in rules:
-        rule = EVENT_RULES.get(name)
-        if rule is None:
-            continue  # a rule of another stage (REGIONAL_DISASTER)
-        found, changed = rule(event, person, household, history if new_history is None else new_history, cfg)
-        drafts += found
-        new_history = changed if changed is not None else new_history
-    return drafts, new_history
-
-
 # --- regional ----------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class VillageRecord:
+    """One record a regional rule counts (the name is the first one's): a household's disaster, stay, return
+    home or HIGH alert, in its region (a village, or a township for REGIONAL_RETURNS)."""
+
     household_id: str
     event_id: str
-    disaster_date: dt.date
+    disaster_date: dt.date  # the day the window counts by
+    rule: str = Rule.REGIONAL_DISASTER.value
+    person_key: str | None = None  # REGIONAL_RETURNS counts persons
+    group: str = ""  # counted apart per group (REGIONAL_ILLNESS: the disease)
 
 
 @dataclass(frozen=True)
 class RegionalDraft:
-    village_code: str
+    village_code: str  # the region: a village (12 digits) or a township (9)
     period: int  # the fixed period (see `regional_period`) in which the window starts
     window_start: dt.date
     window_end: dt.date
@@ -370,11 +383,16 @@ class RegionalDraft:
     event_ids: tuple[str, ...]
     reason: str
     severity: Severity = Severity.HIGH
+    rule: Rule = Rule.REGIONAL_DISASTER
+    fact: str | None = None  # None: the period (windowed counts)
 
     @property
     def alert_id(self) -> str:
-        """Deterministic and independent of arrival order: the village and the fixed period."""
-        return _digest(Rule.REGIONAL_DISASTER.value, self.village_code, str(self.period))
+        """Deterministic and independent of arrival order: rule, region and the fixed period (or the fact)."""
+        if self.rule == Rule.REGIONAL_DISASTER and self.fact is None:
+            return _digest(Rule.REGIONAL_DISASTER.value, self.village_code, str(self.period))
+        return _digest(self.rule.value, self.village_code, "fact",
+                       self.fact if self.fact is not None else f"period|{self.period}")
 
 
 def regional_period(day: dt.date, cfg: RuleConfig) -> int:

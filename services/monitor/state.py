@@ -17,10 +17,12 @@ from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
 from schemas.codec import Codec
-from services.monitor.rules import MedicalStay, VillageRecord
+from schemas.catalog import feed_of_topic
+from services.monitor.rules import Fact, MedicalStay, Timer, VillageRecord
 
 __all__ = [
     "Fact",
+    "Timer",
     "Pending",
     "PersonState",
     "HouseholdState",
@@ -30,23 +32,33 @@ __all__ = [
     "HOUSEHOLD_STATE",
     "VILLAGE_STATE",
     "horizon",
+    "horizon_day",
 ]
 
 
-@dataclass(frozen=True)
-class Fact:
-    """An event kept as a fact of its household or village (see stages.fact_of): its feed's topic, who it is
-    about, its date and its fields as text."""
-
-    topic: str
-    event_id: str
-    person_key: str | None
-    day: dt.date
-    values: dict[str, str]
+def horizon_day(topic: str, day: dt.date) -> dt.date:
+    """The day the history horizon counts an event by: its date, or for a yearly feed (a 年度 dated 1 January)
+    the year's last day, so last year's and the year before's income are kept however recent the other feeds."""
+    feed = feed_of_topic(topic)
+    return dt.date(day.year, 12, 31) if feed is not None and feed.yearly else day
 
 
 def _kept(facts: list[Fact], cut: dt.date) -> list[Fact]:
-    return [f for f in facts if f.day > cut]
+    return [f for f in facts if horizon_day(f.topic, f.day) > cut]
+
+
+def _timers_kept(timers: list[Timer], cut: dt.date) -> list[Timer]:
+    return [t for t in timers if t.ref > cut]
+
+
+def add_timers(timers: list[Timer], new: Iterable[Timer], cancel: Iterable[tuple[str, str]]) -> list[Timer]:
+    """`timers` without the cancelled ones, with `new` (one per rule and fact: a later one replaces it)."""
+    dropped = set(cancel)
+    kept = {(t.rule, t.fact): t for t in timers if (t.rule, t.fact) not in dropped}
+    for t in new:
+        if (t.rule, t.fact) not in dropped:
+            kept[(t.rule, t.fact)] = t
+    return sorted(kept.values(), key=lambda t: (t.due, t.rule, t.fact))
 
 
 @dataclass(frozen=True)
@@ -88,9 +100,11 @@ class PersonState(_Waiting):
 
 @dataclass
 class HouseholdState(_Waiting):
-    seen: dict[str, dt.date] = field(default_factory=dict)  # event_id -> occurred_at
+    seen: dict[str, dt.date] = field(default_factory=dict)  # event_id -> its horizon day (see horizon_day)
     stays: list[MedicalStay] = field(default_factory=list)
     facts: list[Fact] = field(default_factory=list)
+    timers: list[Timer] = field(default_factory=list)
+    profiled: bool = False  # it has had an alert: its profile is published
 
     def too_late(self, day: dt.date, horizon_days: int) -> bool:
         """An event dated at or before the horizon: what it would be judged with is forgotten."""
@@ -104,25 +118,30 @@ class HouseholdState(_Waiting):
         self.seen = {eid: day for eid, day in self.seen.items() if day > cut}
         self.stays = [s for s in self.stays if s.admission_date > cut]
         self.facts = _kept(self.facts, cut)
+        self.timers = _timers_kept(self.timers, cut)
 
     @property
     def empty(self) -> bool:
-        return not (self.seen or self.stays or self.facts or self.pending)
+        return not (self.seen or self.stays or self.facts or self.pending or self.timers)
 
 
 @dataclass
 class VillageState:
     records: list[VillageRecord] = field(default_factory=list)
     fired: set[int] = field(default_factory=set)
-    village_code: str = ""  # the key, written into the changelog record
+    village_code: str = ""  # the key (a village, or a township for REGIONAL_RETURNS)
     facts: list[Fact] = field(default_factory=list)
+    fired_keys: set[str] = field(default_factory=set)  # the other regional rules' alerts raised: rule|group|period
+    timers: list[Timer] = field(default_factory=list)
 
     def _latest(self) -> dt.date | None:
-        days = [r.disaster_date for r in self.records] + [f.day for f in self.facts]
+        days = [r.disaster_date for r in self.records] + [horizon_day(f.topic, f.day) for f in self.facts]
         return max(days) if days else None
 
-    def known(self, event_id: str) -> bool:
-        return any(r.event_id == event_id for r in self.records) or any(f.event_id == event_id for f in self.facts)
+    def known(self, event_id: str, rule: str | None = None) -> bool:
+        """Whether the event is kept already (as a record of `rule`, when given, or as a fact)."""
+        return (any(r.event_id == event_id and (rule is None or r.rule == rule) for r in self.records)
+                or any(f.event_id == event_id for f in self.facts))
 
     def too_late(self, day: dt.date, horizon_days: int) -> bool:
         latest = self._latest()
@@ -135,12 +154,16 @@ class VillageState:
         cut = horizon(latest, horizon_days)
         self.records = [r for r in self.records if r.disaster_date > cut]
         self.facts = _kept(self.facts, cut)
+        self.timers = _timers_kept(self.timers, cut)
         oldest = period_of(cut)
         self.fired = {p for p in self.fired if p >= oldest}
+        # a key (rule|group|first day of its period) goes a year after its period passed the horizon
+        keep_from = (cut - dt.timedelta(days=366)).isoformat()
+        self.fired_keys = {k for k in self.fired_keys if k.rsplit("|", 1)[1] >= keep_from}
 
     @property
     def empty(self) -> bool:
-        return not (self.records or self.fired or self.facts)
+        return not (self.records or self.fired or self.facts or self.fired_keys or self.timers)
 
 
 def horizon(latest: dt.date, days: int) -> dt.date:
@@ -199,6 +222,16 @@ def _facts_in(rows: Iterable[dict[str, Any]]) -> list[Fact]:
     return [Fact(r["topic"], r["event_id"], r["person_key"], _date(r["day"]), dict(r["values"])) for r in rows]
 
 
+def _timers_out(timers: Iterable[Timer]) -> list[dict[str, Any]]:
+    return [{"rule": t.rule, "fact": t.fact, "due_day": _day(t.due), "ref_day": _day(t.ref), "event_id": t.event_id,
+             "person_key": t.person_key} for t in timers]
+
+
+def _timers_in(rows: Iterable[dict[str, Any]]) -> list[Timer]:
+    return [Timer(r["rule"], r["fact"], _date(r["due_day"]), _date(r["ref_day"]), r["event_id"], r["person_key"])
+            for r in rows]
+
+
 HOUSEHOLD_STATE: StateCodec[HouseholdState] = StateCodec(
     "povwatch.monitor.HouseholdState",
     lambda s: {
@@ -208,6 +241,8 @@ HOUSEHOLD_STATE: StateCodec[HouseholdState] = StateCodec(
                    "out_of_pocket_cents": int(m.out_of_pocket * 100), "high": m.high} for m in s.stays],
         "pending": _pending_out(s.pending),
         "facts": _facts_out(s.facts),
+        "timers": _timers_out(s.timers),
+        "profiled": s.profiled,
     },
     lambda r: HouseholdState(
         pending=_pending_in(r["pending"]),
@@ -215,6 +250,8 @@ HOUSEHOLD_STATE: StateCodec[HouseholdState] = StateCodec(
         stays=[MedicalStay(m["event_id"], _date(m["admission_day"]), Decimal(m["out_of_pocket_cents"]) / 100,
                            m["high"]) for m in r["stays"]],
         facts=_facts_in(r["facts"]),
+        timers=_timers_in(r["timers"]),
+        profiled=r["profiled"],
     ),
 )
 
@@ -222,13 +259,17 @@ VILLAGE_STATE: StateCodec[VillageState] = StateCodec(
     "povwatch.monitor.VillageState",
     lambda s: {
         "records": [{"village_code": s.village_code, "household_id": v.household_id, "event_id": v.event_id,
-                     "disaster_date": v.disaster_date} for v in s.records],
+                     "disaster_date": v.disaster_date, "rule": v.rule, "person_key": v.person_key,
+                     "group": v.group} for v in s.records],
         "fired": sorted(s.fired),
         "village_code": s.village_code,
         "facts": _facts_out(s.facts),
+        "fired_keys": sorted(s.fired_keys),
+        "timers": _timers_out(s.timers),
     },
-    lambda r: VillageState([VillageRecord(v["household_id"], v["event_id"], v["disaster_date"]) for v in r["records"]],
+    lambda r: VillageState([VillageRecord(v["household_id"], v["event_id"], v["disaster_date"], v["rule"],
+                                          v["person_key"], v["group"]) for v in r["records"]],
                            set(r["fired"]),
                            r["village_code"] or (r["records"][0]["village_code"] if r["records"] else ""),
-                           _facts_in(r["facts"])),
+                           _facts_in(r["facts"]), set(r["fired_keys"]), _timers_in(r["timers"])),
 )

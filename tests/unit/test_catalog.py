@@ -88,7 +88,7 @@ def test_project_topics_come_from_the_catalogue() -> None:
     names = [s.name for s in specs]
     assert len(names) == len(set(names))
     assert names[:2] == ["registry.persons", "registry.households"]
-    assert [s.name for s in specs if s.compacted] == ["registry.persons", "registry.households"]
+    assert [s.name for s in specs if s.compacted] == ["registry.persons", "registry.households", "profiles.household"]
     assert [n for n in names if n.startswith("events.")] == [*catalog.event_topics(), *catalog.intake_topics(),
                                                              *catalog.comparison_result_topics()]
     assert {f"dlq.{d}" for d in catalog.departments()} | {"dlq.monitor"} <= set(names)

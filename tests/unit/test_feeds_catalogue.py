@@ -30,10 +30,13 @@ def test_the_catalogue_is_the_declarations() -> None:
     text = render_catalogue(entries)
     assert "medical-security hospitalization 住院  ->  events.medical-security.hospitalization" in text
     assert "备注 (可选)" in text  # an optional column says so
-    assert "links by village (行政区划代码; the person or household when named); kept by the monitor as facts" in text
+    assert ("links by village (行政区划代码; the person or household when named); rules: WATER_UNSAFE, REGIONAL_WATER"
+            in text)
     assert "links by household (户主身份证号码); rules: DISASTER_LOSS, REGIONAL_DISASTER" in text
+    assert "links by person (身份证号码); kept by the monitor as facts" in text  # identity-check, student-aid
     water = next(e for e in listed if e["feed"] == "drinking-water")
-    assert (water["title"], water["links_by"], water["rules"]) == ("安全饮水", "village", [])
+    assert (water["title"], water["links_by"], water["rules"]) == ("安全饮水", "village",
+                                                                   ["WATER_UNSAFE", "REGIONAL_WATER"])
 
 
 @pytest.mark.parametrize("xlsx", [False, True])

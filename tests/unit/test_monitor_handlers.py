@@ -307,7 +307,11 @@ def test_an_event_before_its_household_is_parked_then_raises_its_alert() -> None
 
     later = NOW + dt.timedelta(hours=2)
     out = stage.registry(HH, household_msg(), later)
-    assert [(e.topic, e.key) for e in out] == [(ROUTES.alerts_household, HH.encode())]
+    # the alert, the stay and the HIGH alert for the regional counts, the household's profile
+    assert [(e.topic, e.key) for e in out] == [(ROUTES.alerts_household, HH.encode()),
+                                               (ROUTES.village_disasters, VILLAGE.encode()),
+                                               (ROUTES.village_disasters, VILLAGE.encode()),
+                                               (ROUTES.profiles, HH.encode())]
     (alert,) = household_alerts(out)
     assert (alert["rule"], alert["severity"], alert["household_id"], alert["village_code"]) == (
         "MEDICAL_EXPENSE", "HIGH", HH, VILLAGE)
@@ -381,10 +385,15 @@ def test_a_removed_household_raises_nothing_and_its_return_releases_the_events()
     assert stage.state[HH].seen == {"drop-1": DAY}
     # back in the roster: both wait no longer
     out = stage.registry(HH, household_msg(), NOW)
-    assert [(a["rule"], a["event_ids"]) for a in household_alerts(out)] == [
-        ("SCHOOL_DROPOUT", ["drop-2"]), ("DISASTER_LOSS", ["dis-1"])]
-    assert decoded(out, ROUTES.village_disasters, "povwatch.monitor.VillageDisaster") == [
-        {"village_code": VILLAGE, "household_id": HH, "event_id": "dis-1", "disaster_date": DAY}]
+    # the same child's second report of the school year is the same alert, now with both events as evidence
+    (dropped, flooded) = household_alerts(out)
+    assert (dropped["rule"], dropped["event_ids"]) == ("SCHOOL_DROPOUT", ["drop-1", "drop-2"])
+    assert dropped["alert_id"] == household_alerts(first)[0]["alert_id"]
+    assert (flooded["rule"], flooded["event_ids"]) == ("DISASTER_LOSS", ["dis-1"])
+    assert [r for r in decoded(out, ROUTES.village_disasters, "povwatch.monitor.VillageDisaster")
+            if r["rule"] == "REGIONAL_DISASTER"] == [
+        {"village_code": VILLAGE, "household_id": HH, "event_id": "dis-1", "disaster_date": DAY,
+         "rule": "REGIONAL_DISASTER", "person_key": None, "group": ""}]
     assert stage.state[HH].pending == [] and set(stage.state[HH].seen) == {"drop-1", "drop-2", "dis-1"}
 
 
@@ -428,15 +437,18 @@ def test_the_same_event_twice_raises_one_set_of_alerts() -> None:
     event = enrich(DIS, disaster("dis-1", damage="COLLAPSED"))
     before = duplicates()
     first = stage.event(ROUTES.household_events, event, NOW)
-    assert [e.topic for e in first] == [ROUTES.alerts_household, ROUTES.village_disasters]
+    assert [e.topic for e in first] == [ROUTES.alerts_household, ROUTES.village_disasters,
+                                        ROUTES.village_disasters, ROUTES.profiles]
     assert [(a["rule"], a["severity"]) for a in household_alerts(first)] == [("DISASTER_LOSS", "HIGH")]
-    assert [e.key for e in first] == [HH.encode(), VILLAGE.encode()]
+    assert [e.key for e in first] == [HH.encode(), VILLAGE.encode(), VILLAGE.encode(), HH.encode()]
     dirty(stage)
     assert stage.event(ROUTES.household_events, event, NOW + dt.timedelta(minutes=1)) == []
     assert duplicates() == before + 1 and dirty(stage) == set()
     # a hospitalisation re-delivered is not counted twice in the window either
     hosp = enrich(HOSP, hospitalisation("hosp-1", DAY, "6000"))
-    assert stage.event(ROUTES.household_events, hosp, NOW) == []
+    # no alert; the stay counted for REGIONAL_ILLNESS, the profile (the household had an alert) updated
+    assert [e.topic for e in stage.event(ROUTES.household_events, hosp, NOW)] == [ROUTES.village_disasters,
+                                                                                 ROUTES.profiles]
     assert stage.event(ROUTES.household_events, hosp, NOW) == []
     assert stage.state[HH].stays == [MedicalStay("hosp-1", DAY, Decimal("6000"))]
     assert duplicates() == before + 2
@@ -504,7 +516,11 @@ def test_abc_gives_c_a_high_alert_in_every_arrival_order(order: str, household_a
     assert alert["event_ids"] == ["A", "C"] and alert["occurred_at"] == ABC["C"][0]
     assert alert["alert_id"] == ABC_ID
     assert "近365天家庭住院自付合计12000元(2次)" in alert["reason"]
-    assert [e.topic for e in out] == [ROUTES.alerts_household]
+    # besides the alert: each stay for REGIONAL_ILLNESS and the HIGH alert for REGIONAL_RISK_CLUSTER, and the
+    # household's profile from its first alert on
+    assert [e.topic for e in out if e.topic not in (ROUTES.village_disasters, ROUTES.profiles)] == [
+        ROUTES.alerts_household]
+    assert len([e for e in out if e.topic == ROUTES.village_disasters]) == 4
     state = stage.state[HH]
     assert state.pending == [] and set(state.seen) == {"A", "B", "C"}
     assert [(s.event_id, s.high) for s in state.stays] == [("A", False), ("C", True), ("B", False)]
@@ -578,7 +594,8 @@ def test_household_state_levels_off_under_a_steady_stream() -> None:
     for i in range(6 * 365 // 10):  # about six years
         day = DAY + dt.timedelta(days=10 * i)
         out = stage.event(ROUTES.household_events, enrich(HOSP, hospitalisation(f"h{i:04d}", day, "100")), NOW)
-        assert out == []  # 73 x 100 within a window never reaches 10000
+        assert [e.topic for e in out] == [ROUTES.village_disasters]  # the stay, for REGIONAL_ILLNESS; no alert:
+        # 73 x 100 within a window never reaches 10000
         sizes.append((len(stage.state[HH].seen), len(stage.state[HH].stays)))
     assert kept == 73 and len(sizes) == 219
     assert sizes == [(min(i + 1, kept), min(i + 1, kept)) for i in range(219)]

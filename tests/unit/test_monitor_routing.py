@@ -97,7 +97,8 @@ def test_a_village_level_row_that_names_someone_goes_to_their_household(spec: Fe
     key, value, record = event_of(spec, cells)
     assert record["person_key"] is not None and key == record["person_key"].encode()
     first, _, households, villages = through(spec.topic, key, value)
-    assert [e.topic for e in first] == [ROUTES.household_events] and not villages.state
+    assert [e.topic for e in first] == [ROUTES.household_events]
+    assert all(not s.facts for s in villages.state.values())  # a fact of the household, not of the village
     assert [f.event_id for f in households.state[HH].facts] == [record["event_id"]]
 
 
@@ -114,17 +115,25 @@ def test_intake_reports_by_head_or_by_household_id_are_facts_of_the_household() 
     topic = INTAKE_CHANNELS[0].topic
     by_head = intake(topic)
     first, second, households, _ = through(topic, PK.encode(), by_head)
-    assert [e.topic for e in first] == [ROUTES.household_events] and second == []
+    assert [e.topic for e in first] == [ROUTES.household_events]
+    # a self-declaration is a REPORTED_RISK alert (MEDIUM), with the report's channel and text
+    assert [e.topic for e in second] == [ROUTES.alerts_household, ROUTES.profiles]
+    alert = CODEC.decode(second[0].value or b"").record
+    assert (alert["rule"], alert["severity"], alert["event_ids"]) == ("REPORTED_RISK", "MEDIUM", ["i" * 32])
+    assert alert["reason"] == "农户自主申报(2024-06-01): 风险类型因病; 内容: 父亲住院"
+    assert alert["event_topics"] == [topic]
     [fact] = households.state[HH].facts
     assert fact == Fact(topic, "i" * 32, PK, dt.date(2024, 6, 1), {
-        "channel": "SELF_DECLARATION", "risk_type": "ILLNESS", "description": "父亲住院", "reported_on": "2024-06-01"})
+        "channel": "SELF_DECLARATION", "risk_type": "ILLNESS", "description": "父亲住院", "reported_on": "2024-06-01",
+        "ingested_on": NOW.date().isoformat()})
     # only the 户编号: no person to join, straight to the household
     by_id = intake(topic, head=None, household=HH)
     persons = person_stage()
     [emit] = persons.event(topic, by_id, NOW, HH.encode())
     assert emit.topic == ROUTES.household_events and emit.key == HH.encode()
     households = household_stage(household_msg())
-    assert households.event(emit.topic, emit.value or b"", NOW) == []
+    [alert, _] = households.event(emit.topic, emit.value or b"", NOW)
+    assert CODEC.decode(alert.value or b"").record["household_id"] == HH
     [fact] = households.state[HH].facts
     assert fact.person_key is None and fact.values["risk_type"] == "ILLNESS"
 

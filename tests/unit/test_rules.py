@@ -20,17 +20,15 @@ from services.monitor.rules import (
     RuleConfig,
     Severity,
     VillageRecord,
+    Context,
     age_at,
-    asset_purchase,
-    death_in_household,
     disaster_loss,
-    evaluate,
     format_cny,
     medical_expense,
     regional_disaster,
     regional_period,
-    school_dropout,
 )
+from services.monitor import household_rules
 from services.monitor.stages import (
     household_alert_record,
     household_stage,
@@ -39,6 +37,41 @@ from services.monitor.stages import (
 from services.monitor.state import Fact
 
 CFG = RuleConfig()
+TODAY = dt.date(2026, 12, 3)
+
+
+def _ctx(topic: str, person: PersonContext | None, household: HouseholdContext, cfg: RuleConfig,
+         stays: list[MedicalStay] | None = None, facts: list[Fact] | None = None) -> Context:
+    return Context(topic, person, household, facts or [], stays or [], TODAY, cfg)
+
+
+def _only(verdict: household_rules.Verdict) -> AlertDraft | None:
+    assert len(verdict.drafts) <= 1
+    return verdict.drafts[0] if verdict.drafts else None
+
+
+# The rules of one event, called as the household stage calls them (event, Context).
+def death_in_household(event: dict[str, Any], person: PersonContext, household: HouseholdContext,
+                       cfg: RuleConfig) -> AlertDraft | None:
+    return _only(household_rules.death_in_household(event, _ctx(catalog.REGISTRATION_CHANGE.topic, person,
+                                                                  household, cfg)))
+
+
+def school_dropout(event: dict[str, Any], person: PersonContext, household: HouseholdContext,
+                   cfg: RuleConfig) -> AlertDraft | None:
+    return _only(household_rules.school_dropout(event, _ctx(catalog.DROPOUT.topic, person, household, cfg)))
+
+
+def asset_purchase(event: dict[str, Any], person: PersonContext, household: HouseholdContext,
+                   cfg: RuleConfig) -> AlertDraft | None:
+    return _only(household_rules.asset_purchase(event, _ctx(catalog.VEHICLE_PURCHASE.topic, person, household, cfg)))
+
+
+def evaluate(rules: tuple[str, ...], event: dict[str, Any], person: PersonContext, household: HouseholdContext,
+             stays: list[MedicalStay], cfg: RuleConfig) -> tuple[list[AlertDraft], list[MedicalStay] | None]:
+    topic = next((f.topic for f in catalog.monitored_feeds() if f.rules == rules), "")
+    verdict = household_rules.judge(rules, event, _ctx(topic, person, household, cfg, stays))
+    return verdict.drafts, verdict.stays
 HH = "BL-100201-0001"
 VILLAGE = "652701100201"
 # annual net income 6000 x 4 = 24000 CNY; half of it, the medical and disaster threshold, is 12000
@@ -104,7 +137,8 @@ def test_death_severity_by_working_age(birth: dt.date, age: int, severity: Sever
     assert draft.severity is severity
     assert (draft.rule, draft.household_id, draft.village_code) == (Rule.DEATH_IN_HOUSEHOLD, HH, VILLAGE)
     assert draft.event_ids == ("reg-1",) and draft.occurred_at == CHANGE_DAY
-    assert f"时年{age}岁" in draft.reason and "家庭成员(子)户籍变动: 死亡, 变动日期2024-05-02" in draft.reason
+    assert f"时年{age}岁" in draft.reason and "家庭成员(子)死亡, 死亡日期2024-05-02" in draft.reason
+    assert "报告: 公安户籍变动: 死亡(2024-05-02)" in draft.reason
     assert ("属劳动年龄(16-60岁), 家庭失去劳动力" in draft.reason) == (severity is Severity.HIGH)
     assert ("不在劳动年龄(16-60岁)" in draft.reason) == (severity is Severity.MEDIUM)
 
@@ -112,7 +146,7 @@ def test_death_severity_by_working_age(birth: dt.date, age: int, severity: Sever
 def test_cancelled_registration_counts_as_a_death() -> None:
     draft = death_in_household(registration("CANCELLED"), person(dt.date(1980, 1, 1)), HOUSEHOLD, CFG)
     assert draft is not None and draft.severity is Severity.HIGH
-    assert "户籍变动: 注销" in draft.reason
+    assert "公安户籍变动: 注销" in draft.reason
 
 
 @pytest.mark.parametrize("change", ["MOVE_OUT", "BIRTH", "MARRY_IN", "MARRY_OUT"])
@@ -285,7 +319,7 @@ def test_disaster_ignores_monitoring_status() -> None:
 def test_compulsory_education_dropout_is_high(stage: str, label: str) -> None:
     draft = school_dropout(dropout(stage), person(dt.date(2010, 3, 12), "孙子"), HOUSEHOLD, CFG)
     assert draft is not None and (draft.rule, draft.severity) == (Rule.SCHOOL_DROPOUT, Severity.HIGH)
-    assert draft.reason == (f"义务教育阶段辍学: {label}八年级, 博乐市第三中学, 辍学日期2024-03-11, 学生13岁(孙子)")
+    assert draft.reason == (f"义务教育阶段辍学: {label}八年级, 博乐市第三中学, 辍学日期2024-03-11(2023-2024学年), 学生13岁(孙子); 报告: 教育辍学登记")
 
 
 @pytest.mark.parametrize("stage", ["SENIOR", "VOCATIONAL"])
@@ -321,12 +355,14 @@ def test_evaluate_dispatches_by_the_feeds_declared_rules() -> None:
 
 
 def test_every_declared_rule_is_implemented() -> None:
-    from services.monitor.rules import EVENT_RULES
+    from schemas.alerts import REGIONAL_RULES
+    from services.monitor.household_rules import EVENT_RULES
 
     declared = {rule for feed in catalog.monitored_feeds() for rule in feed.rules}
-    assert declared <= set(EVENT_RULES) | {Rule.REGIONAL_DISASTER}
-    assert set(Rule) == set(EVENT_RULES) | {Rule.REGIONAL_DISASTER}  # and every rule judges some feed
-    assert {Rule(r) for r in declared} == set(Rule)
+    judged_with = {Rule.INCOME_DROP}  # judged by the INCOME_BELOW_LINE function, from the same rows
+    assert declared <= set(EVENT_RULES) | REGIONAL_RULES | judged_with
+    assert set(Rule) == set(EVENT_RULES) | REGIONAL_RULES | judged_with
+    assert {Rule(r) for r in declared} | {Rule.REGIONAL_RISK_CLUSTER} == set(Rule)  # the cluster counts alerts
 
 
 def test_alert_id_is_deterministic_and_order_independent() -> None:
@@ -490,10 +526,12 @@ def test_regional_thresholds_are_configurable() -> None:
 
 def test_horizon_must_cover_the_windows() -> None:
     assert RuleConfig(history_horizon_days=365).history_horizon_days == 365
-    with pytest.raises(ValueError, match="history_horizon_days must cover"):
+    with pytest.raises(ValueError, match=r"history_horizon_days \(364\) must cover medical_window_days"):
         RuleConfig(history_horizon_days=364)
-    with pytest.raises(ValueError, match="history_horizon_days must cover"):
+    with pytest.raises(ValueError, match="must cover regional_window_days"):
         RuleConfig(medical_window_days=30, regional_window_days=40, history_horizon_days=39)
+    with pytest.raises(ValueError, match="must cover job_gap_days"):
+        RuleConfig(medical_window_days=30, job_gap_days=90, history_horizon_days=60)
 
 
 # --- the monitor's stage functions and the alert records -------------------------------------------------------
@@ -505,31 +543,40 @@ def test_person_context_from_a_registry_record() -> None:
     assert PersonContext.from_record(rec) == PersonContext("k" * 64, HH, dt.date(1968, 3, 5), "户主", VILLAGE)
 
 
+def stage(feed: catalog.Feed, event: dict[str, Any], who: PersonContext | None,
+          stays: list[MedicalStay] | None = None, facts: list[Fact] | None = None) -> Any:
+    return household_stage(feed, feed.topic, event, who, HOUSEHOLD, facts or [], stays or [], TODAY, CFG)
+
+
 def test_household_stage_for_a_disaster_emits_a_village_record() -> None:
-    outcome = household_stage(catalog.DISASTER_LOSS, catalog.DISASTER_LOSS.topic, disaster(damage="COLLAPSED"),
-                              person(), HOUSEHOLD, [], CFG)
-    assert [d.severity for d in outcome.drafts] == [Severity.HIGH]
-    assert outcome.medical_history is None
-    assert outcome.village_record == {"village_code": VILLAGE, "household_id": HH, "event_id": "dis-1",
-                                      "disaster_date": dt.date(2024, 6, 20)}
+    outcome = stage(catalog.DISASTER_LOSS, disaster(damage="COLLAPSED"), person())
+    assert [d.severity for d in outcome.verdict.drafts] == [Severity.HIGH]
+    assert outcome.verdict.stays is None
+    draft = outcome.verdict.drafts[0]
+    # the disaster counted by REGIONAL_DISASTER, and the HIGH alert by REGIONAL_RISK_CLUSTER, both in the village
+    assert outcome.village_records == [
+        VillageRecord(HH, "dis-1", dt.date(2024, 6, 20)),
+        VillageRecord(HH, draft.alert_id, dt.date(2024, 6, 20), Rule.REGIONAL_RISK_CLUSTER.value)]
+    assert outcome.regions == [VILLAGE, VILLAGE]
 
 
 def test_household_stage_for_a_hospitalisation_returns_the_new_stays() -> None:
     earlier = [stay(10, "7000", "hosp-0")]
-    outcome = household_stage(catalog.HOSPITALIZATION, catalog.HOSPITALIZATION.topic, hospital("7000"), person(),
-                              HOUSEHOLD, earlier, CFG)
-    assert [(d.severity, d.event_ids) for d in outcome.drafts] == [(Severity.HIGH, ("hosp-0", "hosp-1"))]
-    assert outcome.medical_history == [stay(10, "7000", "hosp-0"),
-                                       MedicalStay("hosp-1", ADMITTED, Decimal("7000"), high=True)]
-    assert outcome.village_record is None
+    outcome = stage(catalog.HOSPITALIZATION, hospital("7000"), person(), earlier)
+    assert [(d.severity, d.event_ids) for d in outcome.verdict.drafts] == [(Severity.HIGH, ("hosp-0", "hosp-1"))]
+    assert outcome.verdict.stays == [stay(10, "7000", "hosp-0"),
+                                     MedicalStay("hosp-1", ADMITTED, Decimal("7000"), high=True)]
+    # the stay counted by REGIONAL_ILLNESS (by disease), the HIGH alert by REGIONAL_RISK_CLUSTER
+    assert [(r.rule, r.group) for r in outcome.village_records] == [(Rule.REGIONAL_ILLNESS, "脑梗死"),
+                                                                   (Rule.REGIONAL_RISK_CLUSTER, "")]
     assert earlier == [stay(10, "7000", "hosp-0")]  # the given history is not modified
 
 
 def test_household_stage_for_other_events_keeps_the_stays() -> None:
-    outcome = household_stage(catalog.DROPOUT, catalog.DROPOUT.topic, dropout("JUNIOR"), person(), HOUSEHOLD,
-                              [stay(10, "7000", "hosp-0")], CFG)
-    assert [d.rule for d in outcome.drafts] == [Rule.SCHOOL_DROPOUT]
-    assert outcome.medical_history is None and outcome.village_record is None
+    outcome = stage(catalog.DROPOUT, dropout("JUNIOR"), person(), [stay(10, "7000", "hosp-0")])
+    assert [d.rule for d in outcome.verdict.drafts] == [Rule.SCHOOL_DROPOUT]
+    assert outcome.verdict.stays is None
+    assert [r.rule for r in outcome.village_records] == [Rule.REGIONAL_RISK_CLUSTER]  # a HIGH alert
     assert outcome.fact == Fact(catalog.DROPOUT.topic, "drop-1", None, dt.date(2024, 3, 11), {
         "stage": "JUNIOR", "grade": "八年级", "school": "博乐市第三中学", "dropout_date": "2024-03-11"})
 
@@ -539,21 +586,20 @@ def test_a_feed_without_rules_is_kept_as_a_fact_and_raises_nothing() -> None:
     event = {"event_id": "job-1", "person_key": "k" * 64, "occurred_at": dt.date(2024, 3, 1),
              "start_date": dt.date(2024, 3, 1), "wage": Decimal("3200.00"), "end_date": None,
              "channel": "ORGANISED", "kinds": ["A", "B"]}
-    outcome = household_stage(feed, feed.topic, event, None, HOUSEHOLD, [stay(10, "7000", "hosp-0")], CFG)
-    assert outcome.drafts == [] and outcome.medical_history is None and outcome.village_record is None
+    outcome = stage(feed, event, None, [stay(10, "7000", "hosp-0")])
+    assert outcome.verdict.drafts == [] and outcome.verdict.stays is None and outcome.village_records == []
     assert outcome.fact == Fact(feed.topic, "job-1", "k" * 64, dt.date(2024, 3, 1), {
         "start_date": "2024-03-01", "wage": "3200.00", "channel": "ORGANISED", "kinds": "A、B"})
 
 
 def test_hospitalisation_keeps_its_stays_not_a_fact() -> None:
-    outcome = household_stage(catalog.HOSPITALIZATION, catalog.HOSPITALIZATION.topic, hospital("100"), person(),
-                              HOUSEHOLD, [], CFG)
-    assert outcome.fact is None and outcome.medical_history is not None
+    outcome = stage(catalog.HOSPITALIZATION, hospital("100"), person())
+    assert outcome.fact is None and outcome.verdict.stays is not None
 
 
-def test_a_judged_event_that_names_no_person_is_refused() -> None:
-    with pytest.raises(DecodeError, match="names no person"):
-        household_stage(catalog.DROPOUT, catalog.DROPOUT.topic, dropout("JUNIOR"), None, HOUSEHOLD, [], CFG)
+def test_a_person_rule_for_an_event_that_names_no_person_raises_nothing() -> None:
+    # only an intake report may name the household alone; a person's rule then has no one to judge
+    assert stage(catalog.DROPOUT, dropout("JUNIOR"), None).verdict.drafts == []
 
 
 def test_alert_records_fit_the_avro_schemas() -> None:

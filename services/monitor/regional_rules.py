@@ -1,0 +1,215 @@
+"""The regional rules: large-scale relapse seen early, per village (12 digits) or township (9 digits).
+
+    windowed counts  REGIONAL_DISASTER (rules.regional_disaster), REGIONAL_RETURNS, REGIONAL_ILLNESS,
+                     REGIONAL_RISK_CLUSTER: distinct households (persons, for returns) of one region whose records
+                     lie within a window; one alert per region, group and fixed period in which a qualifying
+                     window starts, so the alerts are a function of the records, not of their arrival order
+    village rows     a village-level farm-disaster row on its own (REGIONAL_DISASTER), drinking water naming no
+                     household (REGIONAL_WATER, with its timer), collective income (COLLECTIVE_INCOME_DROP)
+
+Pure functions; the village stage (handlers.VillageStage) keeps the records, facts, fired periods and timers.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from schemas.alerts import Rule, Severity
+from services.monitor.household_rules import WATER, water_problem
+from services.monitor.rules import (
+    Fact,
+    RegionalDraft,
+    RuleConfig,
+    Timer,
+    VillageRecord,
+    format_cny,
+    percent,
+    regional_disaster,
+)
+
+__all__ = ["Window", "window_of", "windowed", "fired_key", "village_row", "fire_village", "township_of",
+           "COUNTED_RULES"]
+
+
+def township_of(village_code: str) -> str:
+    """The township (乡镇) of a 12-digit village code: its first 9 digits."""
+    return village_code[:9]
+
+
+@dataclass(frozen=True)
+class Window:
+    """A windowed count: at least `minimum` distinct members within `days`."""
+
+    rule: Rule
+    minimum: int
+    days: int
+    severity: Severity
+    by_person: bool  # count persons (else households)
+    describe: Callable[[str, str, dt.date, dt.date, int, int], str]  # region, group, start, end, count, households
+
+
+def window_of(rule: str, cfg: RuleConfig) -> Window:
+    if rule == Rule.REGIONAL_RETURNS:
+        return Window(Rule.REGIONAL_RETURNS, cfg.returns_min_persons, cfg.returns_window_days, Severity.MEDIUM, True,
+                      lambda region, group, start, end, n, h: (
+                          f"区域性务工返乡风险: 乡镇{region}在{start:%Y-%m-%d}至{end:%Y-%m-%d}期间有{n}人结束务工"
+                          f"(涉及{h}户; 阈值{cfg.returns_min_persons}人/{cfg.returns_window_days}天), 关注规模性失业返贫"))
+    if rule == Rule.REGIONAL_ILLNESS:
+        return Window(Rule.REGIONAL_ILLNESS, cfg.illness_min_households, cfg.illness_window_days, Severity.MEDIUM,
+                      False, lambda region, group, start, end, n, h: (
+                          f"区域性疾病风险: 村(社区){region}在{start:%Y-%m-%d}至{end:%Y-%m-%d}期间有{n}户因{group}住院"
+                          f"(阈值{cfg.illness_min_households}户/{cfg.illness_window_days}天)"))
+    if rule == Rule.REGIONAL_RISK_CLUSTER:
+        return Window(Rule.REGIONAL_RISK_CLUSTER, cfg.cluster_min_households, cfg.cluster_window_days, Severity.HIGH,
+                      False, lambda region, group, start, end, n, h: (
+                          f"区域性返贫风险聚集: 村(社区){region}在{start:%Y-%m-%d}至{end:%Y-%m-%d}期间有{n}户出现高风险预警"
+                          f"(阈值{cfg.cluster_min_households}户/{cfg.cluster_window_days}天), 防止规模性返贫"))
+    raise KeyError(f"{rule} is not a windowed regional rule")
+
+
+COUNTED_RULES = (Rule.REGIONAL_DISASTER, Rule.REGIONAL_RETURNS, Rule.REGIONAL_ILLNESS, Rule.REGIONAL_RISK_CLUSTER)
+
+
+def fired_key(rule: str, group: str, first_day: dt.date) -> str:
+    """What a windowed alert is about: its rule, group and the first day of its fixed period."""
+    return f"{rule}|{group}|{first_day.isoformat()}"
+
+
+def windowed(region: str, records: Sequence[VillageRecord], fired: Collection[int], fired_keys: Collection[str],
+             cfg: RuleConfig) -> list[RegionalDraft]:
+    """The regional alerts the region's records now raise that were not raised before (`fired` holds the
+    REGIONAL_DISASTER periods, `fired_keys` the others')."""
+    drafts = regional_disaster(region, [r for r in records if r.rule == Rule.REGIONAL_DISASTER], fired, cfg)
+    groups: dict[tuple[str, str], list[VillageRecord]] = {}
+    for r in records:
+        if r.rule != Rule.REGIONAL_DISASTER:
+            groups.setdefault((r.rule, r.group), []).append(r)
+    for (rule, group), members in sorted(groups.items()):
+        drafts += _count(region, group, members, window_of(rule, cfg), fired_keys)
+    return drafts
+
+
+def _count(region: str, group: str, records: Sequence[VillageRecord], window: Window,
+           fired_keys: Collection[str]) -> list[RegionalDraft]:
+    span = dt.timedelta(days=window.days)
+    ordered = sorted(records, key=lambda r: (r.disaster_date, r.household_id, r.event_id))
+    drafts: list[RegionalDraft] = []
+    done = set(fired_keys)
+    for start in sorted({r.disaster_date for r in ordered}):
+        period = start.toordinal() // (window.days + 1)
+        first = dt.date.fromordinal(max(1, period * (window.days + 1)))
+        key = fired_key(window.rule.value, group, first)
+        if key in done:
+            continue
+        inside = [r for r in ordered if start <= r.disaster_date <= start + span]
+        households = sorted({r.household_id for r in inside})
+        members = {r.person_key or r.household_id for r in inside} if window.by_person else set(households)
+        if len(members) < window.minimum:
+            continue
+        end = max(r.disaster_date for r in inside)
+        reason = window.describe(region, group, start, end, len(members), len(households))
+        drafts.append(RegionalDraft(region, period, start, end, tuple(households),
+                                    tuple(sorted({r.event_id for r in inside})), reason, window.severity,
+                                    window.rule, key))
+        done.add(key)
+    return drafts
+
+
+# --- rows of a village naming no household ---------------------------------------------------------------------
+
+
+@dataclass
+class VillageVerdict:
+    drafts: list[RegionalDraft]
+    timers: list[Timer]
+    cancel: list[tuple[str, str]]
+
+
+def _single(region: str, rule: Rule, severity: Severity, day: dt.date, event_ids: Iterable[str], reason: str,
+            fact: str) -> RegionalDraft:
+    return RegionalDraft(region, 0, day, day, (), tuple(sorted(set(event_ids))), reason, severity, rule, fact)
+
+
+def _farm(region: str, event: Mapping[str, Any], cfg: RuleConfig) -> VillageVerdict:
+    lost: Decimal = event["lost_area"]
+    dead: int = event["livestock_deaths"]
+    if lost < cfg.village_lost_area_mu and dead < cfg.village_livestock_deaths:
+        return VillageVerdict([], [], [])
+    reason = (f"区域性灾害风险: 村(社区){region}农业灾情({event['disaster_date']:%Y-%m-%d}, {event['affected']}): "
+              f"绝收{lost}亩, 死亡牲畜{dead}头只, 直接经济损失{format_cny(event['direct_loss'])}"
+              f"(阈值: 绝收{cfg.village_lost_area_mu}亩或死亡牲畜{cfg.village_livestock_deaths}头只)")
+    return VillageVerdict([_single(region, Rule.REGIONAL_DISASTER, Severity.HIGH, event["disaster_date"],
+                                   (event["event_id"],), reason, f"row|{event['event_id']}")], [], [])
+
+
+def _water_draft(region: str, found: dt.date, event_id: str, problem: str, late: bool,
+                 cfg: RuleConfig) -> RegionalDraft:
+    reason = f"村(社区){region}饮水安全问题({problem}), 发现日期{found:%Y-%m-%d}, 尚未解决"
+    if late:
+        reason += f", 已超过{cfg.water_unsolved_days}天"
+    return _single(region, Rule.REGIONAL_WATER, Severity.HIGH if late else Severity.MEDIUM, found, (event_id,),
+                   reason, found.isoformat())
+
+
+def _resolved(facts: Iterable[Fact], found: dt.date) -> bool:
+    return any(f.topic == WATER and f.person_key is None and f.date("found_date") == found and f.get("resolved_date")
+               for f in facts)
+
+
+def _water(region: str, event: Mapping[str, Any], facts: Sequence[Fact], today: dt.date,
+           cfg: RuleConfig) -> VillageVerdict:
+    found: dt.date = event["found_date"]
+    if event.get("resolved_date") is not None:
+        return VillageVerdict([], [], [(Rule.REGIONAL_WATER.value, found.isoformat())])
+    if _resolved(facts, found):
+        return VillageVerdict([], [], [])
+    due = found + dt.timedelta(days=cfg.water_unsolved_days)
+    late = today >= due
+    timers = [] if late else [Timer(Rule.REGIONAL_WATER.value, found.isoformat(), due, found, event["event_id"])]
+    return VillageVerdict([_water_draft(region, found, event["event_id"], water_problem(event), late, cfg)],
+                          timers, [])
+
+
+def _collective(region: str, event: Mapping[str, Any], cfg: RuleConfig) -> VillageVerdict:
+    now: Decimal = event["distributable_income"]
+    before: Decimal = event["previous_distributable_income"]
+    year = event["year"]
+    if before <= 0:
+        return VillageVerdict([], [], [])
+    if now == 0:
+        severity = Severity.HIGH
+    elif now < before * cfg.collective_drop_share:
+        severity = Severity.MEDIUM
+    else:
+        return VillageVerdict([], [], [])
+    reason = (f"村集体可分配收益{format_cny(now)}({year}年), 上年{format_cny(before)}, 下降"
+              f"{percent(before - now, before)}" + ("(降为零)" if now == 0 else
+                                                   f", 低于上年的{percent(cfg.collective_drop_share, Decimal(1))}"))
+    return VillageVerdict([_single(region, Rule.COLLECTIVE_INCOME_DROP, severity, event["occurred_at"],
+                                   (event["event_id"],), reason, str(year))], [], [])
+
+
+def village_row(rules: Collection[str], region: str, event: Mapping[str, Any], facts: Sequence[Fact],
+                today: dt.date, cfg: RuleConfig) -> VillageVerdict:
+    """What a row of a village naming no household raises (its feed's regional rules)."""
+    if Rule.REGIONAL_DISASTER in rules and "lost_area" in event:
+        return _farm(region, event, cfg)
+    if Rule.REGIONAL_WATER in rules:
+        return _water(region, event, facts, today, cfg)
+    if Rule.COLLECTIVE_INCOME_DROP in rules:
+        return _collective(region, event, cfg)
+    return VillageVerdict([], [], [])
+
+
+def fire_village(timer: Timer, region: str, facts: Sequence[Fact], cfg: RuleConfig) -> list[RegionalDraft]:
+    """A REGIONAL_WATER timer that came due: HIGH unless the problem was solved meanwhile."""
+    if timer.rule != Rule.REGIONAL_WATER or _resolved(facts, timer.ref):
+        return []
+    setter = next((f for f in facts if f.event_id == timer.event_id), None)
+    problem = setter.get("indicators") or "" if setter else ""
+    labels = {"QUANTITY": "水量", "QUALITY": "水质", "CONVENIENCE": "用水方便程度", "SUPPLY_RATE": "供水保证率"}
+    problem = "、".join(labels.get(p, p) for p in problem.split("、") if p)
+    return [_water_draft(region, timer.ref, timer.event_id, problem, True, cfg)]
