@@ -18,6 +18,7 @@ from services.monitor.thresholds import RuleConfig, load_rules_file, merge_rules
 __all__ = ["Settings", "DEV_PSEUDONYM_KEY", "load_settings"]
 
 DEV_PSEUDONYM_KEY = "povwatch-development-key-not-for-real-data"
+_WARNED: list[bool] = []  # the development key's warning was printed
 
 
 class Settings(BaseSettings):
@@ -77,8 +78,10 @@ class Settings(BaseSettings):
                     "refusing to run: POVWATCH_PSEUDONYM_KEY is the development key and POVWATCH_MODE is "
                     f"{self.mode}; set a secret key held inside the private network"
                 )
-            print("povwatch: WARNING: using the DEVELOPMENT pseudonymisation key (POVWATCH_MODE=development); "
-                  "never use it on real data", file=sys.stderr)
+            if not _WARNED:  # once per process, however many connectors it runs
+                _WARNED.append(True)
+                print("povwatch: WARNING: using the DEVELOPMENT pseudonymisation key (POVWATCH_MODE=development); "
+                      "never use it on real data", file=sys.stderr)
         if len(key) < 16:
             raise ConfigError("POVWATCH_PSEUDONYM_KEY must be at least 16 characters")
         return key.encode("utf-8")

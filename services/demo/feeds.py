@@ -11,7 +11,7 @@ declared `example` row is varied once per row, column by column, by what the dec
     a roster column's label      the roster's value: 性别, 与户主关系, 家庭人口数 (connectors.departments.bureau)
     Date / DueDate               every date moved by the same number of days, so that the event date
                                  (`occurred_at`) falls within the last 18 months and no other fact date lies
-                                 ahead; written in the four spellings of FEEDS.md (or as an Excel date cell)
+                                 ahead; written in four of the spellings of docs/feeds.md (or as an Excel date cell)
     Year                         moved by as many years as the event date
     Choice / MultiChoice         cycling through the declared labels (several joined by 、 now and then)
     Amount / Count               the example's figures scaled by one factor per row (counts varied apart)
@@ -376,14 +376,22 @@ def feed_rows(spec: FeedSpec, households: Sequence[Household], *, count: int, rn
 
 
 def write_feed_file(spec: FeedSpec, households: Sequence[Household], path: Path, *, count: int, seed: str,
-                    today: dt.date, encoding: str | None, messy_headers: bool = False) -> FeedFile:
+                    today: dt.date, encoding: str | None, messy_headers: bool = False,
+                    extra: Sequence[Mapping[str, str]] = ()) -> FeedFile:
     """Write the feed's file (CSV in `encoding`, or XLSX when it is None): its header in the declared labels, the
-    valid rows in event-date order with the bad ones mixed in."""
+    valid rows in event-date order, then the `extra` rows (cells by field, each checked valid), with the bad ones
+    mixed in."""
     rng = random.Random(seed)
     good, bad = feed_rows(spec, households, count=count, rng=rng, today=today, cells_as_dates=encoding is None)
-    rows = list(good)
-    for _, cells in bad:
-        rows.insert(rng.randrange(len(rows) + 1), cells)
+    rows: list[Mapping[str, str | dt.date]] = list(good)
+    for i, designed in enumerate(extra):
+        checked = validate(spec, RawRow(i + 2, {col.field: designed.get(col.field, "") for col in spec.columns}),
+                           today)
+        if not isinstance(checked, ValidRecord):
+            raise ValueError(f"{spec.feed}: a designed row is invalid: {checked}")
+        rows.append(designed)
+    for _, spoilt in bad:
+        rows.insert(rng.randrange(len(rows) + 1), spoilt)
     header = [col.label for col in spec.columns]
     if messy_headers:  # as some exports write them: stray spaces and full-width spaces around the labels
         header = [f" {label}" if i % 3 == 0 else f"{label}\u3000" if i % 3 == 1 else label

@@ -1,6 +1,6 @@
 """A synthetic Bortala population and department feed files, seeded with known risk events and bad rows.
 
-`generate()` writes the bureau's roster, the five headline feeds of `FEEDS.md` (mixed encodings and formats, to
+`generate()` writes the bureau's roster, the five headline feeds of docs/feeds.md (mixed encodings and formats, to
 exercise the connectors), a file for every other feed of the catalogue (services/demo/feeds.py: derived from each
 feed's declaration, facts about roster members that raise no alert) and the intake requests to post, and returns
 what it seeded on purpose: the household alerts and regional alerts the monitor must raise, and how many rows of
@@ -31,9 +31,12 @@ from openpyxl import load_workbook
 
 from connectors.catalog import EVENT_FEEDS
 from connectors.idcard import check_character
+from schemas.catalog import EVENT_FEEDS as EVENT_FEED_LIST
 from schemas.catalog import INTAKE_CHANNELS, event_feed
 from services.demo import feeds as F
+from services.demo.scenarios import Designed, designed_rows
 from services.intake.mapping import MODELS
+from services.monitor import household_rules as HR
 from services.monitor import rules as R
 
 __all__ = ["ExpectedAlert", "DemoFiles", "generate", "write_manifest", "COUNTIES", "ROSTER_HEADER", "FEED_HEADERS"]
@@ -109,6 +112,8 @@ class DemoFiles:
     duplicates: dict[str, int] = field(default_factory=dict)  # feed -> rows repeating an earlier row exactly
     # the intake requests to post, in order, with the answers they must get
     intake: tuple[F.IntakeRequest, ...] = field(default=(), repr=False)
+    # rows added on purpose to the generated files: what each must raise, or that it raises nothing
+    designed: tuple[Designed, ...] = field(default=(), repr=False)
 
 
 @dataclass
@@ -176,6 +181,7 @@ class _Gen:
         self.disaster_villages: set[str] = set()
         self.expected: set[ExpectedAlert] = set()
         self.duplicate: list[Any] | None = None
+        self.illness_village = ""
         self.event_ids = itertools.count(1)
 
     # --- people ------------------------------------------------------------------------------------------
@@ -267,6 +273,16 @@ class _Gen:
         return (R.PersonContext(p.id, h.hid, p.birth, p.relation, h.village),
                 R.HouseholdContext(h.hid, h.village, _STATUS[h.status], Decimal(h.income), len(h.members)))
 
+    def judged(self, rule: HR.EventRule, feed: str, event: dict[str, Any], h: _Household,
+               p: _Person) -> R.AlertDraft | None:
+        """What `rule` raises for the event alone (no earlier facts), as the monitor's household stage calls it."""
+        person, household = self.ctx(h, p)
+        topic = next(f.topic for f in INTAKE_CHANNELS + EVENT_FEED_LIST if f.feed == feed)
+        verdict = rule(event, R.Context(topic, person, household, (), (), self.today, self.cfg))
+        if len(verdict.drafts) > 1:
+            raise AssertionError(f"{feed}: one event, one draft")
+        return verdict.drafts[0] if verdict.drafts else None
+
     def expect(self, draft: R.AlertDraft | None, designed: R.Severity | None) -> None:
         got = draft.severity if draft else None
         if got != designed:
@@ -278,7 +294,7 @@ class _Gen:
     def registration(self, p: _Person, change: str, d: dt.date, remark: str = "") -> dict[str, Any]:
         text = _date_text(d, self.rng.choice((0, 0, 1, 3)))
         self.good["registration-change"].append((d, [p.name, p.id, change, text, remark]))
-        return self.event(change_type=_CHANGE[change], change_date=d)
+        return self.event(change_type=_CHANGE[change], change_date=d, occurred_at=d)
 
     def deaths(self) -> None:
         for change, plan in (("死亡", ((HIGH, 8), (MEDIUM, 8))), ("注销", ((HIGH, 1), (MEDIUM, 1)))):
@@ -289,7 +305,7 @@ class _Gen:
                                                  else (lambda age: age >= 62))
                     h, p = self.take(lambda h, p: ok(R.age_at(p.birth, d)))
                     event = self.registration(p, change, d, "户籍注销" if change == "注销" else "")
-                    self.expect(R.death_in_household(event, *self.ctx(h, p), self.cfg), severity)
+                    self.expect(self.judged(HR.death_in_household, "registration-change", event, h, p), severity)
         for i in range(10):  # harmless changes
             d, change = self.day(), ("出生", "迁出", "嫁入", "嫁出")[i % 4]
             if change == "出生":  # a newborn, not (yet) in the roster
@@ -300,10 +316,12 @@ class _Gen:
                 self.registration(_Person(name, self.new_id(h.village[:6], d, male), male, "子", d), change, d)
             else:
                 h, p = self.take(lambda h, p: p.relation in ("子", "女", "配偶") and 18 <= R.age_at(p.birth, d) <= 35)
-                self.expect(R.death_in_household(self.registration(p, change, d), *self.ctx(h, p), self.cfg), None)
+                self.expect(self.judged(HR.death_in_household, "registration-change", self.registration(p, change, d),
+                                        h, p), None)
 
-    def stay(self, h: _Household, p: _Person, d: dt.date, oop: Decimal, designed: R.Severity | None) -> None:
-        rng, days, disease = self.rng, self.rng.randint(3, 30), self.rng.choice(_DISEASES)
+    def stay(self, h: _Household, p: _Person, d: dt.date, oop: Decimal, designed: R.Severity | None,
+             disease: str | None = None) -> None:
+        rng, days, disease = self.rng, self.rng.randint(3, 30), disease or self.rng.choice(_DISEASES)
         total = (oop / Decimal(rng.randint(30, 75)) * 100).quantize(Decimal("0.01"))
         settled = min(d + dt.timedelta(days=days + rng.randint(0, 5)), self.today)
         row = [p.name, p.id, disease, _date_text(d, len(self.stays) % 4), days, _cny(total, True),
@@ -326,14 +344,23 @@ class _Gen:
                      else self.money(half * Decimal("0.3"), min(Decimal(9500), half * Decimal("0.7"))))
             self.stay(h, p, d, first, MEDIUM if first >= 10000 else None)
             later = d + dt.timedelta(days=self.rng.randint(30, 180))
-            # The later stay alone is a MEDIUM (over 10,000): judged before the first one it would raise that too.
-            # When the first is not MEDIUM itself, the same person has both stays, so that they share a partition
-            # and reach the monitor in file order (a member's stays on another partition may arrive first).
-            self.stay(h, h.members[-1] if first_big else p, later,
+            # The later stay alone is a MEDIUM (over 10,000): judged before the first one it would raise that too
+            # (an alert of its own, besides the HIGH one). The same person has both stays, so that they share a
+            # partition and reach the monitor in file order (a member's stays on another partition may arrive first).
+            self.stay(h, p, later,
                       self.money(half - first + 100, half * Decimal("0.95")), HIGH)
         for _ in range(8):  # a large stay, well below half the income
             h, p = self.take(lambda h, p: h.annual >= 30000)
             self.stay(h, p, self.day(40, 530), self.money(10000, min(share(h, "0.45"), Decimal(40000))), MEDIUM)
+        # REGIONAL_ILLNESS: five households of one village in hospital for the same disease within ten days, each
+        # stay small (no MEDICAL_EXPENSE); the village has no other scenario's stays
+        village = max(sorted({h.village for h in self.pool}),
+                      key=lambda v: sum(h.village == v and h.hid not in self.used for h in self.pool))
+        start = self.day(60, 300)
+        for i in range(5):
+            h, p = self.take(lambda h, p: h.village == village and R.age_at(p.birth, start) >= 18)
+            self.stay(h, p, start + dt.timedelta(days=2 * i), self.money(300, 1500), None, disease="布鲁氏菌病")
+        self.illness_village = village
         for i in range(15):  # small out-of-pocket: below half the income even if counted twice
             h, p = self.take(lambda h, p: True)
             self.stay(h, p, self.day(40, 530), self.money(200, min(Decimal(4000), share(h, "0.2"))), None)
@@ -377,7 +404,7 @@ class _Gen:
         grade = _grade(stage, R.age_at(p.birth, d))
         cell = d if self.rng.random() < 0.5 else d.isoformat()
         self.good["dropout"].append((d, [p.name, p.id, school, stage, grade, cell]))
-        return self.event(stage=_STAGE[stage], grade=grade, school=school, dropout_date=d)
+        return self.event(stage=_STAGE[stage], grade=grade, school=school, dropout_date=d, occurred_at=d)
 
     def dropouts(self) -> None:
         for stage, count, designed in (("小学", 3, HIGH), ("初中", 3, HIGH), ("高中", 2, None), ("中职", 2, None)):
@@ -386,7 +413,7 @@ class _Gen:
                 d = self.day()
                 h, p = self.take(lambda h, p: p.relation in ("子", "女", "孙子", "孙女")
                                  and lo <= R.age_at(p.birth, d) <= hi)
-                self.expect(R.school_dropout(self.dropout(p, stage, d), *self.ctx(h, p), self.cfg), designed)
+                self.expect(self.judged(HR.school_dropout, "dropout", self.dropout(p, stage, d), h, p), designed)
 
     def vehicle(self, p: _Person, d: dt.date, legacy: bool = False) -> dict[str, Any]:
         vtype, models, (lo, hi) = self.rng.choice(_VEHICLES)
@@ -403,7 +430,7 @@ class _Gen:
             d, monitored = self.day(), i < 5
             h, p = self.take(lambda h, p: (h.status == "监测中") == monitored and R.age_at(p.birth, d) >= 20
                              and (p.birth.year < 2000 or i > 0))
-            self.expect(R.asset_purchase(self.vehicle(p, d, legacy=i == 0), *self.ctx(h, p), self.cfg),
+            self.expect(self.judged(HR.asset_purchase, "vehicle-purchase", self.vehicle(p, d, legacy=i == 0), h, p),
                         LOW if monitored else None)
 
     def outsiders(self) -> None:
@@ -504,7 +531,7 @@ def _roster_households(gen: _Gen) -> list[F.Household]:
 
 
 def _other_feeds(out_dir: Path, roster: list[F.Household], households: int, seed: int,
-                 today: dt.date) -> list[F.FeedFile]:
+                 today: dt.date, designed: list[Designed]) -> list[F.FeedFile]:
     """A file for every catalogue feed the headline scenarios do not cover, derived from its declaration
     (services/demo/feeds.py): facts about members of the roster's households, a few bad rows each. Encodings
     cycle GB18030 / UTF-8 with BOM / UTF-8, one file is XLSX, some headers carry stray spaces. Each feed draws from
@@ -517,9 +544,10 @@ def _other_feeds(out_dir: Path, roster: list[F.Household], households: int, seed
         encoding = None if xlsx else ("gb18030", "utf-8-sig", "utf-8")[j % 3]
         stem = spec.feed if names.count(spec.feed) == 1 else f"{spec.department}-{spec.feed}"
         count = min(200, max(20, households // 25 + (j * 37) % 61 - 30))
+        extra = [d.cells for d in designed if (d.department, d.feed) == (spec.department, spec.feed)]
         out.append(F.write_feed_file(spec, roster, out_dir / f"{stem}.{'xlsx' if xlsx else 'csv'}", count=count,
                                      seed=f"{seed}:{spec.department}:{spec.feed}", today=today, encoding=encoding,
-                                     messy_headers=j % 5 == 3))
+                                     messy_headers=j % 5 == 3, extra=extra))
     return out
 
 
@@ -586,13 +614,14 @@ def generate(out_dir: Path, *, households: int = 3000, seed: int = 2024, today: 
     bad_rows["roster"] = len(extras)
     duplicates = {feed: int(feed == "hospitalization" and gen.duplicate is not None) for feed in _FILES}
     members = _roster_households(gen)
-    for made in _other_feeds(out_dir, members, households, seed, today):
+    designed = designed_rows(members, today)
+    for made in _other_feeds(out_dir, members, households, seed, today, designed):
         feeds.append((made.department, made.feed, made.path))
         counts[made.feed], bad_rows[made.feed], duplicates[made.feed] = made.rows, made.bad_rows, 0
     intake = F.intake_requests(MODELS, members, per_channel=INTAKE_PER_CHANNEL, rng=random.Random(f"{seed}:intake"),
                                today=today)
     return DemoFiles(roster, feeds, frozenset(gen.expected), frozenset(regional), bad_rows, counts, duplicates,
-                     tuple(intake))
+                     tuple(intake), tuple(designed))
 
 
 def _data_rows(path: Path) -> int:

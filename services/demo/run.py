@@ -4,8 +4,9 @@ Starts its own broker (data under the demo directory), creates the topics, loads
 and the intake API as child processes, runs a file for every feed of the catalogue, posts reports to every intake
 channel, waits until the monitor has handled every published event, feeds the alerts into a case DB, and prints a
 short table: rows per feed (read = published + rejected + duplicates, as the generator seeded them), requests per
-intake channel, the facts the monitor kept, alerts per rule and severity, cases opened, and whether the alerts are
-exactly those the generator seeded.
+intake channel, the facts the monitor kept, and a row per rule: the alerts expected (the whole pipeline simulated in
+one process by services/demo/oracle.py, the designed scenarios checked in it) against those the case DB holds, by
+alert id and severity, exactly.
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from connectors.framework import Summary
+from schemas.alerts import Rule
 from schemas.catalog import INTAKE_CHANNELS, ROSTER, event_feed
 from schemas.codec import default_codec
 from schemas.errors import EnvironmentProblem
@@ -32,6 +34,7 @@ from services import kafka_local
 from services.casefeed.db import open_database
 from services.casefeed.service import run_casefeed
 from services.demo.feeds import IntakeRequest
+from services.demo.oracle import OracleAlert, Simulation, designed_problems, simulate
 from services.demo.population import DemoFiles, generate, write_manifest
 from services.ingest import load_roster, run_connector
 from services.kafka_io import ensure_topics, read_topic
@@ -160,10 +163,16 @@ def run_demo(settings: Settings, *, households: int, workdir: Path, keep_running
     print(kafka_local.up(demo))
     asyncio.run(ensure_topics(demo.bootstrap, demo.partitions))
 
-    files = generate(workdir / "files", households=households, seed=2024, today=dt.date.today())
+    started = dt.datetime.now(dt.UTC)
+    files = generate(workdir / "files", households=households, seed=2024, today=started.astimezone(demo.zone).date())
     write_manifest(files, workdir / "files" / "manifest.json")
     print(f"generated {households} households, {len(files.feeds)} feed files and {len(files.intake)} intake requests "
           f"in {workdir / 'files'}")
+    simulation = simulate(files.roster, files.feeds, files.intake, key=demo.checked_key(), rules=demo.rules,
+                          zone=demo.zone, now=started)
+    designed = designed_problems(files.designed, simulation, key=demo.checked_key(), now=started)
+    print(f"expected: {len(simulation.alerts)} alerts from {simulation.events} events (the pipeline simulated in one "
+          f"process); designed rows as designed: {len(files.designed) - len(designed)}/{len(files.designed)}")
 
     summaries: list[Summary] = [asyncio.run(load_roster(demo, files.roster))]
     env = {"POVWATCH_KAFKA_DATA": str(demo.kafka_data), "POVWATCH_CASE_DB": demo.case_db,
@@ -186,7 +195,7 @@ def run_demo(settings: Settings, *, households: int, workdir: Path, keep_running
         if not keep_running:
             print(kafka_local.down(demo))
 
-    alerts = asyncio.run(read_alerts(demo.bootstrap)) if keep_running else _alerts_from_db(demo)
+    raised = _alerts_in_db(demo)
     store = open_database(demo.case_db)
     counts = store.counts()
     store.close()
@@ -201,18 +210,14 @@ def run_demo(settings: Settings, *, households: int, workdir: Path, keep_running
     print(f"facts kept by the monitor: {sum(facts.values())} ({facts['household']} of households, "
           f"{facts['village']} of villages)")
     print()
-    by_rule = Counter((a["rule"], a["severity"]) for _, a in alerts)
-    print(_table([[rule, sev, n] for (rule, sev), n in sorted(by_rule.items())], ["rule", "severity", "alerts"]))
-    print()
-    got = {(a["household_id"], a["rule"], a["severity"]) for t, a in alerts if t == ALERTS_HOUSEHOLD}
-    want = {(e.household_id, e.rule, e.severity) for e in files.expected_alerts}
-    regional = {a["region_code"] for t, a in alerts if t == ALERTS_REGIONAL}
+    alerts_ok = _print_rules(simulation, raised)
     print(f"cases open: {counts['cases_open']}   evidence attached: {counts['evidence']}   "
           f"(casefeed: {totals.cases_opened} opened, {totals.duplicates} redelivered)")
-    ok = got == want and regional == set(files.expected_regional) and rows_ok and intake_ok
-    print(f"household alerts as seeded: {len(got & want)}/{len(want)}, unexpected: {len(got - want)}; "
-          f"regional alerts as seeded: {len(regional & files.expected_regional)}/{len(files.expected_regional)}"
-          f" -> {'OK' if ok else 'MISMATCH'}")
+    for problem in designed:
+        print(f"designed row not as designed: {problem}")
+    ok = alerts_ok and not designed and rows_ok and intake_ok
+    print(f"alerts in the case DB as expected: {'yes' if alerts_ok else 'NO'}; every feed's rows and every intake "
+          f"answer as generated: {'yes' if rows_ok and intake_ok else 'NO'} -> {'OK' if ok else 'MISMATCH'}")
     print(f"monitor log: {monitor.log_path}; case DB: {demo.case_db}")
     print(f"see the cases: POVWATCH_CASE_DB={demo.case_db} povwatch cases list")
     return 0 if ok else 1
@@ -259,19 +264,32 @@ def _print_intake(tallies: Sequence[IntakeTally]) -> bool:
     return not unexpected
 
 
-def _alerts_from_db(settings: Settings) -> list[tuple[str, dict[str, Any]]]:
-    """The alerts as the case DB holds them (the broker is already stopped)."""
+def _alerts_in_db(settings: Settings) -> dict[str, tuple[str, str, str]]:
+    """The alerts as the case DB holds them: alert id -> (subject, rule, severity)."""
     store = open_database(settings.case_db)
     try:
-        out = []
-        for case in store.list_cases():
-            for ev in case.evidence:
-                if case.subject_kind == "household":
-                    out.append((ALERTS_HOUSEHOLD, {"household_id": case.subject_id, "rule": ev.rule,
-                                                   "severity": ev.severity}))
-                else:
-                    out.append((ALERTS_REGIONAL, {"region_code": case.subject_id, "rule": ev.rule,
-                                                  "severity": ev.severity}))
-        return out
+        return {ev.alert_id: (case.subject_id, ev.rule, ev.severity)
+                for case in store.list_cases() for ev in case.evidence}
     finally:
         store.close()
+
+
+def _print_rules(simulation: Simulation, raised: dict[str, tuple[str, str, str]]) -> bool:
+    """A row per rule: alerts expected and raised, by severity; True when the case DB holds exactly the expected
+    alerts (the same ids, subjects, rules and severities)."""
+    expected: dict[str, OracleAlert] = simulation.alerts
+    want = {a.alert_id: (a.subject, a.rule, a.severity) for a in expected.values()}
+    rows = []
+    for rule in Rule:
+        mine = {k: v for k, v in want.items() if v[1] == rule}
+        got = {k: v for k, v in raised.items() if v[1] == rule}
+
+        def by_severity(alerts: dict[str, tuple[str, str, str]]) -> str:
+            found = Counter(v[2] for v in alerts.values())
+            return " ".join(f"{s[0]}{found[s]}" for s in ("HIGH", "MEDIUM", "LOW") if found[s]) or "-"
+
+        rows.append([rule.value, len(mine), by_severity(mine), len(got), by_severity(got),
+                     "ok" if mine == got else "MISMATCH"])
+    rows.append(["total", len(want), "", len(raised), "", "ok" if want == raised else "MISMATCH"])
+    print(_table(rows, ["rule", "expected", "by severity", "raised", "by severity", ""], left=1))
+    return want == raised
