@@ -1,17 +1,21 @@
 """Throughput, start-up and memory of the monitor, measured on a real broker and a real monitor process.
 
-    .venv/bin/python bench/pipeline.py [--events N] [--households H] [--extra-persons P] [--port PORT] [--profile]
+    .venv/bin/python bench/pipeline.py [--workload hospitalization|mixed] [--events N] [--households H]
+                                       [--extra-persons P] [--port PORT] [--profile]
 
 Starts its own Kafka broker (127.0.0.1:PORT, data in var/bench, wiped first, stopped at the end), loads a generated
 roster of H households (plus P synthetic persons written straight to registry.persons: the registry a
-prefecture-sized monitor starts on), runs the connector on a CSV of N hospitalisations about roster persons
-(distinct events, about one in ten with a high out-of-pocket amount) with NO monitor running, then starts the
-monitor on that backlog and times, in the same run:
+prefecture-sized monitor starts on), runs the connectors with NO monitor running, then starts the monitor on that
+backlog. The workload is N hospitalisations about roster persons (distinct events, about one in ten with a high
+out-of-pocket amount), or with `mixed` about N rows spread evenly over every department feed of the catalogue,
+generated from each feed's declaration (services/demo/feeds.py: every rule of the risk model on, facts kept, a few
+bad rows each, rejected). It times, in the same run:
 
     ready        monitor start -> povwatch_registry_ready = 1 (every registry partition read, state restored)
     drain        ready -> every stage handled every event (the monitor's /metrics)
-    raw          a bare aiokafka consumer (no group) reading and decoding the N events (median of 3 runs), and
-                 the whole registry.persons (median of 2): roughly the ceiling of any Python consumer
+    raw          a bare aiokafka consumer (no group) reading and decoding the N events of every topic written
+                 (median of 3 runs), and the whole registry.persons (median of 2): roughly the ceiling of any
+                 Python consumer
 
 "ratio to raw" is a stage's events/s over the raw consume-and-decode of the same topic; "x raw" is start-to-ready
 over the raw read of registry.persons. The broker, the monitor and this script share the cores: compare ratios
@@ -44,11 +48,12 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from connectors.catalog import get_feed
+from connectors.catalog import EVENT_FEEDS, get_feed
 from connectors.readers import read_table
 from schemas.codec import default_codec
 from schemas.errors import BrokerUnavailable, EnvironmentProblem, PovwatchError
 from services import kafka_local
+from services.demo.feeds import Household, Member, write_feed_file
 from services.demo.population import FEED_HEADERS, generate
 from services.demo.run import monitor_settled
 from services.ingest import load_roster, run_connector
@@ -77,7 +82,8 @@ def roster_people(roster: Path, rejected_rows: set[int]) -> list[tuple[str, str]
 
 def write_stays(path: Path, people: list[tuple[str, str]], n: int, today: dt.date, seed: int = 7) -> None:
     """N distinct hospitalisation rows (distinct content, so distinct event_ids)."""
-    rng, seen, rows = random.Random(seed), set(), []
+    rng, seen = random.Random(seed), set()
+    rows: list[tuple[Any, ...]] = []
     while len(rows) < n:
         name, id_number = rng.choice(people)
         admitted = today - dt.timedelta(days=rng.randint(20, 540))
@@ -94,14 +100,16 @@ def write_stays(path: Path, people: list[tuple[str, str]], n: int, today: dt.dat
         csv.writer(f).writerows([FEED_HEADERS[FEED], *rows])
 
 
-async def consume_and_decode(bootstrap: str, topic: str, n: int, timeout: float = 120.0) -> float:
-    """Seconds for a group-less consumer to read and decode `n` messages of `topic` from the beginning."""
+async def consume_and_decode(bootstrap: str, topic: str | list[str], n: int, timeout: float = 120.0) -> float:
+    """Seconds for a group-less consumer to read and decode `n` messages of `topic` (or topics) from the
+    beginning."""
     codec = default_codec()
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
+    topics = [topic] if isinstance(topic, str) else topic
     try:
         await consumer.start()
         await consumer._client.force_metadata_update()  # so partitions_for_topic() answers
-        tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        tps = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
         consumer.assign(tps)
         start = time.perf_counter()
         await consumer.seek_to_beginning(*tps)
@@ -189,8 +197,35 @@ def rss_mb(pid: int) -> tuple[float, float]:
     return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
 
 
+def roster_households(roster: Path, rejected_rows: set[int]) -> list[Household]:
+    """The roster file's households (those without a rejected row), as the demo's feed generator takes them."""
+    rows = list(read_table(roster).rows)
+    bad = {cells[0] for number, cells in rows if number in rejected_rows}
+    members: dict[tuple[str, str], list[Member]] = {}
+    for _, cells in rows:
+        if cells[0] in bad:
+            continue
+        hid, name, number, sex, relation, village = cells[:6]
+        birth = dt.date(int(number[6:10]), int(number[10:12]), int(number[12:14]))
+        members.setdefault((hid, village), []).append(Member(name, number, sex == "男", relation, birth))
+    return [Household(hid, village, tuple(sorted(ms, key=lambda m: m.relation != "户主")))
+            for (hid, village), ms in members.items()]
+
+
+def write_mixed(directory: Path, households: list[Household], n: int, today: dt.date) -> list[tuple[Any, Path]]:
+    """About `n` valid rows spread evenly over every department feed (and a few bad ones each): (spec, file)."""
+    specs = list(EVENT_FEEDS.values())
+    out = []
+    for spec in specs:
+        path = directory / f"mixed-{spec.department}-{spec.feed}.csv"
+        write_feed_file(spec, households, path, count=max(1, n // len(specs)), seed=f"bench:{spec.feed}",
+                        today=today, encoding="utf-8")
+        out.append((spec, path))
+    return out
+
+
 def bench(base: Settings, events: int, households: int, port: int, extra_persons: int,
-          profile: bool = False) -> dict[str, Any]:
+          profile: bool = False, workload: str = "hospitalization") -> dict[str, Any]:
     settings = base.model_copy(update={
         "bootstrap": f"127.0.0.1:{port}", "kafka_data": BENCH / "kafka",
         "monitor_app_id": f"povwatch-bench-{uuid.uuid4().hex[:8]}", "monitor_metrics_port": free_port()})
@@ -198,7 +233,6 @@ def bench(base: Settings, events: int, households: int, port: int, extra_persons
     shutil.rmtree(BENCH, ignore_errors=True)
     (BENCH / "files").mkdir(parents=True)
     monitor: ChildProcess | None = None
-    topic = get_feed(DEPARTMENT, FEED).topic
     try:
         print(kafka_local.up(settings))
         asyncio.run(ensure_topics(settings.bootstrap, settings.partitions))
@@ -210,15 +244,23 @@ def bench(base: Settings, events: int, households: int, port: int, extra_persons
         registry_persons = persons + extra_persons
         print(f"registry: {registry_persons} persons ({persons} from the roster file)")
 
-        path = BENCH / "files" / "bench-hospitalization.csv"
-        write_stays(path, roster_people(files.roster, {row for row, _ in roster.rejects}), events, today)
+        rejected = {row for row, _ in roster.rejects}
+        if workload == "mixed":
+            runs = write_mixed(BENCH / "files", roster_households(files.roster, rejected), events, today)
+        else:
+            path = BENCH / "files" / "bench-hospitalization.csv"
+            write_stays(path, roster_people(files.roster, rejected), events, today)
+            runs = [(get_feed(DEPARTMENT, FEED), path)]
+        topics = [spec.topic for spec, _ in runs]
         t0 = time.perf_counter()
-        summary = asyncio.run(run_connector(settings, DEPARTMENT, FEED, path))
+        summaries = [asyncio.run(run_connector(settings, spec.department, spec.feed, path)) for spec, path in runs]
         t_connector = time.perf_counter() - t0
-        if summary.published != events:
-            raise EnvironmentProblem(f"the connector published {summary.published} of {events} rows "
-                                     f"({summary.rejected} rejected, {summary.duplicates} duplicates)")
-        print(f"connector published {events} events in {t_connector:.1f} s; starting the monitor on that backlog")
+        if not all(s.balanced for s in summaries) or (workload != "mixed" and summaries[0].published != events):
+            raise EnvironmentProblem("the connectors did not publish every row: " + "; ".join(
+                f"{s.feed}: {s.published} published, {s.rejected} rejected, {s.duplicates} duplicates"
+                for s in summaries))
+        events = sum(s.published for s in summaries)
+        print(f"connectors published {events} events in {t_connector:.1f} s; starting the monitor on that backlog")
 
         env = {"POVWATCH_BOOTSTRAP": settings.bootstrap, "POVWATCH_MONITOR_APP_ID": settings.monitor_app_id,
                "POVWATCH_MONITOR_METRICS_PORT": str(settings.monitor_metrics_port)}
@@ -244,7 +286,7 @@ def bench(base: Settings, events: int, households: int, port: int, extra_persons
             profiler.wait(30)
         rss_done = rss_mb(monitor.proc.pid)
         print(f"monitor ready after {t_ready:.1f} s, drained after {t_done:.1f} s")
-        raw_events = [asyncio.run(consume_and_decode(settings.bootstrap, topic, events)) for _ in range(3)]
+        raw_events = [asyncio.run(consume_and_decode(settings.bootstrap, topics, events)) for _ in range(3)]
         raw_persons = [asyncio.run(consume_and_decode(settings.bootstrap, "registry.persons", registry_persons,
                                                       timeout=600)) for _ in range(2)]
     finally:
@@ -253,7 +295,13 @@ def bench(base: Settings, events: int, households: int, port: int, extra_persons
         print(kafka_local.down(settings))
 
     counters = {w: metric(final, f"povwatch_{w}_total") for w in ("alerts", "events_unmatched", "events_duplicate")}
+    by_rule: dict[str, float] = {}
+    for (name, labels), value in final.items():
+        if name == "povwatch_alerts_total":
+            rule = dict(labels)["rule"]
+            by_rule[rule] = by_rule.get(rule, 0) + value
     return {
+        "workload": workload, "feeds": len(topics), "alerts_by_rule": by_rule,
         "events": events, "households": households, "registry_persons": registry_persons,
         "seconds": {"connector": t_connector, "ready": t_ready, "drain": t_done - t_ready, "start_to_drained": t_done,
                     "raw_events": statistics.median(raw_events), "raw_persons": statistics.median(raw_persons)},
@@ -291,8 +339,9 @@ def report(result: dict[str, Any]) -> str:
         "",
         f"monitor RSS: {rss['ready']:.0f} MB when ready, {rss['drained']:.0f} MB drained, peak {rss['peak']:.0f} MB"
         + (f"; CPU {cpu:.1f} s during the drain" if cpu is not None else ""),
-        f"monitor: {mon['alerts']:.0f} alerts, {mon['events_unmatched']:.0f} unmatched, "
-        f"{mon['events_duplicate']:.0f} duplicates",
+        f"monitor: {mon['alerts']:.0f} alerts ({len(result['alerts_by_rule'])} rules), "
+        f"{mon['events_unmatched']:.0f} unmatched, {mon['events_duplicate']:.0f} duplicates",
+        f"workload: {result['workload']} ({result['feeds']} feeds)",
         f"latency ingested_at -> rules done ({lat['count']} events; a backlog, so mostly waiting): "
         f"mean {lat['mean_s']:.2f} s",
         f"machine: {m['cores']} cores, Python {m['python']}, Kafka {m['kafka']} "
@@ -303,7 +352,9 @@ def report(result: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="povwatch monitor: drain of a backlog, start-up, memory")
-    parser.add_argument("--events", type=int, default=20000, help="hospitalisation rows to publish (20000)")
+    parser.add_argument("--workload", choices=("hospitalization", "mixed"), default="hospitalization",
+                        help="hospitalisations only, or rows of every department feed (mixed)")
+    parser.add_argument("--events", type=int, default=20000, help="rows to publish (20000)")
     parser.add_argument("--households", type=int, default=2000, help="roster households (2000; at least 200)")
     parser.add_argument("--port", type=int, default=19392, help="port of the bench's own broker (19392)")
     parser.add_argument("--extra-persons", type=int, default=0,
@@ -315,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--events must be >= 1 and --households >= 200")
     try:
         result = bench(load_settings(), args.events, args.households, args.port, args.extra_persons,
-                       args.profile)
+                       args.profile, args.workload)
     except PovwatchError as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
         return 2

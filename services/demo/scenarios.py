@@ -58,7 +58,8 @@ def _job(m: Member, start: dt.date, end: dt.date | None) -> dict[str, str]:
 
 def _income(h: Household, year: int, per_capita: int) -> dict[str, str]:
     size = len(h.members)
-    return {"head_name": h.head.name, "head_id_number": h.head.id_number, "year": str(year), "household_size": str(size),
+    return {"head_name": h.head.name, "head_id_number": h.head.id_number, "year": str(year),
+            "household_size": str(size),
             "net_income": str(per_capita * size), "per_capita_net_income": str(per_capita), "wage_income": "",
             "business_income": "", "transfer_income": "", "property_income": ""}
 
@@ -133,8 +134,9 @@ def designed_rows(households: Sequence[Household], today: dt.date) -> list[Desig
     # and this year, so that both years' rows are recent (the generated files date 年度 rows within 700 days)
     year = today.year
     h, _ = single()
-    out.append(Designed("statistics", "household-income", _income(h, year - 1, 20000), Rule.INCOME_DROP.value, h.household_id))
-    out.append(Designed("statistics", "household-income", _income(h, year, 12000), Rule.INCOME_DROP.value, h.household_id))
+    for earning, when in ((20000, year - 1), (12000, year)):
+        out.append(Designed("statistics", "household-income", _income(h, when, earning), Rule.INCOME_DROP.value,
+                            h.household_id))
     h, _ = single()
     out.append(Designed("statistics", "household-income", _income(h, year - 1, 12000), None, ""))
     out.append(Designed("statistics", "household-income", _income(h, year, 11000), None, ""))

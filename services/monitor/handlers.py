@@ -29,8 +29,8 @@ from typing import Any, NamedTuple, TypeVar
 
 from schemas.codec import Codec
 from schemas.errors import DecodeError
-from services.monitor import metrics
 from schemas.topics import PROFILES_HOUSEHOLD
+from services.monitor import metrics
 from services.monitor.household_rules import fire
 from services.monitor.regional_rules import fire_village, village_row, windowed
 from services.monitor.rules import (

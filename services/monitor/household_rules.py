@@ -235,6 +235,9 @@ def _incomes(ctx: Context, this: Fact) -> dict[int, Fact]:
     return by_year
 
 
+_STATUS = {"NOT_INCLUDED": "未纳入监测", "MONITORING": "监测中", "RISK_ELIMINATED": "已风险消除"}
+
+
 def _line(ctx: Context, year: int) -> Decimal:
     return ctx.cfg.income_lines.line(ctx.household.village_code[:6], year)
 
@@ -266,7 +269,7 @@ def income(event: Mapping[str, Any], ctx: Context) -> Verdict:
     if value < line:
         status = ctx.household.monitoring_status
         severity = Severity.MEDIUM if status == "MONITORING" else Severity.HIGH
-        label = {"NOT_INCLUDED": "未纳入监测", "MONITORING": "监测中", "RISK_ELIMINATED": "已风险消除"}.get(status, status)
+        label = _STATUS.get(status, status)
         reason = (f"人均纯收入{format_cny(value)}, 低于{year}年本县({ctx.household.village_code[:6]})标准"
                   f"{format_cny(line)}; 家庭{label}(家庭纯收入{format_cny(event['net_income'])}, "
                   f"{event['household_size']}人)")
@@ -424,7 +427,8 @@ def serious_illness(event: Mapping[str, Any], ctx: Context) -> Verdict:
                        event["treatment_start_date"], fact))
 
 
-_CHRONIC = {"HYPERTENSION": "高血压", "DIABETES": "糖尿病", "TUBERCULOSIS": "结核病", "SEVERE_MENTAL_DISORDER": "严重精神障碍"}
+_CHRONIC = {"HYPERTENSION": "高血压", "DIABETES": "糖尿病", "TUBERCULOSIS": "结核病",
+            "SEVERE_MENTAL_DISORDER": "严重精神障碍"}
 
 
 def chronic_disease(event: Mapping[str, Any], ctx: Context) -> Verdict:
@@ -452,7 +456,8 @@ def severe_disability(event: Mapping[str, Any], ctx: Context) -> Verdict:
 # --- SAFETY_NET, INSURANCE_GAP, LOAN_OVERDUE ---------------------------------------------------------------------
 
 _ASSISTANCE = {"MINIMUM_LIVING_GUARANTEE": "低保", "EXTREME_POVERTY_SUPPORT": "特困供养",
-               "DISABILITY_LIVING_ALLOWANCE": "困难残疾人生活补贴", "SEVERE_DISABILITY_CARE_ALLOWANCE": "重度残疾人护理补贴",
+               "DISABILITY_LIVING_ALLOWANCE": "困难残疾人生活补贴",
+               "SEVERE_DISABILITY_CARE_ALLOWANCE": "重度残疾人护理补贴",
                "TEMPORARY_ASSISTANCE": "临时救助"}
 
 

@@ -56,7 +56,8 @@ def window_of(rule: str, cfg: RuleConfig) -> Window:
         return Window(Rule.REGIONAL_RETURNS, cfg.returns_min_persons, cfg.returns_window_days, Severity.MEDIUM, True,
                       lambda region, group, start, end, n, h: (
                           f"区域性务工返乡风险: 乡镇{region}在{start:%Y-%m-%d}至{end:%Y-%m-%d}期间有{n}人结束务工"
-                          f"(涉及{h}户; 阈值{cfg.returns_min_persons}人/{cfg.returns_window_days}天), 关注规模性失业返贫"))
+                          f"(涉及{h}户; 阈值{cfg.returns_min_persons}人/{cfg.returns_window_days}天), "
+                          "关注规模性失业返贫"))
     if rule == Rule.REGIONAL_ILLNESS:
         return Window(Rule.REGIONAL_ILLNESS, cfg.illness_min_households, cfg.illness_window_days, Severity.MEDIUM,
                       False, lambda region, group, start, end, n, h: (
@@ -65,7 +66,8 @@ def window_of(rule: str, cfg: RuleConfig) -> Window:
     if rule == Rule.REGIONAL_RISK_CLUSTER:
         return Window(Rule.REGIONAL_RISK_CLUSTER, cfg.cluster_min_households, cfg.cluster_window_days, Severity.HIGH,
                       False, lambda region, group, start, end, n, h: (
-                          f"区域性返贫风险聚集: 村(社区){region}在{start:%Y-%m-%d}至{end:%Y-%m-%d}期间有{n}户出现高风险预警"
+                          f"区域性返贫风险聚集: 村(社区){region}在{start:%Y-%m-%d}至{end:%Y-%m-%d}期间"
+                          f"有{n}户出现高风险预警"
                           f"(阈值{cfg.cluster_min_households}户/{cfg.cluster_window_days}天), 防止规模性返贫"))
     raise KeyError(f"{rule} is not a windowed regional rule")
 

@@ -75,13 +75,13 @@ _H, _M, _L = Severity.HIGH, Severity.MEDIUM, Severity.LOW
 _DOCS: tuple[RuleDoc, ...] = (
     RuleDoc(
         Rule.DEATH_IN_HOUSEHOLD, "家庭成员死亡",
-        "户籍变动 变动类型为 死亡 或 注销、交通事故 伤亡情况为 死亡、重点慢病 管理状态为 死亡：按最早报告的日期计算年龄，"
-        "{death_working_age_min}–{death_working_age_max} 岁（劳动年龄）为 HIGH，否则 MEDIUM。同一人无论几个部门报告，"
-        "只产生一条预警，各部门的事件都作为证据。",
-        "A member died: a registration change 死亡 or 注销, a traffic accident with 伤亡情况 死亡, or a chronic-disease "
-        "row with 管理状态 死亡. HIGH if aged {death_working_age_min}–{death_working_age_max} (working age) at the "
-        "earliest reported date, else MEDIUM. One alert per person, whichever departments report it, with every "
-        "department's event as evidence.",
+        "户籍变动 变动类型为 死亡 或 注销、交通事故 伤亡情况为 死亡、重点慢病 管理状态为 死亡："
+        "按最早报告的日期计算年龄，{death_working_age_min}–{death_working_age_max} 岁（劳动年龄）为 HIGH，"
+        "否则 MEDIUM。同一人无论几个部门报告，只产生一条预警，各部门的事件都作为证据。",
+        "A member died: a registration change 死亡 or 注销, a traffic accident with 伤亡情况 死亡, or a "
+        "chronic-disease row with 管理状态 死亡. HIGH if aged {death_working_age_min}–{death_working_age_max} "
+        "(working age) at the earliest reported date, else MEDIUM. One alert per person, whichever departments "
+        "report it, with every department's event as evidence.",
         ("death_working_age_min", "death_working_age_max"),
         "the person who died",
         (Example("registration-change: the household's 户主, born 1975-04-02, 变动类型 死亡, 变动日期 2025-03-05; "
@@ -94,9 +94,9 @@ _DOCS: tuple[RuleDoc, ...] = (
     ),
     RuleDoc(
         Rule.MEDICAL_EXPENSE, "医疗支出",
-        "住院：本次入院前 {medical_window_days} 天内（含本次）家庭住院个人自付合计达到家庭年纯收入（人均纯收入 × 家庭人口数）的 "
-        "{medical_income_share} 为 HIGH；否则本次个人自付达到 {medical_stay_out_of_pocket} 元为 MEDIUM。迟到的较早住院会"
-        "重新评估其窗口内较晚的住院，结果与到达顺序无关。",
+        "住院：本次入院前 {medical_window_days} 天内（含本次）家庭住院个人自付合计达到家庭年纯收入"
+        "（人均纯收入 × 家庭人口数）的 {medical_income_share} 为 HIGH；否则本次个人自付达到 "
+        "{medical_stay_out_of_pocket} 元为 MEDIUM。迟到的较早住院会重新评估其窗口内较晚的住院，结果与到达顺序无关。",
         "A hospital stay: HIGH when the household's out-of-pocket total over the {medical_window_days} days up to "
         "this admission (this stay included) reaches {medical_income_share} of its annual net income (per-capita "
         "net income × household size); else MEDIUM when this stay's out-of-pocket is at least "
@@ -114,7 +114,8 @@ _DOCS: tuple[RuleDoc, ...] = (
     RuleDoc(
         Rule.DISASTER_LOSS, "灾害损失",
         "自然灾害损失：有死亡、房屋 严重损坏/倒塌，或直接经济损失达到家庭年纯收入的 {disaster_income_share} 为 HIGH，"
-        "否则 MEDIUM。农业灾情写明户主的：直接经济损失达到家庭年纯收入的 {disaster_income_share} 为 HIGH，否则 MEDIUM。",
+        "否则 MEDIUM。农业灾情写明户主的：直接经济损失达到家庭年纯收入的 {disaster_income_share} 为 HIGH，"
+        "否则 MEDIUM。",
         "A disaster-loss row: HIGH if anyone died, the house is 严重损坏 or 倒塌, or the direct loss reaches "
         "{disaster_income_share} of the household's annual net income; else MEDIUM. A farm-disaster row naming a "
         "household: HIGH when its 直接经济损失 reaches {disaster_income_share} of the annual net income, else MEDIUM.",
@@ -122,8 +123,8 @@ _DOCS: tuple[RuleDoc, ...] = (
         "the event",
         (Example("disaster-loss: 洪涝 2025-06-20, 死亡 0, 受伤 2, 房屋 严重损坏, 直接经济损失 52,000, annual net "
                  "income 40,000",
-                 _H, "洪涝灾害(2025-06-20): 死亡0人, 受伤2人, 房屋严重损坏, 直接经济损失52000元, 占家庭年纯收入40000元的"
-                     "130%; 严重: 房屋严重损坏, 损失达家庭年纯收入的50%"),
+                 _H, "洪涝灾害(2025-06-20): 死亡0人, 受伤2人, 房屋严重损坏, 直接经济损失52000元, "
+                     "占家庭年纯收入40000元的130%; 严重: 房屋严重损坏, 损失达家庭年纯收入的50%"),
          Example("farm-disaster naming the household: 冰雹 on 棉花, 直接经济损失 8,000, annual net income 40,000",
                  _M, "农业灾情(冰雹, 2025-06-20): 受灾棉花, 受灾面积45.00亩, 绝收12.50亩, 死亡牲畜0头只, "
                      "直接经济损失8000元, 占家庭年纯收入40000元的20%")),
@@ -303,7 +304,8 @@ _DOCS: tuple[RuleDoc, ...] = (
         (),
         "the event",
         (Example("cadre-visit: 风险类型 因病, 走访结果 已返贫, 2025-03-05",
-                 _H, "基层干部排查(2025-03-05): 风险类型因病, 走访结论: 已返贫; 内容: 户主住院后无劳动力, 家庭收入锐减"),
+                 _H, "基层干部排查(2025-03-05): 风险类型因病, 走访结论: 已返贫; "
+                     "内容: 户主住院后无劳动力, 家庭收入锐减"),
          Example("cadre-visit: 走访结果 正常", None)),
     ),
     RuleDoc(
@@ -353,14 +355,16 @@ _DOCS: tuple[RuleDoc, ...] = (
     ),
     RuleDoc(
         Rule.REGIONAL_ILLNESS, "区域性疾病",
-        "同一村至少 {illness_min_households} 个不同家庭有同一疾病名称的住院，入院日期在 {illness_window_days} 天内：MEDIUM。",
+        "同一村至少 {illness_min_households} 个不同家庭有同一疾病名称的住院，入院日期在 {illness_window_days} "
+        "天内：MEDIUM。",
         "At least {illness_min_households} distinct households of one village with stays of the same 疾病名称 "
         "admitted within {illness_window_days} days: MEDIUM.",
         ("illness_min_households", "illness_window_days"),
         "the village, the disease and the fixed period",
         (Example("hospitalisations for 布鲁氏菌病 in 6 households of village 652701100201, admitted 2025-04-02 to "
                  "2025-04-11",
-                 _M, "区域性疾病: 村(社区)652701100201在2025-04-02至2025-04-11期间有6户因布鲁氏菌病住院(阈值5户/14天)"),),
+                 _M, "区域性疾病: 村(社区)652701100201在2025-04-02至2025-04-11期间有6户因布鲁氏菌病住院"
+                     "(阈值5户/14天)"),),
     ),
     RuleDoc(
         Rule.REGIONAL_RISK_CLUSTER, "区域性风险聚集",
@@ -371,7 +375,8 @@ _DOCS: tuple[RuleDoc, ...] = (
         "the village and the fixed period",
         (Example("HIGH household alerts (any rules) for 5 households of village 652701100201 dated 2025-03-01 to "
                  "2025-03-25",
-                 _H, "区域性风险聚集: 村(社区)652701100201在2025-03-01至2025-03-25期间有5户出现高风险预警(阈值5户/30天)"),),
+                 _H, "区域性风险聚集: 村(社区)652701100201在2025-03-01至2025-03-25期间有5户出现高风险预警"
+                     "(阈值5户/30天)"),),
     ),
     RuleDoc(
         Rule.COLLECTIVE_INCOME_DROP, "村集体收益下降",

@@ -5,8 +5,8 @@ and `POVWATCH_RULES_FILE`). Events are the decoded Avro records (dicts) of `sche
 household's earlier events are `Fact`s (their fields as text). docs/rules.md describes every rule.
 
 This module holds the vocabulary (contexts, facts, timers, drafts, verdicts) and the first rules:
-    DEATH_IN_HOUSEHOLD  a death reported by public-security (户籍 死亡/注销, 交通事故 死亡) or health (慢病 死亡): HIGH if
-                        aged 16-60 at the earliest reported date, else MEDIUM; one alert per person who died
+    DEATH_IN_HOUSEHOLD  a death reported by public-security (户籍 死亡/注销, 交通事故 死亡) or health (慢病 死亡):
+                        HIGH if aged 16-60 at the earliest reported date, else MEDIUM; one alert per person
     MEDICAL_EXPENSE     hospitalisation: HIGH if the household's out-of-pocket total over the 365 days up to this
                         admission (this stay included) reaches 50% of annual net income; else MEDIUM if this
                         stay's out-of-pocket >= 10,000 CNY; else nothing. Order-independent: a stay reported
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cached_property

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
-from schemas.codec import Codec
 from schemas.catalog import feed_of_topic
+from schemas.codec import Codec
 from services.monitor.rules import Fact, MedicalStay, Timer, VillageRecord
 
 __all__ = [

@@ -53,7 +53,7 @@ class IncomeLines(BaseModel):
 
 
 class RuleConfig(BaseModel):
-    """Rule thresholds; the defaults are RULES.md's (the plan's 9,000 CNY line, P30)."""
+    """Rule thresholds; the defaults are docs/rules.md's (the plan's 9,000 CNY line, P30)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 

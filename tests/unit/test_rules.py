@@ -9,9 +9,10 @@ import pytest
 
 from schemas import catalog
 from schemas.codec import default_codec
-from schemas.errors import DecodeError
+from services.monitor import household_rules
 from services.monitor.rules import (
     AlertDraft,
+    Context,
     HouseholdContext,
     MedicalStay,
     PersonContext,
@@ -20,7 +21,6 @@ from services.monitor.rules import (
     RuleConfig,
     Severity,
     VillageRecord,
-    Context,
     age_at,
     disaster_loss,
     format_cny,
@@ -28,7 +28,6 @@ from services.monitor.rules import (
     regional_disaster,
     regional_period,
 )
-from services.monitor import household_rules
 from services.monitor.stages import (
     household_alert_record,
     household_stage,
@@ -319,7 +318,8 @@ def test_disaster_ignores_monitoring_status() -> None:
 def test_compulsory_education_dropout_is_high(stage: str, label: str) -> None:
     draft = school_dropout(dropout(stage), person(dt.date(2010, 3, 12), "孙子"), HOUSEHOLD, CFG)
     assert draft is not None and (draft.rule, draft.severity) == (Rule.SCHOOL_DROPOUT, Severity.HIGH)
-    assert draft.reason == (f"义务教育阶段辍学: {label}八年级, 博乐市第三中学, 辍学日期2024-03-11(2023-2024学年), 学生13岁(孙子); 报告: 教育辍学登记")
+    assert draft.reason == (f"义务教育阶段辍学: {label}八年级, 博乐市第三中学, 辍学日期2024-03-11(2023-2024学年), "
+                            "学生13岁(孙子); 报告: 教育辍学登记")
 
 
 @pytest.mark.parametrize("stage", ["SENIOR", "VOCATIONAL"])
