@@ -17,6 +17,8 @@ the demo's run against the case DB. The households are the roster's; the choice 
                            HOUSING_UNSAFE alerts); a renovation completed (nothing)
     REGIONAL_WATER         a village's water problem unsolved for 50 days (HIGH); one solved (nothing)
     WATER_UNSAFE           a household's water found wanting ten days ago (MEDIUM, its timer set)
+    and one row each for INSURANCE_GAP, SAFETY_NET, SEVERE_DISABILITY, CHRONIC_DISEASE, SERIOUS_ILLNESS,
+    ACCIDENT_INJURY, REPORTED_RISK (a public-opinion clue naming a person) and INCOME_BELOW_LINE
 """
 from __future__ import annotations
 
@@ -164,6 +166,36 @@ def designed_rows(households: Sequence[Household], today: dt.date) -> list[Desig
                         Rule.REGIONAL_WATER.value, others[2]))
     out.append(Designed("water", "drinking-water", _water(others[3], today - dt.timedelta(days=100),
                                                           today - dt.timedelta(days=80)), None, ""))
+    # one row for each person rule that random rows may miss in a small population
+    day = _iso(today - dt.timedelta(days=45))
+    for department, feed, rule, cells in (
+        ("medical-security", "insurance", Rule.INSURANCE_GAP,
+         {"sex": "", "insurance_type": "基本医疗保险", "enrolment_status": "停保", "year": str(year),
+          "personal_contribution": "0", "subsidised_contribution": ""}),
+        ("civil-affairs", "assistance", Rule.SAFETY_NET,
+         {"assistance_type": "临时救助", "change_type": "发放", "amount": "1500", "start_date": day, "end_date": ""}),
+        ("disabled-federation", "disability-certificate", Rule.SEVERE_DISABILITY,
+         {"disability_category": "肢体", "disability_grade": "一级", "issue_date": day, "certificate_status": "有效"}),
+        ("health", "chronic-disease", Rule.CHRONIC_DISEASE,
+         {"disease": "结核病", "diagnosis_date": day, "contract_service": "已签约", "management_status": "在管"}),
+        ("health", "serious-illness", Rule.SERIOUS_ILLNESS,
+         {"disease": "急性白血病", "hospital": "博尔塔拉蒙古自治州人民医院", "treatment_start_date": day,
+          "treatment_status": "放弃救治"}),
+        ("public-security", "traffic-accident", Rule.ACCIDENT_INJURY,
+         {"accident_date": day, "casualty": "重伤", "location": "", "liability": "同等"}),
+    ):
+        h, m = single()
+        sex = {"sex": "男" if m.male else "女"} if "sex" in cells else {}
+        out.append(Designed(department, feed, {"name": m.name, "id_number": m.id_number, **cells, **sex}, rule,
+                            h.household_id))
+    h, m = single()
+    out.append(Designed("cac", "public-opinion", {
+        "clue_id": "WX-DEMO-0001", "found_date": day, "platform": "抖音", "village_code": h.village,
+        "person_id_number": m.id_number, "risk_type": "因病", "summary": "视频称该户家中有人重病住院, 生活困难"},
+        Rule.REPORTED_RISK.value, h.household_id))
+    h, _ = single()
+    out.append(Designed("statistics", "household-income", _income(h, year, 6000), Rule.INCOME_BELOW_LINE.value,
+                        h.household_id))
     # WATER_UNSAFE: a household's water found wanting ten days ago (MEDIUM now, HIGH in twenty days)
     h, _ = single()
     out.append(Designed("water", "drinking-water", _water(h.village, today - dt.timedelta(days=10), None, h.head),

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from connectors.framework import DEFAULT_ZONE as PREFECTURE_ZONE
 from schemas.alerts import REGIONAL_RULES, Rule
 from services.demo.oracle import Simulation, designed_problems, simulate
 from services.demo.population import DemoFiles, generate
 from services.monitor.thresholds import RuleConfig
-from connectors.framework import DEFAULT_ZONE as PREFECTURE_ZONE
 from tests.unit.doubles import TEST_KEY
 
 TODAY = dt.date(2025, 6, 30)
@@ -28,6 +28,15 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> DemoFiles:
 def simulation(files: DemoFiles) -> Simulation:
     return simulate(files.roster, files.feeds, files.intake, key=TEST_KEY, rules=RuleConfig(), zone=PREFECTURE_ZONE,
                     now=NOW)
+
+
+@pytest.mark.parametrize("seed", [11, 5, 97])
+def test_every_rule_is_reached_whatever_the_seed(seed: int, tmp_path: Path) -> None:
+    other = generate(tmp_path, households=300, seed=seed, today=TODAY)
+    sim = simulate(other.roster, other.feeds, other.intake, key=TEST_KEY, rules=RuleConfig(), zone=PREFECTURE_ZONE,
+                   now=NOW)
+    assert {Rule(a.rule) for a in sim.alerts.values()} == set(Rule)
+    assert designed_problems(other.designed, sim, key=TEST_KEY, now=NOW) == []
 
 
 def test_every_rule_of_the_risk_model_is_reached(simulation: Simulation) -> None:
