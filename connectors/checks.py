@@ -1,7 +1,8 @@
-"""Cross-field checks that several feeds share (FEEDS.md, "Checks beyond the common ones"), as check factories.
+"""Cross-field checks that several feeds share (docs/feeds.md lists every feed's checks), as check factories.
 
 Each returns a `Check`: a function of the row's parsed values giving a reason or None. Optional columns that are
-empty (None) are not checked. Reasons name the field first, as every other reason does.
+empty (None) are not checked. Reasons name the field first, as every other reason does. Every check, here and
+in the department modules, says what it checks in its docstring (first line): docs/feeds.md shows it.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ def not_before(later: str, earlier: str, *, later_label: str, earlier_label: str
             return f"{later}: {later_label} before {earlier_label}"
         return None
 
+    check.__doc__ = f"{later_label} is not before {earlier_label}."
     return check
 
 
@@ -35,11 +37,14 @@ def at_least(larger: str, smaller: str, *, larger_label: str, smaller_label: str
             return f"{smaller}: {smaller_label} larger than {larger_label}"
         return None
 
+    check.__doc__ = f"{larger_label} ≥ {smaller_label}."
     return check
 
 
-def product_agrees(per_capita: str, size: str, total: str, *, tolerance: Decimal = Decimal(1)) -> Check:
-    """`per_capita` x `size` agrees with `total` within `tolerance` CNY (人均纯收入 x 家庭人口数 = 家庭纯收入)."""
+def product_agrees(per_capita: str, size: str, total: str, *, tolerance: Decimal = Decimal(1),
+                   labels: tuple[str, str, str] | None = None) -> Check:
+    """`per_capita` x `size` agrees with `total` within `tolerance` CNY (人均纯收入 x 家庭人口数 = 家庭纯收入);
+    `labels`: the three columns' Chinese headers, for the check's description."""
 
     def check(values: Mapping[str, Any]) -> str | None:
         each, count, whole = values.get(per_capita), values.get(size), values.get(total)
@@ -50,4 +55,6 @@ def product_agrees(per_capita: str, size: str, total: str, *, tolerance: Decimal
                     f"(must agree within {tolerance} CNY)")
         return None
 
+    each_label, size_label, total_label = labels or (per_capita, size, total)
+    check.__doc__ = f"{each_label} × {size_label} agrees with {total_label} within {tolerance} CNY."
     return check

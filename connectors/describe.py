@@ -1,9 +1,9 @@
-"""The feed catalogue as a data officer sees it: `povwatch feeds list` and `povwatch feeds template`.
+"""The feed catalogue as a data officer sees it: `povwatch feeds list`, `povwatch feeds template`, docs/feeds.md.
 
 Everything here is derived from the declarations (connectors/catalog.py over schemas/catalog.py): the feeds,
-their topics, their columns (Chinese headers, required or not) and the date that makes an event's occurred_at.
-A template is an empty file with exactly the headers the connector reads: CSV in UTF-8 with a BOM (so that
-Excel opens it right) or XLSX.
+their topics, their columns (Chinese headers, required or not, what each accepts: `column_kind`) and checks
+(`check_text`: each check's docstring) and the date that makes an event's occurred_at. A template is an empty file
+with exactly the headers the connector reads: CSV in UTF-8 with a BOM (so that Excel opens it right) or XLSX.
 """
 from __future__ import annotations
 
@@ -14,10 +14,14 @@ from pathlib import Path
 from openpyxl import Workbook
 
 from connectors.catalog import EVENT_FEEDS, ROSTER
-from connectors.framework import FeedSpec
+from connectors.creditcode import CreditCode
+from connectors.duedates import DueDate
+from connectors.fields import Amount, Choice, Count, Date, IdNumber, MultiChoice, Parser, RegionCode, Sex, Text, Year
+from connectors.framework import Check, Column, FeedSpec
 from schemas.errors import InputFileError, UnknownFeed
 
-__all__ = ["FeedEntry", "catalogue", "catalogue_json", "render_catalogue", "find", "write_template"]
+__all__ = ["FeedEntry", "catalogue", "catalogue_json", "render_catalogue", "find", "write_template", "column_kind",
+           "column_note", "check_text"]
 
 
 @dataclass(frozen=True)
@@ -103,3 +107,49 @@ def write_template(spec: FeedSpec, path: Path, *, xlsx: bool) -> Path:
     else:
         path.write_bytes(("\ufeff" + ",".join(headers) + "\r\n").encode("utf-8"))
     return path
+
+
+def column_kind(parser: Parser) -> str:
+    """What a column accepts, in words (docs/feeds.md); ValueError for a parser this does not know."""
+    if isinstance(parser, Choice):
+        return "one of " + " / ".join(parser.labels)
+    if isinstance(parser, MultiChoice):
+        return "one or more of " + " / ".join(parser.labels) + ", joined by `、`"
+    if isinstance(parser, IdNumber):
+        return "resident ID number: 18 characters, GB 11643 check character (15-digit numbers upgraded)"
+    if isinstance(parser, DueDate):
+        return f"date, not before 1900, at most {parser.horizon_years} years ahead"
+    if isinstance(parser, Date):
+        return "date, not in the future, not before 1900"
+    if isinstance(parser, Amount):
+        return "amount ≥ 0, two decimals"
+    if isinstance(parser, Count):
+        return f"whole number, 0 to {parser.maximum:,}"
+    if isinstance(parser, Year):
+        return f"year, {parser.minimum} to this year"
+    if isinstance(parser, Sex):
+        return "男 / 女 (also M / F, 1 / 2)"
+    if isinstance(parser, RegionCode):
+        return f"region code, {parser.digits} digits"
+    if isinstance(parser, CreditCode):
+        return "unified social credit code: 18 characters, GB 32100 check character"
+    if isinstance(parser, Text):
+        return f"text, at most {parser.max_length:,} characters"
+    raise ValueError(f"no description for the parser {type(parser).__name__}: add it to connectors.describe")
+
+
+def column_note(column: Column) -> str:
+    """What becomes of a sensitive column before publishing ('' for the others)."""
+    if column.sensitive == "id":
+        return "never published: replaced by its person_key"
+    if column.sensitive == "name":
+        return "never published: dropped"
+    return ""
+
+
+def check_text(check: Check) -> str:
+    """A cross-field check in words: its docstring, on one line; ValueError for a check without one."""
+    doc = " ".join((check.__doc__ or "").split())
+    if not doc:
+        raise ValueError(f"the check {getattr(check, '__qualname__', check)!r} has no docstring to describe it")
+    return doc

@@ -1,6 +1,6 @@
 """Dates that may lie ahead: a loan's maturity (贷款到期日期) is agreed at issue and is usually in the future.
 
-FEEDS.md's common rule, "a date in the future is invalid", is about facts that happened (`connectors.fields.Date`);
+The feeds' common rule, "a date in the future is invalid", is about facts that happened (`connectors.fields.Date`);
 a due date is a term of a contract, so `DueDate` takes the same spellings (`2024-03-05`, `2024/3/5`, `20240305`,
 `2024年3月5日`) and the same floor (1900), and accepts dates up to the end of the year `horizon_years` ahead.
 """

@@ -1,4 +1,4 @@
-"""Topic names: the one place that spells them (DESIGN.md, "Topics").
+"""Topic names: the one place that spells them (docs/architecture.md, "Topics").
 
 Keys: event topics and `registry.persons` are keyed by person_key and share a partition count, so the
 monitor's person stage can look events up in a table partitioned like the stream.

@@ -1,4 +1,4 @@
-"""The `povwatch` command line (DESIGN.md, "Command line"). The composition root of every process:
+"""The `povwatch` command line (docs/architecture.md, "Command line"). The composition root of every process:
 settings are read once here and passed down. Errors the program understands print one line, exit 2."""
 from __future__ import annotations
 
@@ -225,6 +225,14 @@ def cmd_feeds(args: argparse.Namespace, settings: Any) -> int:
     return 0
 
 
+def cmd_rules(args: argparse.Namespace, settings: Any) -> int:
+    from services.monitor.ruledocs import render_rules_json, render_rules_text
+
+    rules_file = str(settings.rules_file) if settings.rules_file is not None else None
+    print(render_rules_json(settings.rules, rules_file) if args.json else render_rules_text(settings.rules, rules_file))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace, settings: Any) -> int:
     from services.demo.run import run_demo
 
@@ -343,6 +351,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--xlsx", action="store_true", help="with template: write XLSX instead of CSV (UTF-8, BOM)")
     p.add_argument("--out", help="with template: the file to write (default DEPT-FEED.csv / .xlsx)")
     p.set_defaults(func=cmd_feeds)
+
+    p = sub.add_parser("rules", help="the risk rules: feeds, conditions and the thresholds in force (docs/rules.md)")
+    p.add_argument("action", choices=["list"])
+    p.add_argument("--json", action="store_true", help="one JSON object: rules, thresholds, defaults, rules file")
+    p.set_defaults(func=cmd_rules)
 
     p = sub.add_parser("demo", help="generate a synthetic Bortala population and run everything on it")
     p.add_argument("--households", type=int, default=3000)

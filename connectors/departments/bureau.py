@@ -59,12 +59,14 @@ RELATIONS = ("户主", "配偶", "子", "女", "父亲", "母亲", "孙子", "�
 
 
 def _sex_matches_id(values: Mapping[str, Any]) -> str | None:
+    """性别 agrees with the sex encoded in the 身份证号码."""
     if sex_from_id(values["id_number"]) != values["sex"]:
         return "sex: does not match the sex encoded in the ID number"
     return None
 
 
 def _household_size_positive(values: Mapping[str, Any]) -> str | None:
+    """家庭人口数 is at least 1."""
     return None if values["household_size"] >= 1 else "household_size: must be at least 1"
 
 

@@ -18,7 +18,7 @@ PUBLIC_OPINION = FeedSpec(
         })),
         Column("village_code", "行政区划代码", RegionCode(12)),
         Column("person_id_number", "涉及人员身份证号码", IdNumber(), required=False, sensitive="id"),
-        # the intake channels' risk types (FEEDS.md, "The intake channels"), with the same symbols
+        # the intake channels' risk types (docs/feeds.md, "The intake channels"), with the same symbols
         Column("risk_type", "风险类型", Choice({
             "因病": "ILLNESS", "因灾": "DISASTER", "因学": "EDUCATION", "因残": "DISABILITY", "因意外": "ACCIDENT",
             "就业": "EMPLOYMENT", "住房": "HOUSING", "饮水": "DRINKING_WATER", "其他": "OTHER",

@@ -14,7 +14,7 @@ __all__ = ["ASSISTANCE"]
 
 
 def _exit_has_its_end(values: Mapping[str, Any]) -> str | None:
-    """退出 is an end (FEEDS.md: 变动 columns tell a start from an end): it says when."""
+    """变动类型 退出 gives its 结束日期 (退出 is an end: it says when)."""
     if values["change_type"] == "EXITED" and values["end_date"] is None:
         return "end_date: missing 结束日期 (变动类型 退出 ends the assistance on that date)"
     return None

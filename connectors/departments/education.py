@@ -29,6 +29,7 @@ DROPOUT = FeedSpec(
 
 
 def _sex_matches_student_id(values: Mapping[str, Any]) -> str | None:
+    """性别 agrees with the sex encoded in the 学生身份证号码."""
     if sex_from_id(values["student_id_number"]) != values["sex"]:
         return "sex: 性别 does not match the sex encoded in the ID number"
     return None

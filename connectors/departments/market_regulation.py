@@ -23,6 +23,8 @@ _LABEL = {symbol: label for label, symbol in ENTITY_TYPES.items()}
 
 
 def _entity_type_agrees_with_code(values: Mapping[str, Any]) -> str | None:
+    """主体类型 agrees with the entity type that a 统一社会信用代码 issued by market regulation (first character 9)
+    gives in its second character: 91 有限责任公司, 92 个体工商户, 93 农民专业合作社 (其他 is not compared)."""
     code: str = values["credit_code"]
     prefix = _CODE_PREFIX.get(values["entity_type"])
     if prefix is not None and code.startswith("9") and code[:2] != prefix:

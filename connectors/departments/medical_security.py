@@ -14,12 +14,14 @@ __all__ = ["HOSPITALIZATION", "INSURANCE"]
 
 
 def _settled_after_admission(values: Mapping[str, Any]) -> str | None:
+    """结算日期 is not before 入院日期."""
     if values["settlement_date"] < values["admission_date"]:
         return "settlement_date: settled before the admission date"
     return None
 
 
 def _out_of_pocket_within_total(values: Mapping[str, Any]) -> str | None:
+    """个人自付金额 is not more than 医疗总费用."""
     if values["out_of_pocket"] > values["total_cost"]:
         return "out_of_pocket: larger than the total cost"
     return None
@@ -45,6 +47,7 @@ HOSPITALIZATION = FeedSpec(
 
 
 def _sex_matches_id(values: Mapping[str, Any]) -> str | None:
+    """性别 agrees with the sex encoded in the 身份证号码."""
     if sex_from_id(values["id_number"]) != values["sex"]:
         return "sex: does not match the sex encoded in the ID number"
     return None

@@ -12,6 +12,7 @@ __all__ = ["COMMERCIAL_HOUSING"]
 
 
 def _floor_area_positive(values: Mapping[str, Any]) -> str | None:
+    """建筑面积 is more than 0."""
     if values["floor_area"] <= 0:
         return "floor_area: 建筑面积 must be more than 0 square metres"
     return None

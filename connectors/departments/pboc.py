@@ -19,6 +19,7 @@ __all__ = ["DEPOSIT_LOAN"]
 
 
 def _issued_by_comparison(values: Mapping[str, Any]) -> str | None:
+    """贷款发放日期 is not after the 比对日期."""
     issued = values.get("loan_issue_date")
     if issued is not None and issued > values["comparison_date"]:
         return "loan_issue_date: 贷款发放日期 after the 比对日期"

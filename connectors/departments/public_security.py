@@ -31,6 +31,7 @@ REGISTRATION_CHANGE = FeedSpec(
 
 
 def _registered_after_purchase(values: Mapping[str, Any]) -> str | None:
+    """上牌日期 is not before 购买日期."""
     if values["registration_date"] < values["purchase_date"]:
         return "registration_date: plate registered before the purchase date"
     return None
@@ -55,6 +56,7 @@ VEHICLE_PURCHASE = FeedSpec(
 
 
 def _sex_matches_id(values: Mapping[str, Any]) -> str | None:
+    """性别 agrees with the sex encoded in the 身份证号码."""
     if sex_from_id(values["id_number"]) != values["sex"]:
         return "sex: 性别 does not match the sex encoded in the ID number"
     return None
@@ -70,7 +72,8 @@ IDENTITY_CHECK = FeedSpec(
             "文盲或半文盲": "ILLITERATE", "小学": "PRIMARY", "初中": "JUNIOR", "高中": "SENIOR",
             "中专": "SECONDARY_VOCATIONAL", "大专及以上": "COLLEGE_OR_ABOVE",
         })),
-        # FEEDS.md lists no values here: the roster's 与户主关系 (bureau.RELATIONS), the register it is checked against
+        # the feed contract lists no values here: the roster's 与户主关系 (bureau.RELATIONS), the register it is
+        # checked against
         Column("relation", "与户主关系", Choice({
             "户主": "HEAD", "配偶": "SPOUSE", "子": "SON", "女": "DAUGHTER", "父亲": "FATHER", "母亲": "MOTHER",
             "孙子": "GRANDSON", "孙女": "GRANDDAUGHTER", "其他": "OTHER",

@@ -3,7 +3,7 @@
 Linked by the head of household's ID number. 人均纯收入 x 家庭人口数 agrees with 家庭纯收入 within 1 CNY. The four
 components (工资性收入, 经营净收入, 转移净收入, 财产净收入: the statistical definition of net income) are optional;
 those given never add up to more than 家庭纯收入, and when all four are given they add up to it (within 1 CNY).
-The event is dated on 1 January of its 年度 (FEEDS.md gives no day).
+The event is dated on 1 January of its 年度 (the file gives no day).
 """
 from __future__ import annotations
 
@@ -23,10 +23,13 @@ _TOLERANCE = Decimal(1)
 
 
 def _household_size_positive(values: Mapping[str, Any]) -> str | None:
+    """家庭人口数 is at least 1."""
     return None if values["household_size"] >= 1 else "household_size: 家庭人口数 must be at least 1"
 
 
 def _components_agree(values: Mapping[str, Any]) -> str | None:
+    """The income components given (工资性收入, 经营净收入, 转移净收入, 财产净收入) add up to no more than 家庭纯收入,
+    and all four to 家庭纯收入, within 1 CNY."""
     given = [values[f] for f in INCOME_COMPONENTS if values.get(f) is not None]
     if not given:
         return None
@@ -57,7 +60,8 @@ HOUSEHOLD_INCOME = FeedSpec(
     occurred_at="year",  # dated on 1 January of its 年度 (connectors.framework.occurred_on)
     checks=(
         _household_size_positive,
-        product_agrees("per_capita_net_income", "household_size", "net_income"),
+        product_agrees("per_capita_net_income", "household_size", "net_income",
+                       labels=("人均纯收入", "家庭人口数", "家庭纯收入")),
         _components_agree,
     ),
     example={"head_name": "王建军", "head_id_number": "652701195803110212", "year": "2023", "household_size": "4",

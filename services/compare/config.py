@@ -8,7 +8,7 @@ as the department's `connector watch` configuration, or one of its own (deploy/c
     group = "povwatch-compare-pboc"          # consumer group of requests.<dept>.comparison (this default)
     metrics_port = 9468                      # /metrics; 0 = do not serve
     [[comparison.sources]]                   # where the department looks: a file ...
-    feed = "deposit-loan"                    # the feed whose layout (FEEDS.md) the source has
+    feed = "deposit-loan"                    # the feed whose layout (docs/feeds.md) the source has
     path = "data/存贷款.csv"
     [[comparison.sources]]                   # ... or a table or query of its database
     feed = "deposit-loan"

@@ -1,7 +1,7 @@
 """A department looks persons up in its own data: pure over rows, no Kafka, no files.
 
 `find_persons(spec, source, wanted, ...)` reads a `RowSource` (a file or a SQL table in the layout of the feed's
-FEEDS.md declaration) row by row, validates each row with the feed's declaration exactly as the feed's connector
+declaration, docs/feeds.md) row by row, validates each row with the feed's declaration exactly as the feed's connector
 does, pseudonymises its ID number with the same key, and keeps the rows whose person_key was asked for, as record
 maps (services.compare.records.record_map: names dropped, ID numbers never included, free text masked). Memory
 holds only the matches, whatever the size of the source.

@@ -1,1 +1,1 @@
-"""The intake API: the channels of FEEDS.md ("The intake channels") over HTTP (app) on pure mapping code."""
+"""The intake API: the intake channels (docs/feeds.md, "The intake channels") over HTTP (app) on pure mapping code."""

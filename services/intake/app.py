@@ -3,13 +3,13 @@
 `create_app` wires the pure mapping (services/intake/mapping.py) to a `Sink` (publishing, with the broker's
 acknowledgement) and the clock; it does no I/O of its own, so the unit tests drive it with an in-memory sink.
 
-Answers (FEEDS.md): 202 with the event_id once the broker has acknowledged the event; 401 without a valid token
-(a missing, malformed or unknown bearer token), 403 with another channel's token; 422 with every field error;
-409 when a request_id is reused for a different request; 413 for a body over 64 KiB; 503 when the broker cannot
-take the event now (retry: nothing was accepted). Idempotency: the answer to each event is remembered (the last
-100,000, seeded at start-up with the event ids already on the intake topics); the same request again gets the same
-answer and publishes nothing, in this process or after a restart (after a restart a reused request_id cannot be
-told from a replay: it is answered as one).
+Answers (docs/feeds.md, "The intake channels"): 202 with the event_id once the broker has acknowledged the event;
+401 without a valid token (a missing, malformed or unknown bearer token), 403 with another channel's token; 422
+with every field error; 409 when a request_id is reused for a different request; 413 for a body over 64 KiB; 503
+when the broker cannot take the event now (retry: nothing was accepted). Idempotency: the answer to each event is
+remembered (the last 100,000, seeded at start-up with the event ids already on the intake topics); the same request
+again gets the same answer and publishes nothing, in this process or after a restart (after a restart a reused
+request_id cannot be told from a replay: it is answered as one).
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ from schemas.codec import Codec
 from schemas.errors import BrokerUnavailable
 from services.intake.mapping import CHANNELS, MODELS, Invalid, to_event, validate
 
-__all__ = ["Sink", "IntakeConfig", "create_app", "MAX_BODY", "REMEMBERED"]
+__all__ = ["Sink", "IntakeConfig", "create_app", "MAX_BODY", "REMEMBERED", "RESPONSES"]
 
 MAX_BODY = 64 * 1024
 REMEMBERED = 100_000
@@ -78,7 +78,7 @@ def _request_body_doc(channel: str) -> dict[str, Any]:
         "application/json": {"schema": MODELS[channel].model_json_schema()}}}}
 
 
-_RESPONSES: dict[int | str, dict[str, Any]] = {
+RESPONSES: dict[int | str, dict[str, Any]] = {
     202: {"description": "accepted: the event is on the topic; body {\"event_id\": ...}"},
     401: {"description": "no valid bearer token"},
     403: {"description": "another channel's token"},
@@ -126,9 +126,9 @@ def create_app(config: IntakeConfig, *, sink: Sink, pseudonymiser: Pseudonymiser
     tokens = {channel: token.encode("utf-8") for channel, token in config.tokens.items()}
 
     app = FastAPI(title="povwatch intake", version="1",
-                  description="The intake channels of the poverty-relapse monitoring hub (FEEDS.md, \"The intake "
-                              "channels\"): self-declarations, cadre visits and social clues, one JSON object per "
-                              "request, each channel with its own bearer token.")
+                  description="The intake channels of the poverty-relapse monitoring hub (docs/feeds.md, \"The "
+                              "intake channels\"): self-declarations, cadre visits and social clues, one JSON object "
+                              "per request, each channel with its own bearer token.")
 
     def answer(channel: str, code: int, body: Mapping[str, Any], headers: Mapping[str, str] | None = None
                ) -> JSONResponse:
@@ -198,7 +198,7 @@ def create_app(config: IntakeConfig, *, sink: Sink, pseudonymiser: Pseudonymiser
     for channel in CHANNELS:
         app.add_api_route(f"/v1/intake/{channel}", route_for(channel), methods=["POST"], status_code=202,
                           summary=f"{channel}: one report", description=MODELS[channel].__doc__ or "",
-                          responses=_RESPONSES, openapi_extra=_request_body_doc(channel),
+                          responses=RESPONSES, openapi_extra=_request_body_doc(channel),
                           response_class=JSONResponse, name=f"intake_{channel.replace('-', '_')}")
 
     @app.get("/metrics", include_in_schema=False)

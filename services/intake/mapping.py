@@ -1,4 +1,4 @@
-"""The intake channels as pure code: request validation and request -> event (FEEDS.md, "The intake channels").
+"""The intake channels as pure code: request validation and request -> event (docs/feeds.md, "The intake channels").
 
 No I/O here. `validate(channel, data, today)` turns a decoded JSON body into a `Report` or every field error;
 `to_event(report, ...)` turns a report into the `IntakeReport` record to publish: the head's ID number replaced by
@@ -68,7 +68,7 @@ _PHONE = re.compile(r"(?<!\d)(?:\+?86[- ]?)?(?:1[3-9]\d[- ]?\d{4}[- ]?\d{4}|0\d{
 
 def mask_free_text(text: str, names: tuple[str, ...] = ()) -> str:
     """The connectors' masking (ID and mobile numbers, the given names), and landline numbers too: a report
-    often gives a household's phone (FEEDS.md: masked before publishing)."""
+    often gives a household's phone (the channels' contract: masked before publishing)."""
     return _PHONE.sub(PHONE_MASK, fields.mask_free_text(text, names))
 
 

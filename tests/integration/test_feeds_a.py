@@ -216,7 +216,7 @@ def cases(run: str) -> list[Case]:
         ], 2, 2, {3: [f"year: year 1999 outside 2000-{THIS_YEAR}"],
                   5: [f"year: year {THIS_YEAR + 1} outside 2000-{THIS_YEAR}"]},
             [OTHER_VILLAGE, VILLAGE],
-            # dated by its 年度: 1 January of that year (FEEDS.md gives no day)
+            # dated by its 年度: 1 January of that year (the feed contract gives no day)
             [{"year": 2023, "distributable_income": Decimal("386500.50"), "beneficiaries": 1240,
               "person_key": None, "occurred_at": dt.date(2023, 1, 1)},
              {"year": THIS_YEAR, "beneficiaries": 2, "occurred_at": dt.date(THIS_YEAR, 1, 1)}]),

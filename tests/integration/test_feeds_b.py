@@ -163,7 +163,7 @@ def cases() -> list[Case]:
             ["张志强", ZHANG, "男", "基本医疗保险", "参保", str(THIS_YEAR), "400", ""],
             ["韩保国", HAN, "男", "基本医疗保险", "参保", str(THIS_YEAR + 1), "400", ""],
         ], good={
-            # dated by its 年度: 1 January of that year (FEEDS.md gives no day)
+            # dated by its 年度: 1 January of that year (the feed contract gives no day)
             2: (LI, {"sex": "F", "insurance_type": "BASIC_MEDICAL", "enrolment_status": "ENROLLED", "year": 2024,
                      "personal_contribution": Decimal("380.00"), "subsidised_contribution": Decimal("200.00"),
                      "occurred_at": d(2024, 1, 1)}),
@@ -227,7 +227,7 @@ def cases() -> list[Case]:
             ["李桂兰", LI, str(THIS_YEAR), "2", "20000", "10000", "", "", "", ""],
             ["王秀英", WANG, str(THIS_YEAR + 1), "2", "20000", "10000", "", "", "", ""],
         ], good={
-            # dated by its 年度: 1 January of that year (FEEDS.md gives no day)
+            # dated by its 年度: 1 January of that year (the feed contract gives no day)
             2: (HAN, {"year": 2023, "household_size": 4, "net_income": Decimal("46000.00"),
                       "per_capita_net_income": Decimal("11500.00"), "wage_income": Decimal("28000.00"),
                       "property_income": Decimal("800.00"), "occurred_at": d(2023, 1, 1)}),

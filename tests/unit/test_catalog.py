@@ -93,7 +93,7 @@ def test_project_topics_come_from_the_catalogue() -> None:
                                                              *catalog.comparison_result_topics()]
     assert {f"dlq.{d}" for d in catalog.departments()} | {"dlq.monitor"} <= set(names)
     assert {"alerts.household", "alerts.regional"} <= set(names)
-    # the seventeen departments of the plan that push data (FEEDS.md), and the bureau's roster
+    # the seventeen departments of the plan that push data (the feed contract), and the bureau's roster
     assert catalog.departments() == sorted([
         "bureau", "cac", "education", "public-security", "civil-affairs", "hrss", "housing", "natural-resources",
         "water", "agriculture", "health", "medical-security", "pboc", "disabled-federation", "market-regulation",

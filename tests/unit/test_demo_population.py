@@ -33,7 +33,7 @@ from tests.unit.doubles import TEST_KEY, MemoryPublisher
 TODAY = dt.date(2025, 6, 30)
 EARLIEST = TODAY - dt.timedelta(days=548)  # 18 months
 
-# The names of FEEDS.md, copied here on purpose (not imported from the module under test).
+# The names of the feed contract, copied here on purpose (not imported from the module under test).
 ROSTER = ["户编号", "姓名", "身份证号码", "性别", "与户主关系", "行政区划代码", "户类型", "监测状态", "劳动能力",
           "上年人均纯收入", "家庭人口数"]
 HEADERS = {

@@ -1,5 +1,5 @@
 """The feeds of cac, education (student-roll, student-aid), public-security (identity-check, traffic-accident),
-civil-affairs, hrss, housing, natural-resources, water and agriculture (FEEDS.md, "Every department's feeds"):
+civil-affairs, hrss, housing, natural-resources, water and agriculture (the feed contract, "Every department's feeds"):
 each feed's mapping from a real file (Chinese headers and their variants, GBK), its cross-field checks at and past
 the boundary, and messy rows. What holds for every feed (example row, required columns, closed enumerations,
 future dates, key by link, schema vs declaration) is tested in test_every_feed.py."""
@@ -125,7 +125,7 @@ def test_the_feeds_are_in_the_catalogue_in_feeds_md_order() -> None:
         assert spec.topic == f"events.{spec.department}.{spec.feed}" and spec.dlq == f"dlq.{spec.department}"
 
 
-# --- the columns, exactly as FEEDS.md gives them --------------------------------------------------------------
+# --- the columns, exactly as the feed contract gives them -----------------------------------------------------
 
 
 @pytest.mark.parametrize("spec, columns", [
@@ -376,7 +376,7 @@ def test_drinking_water_for_a_village_or_a_household(tmp_path: Path) -> None:
     summary, publisher = run(DRINKING_WATER, path, secrets=[MAN])
     whole, household, other = events(DRINKING_WATER, publisher)
     assert keys(DRINKING_WATER, publisher) == [VILLAGE.encode(), person_key(MAN).encode(), OTHER_VILLAGE.encode()]
-    # several indicators: the schema's symbols, in FEEDS.md's order, each once
+    # several indicators: the schema's symbols, in the feed contract's order, each once
     assert (whole["indicators"], whole["person_key"], whole["resolved_date"]) == (
         ["QUANTITY", "SUPPLY_RATE"], None, None)
     assert (household["indicators"], household["person_key"]) == (["QUALITY"], person_key(MAN))
@@ -415,7 +415,7 @@ def test_collective_income(tmp_path: Path) -> None:
     assert (last_year["year"], last_year["operating_income"], last_year["distributable_income"]) == (
         2023, Decimal("1260000.00"), Decimal("386500.50"))
     assert (last_year["beneficiaries"], last_year["previous_distributable_income"]) == (1240, Decimal("352000.00"))
-    # dated by its 年度: 1 January of that year (FEEDS.md gives no day)
+    # dated by its 年度: 1 January of that year (the feed contract gives no day)
     assert last_year["person_key"] is None and last_year["occurred_at"] == dt.date(2023, 1, 1)
     assert this_year["year"] == 2024 and this_year["distributable_income"] == Decimal("0.00")
     assert this_year["occurred_at"] == dt.date(2024, 1, 1)

@@ -167,7 +167,7 @@ def test_insurance_mapping(tmp_path: Path) -> None:
     assert (first["sex"], first["insurance_type"], first["enrolment_status"], first["year"]) == (
         "F", "BASIC_MEDICAL", "ENROLLED", 2024)
     assert (first["personal_contribution"], first["subsidised_contribution"]) == (Decimal("380.00"), Decimal("200.00"))
-    # dated by its 年度: 1 January of that year (FEEDS.md gives no day)
+    # dated by its 年度: 1 January of that year (the feed contract gives no day)
     assert first["occurred_at"] == dt.date(2024, 1, 1) and "report_date" not in first
     assert (second["sex"], second["insurance_type"], second["enrolment_status"], second["year"]) == (
         "M", "MEDICAL_AID", "SUSPENDED", 2023)
@@ -336,7 +336,7 @@ def test_household_income_from_a_gb18030_file_keyed_by_the_head(tmp_path: Path) 
         2023, 4, Decimal("46000.00"), Decimal("11500.00"))
     assert [first[f] for f in ("wage_income", "business_income", "transfer_income", "property_income")] == [
         Decimal("28000.00"), Decimal("12000.00"), Decimal("5200.00"), Decimal("800.00")]
-    # dated by its 年度: 1 January of that year (FEEDS.md gives no day)
+    # dated by its 年度: 1 January of that year (the feed contract gives no day)
     assert first["occurred_at"] == dt.date(2023, 1, 1) and "report_date" not in first
     assert (second["year"], second["household_size"], second["per_capita_net_income"]) == (2024, 3,
                                                                                            Decimal("3333.33"))

@@ -36,7 +36,7 @@ HOSP_HEADER = ["姓名", "身份证号码", "疾病名称", "入院日期", "住
 REG_HEADER = ["姓名", "身份证号码", "变动类型", "变动日期", "备注"]
 VILLAGE = "652701100201"
 
-# FEEDS.md's first ID, 652701198001011234, has a wrong check character. By hand, GB 11643 weights
+# The feed contract's first ID, 652701198001011234, has a wrong check character. By hand, GB 11643 weights
 # 7 9 10 5 8 4 2 1 6 3 7 9 10 5 8 4 2 over 6 5 2 7 0 1 1 9 8 0 0 1 0 1 1 2 3:
 # 42+45+20+35+0+4+2+9+48+0+0+9+0+5+8+8+6 = 241; 241 mod 11 = 10 -> "10X98765432"[10] = "2".
 ZHANG_ID = "652701198001011232"
@@ -87,7 +87,7 @@ def hosp_row(name: str, id_number: str, *, disease: str = "肺炎", admitted: st
     return [name, id_number, disease, admitted, days, total, oop, settled]
 
 
-# --- the worked example of FEEDS.md ---------------------------------------------------------------------------
+# --- the worked example of the feed contract -------------------------------------------------------------------
 
 
 @pytest.fixture

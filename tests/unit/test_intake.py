@@ -1,5 +1,5 @@
 """The intake API without a network: the pure request -> event mapping, and the FastAPI app driven in process
-(httpx through Starlette's TestClient) over an in-memory sink. Status codes as FEEDS.md gives them."""
+(httpx through Starlette's TestClient) over an in-memory sink. Status codes as the intake contract gives them."""
 from __future__ import annotations
 
 import datetime as dt

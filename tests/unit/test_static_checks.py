@@ -1,10 +1,13 @@
-"""Static checks as tests (STYLE.md item 13): `mypy --strict` and ruff must report nothing.
+"""Static checks as tests (docs/architecture.md, "How the code is shaped"): `mypy --strict` and ruff must report
+nothing, and no file of the project points at a document outside the repository.
 
-Both run as subprocesses of this interpreter (`python -m mypy`, `python -m ruff`), from the project root, so they
-read their configuration from pyproject.toml: mypy checks the `files` listed there (services, connectors, schemas).
+mypy and ruff run as subprocesses of this interpreter (`python -m mypy`, `python -m ruff`), from the project root,
+so they read their configuration from pyproject.toml: mypy checks the `files` listed there (services, connectors,
+schemas).
 """
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -30,3 +33,31 @@ def test_mypy_strict_passes() -> None:
 
 def test_ruff_passes() -> None:
     _check(_run("ruff", "check", "services", "connectors", "schemas", "tests", "bench"))
+
+
+# The design notes the project started from lived beside the repository, not in it; what they held is in docs/
+# (architecture.md, domain.md, feeds.md, rules.md). A pointer to one of them is a pointer nobody can follow.
+OUTSIDE_DOCS = re.compile(r"\b(?:DESIGN|FEEDS|RULES|DOMAIN|STYLE)\.md\b|/work/share[d]/")  # [d]: not this line
+
+
+def _project_files() -> list[Path]:
+    """Every file of the project: tracked, or new and not ignored (git), else every file outside .git/.venv."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                            capture_output=True, timeout=60)
+    if listed.returncode == 0:
+        return [ROOT / name for name in listed.stdout.decode("utf-8").split("\0") if name]
+    skip = {".git", ".venv", "var", "__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache"}
+    return [p for p in ROOT.rglob("*") if p.is_file() and not skip & set(p.relative_to(ROOT).parts)]
+
+
+def test_no_file_points_at_a_document_outside_the_repository() -> None:
+    found = []
+    for path in _project_files():
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, FileNotFoundError, IsADirectoryError):
+            continue  # binary files; a file deleted but not yet staged
+        for number, line in enumerate(text.splitlines(), 1):
+            if OUTSIDE_DOCS.search(line):
+                found.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()[:100]}")
+    assert found == [], "point into docs/ instead:\n" + "\n".join(found)
