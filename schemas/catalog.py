@@ -1,4 +1,4 @@
-"""The topic catalogue: every feed and every topic povwatch uses, as data (DESIGN.md, "Topics").
+"""The topic catalogue: every feed and every topic povwatch uses, as data (docs/architecture.md, "Topics").
 
 This is the one list. Each entry is a feed's wire half (department, feed, topic, Avro record, link, rules); its
 column half is the `FeedSpec` of its department module (connectors/departments/), found by connectors/catalog.py,
@@ -80,12 +80,12 @@ class Feed:
               counts them by the year's last day
     """
 
-    department: str  # slug of DOMAIN.md, e.g. medical-security
+    department: str  # slug of docs/domain.md, e.g. medical-security
     feed: str  # e.g. hospitalization
     schema: str  # full name of the Avro record, schemas/avro/<schema>.avsc
     topic: str
     link: Link = "person"
-    title: str = ""  # the feed's Chinese name, as FEEDS.md gives it
+    title: str = ""  # the feed's Chinese name, as docs/feeds.md shows it
     rules: tuple[str, ...] = ()
     facts: bool = True
     domain: str = ""
@@ -103,7 +103,7 @@ def _event_feed(department: str, feed: str, schema: str, title: str, link: Link 
                 facts, domain, yearly)
 
 
-# The five headline feeds (FEEDS.md), each judged by its rules (RULES.md).
+# The five headline feeds (docs/feeds.md), each judged by its rules (docs/rules.md).
 REGISTRATION_CHANGE = _event_feed("public-security", "registration-change", "RegistrationChange", "户籍变动",
                                   rules=(Rule.DEATH_IN_HOUSEHOLD,), domain="户籍")
 VEHICLE_PURCHASE = _event_feed("public-security", "vehicle-purchase", "VehiclePurchase", "车辆购置",
@@ -120,7 +120,7 @@ EVENT_FEEDS: tuple[Feed, ...] = (
     HOSPITALIZATION,
     DISASTER_LOSS,
     DROPOUT,
-    # Every department's feeds (FEEDS.md, "Every department's feeds") and the rules of RULES.md that judge them.
+    # Every department's feeds (docs/feeds.md, "Every department's feeds") and the rules of docs/rules.md that judge them.
     _event_feed("cac", "public-opinion", "PublicOpinion", "网络舆情线索", link="village",
                 rules=(Rule.REPORTED_RISK,), domain="报告"),
     _event_feed("education", "student-roll", "StudentRoll", "在校生信息", rules=(Rule.SCHOOL_DROPOUT,),
@@ -163,7 +163,7 @@ EVENT_FEEDS: tuple[Feed, ...] = (
 
 ROSTER = Feed("bureau", "roster", "povwatch.registry.Person", REGISTRY_PERSONS, title="监测对象名单")
 
-# The intake API (FEEDS.md, "The intake channels"): JSON requests, one IntakeReport each, on events.intake.<channel>,
+# The intake API (docs/feeds.md, "The intake channels"): JSON requests, one IntakeReport each, on events.intake.<channel>,
 # linked to a household (its head's person_key, or the 户编号 alone). Invalid requests are answered 422, never
 # dead-lettered, so "intake" has no dlq topic.
 INTAKE = "intake"
@@ -220,7 +220,7 @@ def departments() -> list[str]:
 @dataclass(frozen=True)
 class ComparisonDepartment:
     """A department the bureau asks to compare persons with its data (比对, the DATA_COMPARE step): it answers
-    from a source in the layout of its `feeds` (FEEDS.md), one `ComparisonResult` per person key asked.
+    from a source in the layout of its `feeds` (docs/feeds.md), one `ComparisonResult` per person key asked.
     Its topics are not monitored feeds: the monitor never reads them; the case side does (services.compare)."""
 
     department: str
@@ -237,7 +237,7 @@ class ComparisonDepartment:
         return comparison_result_topic(self.department)
 
 
-# The plan's comparison (DOMAIN.md, "六个一" step 5): deposits, vehicles and housing first, then the others.
+# The plan's comparison (docs/domain.md, "六个一" step 5): deposits, vehicles and housing first, then the others.
 COMPARISON_DEPARTMENTS: tuple[ComparisonDepartment, ...] = (
     ComparisonDepartment("pboc", "人民银行博州中心支行", "存贷款", (event_feed("pboc", "deposit-loan"),)),
     ComparisonDepartment("natural-resources", "自然资源局", "商品住房",

@@ -1,6 +1,6 @@
 """The monitor: wires topics, tables and stages; the logic is in `handlers` (stages), `rules` and `engine`.
 
-Topology (DESIGN.md, "Processing guarantees"), one consumer group per stage:
+Topology (docs/architecture.md, "Processing guarantees"), one consumer group per stage:
 
     person stage (group <app id>)
         registry.persons ─► persons table; events.*.* (every feed and intake channel) ─► join by person_key

@@ -385,9 +385,10 @@ class VillageStage:
         if state.too_late(rec["disaster_date"], self._rules.history_horizon_days):
             metrics.EVENTS_TOO_LATE.labels(self.name).inc()
             return []
-        state.records.append(VillageRecord(rec["household_id"], rec["event_id"], rec["disaster_date"], rec["rule"],
-                                           rec["person_key"], rec["group"]))
-        drafts = windowed(region, state.records, state.fired, state.fired_keys, self._rules)
+        record = VillageRecord(rec["household_id"], rec["event_id"], rec["disaster_date"], rec["rule"],
+                               rec["person_key"], rec["group"])
+        state.records.append(record)
+        drafts = windowed(region, state.records, record, state.fired, state.fired_keys, self._rules)
         for draft in drafts:
             if draft.fact is None:
                 state.fired.add(draft.period)

@@ -27,6 +27,7 @@ from services.monitor.rules import (
     VillageRecord,
     format_cny,
     percent,
+    period_draft,
     regional_disaster,
 )
 
@@ -80,44 +81,52 @@ def fired_key(rule: str, group: str, first_day: dt.date) -> str:
     return f"{rule}|{group}|{first_day.isoformat()}"
 
 
-def windowed(region: str, records: Sequence[VillageRecord], fired: Collection[int], fired_keys: Collection[str],
-             cfg: RuleConfig) -> list[RegionalDraft]:
-    """The regional alerts the region's records now raise that were not raised before (`fired` holds the
-    REGIONAL_DISASTER periods, `fired_keys` the others')."""
-    drafts = regional_disaster(region, [r for r in records if r.rule == Rule.REGIONAL_DISASTER], fired, cfg)
-    groups: dict[tuple[str, str], list[VillageRecord]] = {}
-    for r in records:
-        if r.rule != Rule.REGIONAL_DISASTER:
-            groups.setdefault((r.rule, r.group), []).append(r)
-    for (rule, group), members in sorted(groups.items()):
-        drafts += _count(region, group, members, window_of(rule, cfg), fired_keys)
-    return drafts
-
-
-def _count(region: str, group: str, records: Sequence[VillageRecord], window: Window,
-           fired_keys: Collection[str]) -> list[RegionalDraft]:
-    span = dt.timedelta(days=window.days)
-    ordered = sorted(records, key=lambda r: (r.disaster_date, r.household_id, r.event_id))
-    drafts: list[RegionalDraft] = []
-    done = set(fired_keys)
-    for start in sorted({r.disaster_date for r in ordered}):
-        period = start.toordinal() // (window.days + 1)
+def _drafts(region: str, group: str, records: Sequence[VillageRecord], window: Window,
+            periods: Iterable[int]) -> dict[int, RegionalDraft]:
+    out = {}
+    for period in periods:
+        found = period_draft(region, records, period, days=window.days, minimum=window.minimum,
+                             by_person=window.by_person)
+        if found is None:
+            continue
+        start, end, households, events, counted = found
         first = dt.date.fromordinal(max(1, period * (window.days + 1)))
-        key = fired_key(window.rule.value, group, first)
-        if key in done:
-            continue
-        inside = [r for r in ordered if start <= r.disaster_date <= start + span]
-        households = sorted({r.household_id for r in inside})
-        members = {r.person_key or r.household_id for r in inside} if window.by_person else set(households)
-        if len(members) < window.minimum:
-            continue
-        end = max(r.disaster_date for r in inside)
-        reason = window.describe(region, group, start, end, len(members), len(households))
-        drafts.append(RegionalDraft(region, period, start, end, tuple(households),
-                                    tuple(sorted({r.event_id for r in inside})), reason, window.severity,
-                                    window.rule, key))
-        done.add(key)
-    return drafts
+        out[period] = RegionalDraft(region, period, start, end, households, events,
+                                    window.describe(region, group, start, end, counted, len(households)),
+                                    window.severity, window.rule, fired_key(window.rule.value, group, first))
+    return out
+
+
+def windowed(region: str, records: Sequence[VillageRecord], new: VillageRecord, fired: Collection[int],
+             fired_keys: Collection[str], cfg: RuleConfig) -> list[RegionalDraft]:
+    """The alerts a record just added to the region's `records` raises: a period it makes qualify for the first
+    time, or a period that alerted already and whose evidence it grows (the same alert id again, with every
+    household behind it). Only the periods whose windows can hold the new record are looked at."""
+    if new.rule == Rule.REGIONAL_DISASTER:
+        days = cfg.regional_window_days
+        window = Window(Rule.REGIONAL_DISASTER, cfg.regional_min_households, days, Severity.HIGH, False,
+                        lambda *_: "")
+    else:
+        window = window_of(new.rule, cfg)
+        days = window.days
+    span = dt.timedelta(days=days)
+    periods = range((new.disaster_date - span).toordinal() // (days + 1),
+                    new.disaster_date.toordinal() // (days + 1) + 1)
+    lo, hi = new.disaster_date - 2 * span - dt.timedelta(days=days + 1), new.disaster_date + 2 * span
+    mine = [r for r in records if r.rule == new.rule and r.group == new.group and lo <= r.disaster_date <= hi]
+    before = [r for r in mine if r.event_id != new.event_id]
+    if new.rule == Rule.REGIONAL_DISASTER:
+        now = {d.period: d for d in regional_disaster(region, mine, (), cfg, periods)}
+        was = {d.period: d for d in regional_disaster(region, before, (), cfg, periods)}
+    else:
+        now, was = _drafts(region, new.group, mine, window, periods), _drafts(region, new.group, before, window,
+                                                                             periods)
+    out = []
+    for period, draft in sorted(now.items()):
+        done = period in fired if draft.fact is None else draft.fact in fired_keys
+        if not done or (period in was and set(draft.event_ids) > set(was[period].event_ids)):
+            out.append(draft)
+    return out
 
 
 # --- rows of a village naming no household ---------------------------------------------------------------------

@@ -400,36 +400,61 @@ def regional_period(day: dt.date, cfg: RuleConfig) -> int:
     return day.toordinal() // (cfg.regional_window_days + 1)
 
 
+def period_draft(region: str, records: Sequence[VillageRecord], period: int, *, days: int, minimum: int,
+                 by_person: bool = False) -> tuple[dt.date, dt.date, tuple[str, ...], tuple[str, ...], int] | None:
+    """The fixed period `period` (of `days + 1` days) of one windowed count, if a qualifying window starts in it:
+    (first window start, last record date, households, events, members counted). A window starts on a record's
+    date and holds the records up to `days` later; it qualifies with at least `minimum` distinct households (or
+    persons). The period's evidence is every record of every qualifying window starting in it, so it does not
+    depend on the order in which the records arrived."""
+    span = dt.timedelta(days=days)
+    first = dt.date.fromordinal(max(1, period * (days + 1)))
+    last = dt.date.fromordinal(period * (days + 1) + days)
+    starts = sorted({r.disaster_date for r in records if first <= r.disaster_date <= last})
+    inside: dict[str, VillageRecord] = {}
+    opened: dt.date | None = None
+    for start in starts:
+        window = [r for r in records if start <= r.disaster_date <= start + span]
+        members = {r.person_key or r.household_id for r in window} if by_person else {r.household_id for r in window}
+        if len(members) >= minimum:
+            opened = opened or start
+            inside.update((r.event_id, r) for r in window)
+    if opened is None:
+        return None
+    chosen = inside.values()
+    counted = ({r.person_key or r.household_id for r in chosen} if by_person else {r.household_id for r in chosen})
+    return (opened, max(r.disaster_date for r in chosen), tuple(sorted({r.household_id for r in chosen})),
+            tuple(sorted(inside)), len(counted))
+
+
 def regional_disaster(
     village_code: str,
     records: Sequence[VillageRecord],
     fired: Collection[int],
     cfg: RuleConfig,
+    periods: Iterable[int] | None = None,
 ) -> list[RegionalDraft]:
-    """One draft per fixed period that now holds the start of a qualifying window and has not alerted yet.
+    """One draft per fixed period (of `periods`, default every period holding a record) that holds the start of a
+    qualifying window and has not alerted yet (`fired`).
 
     A window is `regional_window_days` long (latest - earliest <= window) and qualifies with at least
-    `regional_min_households` distinct households. Each period alerts once, under an id made of the village
-    and the period, so the alerts raised are a function of the records received, not of their arrival order.
-    A cluster whose qualifying windows start in two periods gives two alerts (they open one village case)."""
-    span = dt.timedelta(days=cfg.regional_window_days)
-    ordered = sorted(records, key=lambda r: (r.disaster_date, r.household_id, r.event_id))
+    `regional_min_households` distinct households. Each period alerts under an id made of the village and the
+    period, with the records of every qualifying window starting in it, so the alerts raised are a function of the
+    records received, not of their arrival order. A cluster whose qualifying windows start in two periods gives two
+    alerts (they open one village case)."""
     drafts: list[RegionalDraft] = []
-    done: set[int] = set(fired)
-    for start in sorted({r.disaster_date for r in ordered}):
-        period = regional_period(start, cfg)
-        if period in done:
+    wanted = sorted(set(periods) if periods is not None else {regional_period(r.disaster_date, cfg) for r in records})
+    for period in wanted:
+        if period in fired:
             continue
-        inside = [r for r in ordered if start <= r.disaster_date <= start + span]
-        households = sorted({r.household_id for r in inside})
-        if len(households) < cfg.regional_min_households:
+        found = period_draft(village_code, records, period, days=cfg.regional_window_days,
+                             minimum=cfg.regional_min_households)
+        if found is None:
             continue
-        end = max(r.disaster_date for r in inside)
+        start, end, households, events, _ = found
         reason = (
             f"区域性灾害风险: 村(社区){village_code}在{start:%Y-%m-%d}至{end:%Y-%m-%d}期间有{len(households)}户"
             f"监测家庭报告灾害损失(阈值{cfg.regional_min_households}户/{cfg.regional_window_days}天), 防止规模性返贫"
         )
-        drafts.append(RegionalDraft(village_code, period, start, end, tuple(households),
-                                    tuple(sorted(r.event_id for r in inside)), reason))
-        done.add(period)
+        drafts.append(RegionalDraft(village_code, period, start, end, households, events, reason))
     return drafts

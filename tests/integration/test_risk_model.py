@@ -284,8 +284,12 @@ def test_timers_move_with_their_partition_and_fire_once_when_their_day_comes(wor
 
     asyncio.run(second_worker())
     after = asyncio.run(_alerts(settings.bootstrap))
-    jobs = _by_rule(after, Rule.JOB_LOSS)
-    assert jobs.keys() == want_jobs and all(len(s) == 1 for s in jobs.values())  # each raised once
+    jobs, earlier = _by_rule(after, Rule.JOB_LOSS), _by_rule(before, Rule.JOB_LOSS)
+    assert jobs.keys() == want_jobs
+    # the timers fired on worker 2, each once (the alerts already due were raised by the fixture's monitor and by
+    # worker 1, each monitor app once, and not again)
+    assert {k: len(v) - len(earlier.get(k, [])) for k, v in jobs.items()} == {
+        k: 0 if k in earlier else 1 for k in want_jobs}
     for rule in (Rule.WATER_UNSAFE, Rule.REGIONAL_WATER):  # unsolved problems: HIGH now, the same alert ids
         got = {k: max(v, key=("LOW", "MEDIUM", "HIGH").index) for k, v in _by_rule(after, rule).items()}
         want = {a.alert_id: a.severity for a in then.alerts.values() if a.rule == rule}
