@@ -142,7 +142,8 @@ def cmd_casefeed(args: argparse.Namespace, settings: Any) -> int:
         raise PovwatchError(f"cannot serve /metrics on port {settings.casefeed_metrics_port}: {exc}") from None
     totals = asyncio.run(run_casefeed(settings, idle_timeout=args.timeout))
     print(f"casefeed: consumed {totals.consumed}, evidence {totals.evidence}, cases opened {totals.cases_opened}, "
-          f"duplicates {totals.duplicates}, dead letters {totals.dead_letters}, sanitised {totals.sanitised}, "
+          f"duplicates {totals.duplicates}, updated {totals.updated}, dead letters {totals.dead_letters}, "
+          f"sanitised {totals.sanitised}, "
           f"case DB retries {totals.db_retries}")
     return 0
 
@@ -196,9 +197,11 @@ def cmd_cases(args: argparse.Namespace, settings: Any) -> int:
         from services.cases.cli import cmd_cases_roster
 
         return cmd_cases_roster(args, settings)
+    from services.cases.cli import render_overdue_table, with_deadlines
+
     store = open_database(settings.case_db)
     try:
-        cases = store.list_cases()
+        cases = with_deadlines(store, store.list_cases(), settings, overdue_only=args.overdue)
     finally:
         store.close()
     if args.json:
@@ -206,7 +209,7 @@ def cmd_cases(args: argparse.Namespace, settings: Any) -> int:
 
         print(cases_list_json(settings, cases_to_json(cases)))
     else:
-        print(render_cases_table(cases))
+        print(render_overdue_table(cases) if args.overdue else render_cases_table(cases))
     return 0
 
 
@@ -333,6 +336,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["list", "roster"])
     p.add_argument("file", nargs="?", help="with roster: the bureau's roster export (as for povwatch roster load)")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--overdue", action="store_true",
+                   help="with list: only cases with an alert not acknowledged within POVWATCH_CASE_VERIFY_DAYS days "
+                        "(default 15) of its opening, and how many days overdue")
     p.set_defaults(func=cmd_cases)
 
     from services.cases.cli import add_parsers as add_case_parsers

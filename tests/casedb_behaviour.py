@@ -312,9 +312,10 @@ def test_redelivered_alert_changes_nothing(store: CaseStore) -> None:
     store.record_household_alert(household_alert("a1", severity="MEDIUM"))
     raised = store.record_household_alert(household_alert("a2", severity="HIGH"))
     before = store.list_cases()
-    for alert_id in ("a1", "a2"):
-        again = store.record_household_alert(household_alert(alert_id, severity="HIGH"))
+    for alert_id, severity in (("a1", "MEDIUM"), ("a2", "HIGH"), ("a2", "MEDIUM")):  # a lower one changes nothing
+        again = store.record_household_alert(household_alert(alert_id, severity=severity))
         assert again.duplicate and again.case_alert_id == raised.case_alert_id and again.escalated_from is None
+        assert not again.updated and again.events_added == 0
     assert store.list_cases() == before                                               # not even updated_at moved
     assert len(escalations(store)) == 1 and store.counts() == {"cases_open": 1, "evidence": 2}
 

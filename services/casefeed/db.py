@@ -8,7 +8,10 @@ Responsible for:
     services/casefeed/migrations) and `open_database` upgrades it to the newest revision;
   * the invariants, enforced in the database as well as here: at most one OPEN case per subject (partial
     unique index on SQLite and PostgreSQL), at most one evidence row per alert;
-  * idempotent, race-safe recording of decoded alert records (plain dicts, as fastavro returns them);
+  * idempotent, race-safe recording of decoded alert records (plain dicts, as fastavro returns them); one fact,
+    one alert: a known alert_id re-emitted with news (events of another department, a higher severity) updates its
+    evidence - `evidence_events` (services/cases/model.py) keeps each event with its topic and department - and
+    escalates its case alert; it is a duplicate only when nothing new came (`CaseStore._merge`);
   * NUL characters, which PostgreSQL text columns refuse, stored as U+FFFD on every backend (`without_nul`);
     bounded columns bounded on SQLite too (CHECK on their length), so both backends refuse the same alerts;
   * read-only views (`CaseView` with its `CaseAlertView`s, `EvidenceView`) and their text/JSON renderings for
@@ -54,6 +57,7 @@ from sqlalchemy import (
     func,
     select,
     text,
+    update,
 )
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DataError, DBAPIError, IntegrityError, NoSuchModuleError, OperationalError
@@ -62,10 +66,12 @@ from sqlalchemy.pool import StaticPool
 
 from schemas.alerts import Rule, Severity
 from schemas.errors import ConfigError, DatabaseUnavailable, EnvironmentProblem, RecordRefused, SchemaError
+from services.cases.departments import EventSource, department_of_topic, event_source, sources_of
 
 __all__ = ["open_database", "CaseStore", "RecordResult", "CaseView", "CaseAlertView", "EvidenceView", "without_nul",
-           "classify",
-           "NUL_REPLACEMENT", "render_cases_table", "cases_to_json", "HOUSEHOLD_TOPIC", "REGIONAL_TOPIC"]
+           "classify", "evidence_events", "events_of",
+           "NUL_REPLACEMENT", "render_cases_table", "render_table", "cases_to_json", "HOUSEHOLD_TOPIC",
+           "REGIONAL_TOPIC"]
 
 HOUSEHOLD_TOPIC = "alerts.household"
 REGIONAL_TOPIC = "alerts.regional"
@@ -177,6 +183,10 @@ class RecordResult:
     # raised); for a duplicate, the case alert of the stored evidence
     case_alert_id: int | None = dataclasses.field(default=None, compare=False)
     escalated_from: str | None = dataclasses.field(default=None, compare=False)
+    # a known alert_id that brought something new (one fact, one alert): events another department reported
+    # (`events_added` of them), a higher severity, or the topics of events stored without one
+    updated: bool = dataclasses.field(default=False, compare=False)
+    events_added: int = dataclasses.field(default=0, compare=False)
 
 
 @dataclass(frozen=True)
@@ -190,6 +200,8 @@ class EvidenceView:
     raised_at: dt.datetime
     household_ids: tuple[str, ...] = ()
     case_alert_id: int | None = None
+    events: tuple[EventSource, ...] = ()  # every event behind the alert, with its topic and department
+    departments: tuple[str, ...] = ()  # the Chinese names of the departments that report it (公安, 卫健, ...)
 
 
 @dataclass(frozen=True)
@@ -207,6 +219,11 @@ class CaseAlertView:
     acknowledged_at: dt.datetime | None = None
     resolved_by: str | None = None
     resolved_at: dt.datetime | None = None
+    departments: tuple[str, ...] = ()  # the departments that report its evidence
+    # its deadline to be acknowledged (services/cases/deadlines.py), filled in by `povwatch cases list`: the last
+    # day (None: no clock runs - acknowledged, resolved) and the days past it (0: not overdue)
+    due_on: dt.date | None = None
+    overdue_days: int = 0
 
 
 @dataclass(frozen=True)
@@ -289,6 +306,39 @@ def _checked(value: Any, allowed: type[Rule] | type[Severity], what: str) -> str
         raise SchemaError(f"unknown {what} {value!r}") from None
 
 
+def _events_of(alert_id: str, event_ids: Sequence[Any], topics: Any) -> list[tuple[str, str | None, str | None]]:
+    """(event_id, topic, department) of each distinct event of an alert: `event_topics` gives the topic of each
+    event of `event_ids`, in the same order (alerts before schema v2 have none: topic and department None)."""
+    if topics is None:
+        topics = []
+    if not isinstance(topics, list | tuple) or not all(isinstance(t, str) for t in topics):
+        raise SchemaError(f"alert {alert_id}: event_topics must be a list of topics")
+    out: dict[str, tuple[str | None, str | None]] = {}
+    for index, raw in enumerate(event_ids):
+        event_id = str(raw)
+        event_topic = (topics[index] or None) if index < len(topics) else None
+        if event_id not in out or (out[event_id][0] is None and event_topic is not None):
+            out[event_id] = (event_topic, department_of_topic(event_topic))
+    return [(event_id, event_topic, department) for event_id, (event_topic, department) in out.items()]
+
+
+def _open_case(session: Session, kind: str, subject: str, village: str, severity: str,
+               now: dt.datetime) -> tuple[Case, bool]:
+    """The OPEN case of the subject, raised to `severity` if that is higher, or a new one; (case, opened)."""
+    from services.casefeed.lifecycle import raise_case
+
+    case = session.scalar(select(Case).where(Case.subject_kind == kind, Case.subject_id == subject,
+                                             Case.status == "OPEN"))
+    if case is None:
+        case = Case(subject_kind=kind, subject_id=subject, village_code=village, status="OPEN",
+                    max_severity=severity, opened_at=now, updated_at=now)
+        session.add(case)
+        session.flush()  # a concurrent writer that opened it first: IntegrityError, the transaction is retried
+        return case, True
+    raise_case(session, case, severity, now)
+    return case, False
+
+
 class CaseStore:
     """The case database of one process; open it with `open_database`."""
 
@@ -337,14 +387,11 @@ class CaseStore:
                 now: dt.datetime) -> RecordResult:
         if not isinstance(given, Mapping):
             raise SchemaError(f"an alert is a record, not {type(given).__name__}")
-        from services.casefeed.lifecycle import attach, raise_case
+        from services.casefeed.lifecycle import attach
+        from services.cases.model import EvidenceEvent
 
         alert, sanitised = without_nul(given)
         alert_id = str(_field(alert, "alert_id"))
-        existing = session.scalar(select(Evidence).where(Evidence.alert_id == alert_id))
-        if existing is not None:
-            return RecordResult(existing.case_id, case_opened=False, duplicate=True, sanitised=sanitised,
-                                case_alert_id=existing.case_alert_id)
         if kind == "household":
             subject, village, households = _field(alert, "household_id"), _field(alert, "village_code"), []
         else:
@@ -356,24 +403,99 @@ class CaseStore:
             raise SchemaError(f"alert {alert_id}: occurred_at must be a date and raised_at a datetime")
         rule = _checked(_field(alert, "rule"), Rule, "rule")
         reason, event_ids = str(_field(alert, "reason")), list(_field(alert, "event_ids"))
-        case = session.scalar(select(Case).where(Case.subject_kind == kind, Case.subject_id == subject,
-                                                 Case.status == "OPEN"))
-        opened = case is None
-        if case is None:
-            case = Case(subject_kind=kind, subject_id=subject, village_code=village, status="OPEN",
-                        max_severity=severity, opened_at=now, updated_at=now)
-            session.add(case)
-            session.flush()  # a concurrent writer that opened it first: IntegrityError, the transaction is retried
-        else:
-            raise_case(session, case, severity, now)
+        events = _events_of(alert_id, event_ids, alert.get("event_topics"))
+        existing = session.scalar(select(Evidence).where(Evidence.alert_id == alert_id))
+        if existing is not None:
+            return CaseStore._merge(session, existing, kind=kind, subject=subject, village=village,
+                                    severity=severity, reason=reason, events=events, sanitised=sanitised, now=now)
+        case, opened = _open_case(session, kind, subject, village, severity, now)
         attached = attach(session, case, rule=rule, severity=severity, alert_id=alert_id, now=now)
         session.add(Evidence(
-            alert_id=alert_id, case=case, rule=rule, severity=severity, reason=reason, event_ids=event_ids,
-            household_ids=households, occurred_at=occurred, raised_at=raised, received_at=now, source_topic=topic,
-            case_alert_id=attached.case_alert_id))
+            alert_id=alert_id, case=case, rule=rule, severity=severity, reason=reason,
+            event_ids=[event_id for event_id, _, _ in events], household_ids=households, occurred_at=occurred,
+            raised_at=raised, received_at=now, source_topic=topic, case_alert_id=attached.case_alert_id))
+        session.add_all(EvidenceEvent(alert_id=alert_id, event_id=event_id, topic=event_topic, department=department,
+                                      received_at=now) for event_id, event_topic, department in events)
         session.flush()  # a race on a unique key surfaces here, inside the retry loop
         return RecordResult(case.id, case_opened=opened, duplicate=False, sanitised=sanitised,
                             case_alert_id=attached.case_alert_id, escalated_from=attached.escalated_from)
+
+    @staticmethod
+    def _merge(session: Session, existing: Evidence, *, kind: str, subject: str, village: str, severity: str,
+               reason: str, events: list[tuple[str, str | None, str | None]], sanitised: bool,
+               now: dt.datetime) -> RecordResult:
+        """A known alert_id again (one fact, one alert): a redelivery (a duplicate: nothing changes), or a
+        re-emission with something new - events another department reported, a higher severity, topics of events
+        stored without one. The new events become evidence_events rows and join Evidence.event_ids; a higher
+        severity raises the evidence and its live case alert (an ESCALATION in case_history, services/casefeed/
+        lifecycle.py); when that alert is RESOLVED or its case CLOSED, the worse fact needs the case worker's eyes
+        again: the evidence moves to the live alert of its rule in the subject's OPEN case (opened if needed)."""
+        from services.casefeed.lifecycle import CASEFEED, attach, escalate, raise_case
+        from services.cases.model import CaseAlert, CaseHistory, EvidenceEvent
+
+        def news() -> tuple[list[tuple[str, str | None, str | None]], list[EvidenceEvent], bool]:
+            stored = {row.event_id: row for row in session.scalars(
+                select(EvidenceEvent).where(EvidenceEvent.alert_id == existing.alert_id)
+                .execution_options(populate_existing=True))}
+            added = [event for event in events if event[0] not in stored]
+            filled = [stored[event_id] for event_id, event_topic, _ in events
+                      if event_id in stored and stored[event_id].topic is None and event_topic is not None]
+            return added, filled, _RANK[severity] > _RANK[existing.severity]
+
+        def duplicate() -> RecordResult:
+            return RecordResult(existing.case_id, case_opened=False, duplicate=True, sanitised=sanitised,
+                                case_alert_id=existing.case_alert_id)
+
+        added, filled, higher = news()
+        if not (added or filled or higher):
+            return duplicate()
+        # Something new: lock the evidence row (PostgreSQL: a row lock; SQLite: the database's write lock) and read
+        # again, so a concurrent writer that merged the same news first is seen, and no event_ids union is lost.
+        session.execute(update(Evidence).where(Evidence.id == existing.id).values(case_id=Evidence.case_id)
+                        .execution_options(synchronize_session=False))
+        session.refresh(existing)
+        added, filled, higher = news()
+        if not (added or filled or higher):
+            return duplicate()
+        topics = {event_id: (event_topic, department) for event_id, event_topic, department in events}
+        for row in filled:
+            row.topic, row.department = topics[row.event_id]
+        session.add_all(EvidenceEvent(alert_id=existing.alert_id, event_id=event_id, topic=event_topic,
+                                      department=department, received_at=now)
+                        for event_id, event_topic, department in added)
+        if added:
+            existing.event_ids = list(dict.fromkeys([*(str(e) for e in existing.event_ids or ()),
+                                                     *(event_id for event_id, _, _ in added)]))
+        case_id, opened, escalated_from = existing.case_id, False, None
+        case_alert_id = existing.case_alert_id
+        if higher:
+            seen = existing.severity
+            existing.severity, existing.reason = severity, reason
+            case = session.get(Case, existing.case_id)
+            live = session.get(CaseAlert, existing.case_alert_id) if existing.case_alert_id is not None else None
+            assert case is not None
+            if case.status == "OPEN" and live is not None and live.status != "RESOLVED":
+                raise_case(session, case, severity, now)
+                escalated_from = escalate(session, case, live, severity=severity, alert_id=existing.alert_id, now=now)
+            else:  # resolved, or its case closed: the worse fact is a live alert again
+                case, opened = _open_case(session, kind, subject, village, severity, now)
+                attached = attach(session, case, rule=existing.rule, severity=severity, alert_id=existing.alert_id,
+                                  now=now)
+                if attached.opened:
+                    session.add(CaseHistory(
+                        case_id=case.id, household_id=case.subject_id, kind="ESCALATION", workflow=None, step=None,
+                        by_user=CASEFEED, on_day=now.date(), recorded_at=now,
+                        note=f"{existing.rule} {seen} -> {severity} (alert {existing.alert_id}): worse again after "
+                             "its alert was resolved"))
+                existing.case_id, existing.case_alert_id = case.id, attached.case_alert_id
+                case_id, escalated_from = case.id, seen
+            case_alert_id = existing.case_alert_id
+        elif added:
+            existing.reason = reason  # the monitor's sentence for the fact as every department now reports it
+        session.flush()  # a race on (alert_id, event_id) surfaces here, inside the retry loop
+        return RecordResult(case_id, case_opened=opened, duplicate=False, sanitised=sanitised,
+                            case_alert_id=case_alert_id, escalated_from=escalated_from, updated=True,
+                            events_added=len(added))
 
     def _transaction(self, work: Callable[[Session], _T], action: str) -> _T:
         """Run `work` in one transaction; retry it at once when a concurrent writer won a race (unique key,
@@ -409,7 +531,8 @@ class CaseStore:
             alerts: dict[int, list[CaseAlert]] = {}
             for alert in session.scalars(select(CaseAlert).order_by(CaseAlert.id)):
                 alerts.setdefault(alert.case_id, []).append(alert)
-            return [_view(case, alerts.get(case.id, [])) for case in cases]
+            events = evidence_events(session, [e.alert_id for case in cases for e in case.evidence])
+            return [_view(case, alerts.get(case.id, []), events) for case in cases]
 
         views = self._transaction(work, "list cases")
         return sorted(views, key=lambda c: (-_RANK[c.max_severity], c.opened_at, c.id))
@@ -433,8 +556,32 @@ class CaseStore:
         self.close()
 
 
-def _view(case: Case, alerts: Sequence[Any]) -> CaseView:
-    """`alerts`: the case's services.cases.model.CaseAlert rows, oldest first."""
+def evidence_events(session: Session, alert_ids: Sequence[str]) -> dict[str, tuple[EventSource, ...]]:
+    """The evidence_events of each alert in `alert_ids` (oldest first), as EventSources; an alert without rows
+    (none are written before revision 0003 for alerts without event ids) maps to nothing."""
+    from services.cases.model import EvidenceEvent
+
+    out: dict[str, list[EventSource]] = {}
+    wanted = list(dict.fromkeys(alert_ids))
+    for start in range(0, len(wanted), 500):  # bounded IN lists
+        for row in session.scalars(select(EvidenceEvent).where(EvidenceEvent.alert_id.in_(wanted[start:start + 500]))
+                                   .order_by(EvidenceEvent.id)):
+            out.setdefault(row.alert_id, []).append(event_source(row.event_id, row.topic, row.department))
+    return {alert_id: tuple(rows) for alert_id, rows in out.items()}
+
+
+def events_of(evidence: Evidence, events: Mapping[str, tuple[EventSource, ...]]) -> tuple[EventSource, ...]:
+    """The evidence's events: its evidence_events rows, in the order of its event_ids (rows of events not in
+    event_ids after them); an event id without a row is shown with its source unknown."""
+    rows: dict[str, EventSource | None] = {e.event_id: e for e in events.get(evidence.alert_id, ())}
+    ordered = [rows.pop(str(event_id), None) or event_source(str(event_id), None, None)
+               for event_id in dict.fromkeys(evidence.event_ids or ())]
+    return tuple(ordered) + tuple(e for e in rows.values() if e is not None)
+
+
+def _view(case: Case, alerts: Sequence[Any], events: Mapping[str, tuple[EventSource, ...]]) -> CaseView:
+    """`alerts`: the case's services.cases.model.CaseAlert rows, oldest first; `events`: evidence_events(...)."""
+    evidence = [(e, events_of(e, events)) for e in case.evidence]
     return CaseView(
         id=case.id, subject_kind=case.subject_kind, subject_id=case.subject_id, village_code=case.village_code,
         status=case.status, max_severity=case.max_severity, opened_at=case.opened_at,
@@ -442,12 +589,15 @@ def _view(case: Case, alerts: Sequence[Any]) -> CaseView:
         evidence=tuple(EvidenceView(
             alert_id=e.alert_id, rule=e.rule, severity=e.severity, reason=e.reason,
             event_ids=tuple(e.event_ids or ()), occurred_at=e.occurred_at, raised_at=e.raised_at,
-            household_ids=tuple(e.household_ids or ()), case_alert_id=e.case_alert_id) for e in case.evidence),
+            household_ids=tuple(e.household_ids or ()), case_alert_id=e.case_alert_id, events=mine,
+            departments=sources_of(mine)) for e, mine in evidence),
         alerts=tuple(CaseAlertView(
             id=a.id, rule=a.rule, status=a.status, severity=a.severity, opened_at=a.opened_at,
-            updated_at=a.updated_at, alert_ids=tuple(e.alert_id for e in case.evidence if e.case_alert_id == a.id),
+            updated_at=a.updated_at, alert_ids=tuple(e.alert_id for e, _ in evidence if e.case_alert_id == a.id),
             acknowledged_by=a.acknowledged_by, acknowledged_at=a.acknowledged_at, resolved_by=a.resolved_by,
-            resolved_at=a.resolved_at) for a in alerts))
+            resolved_at=a.resolved_at,
+            departments=sources_of(ev for e, mine in evidence if e.case_alert_id == a.id for ev in mine))
+            for a in alerts))
 
 
 def _translated(kind: str, context: str, exc: DBAPIError) -> Exception:
@@ -558,18 +708,23 @@ def _width(s: str) -> int:
     return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in s)
 
 
-def render_cases_table(cases: Sequence[CaseView]) -> str:
-    """A plain-text table, one line per case (for `povwatch cases list`)."""
-    header = ("CASE", "SUBJECT", "VILLAGE", "STATUS", "SEVERITY", "ALERTS", "RULES")
-    rows = [header] + [(str(c.id), c.subject_id, c.village_code, c.status, c.max_severity,
-                        str(len(c.evidence)), ",".join(dict.fromkeys(e.rule for e in c.evidence))) for c in cases]
+def render_table(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:
+    """Plain-text columns (Chinese counted double width), a dashed line under the header."""
+    rows = [tuple(header), *(tuple(row) for row in body)]
     widths = [max(_width(row[i]) for row in rows) for i in range(len(header))]
     lines = ["  ".join(cell + " " * (widths[i] - _width(cell)) for i, cell in enumerate(row)).rstrip()
              for row in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    if not cases:
-        lines.append("(no cases)")
     return "\n".join(lines)
+
+
+def render_cases_table(cases: Sequence[CaseView]) -> str:
+    """A plain-text table, one line per case (for `povwatch cases list`)."""
+    header = ("CASE", "SUBJECT", "VILLAGE", "STATUS", "SEVERITY", "ALERTS", "RULES")
+    table = render_table(header, [(str(c.id), c.subject_id, c.village_code, c.status, c.max_severity,
+                                   str(len(c.evidence)), ",".join(dict.fromkeys(e.rule for e in c.evidence)))
+                                  for c in cases])
+    return table + ("\n(no cases)" if not cases else "")
 
 
 def cases_to_json(cases: Sequence[CaseView], *, indent: int | None = 2) -> str:

@@ -10,6 +10,12 @@ Each incoming alert (one `evidence` row per alert_id) attaches to its case's liv
 opens one (OPEN). When its severity is higher than the alert's, the alert and its case are raised and a
 `case_history` row of kind ESCALATION says so ("MEDIUM -> HIGH", by "casefeed", with the alert_id).
 
+One fact, one alert: the monitor re-emits an alert with the SAME alert_id when another department reports the
+same fact (its event_ids grown) or the fact gets worse (a higher severity). services/casefeed/db.py merges it into
+the stored evidence (an evidence_events row per new event) and, for a higher severity, raises the evidence's live
+alert here (`escalate`); when that alert was RESOLVED (or its case CLOSED) the worse fact attaches afresh (`attach`),
+as a new alert would. Only a re-emission with nothing new is a duplicate.
+
 Race-safe on every backend: opening an alert is guarded by the partial unique index (one live alert per case and
 rule), raising a severity is a compare-and-set (UPDATE ... WHERE severity = the value read); a writer that loses
 either raises `Conflict` or an IntegrityError, and its whole transaction is retried by the caller
@@ -26,7 +32,7 @@ from sqlalchemy.orm import Session
 from services.casefeed.db import Case
 from services.cases.model import CaseAlert, CaseHistory
 
-__all__ = ["Conflict", "Attached", "attach", "raise_case", "RANK", "CASEFEED"]
+__all__ = ["Conflict", "Attached", "attach", "escalate", "raise_case", "RANK", "CASEFEED"]
 
 RANK = {"LOW": 0, "MEDIUM": 1, "HIGH": 2}
 CASEFEED = "casefeed"  # by_user of what the casefeed records
@@ -73,10 +79,19 @@ def attach(session: Session, case: Case, *, rule: str, severity: str, alert_id: 
         session.add(alert)
         session.flush()  # a concurrent writer that opened it first: IntegrityError on uq_case_alerts_live_rule
         return Attached(alert.id, opened=True, escalated_from=None)
+    return Attached(live.id, opened=False,
+                    escalated_from=escalate(session, case, live, severity=severity, alert_id=alert_id, now=now))
+
+
+def escalate(session: Session, case: Case, live: CaseAlert, *, severity: str, alert_id: str, now: dt.datetime,
+             note: str = "") -> str | None:
+    """Raise the live (not RESOLVED) alert `live` of `case` to `severity` if that is higher (compare-and-set; an
+    ACKNOWLEDGED alert is OPEN again) with an ESCALATION row in case_history; the severity it had before, or None
+    when it was not raised (then only its updated_at is touched). `note` is added to the history row's note."""
     seen = live.severity
     if RANK[severity] <= RANK[seen]:
         live.updated_at = now
-        return Attached(live.id, opened=False, escalated_from=None)
+        return None
     done = session.execute(
         update(CaseAlert).where(CaseAlert.id == live.id, CaseAlert.severity == seen, CaseAlert.status != "RESOLVED")
         .values(severity=severity, updated_at=now,
@@ -85,5 +100,5 @@ def attach(session: Session, case: Case, *, rule: str, severity: str, alert_id: 
         raise Conflict(f"case alert {live.id}: changed under us")
     session.add(CaseHistory(case_id=case.id, household_id=case.subject_id, kind="ESCALATION", workflow=None,
                             step=None, by_user=CASEFEED, on_day=now.date(), recorded_at=now,
-                            note=f"{rule} {seen} -> {severity} (alert {alert_id})"))
-    return Attached(live.id, opened=False, escalated_from=seen)
+                            note=f"{live.rule} {seen} -> {severity} (alert {alert_id}){note}"))
+    return seen

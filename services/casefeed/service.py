@@ -32,6 +32,7 @@ from schemas.errors import BrokerUnavailable, DatabaseUnavailable
 from schemas.topics import ALERTS_HOUSEHOLD, ALERTS_REGIONAL, CASEFEED_DLQ
 from services.casefeed.db import CaseStore, open_database
 from services.casefeed.handling import Backoff, BatchOutcome, Incoming, handle_batch
+from services.casefeed.overdue_gauge import OverdueGauge
 from services.consumer_lag import LagTracker
 from services.kafka_io import KafkaPublisher
 from services.settings import Settings
@@ -54,6 +55,9 @@ DB_RETRIES = Counter("povwatch_casefeed_db_retries_total", "Attempts that found 
 ESCALATIONS = Counter("povwatch_casefeed_escalations_total",
                       "Case alerts raised to a higher severity by new evidence (an ESCALATION in the case's history)")
 DB_UP = Gauge("povwatch_casefeed_db_up", "1 while the case DB answers, 0 during an outage")
+UPDATED = Counter("povwatch_casefeed_alerts_updated_total",
+                  "Known alerts re-emitted with something new (another department's events, a higher severity): "
+                  "their evidence updated, no evidence added")
 
 POLL_SECONDS = 1.0
 MAX_RECORDS = 500
@@ -65,6 +69,7 @@ class CasefeedTotals:
     cases_opened: int = 0
     evidence: int = 0
     duplicates: int = 0
+    updated: int = 0  # known alerts re-emitted with news (one fact, one alert)
     dead_letters: int = 0
     sanitised: int = 0
     db_retries: int = 0
@@ -156,8 +161,12 @@ class _Feed:
                 DUPLICATES.inc()
                 self.totals.duplicates += 1
                 continue
-            EVIDENCE.inc()
-            self.totals.evidence += 1
+            if result.updated:
+                UPDATED.inc()
+                self.totals.updated += 1
+            else:
+                EVIDENCE.inc()
+                self.totals.evidence += 1
             if result.sanitised:
                 SANITISED.inc()
                 self.totals.sanitised += 1
@@ -246,6 +255,8 @@ async def run_casefeed(settings: Settings, *, idle_timeout: float | None = None,
     try:
         async with KafkaPublisher(settings.bootstrap, client_id="povwatch-casefeed") as dlq:
             feed = _Feed(consumer, store, dlq, codec, now, settings.casefeed_group, backoff)
+            overdue = OverdueGauge(store, verify_days=settings.case_verify_days, zone=settings.zone, clock=now)
+            await overdue.tick()  # povwatch_cases_overdue from the start, then every minute
             idle = 0.0
             while True:
                 batch = await consumer.getmany(timeout_ms=int(POLL_SECONDS * 1000), max_records=MAX_RECORDS)
@@ -255,6 +266,7 @@ async def run_casefeed(settings: Settings, *, idle_timeout: float | None = None,
                 else:
                     idle += POLL_SECONDS
                 await feed.show_lag()
+                await overdue.tick()
                 if not batch and idle_timeout is not None and idle >= idle_timeout:
                     return feed.totals
     except KafkaError as exc:

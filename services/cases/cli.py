@@ -17,7 +17,8 @@ from typing import Any
 from schemas.errors import ConfigError, PovwatchError
 from services.cases.workflow import Step
 
-__all__ = ["add_parsers", "cmd_alert_action", "cmd_cases_roster", "cases_list_json"]
+__all__ = ["add_parsers", "cmd_alert_action", "cmd_cases_roster", "cases_list_json", "with_deadlines",
+           "render_overdue_table"]
 
 
 def _cases(settings: Any) -> Any:
@@ -168,6 +169,43 @@ def cmd_cases_roster(args: argparse.Namespace, settings: Any) -> int:
         _close(cases)
     print(to_json(counts) if args.json else render_counts(counts))
     return 0
+
+
+def with_deadlines(store: Any, cases: list[Any], settings: Any, *, overdue_only: bool = False,
+                   today: dt.date | None = None) -> list[Any]:
+    """`povwatch cases list [--overdue]`: the CaseViews (services.casefeed.db) with each alert's deadline filled
+    in (due_on, overdue_days; services/cases/deadlines.py, POVWATCH_CASE_VERIFY_DAYS); with `overdue_only`, only
+    the cases with an overdue alert. `today`: the prefecture's date (default: now in Settings.zone)."""
+    import dataclasses
+
+    from connectors.framework import local_today
+    from services.cases.overdue import deadlines
+
+    day = today or local_today(dt.datetime.now(dt.UTC), settings.zone)
+    due = store.run(lambda session: deadlines(session, today=day, verify_days=settings.case_verify_days,
+                                              zone=settings.zone), "read the alerts' deadlines")
+    out = []
+    for case in cases:
+        alerts = tuple(dataclasses.replace(a, due_on=due[a.id][0], overdue_days=due[a.id][1]) if a.id in due else a
+                       for a in case.alerts)
+        if overdue_only and not any(a.overdue_days for a in alerts):
+            continue
+        out.append(dataclasses.replace(case, alerts=alerts))
+    return out
+
+
+def render_overdue_table(cases: list[Any]) -> str:
+    """`povwatch cases list --overdue`: one line per overdue alert, the most overdue first."""
+    from services.casefeed.db import render_table
+
+    rows = sorted(((a.overdue_days, c, a) for c in cases for a in c.alerts if a.overdue_days),
+                  key=lambda row: (-row[0], row[1].id, row[2].id))
+    table = render_table(("CASE", "SUBJECT", "REGION", "ALERT", "RULE", "SEVERITY", "OPENED", "DUE", "OVERDUE",
+                          "DEPARTMENTS"),
+                         [(str(c.id), c.subject_id, c.village_code, str(a.id), a.rule, a.severity,
+                           a.opened_at.strftime("%Y-%m-%dT%H:%MZ"), str(a.due_on), f"{days} day(s)",
+                           "、".join(a.departments)) for days, c, a in rows])
+    return table + ("\n(no overdue alerts)" if not rows else "")
 
 
 def cases_list_json(settings: Any, cases_json: str) -> str:

@@ -41,7 +41,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from services.casefeed.db import Base, _UTCDateTime
+from services.casefeed.db import Base, _sqlite_bounds, _UTCDateTime
 
 __all__ = ["CaseAlert", "CaseHistory", "Household", "Member", "User", "AuditEntry", "OutboxMessage",
            "ComparisonRequest", "ComparisonTarget", "ComparisonAnswer", "EvidenceEvent", "ScreeningTask",
@@ -188,7 +188,8 @@ class EvidenceEvent(Base):
     """One event behind one alert (alerts.household/regional `event_ids`), with the topic it came from."""
 
     __tablename__ = "evidence_events"
-    __table_args__ = (UniqueConstraint("alert_id", "event_id"),)
+    __table_args__ = (UniqueConstraint("alert_id", "event_id"),
+                      *_sqlite_bounds(alert_id=128, event_id=64, topic=255, department=32))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     alert_id: Mapped[str] = mapped_column(String(128), index=True)

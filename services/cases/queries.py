@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from services.casefeed.db import Case, Evidence
+from connectors.framework import DEFAULT_ZONE
+from services.casefeed.db import Case, Evidence, events_of, evidence_events
+from services.cases.departments import EventSource, corroboration, sources_of
 from services.cases.model import (
     CaseAlert,
     CaseHistory,
@@ -29,6 +31,7 @@ from services.cases.model import (
     Household,
     Member,
 )
+from services.cases.overdue import deadlines
 from services.cases.views import (
     AlertView,
     AllowedStep,
@@ -47,6 +50,7 @@ __all__ = ["Progress", "progress_of", "facts_of", "comparisons_open", "open_high
            "alert_view", "load_case", "SEVERITY_RANK"]
 
 SEVERITY_RANK = {"LOW": 0, "MEDIUM": 1, "HIGH": 2}
+VERIFY_DAYS = 15  # Settings.case_verify_days' default: days to acknowledge an alert (services/cases/deadlines.py)
 _ROUND_START = (Step.APPLY.value, Step.NOMINATE_NOTICE.value)
 _NOTICES = (Step.PUBLIC_NOTICE.value, Step.NOMINATE_NOTICE.value)
 
@@ -116,9 +120,13 @@ def facts_of(session: Session, case: Case, household: Household, *, notice_days:
     return facts, progress
 
 
-def summaries(session: Session, cases: Sequence[Case], today: dt.date) -> list[CaseSummary]:
-    """Worklist lines for `cases` (their evidence loaded), highest severity first, then the oldest."""
+def summaries(session: Session, cases: Sequence[Case], today: dt.date, *, verify_days: int = VERIFY_DAYS,
+              zone: dt.tzinfo = DEFAULT_ZONE) -> list[CaseSummary]:
+    """Worklist lines for `cases` (their evidence loaded), highest severity first, then the oldest; each with its
+    overdue alerts on `today` (not acknowledged within `verify_days` days, days in `zone`)."""
     ids = [c.id for c in cases]
+    late = {alert_id: days for alert_id, (_, days) in deadlines(
+        session, today=today, verify_days=verify_days, zone=zone, case_ids=ids).items() if days > 0}
     last_step: dict[int, CaseHistory] = {}
     alerts: dict[int, list[CaseAlert]] = defaultdict(list)
     if ids:
@@ -135,6 +143,7 @@ def summaries(session: Session, cases: Sequence[Case], today: dt.date) -> list[C
         step = last_step.get(c.id)
         household = households.get(c.subject_id) if c.subject_kind == "household" else None
         rules = dict.fromkeys([e.rule for e in c.evidence] + [a.rule for a in alerts[c.id]])
+        overdue = [late[a.id] for a in alerts[c.id] if a.id in late]
         out.append(CaseSummary(
             id=c.id, subject_kind=c.subject_kind, subject_id=c.subject_id, village_code=c.village_code,
             status=c.status, max_severity=c.max_severity, opened_at=c.opened_at, updated_at=c.updated_at,
@@ -142,26 +151,34 @@ def summaries(session: Session, cases: Sequence[Case], today: dt.date) -> list[C
             alerts_open=sum(a.status != "RESOLVED" for a in alerts[c.id]),
             workflow=step.workflow if step else None, step=step.step if step else None,
             monitoring_status=household.monitoring_status if household else None,
-            category=household.category if household else None))
+            category=household.category if household else None,
+            overdue_alerts=len(overdue), overdue_days=max(overdue, default=0)))
     return sorted(out, key=lambda s: (-SEVERITY_RANK.get(s.max_severity, 0), s.opened_at, s.id))
 
 
-def _evidence_item(e: Evidence) -> EvidenceItem:
+def _evidence_item(e: Evidence, events: Mapping[str, tuple[EventSource, ...]]) -> EvidenceItem:
+    mine = events_of(e, events)
     return EvidenceItem(alert_id=e.alert_id, rule=e.rule, severity=e.severity, reason=e.reason,
-                        occurred_at=e.occurred_at, raised_at=e.raised_at, event_ids=tuple(e.event_ids or ()))
+                        occurred_at=e.occurred_at, raised_at=e.raised_at, event_ids=tuple(e.event_ids or ()),
+                        events=mine, departments=sources_of(mine))
 
 
-def alert_view(a: CaseAlert, evidence: Sequence[Evidence]) -> AlertView:
+def alert_view(a: CaseAlert, evidence: Sequence[Evidence], events: Mapping[str, tuple[EventSource, ...]],
+               deadline: tuple[dt.date, int] | None = None) -> AlertView:
     """The alert with its evidence: the rows linked to it (evidence.case_alert_id, services/casefeed/lifecycle.py);
-    evidence not linked to any alert goes with the alert of its rule that was live when it was received."""
+    evidence not linked to any alert goes with the alert of its rule that was live when it was received. `events`:
+    services.casefeed.db.evidence_events of the evidence; `deadline`: (due day, days overdue) if its clock runs."""
     mine = [e for e in evidence if getattr(e, "case_alert_id", None) == a.id
             or (getattr(e, "case_alert_id", None) is None and e.rule == a.rule
                 and e.received_at >= a.opened_at - dt.timedelta(seconds=1)
                 and (a.resolved_at is None or e.received_at <= a.resolved_at))]
+    items = tuple(_evidence_item(e, events) for e in mine)
+    departments = tuple(dict.fromkeys(d for item in items for d in item.departments))
     return AlertView(id=a.id, case_id=a.case_id, rule=a.rule, status=a.status, severity=a.severity,
                      opened_at=a.opened_at, updated_at=a.updated_at, acknowledged_by=a.acknowledged_by,
                      acknowledged_at=a.acknowledged_at, resolved_by=a.resolved_by, resolved_at=a.resolved_at,
-                     evidence=tuple(_evidence_item(e) for e in mine))
+                     evidence=items, departments=departments, corroboration=corroboration(departments),
+                     due_on=deadline[0] if deadline else None, overdue_days=deadline[1] if deadline else 0)
 
 
 def _comparisons(session: Session, case_id: int, names: dict[str, str]) -> tuple[ComparisonView, ...]:
@@ -188,9 +205,11 @@ def load_case(session: Session, case_id: int) -> Case | None:
     return session.scalar(select(Case).where(Case.id == case_id).options(selectinload(Case.evidence)))
 
 
-def detail_of(session: Session, case: Case, *, role: Role, today: dt.date, notice_days: int) -> CaseDetail:
-    """The case page for a user of `role` on `today` (the steps allowed now are theirs)."""
-    [summary] = summaries(session, [case], today)
+def detail_of(session: Session, case: Case, *, role: Role, today: dt.date, notice_days: int,
+              verify_days: int = VERIFY_DAYS, zone: dt.tzinfo = DEFAULT_ZONE) -> CaseDetail:
+    """The case page for a user of `role` on `today` (the steps allowed now are theirs; the alerts' deadlines
+    `verify_days` days from their opening, days in `zone`)."""
+    [summary] = summaries(session, [case], today, verify_days=verify_days, zone=zone)
     household = session.get(Household, case.subject_id) if case.subject_kind == "household" else None
     members: list[Member] = []
     history: list[CaseHistory] = []
@@ -208,6 +227,8 @@ def detail_of(session: Session, case: Case, *, role: Role, today: dt.date, notic
         history = list(session.scalars(select(CaseHistory).where(CaseHistory.case_id == case.id)
                                        .order_by(CaseHistory.id)))
     evidence = list(case.evidence)
+    events = evidence_events(session, [e.alert_id for e in evidence])
+    due = deadlines(session, today=today, verify_days=verify_days, zone=zone, case_ids=[case.id])
     alerts = session.scalars(select(CaseAlert).where(CaseAlert.case_id == case.id).order_by(CaseAlert.id))
     names = {m.person_key: m.name for m in members}
     return CaseDetail(
@@ -219,8 +240,8 @@ def detail_of(session: Session, case: Case, *, role: Role, today: dt.date, notic
             head_person_key=household.head_person_key) if household is not None else None,
         members=tuple(MemberView(person_key=m.person_key, name=m.name, relation=m.relation, sex=m.sex,
                                  birth_date=m.birth_date) for m in members),
-        alerts=tuple(alert_view(a, evidence) for a in alerts),
-        evidence=tuple(_evidence_item(e) for e in evidence),
+        alerts=tuple(alert_view(a, evidence, events, due.get(a.id)) for a in alerts),
+        evidence=tuple(_evidence_item(e, events) for e in evidence),
         comparisons=_comparisons(session, case.id, names),
         history=tuple(_history_view(h) for h in history),
         allowed=allowed, notice_on=notice_on, authorised=authorised)

@@ -3,7 +3,8 @@
 services/cases/report_query.py, the command services/cases/report_cli.py.
 
 Per county (the first 6 digits of the village code) and household category (the roster's; VILLAGE for a regional
-case, UNKNOWN for a household not in the roster), for the period and the one before it:
+case of a village, TOWNSHIP for one of a township - REGIONAL_RETURNS, 9-digit region code -, UNKNOWN for a household
+not in the roster), for the period and the one before it:
     new_alerts           evidence received in the period (each alert once)
     households_included  households with a LABEL step (纳入监测) dated in the period
     risks_eliminated     households with an ANNOUNCE_LABEL step (风险消除) dated in the period
@@ -32,7 +33,8 @@ __all__ = ["PeriodKind", "Period", "parse_period", "last_complete", "CaseRow", "
 LOCAL = dt.timezone(dt.timedelta(hours=8), "CST")  # Beijing time
 COUNTY_NAMES = {"652701": "博乐市", "652702": "阿拉山口市", "652722": "精河县", "652723": "温泉县"}
 CATEGORY_LABELS = {"UNSTABLE_LIFTED": "脱贫不稳定户", "MARGINAL": "边缘易致贫户", "SUDDEN_HARDSHIP": "突发严重困难户",
-                   "LIFTED": "脱贫户", "ORDINARY": "一般农户", "VILLAGE": "村级区域预警", "UNKNOWN": "未在名册"}
+                   "LIFTED": "脱贫户", "ORDINARY": "一般农户", "VILLAGE": "村级区域预警", "TOWNSHIP": "乡镇级区域预警",
+                   "UNKNOWN": "未在名册"}
 # the steps a case can be at, in the order of the plan (NONE: opened by an alert, no step yet)
 STEPS = ("NONE", "APPLY", "PUBLIC_NOTICE", "TOWNSHIP_VERIFY", "COUNTY_CONFIRM", "DATA_COMPARE", "LABEL",
          "NOMINATE_NOTICE", "ANNOUNCE_LABEL")

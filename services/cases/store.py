@@ -48,8 +48,8 @@ from schemas.errors import (
     StepRefused,
 )
 from schemas.topics import REGISTRY_HOUSEHOLDS
-from services.casefeed.db import Case, CaseStore, Evidence, classify
-from services.cases import queries
+from services.casefeed.db import Case, CaseStore, Evidence, classify, evidence_events
+from services.cases import overdue, queries
 from services.cases.model import AuditEntry, CaseAlert, CaseHistory, Household, Member, User
 from services.cases.outbox import add_message
 from services.cases.roster import HOUSEHOLD_FIELDS, MEMBER_FIELDS, read_roster
@@ -101,9 +101,10 @@ class Cases:
 
     def __init__(self, store: CaseStore, *, notice_days: int = 5, clock: Clock = _utcnow,
                  zone: dt.tzinfo = DEFAULT_ZONE, pseudonym_key: Callable[[], bytes] | None = None,
-                 codec: Codec | None = None) -> None:
+                 codec: Codec | None = None, verify_days: int = queries.VERIFY_DAYS) -> None:
         self._store = store
         self._notice_days = notice_days
+        self._verify_days = verify_days  # an alert not acknowledged within this many days is overdue
         self._clock = clock
         self._zone = zone
         self._pseudonym_key = pseudonym_key
@@ -111,9 +112,10 @@ class Cases:
 
     @classmethod
     def from_settings(cls, store: CaseStore, settings: Any) -> Cases:
-        """Notice days, time zone and pseudonymisation key (asked for only by import_roster) from Settings."""
+        """Notice and verification days, time zone and pseudonymisation key (asked for only by import_roster) from
+        Settings."""
         return cls(store, notice_days=settings.case_notice_days, zone=settings.zone,
-                   pseudonym_key=settings.checked_key)
+                   pseudonym_key=settings.checked_key, verify_days=settings.case_verify_days)
 
     def close(self) -> None:
         self._store.close()
@@ -241,7 +243,8 @@ class Cases:
             if rule:
                 query = query.where(Case.id.in_(select(Evidence.case_id).where(Evidence.rule == rule.upper()))
                                     | Case.id.in_(select(CaseAlert.case_id).where(CaseAlert.rule == rule.upper())))
-            found = queries.summaries(session, list(session.scalars(query)), self.today())
+            found = queries.summaries(session, list(session.scalars(query)), self.today(),
+                                      verify_days=self._verify_days, zone=self._zone)
             if step:
                 wanted = None if step.upper() == "NONE" else step.upper()
                 found = [s for s in found if s.step == wanted]
@@ -260,7 +263,7 @@ class Cases:
             case = self._case(session, me, case_id)
             self._audit(session, me.name, "VIEW_CASE", household_id=self._household_of(case), case_id=case.id)
             return queries.detail_of(session, case, role=Role(me.role), today=self.today(),
-                                     notice_days=self._notice_days)
+                                     notice_days=self._notice_days, verify_days=self._verify_days, zone=self._zone)
 
         try:
             return self._tx(work, "read a case")
@@ -346,7 +349,8 @@ class Cases:
                         detail=f"{wanted} on {day}" + (f"; override: {override}" if override else "")
                         + (f"; {note}" if note else ""))
             session.flush()
-            return queries.detail_of(session, case, role=role, today=today, notice_days=self._notice_days)
+            return queries.detail_of(session, case, role=role, today=today, notice_days=self._notice_days,
+                                     verify_days=self._verify_days, zone=self._zone)
 
         try:
             return self._tx(work, f"take {wanted} on case {case_id}")
@@ -398,7 +402,8 @@ class Cases:
             self._audit(session, me.name, "RESOLVE_CASE", household_id=self._household_of(case), case_id=case.id,
                         detail=f"{count} alert(s) resolved; {note.strip()}")
             session.flush()
-            return queries.detail_of(session, case, role=Role(me.role), today=today, notice_days=self._notice_days)
+            return queries.detail_of(session, case, role=Role(me.role), today=today, notice_days=self._notice_days,
+                                     verify_days=self._verify_days, zone=self._zone)
 
         try:
             return self._tx(work, f"resolve case {case_id}")
@@ -451,7 +456,10 @@ class Cases:
                             case_id=case.id, detail=f"alert {alert.id} {alert.rule}" + (f"; {note}" if note else ""))
             session.flush()
             evidence = list(case.evidence)
-            return queries.alert_view(alert, evidence)
+            due = overdue.deadlines(session, today=today, verify_days=self._verify_days, zone=self._zone,
+                                    case_ids=[case.id])
+            return queries.alert_view(alert, evidence, evidence_events(session, [e.alert_id for e in evidence]),
+                                      due.get(alert.id))
 
         try:
             return self._tx(work, f"update alert {alert_id}")

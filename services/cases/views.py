@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from services.cases.departments import EventSource
 from services.cases.users import UserView
 
 __all__ = ["CaseSummary", "HouseholdView", "MemberView", "EvidenceItem", "AlertView", "AnswerView",
@@ -40,6 +41,8 @@ class CaseSummary:
     step: str | None  # the last step taken
     monitoring_status: str | None  # the household's (None: a village case, or a household not imported)
     category: str | None
+    overdue_alerts: int = 0  # OPEN alerts not acknowledged in time (services/cases/deadlines.py)
+    overdue_days: int = 0  # the most days any of them is overdue (0: none is)
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,8 @@ class EvidenceItem:
     occurred_at: dt.date
     raised_at: dt.datetime
     event_ids: tuple[str, ...]
+    events: tuple[EventSource, ...] = ()  # each event with its topic and department (evidence_events)
+    departments: tuple[str, ...] = ()  # the Chinese names of the departments that report it, e.g. (公安, 卫健)
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,10 @@ class AlertView:
     resolved_by: str | None
     resolved_at: dt.datetime | None
     evidence: tuple[EvidenceItem, ...]
+    departments: tuple[str, ...] = ()  # every department reporting its evidence
+    corroboration: str | None = None  # "公安、卫健 印证" when two or more departments report it
+    due_on: dt.date | None = None  # the last day to acknowledge it (None: acknowledged or resolved)
+    overdue_days: int = 0  # days past due_on (0: not overdue)
 
 
 @dataclass(frozen=True)
@@ -201,7 +210,8 @@ def render_audit(entries: list[AuditView]) -> str:
 def render_detail(d: CaseDetail) -> str:
     c = d.case
     lines = [f"case {c.id}  {c.subject_kind} {c.subject_id}  village {c.village_code}  {c.status}  {c.max_severity}"
-             f"  step {c.step or '-'} ({c.workflow or 'no workflow yet'})"]
+             f"  step {c.step or '-'} ({c.workflow or 'no workflow yet'})"
+             + (f"  OVERDUE: {c.overdue_alerts} alert(s), up to {c.overdue_days} day(s)" if c.overdue_alerts else "")]
     if d.household is not None:
         h = d.household
         lines.append(f"  household: {h.monitoring_status} {h.category}, labour {h.labour_capacity}, "
@@ -209,9 +219,15 @@ def render_detail(d: CaseDetail) -> str:
     for m in d.members:
         lines.append(f"  member: {m.name} ({m.relation}, {m.sex}, {m.birth_date})")
     for a in d.alerts:
-        lines.append(f"  alert {a.id}: {a.rule} {a.severity} {a.status}")
+        lines.append(f"  alert {a.id}: {a.rule} {a.severity} {a.status}"
+                     + (f"  due {a.due_on}" if a.due_on else "")
+                     + (f"  OVERDUE {a.overdue_days} day(s)" if a.overdue_days else "")
+                     + (f"  [{a.corroboration or '、'.join(a.departments)}]" if a.departments else ""))
         for e in a.evidence:
             lines.append(f"    {e.occurred_at} {e.reason}")
+            for event in e.events:
+                lines.append(f"      event {event.event_id} {event.source}"
+                             + (f" ({event.topic})" if event.topic else ""))
     for cmp in d.comparisons:
         lines.append(f"  comparison {cmp.request_id} ({cmp.department}): {len(cmp.answers)} answer(s), "
                      f"{cmp.unanswered} open")

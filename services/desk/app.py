@@ -39,6 +39,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from schemas.catalog import COMPARISON_DEPARTMENTS
 from schemas.errors import DatabaseUnavailable, NotFound, NotInRegion, PovwatchError, StepRefused
+from services.cases.regions import subject_label
 from services.cases.users import UserView
 from services.cases.views import AlertView, CaseDetail, CaseSummary
 from services.cases.workflow import Role, Step
@@ -134,7 +135,8 @@ def create_app(cases: DeskCases, *, secret: str, secure_cookies: bool = True,
         status_labels=STATUS_LABELS, alert_status_labels=ALERT_STATUS_LABELS,
         monitoring_labels=MONITORING_LABELS, category_labels=CATEGORY_LABELS, focus_categories=FOCUS_CATEGORIES,
         resolver_roles=tuple(role.value for role in RESOLVER_ROLES),
-        department_titles={d.department: f"{d.title} · {d.what}" for d in COMPARISON_DEPARTMENTS})
+        department_titles={d.department: f"{d.title} · {d.what}" for d in COMPARISON_DEPARTMENTS},
+        subject_label=subject_label)
     app = FastAPI(title="povwatch desk", docs_url=None, redoc_url=None, openapi_url=None)
 
     # --- sessions ------------------------------------------------------------------------------------------

@@ -23,9 +23,16 @@ __all__ = ["FormError", "Filters", "parse_filters", "StepInput", "StepFields", "
 NOTE_MAX = 2000
 REASON_MAX = 500
 
-RULE_LABELS: dict[str, str] = {
+RULE_LABELS: dict[str, str] = {  # every rule of schemas.alerts.Rule (a unit test keeps them complete)
     Rule.DEATH_IN_HOUSEHOLD: "家庭成员死亡", Rule.MEDICAL_EXPENSE: "医疗支出", Rule.DISASTER_LOSS: "灾害损失",
-    Rule.SCHOOL_DROPOUT: "义务教育辍学", Rule.ASSET_PURCHASE: "资产购置", Rule.REGIONAL_DISASTER: "区域性灾害",
+    Rule.SCHOOL_DROPOUT: "义务教育辍学", Rule.ASSET_PURCHASE: "资产购置", Rule.INCOME_BELOW_LINE: "收入低于监测线",
+    Rule.INCOME_DROP: "收入大幅下降", Rule.JOB_LOSS: "务工失业", Rule.HOUSING_UNSAFE: "住房不安全",
+    Rule.WATER_UNSAFE: "饮水不安全", Rule.ACCIDENT_INJURY: "意外伤害", Rule.SERIOUS_ILLNESS: "大病",
+    Rule.CHRONIC_DISEASE: "重点慢病", Rule.SEVERE_DISABILITY: "重度残疾", Rule.SAFETY_NET: "兜底保障变动",
+    Rule.INSURANCE_GAP: "未参加医保", Rule.LOAN_OVERDUE: "小额信贷逾期", Rule.REPORTED_RISK: "报告风险",
+    Rule.REGIONAL_DISASTER: "区域性灾害", Rule.REGIONAL_WATER: "区域饮水问题", Rule.REGIONAL_RETURNS: "集中返乡",
+    Rule.REGIONAL_ILLNESS: "区域性疾病", Rule.REGIONAL_RISK_CLUSTER: "高风险户聚集",
+    Rule.COLLECTIVE_INCOME_DROP: "村集体收入下降",
 }
 SEVERITY_LABELS: dict[str, str] = {Severity.HIGH: "高", Severity.MEDIUM: "中", Severity.LOW: "低"}
 STATUS_LABELS: dict[str, str] = {"OPEN": "办理中", "CLOSED": "已结案"}

@@ -23,7 +23,8 @@ from sqlalchemy import create_engine, text
 from services.casefeed.db import Base, CaseStore, RecordResult, open_database
 from services.casefeed.lifecycle import RANK
 
-pytest.register_assert_rewrite("tests.casedb_behaviour", "tests.casedb_migrations")  # before the imports below
+pytest.register_assert_rewrite("tests.casedb_behaviour", "tests.casedb_migrations",
+                               "tests.evidence_behaviour")  # before the imports below
 
 # The shared tests are imported to be collected here, on PostgreSQL (F401: nothing else uses them).
 from tests.casedb_behaviour import (  # noqa: E402, F401
@@ -60,6 +61,25 @@ from tests.casedb_migrations import (  # noqa: E402, F401
     test_downgrade_to_issue_2_and_upgrade_again,
     test_dropped_tables_are_built_again,
     test_processes_opening_a_new_database_at_once_upgrade_it_once,
+)
+
+# Issue #11's case DB side (tests/evidence_behaviour.py): one fact, one alert; townships; deadlines.
+from tests.evidence_behaviour import (  # noqa: E402, F401
+    test_a_batch_carrying_an_alert_and_its_re_emission,
+    test_a_higher_severity_re_emission_escalates_the_case_alert,
+    test_a_rival_merging_other_news_first_loses_nothing,
+    test_a_rival_merging_the_same_news_first_makes_ours_a_duplicate,
+    test_a_second_department_corroborates_the_same_alert,
+    test_a_worse_fact_after_the_case_was_closed_opens_a_case,
+    test_alerts_without_topics_and_topics_filled_in_later,
+    test_every_regional_rule_and_a_township_region,
+    test_overdue_alerts_from_the_case_db,
+    test_report_counts_township_cases_by_county,
+    test_the_db_keeps_one_row_per_alert_and_event_and_bounds_it,
+    test_township_cases_are_scoped_and_filtered_like_villages,
+    test_worklist_and_case_page_show_what_is_overdue_to_the_region_only,
+    test_worse_after_resolution_is_a_live_alert_again_but_corroboration_is_not,
+    users,
 )
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "postgres.sh"
@@ -201,3 +221,31 @@ def test_concurrent_batches_open_one_case_and_store_each_alert_once(db_url: str)
 
     _check_one_case(db_url, _race(db_url, work))
 
+
+def test_concurrent_re_emissions_of_one_fact_merge_into_one_alert(db_url: str) -> None:
+    """8 writers record the monitor's emissions of one death - public security's report, then health's, then the
+    cadres' - each in its own order and at the same moment: one evidence row with every event once, at the highest
+    severity, escalated at most once."""
+    from tests.evidence_behaviour import CADRE, HEALTH, PS, death, stored_events
+
+    emissions = [death(["ev-ps"], [PS], severity="MEDIUM"), death(["ev-ps", "ev-health"], [PS, HEALTH]),
+                 death(["ev-ps", "ev-cadre"], [PS, CADRE], severity="MEDIUM"),
+                 death(["ev-ps", "ev-health", "ev-cadre"], [PS, HEALTH, CADRE])]
+
+    def work(store: CaseStore, index: int) -> list[RecordResult]:
+        order = list(emissions)
+        random.Random(200 + index).shuffle(order)
+        return [store.record_household_alert(alert) for alert in order]
+
+    flat = [r for results in _race(db_url, work) for r in results]
+    assert sum(r.case_opened for r in flat) == 1 and len({r.case_id for r in flat}) == 1
+    assert sum(r.events_added for r in flat) + sum(not r.duplicate and not r.updated for r in flat) <= 3
+    with open_database(db_url) as check:
+        assert check.counts() == {"cases_open": 1, "evidence": 1}
+        [case] = check.list_cases()
+        [evidence] = case.evidence
+        assert sorted(evidence.event_ids) == ["ev-cadre", "ev-health", "ev-ps"]
+        assert (evidence.severity, case.max_severity, case.alerts[0].severity) == ("HIGH", "HIGH", "HIGH")
+        assert sorted(e for e, _, _ in stored_events(check, "death-1")) == ["ev-cadre", "ev-health", "ev-ps"]
+        assert set(evidence.departments) == {"公安", "卫健", "基层干部排查"}
+        assert len(escalations(check)) <= 1

@@ -42,6 +42,27 @@ from tests.casedb_behaviour import (  # noqa: E402, F401
     test_report_rows_from_the_case_db,
 )
 
+pytest.register_assert_rewrite("tests.evidence_behaviour")
+
+# issue #11's case DB side (one fact, one alert; townships; deadlines), shared with PostgreSQL the same way
+from tests.evidence_behaviour import (  # noqa: E402, F401
+    test_a_batch_carrying_an_alert_and_its_re_emission,
+    test_a_higher_severity_re_emission_escalates_the_case_alert,
+    test_a_rival_merging_other_news_first_loses_nothing,
+    test_a_rival_merging_the_same_news_first_makes_ours_a_duplicate,
+    test_a_second_department_corroborates_the_same_alert,
+    test_a_worse_fact_after_the_case_was_closed_opens_a_case,
+    test_alerts_without_topics_and_topics_filled_in_later,
+    test_every_regional_rule_and_a_township_region,
+    test_overdue_alerts_from_the_case_db,
+    test_report_counts_township_cases_by_county,
+    test_the_db_keeps_one_row_per_alert_and_event_and_bounds_it,
+    test_township_cases_are_scoped_and_filtered_like_villages,
+    test_worklist_and_case_page_show_what_is_overdue_to_the_region_only,
+    test_worse_after_resolution_is_a_live_alert_again_but_corroboration_is_not,
+    users,
+)
+
 
 @pytest.fixture
 def db_url(tmp_path: Path) -> str:

@@ -34,7 +34,8 @@ def upgrade() -> None:
         sa.Column("department", sa.String(32), nullable=True),
         sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_evidence_events")),
-        sa.UniqueConstraint("alert_id", "event_id", name=op.f("uq_evidence_events_alert_id_event_id")))
+        sa.UniqueConstraint("alert_id", "event_id", name=op.f("uq_evidence_events_alert_id_event_id")),
+        *_sqlite_bounds("evidence_events", alert_id=128, event_id=64, topic=255, department=32))
     op.create_index("ix_evidence_events_alert_id", "evidence_events", ["alert_id"])
     op.create_table(
         "household_profiles",
@@ -67,6 +68,14 @@ def upgrade() -> None:
     for column in ("household_id", "period", "township_code"):
         op.create_index(f"ix_screening_tasks_{column}", "screening_tasks", [column])
     _events_from_evidence()
+
+
+def _sqlite_bounds(table: str, **limits: int) -> list[sa.CheckConstraint]:
+    """As services/casefeed/db.py's `_sqlite_bounds`: SQLite refuses too long a value, as PostgreSQL does."""
+    if op.get_bind().dialect.name != "sqlite":
+        return []
+    return [sa.CheckConstraint(f"length({column}) <= {limit}", name=op.f(f"ck_{table}_{column}_at_most_{limit}"))
+            for column, limit in limits.items()]
 
 
 def _events_from_evidence() -> None:
