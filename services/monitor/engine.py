@@ -65,6 +65,10 @@ class Handler(Protocol):
 
     def sweep(self, now: dt.datetime) -> list[Emit]: ...
 
+    def flush(self, now: dt.datetime) -> list[Emit]:
+        """What the batch leaves to send once, after all its messages (e.g. one profile per household)."""
+        ...
+
     def pending(self) -> int: ...
 
 
@@ -419,6 +423,8 @@ class StageRunner(ConsumerRebalanceListener, Generic[S]):  # type: ignore[misc] 
                     touched.add(part.partition)
             metrics.PENDING.labels(spec.name).set(sum(p.handler.pending() for p in self._parts.values()))
             metrics.STATE_ENTRIES.labels(spec.name).set(sum(len(p.state) for p in self._parts.values()))
+        for p in touched:
+            out += self._parts[p].handler.flush(now)
         if not offsets and not touched:
             await self._update_lag(consumer)
             return

@@ -188,6 +188,9 @@ class PersonStage:
     def sweep(self, now: dt.datetime) -> list[Emit]:
         return _sweep(self.state, now - self._grace, self._codec, self._routes, self.name, now)
 
+    def flush(self, now: dt.datetime) -> list[Emit]:
+        return []
+
     def pending(self) -> int:
         return sum(len(s.pending) for s in self.state.values())
 
@@ -225,10 +228,12 @@ class HouseholdStage:
         self._rules = rules
         self._grace = grace
         self._zone = zone
+        self._profiles: dict[str, None] = {}  # households whose profile the batch changed (published at flush)
 
     def registry(self, key: str, value: bytes | None, now: dt.datetime) -> list[Emit]:
         if value is None:
             self.households.pop(key, None)
+            self._profiles.pop(key, None)
             return []
         self.households[key] = HouseholdContext.from_record(
             self._codec.decode(value, "povwatch.registry.Household").record)
@@ -273,7 +278,7 @@ class HouseholdStage:
         out = self._raise(household, state, verdict.drafts, now, {record["event_id"]: source_topic})
         out += self._regional(outcome.village_records, outcome.regions)
         if state.profiled and (verdict.drafts or outcome.fact is not None or verdict.stays is not None):
-            out.append(self._profile(household, state, now))
+            self._profiles[hh_id] = None
         state.prune(self._rules.history_horizon_days)
         self.state[hh_id] = state
         metrics.LATENCY.observe(max(0.0, (now - record["ingested_at"]).total_seconds()))
@@ -310,10 +315,17 @@ class HouseholdStage:
             metrics.FORWARDED.labels(self.name, "village").inc()
         return out
 
-    def _profile(self, household: HouseholdContext, state: HouseholdState, now: dt.datetime) -> Emit:
-        record = profile_record(household, state.facts, state.stays, now)
-        return Emit(self._routes.profiles, household.household_id.encode(),
-                    self._codec.encode("povwatch.profiles.HouseholdProfile", record))
+    def flush(self, now: dt.datetime) -> list[Emit]:
+        """One profile per household the batch changed, as it stands after the batch."""
+        out = []
+        for hh_id in self._profiles:
+            household, state = self.households.get(hh_id), self.state.get(hh_id)
+            if household is not None and state is not None:
+                record = profile_record(household, state.facts, state.stays, now)
+                out.append(Emit(self._routes.profiles, hh_id.encode(),
+                                self._codec.encode("povwatch.profiles.HouseholdProfile", record)))
+        self._profiles.clear()
+        return out
 
     def sweep(self, now: dt.datetime) -> list[Emit]:
         return _sweep(self.state, now - self._grace, self._codec, self._routes, self.name, now) + self._fire(now)
@@ -337,7 +349,7 @@ class HouseholdStage:
                 records, regions = regional_records(_NO_FEED, {}, household, drafts)
                 out += self._regional(records, regions)
                 if drafts:
-                    out.append(self._profile(household, state, now))
+                    self._profiles[key] = None
             if state.empty:
                 del self.state[key]
             else:
@@ -430,6 +442,9 @@ class VillageStage:
 
     def _today(self, now: dt.datetime) -> dt.date:
         return now.astimezone(self._zone).date()
+
+    def flush(self, now: dt.datetime) -> list[Emit]:
+        return []
 
     def sweep(self, now: dt.datetime) -> list[Emit]:
         """Fire the timers that came due (REGIONAL_WATER unsolved)."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
-from schemas.catalog import feed_of_topic
+from schemas.catalog import monitored_feeds
 from schemas.codec import Codec
 from services.monitor.rules import Fact, MedicalStay, Timer, VillageRecord
 
@@ -36,11 +36,13 @@ __all__ = [
 ]
 
 
+_YEARLY = frozenset(feed.topic for feed in monitored_feeds() if feed.yearly)
+
+
 def horizon_day(topic: str, day: dt.date) -> dt.date:
     """The day the history horizon counts an event by: its date, or for a yearly feed (a 年度 dated 1 January)
     the year's last day, so last year's and the year before's income are kept however recent the other feeds."""
-    feed = feed_of_topic(topic)
-    return dt.date(day.year, 12, 31) if feed is not None and feed.yearly else day
+    return dt.date(day.year, 12, 31) if topic in _YEARLY else day
 
 
 def _kept(facts: list[Fact], cut: dt.date) -> list[Fact]:

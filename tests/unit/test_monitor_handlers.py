@@ -307,11 +307,12 @@ def test_an_event_before_its_household_is_parked_then_raises_its_alert() -> None
 
     later = NOW + dt.timedelta(hours=2)
     out = stage.registry(HH, household_msg(), later)
-    # the alert, the stay and the HIGH alert for the regional counts, the household's profile
+    # the alert, the stay and the HIGH alert for the regional counts; the household's profile once per batch
     assert [(e.topic, e.key) for e in out] == [(ROUTES.alerts_household, HH.encode()),
                                                (ROUTES.village_disasters, VILLAGE.encode()),
-                                               (ROUTES.village_disasters, VILLAGE.encode()),
-                                               (ROUTES.profiles, HH.encode())]
+                                               (ROUTES.village_disasters, VILLAGE.encode())]
+    assert [(e.topic, e.key) for e in stage.flush(later)] == [(ROUTES.profiles, HH.encode())]
+    assert stage.flush(later) == []
     (alert,) = household_alerts(out)
     assert (alert["rule"], alert["severity"], alert["household_id"], alert["village_code"]) == (
         "MEDICAL_EXPENSE", "HIGH", HH, VILLAGE)
@@ -438,18 +439,20 @@ def test_the_same_event_twice_raises_one_set_of_alerts() -> None:
     before = duplicates()
     first = stage.event(ROUTES.household_events, event, NOW)
     assert [e.topic for e in first] == [ROUTES.alerts_household, ROUTES.village_disasters,
-                                        ROUTES.village_disasters, ROUTES.profiles]
+                                        ROUTES.village_disasters]
     assert [(a["rule"], a["severity"]) for a in household_alerts(first)] == [("DISASTER_LOSS", "HIGH")]
-    assert [e.key for e in first] == [HH.encode(), VILLAGE.encode(), VILLAGE.encode(), HH.encode()]
+    assert [e.key for e in first] == [HH.encode(), VILLAGE.encode(), VILLAGE.encode()]
+    assert [e.topic for e in stage.flush(NOW)] == [ROUTES.profiles]
     dirty(stage)
     assert stage.event(ROUTES.household_events, event, NOW + dt.timedelta(minutes=1)) == []
     assert duplicates() == before + 1 and dirty(stage) == set()
     # a hospitalisation re-delivered is not counted twice in the window either
     hosp = enrich(HOSP, hospitalisation("hosp-1", DAY, "6000"))
     # no alert; the stay counted for REGIONAL_ILLNESS, the profile (the household had an alert) updated
-    assert [e.topic for e in stage.event(ROUTES.household_events, hosp, NOW)] == [ROUTES.village_disasters,
-                                                                                 ROUTES.profiles]
+    assert [e.topic for e in stage.event(ROUTES.household_events, hosp, NOW)] == [ROUTES.village_disasters]
+    assert [e.topic for e in stage.flush(NOW)] == [ROUTES.profiles]
     assert stage.event(ROUTES.household_events, hosp, NOW) == []
+    assert stage.flush(NOW) == []  # a duplicate changes nothing
     assert stage.state[HH].stays == [MedicalStay("hosp-1", DAY, Decimal("6000"))]
     assert duplicates() == before + 2
 
