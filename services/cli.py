@@ -349,6 +349,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_report_parser(sub)  # report monthly|quarterly|annual
 
+    from services.cases.screening_cli import add_parser as add_screening_parser
+
+    add_screening_parser(sub)  # screening open quarterly|annual, screening status
+
     p = sub.add_parser("feeds", help="the feed catalogue; templates with the right headers for data officers")
     p.add_argument("action", choices=["list", "template"])
     p.add_argument("dept", nargs="?", help="with template: department slug, e.g. medical-security")

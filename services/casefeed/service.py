@@ -33,6 +33,8 @@ from schemas.topics import ALERTS_HOUSEHOLD, ALERTS_REGIONAL, CASEFEED_DLQ
 from services.casefeed.db import CaseStore, open_database
 from services.casefeed.handling import Backoff, BatchOutcome, Incoming, handle_batch
 from services.casefeed.overdue_gauge import OverdueGauge
+from services.casefeed.screening_feed import ScreeningFeed
+from services.cases.screening_store import Screening
 from services.consumer_lag import LagTracker
 from services.kafka_io import KafkaPublisher
 from services.settings import Settings
@@ -252,7 +254,10 @@ async def run_casefeed(settings: Settings, *, idle_timeout: float | None = None,
         await consumer.stop()
         store.close()
         raise BrokerUnavailable(f"cannot reach Kafka at {settings.bootstrap}: {exc}") from None
+    screening: ScreeningFeed | None = None  # cadre-visit reports -> screening tasks, beside (screening_feed.py)
     try:
+        screening = await ScreeningFeed.start(settings.bootstrap, settings.casefeed_group,
+                                              Screening(store, clock=now, zone=settings.zone), codec, backoff)
         async with KafkaPublisher(settings.bootstrap, client_id="povwatch-casefeed") as dlq:
             feed = _Feed(consumer, store, dlq, codec, now, settings.casefeed_group, backoff)
             overdue = OverdueGauge(store, verify_days=settings.case_verify_days, zone=settings.zone, clock=now)
@@ -267,10 +272,13 @@ async def run_casefeed(settings: Settings, *, idle_timeout: float | None = None,
                     idle += POLL_SECONDS
                 await feed.show_lag()
                 await overdue.tick()
+                screening.check()
                 if not batch and idle_timeout is not None and idle >= idle_timeout:
                     return feed.totals
     except KafkaError as exc:
         raise BrokerUnavailable(f"lost Kafka at {settings.bootstrap}: {exc}") from None
     finally:
+        if screening is not None:
+            await screening.stop()
         await consumer.stop()
         store.close()

@@ -218,7 +218,7 @@ class ScreeningTask(Base):
     status: Mapped[str] = mapped_column(String(8), default="OPEN")
     opened_at: Mapped[dt.datetime] = mapped_column(_UTCDateTime())
     closed_at: Mapped[dt.datetime | None] = mapped_column(_UTCDateTime())
-    closed_by: Mapped[str | None] = mapped_column(String(64))  # a user's name, or "casefeed" for a cadre visit
+    closed_by: Mapped[str | None] = mapped_column(String(64))  # a user's name, or "cadre-visit" for a cadre visit
     close_note: Mapped[str | None] = mapped_column(Text)
     closing_event_id: Mapped[str | None] = mapped_column(String(64))
 

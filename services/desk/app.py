@@ -11,6 +11,8 @@
     POST /cases/{id}/steps/{STEP}   take a step: on (YYYY-MM-DD), note, authorised, override, category (LABEL)
     POST /cases/{id}/alerts/{aid}/acknowledge   an OPEN alert -> ACKNOWLEDGED (any user of the region)
     POST /cases/{id}/resolve        close the case, resolving its alerts (township, county, bureau; a note)
+    POST /screening/{id}/close      集中排查 "已排查": a screening task of the worklist closed with a note (township,
+                                    county, bureau; its period running; the worklist lists the open ones)
     GET  /healthz, /static/desk.css
 
 Every POST carries the session's CSRF token (403 without it or with another). Every page but /login, /healthz and
@@ -40,6 +42,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from schemas.catalog import COMPARISON_DEPARTMENTS
 from schemas.errors import DatabaseUnavailable, NotFound, NotInRegion, PovwatchError, StepRefused
 from services.cases.regions import subject_label
+from services.cases.screening import CLOSER_ROLES, RoleRefused
 from services.cases.users import UserView
 from services.cases.views import AlertView, CaseDetail, CaseSummary
 from services.cases.workflow import Role, Step
@@ -103,6 +106,14 @@ class DeskCases(Protocol):
     def resolve_case(self, user: UserView, case_id: int, note: str) -> CaseDetail: ...
 
 
+class DeskScreening(Protocol):
+    """The screening operations the desk needs (services.cases.screening_store.Screening provides them)."""
+
+    def visible_tasks(self, user: UserView) -> tuple[list[Any], int]: ...
+
+    def close_by_hand(self, user: UserView, task_id: int, note: str, *, period: str | None = None) -> Any: ...
+
+
 class _Refused(Exception):
     """A page answered with a status and one line (raised inside a route, rendered by the handler)."""
 
@@ -122,10 +133,11 @@ def _safe_next(value: str | None) -> str:
 
 def create_app(cases: DeskCases, *, secret: str, secure_cookies: bool = True,
                today: Callable[[], dt.date] = dt.date.today, max_age: int | None = None,
-               login_throttle: LoginThrottle | None = None) -> FastAPI:
+               login_throttle: LoginThrottle | None = None, screening: DeskScreening | None = None) -> FastAPI:
     """The desk over `cases`. `secret` signs the session cookies (≥ 16 characters); `secure_cookies=False` only
     for plain HTTP on this machine (POVWATCH_DESK_INSECURE_COOKIES=1); `today` is the prefecture's date;
-    `login_throttle` limits failed log-ins per name (default: 5 in 15 minutes)."""
+    `login_throttle` limits failed log-ins per name (default: 5 in 15 minutes); `screening`, when given, puts the
+    user's open screening tasks on the worklist with their "已排查" form."""
     codec = SessionCodec(secret) if max_age is None else SessionCodec(secret, max_age=max_age)
     throttle = login_throttle or LoginThrottle()
     cookie = cookie_options(secure=secure_cookies, max_age=codec.max_age)
@@ -288,10 +300,41 @@ def create_app(cases: DeskCases, *, secret: str, secure_cookies: bool = True,
             filters = parse_filters(request.query_params)
         except FormError as exc:
             raise _Refused(400, str(exc)) from None
+        screened = request.query_params.get("screened", "")
+        message = f"已排查: 排查任务 #{screened} 已办结" if screened.isdigit() and len(screened) < 12 else None
+        return show_worklist(request, session, user, filters, message=message)
+
+    def show_worklist(request: Request, session: DeskSession, user: UserView, filters: Any, *, status: int = 200,
+                      message: str | None = None, error: str | None = None) -> Response:
         rows = cases.visible_cases(user, county=filters.county, township=filters.township, rule=filters.rule,
                                    severity=filters.severity, step=filters.step)
-        return page(request, "worklist.html", session, {"cases": rows, "filters": filters, "steps": list(Step),
-                                                        "today": today()}, user=user)
+        tasks, total = screening.visible_tasks(user) if screening is not None else ([], 0)
+        return page(request, "worklist.html", session, {
+            "cases": rows, "filters": filters, "steps": list(Step), "today": today(),
+            "screening": screening is not None, "tasks": tasks, "tasks_total": total,
+            "may_screen": user.role in CLOSER_ROLES, "note_max": NOTE_MAX,
+            "message": message, "error": error}, status=status, user=user)
+
+    def close_screening(request: Request, task_id: int, csrf: Annotated[str | None, Form()] = None,
+                        note: Annotated[str, Form()] = "", period: Annotated[str, Form()] = "") -> Response:
+        session, user = posted(request, csrf)
+        if screening is None:  # not routed then; kept for the type checker
+            raise _Refused(404, "没有这个页面")
+        note = note.strip()
+        try:  # the store checks region, role, period, state and note (a note over NOTE_MAX is refused, not cut)
+            screening.close_by_hand(user, task_id, note[:NOTE_MAX + 1], period=period[:32] or None)
+        except (NotFound, NotInRegion):
+            raise _Refused(404, f"没有编号为 {task_id} 的排查任务, 或该任务不在您的辖区内") from None
+        except RoleRefused as exc:
+            raise _Refused(403, f"村级用户不能标记已排查 (请通过干部走访渠道上报): {exc}") from None
+        except StepRefused as exc:
+            bad_input = not note or len(note) > NOTE_MAX
+            return show_worklist(request, session, user, parse_filters({}), status=400 if bad_input else 409,
+                                 error=f"未标记已排查: {exc}")
+        return RedirectResponse(f"/cases?screened={task_id}#screening", status_code=303)
+
+    if screening is not None:  # a desk without the screening operations has no such route
+        app.post("/screening/{task_id}/close", response_class=HTMLResponse)(close_screening)
 
     def show_case(request: Request, session: DeskSession, user: UserView, case_id: int, *, status: int = 200,
                   message: str | None = None, error: str | None = None) -> Response:

@@ -17,6 +17,7 @@ import uvicorn
 
 from schemas.errors import ConfigError
 from services.casefeed.db import open_database
+from services.cases.screening_store import Screening
 from services.cases.store import Cases
 from services.desk.app import create_app
 from services.http_serving import Server, bind
@@ -49,7 +50,7 @@ def run_desk(settings: Settings) -> None:
         try:
             cases = Cases.from_settings(store, settings)
             app = create_app(cases, secret=secret, secure_cookies=not settings.desk_insecure_cookies,
-                             today=cases.today)
+                             today=cases.today, screening=Screening.from_settings(store, settings))
             logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
             server = Server(uvicorn.Config(app, log_level="info", access_log=True, lifespan="off"))
             host, port = sock.getsockname()[:2]
