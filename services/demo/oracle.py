@@ -52,6 +52,7 @@ class OracleAlert:
     rule: str
     severity: str
     event_ids: set[str] = field(default_factory=set)
+    households: set[str] = field(default_factory=set)  # a regional alert's (their events may depend on order)
 
 
 @dataclass
@@ -169,6 +170,7 @@ def _record(alert: dict[str, Any], topic: str, alerts: dict[str, OracleAlert]) -
     if _ORDER[alert["severity"]] > _ORDER[held.severity]:
         held.severity = alert["severity"]
     held.event_ids.update(alert["event_ids"])
+    held.households.update(alert.get("household_ids") or ())
 
 
 def designed_problems(designed: Iterable[Designed], simulation: Simulation, *, key: bytes,

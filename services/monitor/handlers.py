@@ -32,7 +32,7 @@ from schemas.errors import DecodeError
 from schemas.topics import PROFILES_HOUSEHOLD
 from services.monitor import metrics
 from services.monitor.household_rules import fire
-from services.monitor.regional_rules import fire_village, village_row, windowed
+from services.monitor.regional_rules import fire_village, reach, village_row, windowed
 from services.monitor.rules import (
     AlertDraft,
     Context,
@@ -399,8 +399,9 @@ class VillageStage:
             return []
         record = VillageRecord(rec["household_id"], rec["event_id"], rec["disaster_date"], rec["rule"],
                                rec["person_key"], rec["group"])
-        state.records.append(record)
-        drafts = windowed(region, state.records, record, state.fired, state.fired_keys, self._rules)
+        state.add_record(record)
+        drafts = windowed(region, state.records_of(record.rule, record.group, *reach(record, self._rules)), record,
+                          state.fired, state.fired_keys, self._rules)
         for draft in drafts:
             if draft.fact is None:
                 state.fired.add(draft.period)
@@ -436,7 +437,7 @@ class VillageStage:
             state.timers = add_timers(state.timers, verdict.timers, verdict.cancel)
         fact = fact_of(feed, topic, record)
         if fact is not None:
-            state.facts.append(fact)
+            state.add_fact(fact)
             metrics.FACTS_KEPT.labels(self.name, topic).inc()
         return self._store(state, verdict.drafts, now)
 

@@ -31,7 +31,7 @@ from services.monitor.rules import (
     regional_disaster,
 )
 
-__all__ = ["Window", "window_of", "windowed", "fired_key", "village_row", "fire_village", "township_of",
+__all__ = ["Window", "window_of", "windowed", "reach", "fired_key", "village_row", "fire_village", "township_of",
            "COUNTED_RULES"]
 
 
@@ -97,11 +97,24 @@ def _drafts(region: str, group: str, records: Sequence[VillageRecord], window: W
     return out
 
 
+def _days(rule: str, cfg: RuleConfig) -> int:
+    return cfg.regional_window_days if rule == Rule.REGIONAL_DISASTER else window_of(rule, cfg).days
+
+
+def reach(new: VillageRecord, cfg: RuleConfig) -> tuple[dt.date, dt.date]:
+    """The dates of the records that can share a period's evidence with `new` (what `windowed` looks at)."""
+    days = _days(new.rule, cfg)
+    span = dt.timedelta(days=days)
+    return new.disaster_date - 2 * span - dt.timedelta(days=days + 1), new.disaster_date + 2 * span
+
+
 def windowed(region: str, records: Sequence[VillageRecord], new: VillageRecord, fired: Collection[int],
              fired_keys: Collection[str], cfg: RuleConfig) -> list[RegionalDraft]:
     """The alerts a record just added to the region's `records` raises: a period it makes qualify for the first
-    time, or a period that alerted already and whose evidence it grows (the same alert id again, with every
-    household behind it). Only the periods whose windows can hold the new record are looked at."""
+    time, or a period that alerted already to which it adds a household (a person, for returns): the same alert id
+    again, with every household and event behind it, so the households an alert names in the end do not depend on
+    the order the records came in. Only the periods whose windows can hold the new record are looked at.
+    `records` are the region's (those of the new one's rule and group suffice), the new one among them."""
     if new.rule == Rule.REGIONAL_DISASTER:
         days = cfg.regional_window_days
         window = Window(Rule.REGIONAL_DISASTER, cfg.regional_min_households, days, Severity.HIGH, False,
@@ -112,7 +125,7 @@ def windowed(region: str, records: Sequence[VillageRecord], new: VillageRecord, 
     span = dt.timedelta(days=days)
     periods = range((new.disaster_date - span).toordinal() // (days + 1),
                     new.disaster_date.toordinal() // (days + 1) + 1)
-    lo, hi = new.disaster_date - 2 * span - dt.timedelta(days=days + 1), new.disaster_date + 2 * span
+    lo, hi = reach(new, cfg)
     mine = [r for r in records if r.rule == new.rule and r.group == new.group and lo <= r.disaster_date <= hi]
     before = [r for r in mine if r.event_id != new.event_id]
     if new.rule == Rule.REGIONAL_DISASTER:
@@ -121,10 +134,17 @@ def windowed(region: str, records: Sequence[VillageRecord], new: VillageRecord, 
     else:
         now, was = _drafts(region, new.group, mine, window, periods), _drafts(region, new.group, before, window,
                                                                              periods)
+    by_id = {r.event_id: r for r in mine}
+
+    def members(draft: RegionalDraft) -> set[str]:
+        """Who the alert counts: its households, or for REGIONAL_RETURNS its persons."""
+        chosen = [by_id[e] for e in draft.event_ids if e in by_id]
+        return {r.person_key or r.household_id for r in chosen} if window.by_person else set(draft.household_ids)
+
     out = []
     for period, draft in sorted(now.items()):
         done = period in fired if draft.fact is None else draft.fact in fired_keys
-        if not done or (period in was and set(draft.event_ids) > set(was[period].event_ids)):
+        if not done or (period in was and members(draft) > members(was[period])):
             out.append(draft)
     return out
 

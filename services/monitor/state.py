@@ -11,6 +11,7 @@ levels off under a steady stream. `StateCodec` turns them into Avro (the `povwat
 from __future__ import annotations
 
 import datetime as dt
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -135,15 +136,40 @@ class VillageState:
     facts: list[Fact] = field(default_factory=list)
     fired_keys: set[str] = field(default_factory=set)  # the other regional rules' alerts raised: rule|group|period
     timers: list[Timer] = field(default_factory=list)
+    # built on first use from the fields above, kept up to date by add_record/add_fact, dropped by prune
+    _index: _VillageIndex | None = field(default=None, init=False, repr=False, compare=False)
+
+    def _indexed(self) -> _VillageIndex:
+        if self._index is None:
+            self._index = _VillageIndex.of(self.records, self.facts)
+        return self._index
+
+    def add_record(self, record: VillageRecord) -> None:
+        self.records.append(record)
+        self._indexed().add_record(record)
+
+    def add_fact(self, fact: Fact) -> None:
+        self.facts.append(fact)
+        self._indexed().add_fact(fact)
+
+    def records_of(self, rule: str, group: str, since: dt.date = dt.date.min,
+                   until: dt.date = dt.date.max) -> list[VillageRecord]:
+        """The records one regional count looks at: of `rule`, in `group`, dated `since` .. `until`."""
+        found = self._indexed().groups.get((rule, group), [])
+        return found[bisect_left(found, since, key=_record_day):bisect_right(found, until, key=_record_day)]
 
     def _latest(self) -> dt.date | None:
-        days = [r.disaster_date for r in self.records] + [horizon_day(f.topic, f.day) for f in self.facts]
-        return max(days) if days else None
+        return self._indexed().latest
 
     def known(self, event_id: str, rule: str | None = None) -> bool:
         """Whether the event is kept already (as a record of `rule`, when given, or as a fact)."""
-        return (any(r.event_id == event_id and (rule is None or r.rule == rule) for r in self.records)
-                or any(f.event_id == event_id for f in self.facts))
+        index = self._indexed()
+        if event_id in index.fact_ids:
+            return True
+        rules = index.record_ids.get(event_id)
+        if not rules:
+            return False
+        return rule is None or rule in rules
 
     def too_late(self, day: dt.date, horizon_days: int) -> bool:
         latest = self._latest()
@@ -154,6 +180,8 @@ class VillageState:
         if latest is None:
             return
         cut = horizon(latest, horizon_days)
+        if self._indexed().oldest > cut:
+            return  # nothing has passed the horizon yet
         self.records = [r for r in self.records if r.disaster_date > cut]
         self.facts = _kept(self.facts, cut)
         self.timers = _timers_kept(self.timers, cut)
@@ -162,10 +190,48 @@ class VillageState:
         # a key (rule|group|first day of its period) goes a year after its period passed the horizon
         keep_from = (cut - dt.timedelta(days=366)).isoformat()
         self.fired_keys = {k for k in self.fired_keys if k.rsplit("|", 1)[1] >= keep_from}
+        self._index = None
 
     @property
     def empty(self) -> bool:
         return not (self.records or self.fired or self.facts or self.fired_keys or self.timers)
+
+
+def _record_day(r: VillageRecord) -> dt.date:
+    return r.disaster_date
+
+
+@dataclass
+class _VillageIndex:
+    """What a village's state is searched by, per event: ids kept, records per count, the latest and oldest day."""
+
+    record_ids: dict[str, set[str]]  # event id -> the rules it is a record of
+    fact_ids: set[str]
+    groups: dict[tuple[str, str], list[VillageRecord]]
+    latest: dt.date | None
+    oldest: dt.date
+
+    @classmethod
+    def of(cls, records: Iterable[VillageRecord], facts: Iterable[Fact]) -> _VillageIndex:
+        index = cls({}, set(), {}, None, dt.date.max)
+        for r in records:
+            index.add_record(r)
+        for f in facts:
+            index.add_fact(f)
+        return index
+
+    def _day(self, day: dt.date) -> None:
+        self.latest = day if self.latest is None or day > self.latest else self.latest
+        self.oldest = min(self.oldest, day)
+
+    def add_record(self, r: VillageRecord) -> None:
+        self.record_ids.setdefault(r.event_id, set()).add(r.rule)
+        insort(self.groups.setdefault((r.rule, r.group), []), r, key=_record_day)  # by date
+        self._day(r.disaster_date)
+
+    def add_fact(self, f: Fact) -> None:
+        self.fact_ids.add(f.event_id)
+        self._day(horizon_day(f.topic, f.day))
 
 
 def horizon(latest: dt.date, days: int) -> dt.date:

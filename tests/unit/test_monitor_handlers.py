@@ -547,19 +547,19 @@ def qualifying_ids(recs: list[tuple[str, str, dt.date]], cfg: RuleConfig = CFG) 
 
 
 def feed_village(recs: list[tuple[str, str, dt.date]]) -> dict[str, list[set[str]]]:
-    """Alert id -> the evidence (event ids) of each of its emissions, in order."""
+    """Alert id -> the households of each of its emissions, in order."""
     stage = village_stage()
     emitted: dict[str, list[set[str]]] = {}
     for hh, event_id, day in recs:
         for a in regional_alerts(stage.event(ROUTES.village_disasters, village_msg(hh, event_id, day), NOW)):
-            emitted.setdefault(a["alert_id"], []).append(set(a["event_ids"]))
+            emitted.setdefault(a["alert_id"], []).append(set(a["household_ids"]))
     return emitted
 
 
 def evidence_of(emitted: dict[str, list[set[str]]]) -> dict[str, set[str]]:
-    """Each alert's evidence after its last emission; an alert is emitted again only with more evidence."""
+    """Each alert's households after its last emission; an alert is emitted again only with more households."""
     for alert_id, sets in emitted.items():
-        assert all(a < b for a, b in zip(sets, sets[1:])), alert_id  # every re-emission strictly grows it
+        assert all(a < b for a, b in zip(sets, sets[1:])), alert_id  # every re-emission adds a household
     return {alert_id: sets[-1] for alert_id, sets in emitted.items()}
 
 
@@ -574,7 +574,7 @@ disaster_sets = st.integers(3, 12).flatmap(
 @given(recs=disaster_sets, data=st.data())
 def test_regional_alerts_do_not_depend_on_arrival_order(recs: list[tuple[str, str, dt.date]],
                                                        data: st.DataObject) -> None:
-    """The same alert ids, each with the same final evidence, in every arrival order."""
+    """The same alert ids, each naming the same households in the end, in every arrival order."""
     expected = qualifying_ids(recs)
     in_order = evidence_of(feed_village(recs))
     assert set(in_order) == expected
@@ -585,7 +585,7 @@ def test_regional_alerts_do_not_depend_on_arrival_order(recs: list[tuple[str, st
 
 def test_regional_ids_in_every_order_of_a_cluster_over_a_period_boundary() -> None:
     # six households on days 7..12 of a period's first day (its last day and the next period's first five):
-    # qualifying windows start in two periods, so two alerts in every order, each with the same evidence
+    # qualifying windows start in two periods, so two alerts in every order, each with the same households
     start = dt.date.fromordinal(regional_period(DAY, CFG) * 8)
     recs = [(f"H{i}", f"dis-{i}", start + dt.timedelta(days=7 + i)) for i in range(6)]
     expected = qualifying_ids(recs)
