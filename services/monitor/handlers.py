@@ -55,7 +55,7 @@ from services.monitor.stages import (
     regional_alert_record,
     regional_records,
 )
-from services.monitor.state import HouseholdState, Pending, PersonState, VillageState, add_timers, horizon_day
+from services.monitor.state import HouseholdState, Pending, PersonState, VillageState, add_timers, event_days
 
 PREFECTURE_ZONE = zoneinfo.ZoneInfo("Asia/Shanghai")
 
@@ -254,8 +254,9 @@ class HouseholdStage:
         if record["event_id"] in state.seen:
             metrics.EVENTS_DUPLICATE.inc()
             return []
-        day = horizon_day(source_topic, record["occurred_at"])
-        if state.too_late(day, self._rules.history_horizon_days):
+        ingested = record["ingested_at"].date() if record.get("ingested_at") else None  # as facts keep it (UTC)
+        happened, kept = event_days(source_topic, record["occurred_at"], ingested)
+        if state.too_late(kept, self._rules.history_horizon_days):
             metrics.EVENTS_TOO_LATE.labels(self.name).inc()  # its history is gone: judging it could repeat alerts
             return []
         household = self.households.get(hh_id)
@@ -274,7 +275,8 @@ class HouseholdStage:
         if outcome.fact is not None:
             state.facts.append(outcome.fact)
             metrics.FACTS_KEPT.labels(self.name, source_topic).inc()
-        state.seen[record["event_id"]] = day
+        state.seen[record["event_id"]] = kept
+        state.happened(happened)
         out = self._raise(household, state, verdict.drafts, now, {record["event_id"]: source_topic})
         out += self._regional(outcome.village_records, outcome.regions)
         if state.profiled and (verdict.drafts or outcome.fact is not None or verdict.stays is not None):
@@ -391,7 +393,8 @@ class VillageStage:
         rec = self._codec.decode(value, "povwatch.monitor.VillageDisaster").record
         region = rec["village_code"]
         state = self.state.get(region) or VillageState(village_code=region)
-        if state.known(rec["event_id"], rec["rule"]):
+        if state.known(rec["event_id"], rec["rule"]) and not state.redate(rec["event_id"], rec["rule"],
+                                                                          rec["disaster_date"]):
             metrics.EVENTS_DUPLICATE.inc()
             return []
         if state.too_late(rec["disaster_date"], self._rules.history_horizon_days):
@@ -429,7 +432,8 @@ class VillageStage:
         if state.known(record["event_id"]):
             metrics.EVENTS_DUPLICATE.inc()
             return []
-        if state.too_late(horizon_day(topic, record["occurred_at"]), self._rules.history_horizon_days):
+        ingested = record["ingested_at"].date() if record.get("ingested_at") else None  # as facts keep it (UTC)
+        if state.too_late(event_days(topic, record["occurred_at"], ingested)[1], self._rules.history_horizon_days):
             metrics.EVENTS_TOO_LATE.labels(self.name).inc()
             return []
         verdict = village_row(feed.rules, village, record, state.facts, self._today(now), self._rules)

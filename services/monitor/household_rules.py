@@ -204,7 +204,7 @@ def _asset(event: Mapping[str, Any], ctx: Context) -> str | None:
                 f"注册日期{event['registration_date']:%Y-%m-%d}")
     if "deposit_balance" in event:
         income = ctx.household.annual_income
-        if event["deposit_balance"] < income * cfg.deposit_income_share:
+        if event["deposit_balance"] <= 0 or event["deposit_balance"] < income * cfg.deposit_income_share:
             return None
         return (f"存款余额{format_cny(event['deposit_balance'])}, 达到家庭年纯收入{format_cny(income)}的"
                 f"{percent(cfg.deposit_income_share, Decimal(1))}(比对日期{event['comparison_date']:%Y-%m-%d})")

@@ -19,6 +19,7 @@ from typing import Any, Generic, TypeVar
 
 from schemas.catalog import monitored_feeds
 from schemas.codec import Codec
+from schemas.topics import event_topic
 from services.monitor.rules import Fact, MedicalStay, Timer, VillageRecord
 
 __all__ = [
@@ -38,16 +39,36 @@ __all__ = [
 
 
 _YEARLY = frozenset(feed.topic for feed in monitored_feeds() if feed.yearly)
+_WINDOWED = frozenset({event_topic("medical-security", "hospitalization")})  # judged with earlier ones by date
+
+
+def event_days(topic: str, occurred: dt.date, ingested: dt.date | None) -> tuple[dt.date, dt.date]:
+    """(the day an event counts as happening, the day it is kept until) for the history horizon.
+
+    An event happens when it happened or when it was reported, whichever is later: a chronic-disease row
+    reports today a diagnosis of years ago, and must not be refused as too late for that. A hospitalisation
+    keeps its admission date (the medical window counts stays by it). A yearly row (a 年度, dated 1 January) is
+    kept to the end of the following year, so last year's and the year before's income stay for the comparison
+    however recent the other feeds are."""
+    happened = max(occurred, ingested) if ingested is not None and topic not in _WINDOWED else occurred
+    if topic in _YEARLY:
+        return happened, max(happened, dt.date(occurred.year + 1, 12, 31))
+    return happened, happened
+
+
+def fact_days(f: Fact) -> tuple[dt.date, dt.date]:
+    """event_days of a kept fact (its ingested_on value, when it has one)."""
+    ingested = f.values.get("ingested_on")
+    return event_days(f.topic, f.day, dt.date.fromisoformat(ingested) if ingested else None)
 
 
 def horizon_day(topic: str, day: dt.date) -> dt.date:
-    """The day the history horizon counts an event by: its date, or for a yearly feed (a 年度 dated 1 January)
-    the year's last day, so last year's and the year before's income are kept however recent the other feeds."""
-    return dt.date(day.year, 12, 31) if topic in _YEARLY else day
+    """The day an event of `topic` dated `day` (and reported then) is kept until."""
+    return event_days(topic, day, None)[1]
 
 
 def _kept(facts: list[Fact], cut: dt.date) -> list[Fact]:
-    return [f for f in facts if horizon_day(f.topic, f.day) > cut]
+    return [f for f in facts if fact_days(f)[1] > cut]
 
 
 def _timers_kept(timers: list[Timer], cut: dt.date) -> list[Timer]:
@@ -103,21 +124,33 @@ class PersonState(_Waiting):
 
 @dataclass
 class HouseholdState(_Waiting):
-    seen: dict[str, dt.date] = field(default_factory=dict)  # event_id -> its horizon day (see horizon_day)
+    seen: dict[str, dt.date] = field(default_factory=dict)  # event_id -> the day it is kept until (event_days)
     stays: list[MedicalStay] = field(default_factory=list)
     facts: list[Fact] = field(default_factory=list)
     timers: list[Timer] = field(default_factory=list)
     profiled: bool = False  # it has had an alert: its profile is published
+    latest: dt.date | None = None  # the latest day an event of the household happened (event_days); the horizon
 
-    def too_late(self, day: dt.date, horizon_days: int) -> bool:
-        """An event dated at or before the horizon: what it would be judged with is forgotten."""
-        return bool(self.seen) and day <= horizon(max(self.seen.values()), horizon_days)
+    def happened(self, day: dt.date) -> None:
+        """An event of the household happened (or was reported) on `day`."""
+        self.latest = day if self.latest is None or day > self.latest else self.latest
+
+    def _latest(self) -> dt.date | None:
+        if self.latest is not None:
+            return self.latest
+        return max(self.seen.values()) if self.seen else None  # a state written before `latest` was kept
+
+    def too_late(self, keep: dt.date, horizon_days: int) -> bool:
+        """An event kept only until the horizon or before: what it would be judged with is forgotten."""
+        latest = self._latest()
+        return latest is not None and keep <= horizon(latest, horizon_days)
 
     def prune(self, horizon_days: int) -> None:
-        """Forget what lies past the horizon before the latest event date of the household."""
-        if not self.seen:
+        """Forget what lies past the horizon before the latest event of the household."""
+        latest = self._latest()
+        if latest is None:
             return
-        cut = horizon(max(self.seen.values()), horizon_days)
+        cut = horizon(latest, horizon_days)
         self.seen = {eid: day for eid, day in self.seen.items() if day > cut}
         self.stays = [s for s in self.stays if s.admission_date > cut]
         self.facts = _kept(self.facts, cut)
@@ -151,6 +184,17 @@ class VillageState:
     def add_fact(self, fact: Fact) -> None:
         self.facts.append(fact)
         self._indexed().add_fact(fact)
+
+    def redate(self, event_id: str, rule: str, day: dt.date) -> bool:
+        """A record counted again with an earlier date (a HIGH alert re-sent under its id when a second department
+        reported an earlier date, e.g. of a death): the earlier date replaces the later, so the count does not
+        depend on which report came first. True when it did (the record is then to be counted anew)."""
+        later = [r for r in self.records if r.event_id == event_id and r.rule == rule and r.disaster_date > day]
+        if not later:
+            return False
+        self.records = [r for r in self.records if not (r.event_id == event_id and r.rule == rule)]
+        self._index = None
+        return True
 
     def records_of(self, rule: str, group: str, since: dt.date = dt.date.min,
                    until: dt.date = dt.date.max) -> list[VillageRecord]:
@@ -231,7 +275,9 @@ class _VillageIndex:
 
     def add_fact(self, f: Fact) -> None:
         self.fact_ids.add(f.event_id)
-        self._day(horizon_day(f.topic, f.day))
+        happened, kept = fact_days(f)
+        self.latest = happened if self.latest is None or happened > self.latest else self.latest
+        self.oldest = min(self.oldest, kept)
 
 
 def horizon(latest: dt.date, days: int) -> dt.date:
@@ -311,6 +357,7 @@ HOUSEHOLD_STATE: StateCodec[HouseholdState] = StateCodec(
         "facts": _facts_out(s.facts),
         "timers": _timers_out(s.timers),
         "profiled": s.profiled,
+        "latest_day": _day(s.latest) if s.latest is not None else -1,
     },
     lambda r: HouseholdState(
         pending=_pending_in(r["pending"]),
@@ -320,6 +367,7 @@ HOUSEHOLD_STATE: StateCodec[HouseholdState] = StateCodec(
         facts=_facts_in(r["facts"]),
         timers=_timers_in(r["timers"]),
         profiled=r["profiled"],
+        latest=_date(r["latest_day"]) if r["latest_day"] >= 0 else None,
     ),
 )
 

@@ -128,7 +128,7 @@ RECORDS: dict[str, dict[str, Any]] = {
                    "values": {"channel": "ORGANISED", "start_date": "2024-03-05"}}],
         "timers": [{"rule": "JOB_LOSS", "fact": f"{KEY}|2024-06-01", "due_day": 19935, "ref_day": 19875,
                     "event_id": "e" * 32, "person_key": KEY}],
-        "profiled": True,
+        "profiled": True, "latest_day": 19900,
     },
     "povwatch.monitor.VillageState": {
         "village_code": VILLAGE,

@@ -145,7 +145,10 @@ def test_facts_survive_the_changelog_and_are_pruned_at_the_horizon() -> None:
     state = households.state[HH]
     again = HOUSEHOLD_STATE.decode(CODEC, HOUSEHOLD_STATE.encode(CODEC, state))
     assert again.facts == state.facts
-    state.seen["later"] = dt.date(2024, 6, 1) + dt.timedelta(days=731)
+    state.happened(NOW.date() + dt.timedelta(days=729))  # still kept: reported (ingested) within the horizon
+    state.prune(730)
+    assert state.facts == again.facts
+    state.happened(NOW.date() + dt.timedelta(days=730))
     state.prune(730)
     assert state.facts == []
     village = village_stage().state

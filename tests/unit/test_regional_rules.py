@@ -680,10 +680,6 @@ def test_a_hospitalisation_through_the_household_stage_is_counted_by_disease() -
     assert alert["alert_id"] == regional_id(ILLNESS, VILLAGE, day(0), "布鲁氏菌病")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a HIGH household alert re-emitted with an earlier date (a second department's report of the same death) "
-    "keeps the REGIONAL_RISK_CLUSTER record of its first emission: stages.regional_records keys the record by "
-    "alert_id, VillageStage.event drops the re-dated one as a duplicate, so the cluster depends on arrival order"))
 def test_the_risk_cluster_counts_a_re_dated_alert_by_its_date_in_either_order() -> None:
     death_day, told_late = D + dt.timedelta(days=1), D + dt.timedelta(days=49)  # health reported it 7 weeks on
     reports = [(REGISTRATION, registration("reg-1", "DEATH", death_day)),

@@ -8,7 +8,8 @@ Avro messages: one alert per death whichever departments report it and in any or
 whichever year arrives first (hypothesis), JOB_LOSS and WATER_UNSAFE timers fired by `sweep` on the prefecture's
 date (Asia/Shanghai), and timers that survive the changelog and a restart.
 
-Tests marked xfail(strict=True) describe behaviour docs/rules.md asks for that the monitor does not have yet.
+A test marked xfail(strict=True) would describe behaviour docs/rules.md asks for that the monitor does not have yet
+(none is left: the order dependences they found are fixed and their tests pass).
 """
 from __future__ import annotations
 
@@ -1185,10 +1186,6 @@ def test_this_and_last_years_income_in_either_order_with_the_default_horizon(ord
         (fact_id(Rule.INCOME_DROP, "2025"), "INCOME_DROP", "MEDIUM")}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: HouseholdStage.event drops a household-income row as too late once a row two 年度 newer was seen (the "
-    "730-day horizon counts the 2023 row by 2023-12-31, the 2025 row by 2025-12-31): INCOME_DROP 2024 then depends "
-    "on whether 2023 arrived before 2025"))
 def test_three_years_of_income_give_the_same_alerts_in_every_order_with_the_default_horizon() -> None:
     rows = {2023: "16000", 2024: "10000", 2025: "10500"}  # 2024 drops to 62% of 2023; 2025 does not drop
     expected = income_expected(rows, "MONITORING")
@@ -1367,10 +1364,6 @@ OLD_ROWS = {
 }
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: HouseholdStage.event drops an event whose occurred_at lies history_horizon_days before the household's "
-    "latest event as too late, but chronic-disease (确诊日期), disability-certificate (发证日期) and employment "
-    "(务工开始日期) rows are dated long before the fact they report: their alert then depends on arrival order"))
 @pytest.mark.parametrize("name", list(OLD_ROWS))
 def test_a_row_dated_years_ago_is_judged_whatever_the_household_reported_before(name: str) -> None:
     topic_, event, rule = OLD_ROWS[name]
@@ -1385,9 +1378,6 @@ def test_a_row_dated_years_ago_is_judged_whatever_the_household_reported_before(
     assert run(old_first=False) == {rule, "SCHOOL_DROPOUT"}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: HouseholdStage.event drops a chronic-disease 死亡 row (dated by its 确诊日期) as too late once public "
-    "security reported the death: health's report is missing from the alert's evidence"))
 def test_healths_report_of_a_death_diagnosed_years_ago_joins_the_alert() -> None:
     stage = stage_of()
     first = alerts_of(deliver(stage, REGISTRATION, registration("reg-1", "DEATH", dt.date(2026, 3, 1))))

@@ -631,3 +631,16 @@ def test_arrival_order_does_not_change_the_alerts_when_the_late_stay_is_itself_h
     in_order = alerts(big, small)
     assert in_order == {(big["admission_date"], ("hosp-a",)), (ADMITTED, ("hosp-a", "hosp-b"))}
     assert alerts(small, big) == in_order
+
+
+def test_a_zero_deposit_is_no_asset_even_without_income() -> None:
+    def deposit(balance: str) -> dict[str, Any]:
+        return {"event_id": "dep-1", "deposit_balance": Decimal(balance), "loan_balance": Decimal(0),
+                "loan_type": "OTHER", "loan_issue_date": None, "loan_due_date": None, "interest_subsidy": None,
+                "comparison_date": dt.date(2026, 6, 30), "occurred_at": dt.date(2026, 6, 30)}
+
+    broke = household(income="0")
+    ctx = _ctx(catalog.event_feed("pboc", "deposit-loan").topic, person(), broke, CFG)
+    assert household_rules.asset_purchase(deposit("0"), ctx).drafts == []
+    [draft] = household_rules.asset_purchase(deposit("0.01"), ctx).drafts
+    assert (draft.rule, draft.severity) == (Rule.ASSET_PURCHASE, Severity.LOW)
