@@ -158,8 +158,11 @@ def rules_markdown() -> str:
         "The feeds " + ", ".join(f"`{spec.feed}` {spec.wire.title}" for spec in yearly)
         + " give a 年度 and no day: each row is dated 1 January of its 年度, kept as that year's fact (a later "
         "row of the same year replaces it) and judged year against year (INCOME_DROP and COLLECTIVE_INCOME_DROP "
-        "compare 年度 with 年度 − 1, whichever arrives first). The history horizon (`history_horizon_days`) counts "
-        "a yearly fact by the year's last day, so last year's figures are still there when this year's arrive.",
+        "compare 年度 with 年度 − 1, whichever arrives first). The history horizon (`history_horizon_days` before "
+        "the household's latest event) keeps a yearly fact to the end of the following year, so last year's and "
+        "the year before's figures are still there however recent the other feeds are; and it counts every "
+        "other event from when it happened or was reported, whichever is later, so a row reporting today a "
+        "diagnosis or a certificate of years ago is judged, not refused as too late.",
         "",
         "## Thresholds",
         "",
