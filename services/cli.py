@@ -353,6 +353,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_screening_parser(sub)  # screening open quarterly|annual, screening status
 
+    from services.cases.household_cli import add_parser as add_household_parser
+
+    add_household_parser(sub)  # household show
+
     p = sub.add_parser("feeds", help="the feed catalogue; templates with the right headers for data officers")
     p.add_argument("action", choices=["list", "template"])
     p.add_argument("dept", nargs="?", help="with template: department slug, e.g. medical-security")

@@ -98,6 +98,17 @@ class World:
                                       severity=severity, opened_at=NOW, updated_at=NOW))
         return result.case_id
 
+    def income(self, household: str, village: str, per_capita: str, *, year: int = 2023,
+               updated_at: dt.datetime = NOW) -> str:
+        """The household's latest income as the statistics survey team reported it: its profile (profiles.household,
+        as the casefeed stores it), which risk elimination holds against the county's line (P70)."""
+        from services.cases.profiles import record_profiles
+
+        [outcome] = record_profiles(self.store, [(household, {
+            "household_id": household, "village_code": village, "facts": [], "income_year": year,
+            "income_per_capita": Decimal(per_capita), "updated_at": updated_at})])
+        return outcome
+
     def alert_ids(self, case_id: int) -> list[int]:
         with Session(self.store.engine) as session:
             return list(session.scalars(select(CaseAlert.id).where(CaseAlert.case_id == case_id)
@@ -184,9 +195,13 @@ def test_inclusion_to_label_then_risk_elimination_then_re_entry(world: World) ->
                                 "row": 0, "connector_version": record["source"]["connector_version"]}
     assert record["ingested_at"] == NOW
 
-    # the alert is still open and HIGH? no: MEDIUM, so elimination may start on the same case
+    # the alert is still open and HIGH? no: MEDIUM, so elimination may start on the same case - once the income
+    # is at the county's line (P70: the roster's 7200 counts as 2023's, below 9000)
     [summary] = c.visible_cases("vil1", step="LABEL")
     assert (summary.id, summary.workflow, summary.monitoring_status) == (case_id, "INCLUSION", "MONITORING")
+    with pytest.raises(StepRefused, match="人均纯收入 7200 元，低于 2023 年本县标准 9000 元"):
+        c.advance("vil1", case_id, "NOMINATE_NOTICE", on=dt.date(2024, 7, 20))
+    world.income(HA, V1, "9000.00")
     c.advance("vil1", case_id, "NOMINATE_NOTICE", on=dt.date(2024, 7, 20), note="收入稳定")
     c.advance("town1", case_id, "TOWNSHIP_VERIFY", on=dt.date(2024, 7, 20))  # no 5-day rule for elimination
     c.advance("county", case_id, "COUNTY_CONFIRM", on=dt.date(2024, 7, 25))
@@ -225,6 +240,7 @@ def test_label_keeps_a_focus_category_or_takes_the_one_given(world: World) -> No
 
     case_a = world.alert(HA, V1)
     world.include(case_a)  # ORDINARY -> SUDDEN_HARDSHIP by default; tested above. Now with --category:
+    world.income(HA, V1, "9000")  # the income at the line (P70), so the category is what is refused
     with pytest.raises(StepRefused, match="--category is given at LABEL only"):
         c.advance("vil1", case_a, "NOMINATE_NOTICE", category="MARGINAL")
 
@@ -380,6 +396,7 @@ def test_nominate_notice_refused_without_labour_or_with_an_open_high_alert(world
         c.resolve_alert("vil1", alert_id, "已返校")
     resolved = c.resolve_alert("town1", alert_id, "学生已返校")
     assert (resolved.status, resolved.resolved_by) == ("RESOLVED", "town1")
+    world.income(HB, V1, "9600")  # P70: the income above the county's line (the roster's 5100 is below)
     c.advance("vil1", b, "NOMINATE_NOTICE", note="提名")
     assert c.case_detail("vil1", b).case.workflow == "ELIMINATION"
 

@@ -13,6 +13,10 @@ What happens to each message is decided in `services.casefeed.handling` (no Kafk
     already stored by an in-doubt commit come back as duplicates): nothing lost, nothing doubled;
   * `povwatch_consumer_lag{group,topic,partition}` is updated after every poll (during an outage from the
     broker's end offsets, against the last committed offsets).
+
+Beside the alert consumer, in consumer groups of their own: profiles.household -> household_profiles
+(`services.casefeed.profile_feed`, group `<group>.profiles`) and cadre-visit reports -> screening tasks
+(`services.casefeed.screening_feed`).
 """
 from __future__ import annotations
 
@@ -33,6 +37,7 @@ from schemas.topics import ALERTS_HOUSEHOLD, ALERTS_REGIONAL, CASEFEED_DLQ
 from services.casefeed.db import CaseStore, open_database
 from services.casefeed.handling import Backoff, BatchOutcome, Incoming, handle_batch
 from services.casefeed.overdue_gauge import OverdueGauge
+from services.casefeed.profile_feed import ProfileFeed
 from services.casefeed.screening_feed import ScreeningFeed
 from services.cases.screening_store import Screening
 from services.consumer_lag import LagTracker
@@ -255,7 +260,9 @@ async def run_casefeed(settings: Settings, *, idle_timeout: float | None = None,
         store.close()
         raise BrokerUnavailable(f"cannot reach Kafka at {settings.bootstrap}: {exc}") from None
     screening: ScreeningFeed | None = None  # cadre-visit reports -> screening tasks, beside (screening_feed.py)
+    profiles: ProfileFeed | None = None  # profiles.household -> household_profiles, beside (profile_feed.py)
     try:
+        profiles = await ProfileFeed.start(settings.bootstrap, settings.casefeed_group, store, codec, backoff, now)
         screening = await ScreeningFeed.start(settings.bootstrap, settings.casefeed_group,
                                               Screening(store, clock=now, zone=settings.zone), codec, backoff)
         async with KafkaPublisher(settings.bootstrap, client_id="povwatch-casefeed") as dlq:
@@ -273,11 +280,14 @@ async def run_casefeed(settings: Settings, *, idle_timeout: float | None = None,
                 await feed.show_lag()
                 await overdue.tick()
                 screening.check()
+                profiles.check()
                 if not batch and idle_timeout is not None and idle >= idle_timeout:
                     return feed.totals
     except KafkaError as exc:
         raise BrokerUnavailable(f"lost Kafka at {settings.bootstrap}: {exc}") from None
     finally:
+        if profiles is not None:
+            await profiles.stop()
         if screening is not None:
             await screening.stop()
         await consumer.stop()

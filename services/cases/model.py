@@ -227,6 +227,7 @@ class HouseholdProfile(Base):
     """The household as the monitor sees it (profiles.household, materialised by the case feed)."""
 
     __tablename__ = "household_profiles"
+    __table_args__ = (*_sqlite_bounds(household_id=64, village_code=12),)
 
     household_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     village_code: Mapped[str] = mapped_column(String(12), index=True)

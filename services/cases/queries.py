@@ -32,6 +32,7 @@ from services.cases.model import (
     Member,
 )
 from services.cases.overdue import deadlines
+from services.cases.profiles import alert_states, income_of
 from services.cases.views import (
     AlertView,
     AllowedStep,
@@ -45,6 +46,7 @@ from services.cases.views import (
     MemberView,
 )
 from services.cases.workflow import CaseFacts, Role, Step, Workflow, allowed_now
+from services.monitor.thresholds import IncomeLines
 
 __all__ = ["Progress", "progress_of", "facts_of", "comparisons_open", "open_high_alerts", "summaries", "detail_of",
            "alert_view", "load_case", "SEVERITY_RANK"]
@@ -109,14 +111,19 @@ def open_high_alerts(session: Session, household_id: str) -> int:
         CaseAlert.household_id == household_id, CaseAlert.status != "RESOLVED", CaseAlert.severity == "HIGH")) or 0)
 
 
-def facts_of(session: Session, case: Case, household: Household, *, notice_days: int) -> tuple[CaseFacts, Progress]:
+def facts_of(session: Session, case: Case, household: Household, *, notice_days: int,
+             lines: IncomeLines | None = None, on: dt.date | None = None) -> tuple[CaseFacts, Progress]:
+    """The case's facts for a step on day `on` (default: the machine's today); `lines`: the county income lines
+    (default: the plan's 9,000 CNY everywhere) that the household's income is held against (P70)."""
     progress = progress_of(_progress_rows(session, case.id))
     facts = CaseFacts(
         workflow=progress.workflow, step=progress.step, monitoring_status=household.monitoring_status,
         labour_capacity=household.labour_capacity, authorised=progress.authorised, notice_on=progress.notice_on,
         open_high_alerts=open_high_alerts(session, household.household_id),
         comparisons_open=comparisons_open(session, case.id), closed=case.status == "CLOSED",
-        notice_days=notice_days)
+        notice_days=notice_days,
+        income=income_of(session, household, on=on or dt.date.today(), lines=lines or IncomeLines()),
+        alerts=alert_states(session, household.household_id))
     return facts, progress
 
 
@@ -206,7 +213,8 @@ def load_case(session: Session, case_id: int) -> Case | None:
 
 
 def detail_of(session: Session, case: Case, *, role: Role, today: dt.date, notice_days: int,
-              verify_days: int = VERIFY_DAYS, zone: dt.tzinfo = DEFAULT_ZONE) -> CaseDetail:
+              verify_days: int = VERIFY_DAYS, zone: dt.tzinfo = DEFAULT_ZONE,
+              lines: IncomeLines | None = None) -> CaseDetail:
     """The case page for a user of `role` on `today` (the steps allowed now are theirs; the alerts' deadlines
     `verify_days` days from their opening, days in `zone`)."""
     [summary] = summaries(session, [case], today, verify_days=verify_days, zone=zone)
@@ -220,7 +228,7 @@ def detail_of(session: Session, case: Case, *, role: Role, today: dt.date, notic
                                        .order_by(Member.relation != "户主", Member.birth_date)))
         history = list(session.scalars(select(CaseHistory).where(
             CaseHistory.household_id == household.household_id).order_by(CaseHistory.id)))
-        facts, progress = facts_of(session, case, household, notice_days=notice_days)
+        facts, progress = facts_of(session, case, household, notice_days=notice_days, lines=lines, on=today)
         notice_on, authorised = progress.notice_on, progress.authorised
         allowed = tuple(AllowedStep(step.value, why) for step, why in allowed_now(facts, role, today))
     else:

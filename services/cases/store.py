@@ -52,6 +52,8 @@ from services.casefeed.db import Case, CaseStore, Evidence, classify, evidence_e
 from services.cases import overdue, queries
 from services.cases.model import AuditEntry, CaseAlert, CaseHistory, Household, Member, User
 from services.cases.outbox import add_message
+from services.cases.profile_view import ProfileView
+from services.cases.profiles import read_profile_view
 from services.cases.roster import HOUSEHOLD_FIELDS, MEMBER_FIELDS, read_roster
 from services.cases.users import (
     UserView,
@@ -64,6 +66,7 @@ from services.cases.users import (
 )
 from services.cases.views import AlertView, AuditView, CaseDetail, CaseSummary, RosterCounts
 from services.cases.workflow import Request, Role, Step, check, status_after, workflow_of
+from services.monitor.thresholds import IncomeLines
 
 __all__ = ["Cases", "FOCUS_CATEGORIES", "RESOLVER_ROLES", "household_record", "StepRefused", "NotInRegion",
            "NotFound"]
@@ -101,10 +104,12 @@ class Cases:
 
     def __init__(self, store: CaseStore, *, notice_days: int = 5, clock: Clock = _utcnow,
                  zone: dt.tzinfo = DEFAULT_ZONE, pseudonym_key: Callable[[], bytes] | None = None,
-                 codec: Codec | None = None, verify_days: int = queries.VERIFY_DAYS) -> None:
+                 codec: Codec | None = None, verify_days: int = queries.VERIFY_DAYS,
+                 lines: IncomeLines | None = None) -> None:
         self._store = store
         self._notice_days = notice_days
         self._verify_days = verify_days  # an alert not acknowledged within this many days is overdue
+        self._lines = lines or IncomeLines()  # the county income lines NOMINATE_NOTICE holds the income against
         self._clock = clock
         self._zone = zone
         self._pseudonym_key = pseudonym_key
@@ -115,7 +120,8 @@ class Cases:
         """Notice and verification days, time zone and pseudonymisation key (asked for only by import_roster) from
         Settings."""
         return cls(store, notice_days=settings.case_notice_days, zone=settings.zone,
-                   pseudonym_key=settings.checked_key, verify_days=settings.case_verify_days)
+                   pseudonym_key=settings.checked_key, verify_days=settings.case_verify_days,
+                   lines=settings.rules.income_lines)
 
     def close(self) -> None:
         self._store.close()
@@ -263,7 +269,8 @@ class Cases:
             case = self._case(session, me, case_id)
             self._audit(session, me.name, "VIEW_CASE", household_id=self._household_of(case), case_id=case.id)
             return queries.detail_of(session, case, role=Role(me.role), today=self.today(),
-                                     notice_days=self._notice_days, verify_days=self._verify_days, zone=self._zone)
+                                     notice_days=self._notice_days, verify_days=self._verify_days, zone=self._zone,
+                                     lines=self._lines)
 
         try:
             return self._tx(work, "read a case")
@@ -274,6 +281,32 @@ class Cases:
     @staticmethod
     def _household_of(case: Case) -> str | None:
         return case.subject_id if case.subject_kind == "household" else None
+
+    def household_profile(self, user: UserView | str | None, household_id: str, *,
+                          audited: bool = True) -> ProfileView:
+        """The household as the plan sees it (services/cases/profile_view.py): roster, latest facts per domain,
+        income against its county's line, open alerts. A user sees only a household of their region (NotInRegion,
+        logged as REFUSED); None: the command line's operator. Logged as VIEW_HOUSEHOLD unless `audited` is False
+        (the desk's case page, whose view is logged as VIEW_CASE). NotFound for a household the case DB lacks."""
+        def work(session: Session) -> ProfileView:
+            me = self._user(session, user) if user is not None else None
+            view = read_profile_view(session, household_id, today=self.today(), lines=self._lines)
+            if me is not None and not covers(me.region, view.village_code):
+                raise NotInRegion(f"household {household_id} (village {view.village_code}) is outside the region "
+                                  f"{me.region} of {me.role} user {me.name}")
+            if audited:
+                self._audit(session, me.name if me is not None else "povwatch-cli", "VIEW_HOUSEHOLD",
+                            household_id=household_id, case_id=view.case_id)
+            return view
+
+        try:
+            return self._tx(work, "read a household's profile")
+        except NotInRegion as exc:
+            reason = str(exc)
+            name = user if isinstance(user, str) else user.name if user is not None else "povwatch-cli"
+            self._tx(lambda session: self._audit(session, name, "REFUSED", household_id=household_id,
+                                                 detail=reason), "log a refusal")
+            raise
 
     def audit_for_household(self, household_id: str) -> list[AuditView]:
         def work(session: Session) -> list[AuditView]:
@@ -321,7 +354,8 @@ class Cases:
             day = on or today
             if day > today:
                 raise StepRefused(f"case {case_id}: --on {day} is in the future (today is {today})")
-            facts, progress = queries.facts_of(session, case, household, notice_days=self._notice_days)
+            facts, progress = queries.facts_of(session, case, household, notice_days=self._notice_days,
+                                               lines=self._lines, on=day)
             role = Role(me.role)
             refusal = check(facts, Request(wanted, role, day, authorised=authorised, override=override or None))
             if refusal is not None:
@@ -350,7 +384,7 @@ class Cases:
                         + (f"; {note}" if note else ""))
             session.flush()
             return queries.detail_of(session, case, role=role, today=today, notice_days=self._notice_days,
-                                     verify_days=self._verify_days, zone=self._zone)
+                                     verify_days=self._verify_days, zone=self._zone, lines=self._lines)
 
         try:
             return self._tx(work, f"take {wanted} on case {case_id}")
@@ -403,7 +437,7 @@ class Cases:
                         detail=f"{count} alert(s) resolved; {note.strip()}")
             session.flush()
             return queries.detail_of(session, case, role=Role(me.role), today=today, notice_days=self._notice_days,
-                                     verify_days=self._verify_days, zone=self._zone)
+                                     verify_days=self._verify_days, zone=self._zone, lines=self._lines)
 
         try:
             return self._tx(work, f"resolve case {case_id}")

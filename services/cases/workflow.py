@@ -10,16 +10,20 @@ A case with no workflow yet (opened by an alert) may APPLY, or, for a household 
 After LABEL the household is monitored: the case may NOMINATE_NOTICE (start elimination). After ANNOUNCE_LABEL the
 risk is eliminated and the household may APPLY again later (a new round; the history is kept).
 
-Conditions (DOMAIN.md): DATA_COMPARE needs the signed authorisation recorded at APPLY, and every comparison
+Conditions (docs/domain.md): DATA_COMPARE needs the signed authorisation recorded at APPLY, and every comparison
 request of the case answered unless a county user overrides with a reason; TOWNSHIP_VERIFY of inclusion needs
 the public notice to have stood `notice_days` (5) days; NOMINATE_NOTICE is refused for a household without
-labour capacity (it stays monitored) and while the household has an open HIGH alert.
+labour capacity (it stays monitored), while the household has an open HIGH alert, and - what the plan asks of
+risk elimination (P70, services/cases/elimination.py) - while its latest per-capita income is below its county's
+line or it has an open HOUSING_UNSAFE, WATER_UNSAFE or INSURANCE_GAP alert.
 """
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
 from enum import StrEnum
+
+from services.cases.elimination import IncomeStanding, elimination_problem
 
 __all__ = [
     "Workflow",
@@ -106,6 +110,8 @@ class CaseFacts:
     comparisons_open: tuple[str, ...]  # departments asked for this case that have not answered
     closed: bool = False  # a closed case takes no step
     notice_days: int = 5
+    income: IncomeStanding | None = None  # the latest per-capita income against the county's line (P70)
+    alerts: tuple[tuple[str, str], ...] = ()  # (rule, status) of the household's case alerts (P70)
 
 
 @dataclass(frozen=True)
@@ -167,6 +173,9 @@ def _condition(facts: CaseFacts, req: Request) -> str | None:
             return "a household without labour capacity is never labelled risk eliminated: it stays monitored"
         if facts.open_high_alerts:
             return f"the household has {facts.open_high_alerts} open HIGH alert(s); resolve them first"
+        p70 = elimination_problem(facts.income, facts.alerts)
+        if p70:
+            return p70
     if req.override and req.step != Step.DATA_COMPARE:
         return "--override applies to DATA_COMPARE only"
     if req.authorised and req.step != Step.APPLY:

@@ -11,6 +11,8 @@
     POST /cases/{id}/steps/{STEP}   take a step: on (YYYY-MM-DD), note, authorised, override, category (LABEL)
     POST /cases/{id}/alerts/{aid}/acknowledge   an OPEN alert -> ACKNOWLEDGED (any user of the region)
     POST /cases/{id}/resolve        close the case, resolving its alerts (township, county, bureau; a note)
+    GET  /households/{id}           the household as the plan sees it (the case page shows the same block):
+                                    members, latest facts per domain, income against the line, open alerts
     POST /screening/{id}/close      集中排查 "已排查": a screening task of the worklist closed with a note (township,
                                     county, bureau; its period running; the worklist lists the open ones)
     GET  /healthz, /static/desk.css
@@ -41,6 +43,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from schemas.catalog import COMPARISON_DEPARTMENTS
 from schemas.errors import DatabaseUnavailable, NotFound, NotInRegion, PovwatchError, StepRefused
+from services.cases.profile_view import ProfileView
 from services.cases.regions import subject_label
 from services.cases.screening import CLOSER_ROLES, RoleRefused
 from services.cases.users import UserView
@@ -104,6 +107,8 @@ class DeskCases(Protocol):
     def acknowledge_alert(self, user: UserView, alert_id: int) -> AlertView: ...
 
     def resolve_case(self, user: UserView, case_id: int, note: str) -> CaseDetail: ...
+
+    def household_profile(self, user: UserView, household_id: str, *, audited: bool = True) -> ProfileView: ...
 
 
 class DeskScreening(Protocol):
@@ -345,7 +350,7 @@ def create_app(cases: DeskCases, *, secret: str, secure_cookies: bool = True,
         overridable = {a.step for a in detail.allowed if a.step in Step.__members__ and override_possible(
             Step(a.step), role, refused=a.refusal is not None, authorised=detail.authorised, unanswered=unanswered)}
         return page(request, "case.html", session, {"case": detail, "forms": forms, "overridable": overridable,
-                                                    "today": today(),
+                                                    "today": today(), "profile": profile_of(user, detail),
                                                     "message": message, "error": error}, status=status, user=user)
 
     def case_detail(user: UserView, case_id: int) -> CaseDetail:
@@ -353,6 +358,24 @@ def create_app(cases: DeskCases, *, secret: str, secure_cookies: bool = True,
             return cases.case_detail(user, case_id)
         except (NotFound, NotInRegion):  # another region's case looks like no case at all
             raise _Refused(404, _no_case(case_id)) from None
+
+    def profile_of(user: UserView, detail: CaseDetail) -> ProfileView | None:
+        """The household block of a household's case page (its view is the case's, audited as VIEW_CASE)."""
+        if detail.case.subject_kind != "household":
+            return None
+        try:
+            return cases.household_profile(user, detail.case.subject_id, audited=False)
+        except (NotFound, NotInRegion):
+            return None
+
+    @app.get("/households/{household_id}", response_class=HTMLResponse)
+    def household_page(request: Request, household_id: str) -> Response:
+        session, user = logged_in(request)
+        try:  # another region's household looks like no household at all (the refusal is audited)
+            profile = cases.household_profile(user, household_id[:64])
+        except (NotFound, NotInRegion):
+            raise _Refused(404, f"没有户编号为 {household_id[:64]} 的农户, 或该户不在您的辖区内") from None
+        return page(request, "household.html", session, {"profile": profile}, user=user)
 
     @app.get("/cases/{case_id}", response_class=HTMLResponse)
     def case_page(request: Request, case_id: int, done: str | None = None) -> Response:

@@ -45,7 +45,8 @@ def upgrade() -> None:
         sa.Column("income_year", sa.Integer(), nullable=True),
         sa.Column("income_per_capita", sa.Numeric(14, 2), nullable=True),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("household_id", name=op.f("pk_household_profiles")))
+        sa.PrimaryKeyConstraint("household_id", name=op.f("pk_household_profiles")),
+        *_sqlite_bounds("household_profiles", household_id=64, village_code=12))
     op.create_index("ix_household_profiles_village_code", "household_profiles", ["village_code"])
     op.create_table(
         "screening_tasks",
