@@ -89,6 +89,18 @@ def _unmatched(codec: Codec, routes: Routes, stage: str, item: Pending, now: dt.
     return Emit(routes.unmatched, item.event_id.encode(), codec.encode("povwatch.monitor.Unmatched", record))
 
 
+_CHILDREN: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+
+def _counted(metric: Any, *labels: str) -> Any:
+    """`metric.labels(*labels)`, looked up once per label set (prometheus_client's lookup takes a lock)."""
+    key = (id(metric), labels)
+    child = _CHILDREN.get(key)
+    if child is None:
+        child = _CHILDREN[key] = metric.labels(*labels)
+    return child
+
+
 W = TypeVar("W", PersonState, HouseholdState)
 
 
@@ -155,7 +167,7 @@ class PersonStage:
                 self._forwarded.inc()
                 return [self._emit_household(topic, None, address.key, value, None)]
             if address.kind == "village":
-                metrics.FORWARDED.labels(self.name, "village").inc()
+                _counted(metrics.FORWARDED, self.name, "village").inc()
                 record = {"topic": topic, "event": value, "village_code": address.key}
                 return [Emit(self._routes.village_disasters, address.key.encode(),
                              self._codec.encode("povwatch.monitor.VillageEvent", record))]
@@ -274,7 +286,7 @@ class HouseholdStage:
             state.timers = add_timers(state.timers, verdict.timers, verdict.cancel)
         if outcome.fact is not None:
             state.facts.append(outcome.fact)
-            metrics.FACTS_KEPT.labels(self.name, source_topic).inc()
+            _counted(metrics.FACTS_KEPT, self.name, source_topic).inc()
         state.seen[record["event_id"]] = kept
         state.happened(happened)
         out = self._raise(household, state, verdict.drafts, now, {record["event_id"]: source_topic})
@@ -302,7 +314,7 @@ class HouseholdStage:
             out.append(Emit(self._routes.alerts_household, household.household_id.encode(),
                             self._codec.encode("povwatch.alerts.HouseholdAlert",
                                                household_alert_record(draft, now, known))))
-            metrics.ALERTS.labels(draft.rule.value, draft.severity.value).inc()
+            _counted(metrics.ALERTS, draft.rule.value, draft.severity.value).inc()
         state.profiled = True
         return out
 
@@ -314,7 +326,7 @@ class HouseholdStage:
                     "group": rec.group}
             out.append(Emit(self._routes.village_disasters, region.encode(),
                             self._codec.encode("povwatch.monitor.VillageDisaster", body)))
-            metrics.FORWARDED.labels(self.name, "village").inc()
+            _counted(metrics.FORWARDED, self.name, "village").inc()
         return out
 
     def flush(self, now: dt.datetime) -> list[Emit]:
@@ -417,7 +429,7 @@ class VillageStage:
         for draft in drafts:
             out.append(Emit(self._routes.alerts_regional, draft.village_code.encode(),
                             self._codec.encode("povwatch.alerts.RegionalAlert", regional_alert_record(draft, now))))
-            metrics.ALERTS.labels(draft.rule.value, draft.severity.value).inc()
+            _counted(metrics.ALERTS, draft.rule.value, draft.severity.value).inc()
         state.prune(self._rules.history_horizon_days, lambda day: regional_period(day, self._rules))
         self.state[state.village_code] = state
         return out
@@ -442,7 +454,7 @@ class VillageStage:
         fact = fact_of(feed, topic, record)
         if fact is not None:
             state.add_fact(fact)
-            metrics.FACTS_KEPT.labels(self.name, topic).inc()
+            _counted(metrics.FACTS_KEPT, self.name, topic).inc()
         return self._store(state, verdict.drafts, now)
 
     def _today(self, now: dt.datetime) -> dt.date:

@@ -128,12 +128,16 @@ def windowed(region: str, records: Sequence[VillageRecord], new: VillageRecord, 
     lo, hi = reach(new, cfg)
     mine = [r for r in records if r.rule == new.rule and r.group == new.group and lo <= r.disaster_date <= hi]
     before = [r for r in mine if r.event_id != new.event_id]
-    if new.rule == Rule.REGIONAL_DISASTER:
-        now = {d.period: d for d in regional_disaster(region, mine, (), cfg, periods)}
-        was = {d.period: d for d in regional_disaster(region, before, (), cfg, periods)}
-    else:
-        now, was = _drafts(region, new.group, mine, window, periods), _drafts(region, new.group, before, window,
-                                                                             periods)
+
+    def drafts(records: Sequence[VillageRecord], among: Iterable[int]) -> dict[int, RegionalDraft]:
+        if new.rule == Rule.REGIONAL_DISASTER:
+            return {d.period: d for d in regional_disaster(region, records, (), cfg, among)}
+        return _drafts(region, new.group, records, window, among)
+
+    now = drafts(mine, periods)
+    # what the periods that alerted already held before this record (only they can be sent again)
+    fired_before = [p for p, d in now.items() if (p in fired if d.fact is None else d.fact in fired_keys)]
+    was = drafts(before, fired_before) if fired_before else {}
     by_id = {r.event_id: r for r in mine}
 
     def members(draft: RegionalDraft) -> set[str]:

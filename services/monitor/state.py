@@ -151,6 +151,8 @@ class HouseholdState(_Waiting):
         if latest is None:
             return
         cut = horizon(latest, horizon_days)
+        if self.seen and min(self.seen.values()) > cut:
+            return  # every fact, stay and timer comes of an event still seen: nothing has passed the horizon
         self.seen = {eid: day for eid, day in self.seen.items() if day > cut}
         self.stays = [s for s in self.stays if s.admission_date > cut]
         self.facts = _kept(self.facts, cut)
