@@ -22,8 +22,8 @@ from schemas.topics import (
     ALERTS_HOUSEHOLD,
     ALERTS_REGIONAL,
     CASEFEED_DLQ,
-    PROFILES_HOUSEHOLD,
     MONITOR_DLQ,
+    PROFILES_HOUSEHOLD,
     REGISTRY_HOUSEHOLDS,
     REGISTRY_PERSONS,
     TopicSpec,
@@ -120,7 +120,8 @@ EVENT_FEEDS: tuple[Feed, ...] = (
     HOSPITALIZATION,
     DISASTER_LOSS,
     DROPOUT,
-    # Every department's feeds (docs/feeds.md, "Every department's feeds") and the rules of docs/rules.md that judge them.
+    # Every department's feeds (docs/feeds.md, "Every department's feeds") and the rules of docs/rules.md that
+    # judge them.
     _event_feed("cac", "public-opinion", "PublicOpinion", "网络舆情线索", link="village",
                 rules=(Rule.REPORTED_RISK,), domain="报告"),
     _event_feed("education", "student-roll", "StudentRoll", "在校生信息", rules=(Rule.SCHOOL_DROPOUT,),
@@ -163,9 +164,9 @@ EVENT_FEEDS: tuple[Feed, ...] = (
 
 ROSTER = Feed("bureau", "roster", "povwatch.registry.Person", REGISTRY_PERSONS, title="监测对象名单")
 
-# The intake API (docs/feeds.md, "The intake channels"): JSON requests, one IntakeReport each, on events.intake.<channel>,
-# linked to a household (its head's person_key, or the 户编号 alone). Invalid requests are answered 422, never
-# dead-lettered, so "intake" has no dlq topic.
+# The intake API (docs/feeds.md, "The intake channels"): JSON requests, one IntakeReport each, on
+# events.intake.<channel>, linked to a household (its head's person_key, or the 户编号 alone). Invalid requests are
+# answered 422, never dead-lettered, so "intake" has no dlq topic.
 INTAKE = "intake"
 INTAKE_SCHEMA = "povwatch.events.IntakeReport"
 INTAKE_CHANNELS: tuple[Feed, ...] = tuple(

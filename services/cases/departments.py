@@ -1,6 +1,6 @@
 """Who reported an alert's events, in the case workers' words: a Chinese short name per department (and per intake
 channel), the department of an event topic, and the "公安、卫健 印证" line of an alert that several departments
-report (one fact, one alert: /work/shared/RULES.md). Pure: no I/O.
+report (one fact, one alert: docs/rules.md). Pure: no I/O.
 
     department_of_topic("events.health.chronic-disease")        -> "health"   (schemas.catalog; None if unknown)
     source_label("intake", "events.intake.cadre-visit")         -> "基层干部排查"
