@@ -46,6 +46,7 @@ from services.monitor.rules import (
 from services.monitor.stages import (
     HOSPITALIZATION_TOPIC,
     address_of,
+    cluster_records,
     fact_of,
     feed_for,
     household_alert_record,
@@ -53,7 +54,6 @@ from services.monitor.stages import (
     needs_record,
     profile_record,
     regional_alert_record,
-    regional_records,
 )
 from services.monitor.state import HouseholdState, Pending, PersonState, VillageState, add_timers, event_days
 
@@ -360,7 +360,7 @@ class HouseholdStage:
                     drafts += fire(timer, Context("", None, household, state.facts, state.stays, today,
                                                   self._rules)).drafts
                 out += self._raise(household, state, drafts, now, {})
-                records, regions = regional_records(_NO_FEED, {}, household, drafts)
+                records, regions = cluster_records(household, drafts)
                 out += self._regional(records, regions)
                 if drafts:
                     self._profiles[key] = None
@@ -372,13 +372,6 @@ class HouseholdStage:
 
     def pending(self) -> int:
         return sum(len(s.pending) for s in self.state.values())
-
-
-class _NoFeed:
-    rules: tuple[str, ...] = ()
-
-
-_NO_FEED: Any = _NoFeed()  # a timer's alerts have no feed: only the REGIONAL_RISK_CLUSTER records follow
 
 
 class VillageStage:

@@ -47,6 +47,7 @@ __all__ = [
     "household_alert_record",
     "regional_alert_record",
     "regional_records",
+    "cluster_records",
     "profile_record",
     "HOSPITALIZATION_TOPIC",
 ]
@@ -136,11 +137,16 @@ def regional_records(feed: Feed, event: Mapping[str, Any], household: HouseholdC
     if Rule.REGIONAL_RETURNS in feed.rules and event.get("end_date") is not None:
         records.append((township_of(village), VillageRecord(hh, event["event_id"], event["end_date"],
                                                             Rule.REGIONAL_RETURNS.value, event["person_key"])))
-    for draft in drafts:
-        if draft.severity == "HIGH":
-            records.append((village, VillageRecord(hh, draft.alert_id, draft.occurred_at,
-                                                   Rule.REGIONAL_RISK_CLUSTER.value)))
-    return [r for _, r in records], [region for region, _ in records]
+    clusters, regions = cluster_records(household, drafts)
+    return [r for _, r in records] + clusters, [region for region, _ in records] + regions
+
+
+def cluster_records(household: HouseholdContext, drafts: Sequence[AlertDraft]) -> tuple[list[VillageRecord],
+                                                                                        list[str]]:
+    """A REGIONAL_RISK_CLUSTER record (keyed by the alert id, dated by the alert) for each HIGH alert raised."""
+    high = [d for d in drafts if d.severity == "HIGH"]
+    return ([VillageRecord(household.household_id, d.alert_id, d.occurred_at, Rule.REGIONAL_RISK_CLUSTER.value)
+             for d in high], [household.village_code] * len(high))
 
 
 def household_alert_record(draft: AlertDraft, raised_at: dt.datetime,
