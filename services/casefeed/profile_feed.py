@@ -20,26 +20,22 @@ committed) and retries it with backoff, polling with the partitions paused so th
 """
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from prometheus_client import Counter
 
 from schemas.codec import Codec
 from schemas.deadletter import DeadLetter, message_dead_letter
-from schemas.errors import BrokerUnavailable, DatabaseUnavailable, SchemaError
+from schemas.errors import SchemaError
 from schemas.topics import CASEFEED_DLQ, PROFILES_HOUSEHOLD
 from services.backoff import Backoff
 from services.casefeed.db import CaseStore
+from services.casefeed.side_consumer import Message, SideConsumer, SideSpec
 from services.cases.profiles import OUTCOMES, profile_row, record_profiles
-from services.consumer_lag import LagTracker
-from services.kafka_io import KafkaPublisher
 
 __all__ = ["PROFILE_SCHEMA", "STAGE", "DEAD_LETTER", "profiles_group", "ProfileMessage", "ProfileBatch",
            "handle_profiles", "ProfileFeed", "PROFILES"]
@@ -51,8 +47,6 @@ STAGE = "casefeed"
 DEAD_LETTER = "dead_letter"
 PROFILES = Counter("povwatch_casefeed_profiles_total",
                    "profiles.household messages consumed by the case feed, by what they did", ["outcome"])
-POLL_SECONDS = 1.0
-MAX_RECORDS = 500
 _IDENTIFYING = ("household_id", "village_code")
 
 
@@ -60,19 +54,8 @@ def profiles_group(casefeed_group: str) -> str:
     return f"{casefeed_group}.profiles"
 
 
-@dataclass(frozen=True)
-class ProfileMessage:
+class ProfileMessage(Message):
     """One consumed message of profiles.household (value None: a tombstone)."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-
-    @property
-    def where(self) -> str:
-        return f"{self.topic}[{self.partition}]@{self.offset}"
 
 
 @dataclass
@@ -137,142 +120,26 @@ def handle_profiles(store: CaseStore, messages: Sequence[ProfileMessage], codec:
     return batch
 
 
-class ProfileFeed:
-    """The profile consumer as an asyncio task beside the alert consumer (see the module docstring)."""
+class ProfileFeed(SideConsumer[CaseStore, ProfileMessage, ProfileBatch]):
+    """The profile consumer as an asyncio task beside the alert consumer (see the module docstring; the loop, the
+    outage backoff, the dead letters and the commit are services/casefeed/side_consumer.py's)."""
 
-    def __init__(self, consumer: AIOKafkaConsumer, dlq: KafkaPublisher, store: CaseStore, codec: Codec,
-                 group: str, backoff: Backoff, clock: Callable[[], dt.datetime]) -> None:
-        self._consumer = consumer
-        self._dlq = dlq
-        self._store = store
-        self._codec = codec
-        self._group = group
-        self._backoff = backoff
-        self._clock = clock
-        self._stop = asyncio.Event()
-        self._lag = LagTracker(group)
-        self._task: asyncio.Task[None] | None = None
-        self.consumed = 0
-        self.stored = 0  # stored or replaced
-        self.dead_letters = 0
+    stored = 0  # stored or replaced
 
     @classmethod
     async def start(cls, bootstrap: str, casefeed_group: str, store: CaseStore, codec: Codec, backoff: Backoff,
                     clock: Callable[[], dt.datetime]) -> ProfileFeed:
-        for outcome in (*OUTCOMES, DEAD_LETTER):
-            PROFILES.labels(outcome)  # every series from the start, so rate() sees the first profile
-        group = profiles_group(casefeed_group)
-        consumer = AIOKafkaConsumer(PROFILES_HOUSEHOLD, bootstrap_servers=bootstrap, group_id=group,
-                                    enable_auto_commit=False, auto_offset_reset="earliest", request_timeout_ms=15_000)
-        try:
-            await consumer.start()
-        except (KafkaError, OSError) as exc:
-            await consumer.stop()
-            raise BrokerUnavailable(f"cannot reach Kafka at {bootstrap}: {exc}") from None
-        dlq = KafkaPublisher(bootstrap, client_id="povwatch-casefeed-profiles")
-        try:
-            await dlq.__aenter__()
-        except BaseException:
-            await consumer.stop()
-            raise
-        feed = cls(consumer, dlq, store, codec, group, backoff, clock)
-        feed._task = asyncio.create_task(feed._run(), name="profile-feed")
-        return feed
+        return await cls.launch(_SPEC, bootstrap, profiles_group(casefeed_group), store, codec, backoff, clock)
 
-    def check(self) -> None:
-        """Raise what stopped the consumer, if it stopped (the case feed then stops too)."""
-        if self._task is not None and self._task.done() and not self._task.cancelled():
-            error = self._task.exception()
-            if error is not None:
-                raise error
-
-    async def stop(self) -> None:
-        """Finish the batch in hand (written and committed, unless the DB is away), then leave the group."""
-        self._stop.set()
-        try:
-            if self._task is not None:
-                await self._task
-        except Exception as exc:  # noqa: BLE001 - check() raised it while running; here it is only logged
-            log.error("profile consumer stopped: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-        finally:
-            try:
-                await self._dlq.__aexit__(None, None, None)
-            except Exception as exc:  # noqa: BLE001 - the broker went away at the end: nothing is held
-                log.warning("profile dead letters not flushed at stop: %s", exc)
-            await self._consumer.stop()
-            log.info("profiles: %d message(s) consumed, %d profile(s) stored, %d dead letter(s)", self.consumed,
-                     self.stored, self.dead_letters)
-
-    async def _run(self) -> None:
-        try:
-            while not self._stop.is_set():
-                batch = await self._consumer.getmany(timeout_ms=int(POLL_SECONDS * 1000), max_records=MAX_RECORDS)
-                messages = [ProfileMessage(tp.topic, tp.partition, m.offset, m.key, m.value)
-                            for tp, ms in batch.items() for m in ms]
-                if messages and not await self._process(messages):
-                    return  # stopped during a DB outage: the batch is read again next time
-                await self._show_lag()
-        except KafkaError as exc:
-            raise BrokerUnavailable(f"profile consumer lost Kafka: {exc}") from None
-
-    async def _process(self, messages: list[ProfileMessage]) -> bool:
-        attempt = 0
-        while True:
-            try:
-                done = await asyncio.to_thread(handle_profiles, self._store, messages, self._codec, self._clock())
-                break
-            except DatabaseUnavailable as exc:
-                attempt += 1
-                delay = self._backoff.delay(attempt)
-                log.warning("case database unavailable (attempt %d), holding %d profile(s) uncommitted, retrying in "
-                            "%.1f s: %s", attempt, len(messages), delay, exc)
-                if not await self._wait_polling(delay):
-                    return False
-        if attempt:
-            log.info("case database available again after %d failed attempt(s)", attempt)
-        for letter in done.letters:
-            await self._dlq.send(CASEFEED_DLQ, letter.key, letter.encode(self._codec))
-        await self._dlq.flush()  # the dead letters are on the broker before their offsets are committed
-        for outcome in done.outcomes:
-            PROFILES.labels(outcome).inc()
-        self.consumed += len(messages)
+    def _tally(self, done: ProfileBatch) -> None:
         self.stored += sum(o in ("stored", "replaced") for o in done.outcomes)
-        self.dead_letters += len(done.letters)
-        try:
-            await self._consumer.commit()
-        except (CommitFailedError, IllegalStateError) as exc:
-            log.warning("profile offsets not committed (%s); the profiles will be redelivered and recognised",
-                        str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-        return True
 
-    async def _wait_polling(self, seconds: float) -> bool:
-        """Wait with every partition paused, polling so the consumer stays in its group; False if stopped."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + seconds
-        self._consumer.pause(*self._consumer.assignment())
-        try:
-            while (left := deadline - loop.time()) > 0:
-                if self._stop.is_set():
-                    return False
-                returned = await self._consumer.getmany(timeout_ms=int(min(left, POLL_SECONDS) * 1000))
-                for tp, records in returned.items():
-                    if records:
-                        self._consumer.seek(tp, records[0].offset)
-                self._consumer.pause(*self._consumer.assignment())
-        finally:
-            self._consumer.resume(*self._consumer.paused())
-        return not self._stop.is_set()
+    def _summary(self) -> None:
+        log.info("profiles: %d message(s) consumed, %d profile(s) stored, %d dead letter(s)", self.consumed,
+                 self.stored, self.dead_letters)
 
-    async def _show_lag(self) -> None:
-        assigned = self._consumer.assignment()
-        ends: dict[tuple[str, int], int] = {}
-        done: dict[tuple[str, int], int] = {}
-        try:
-            for tp in assigned:
-                high = self._consumer.highwater(tp)
-                if high is not None:
-                    ends[(tp.topic, tp.partition)] = high
-                done[(tp.topic, tp.partition)] = await self._consumer.position(tp)
-        except (KafkaError, IllegalStateError):
-            return
-        self._lag.update(ends, done, [(tp.topic, tp.partition) for tp in assigned])
+
+_SPEC: SideSpec[CaseStore, ProfileMessage, ProfileBatch] = SideSpec(
+    topics=(PROFILES_HOUSEHOLD,), task_name="profile-feed", message=ProfileMessage, handler=handle_profiles,
+    counter=PROFILES, outcomes=(*OUTCOMES, DEAD_LETTER), log=log, label="profile", unit="profile(s)",
+    redelivered="profiles", client_id="povwatch-casefeed-profiles")

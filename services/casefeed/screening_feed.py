@@ -22,24 +22,22 @@ refused again on every retry.
 """
 from __future__ import annotations
 
-import asyncio
+import datetime as dt
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from prometheus_client import Counter
 
 from schemas.catalog import INTAKE, INTAKE_SCHEMA
 from schemas.codec import Codec
-from schemas.errors import BrokerUnavailable, DatabaseUnavailable, DecodeError, SchemaError
+from schemas.deadletter import DeadLetter
+from schemas.errors import DecodeError, SchemaError
 from schemas.topics import event_topic
 from services.backoff import Backoff
+from services.casefeed.side_consumer import Message, SideConsumer, SideSpec
 from services.cases.screening import VisitDecision, VisitOutcome
 from services.cases.screening_store import Screening, VisitReport
-from services.consumer_lag import LagTracker
 
 __all__ = ["CADRE_VISIT_TOPIC", "screening_group", "VisitBatch", "handle_visits", "ScreeningFeed", "VISITS",
            "TASKS_CLOSED"]
@@ -51,8 +49,6 @@ VISITS = Counter("povwatch_screening_visits_total",
                  "Cadre-visit reports consumed by the case feed's screening consumer, by what they did", ["outcome"])
 TASKS_CLOSED = Counter("povwatch_screening_tasks_closed_total", "Screening tasks closed by cadre-visit reports")
 REFUSED = "refused"  # a report the case DB refused with a data error (an outcome label beside VisitOutcome's)
-POLL_SECONDS = 1.0
-MAX_RECORDS = 500
 
 
 def screening_group(casefeed_group: str) -> str:
@@ -65,6 +61,11 @@ class VisitBatch:
 
     outcomes: list[str] = field(default_factory=list)
     tasks_closed: int = 0
+
+    @property
+    def letters(self) -> Sequence[DeadLetter]:
+        """None: a report the feed cannot use is logged and skipped, never dead-lettered."""
+        return ()
 
 
 def _decode(codec: Codec, value: bytes) -> VisitReport:
@@ -108,126 +109,30 @@ def handle_visits(screening: Screening, values: Sequence[bytes], codec: Codec,
     return batch
 
 
-class ScreeningFeed:
-    """The cadre-visit consumer as an asyncio task beside the alert consumer (see the module docstring)."""
+def _handle(screening: Screening, messages: Sequence[Message], codec: Codec, now: dt.datetime) -> VisitBatch:
+    return handle_visits(screening, [m.value or b"" for m in messages], codec, [m.where for m in messages])
 
-    def __init__(self, consumer: AIOKafkaConsumer, screening: Screening, codec: Codec, group: str,
-                 backoff: Backoff) -> None:
-        self._consumer = consumer
-        self._screening = screening
-        self._codec = codec
-        self._group = group
-        self._backoff = backoff
-        self._stop = asyncio.Event()
-        self._lag = LagTracker(group)
-        self._task: asyncio.Task[None] | None = None
-        self.consumed = 0
-        self.closed = 0
+
+_SPEC: SideSpec[Screening, Message, VisitBatch] = SideSpec(
+    topics=(CADRE_VISIT_TOPIC,), task_name="screening-feed", message=Message, handler=_handle, counter=VISITS,
+    outcomes=(*(o.value for o in VisitOutcome), REFUSED), log=log, label="screening", unit="cadre-visit report(s)",
+    redelivered="reports")
+
+
+class ScreeningFeed(SideConsumer[Screening, Message, VisitBatch]):
+    """The cadre-visit consumer as an asyncio task beside the alert consumer (see the module docstring; the loop,
+    the outage backoff and the commit are services/casefeed/side_consumer.py's)."""
+
+    closed = 0  # screening tasks closed
 
     @classmethod
     async def start(cls, bootstrap: str, casefeed_group: str, screening: Screening, codec: Codec,
                     backoff: Backoff) -> ScreeningFeed:
-        for outcome in (*(o.value for o in VisitOutcome), REFUSED):
-            VISITS.labels(outcome)  # every series from the start, so rate() sees the first report
-        group = screening_group(casefeed_group)
-        consumer = AIOKafkaConsumer(CADRE_VISIT_TOPIC, bootstrap_servers=bootstrap, group_id=group,
-                                    enable_auto_commit=False, auto_offset_reset="earliest", request_timeout_ms=15_000)
-        try:
-            await consumer.start()
-        except (KafkaError, OSError) as exc:
-            await consumer.stop()
-            raise BrokerUnavailable(f"cannot reach Kafka at {bootstrap}: {exc}") from None
-        feed = cls(consumer, screening, codec, group, backoff)
-        feed._task = asyncio.create_task(feed._run(), name="screening-feed")
-        return feed
+        return await cls.launch(_SPEC, bootstrap, screening_group(casefeed_group), screening, codec, backoff)
 
-    def check(self) -> None:
-        """Raise what stopped the consumer, if it stopped (the case feed then stops too)."""
-        if self._task is not None and self._task.done() and not self._task.cancelled():
-            error = self._task.exception()
-            if error is not None:
-                raise error
-
-    async def stop(self) -> None:
-        """Finish the batch in hand (written and committed, unless the DB is away), then leave the group."""
-        self._stop.set()
-        try:
-            if self._task is not None:
-                await self._task
-        except Exception as exc:  # noqa: BLE001 - check() raised it while running; here it is only logged
-            log.error("screening consumer stopped: %s", str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-        finally:
-            await self._consumer.stop()
-            log.info("screening: %d cadre-visit report(s) consumed, %d task(s) closed", self.consumed, self.closed)
-
-    async def _run(self) -> None:
-        try:
-            while not self._stop.is_set():
-                batch = await self._consumer.getmany(timeout_ms=int(POLL_SECONDS * 1000), max_records=MAX_RECORDS)
-                records = [(tp, m) for tp, ms in batch.items() for m in ms]
-                if records and not await self._process(records):
-                    return  # stopped during a DB outage: the batch is read again next time
-                await self._show_lag()
-        except KafkaError as exc:
-            raise BrokerUnavailable(f"screening consumer lost Kafka: {exc}") from None
-
-    async def _process(self, records: list[tuple[TopicPartition, Any]]) -> bool:
-        values = [m.value or b"" for _, m in records]
-        where = [f"{tp.topic}[{tp.partition}]@{m.offset}" for tp, m in records]
-        attempt = 0
-        while True:
-            try:
-                done = await asyncio.to_thread(handle_visits, self._screening, values, self._codec, where)
-                break
-            except DatabaseUnavailable as exc:
-                attempt += 1
-                delay = self._backoff.delay(attempt)
-                log.warning("case database unavailable (attempt %d), holding %d cadre-visit report(s) uncommitted, "
-                            "retrying in %.1f s: %s", attempt, len(values), delay, exc)
-                if not await self._wait_polling(delay):
-                    return False
-        if attempt:
-            log.info("case database available again after %d failed attempt(s)", attempt)
-        for outcome in done.outcomes:
-            VISITS.labels(outcome).inc()
+    def _tally(self, done: VisitBatch) -> None:
         TASKS_CLOSED.inc(done.tasks_closed)
-        self.consumed += len(values)
         self.closed += done.tasks_closed
-        try:
-            await self._consumer.commit()
-        except (CommitFailedError, IllegalStateError) as exc:
-            log.warning("screening offsets not committed (%s); the reports will be redelivered and recognised",
-                        str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
-        return True
 
-    async def _wait_polling(self, seconds: float) -> bool:
-        """Wait with every partition paused, polling so the consumer stays in its group; False if stopped."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + seconds
-        self._consumer.pause(*self._consumer.assignment())
-        try:
-            while (left := deadline - loop.time()) > 0:
-                if self._stop.is_set():
-                    return False
-                returned = await self._consumer.getmany(timeout_ms=int(min(left, POLL_SECONDS) * 1000))
-                for tp, records in returned.items():
-                    if records:
-                        self._consumer.seek(tp, records[0].offset)
-                self._consumer.pause(*self._consumer.assignment())
-        finally:
-            self._consumer.resume(*self._consumer.paused())
-        return not self._stop.is_set()
-
-    async def _show_lag(self) -> None:
-        assigned = self._consumer.assignment()
-        ends: dict[tuple[str, int], int] = {}
-        done: dict[tuple[str, int], int] = {}
-        try:
-            for tp in assigned:
-                high = self._consumer.highwater(tp)
-                if high is not None:
-                    ends[(tp.topic, tp.partition)] = high
-                done[(tp.topic, tp.partition)] = await self._consumer.position(tp)
-        except (KafkaError, IllegalStateError):
-            return
-        self._lag.update(ends, done, [(tp.topic, tp.partition) for tp in assigned])
+    def _summary(self) -> None:
+        log.info("screening: %d cadre-visit report(s) consumed, %d task(s) closed", self.consumed, self.closed)
