@@ -55,7 +55,7 @@ from services.monitor.stages import (
     profile_record,
     regional_alert_record,
 )
-from services.monitor.state import HouseholdState, Pending, PersonState, VillageState, add_timers, event_days
+from services.monitor.state import HouseholdState, Pending, PersonState, VillageState, add_timers, kept_until
 
 PREFECTURE_ZONE = zoneinfo.ZoneInfo("Asia/Shanghai")
 
@@ -267,7 +267,7 @@ class HouseholdStage:
             metrics.EVENTS_DUPLICATE.inc()
             return []
         ingested = record["ingested_at"].date() if record.get("ingested_at") else None  # as facts keep it (UTC)
-        happened, kept = event_days(source_topic, record["occurred_at"], ingested)
+        kept = kept_until(source_topic, record["occurred_at"], ingested)
         if state.too_late(kept, self._rules.history_horizon_days):
             metrics.EVENTS_TOO_LATE.labels(self.name).inc()  # its history is gone: judging it could repeat alerts
             return []
@@ -288,7 +288,7 @@ class HouseholdStage:
             state.facts.append(outcome.fact)
             _counted(metrics.FACTS_KEPT, self.name, source_topic).inc()
         state.seen[record["event_id"]] = kept
-        state.happened(happened)
+        state.happened(record["occurred_at"])
         out = self._raise(household, state, verdict.drafts, now, {record["event_id"]: source_topic})
         out += self._regional(outcome.village_records, outcome.regions)
         if state.profiled and (verdict.drafts or outcome.fact is not None or verdict.stays is not None):
@@ -438,7 +438,7 @@ class VillageStage:
             metrics.EVENTS_DUPLICATE.inc()
             return []
         ingested = record["ingested_at"].date() if record.get("ingested_at") else None  # as facts keep it (UTC)
-        if state.too_late(event_days(topic, record["occurred_at"], ingested)[1], self._rules.history_horizon_days):
+        if state.too_late(kept_until(topic, record["occurred_at"], ingested), self._rules.history_horizon_days):
             metrics.EVENTS_TOO_LATE.labels(self.name).inc()
             return []
         verdict = village_row(feed.rules, village, record, state.facts, self._today(now), self._rules)

@@ -34,7 +34,8 @@ __all__ = [
     "HOUSEHOLD_STATE",
     "VILLAGE_STATE",
     "horizon",
-    "horizon_day",
+    "kept_until",
+    "fact_kept_until",
 ]
 
 
@@ -42,33 +43,27 @@ _YEARLY = frozenset(feed.topic for feed in monitored_feeds() if feed.yearly)
 _WINDOWED = frozenset({event_topic("medical-security", "hospitalization")})  # judged with earlier ones by date
 
 
-def event_days(topic: str, occurred: dt.date, ingested: dt.date | None) -> tuple[dt.date, dt.date]:
-    """(the day an event counts as happening, the day it is kept until) for the history horizon.
+def kept_until(topic: str, occurred: dt.date, ingested: dt.date | None) -> dt.date:
+    """The day the history horizon counts an event by (it is too late, or forgotten, once the horizon passes it).
 
-    An event happens when it happened or when it was reported, whichever is later: a chronic-disease row
-    reports today a diagnosis of years ago, and must not be refused as too late for that. A hospitalisation
-    keeps its admission date (the medical window counts stays by it). A yearly row (a 年度, dated 1 January) is
-    kept to the end of the following year, so last year's and the year before's income stay for the comparison
-    however recent the other feeds are."""
-    happened = max(occurred, ingested) if ingested is not None and topic not in _WINDOWED else occurred
-    if topic in _YEARLY:
-        return happened, max(happened, dt.date(occurred.year + 1, 12, 31))
-    return happened, happened
+    The horizon runs `history_horizon_days` behind the latest date of the household's (or region's) events. An
+    event counts by its date or the day it was reported, whichever is later: a chronic-disease row reports today
+    a diagnosis of years ago, and must not be refused as too late for that. A hospitalisation counts by its
+    admission (the medical window counts stays by it). A yearly row (a 年度, dated 1 January) counts to the end of
+    the following year, so last year's and the year before's income stay for the comparison however recent the
+    other feeds are."""
+    day = max(occurred, ingested) if ingested is not None and topic not in _WINDOWED else occurred
+    return max(day, dt.date(occurred.year + 1, 12, 31)) if topic in _YEARLY else day
 
 
-def fact_days(f: Fact) -> tuple[dt.date, dt.date]:
-    """event_days of a kept fact (its ingested_on value, when it has one)."""
+def fact_kept_until(f: Fact) -> dt.date:
+    """kept_until of a kept fact (by its ingested_on value, when it has one)."""
     ingested = f.values.get("ingested_on")
-    return event_days(f.topic, f.day, dt.date.fromisoformat(ingested) if ingested else None)
-
-
-def horizon_day(topic: str, day: dt.date) -> dt.date:
-    """The day an event of `topic` dated `day` (and reported then) is kept until."""
-    return event_days(topic, day, None)[1]
+    return kept_until(f.topic, f.day, dt.date.fromisoformat(ingested) if ingested else None)
 
 
 def _kept(facts: list[Fact], cut: dt.date) -> list[Fact]:
-    return [f for f in facts if fact_days(f)[1] > cut]
+    return [f for f in facts if fact_kept_until(f) > cut]
 
 
 def _timers_kept(timers: list[Timer], cut: dt.date) -> list[Timer]:
@@ -124,15 +119,15 @@ class PersonState(_Waiting):
 
 @dataclass
 class HouseholdState(_Waiting):
-    seen: dict[str, dt.date] = field(default_factory=dict)  # event_id -> the day it is kept until (event_days)
+    seen: dict[str, dt.date] = field(default_factory=dict)  # event_id -> the day it is kept until (kept_until)
     stays: list[MedicalStay] = field(default_factory=list)
     facts: list[Fact] = field(default_factory=list)
     timers: list[Timer] = field(default_factory=list)
     profiled: bool = False  # it has had an alert: its profile is published
-    latest: dt.date | None = None  # the latest day an event of the household happened (event_days); the horizon
+    latest: dt.date | None = None  # the latest date of the household's events: the horizon runs behind it
 
     def happened(self, day: dt.date) -> None:
-        """An event of the household happened (or was reported) on `day`."""
+        """An event of the household is dated `day` (its occurred_at)."""
         self.latest = day if self.latest is None or day > self.latest else self.latest
 
     def _latest(self) -> dt.date | None:
@@ -277,9 +272,8 @@ class _VillageIndex:
 
     def add_fact(self, f: Fact) -> None:
         self.fact_ids.add(f.event_id)
-        happened, kept = fact_days(f)
-        self.latest = happened if self.latest is None or happened > self.latest else self.latest
-        self.oldest = min(self.oldest, kept)
+        self.latest = f.day if self.latest is None or f.day > self.latest else self.latest
+        self.oldest = min(self.oldest, fact_kept_until(f))
 
 
 def horizon(latest: dt.date, days: int) -> dt.date:
