@@ -7,10 +7,12 @@ Topology (docs/architecture.md, "Processing guarantees"), one consumer group per
         ─► <app id>.household-events (key household_id, HouseholdEvent)
         ─► <app id>.village-disasters (key village code, VillageEvent: village-level events naming no one)
     household stage (group <app id>.household)
-        registry.households ─► households table; joined events ─► rules ─► alerts.household
-        ─► <app id>.village-disasters (key village code, VillageDisaster)
+        registry.households ─► households table; joined events ─► rules (and timers) ─► alerts.household
+        ─► profiles.household (key household_id, once per batch, households that had an alert)
+        ─► <app id>.village-disasters (key region code, VillageDisaster: what the regional rules count)
     village stage (group <app id>.village)
-        village records ─► windowed distinct households ─► alerts.regional; village events ─► facts
+        regional records ─► windowed distinct households ─► alerts.regional; village-level events ─► their
+        rules (and timers), facts
 
 Each stage keeps its partition-local state in a compacted changelog (`<app id>.<stage>-state`); events that
 wait longer than the grace period for their person or household are listed in `<app id>.unmatched`.
