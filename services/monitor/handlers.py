@@ -32,7 +32,7 @@ from schemas.errors import DecodeError
 from schemas.topics import PROFILES_HOUSEHOLD
 from services.monitor import metrics
 from services.monitor.household_rules import fire
-from services.monitor.regional_rules import fire_village, reach, village_row, windowed
+from services.monitor.regional_rules import beyond_list, fills, fire_village, reach, village_row, windowed
 from services.monitor.rules import (
     AlertDraft,
     Context,
@@ -407,6 +407,10 @@ class VillageStage:
             return []
         record = VillageRecord(rec["household_id"], rec["event_id"], rec["disaster_date"], rec["rule"],
                                rec["person_key"], rec["group"])
+        if beyond_list(record, state.fired_keys, self._rules,
+                       lambda first, last: bool(state.records_of(record.rule, record.group, first, last))):
+            metrics.REGIONAL_BEYOND_LIST.labels(record.rule).inc()
+            return []
         state.add_record(record)
         drafts = windowed(region, state.records_of(record.rule, record.group, *reach(record, self._rules)), record,
                           state.fired, state.fired_keys, self._rules)
@@ -415,6 +419,9 @@ class VillageStage:
                 state.fired.add(draft.period)
             else:
                 state.fired_keys.add(draft.fact)
+            full = fills(draft, self._rules)
+            if full is not None:
+                state.fired_keys.add(full)
         return self._store(state, drafts, now)
 
     def _store(self, state: VillageState, drafts: Sequence[RegionalDraft], now: dt.datetime) -> list[Emit]:

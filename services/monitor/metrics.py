@@ -74,3 +74,6 @@ def initialise(event_topics: list[str], registry_topics: list[str]) -> None:
     REGISTRY_READY.set(0)
 TIMERS_FIRED = Counter("povwatch_monitor_timers_fired_total",
                        "Timers that came due and were judged (JOB_LOSS, WATER_UNSAFE, REGIONAL_WATER)", ["rule"])
+REGIONAL_BEYOND_LIST = Counter("povwatch_monitor_regional_beyond_list_total",
+                               "Regional records neither kept nor counted: every period they fall in alerted with "
+                               "the most households an alert lists (POVWATCH_RULES__REGIONAL_LIST_MAX)", ["rule"])

@@ -31,8 +31,8 @@ from services.monitor.rules import (
     regional_disaster,
 )
 
-__all__ = ["Window", "window_of", "windowed", "reach", "fired_key", "village_row", "fire_village", "township_of",
-           "COUNTED_RULES"]
+__all__ = ["Window", "window_of", "windowed", "reach", "beyond_list", "fills", "fired_key", "village_row",
+           "fire_village", "township_of", "COUNTED_RULES"]
 
 
 def township_of(village_code: str) -> str:
@@ -101,6 +101,45 @@ def _days(rule: str, cfg: RuleConfig) -> int:
     return cfg.regional_window_days if rule == Rule.REGIONAL_DISASTER else window_of(rule, cfg).days
 
 
+def _periods(new: VillageRecord, cfg: RuleConfig) -> range:
+    days = _days(new.rule, cfg)
+    return range((new.disaster_date - dt.timedelta(days=days)).toordinal() // (days + 1),
+                 new.disaster_date.toordinal() // (days + 1) + 1)
+
+
+def full_key(rule: str, group: str, period: int, days: int) -> str:
+    """The mark of a period whose alert lists `regional_list_max` households already (it is sent no more)."""
+    return "full|" + fired_key(rule, group, dt.date.fromordinal(max(1, period * (days + 1))))
+
+
+def beyond_list(new: VillageRecord, fired_keys: Collection[str], cfg: RuleConfig,
+                has_start: Callable[[dt.date, dt.date], bool]) -> bool:
+    """Whether every period `new` can count in has alerted with the most households an alert lists: the record
+    can then change no alert, and is neither kept nor counted (state and work stay bounded however dense). An
+    earlier period it can reach counts only if a window starts in it (`has_start(first day, last day)`: a record
+    of the same rule and group is dated in it)."""
+    days = _days(new.rule, cfg)
+    own = new.disaster_date.toordinal() // (days + 1)
+    for period in _periods(new, cfg):
+        if full_key(new.rule, new.group, period, days) in fired_keys:
+            continue
+        first = dt.date.fromordinal(max(1, period * (days + 1)))
+        if period == own or has_start(first, first + dt.timedelta(days=days)):
+            return False
+    return True
+
+
+def fills(draft: RegionalDraft, cfg: RuleConfig) -> str | None:
+    """The full mark to keep once an alert sent lists `regional_list_max` households or more."""
+    if len(draft.household_ids) < cfg.regional_list_max:
+        return None
+    return full_key(draft.rule.value, _group_of(draft), draft.period, _days(draft.rule.value, cfg))
+
+
+def _group_of(draft: RegionalDraft) -> str:
+    return draft.fact.split("|")[1] if draft.fact else ""
+
+
 def reach(new: VillageRecord, cfg: RuleConfig) -> tuple[dt.date, dt.date]:
     """The dates of the records that can share a period's evidence with `new` (what `windowed` looks at)."""
     days = _days(new.rule, cfg)
@@ -122,9 +161,7 @@ def windowed(region: str, records: Sequence[VillageRecord], new: VillageRecord, 
     else:
         window = window_of(new.rule, cfg)
         days = window.days
-    span = dt.timedelta(days=days)
-    periods = range((new.disaster_date - span).toordinal() // (days + 1),
-                    new.disaster_date.toordinal() // (days + 1) + 1)
+    periods = _periods(new, cfg)
     lo, hi = reach(new, cfg)
     mine = [r for r in records if r.rule == new.rule and r.group == new.group and lo <= r.disaster_date <= hi]
     before = [r for r in mine if r.event_id != new.event_id]
@@ -148,6 +185,8 @@ def windowed(region: str, records: Sequence[VillageRecord], new: VillageRecord, 
     out = []
     for period, draft in sorted(now.items()):
         done = period in fired if draft.fact is None else draft.fact in fired_keys
+        if full_key(new.rule, new.group, period, days) in fired_keys:
+            continue  # it listed the most households an alert lists: sent no more
         if not done or (period in was and members(draft) > members(was[period])):
             out.append(draft)
     return out

@@ -42,7 +42,7 @@ __all__ = [
 Scope = Literal["household", "regional"]
 
 # Thresholds that no single rule uses: how long the monitor keeps state (every window must fit in it).
-GENERAL_THRESHOLDS: tuple[str, ...] = ("history_horizon_days",)
+GENERAL_THRESHOLDS: tuple[str, ...] = ("history_horizon_days", "regional_list_max")
 
 
 @dataclass(frozen=True)

@@ -92,6 +92,9 @@ class RuleConfig(BaseModel):
     cluster_window_days: int = Field(30, ge=0)
     # COLLECTIVE_INCOME_DROP
     collective_drop_share: Decimal = Field(Decimal("0.7"), gt=0, le=1)
+    # a regional alert is sent again as households join it, until it lists this many: beyond, its period takes
+    # no more records (the state and the work of a very dense cluster stay bounded)
+    regional_list_max: int = Field(50, ge=5)
     # state kept per household and region, by event date
     history_horizon_days: int = Field(730, gt=0)
 

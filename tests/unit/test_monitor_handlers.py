@@ -692,3 +692,19 @@ def test_tracked_dict_records_the_keys_changed_since_the_last_take() -> None:
     assert d == {} and d.take_dirty() == {"a", "b"}
     _ = d.get("x"), "x" in d  # reads change nothing
     assert d.take_dirty() == set()
+
+
+def test_a_dense_cluster_is_listed_up_to_the_most_an_alert_lists_and_its_state_stays_bounded() -> None:
+    stage = village_stage()
+    before = sample("povwatch_monitor_regional_beyond_list_total", rule="REGIONAL_DISASTER")
+    emissions = []
+    for h in range(400):  # 400 households' disasters on two days of one period
+        emissions += regional_alerts(stage.event(ROUTES.village_disasters,
+                                                 village_msg(f"H{h:03d}", f"d-{h}", DAY + dt.timedelta(days=h % 2)),
+                                                 NOW))
+    listed = [len(a["household_ids"]) for a in emissions]
+    assert len({a["alert_id"] for a in emissions}) == 1
+    assert listed == list(range(CFG.regional_min_households, CFG.regional_list_max + 1))  # sent as households join
+    state = stage.state[VILLAGE]
+    assert len(state.records) == CFG.regional_list_max  # the records beyond the list are neither kept nor counted
+    assert sample("povwatch_monitor_regional_beyond_list_total", rule="REGIONAL_DISASTER") - before == 400 - 50
