@@ -12,8 +12,10 @@ import urllib.error
 import urllib.request
 
 from schemas import catalog
-from schemas.topics import ALERTS_HOUSEHOLD, ALERTS_REGIONAL
+from schemas.topics import ALERTS_HOUSEHOLD, ALERTS_REGIONAL, PROFILES_HOUSEHOLD, event_topic
 from services import kafka_io
+from services.casefeed.profile_feed import profiles_group
+from services.casefeed.screening_feed import screening_group
 from services.monitor.topics import MonitorTopics
 from services.settings import Settings
 from services.status import (
@@ -37,7 +39,10 @@ def _groups(settings: Settings) -> list[tuple[str, str, tuple[str, ...]]]:
     return [("monitor", t.person_group, tuple(f.topic for f in catalog.monitored_feeds())),
             ("monitor household stage", t.household_group, (t.household_events,)),
             ("monitor village stage", t.village_group, (t.village_disasters,)),
-            ("casefeed", settings.casefeed_group, (ALERTS_HOUSEHOLD, ALERTS_REGIONAL))]
+            ("casefeed", settings.casefeed_group, (ALERTS_HOUSEHOLD, ALERTS_REGIONAL)),
+            ("casefeed profiles", profiles_group(settings.casefeed_group), (PROFILES_HOUSEHOLD,)),
+            ("casefeed screening", screening_group(settings.casefeed_group),
+             (event_topic(catalog.INTAKE, "cadre-visit"),))]
 
 
 async def _kafka(settings: Settings) -> tuple[int, dict[str, tuple[tuple[int, int], ...]], tuple[str, ...],

@@ -134,7 +134,11 @@ def test_status_json_gives_exact_lag(setup: Setup) -> None:
     assert topics[HOSP]["partitions"] == 3
     assert topics[HOSP]["end_offsets"] == [setup.offsets[(HOSP, p)][1] for p in range(3)]
 
-    monitor, household_stage, village_stage, casefeed = data["groups"]
+    monitor, household_stage, village_stage, casefeed, profiles, screening = data["groups"]
+    # the case feed's side consumers, never started here: known by name and role, nothing committed
+    assert [(g["role"], g["group"]) for g in (profiles, screening)] == [
+        ("casefeed profiles", f"{setup.casefeed_group}.profiles"),
+        ("casefeed screening", f"{setup.casefeed_group}.screening")]
     assert (monitor["role"], monitor["group"], monitor["state"], monitor["members"]) == (
         "monitor", setup.monitor_group, "Empty", 0)
     # the monitor's later stages are groups of their own, named after its app id
