@@ -116,11 +116,12 @@ def intake(broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[di
            "POVWATCH_INTAKE_TOKENS": json.dumps(TOKENS)}
     log = tmp_path_factory.mktemp("intake") / "intake.log"
     child = ChildProcess(["intake"], env=env, log_path=log)
+    running = {"port": port, "child": child, "env": env, "log": log, "bootstrap": broker}
     try:
         _wait_ready(port, child)
-        yield {"port": port, "child": child, "env": env, "log": log, "bootstrap": broker}
+        yield running
     finally:
-        child.stop()
+        running["child"].stop()  # the one running now: a test may have restarted it
 
 
 def _body(**changes: Any) -> dict[str, Any]:
