@@ -78,27 +78,37 @@ def pg_url() -> Iterator[str]:
             assert stopped.returncode == 0, f"scripts/postgres.sh stop failed:\n{stopped.stdout}{stopped.stderr}"
 
 
-@pytest.fixture
-def db_url(pg_url: str) -> str:
-    """The URL of an empty case DB in the schema of this module (dropped and made again)."""
+def fresh_schema(pg_url: str, schema: str) -> str:
+    """The URL of an empty case DB in `schema` (dropped and made again): each module's tables apart."""
     engine = create_engine(pg_url)
     try:
         with engine.begin() as conn:
-            conn.execute(text(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE"))
-            conn.execute(text(f"CREATE SCHEMA {SCHEMA}"))
+            conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            conn.execute(text(f"CREATE SCHEMA {schema}"))
     finally:
         engine.dispose()
-    return f"{pg_url}?options=-csearch_path%3D{SCHEMA}"
+    return f"{pg_url}?options=-csearch_path%3D{schema}"
+
+
+def store_in(db_url: str, schema: str) -> Iterator[CaseStore]:
+    """The case DB of `db_url`, checked to be PostgreSQL and to live in `schema`; closed after use."""
+    s = open_database(db_url)
+    assert s.engine.dialect.name == "postgresql"
+    with s.engine.connect() as conn:
+        assert conn.scalar(text("SELECT current_schema()")) == schema
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def db_url(pg_url: str) -> str:
+    """The URL of an empty case DB in the schema of this module (dropped and made again)."""
+    return fresh_schema(pg_url, SCHEMA)
 
 
 @pytest.fixture
 def store(db_url: str) -> Iterator[CaseStore]:
-    s = open_database(db_url)
-    assert s.engine.dialect.name == "postgresql"
-    with s.engine.connect() as conn:
-        assert conn.scalar(text("SELECT current_schema()")) == SCHEMA
-    yield s
-    s.close()
+    yield from store_in(db_url, SCHEMA)
 
 
 def test_two_workers_take_the_same_step_at_once_and_one_wins(world: World, db_url: str) -> None:  # noqa: F811

@@ -13,11 +13,10 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from services.casefeed.db import CaseStore, open_database
 from services.cases.profiles import record_profiles
-from tests.integration.test_cases_postgres import pg_url  # noqa: F401 (the fixture)
+from tests.integration.test_cases_postgres import fresh_schema, pg_url, store_in  # noqa: F401 (pg_url: the fixture)
 
 pytest.register_assert_rewrite("tests.profiles_behaviour")  # before the import below: pytest's detailed asserts
 
@@ -40,24 +39,12 @@ SCHEMA = "profiles_p70"
 
 @pytest.fixture
 def db_url(pg_url: str) -> str:  # noqa: F811
-    engine = create_engine(pg_url)
-    try:
-        with engine.begin() as conn:
-            conn.execute(text(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE"))
-            conn.execute(text(f"CREATE SCHEMA {SCHEMA}"))
-    finally:
-        engine.dispose()
-    return f"{pg_url}?options=-csearch_path%3D{SCHEMA}"
+    return fresh_schema(pg_url, SCHEMA)
 
 
 @pytest.fixture
 def store(db_url: str) -> Iterator[CaseStore]:
-    s = open_database(db_url)
-    assert s.engine.dialect.name == "postgresql"
-    with s.engine.connect() as conn:
-        assert conn.scalar(text("SELECT current_schema()")) == SCHEMA
-    yield s
-    s.close()
+    yield from store_in(db_url, SCHEMA)
 
 
 def test_writers_racing_on_one_household_leave_the_newest_profile(world: World, db_url: str) -> None:  # noqa: F811

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from schemas.errors import StepRefused
@@ -21,7 +21,7 @@ from services.casefeed.db import CaseStore, open_database
 from services.cases.model import ScreeningTask
 from services.cases.screening import Period, VisitOutcome
 from services.cases.screening_store import Screening, VisitReport
-from tests.integration.test_cases_postgres import pg_url  # noqa: F401  (the module's PostgreSQL)
+from tests.integration.test_cases_postgres import fresh_schema, pg_url, store_in  # noqa: F401 (pg_url: the fixture)
 
 pytest.register_assert_rewrite("tests.screening_behaviour")  # before the import below: pytest's detailed asserts
 
@@ -49,24 +49,12 @@ SCHEMA = "screening_wf"
 @pytest.fixture
 def db_url(pg_url: str) -> str:  # noqa: F811
     """The URL of an empty case DB in the schema of this module (dropped and made again)."""
-    engine = create_engine(pg_url)
-    try:
-        with engine.begin() as conn:
-            conn.execute(text(f"DROP SCHEMA IF EXISTS {SCHEMA} CASCADE"))
-            conn.execute(text(f"CREATE SCHEMA {SCHEMA}"))
-    finally:
-        engine.dispose()
-    return f"{pg_url}?options=-csearch_path%3D{SCHEMA}"
+    return fresh_schema(pg_url, SCHEMA)
 
 
 @pytest.fixture
 def store(db_url: str) -> Iterator[CaseStore]:
-    s = open_database(db_url)
-    assert s.engine.dialect.name == "postgresql"
-    with s.engine.connect() as conn:
-        assert conn.scalar(text("SELECT current_schema()")) == SCHEMA
-    yield s
-    s.close()
+    yield from store_in(db_url, SCHEMA)
 
 
 def _at_once(db_url: str, world: ScreeningWorld, *work: Callable[[Screening], Any]) -> list[Any]:
