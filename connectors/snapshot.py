@@ -9,7 +9,7 @@ per topic and the messages to send, in order.
     diff(current, wanted)     added / changed / unchanged / removed (+ kept) keys of one topic
     plan_roster(...)          both topics' diffs and the messages, in the order that keeps the topics consistent
 
-Rules of the snapshot (README, "Roster"):
+Rules of the snapshot (docs/departments.md, "The bureau's roster"):
 - a key in the file and not on the topic is *added*; on both with other content *changed*; with the same
   content *unchanged* (not re-sent). Provenance differs on every load and never makes a record changed;
 - a key on the topic and not in the file is *removed* (a tombstone: key, null value) ...

@@ -1,12 +1,14 @@
-"""The generated documentation: docs/rules.md (the risk model) and docs/feeds.md (every feed's columns and checks).
+"""The generated documentation: docs/rules.md (the risk model), docs/feeds.md (every feed's columns and checks) and
+docs/configuration.md (every `POVWATCH_*` setting).
 
-    python -m services.docgen            write both files under docs/ (run from anywhere)
+    python -m services.docgen            write the three files under docs/ (run from anywhere)
     python -m services.docgen --check    write nothing; exit 1 naming each file that differs
 
 Both are pure functions of the declarations: `rules_markdown()` of services/monitor/ruledocs.py, the catalogue
 (schemas/catalog.py) and RuleConfig's defaults (never the environment); `feeds_markdown()` of the connectors'
 FeedSpecs (connectors/catalog.py, connectors/describe.py) and the intake API's request models
-(services/intake/mapping.py). A unit test keeps the committed files equal to what these generate.
+(services/intake/mapping.py); `configuration_markdown()` of the `Settings` fields (services/settings.py: type,
+default, description) and RuleConfig's. A unit test keeps the committed files equal to what these generate.
 """
 from __future__ import annotations
 
@@ -14,8 +16,12 @@ import csv
 import io
 import sys
 from collections.abc import Sequence
+from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
+
+from pydantic import BaseModel, SecretStr
+from pydantic.fields import FieldInfo
 
 from connectors.catalog import EVENT_FEEDS, ROSTER
 from connectors.describe import check_text, column_kind, column_note
@@ -34,8 +40,10 @@ from services.monitor.ruledocs import (
     timer_text,
 )
 from services.monitor.thresholds import IncomeLines, RuleConfig
+from services.settings import DEV_PSEUDONYM_KEY, Settings
 
-__all__ = ["DOCS_DIR", "INCOME_LINES_EXAMPLE", "rules_markdown", "feeds_markdown", "generated", "main"]
+__all__ = ["DOCS_DIR", "INCOME_LINES_EXAMPLE", "rules_markdown", "feeds_markdown", "configuration_markdown",
+           "setting_variables", "generated", "main"]
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS_DIR = ROOT / "docs"
@@ -195,6 +203,141 @@ def rules_markdown() -> str:
         "",
         "A county code is 6 digits, a year a number between 2000 and 2100, a line positive; anything else stops "
         "the command with one line naming the key (`povwatch rules list` shows the lines in force).",
+        "",
+    ]
+    return "\n".join(out)
+
+
+# --- docs/configuration.md ------------------------------------------------------------------------------------
+
+_PREFIX = "POVWATCH_"
+_NESTED = "__"
+
+
+def _type_text(annotation: Any) -> str:
+    """A field's type as an operator reads it."""
+    args = [a for a in get_args(annotation) if a is not type(None)]
+    optional = type(None) in get_args(annotation)
+    if get_origin(annotation) is Literal:
+        return " or ".join(f"`{a}`" for a in get_args(annotation))
+    if optional and len(args) == 1:
+        return _type_text(args[0]) + ", optional"
+    names = {str: "text", int: "integer", float: "number", bool: "boolean (`1`/`0`, `true`/`false`)",
+             Decimal: "decimal", Path: "path", SecretStr: "secret text"}
+    if annotation in names:
+        return names[annotation]
+    if get_origin(annotation) is dict:
+        return "JSON object"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _bounds(info: FieldInfo) -> str:
+    marks = {"gt": ">", "ge": "≥", "lt": "<", "le": "≤"}
+    parts = [f"{marks[name]} {getattr(m, name)}" for m in info.metadata for name in marks if hasattr(m, name)]
+    return f" ({', '.join(parts)})" if parts else ""
+
+
+def _default_text(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, SecretStr):
+        return "the development key" if value.get_secret_value() == DEV_PSEUDONYM_KEY else "(secret)"
+    if isinstance(value, Path):
+        home = Path.home()
+        return f"`~/{value.relative_to(home).as_posix()}`" if value.is_relative_to(home) else f"`{value.as_posix()}`"
+    if isinstance(value, bool):
+        return "`1`" if value else "`0`"
+    if isinstance(value, dict):
+        return "`{}`" if not value else f"`{value}`"
+    return f"`{shown('', value) if isinstance(value, Decimal) else value}`"
+
+
+# What describes a nested setting that has no description of its own (RuleConfig's fields are described by the
+# rules that use them, services/monitor/ruledocs.py).
+_NESTED_TEXT = {
+    "rules.history_horizon_days": "days of state kept per household and region before its latest event (every rule "
+                                  "window must fit in it)",
+    "rules.regional_list_max": "a regional alert is sent again as households join it, until it lists this many",
+    "rules.income_lines.default": "the poverty line (人均纯收入, CNY per person and year) of every county and year "
+                                  "not listed",
+    "rules.income_lines.counties": 'lines per county and year, e.g. `{"652702": {"2025": 9600}}` (a rules file\'s '
+                                   "`[income_lines]` table reads better)",
+}
+
+
+def _describe(path: str, info: FieldInfo, users: dict[str, list[Rule]]) -> str:
+    if path in _NESTED_TEXT:
+        return _NESTED_TEXT[path]
+    if info.description:
+        return info.description
+    parent, _, name = path.partition(".")
+    if parent == "rules" and users.get(name):
+        return "threshold of " + ", ".join(f"`{rule.value}`" for rule in users[name])
+    raise ValueError(f"Settings.{path} has no description: give it Field(..., description=...)")
+
+
+def setting_variables() -> dict[str, tuple[str, str, str]]:
+    """Every `POVWATCH_*` variable `Settings` reads: name -> (type, default, description), in declaration order. A
+    field whose value is a model (the rules' thresholds) stands for its fields, nested with `__`."""
+    users = threshold_users()
+    out: dict[str, tuple[str, str, str]] = {}
+
+    def walk(prefix: str, path: str, fields: dict[str, FieldInfo]) -> None:
+        for name, info in fields.items():
+            default = info.get_default(call_default_factory=True)
+            if isinstance(default, BaseModel):
+                walk(f"{prefix}{name.upper()}{_NESTED}", f"{path}{name}.", type(default).model_fields)
+                continue
+            out[prefix + name.upper()] = (_type_text(info.annotation) + _bounds(info), _default_text(default),
+                                          _describe(path + name, info, users))
+
+    walk(_PREFIX, "", Settings.model_fields)
+    return out
+
+
+def configuration_markdown() -> str:
+    """docs/configuration.md: every `POVWATCH_*` setting with its type, default and description."""
+    rows = setting_variables()
+    out = [
+        "# Configuration: every `POVWATCH_*` setting",
+        "",
+        _GENERATED.format(sources="the fields of `Settings` (services/settings.py) and `RuleConfig` "
+                                  "(services/monitor/thresholds.py)"),
+        "",
+        "Every povwatch process reads its settings once, at start-up, from environment variables named "
+        f"`{_PREFIX}<FIELD>`; a nested value joins its names with `{_NESTED}` (`POVWATCH_RULES__JOB_GAP_DAYS=90`). "
+        "A value that does not parse, or an unknown name under `POVWATCH_RULES__`, stops every command with one line "
+        "naming it (exit 2); an unknown top-level name is ignored, so check its spelling against this table. The "
+        "defaults are safe on one machine: a broker on `localhost:9092`, the "
+        "case DB in `var/povwatch.db`, the development pseudonymisation key (refused in production mode).",
+        "",
+        "| variable | type | default | meaning |",
+        "|---|---|---|---|",
+    ]
+    for env, (kind, default, text) in rows.items():
+        out.append(f"| `{env}` | {kind} | {default} | {text} |")
+    out += [
+        "",
+        "## The rules' thresholds",
+        "",
+        "The `POVWATCH_RULES__*` variables set the thresholds of the risk model; what each rule does with them is in "
+        "[rules.md](rules.md). They can also be kept in a TOML file named by `POVWATCH_RULES_FILE` (its "
+        "`[income_lines]` table sets the poverty line per county and year); a variable wins over the file. "
+        "`povwatch rules list` prints the thresholds in force.",
+        "",
+        "## Examples",
+        "",
+        "```sh",
+        "# production: a real key, the prefecture's brokers and a PostgreSQL case DB",
+        "export POVWATCH_MODE=production",
+        "export POVWATCH_PSEUDONYM_KEY=\"$(cat /etc/povwatch/pseudonym.key)\"",
+        "export POVWATCH_BOOTSTRAP=kafka-1.bureau.internal:9092,kafka-2.bureau.internal:9092",
+        "export POVWATCH_CASE_DB=postgresql+psycopg://povwatch@db.bureau.internal/povwatch",
+        "# a threshold, over the rules file",
+        "POVWATCH_RULES_FILE=/etc/povwatch/rules.toml POVWATCH_RULES__JOB_GAP_DAYS=90 povwatch rules list",
+        "```",
+        "",
+        "Variables the tests and installers read (not settings of the product) are in [testing.md](testing.md).",
         "",
     ]
     return "\n".join(out)
@@ -380,7 +523,8 @@ def feeds_markdown() -> str:
 
 def generated() -> dict[Path, str]:
     """Each generated file and its text."""
-    return {DOCS_DIR / "rules.md": rules_markdown(), DOCS_DIR / "feeds.md": feeds_markdown()}
+    return {DOCS_DIR / "rules.md": rules_markdown(), DOCS_DIR / "feeds.md": feeds_markdown(),
+            DOCS_DIR / "configuration.md": configuration_markdown()}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

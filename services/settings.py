@@ -1,6 +1,6 @@
 """Process settings: one frozen object, read once in `main` from `POVWATCH_*` environment variables.
 
-Nested values use `__`, e.g. `POVWATCH_RULES__MEDICAL_STAY_OOP=8000`.
+Nested values use `__`, e.g. `POVWATCH_RULES__MEDICAL_STAY_OUT_OF_POCKET=8000`.
 """
 from __future__ import annotations
 
@@ -26,35 +26,54 @@ class Settings(BaseSettings):
         env_prefix="POVWATCH_", env_nested_delimiter="__", extra="forbid", frozen=True
     )
 
-    mode: Literal["development", "production"] = "development"
-    bootstrap: str = "localhost:9092"
-    case_db: str = "sqlite:///var/povwatch.db"
-    pseudonym_key: SecretStr = SecretStr(DEV_PSEUDONYM_KEY)
-    partitions: int = 3
-    kafka_version: str = "4.1.1"
-    kafka_home: Path = Path.home() / ".cache" / "povwatch" / "kafka"
-    kafka_data: Path = Path("var") / "kafka"
-    monitor_app_id: str = "povwatch-monitor"
-    monitor_pending_grace_days: float = Field(30.0, gt=0)  # events wait this long for their person/household
-    monitor_sweep_seconds: float = Field(60.0, gt=0)  # how often waiting events are checked against the grace
-    monitor_max_records: int = Field(10_000, gt=0)  # messages per batch
-    monitor_metrics_port: int = 9464
-    casefeed_group: str = "povwatch-casefeed"
-    casefeed_metrics_port: int = 9465
-    case_notice_days: int = Field(5, ge=0)  # a public notice stands this many days before TOWNSHIP_VERIFY
-    relay_metrics_port: int = 9467  # `povwatch relay`: outbox -> Kafka, comparison answers -> case DB
-    relay_group: str = "povwatch-relay"  # the relay's consumer group (events.<dept>.comparison-result)
-    intake_host: str = "127.0.0.1"
-    intake_port: int = 8088
-    intake_tokens: SecretStr | None = None  # JSON object, channel -> bearer token (services/intake/server.py)
-    desk_host: str = "127.0.0.1"  # where `povwatch desk` serves the case workers' web desk
-    desk_port: int = 8089
-    desk_secret: SecretStr | None = None  # signs the desk's session cookies; generated per start when unset
-    desk_insecure_cookies: bool = False  # 1: cookies without Secure, for a plain-HTTP desk on this machine only
-    rules: RuleConfig = RuleConfig()  # POVWATCH_RULES__<NAME>; over the file POVWATCH_RULES_FILE names
-    rules_file: Path | None = None  # a TOML file of thresholds and [income_lines] (services/monitor/thresholds.py)
-    case_verify_days: int = Field(15, gt=0)  # an alert not acknowledged within this many days is overdue
-    timezone: str = "Asia/Shanghai"  # the prefecture's time zone: what "today" is for the future-date check
+    mode: Literal["development", "production"] = Field(
+        "development", description="`production` refuses the development pseudonymisation key")
+    bootstrap: str = Field("localhost:9092", description="Kafka bootstrap servers (`host:port`, several "
+                           "comma-separated)")
+    case_db: str = Field("sqlite:///var/povwatch.db", description="SQLAlchemy URL of the case DB "
+                         "(`postgresql+psycopg://user:password@host/db` for PostgreSQL)")
+    pseudonym_key: SecretStr = Field(SecretStr(DEV_PSEUDONYM_KEY), description="HMAC key turning an ID number "
+                                     "into its person_key (at least 16 characters), held inside the private network; "
+                                     "the default is the development key")
+    partitions: int = Field(3, description="partitions of the event, registry and alert topics "
+                            "(`povwatch topics ensure`; the monitor's tables follow them)")
+    kafka_version: str = Field("4.1.1", description="Apache Kafka version `povwatch kafka up` fetches and runs")
+    kafka_home: Path = Field(Path.home() / ".cache" / "povwatch" / "kafka",
+                             description="where the local broker's jars are cached (one directory per version)")
+    kafka_data: Path = Field(Path("var") / "kafka", description="the local broker's data, logs and pid file")
+    monitor_app_id: str = Field("povwatch-monitor", description="the monitor's app id: prefix of its consumer "
+                                "groups, internal topics and state changelogs")
+    monitor_pending_grace_days: float = Field(30.0, gt=0, description="how long an event waits for its person or "
+                                              "household before it is counted and listed as unmatched")
+    monitor_sweep_seconds: float = Field(60.0, gt=0, description="how often the monitor checks waiting events "
+                                         "against the grace period and fires due timers")
+    monitor_max_records: int = Field(10_000, gt=0, description="messages per monitor batch (bounds memory while "
+                                     "catching up)")
+    monitor_metrics_port: int = Field(9464, description="the monitor's `/metrics` port")
+    casefeed_group: str = Field("povwatch-casefeed", description="the case feed's consumer group (`.profiles` and "
+                                "`.screening` are appended for its side consumers)")
+    casefeed_metrics_port: int = Field(9465, description="the case feed's `/metrics` port")
+    case_notice_days: int = Field(5, ge=0, description="days a public notice stands before TOWNSHIP_VERIFY")
+    relay_metrics_port: int = Field(9467, description="`povwatch relay`'s `/metrics` port (0: none)")
+    relay_group: str = Field("povwatch-relay", description="the relay's consumer group "
+                             "(`events.<dept>.comparison-result`)")
+    intake_host: str = Field("127.0.0.1", description="where `povwatch intake` serves the intake API")
+    intake_port: int = Field(8088, description="the intake API's port (`/v1/intake/...`, `/docs`, `/metrics`)")
+    intake_tokens: SecretStr | None = Field(None, description="JSON object, channel -> bearer token (at least 16 "
+                                            "characters, all different); required by `povwatch intake`")
+    desk_host: str = Field("127.0.0.1", description="where `povwatch desk` serves the case workers' web desk")
+    desk_port: int = Field(8089, description="the web desk's port")
+    desk_secret: SecretStr | None = Field(None, description="signs the desk's session cookies (at least 32 "
+                                          "characters); unset: a random one per start, with a warning")
+    desk_insecure_cookies: bool = Field(False, description="1: session cookie without `Secure`, for a desk on plain "
+                                        "HTTP on this machine only")
+    rules: RuleConfig = Field(RuleConfig(), description="the rules' thresholds (docs/rules.md); over the file "
+                              "POVWATCH_RULES_FILE names")
+    rules_file: Path | None = Field(None, description="a TOML file of thresholds and `[income_lines]`; the "
+                                    "POVWATCH_RULES__* variables win over it")
+    case_verify_days: int = Field(15, gt=0, description="an alert not acknowledged within this many days is overdue")
+    timezone: str = Field("Asia/Shanghai", description="the prefecture's time zone (IANA name): what \"today\" is "
+                          "for dates, deadlines and timers")
 
     @field_validator("timezone")
     @classmethod
