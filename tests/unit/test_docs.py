@@ -17,6 +17,7 @@ from connectors.catalog import EVENT_FEEDS, ROSTER
 from connectors.describe import check_text, column_kind
 from schemas import topics
 from schemas.catalog import INTAKE_CHANNELS, departments
+from schemas.catalog import project_topics as topics_of_project
 from services import docgen
 from services.cli import build_parser
 from services.intake.mapping import MODELS
@@ -215,6 +216,83 @@ def test_architecture_md_names_every_command_and_fixed_topic() -> None:
     for name in (topics.REGISTRY_PERSONS, topics.REGISTRY_HOUSEHOLDS, topics.ALERTS_HOUSEHOLD,
                  topics.ALERTS_REGIONAL, topics.PROFILES_HOUSEHOLD, topics.MONITOR_DLQ, topics.CASEFEED_DLQ):
         assert f"`{name}`" in text, name
+
+
+# --- the glossary of docs/architecture.md names things as the code names them --------------------------------------
+
+
+def _case_db_tables() -> dict[str, set[str]]:
+    """Every table of the case DB with its columns, from the ORM models."""
+    import importlib
+
+    try:  # the case DB's own package, once the models live there
+        metadata = importlib.import_module("services.casedb").Base.metadata
+    except (ImportError, AttributeError):
+        metadata = importlib.import_module("services.casefeed.db").Base.metadata
+    importlib.import_module("services.cases.model")  # the workflow tables, on the same metadata
+    return {name: {c.name for c in table.columns} for name, table in metadata.tables.items()}
+
+
+def _avro_fields() -> set[str]:
+    names: set[str] = set()
+    for path in (ROOT / "schemas" / "avro").glob("*.avsc"):
+        names |= set(re.findall(r'"name": "([a-z_]+)"', path.read_text(encoding="utf-8")))
+    return names
+
+
+def _glossary() -> str:
+    text = (DOCS / "architecture.md").read_text(encoding="utf-8")
+    return text[text.index("## Glossary"):]
+
+
+def test_the_glossary_names_what_the_code_has() -> None:
+    """Every code name the glossary gives — an Avro type, a Python name, a table or column, a field, a topic, a
+    metric — exists under that name."""
+    import importlib
+
+    tables = _case_db_tables()
+    columns = set().union(*tables.values())
+    fields = _avro_fields()
+    topic_names = {t.name for t in topics_of_project()}
+    code = "".join(p.read_text(encoding="utf-8") for p in (ROOT / "services").rglob("*.py"))
+    wrong = []
+    names = set(re.findall(r"`([^`<>\s]+)`", _glossary()))
+    for name in sorted(names):
+        if name.startswith("povwatch."):
+            ok = (ROOT / "schemas" / "avro" / f"{name}.avsc").exists()
+        elif name.split(".")[0] in {"schemas", "connectors", "services"} and "/" not in name:
+            module, _, attr = name.rpartition(".")
+            try:
+                ok = hasattr(importlib.import_module(module), attr)
+            except ImportError:
+                module, _, klass = module.rpartition(".")
+                ok = hasattr(getattr(importlib.import_module(module), klass, None), attr)
+        elif name in topic_names or name.startswith("povwatch_"):
+            ok = name in topic_names or f'"{name}"' in code
+        elif "." in name and name.split(".")[0] in tables:
+            table, _, column = name.partition(".")
+            ok = column in tables[table]
+        elif re.fullmatch(r"[a-z]+(_[a-z]+)+", name):
+            ok = name in tables or name in columns or name in fields
+        else:
+            continue  # values (`village`, `6527`), commands, settings (checked elsewhere)
+        if not ok:
+            wrong.append(name)
+    assert wrong == [], f"the glossary names what the code does not have: {wrong}"
+
+
+def test_the_glossary_lists_every_step_role_and_workflow() -> None:
+    from services.cases.workflow import Role, Step, Workflow
+
+    text = _glossary()
+    for value in (*Step, *Workflow):
+        assert value.value in text, value
+    for role in Role:
+        assert role.value in text, role
+    for term in ("**Roster**", "**Registry**", "**Household id**", "**Person key**", "**Region code**", "**Alert**",
+                 "**Evidence**", "**Case alert**", "**Case**", "**Department**", "**Feed**", "**Channel**",
+                 "**Source**"):
+        assert term in text, term
 
 
 # --- links: every relative link of README.md and docs/*.md resolves to a file (and heading) of the repository ----
