@@ -36,6 +36,34 @@ def test_ruff_passes() -> None:
     _check(_run("ruff", "check", "services", "connectors", "schemas", "tests", "bench"))
 
 
+# A relative path that climbs out of the repository (`../shared/notes.md` in a doc, `../../x` in a comment) points at
+# something a clone does not have. Paths are resolved from the file's own directory, as a link would be.
+CLIMBING = re.compile(r"(?<![\w.])((?:\.\./)+[\w.-][\w./-]*)")
+
+
+def test_no_relative_path_climbs_out_of_the_repository() -> None:
+    found = []
+    for path in _project_files():
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, FileNotFoundError, IsADirectoryError):
+            continue
+        for number, line in enumerate(text.splitlines(), 1):
+            for target in CLIMBING.findall(line):
+                if not (path.parent / target).resolve().is_relative_to(ROOT):
+                    found.append(f"{path.relative_to(ROOT)}:{number}: {target}")
+    assert found == [], "paths outside the repository:\n" + "\n".join(found)
+
+
+def test_the_climbing_check_resolves_from_the_files_directory() -> None:
+    up = "../"  # spelt apart, so this file does not trip the check above
+    line = f"loaded by {up}prometheus.yml; notes in {up * 3}shared/notes.md"
+    assert CLIMBING.findall(line) == [f"{up}prometheus.yml", f"{up * 3}shared/notes.md"]
+    rules = ROOT / "deploy" / "prometheus" / "rules"
+    assert (rules / f"{up}prometheus.yml").resolve().is_relative_to(ROOT)
+    assert not (rules / f"{up * 4}shared/notes.md").resolve().is_relative_to(ROOT)
+
+
 # The design notes the project started from lived beside the repository, not in it; what they held is in docs/
 # (architecture.md, domain.md, feeds.md, rules.md). A pointer to one of them is a pointer nobody can follow.
 OUTSIDE_DOCS = re.compile(r"\b(?:DESIGN|FEEDS|RULES|DOMAIN|STYLE)\.md\b|/wor[k]/")  # [k]: not this line
@@ -63,30 +91,3 @@ def test_no_file_points_at_a_document_outside_the_repository() -> None:
                 found.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()[:100]}")
     assert found == [], "point into docs/ instead:\n" + "\n".join(found)
 
-
-# A relative path that climbs out of the repository (`../shared/notes.md` in a doc, `../../x` in a comment) points at
-# something a clone does not have. Paths are resolved from the file's own directory, as a link would be.
-CLIMBING = re.compile(r"(?<![\w.])((?:\.\./)+[\w.-][\w./-]*)")
-
-
-def test_no_relative_path_climbs_out_of_the_repository() -> None:
-    found = []
-    for path in _project_files():
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (UnicodeDecodeError, FileNotFoundError, IsADirectoryError):
-            continue
-        for number, line in enumerate(text.splitlines(), 1):
-            for target in CLIMBING.findall(line):
-                if not (path.parent / target).resolve().is_relative_to(ROOT):
-                    found.append(f"{path.relative_to(ROOT)}:{number}: {target}")
-    assert found == [], "paths outside the repository:\n" + "\n".join(found)
-
-
-def test_the_climbing_check_resolves_from_the_files_directory() -> None:
-    up = "../"  # spelt apart, so this file does not trip the check above
-    line = f"loaded by {up}prometheus.yml; notes in {up * 3}shared/notes.md"
-    assert CLIMBING.findall(line) == [f"{up}prometheus.yml", f"{up * 3}shared/notes.md"]
-    rules = ROOT / "deploy" / "prometheus" / "rules"
-    assert (rules / f"{up}prometheus.yml").resolve().is_relative_to(ROOT)
-    assert not (rules / f"{up * 4}shared/notes.md").resolve().is_relative_to(ROOT)
