@@ -90,4 +90,3 @@ def test_no_file_points_at_a_document_outside_the_repository() -> None:
             if OUTSIDE_DOCS.search(line):
                 found.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()[:100]}")
     assert found == [], "point into docs/ instead:\n" + "\n".join(found)
-
