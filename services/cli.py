@@ -132,7 +132,7 @@ def cmd_monitor(args: argparse.Namespace, settings: Any) -> int:
 def cmd_casefeed(args: argparse.Namespace, settings: Any) -> int:
     from prometheus_client import start_http_server
 
-    from services.casefeed import logs
+    from plumbing import logs
     from services.casefeed.service import run_casefeed
 
     logs.configure()  # one line per record, tracebacks included
@@ -191,7 +191,8 @@ def cmd_alerts(args: argparse.Namespace, settings: Any) -> int:
 
 
 def cmd_cases(args: argparse.Namespace, settings: Any) -> int:
-    from services.casefeed.db import cases_to_json, open_database, render_cases_table
+    from services.casedb.database import open_database
+    from services.cases.listing import cases_to_json, render_cases_table
 
     if args.action == "roster":
         from services.cases.cli import cmd_cases_roster
@@ -377,9 +378,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-running", action="store_true", help="leave the demo's broker running at the end")
     p.set_defaults(func=cmd_demo)
 
+    from services.cases.relay_cli import add_command as add_relay_command
     from services.compare.cli import add_commands as add_compare_commands
 
-    add_compare_commands(sub)  # compare request|status, relay
+    add_compare_commands(sub)  # compare request|status
+    add_relay_command(sub)
     return parser
 
 

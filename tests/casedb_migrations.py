@@ -1,4 +1,4 @@
-"""The case DB's schema migrations (services/casefeed/schema.py, services/casefeed/migrations), written once for
+"""The case DB's schema migrations (services/casedb/schema.py, services/casedb/migrations), written once for
 every backend. Like tests/casedb_behaviour.py, not collected on its own: tests/unit/test_casedb_schema.py (SQLite)
 and tests/integration/test_casedb_postgres.py (PostgreSQL) import the tests by name and define `db_url`, the URL
 of an empty database.
@@ -18,8 +18,10 @@ from alembic import command
 from sqlalchemy import JSON, Column, Date, Integer, MetaData, String, Table, Text, create_engine, inspect, text
 
 from schemas.errors import ConfigError
-from services.casefeed import schema
-from services.casefeed.db import CaseStore, CaseView, _UTCDateTime, open_database
+from services.casedb import schema
+from services.casedb.database import open_database
+from services.casedb.models import UTCDateTime
+from services.casedb.store import CaseStore, CaseView
 
 HH1 = "652701000000000001"
 HH2 = "652701000000000002"
@@ -30,11 +32,11 @@ REASON = "住院自付 12,000 元，超过 10,000 元"
 _meta = MetaData()
 ISSUE2_CASES = Table("cases", _meta, *(Column(n, t) for n, t in (
     ("id", Integer), ("subject_kind", String), ("subject_id", String), ("village_code", String),
-    ("status", String), ("max_severity", String), ("opened_at", _UTCDateTime()), ("updated_at", _UTCDateTime()))))
+    ("status", String), ("max_severity", String), ("opened_at", UTCDateTime()), ("updated_at", UTCDateTime()))))
 ISSUE2_EVIDENCE = Table("evidence", _meta, *(Column(n, t) for n, t in (
     ("id", Integer), ("alert_id", String), ("case_id", Integer), ("rule", String), ("severity", String),
     ("reason", Text), ("event_ids", JSON), ("household_ids", JSON), ("occurred_at", Date),
-    ("raised_at", _UTCDateTime()), ("received_at", _UTCDateTime()), ("source_topic", String))))
+    ("raised_at", UTCDateTime()), ("received_at", UTCDateTime()), ("source_topic", String))))
 
 # (case id, subject kind, subject, status, max severity, opened day, updated day)
 CASES = [(1, "household", HH1, "OPEN", "HIGH", 0, 3),
@@ -154,7 +156,7 @@ def test_an_empty_db_goes_to_head_and_reopening_keeps_it(db_url: str) -> None:
 
 def test_dropped_tables_are_built_again(db_url: str) -> None:
     """Tests empty a database with Base.metadata.drop_all, which leaves alembic_version behind."""
-    from services.casefeed.db import Base
+    from services.casedb.models import Base
 
     with open_database(db_url) as store:
         Base.metadata.drop_all(store.engine)
@@ -196,7 +198,7 @@ def test_downgrade_to_issue_2_and_upgrade_again(db_url: str) -> None:
 OPENER = """
 import sys, time
 from pathlib import Path
-from services.casefeed.db import open_database
+from services.casedb.database import open_database
 go = Path(sys.argv[2])
 while not go.exists():
     time.sleep(0.005)

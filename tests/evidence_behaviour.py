@@ -16,9 +16,11 @@ from sqlalchemy.orm import Session
 
 from connectors.framework import DEFAULT_ZONE
 from schemas.alerts import REGIONAL_RULES, Rule
-from schemas.errors import NotInRegion, RecordRefused
-from services.casefeed.db import Case, CaseStore, Evidence, cases_to_json, open_database
-from services.cases.model import CaseAlert, EvidenceEvent, User
+from services.casedb.database import open_database
+from services.casedb.errors import NotInRegion, RecordRefused
+from services.casedb.models import Case, CaseAlert, Evidence, EvidenceEvent, User
+from services.casedb.store import CaseStore
+from services.cases.listing import cases_to_json
 from services.cases.overdue import count_overdue, deadlines
 from services.cases.store import Cases
 from tests.casedb_behaviour import RAISED, VILLAGE, escalations, household_alert, regional_alert

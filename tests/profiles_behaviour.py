@@ -17,8 +17,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from schemas.errors import NotFound, NotInRegion, StepRefused
-from services.cases.model import CaseAlert, HouseholdProfile
+from services.casedb.errors import NotFound, NotInRegion, StepRefused
+from services.casedb.models import CaseAlert, HouseholdProfile
 from services.cases.profiles import record_profiles
 from services.cases.store import Cases
 from services.monitor.thresholds import IncomeLines

@@ -23,7 +23,7 @@ from schemas.deadletter import DeadLetter, message_dead_letter
 from schemas.errors import DecodeError, SchemaError
 from schemas.topics import ALERTS_HOUSEHOLD, ALERTS_REGIONAL
 from services.backoff import Backoff
-from services.casefeed.db import RecordResult
+from services.casedb.store import RecordResult
 
 __all__ = ["STAGE", "EXPECTED", "Incoming", "Refusal", "BatchOutcome", "Store", "record_isolated",
            "handle_batch", "Backoff"]  # Backoff: services.backoff, re-exported

@@ -19,7 +19,7 @@ from prometheus_client import Gauge
 
 from connectors.framework import local_today
 from schemas.errors import DatabaseUnavailable
-from services.casefeed.db import CaseStore
+from services.casedb.store import CaseStore
 from services.cases.overdue import count_overdue
 
 __all__ = ["OVERDUE", "REFRESH_SECONDS", "OverdueGauge"]

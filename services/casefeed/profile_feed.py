@@ -33,7 +33,7 @@ from schemas.deadletter import DeadLetter, message_dead_letter
 from schemas.errors import SchemaError
 from schemas.topics import CASEFEED_DLQ, PROFILES_HOUSEHOLD
 from services.backoff import Backoff
-from services.casefeed.db import CaseStore
+from services.casedb.store import CaseStore
 from services.casefeed.side_consumer import Message, SideConsumer, SideSpec
 from services.cases.profiles import OUTCOMES, profile_row, record_profiles
 

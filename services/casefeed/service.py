@@ -34,7 +34,8 @@ from prometheus_client import Counter, Gauge
 from schemas.codec import Codec, default_codec
 from schemas.errors import BrokerUnavailable, DatabaseUnavailable
 from schemas.topics import ALERTS_HOUSEHOLD, ALERTS_REGIONAL, CASEFEED_DLQ
-from services.casefeed.db import CaseStore, open_database
+from services.casedb.database import open_database
+from services.casedb.store import CaseStore
 from services.casefeed.handling import Backoff, BatchOutcome, Incoming, handle_batch
 from services.casefeed.overdue_gauge import OverdueGauge
 from services.casefeed.profile_feed import ProfileFeed

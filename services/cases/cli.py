@@ -22,7 +22,7 @@ __all__ = ["add_parsers", "cmd_alert_action", "cmd_cases_roster", "cases_list_js
 
 
 def _cases(settings: Any) -> Any:
-    from services.casefeed.db import open_database
+    from services.casedb.database import open_database
     from services.cases.store import Cases
 
     return Cases.from_settings(open_database(settings.case_db), settings)
@@ -110,8 +110,8 @@ def _list_users(settings: Any, as_json: bool) -> int:
     from sqlalchemy import select
     from sqlalchemy.orm import Session
 
-    from services.casefeed.db import open_database
-    from services.cases.model import User
+    from services.casedb.database import open_database
+    from services.casedb.models import User
 
     store = open_database(settings.case_db)
     try:
@@ -173,7 +173,7 @@ def cmd_cases_roster(args: argparse.Namespace, settings: Any) -> int:
 
 def with_deadlines(store: Any, cases: list[Any], settings: Any, *, overdue_only: bool = False,
                    today: dt.date | None = None) -> list[Any]:
-    """`povwatch cases list [--overdue]`: the CaseViews (services.casefeed.db) with each alert's deadline filled
+    """`povwatch cases list [--overdue]`: the CaseViews (services.casedb.store) with each alert's deadline filled
     in (due_on, overdue_days; services/cases/deadlines.py, POVWATCH_CASE_VERIFY_DAYS); with `overdue_only`, only
     the cases with an overdue alert. `today`: the prefecture's date (default: now in Settings.zone)."""
     import dataclasses
@@ -196,7 +196,7 @@ def with_deadlines(store: Any, cases: list[Any], settings: Any, *, overdue_only:
 
 def render_overdue_table(cases: list[Any]) -> str:
     """`povwatch cases list --overdue`: one line per overdue alert, the most overdue first."""
-    from services.casefeed.db import render_table
+    from plumbing.table import render_table
 
     rows = sorted(((a.overdue_days, c, a) for c in cases for a in c.alerts if a.overdue_days),
                   key=lambda row: (-row[0], row[1].id, row[2].id))

@@ -255,7 +255,7 @@ def _fields(topic: str, values: Mapping[str, Any]) -> tuple[FieldView, ...]:
 
 
 def _fact(fact: Mapping[str, Any], members: Mapping[str, RosterMember]) -> FactView:
-    from services.cases.departments import source_label
+    from services.casedb.departments import source_label
 
     topic, department = str(fact.get("topic") or ""), str(fact.get("department") or "")
     person_key = fact.get("person_key") or None

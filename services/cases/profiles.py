@@ -26,10 +26,11 @@ from typing import Any
 from sqlalchemy import CursorResult, delete, select, update
 from sqlalchemy.orm import Session
 
-from schemas.errors import NotFound, SchemaError
-from services.casefeed.db import NUL_REPLACEMENT, Case, CaseStore
+from schemas.errors import SchemaError
+from services.casedb.errors import NotFound
+from services.casedb.models import Case, CaseAlert, Household, HouseholdProfile, Member
+from services.casedb.store import NUL_REPLACEMENT, CaseStore
 from services.cases.elimination import IncomeStanding, income_standing
-from services.cases.model import CaseAlert, Household, HouseholdProfile, Member
 from services.cases.profile_view import (
     OpenAlert,
     ProfileView,

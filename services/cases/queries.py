@@ -20,17 +20,19 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from connectors.framework import DEFAULT_ZONE
-from services.casefeed.db import Case, Evidence, events_of, evidence_events
-from services.cases.departments import EventSource, corroboration, sources_of
-from services.cases.model import (
+from services.casedb.departments import EventSource, corroboration, sources_of
+from services.casedb.models import (
+    Case,
     CaseAlert,
     CaseHistory,
     ComparisonAnswer,
     ComparisonRequest,
     ComparisonTarget,
+    Evidence,
     Household,
     Member,
 )
+from services.casedb.store import events_of, evidence_events
 from services.cases.overdue import deadlines
 from services.cases.profiles import alert_states, income_of
 from services.cases.views import (
@@ -172,9 +174,9 @@ def _evidence_item(e: Evidence, events: Mapping[str, tuple[EventSource, ...]]) -
 
 def alert_view(a: CaseAlert, evidence: Sequence[Evidence], events: Mapping[str, tuple[EventSource, ...]],
                deadline: tuple[dt.date, int] | None = None) -> AlertView:
-    """The alert with its evidence: the rows linked to it (evidence.case_alert_id, services/casefeed/lifecycle.py);
+    """The alert with its evidence: the rows linked to it (evidence.case_alert_id, services/casedb/lifecycle.py);
     evidence not linked to any alert goes with the alert of its rule that was live when it was received. `events`:
-    services.casefeed.db.evidence_events of the evidence; `deadline`: (due day, days overdue) if its clock runs."""
+    services.casedb.store.evidence_events of the evidence; `deadline`: (due day, days overdue) if its clock runs."""
     mine = [e for e in evidence if getattr(e, "case_alert_id", None) == a.id
             or (getattr(e, "case_alert_id", None) is None and e.rule == a.rule
                 and e.received_at >= a.opened_at - dt.timedelta(seconds=1)

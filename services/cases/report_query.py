@@ -7,8 +7,8 @@ import datetime as dt
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from services.casefeed.db import Case, CaseStore, Evidence
-from services.cases.model import CaseHistory, Household
+from services.casedb.models import Case, CaseHistory, Evidence, Household
+from services.casedb.store import CaseStore
 from services.cases.report import LOCAL, CaseRow, EvidenceRow, StepRow, local_day
 
 __all__ = ["ReportRows", "load_rows"]

@@ -28,7 +28,8 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 
-from schemas.errors import PovwatchError, StepRefused
+from schemas.errors import PovwatchError
+from services.casedb.errors import StepRefused
 
 __all__ = ["ScreeningError", "RoleRefused", "CLOSER_ROLES", "Kind", "Period", "parse_period", "current_period",
            "periods_containing", "FOCUS_CATEGORIES", "HouseholdRow", "NewTask", "is_focus", "screened", "to_open",

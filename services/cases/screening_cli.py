@@ -38,7 +38,7 @@ def open_text(result: Any) -> str:
 
 
 def _screening(settings: Any) -> Any:
-    from services.casefeed.db import open_database
+    from services.casedb.database import open_database
     from services.cases.screening_store import Screening
 
     return Screening.from_settings(open_database(settings.case_db), settings)

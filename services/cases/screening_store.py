@@ -1,6 +1,6 @@
 """集中排查 on the case DB: the thin query layer under the pure rules of services/cases/screening.py.
 
-    s = Screening(store, clock=..., zone=...)          # a services.casefeed.db.CaseStore; or Screening.from_settings
+    s = Screening(store, clock=..., zone=...)          # a services.casedb.store.CaseStore; or Screening.from_settings
     s.open(period, county=None)            -> OpenResult      one task per household screened, once per period
     s.coverage(period, county=None)        -> Coverage        open / closed per township
     s.record_visits(reports)               -> [VisitDecision] cadre-visit reports close the tasks of their day
@@ -23,9 +23,9 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from connectors.framework import DEFAULT_ZONE, local_today
-from schemas.errors import NotFound, NotInRegion, StepRefused
-from services.casefeed.db import CaseStore
-from services.cases.model import AuditEntry, Household, ScreeningTask, User
+from services.casedb.errors import NotFound, NotInRegion, StepRefused
+from services.casedb.models import AuditEntry, Household, ScreeningTask, User
+from services.casedb.store import CaseStore
 from services.cases.screening import (
     CLOSER_ROLES,
     MAX_NOTE,

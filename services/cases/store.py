@@ -1,6 +1,6 @@
 """The bureau's operations on cases: the interface the command line and the web desk use.
 
-    cases = Cases(store)                               # a services.casefeed.db.CaseStore; settings passed in
+    cases = Cases(store)                               # a services.casedb.store.CaseStore; settings passed in
     cases.authenticate(name, password)                 -> UserView | None
     cases.visible_cases(user, county=, township=, rule=, severity=, step=)   -> [CaseSummary]  (the user's region)
     cases.case_detail(user, case_id)                   -> CaseDetail   (logs VIEW_CASE)
@@ -32,26 +32,18 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, selectinload
 
 from connectors.framework import CONNECTOR_VERSION, DEFAULT_ZONE, local_today
 from connectors.pseudonym import Pseudonymiser
 from schemas.codec import Codec, default_codec
-from schemas.errors import (
-    ConfigError,
-    DatabaseUnavailable,
-    EnvironmentProblem,
-    NotFound,
-    NotInRegion,
-    RecordRefused,
-    StepRefused,
-)
+from schemas.errors import ConfigError
 from schemas.topics import REGISTRY_HOUSEHOLDS
-from services.casefeed.db import Case, CaseStore, Evidence, classify, evidence_events
+from services.casedb.errors import NotFound, NotInRegion, StepRefused
+from services.casedb.models import AuditEntry, Case, CaseAlert, CaseHistory, Evidence, Household, Member, User
+from services.casedb.outbox import add_message
+from services.casedb.store import CaseStore, evidence_events
 from services.cases import overdue, queries
-from services.cases.model import AuditEntry, CaseAlert, CaseHistory, Household, Member, User
-from services.cases.outbox import add_message
 from services.cases.profile_view import ProfileView
 from services.cases.profiles import read_profile_view
 from services.cases.roster import HOUSEHOLD_FIELDS, MEMBER_FIELDS, read_roster
@@ -73,7 +65,6 @@ __all__ = ["Cases", "FOCUS_CATEGORIES", "RESOLVER_ROLES", "household_record", "S
 
 FOCUS_CATEGORIES = ("UNSTABLE_LIFTED", "MARGINAL", "SUDDEN_HARDSHIP")  # what a labelled household may be
 RESOLVER_ROLES = frozenset({Role.TOWNSHIP, Role.COUNTY, Role.BUREAU})  # who may resolve a case or an alert
-_RETRIES = 5
 _T = TypeVar("_T")
 Clock = Callable[[], dt.datetime]
 
@@ -92,11 +83,6 @@ def household_record(h: Household, *, case_id: int, now: dt.datetime) -> dict[st
         "source": {"department": "bureau", "feed": "case-workflow", "origin": f"case {case_id}", "row": 0,
                    "connector_version": CONNECTOR_VERSION},
     }
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
 
 
 class Cases:
@@ -131,24 +117,8 @@ class Cases:
 
     # --- transactions --------------------------------------------------------------------------------------
     def _tx(self, work: Callable[[Session], _T], action: str) -> _T:
-        """Run `work` in one transaction, retried when a concurrent writer won a race; errors translated."""
-        for attempt in range(1, _RETRIES + 1):
-            try:
-                with Session(self._store.engine, expire_on_commit=False) as session, session.begin():
-                    return work(session)
-            except DBAPIError as exc:
-                kind = classify(exc)
-                if kind == "race" and attempt < _RETRIES:
-                    continue
-                detail = f"case database: could not {action}: {_first_line(exc)}"
-                if kind == "unavailable":
-                    raise DatabaseUnavailable(detail) from exc
-                if kind == "refused":
-                    raise RecordRefused(f"the case database refuses the data: {_first_line(exc)}") from exc
-                if kind == "config":
-                    raise ConfigError(f"POVWATCH_CASE_DB: {detail}") from exc
-                raise EnvironmentProblem(detail) from exc
-        raise AssertionError("unreachable")
+        """One transaction of services.casedb.transaction: retried after a lost race, errors translated."""
+        return self._store.run(work, action)
 
     def _audit(self, session: Session, user: str, action: str, *, household_id: str | None = None,
                case_id: int | None = None, detail: str | None = None) -> None:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from services.cases.departments import EventSource
+from services.casedb.departments import EventSource
 from services.cases.users import UserView
 
 __all__ = ["CaseSummary", "HouseholdView", "MemberView", "EvidenceItem", "AlertView", "AnswerView",

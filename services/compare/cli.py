@@ -13,7 +13,7 @@ from typing import Any
 
 from schemas.errors import BrokerUnavailable, PovwatchError
 
-__all__ = ["add_commands", "cmd_compare", "cmd_relay", "cmd_connector_compare"]
+__all__ = ["add_commands", "cmd_compare", "cmd_connector_compare"]
 
 
 def _now() -> dt.datetime:
@@ -22,7 +22,7 @@ def _now() -> dt.datetime:
 
 def cmd_compare(args: argparse.Namespace, settings: Any) -> int:
     from schemas.codec import default_codec
-    from services.casefeed.db import open_database
+    from services.casedb.database import open_database
     from services.compare.casedb import create_request, progress
     from services.compare.render import progress_json, render_progress
 
@@ -53,7 +53,7 @@ def cmd_compare(args: argparse.Namespace, settings: Any) -> int:
 
 def _publish_one(store: Any, settings: Any, outbox_id: int) -> bool:
     """Publish the request's outbox row now; if Kafka cannot be reached it stays for the relay (a warning)."""
-    from services.cases.relay import publish_pending
+    from services.casedb.outbox import publish_pending
     from services.kafka_io import KafkaPublisher
 
     try:
@@ -73,40 +73,11 @@ def _quiet_kafka_client() -> None:
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
 
-def cmd_relay(args: argparse.Namespace, settings: Any) -> int:
-    from prometheus_client import start_http_server
-
-    from services.casefeed import logs
-    from services.casefeed.db import open_database
-    from services.cases.relay import run_relay
-    from services.kafka_io import KafkaPublisher
-
-    logs.configure()
-    _quiet_kafka_client()
-    if args.interval <= 0:
-        raise PovwatchError("--interval must be more than 0 seconds")
-    if settings.relay_metrics_port:
-        try:
-            start_http_server(settings.relay_metrics_port)
-        except OSError as exc:
-            raise PovwatchError(f"cannot serve /metrics on port {settings.relay_metrics_port}: {exc}") from None
-    store = open_database(settings.case_db)
-    try:
-        totals = asyncio.run(run_relay(
-            store, bootstrap=settings.bootstrap, group=settings.relay_group, once=args.once, interval=args.interval,
-            publisher_factory=lambda: KafkaPublisher(settings.bootstrap, client_id="povwatch-relay")))
-    finally:
-        store.close()
-    print(f"relay: published {totals.published}, failed attempts {totals.failed_attempts}, answers stored "
-          f"{totals.answers_stored}, duplicates {totals.answers_duplicate}, skipped {totals.answers_skipped}")
-    return 0
-
-
 def cmd_connector_compare(args: argparse.Namespace, settings: Any) -> int:
     from prometheus_client import start_http_server
 
     from connectors.pseudonym import Pseudonymiser
-    from services.casefeed import logs
+    from plumbing import logs
     from services.compare.config import load_compare_config
     from services.compare.connector import run_compare
 
@@ -130,7 +101,7 @@ def cmd_connector_compare(args: argparse.Namespace, settings: Any) -> int:
 
 
 def add_commands(sub: Any) -> None:
-    """`compare` and `relay` on the top-level subparsers of services/cli.py."""
+    """`compare` on the top-level subparsers of services/cli.py (`relay`: services/cases/relay_cli.py)."""
     p = sub.add_parser("compare", help="comparison requests (比对) to departments, and their answers")
     p.add_argument("action", choices=["request", "status"],
                    help="request DEPT (--case CASE_ID | --all-monitored) --by USER: ask a department to compare "
@@ -144,10 +115,3 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--by", help="with request: the county or bureau user asking")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_compare)
-
-    p = sub.add_parser("relay", help="publish the case DB's outbox (registry.households after LABEL / "
-                                     "ANNOUNCE_LABEL, comparison requests) and store comparison answers")
-    p.add_argument("--once", action="store_true",
-                   help="publish what is pending and read the answers there are, then stop (Kafka down: retried)")
-    p.add_argument("--interval", type=float, default=1.0, help="seconds between passes (default 1)")
-    p.set_defaults(func=cmd_relay)

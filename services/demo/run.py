@@ -31,7 +31,7 @@ from schemas.codec import default_codec
 from schemas.errors import EnvironmentProblem
 from schemas.topics import ALERTS_HOUSEHOLD, ALERTS_REGIONAL
 from services import kafka_local
-from services.casefeed.db import open_database
+from services.casedb.database import open_database
 from services.casefeed.service import run_casefeed
 from services.demo.feeds import IntakeRequest
 from services.demo.oracle import OracleAlert, Simulation, designed_problems, simulate

@@ -42,7 +42,8 @@ from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from schemas.catalog import COMPARISON_DEPARTMENTS
-from schemas.errors import DatabaseUnavailable, NotFound, NotInRegion, PovwatchError, StepRefused
+from schemas.errors import DatabaseUnavailable, PovwatchError
+from services.casedb.errors import NotFound, NotInRegion, StepRefused
 from services.cases.profile_view import ProfileView
 from services.cases.regions import subject_label
 from services.cases.screening import CLOSER_ROLES, RoleRefused

@@ -16,7 +16,7 @@ import sys
 import uvicorn
 
 from schemas.errors import ConfigError
-from services.casefeed.db import open_database
+from services.casedb.database import open_database
 from services.cases.screening_store import Screening
 from services.cases.store import Cases
 from services.desk.app import create_app

@@ -8,7 +8,7 @@ import json
 from decimal import Decimal
 from pathlib import Path
 
-from services.casefeed.db import open_database
+from services.casedb.database import open_database
 from services.cases.profiles import record_profiles
 from services.cases.store import Cases
 from tests.cases_behaviour import HA, V1

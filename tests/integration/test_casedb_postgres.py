@@ -20,8 +20,10 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
-from services.casefeed.db import Base, CaseStore, RecordResult, open_database
-from services.casefeed.lifecycle import RANK
+from schemas.alerts import severity_rank
+from services.casedb.database import open_database
+from services.casedb.models import Base
+from services.casedb.store import CaseStore, RecordResult
 
 pytest.register_assert_rewrite("tests.casedb_behaviour", "tests.casedb_migrations",
                                "tests.evidence_behaviour")  # before the imports below
@@ -116,7 +118,6 @@ def pg_url() -> Iterator[str]:
 @pytest.fixture
 def db_url(pg_url: str) -> str:
     """The URL of an empty case DB: its tables and schema version dropped (open_database creates them again)."""
-    import services.cases.model  # noqa: F401  (the workflow tables, on the same metadata: dropped too)
 
     engine = create_engine(pg_url)
     try:
@@ -197,7 +198,7 @@ def _check_one_case(url: str, per_writer: list[list[RecordResult]]) -> None:
         # each escalation recorded once, as a chain that only goes up: LOW -> MEDIUM -> HIGH at most
         notes = [note for _, _, note in escalations(check)]
         steps = [(n.split()[1], n.split()[3]) for n in notes if n is not None]
-        assert len(steps) == len(notes) <= 2 and all(RANK[a] < RANK[b] for a, b in steps)
+        assert len(steps) == len(notes) <= 2 and all(severity_rank(a) < severity_rank(b) for a, b in steps)
         assert all(steps[i][1] == steps[i + 1][0] for i in range(len(steps) - 1))
         assert not steps or steps[-1][1] == "HIGH"
 

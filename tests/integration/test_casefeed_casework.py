@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session
 
 from schemas.catalog import INTAKE_CHANNELS
 from schemas.topics import TopicSpec
-from services.casefeed.db import open_database
-from services.cases.model import CaseAlert
+from services.casedb.database import open_database
+from services.casedb.models import CaseAlert
 from services.kafka_io import ensure_topics
 from services.processes import metric
 from tests.integration.test_casedb_postgres import pg_url  # noqa: F401  (the module's PostgreSQL)

@@ -29,7 +29,9 @@ from sqlalchemy.exc import DBAPIError
 from schemas.codec import default_codec
 from schemas.errors import ConfigError, DatabaseUnavailable
 from schemas.topics import ALERTS_HOUSEHOLD, ALERTS_REGIONAL, CASEFEED_DLQ, TopicSpec
-from services.casefeed.db import Base, classify, open_database
+from services.casedb.database import open_database
+from services.casedb.models import Base
+from services.casedb.transaction import classify
 from services.kafka_io import KafkaPublisher, ensure_topics, group_offsets, read_topic, topic_end_offsets
 from services.processes import ChildProcess, Samples, metric, wait_until
 from tests.integration.test_casedb_postgres import _script, pg_url  # noqa: F401  (the module's PostgreSQL)

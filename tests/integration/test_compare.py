@@ -31,8 +31,8 @@ from connectors.pseudonym import Pseudonymiser
 from schemas.codec import default_codec
 from schemas.topics import REGISTRY_HOUSEHOLDS
 from services import kafka_local
-from services.casefeed.db import open_database
-from services.cases.model import OutboxMessage
+from services.casedb.database import open_database
+from services.casedb.models import OutboxMessage
 from services.kafka_io import KafkaPublisher, ensure_topics, read_topic
 from services.processes import ChildProcess, metric, scrape, wait_until
 from services.settings import DEV_PSEUDONYM_KEY, Settings

@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from services.casefeed.db import open_database
+from services.casedb.database import open_database
 from services.cases.store import Cases
 from services.processes import ChildProcess
 from tests.desk_world import HEAD1_NAME, PASSWORD, REASON1, SPOUSE1_NAME, World, prepare, request_comparisons

@@ -20,7 +20,8 @@ from decimal import Decimal
 import pytest
 from playwright.sync_api import Browser, expect
 
-from services.casefeed.db import CaseStore, open_database
+from services.casedb.database import open_database
+from services.casedb.store import CaseStore
 from services.cases.profiles import record_profiles
 from services.cases.store import Cases
 from services.processes import ChildProcess

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, expect
 
-from services.casefeed.db import open_database
+from services.casedb.database import open_database
 from services.cases.screening import Kind, current_period
 from services.cases.screening_store import Screening
 from services.cases.store import Cases

@@ -23,7 +23,8 @@ import pytest
 
 from schemas.topics import TopicSpec
 from services import kafka_local
-from services.casefeed.db import cases_to_json, open_database
+from services.casedb.database import open_database
+from services.cases.listing import cases_to_json
 from services.kafka_io import ensure_topics, topic_offsets
 from services.processes import metric, scrape, wait_until
 from services.settings import Settings

@@ -34,9 +34,9 @@ from sqlalchemy.orm import Session
 from schemas.catalog import INTAKE_SCHEMA
 from schemas.codec import default_codec
 from schemas.topics import ALERTS_HOUSEHOLD, ALERTS_REGIONAL
-from services.casefeed.db import open_database
+from services.casedb.database import open_database
+from services.casedb.models import ScreeningTask
 from services.casefeed.screening_feed import CADRE_VISIT_TOPIC, screening_group
-from services.cases.model import ScreeningTask
 from services.cases.screening import Kind, current_period
 from services.cases.screening_store import Screening
 from services.kafka_io import KafkaPublisher, ensure_topics, group_offsets, read_since, topic_end_offsets

@@ -1,5 +1,5 @@
 """The case DB's schema migrations on SQLite: the shared migration tests (tests/casedb_migrations.py), an upgrade
-from #2's DDL verbatim, and `alembic check`: the models (services/casefeed/db.py, services/cases/model.py) and
+from #2's DDL verbatim, and `alembic check`: the models (services/casedb/store.py, services/casedb/models.py) and
 the migrations agree - the autogenerate diff is empty, and the CHECK constraints and partial indexes, which
 autogenerate does not compare, are the same as `create_all` makes."""
 from __future__ import annotations
@@ -13,8 +13,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Column, Integer, MetaData, create_engine, inspect
 
-import services.cases.model  # noqa: F401  (the workflow tables, on the same metadata)
-from services.casefeed.db import Base, open_database
+from services.casedb.database import open_database
+from services.casedb.models import Base
 
 pytest.register_assert_rewrite("tests.casedb_migrations")  # before the import below: pytest's detailed asserts
 

@@ -14,7 +14,8 @@ from prometheus_client import REGISTRY
 from schemas.codec import default_codec
 from schemas.errors import DatabaseUnavailable
 from schemas.topics import ALERTS_HOUSEHOLD, ALERTS_REGIONAL
-from services.casefeed.db import NUL_REPLACEMENT, CaseStore, open_database, without_nul
+from services.casedb.database import open_database
+from services.casedb.store import NUL_REPLACEMENT, CaseStore, without_nul
 from services.casefeed.handling import Backoff, Incoming, Refusal, handle_batch, record_isolated
 from services.consumer_lag import LagTracker, lag
 
@@ -187,7 +188,7 @@ def test_consumer_lag_follows_the_assignment() -> None:
 def test_the_casefeed_log_is_one_line_per_record(capsys: pytest.CaptureFixture[str]) -> None:
     import logging
 
-    from services.casefeed import logs
+    from plumbing import logs
 
     root = logging.getLogger()
     saved = root.handlers[:], root.level
@@ -245,7 +246,7 @@ class _Orig(Exception):
 def test_classify_database_errors(kind: str, error: _Orig, expected: str) -> None:
     from sqlalchemy.exc import DataError, IntegrityError, OperationalError, ProgrammingError
 
-    from services.casefeed.db import classify
+    from services.casedb.transaction import classify
 
     wrapper = {"integrity": IntegrityError, "operational": OperationalError, "data": DataError,
                "programming": ProgrammingError}[kind]
