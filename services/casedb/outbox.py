@@ -30,6 +30,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from connectors.framework import Publisher
+from plumbing.clock import Clock
 from services.casedb.models import OutboxMessage
 from services.casedb.store import CaseStore
 
@@ -90,7 +91,7 @@ def counts(store: CaseStore) -> tuple[int, int]:
     return store.run(work, "count the outbox")
 
 
-async def publish_pending(store: CaseStore, publisher_factory: PublisherFactory, clock: Callable[[], dt.datetime],
+async def publish_pending(store: CaseStore, publisher_factory: PublisherFactory, clock: Clock,
                           *, batch: int = BATCH, only: int | None = None) -> int:
     """One pass: publish every pending outbox row (or only row `only`) in id order, marking each batch once the
     broker acknowledged it. Returns the rows published. BrokerUnavailable / DatabaseUnavailable: rows of the

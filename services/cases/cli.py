@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from plumbing.clock import utc_now
 from schemas.errors import ConfigError, PovwatchError
 from services.cases.workflow import Step
 
@@ -181,7 +182,7 @@ def with_deadlines(store: Any, cases: list[Any], settings: Any, *, overdue_only:
     from connectors.framework import local_today
     from services.cases.overdue import deadlines
 
-    day = today or local_today(dt.datetime.now(dt.UTC), settings.zone)
+    day = today or local_today(utc_now(), settings.zone)
     due = store.run(lambda session: deadlines(session, today=day, verify_days=settings.case_verify_days,
                                               zone=settings.zone), "read the alerts' deadlines")
     out = []

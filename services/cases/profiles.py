@@ -27,6 +27,7 @@ from sqlalchemy import CursorResult, delete, select, update
 from sqlalchemy.orm import Session
 
 from schemas.errors import SchemaError
+from schemas.thresholds import IncomeLines
 from services.casedb.errors import NotFound
 from services.casedb.models import Case, CaseAlert, Household, HouseholdProfile, Member
 from services.casedb.store import NUL_REPLACEMENT, CaseStore
@@ -39,7 +40,6 @@ from services.cases.profile_view import (
     StoredProfile,
     build_profile_view,
 )
-from services.monitor.thresholds import IncomeLines
 
 __all__ = ["STORED", "REPLACED", "DUPLICATE", "STALE", "DELETED", "ABSENT", "OUTCOMES", "profile_row",
            "record_profiles", "income_of", "alert_states", "read_profile_view"]

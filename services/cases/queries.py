@@ -20,6 +20,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from connectors.framework import DEFAULT_ZONE
+from schemas.alerts import severity_rank
+from schemas.thresholds import IncomeLines
 from services.casedb.departments import EventSource, corroboration, sources_of
 from services.casedb.models import (
     Case,
@@ -48,12 +50,10 @@ from services.cases.views import (
     MemberView,
 )
 from services.cases.workflow import CaseFacts, Role, Step, Workflow, allowed_now
-from services.monitor.thresholds import IncomeLines
 
 __all__ = ["Progress", "progress_of", "facts_of", "comparisons_open", "open_high_alerts", "summaries", "detail_of",
-           "alert_view", "load_case", "SEVERITY_RANK"]
+           "alert_view", "load_case"]
 
-SEVERITY_RANK = {"LOW": 0, "MEDIUM": 1, "HIGH": 2}
 VERIFY_DAYS = 15  # Settings.case_verify_days' default: days to acknowledge an alert (services/cases/deadlines.py)
 _ROUND_START = (Step.APPLY.value, Step.NOMINATE_NOTICE.value)
 _NOTICES = (Step.PUBLIC_NOTICE.value, Step.NOMINATE_NOTICE.value)
@@ -162,7 +162,7 @@ def summaries(session: Session, cases: Sequence[Case], today: dt.date, *, verify
             monitoring_status=household.monitoring_status if household else None,
             category=household.category if household else None,
             overdue_alerts=len(overdue), overdue_days=max(overdue, default=0)))
-    return sorted(out, key=lambda s: (-SEVERITY_RANK.get(s.max_severity, 0), s.opened_at, s.id))
+    return sorted(out, key=lambda s: (-severity_rank(s.max_severity), s.opened_at, s.id))
 
 
 def _evidence_item(e: Evidence, events: Mapping[str, tuple[EventSource, ...]]) -> EvidenceItem:

@@ -5,7 +5,7 @@
     household's full current state for registry.households (compacted, key = household_id) in the step's
     transaction, so the monitor judges the household by its new status; `compare request` writes its
     requests.<dept>.comparison message the same way. Kafka down: nothing is marked, the pass is retried with
-    backoff (services.backoff), one log line per attempt, and the relay catches up when Kafka is back. A crash
+    backoff (plumbing.backoff), one log line per attempt, and the relay catches up when Kafka is back. A crash
     between the acknowledgement and the mark sends the rows again: harmless, a registry record is the household's
     whole state (the latest wins on the compacted topic) and a request is answered with deterministic event ids.
   * in: the departments' answers, events.<dept>.comparison-result of the five comparison departments, are stored in
@@ -19,10 +19,8 @@ povwatch_relay_answers_total{department,outcome}.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 import signal
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,10 +28,11 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Gauge
 
+from plumbing.backoff import Backoff
+from plumbing.clock import Clock, utc_now
 from schemas.catalog import COMPARISON_DEPARTMENTS, comparison_result_topics
 from schemas.codec import Codec, default_codec
 from schemas.errors import BrokerUnavailable, DatabaseUnavailable, DecodeError, SchemaError
-from services.backoff import Backoff
 from services.casedb import outbox
 from services.casedb.outbox import PublisherFactory, publish_pending
 from services.casedb.store import CaseStore
@@ -65,7 +64,7 @@ class Relay:
     """The relay's state across passes: the store, the answers consumer, the totals."""
 
     def __init__(self, store: CaseStore, *, bootstrap: str, group: str, publisher_factory: PublisherFactory,
-                 clock: Callable[[], dt.datetime], codec: Codec, backoff: Backoff) -> None:
+                 clock: Clock, codec: Codec, backoff: Backoff) -> None:
         self.store = store
         self.bootstrap = bootstrap
         self.group = group
@@ -184,7 +183,7 @@ async def _sleep(seconds: float, stop: asyncio.Event) -> None:
 
 
 async def run_relay(store: CaseStore, *, bootstrap: str, group: str, publisher_factory: PublisherFactory,
-                    once: bool = False, interval: float = 1.0, clock: Callable[[], dt.datetime] | None = None,
+                    once: bool = False, interval: float = 1.0, clock: Clock | None = None,
                     codec: Codec | None = None, backoff: Backoff | None = None,
                     stop: asyncio.Event | None = None) -> RelayTotals:
     """Until SIGTERM/SIGINT (or `stop`), or with `once` until the outbox is published and the answers read."""
@@ -199,7 +198,7 @@ async def run_relay(store: CaseStore, *, bootstrap: str, group: str, publisher_f
     for department in COMPARISON_DEPARTMENTS:  # series exist from the start
         ANSWERS.labels(department.department, "received")
     relay = Relay(store, bootstrap=bootstrap, group=group, publisher_factory=publisher_factory,
-                  clock=clock or (lambda: dt.datetime.now(dt.UTC)), codec=codec or default_codec(),
+                  clock=clock or utc_now, codec=codec or default_codec(),
                   backoff=backoff)
     async def outbox_loop() -> None:
         """Publish the outbox until stopped (`once`: until nothing is pending), backing off while it fails."""

@@ -15,9 +15,9 @@ def cmd_relay(args: argparse.Namespace, settings: Any) -> int:
     from prometheus_client import start_http_server
 
     from plumbing import logs
+    from plumbing.kafka_io import KafkaPublisher
     from services.casedb.database import open_database
     from services.cases.relay import run_relay
-    from services.kafka_io import KafkaPublisher
 
     logs.configure()
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # our one line per attempt says it

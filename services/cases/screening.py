@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 
+from plumbing.table import render_table
 from schemas.errors import PovwatchError
 from services.casedb.errors import StepRefused
 
@@ -273,16 +274,10 @@ def render_coverage(c: Coverage) -> str:
     head = f"{p.kind} screening {p.label} ({p.start} to {p.end})"
     if not c.lines:
         return f"{head}: no tasks (povwatch screening open {p.kind} --period {p.label})"
-    rows = [("township", "open", "closed", "% closed")]
-    rows += [(line.township, str(line.open), str(line.closed), _percent(line)) for line in c.lines]
+    rows = [(line.township, str(line.open), str(line.closed), _percent(line)) for line in c.lines]
     rows.append(("total", str(c.total.open), str(c.total.closed), _percent(c.total)))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    out = [head]
-    for i, r in enumerate(rows):
-        out.append("  " + r[0].ljust(widths[0]) + "".join("  " + v.rjust(w) for v, w in zip(r[1:], widths[1:])))
-        if i == 0 or i == len(rows) - 2:
-            out.append("  " + "-" * (sum(widths) + 6))
-    return "\n".join(out)
+    return head + "\n" + render_table(("township", "open", "closed", "% closed"), rows, right_from=1,
+                                       rules_before={len(rows) - 1}, indent="  ")
 
 
 def _line_json(line: CoverageLine) -> dict[str, object]:

@@ -36,8 +36,10 @@ from sqlalchemy.orm import Session, selectinload
 
 from connectors.framework import CONNECTOR_VERSION, DEFAULT_ZONE, local_today
 from connectors.pseudonym import Pseudonymiser
+from plumbing.clock import Clock, utc_now
 from schemas.codec import Codec, default_codec
 from schemas.errors import ConfigError
+from schemas.thresholds import IncomeLines
 from schemas.topics import REGISTRY_HOUSEHOLDS
 from services.casedb.errors import NotFound, NotInRegion, StepRefused
 from services.casedb.models import AuditEntry, Case, CaseAlert, CaseHistory, Evidence, Household, Member, User
@@ -58,7 +60,6 @@ from services.cases.users import (
 )
 from services.cases.views import AlertView, AuditView, CaseDetail, CaseSummary, RosterCounts
 from services.cases.workflow import Request, Role, Step, check, status_after, workflow_of
-from services.monitor.thresholds import IncomeLines
 
 __all__ = ["Cases", "FOCUS_CATEGORIES", "RESOLVER_ROLES", "household_record", "StepRefused", "NotInRegion",
            "NotFound"]
@@ -66,11 +67,7 @@ __all__ = ["Cases", "FOCUS_CATEGORIES", "RESOLVER_ROLES", "household_record", "S
 FOCUS_CATEGORIES = ("UNSTABLE_LIFTED", "MARGINAL", "SUDDEN_HARDSHIP")  # what a labelled household may be
 RESOLVER_ROLES = frozenset({Role.TOWNSHIP, Role.COUNTY, Role.BUREAU})  # who may resolve a case or an alert
 _T = TypeVar("_T")
-Clock = Callable[[], dt.datetime]
 
-
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def household_record(h: Household, *, case_id: int, now: dt.datetime) -> dict[str, Any]:
@@ -88,7 +85,7 @@ def household_record(h: Household, *, case_id: int, now: dt.datetime) -> dict[st
 class Cases:
     """The case operations over one CaseStore (see the module docstring)."""
 
-    def __init__(self, store: CaseStore, *, notice_days: int = 5, clock: Clock = _utcnow,
+    def __init__(self, store: CaseStore, *, notice_days: int = 5, clock: Clock = utc_now,
                  zone: dt.tzinfo = DEFAULT_ZONE, pseudonym_key: Callable[[], bytes] | None = None,
                  codec: Codec | None = None, verify_days: int = queries.VERIFY_DAYS,
                  lines: IncomeLines | None = None) -> None:

@@ -5,19 +5,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
+from plumbing.clock import utc_now
 from schemas.errors import BrokerUnavailable, PovwatchError
 
 __all__ = ["add_commands", "cmd_compare", "cmd_connector_compare"]
 
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def cmd_compare(args: argparse.Namespace, settings: Any) -> int:
@@ -29,13 +26,13 @@ def cmd_compare(args: argparse.Namespace, settings: Any) -> int:
     store = open_database(settings.case_db)
     try:
         if args.action == "status":
-            items = progress(store, _now())
+            items = progress(store, utc_now())
             print(progress_json(items) if args.json else render_progress(items))
             return 0
         if not args.dept or not args.by:
             raise PovwatchError("usage: povwatch compare request DEPT (--case CASE_ID | --all-monitored) --by USER")
         created = create_request(store, args.dept, case_id=args.case, all_monitored=args.all_monitored, by=args.by,
-                                 now=_now(), codec=default_codec())
+                                 now=utc_now(), codec=default_codec())
         published = _publish_one(store, settings, created.outbox_id)
         shown = {"request_id": created.request_id, "department": created.department, "case_id": created.case_id,
                  "persons": created.persons, "households": created.households, "published": published}
@@ -53,12 +50,12 @@ def cmd_compare(args: argparse.Namespace, settings: Any) -> int:
 
 def _publish_one(store: Any, settings: Any, outbox_id: int) -> bool:
     """Publish the request's outbox row now; if Kafka cannot be reached it stays for the relay (a warning)."""
+    from plumbing.kafka_io import KafkaPublisher
     from services.casedb.outbox import publish_pending
-    from services.kafka_io import KafkaPublisher
 
     try:
         asyncio.run(publish_pending(store, lambda: KafkaPublisher(settings.bootstrap, client_id="povwatch-compare"),
-                                    _now, only=outbox_id))
+                                    utc_now, only=outbox_id))
     except BrokerUnavailable as exc:
         print(f"povwatch: warning: the request is stored but not published ({exc}); `povwatch relay` publishes "
               "it when Kafka is back", file=sys.stderr)

@@ -1,7 +1,7 @@
 """The risk model described: one entry per rule of `schemas.alerts.Rule`, for `povwatch rules list` and docs/rules.md.
 
 Each `RuleDoc` gives the rule's scope, its condition in Chinese and in English, the `RuleConfig` thresholds it
-uses (services/monitor/thresholds.py), what its alert id is made of (its *fact*: one fact, one alert), when a
+uses (schemas/thresholds.py), what its alert id is made of (its *fact*: one fact, one alert), when a
 timer judges it later, and worked examples. The conditions are templates: `{name}` is the threshold `name`,
 filled with the values in force (`conditions(doc, cfg)`), so the command shows what the monitor applies now and
 the documentation the defaults. A unit test keeps this list, the rules and the thresholds in step.
@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from schemas.alerts import HOUSEHOLD_RULES, REGIONAL_RULES, Rule, Severity
 from schemas.catalog import Feed, feeds_of_rule
-from services.monitor.thresholds import IncomeLines, RuleConfig
+from schemas.thresholds import IncomeLines, RuleConfig
 
 __all__ = [
     "Scope",

@@ -26,14 +26,14 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.exc import DBAPIError
 
+from plumbing.kafka_io import KafkaPublisher, ensure_topics, group_offsets, read_topic, topic_end_offsets
+from plumbing.processes import ChildProcess, Samples, metric, wait_until
 from schemas.codec import default_codec
 from schemas.errors import ConfigError, DatabaseUnavailable
 from schemas.topics import ALERTS_HOUSEHOLD, ALERTS_REGIONAL, CASEFEED_DLQ, TopicSpec
 from services.casedb.database import open_database
 from services.casedb.models import Base
 from services.casedb.transaction import classify
-from services.kafka_io import KafkaPublisher, ensure_topics, group_offsets, read_topic, topic_end_offsets
-from services.processes import ChildProcess, Samples, metric, wait_until
 from tests.integration.test_casedb_postgres import _script, pg_url  # noqa: F401  (the module's PostgreSQL)
 
 pytestmark = pytest.mark.integration

@@ -21,13 +21,13 @@ from pathlib import Path
 
 import pytest
 
+from plumbing import kafka_local
+from plumbing.kafka_io import ensure_topics, topic_offsets
+from plumbing.processes import metric, scrape, wait_until
+from plumbing.settings import Settings
 from schemas.topics import TopicSpec
-from services import kafka_local
 from services.casedb.database import open_database
 from services.cases.listing import cases_to_json
-from services.kafka_io import ensure_topics, topic_offsets
-from services.processes import metric, scrape, wait_until
-from services.settings import Settings
 from tests.integration.ops_world import World, households, roster_file, stays_file, vehicles_file
 
 pytestmark = pytest.mark.integration

@@ -22,13 +22,13 @@ from typing import Any
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
+from plumbing import kafka_local
+from plumbing.kafka_io import read_topic
+from plumbing.processes import ChildProcess, metric, wait_until
+from plumbing.settings import Settings
 from schemas.codec import default_codec
 from schemas.topics import ALERTS_HOUSEHOLD, ALERTS_REGIONAL, dlq_topic
-from services import kafka_local
 from services.demo.run import monitor_settled, read_alerts
-from services.kafka_io import read_topic
-from services.processes import ChildProcess, metric, wait_until
-from services.settings import Settings
 from tests.integration.scenario import VILLAGE_A, VILLAGE_B, Scenario, build
 
 pytestmark = pytest.mark.integration

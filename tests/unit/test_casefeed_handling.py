@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
+from plumbing.consumer_lag import LagTracker, lag
 from schemas.codec import default_codec
 from schemas.errors import DatabaseUnavailable
 from schemas.topics import ALERTS_HOUSEHOLD, ALERTS_REGIONAL
 from services.casedb.database import open_database
 from services.casedb.store import NUL_REPLACEMENT, CaseStore, without_nul
 from services.casefeed.handling import Backoff, Incoming, Refusal, handle_batch, record_isolated
-from services.consumer_lag import LagTracker, lag
 
 pytest.register_assert_rewrite("tests.casedb_behaviour")  # whichever test module imports it first
 
