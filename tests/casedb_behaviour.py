@@ -55,7 +55,7 @@ def second_open_case_error(store: CaseStore) -> str:
     store.record_household_alert(household_alert("a1"))
     now = dt.datetime.now(dt.UTC)
     with Session(store.engine) as session:
-        session.add(Case(subject_kind="household", subject_id=HH1, village_code=VILLAGE, status="OPEN",
+        session.add(Case(subject_kind="household", household_or_region=HH1, village_code=VILLAGE, status="OPEN",
                          max_severity="LOW", opened_at=now, updated_at=now))
         with pytest.raises(IntegrityError) as info:
             session.commit()
@@ -92,7 +92,7 @@ def test_regional_alert_opens_a_village_case(store: CaseStore) -> None:
     result = store.record_regional_alert(regional_alert())
     assert result.case_opened
     [case] = store.list_cases()
-    assert (case.subject_kind, case.subject_id, case.village_code) == ("village", VILLAGE, VILLAGE)
+    assert (case.subject_kind, case.household_or_region, case.village_code) == ("village", VILLAGE, VILLAGE)
     assert case.evidence[0].household_ids[:2] == (HH1, HH2)
     assert case.evidence[0].raised_at == dt.datetime(2024, 6, 27, 17, 0, tzinfo=dt.UTC)   # +08:00 -> UTC
     assert case.evidence[0].occurred_at == dt.date(2024, 6, 20)
@@ -121,7 +121,7 @@ def test_partial_unique_index_allows_one_open_case_per_subject(store: CaseStore)
     now = dt.datetime.now(dt.UTC)
 
     def case(status: str) -> Case:
-        return Case(subject_kind="household", subject_id=HH1, village_code=VILLAGE, status=status,
+        return Case(subject_kind="household", household_or_region=HH1, village_code=VILLAGE, status=status,
                     max_severity="LOW", opened_at=now, updated_at=now)
 
     with Session(store.engine) as session:
@@ -207,7 +207,7 @@ def test_listing_and_rendering(store: CaseStore) -> None:
     store.record_household_alert(household_alert("h3", HH2, rule="DISASTER_LOSS", severity="MEDIUM"))
     store.record_regional_alert(regional_alert())
     cases = store.list_cases()
-    assert [c.subject_id for c in cases] == [HH2, VILLAGE, HH1]   # HIGH (older first), then MEDIUM
+    assert [c.household_or_region for c in cases] == [HH2, VILLAGE, HH1]   # HIGH (older first), then MEDIUM
     assert cases[0].opened_at <= cases[1].opened_at
 
     table = render_cases_table(cases)
@@ -398,7 +398,7 @@ def fill_report_db(url: str) -> None:
                 session.add(Household(household_id=household, village_code=household[:12], category=category,
                                       monitoring_status="NOT_INCLUDED", labour_capacity="ABLE",
                                       per_capita_income=Decimal("8000.00"), household_size=4, updated_at=RAISED))
-            case_b = session.scalar(select(Case.id).where(Case.subject_id == hh_b))
+            case_b = session.scalar(select(Case.id).where(Case.household_or_region == hh_b))
             assert case_b is not None
             for step, day in (("APPLY", 11), ("PUBLIC_NOTICE", 12), ("TOWNSHIP_VERIFY", 20), ("COUNTY_CONFIRM", 28)):
                 session.add(CaseHistory(case_id=case_b, household_id=hh_b, kind="STEP", workflow="INCLUSION",

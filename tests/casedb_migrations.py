@@ -20,7 +20,7 @@ from sqlalchemy import JSON, Column, Date, Integer, MetaData, String, Table, Tex
 from schemas.errors import ConfigError
 from services.casedb import schema
 from services.casedb.database import open_database
-from services.casedb.models import UTCDateTime
+from services.casedb.models import REGION_CODE_WIDTH, UTCDateTime
 from services.casedb.store import CaseStore, CaseView
 
 HH1 = "652701000000000001"
@@ -105,7 +105,7 @@ def check_upgraded_issue2_db(store: CaseStore) -> None:
     [dropout] = cases[2].alerts
     assert (dropout.resolved_by, dropout.resolved_at) == ("migration 0002", day(5))
     # the cases and their evidence as they were
-    assert [(c.subject_kind, c.subject_id, c.status, c.max_severity, c.opened_at, c.updated_at)
+    assert [(c.subject_kind, c.household_or_region, c.status, c.max_severity, c.opened_at, c.updated_at)
             for c in (cases[i] for i in sorted(cases))] == [
         (k, s, st, sev, day(o), day(u)) for _, k, s, st, sev, o, u in CASES]
     evidence = {e.alert_id: e for c in cases.values() for e in c.evidence}
@@ -189,6 +189,35 @@ def test_downgrade_to_issue_2_and_upgrade_again(db_url: str) -> None:
             command.downgrade(schema._config(connection), schema.FIRST_REVISION)
             assert set(inspect(connection).get_table_names()) == {"cases", "evidence", "alembic_version"}
             assert "case_alert_id" not in {c["name"] for c in inspect(connection).get_columns("evidence")}
+    finally:
+        engine.dispose()
+    with open_database(db_url) as store:
+        check_upgraded_issue2_db(store)
+
+
+def _cases_columns(connection: Any) -> dict[str, Any]:
+    return {c["name"]: c for c in inspect(connection).get_columns("cases")}
+
+
+def test_0004_names_the_subject_column_and_gives_village_codes_one_width(db_url: str) -> None:
+    """Revision 0004: cases.subject_id becomes household_or_region (what it holds: a household id or a region
+    code), values kept, and cases.village_code is as wide as every other village code; a downgrade to 0003 gives
+    the old name and width back, values kept, and the next open upgrades again."""
+    build_issue2_schema(db_url)
+    fill_issue2_db(db_url)
+    open_database(db_url).close()
+    subjects = sorted((case_id, subject) for case_id, _, subject, *_ in CASES)
+    engine = create_engine(db_url)
+    try:
+        with engine.begin() as connection:
+            columns = _cases_columns(connection)
+            assert "subject_id" not in columns and columns["village_code"]["type"].length == REGION_CODE_WIDTH == 12
+            assert sorted(tuple(r) for r in connection.execute(text("SELECT id, household_or_region FROM cases"))) \
+                == subjects
+            command.downgrade(schema._config(connection), "0003")
+            columns = _cases_columns(connection)
+            assert "household_or_region" not in columns and columns["village_code"]["type"].length == 32
+            assert sorted(tuple(r) for r in connection.execute(text("SELECT id, subject_id FROM cases"))) == subjects
     finally:
         engine.dispose()
     with open_database(db_url) as store:

@@ -373,7 +373,7 @@ def test_worklists_are_scoped_to_the_region_and_filtered(world: World) -> None:
     assert [s.id for s in c.visible_cases("county", step="APPLY")] == [a]
     assert [s.id for s in c.visible_cases("county", step="none")] == [b, cc]
     [line] = c.visible_cases("vil1", severity="HIGH")
-    assert (line.subject_id, line.monitoring_status, line.category, line.rules, line.alerts_open) == (
+    assert (line.household_or_region, line.monitoring_status, line.category, line.rules, line.alerts_open) == (
         HB, "MONITORING", "UNSTABLE_LIFTED", ("SCHOOL_DROPOUT",), 1)
 
 

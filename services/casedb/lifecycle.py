@@ -70,7 +70,7 @@ def attach(session: Session, case: Case, *, rule: str, severity: str, alert_id: 
     live = session.scalar(select(CaseAlert).where(CaseAlert.case_id == case.id, CaseAlert.rule == rule,
                                                   CaseAlert.status != "RESOLVED"))
     if live is None:
-        alert = CaseAlert(case_id=case.id, household_id=case.subject_id, rule=rule, status="OPEN",
+        alert = CaseAlert(case_id=case.id, household_id=case.household_or_region, rule=rule, status="OPEN",
                           severity=severity, opened_at=now, updated_at=now)
         session.add(alert)
         session.flush()  # a concurrent writer that opened it first: IntegrityError on uq_case_alerts_live_rule
@@ -94,7 +94,7 @@ def escalate(session: Session, case: Case, live: CaseAlert, *, severity: str, al
                 status="OPEN"))  # an ACKNOWLEDGED alert that escalates is OPEN again
     if _changed(done) != 1:
         raise Conflict(f"case alert {live.id}: changed under us")
-    session.add(CaseHistory(case_id=case.id, household_id=case.subject_id, kind="ESCALATION", workflow=None,
+    session.add(CaseHistory(case_id=case.id, household_id=case.household_or_region, kind="ESCALATION", workflow=None,
                             step=None, by_user=CASEFEED, on_day=now.date(), recorded_at=now,
                             note=f"{live.rule} {seen} -> {severity} (alert {alert_id}){note}"))
     return seen

@@ -59,7 +59,7 @@ __all__ = ["Base", "UTCDateTime", "sqlite_bounds", "REGION_CODE_WIDTH", "HOUSEHO
            "HouseholdProfile"]
 
 REGION_CODE_WIDTH = 12  # a region code: 12-digit village, 9 township, 6 county, 4 (6527) bureau
-HOUSEHOLD_ID_WIDTH = 64
+HOUSEHOLD_ID_WIDTH = 64  # a household id; a case's household_or_region holds one or a region code
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):
@@ -104,16 +104,17 @@ class Case(Base):
         CheckConstraint("max_severity IN ('LOW', 'MEDIUM', 'HIGH')", name="max_severity"),
         # At most one OPEN case per subject; CLOSED ones may pile up. ddl_if's `dialect` takes a tuple of names as
         # SQLAlchemy documents and implements, but is annotated `str | None`: hence the type: ignore.
-        Index("uq_cases_open_subject", "subject_kind", "subject_id", unique=True,
+        Index("uq_cases_open_subject", "subject_kind", "household_or_region", unique=True,
               sqlite_where=text("status = 'OPEN'"), postgresql_where=text("status = 'OPEN'")
               ).ddl_if(dialect=("sqlite", "postgresql")),  # type: ignore[arg-type]
-        *sqlite_bounds(subject_id=64, village_code=32),
+        *sqlite_bounds(household_or_region=HOUSEHOLD_ID_WIDTH, village_code=REGION_CODE_WIDTH),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     subject_kind: Mapped[str] = mapped_column(String(16))
-    subject_id: Mapped[str] = mapped_column(String(64), index=True)
-    village_code: Mapped[str] = mapped_column(String(32), index=True)
+    # the household id of a household case, the region code of a village case (subject_kind says which)
+    household_or_region: Mapped[str] = mapped_column(String(HOUSEHOLD_ID_WIDTH), index=True)
+    village_code: Mapped[str] = mapped_column(String(REGION_CODE_WIDTH), index=True)
     status: Mapped[str] = mapped_column(String(8), default="OPEN")
     max_severity: Mapped[str] = mapped_column(String(8))
     opened_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())

@@ -101,7 +101,7 @@ class CaseAlertView:
 class CaseView:
     id: int
     subject_kind: str
-    subject_id: str
+    household_or_region: str
     village_code: str
     status: str
     max_severity: str
@@ -166,10 +166,10 @@ def _events_of(alert_id: str, event_ids: Sequence[Any], topics: Any) -> list[tup
 def _open_case(session: Session, kind: str, subject: str, village: str, severity: str,
                now: dt.datetime) -> tuple[Case, bool]:
     """The OPEN case of the subject, raised to `severity` if that is higher, or a new one; (case, opened)."""
-    case = session.scalar(select(Case).where(Case.subject_kind == kind, Case.subject_id == subject,
+    case = session.scalar(select(Case).where(Case.subject_kind == kind, Case.household_or_region == subject,
                                              Case.status == "OPEN"))
     if case is None:
-        case = Case(subject_kind=kind, subject_id=subject, village_code=village, status="OPEN",
+        case = Case(subject_kind=kind, household_or_region=subject, village_code=village, status="OPEN",
                     max_severity=severity, opened_at=now, updated_at=now)
         session.add(case)
         session.flush()  # a concurrent writer that opened it first: IntegrityError, the transaction is retried
@@ -316,7 +316,8 @@ class CaseStore:
                                   now=now)
                 if attached.opened:
                     session.add(CaseHistory(
-                        case_id=case.id, household_id=case.subject_id, kind="ESCALATION", workflow=None, step=None,
+                        case_id=case.id, household_id=case.household_or_region, kind="ESCALATION", workflow=None,
+                        step=None,
                         by_user=CASEFEED, on_day=now.date(), recorded_at=now,
                         note=f"{existing.rule} {seen} -> {severity} (alert {existing.alert_id}): worse again after "
                              "its alert was resolved"))
@@ -394,7 +395,8 @@ def _view(case: Case, alerts: Sequence[Any], events: Mapping[str, tuple[EventSou
     """`alerts`: the case's services.casedb.models.CaseAlert rows, oldest first; `events`: evidence_events(...)."""
     evidence = [(e, events_of(e, events)) for e in case.evidence]
     return CaseView(
-        id=case.id, subject_kind=case.subject_kind, subject_id=case.subject_id, village_code=case.village_code,
+        id=case.id, subject_kind=case.subject_kind, household_or_region=case.household_or_region,
+        village_code=case.village_code,
         status=case.status, max_severity=case.max_severity, opened_at=case.opened_at,
         updated_at=case.updated_at,
         evidence=tuple(EvidenceView(

@@ -203,7 +203,7 @@ def render_overdue_table(cases: list[Any]) -> str:
                   key=lambda row: (-row[0], row[1].id, row[2].id))
     table = render_table(("CASE", "SUBJECT", "REGION", "ALERT", "RULE", "SEVERITY", "OPENED", "DUE", "OVERDUE",
                           "DEPARTMENTS"),
-                         [(str(c.id), c.subject_id, c.village_code, str(a.id), a.rule, a.severity,
+                         [(str(c.id), c.household_or_region, c.village_code, str(a.id), a.rule, a.severity,
                            a.opened_at.strftime("%Y-%m-%dT%H:%MZ"), str(a.due_on), f"{days} day(s)",
                            "、".join(a.departments)) for days, c, a in rows])
     return table + ("\n(no overdue alerts)" if not rows else "")

@@ -14,7 +14,7 @@ __all__ = ["render_cases_table", "cases_to_json"]
 def render_cases_table(cases: Sequence[CaseView]) -> str:
     """A plain-text table, one line per case (for `povwatch cases list`)."""
     header = ("CASE", "SUBJECT", "VILLAGE", "STATUS", "SEVERITY", "ALERTS", "RULES")
-    table = render_table(header, [(str(c.id), c.subject_id, c.village_code, c.status, c.max_severity,
+    table = render_table(header, [(str(c.id), c.household_or_region, c.village_code, c.status, c.max_severity,
                                    str(len(c.evidence)), ",".join(dict.fromkeys(e.rule for e in c.evidence)))
                                   for c in cases])
     return table + ("\n(no cases)" if not cases else "")

@@ -195,7 +195,7 @@ def read_profile_view(session: Session, household_id: str, *, today: dt.date, li
         raise NotFound(f"no household {household_id} in the case DB (neither in the roster nor profiled)")
     members = [RosterMember(m.person_key, m.name, m.relation, m.sex, m.birth_date) for m in session.scalars(
         select(Member).where(Member.household_id == household_id))] if household is not None else []
-    case = session.scalar(select(Case).where(Case.subject_kind == "household", Case.subject_id == household_id,
+    case = session.scalar(select(Case).where(Case.subject_kind == "household", Case.household_or_region == household_id,
                                              Case.status == "OPEN"))
     alerts = [OpenAlert(a.id, a.case_id, a.rule, a.severity, a.status, a.opened_at) for a in session.scalars(
         select(CaseAlert).where(CaseAlert.case_id == case.id).order_by(CaseAlert.id))] if case is not None else []

@@ -144,17 +144,18 @@ def summaries(session: Session, cases: Sequence[Case], today: dt.date, *, verify
             last_step[row.case_id] = row
         for alert in session.scalars(select(CaseAlert).where(CaseAlert.case_id.in_(ids))):
             alerts[alert.case_id].append(alert)
-    subjects = [c.subject_id for c in cases if c.subject_kind == "household"]
+    subjects = [c.household_or_region for c in cases if c.subject_kind == "household"]
     households = {h.household_id: h for h in session.scalars(
         select(Household).where(Household.household_id.in_(subjects)))} if subjects else {}
     out = []
     for c in cases:
         step = last_step.get(c.id)
-        household = households.get(c.subject_id) if c.subject_kind == "household" else None
+        household = households.get(c.household_or_region) if c.subject_kind == "household" else None
         rules = dict.fromkeys([e.rule for e in c.evidence] + [a.rule for a in alerts[c.id]])
         overdue = [late[a.id] for a in alerts[c.id] if a.id in late]
         out.append(CaseSummary(
-            id=c.id, subject_kind=c.subject_kind, subject_id=c.subject_id, village_code=c.village_code,
+            id=c.id, subject_kind=c.subject_kind, household_or_region=c.household_or_region,
+            village_code=c.village_code,
             status=c.status, max_severity=c.max_severity, opened_at=c.opened_at, updated_at=c.updated_at,
             age_days=max((today - c.opened_at.date()).days, 0), rules=tuple(rules),
             alerts_open=sum(a.status != "RESOLVED" for a in alerts[c.id]),
@@ -220,7 +221,7 @@ def detail_of(session: Session, case: Case, *, role: Role, today: dt.date, notic
     """The case page for a user of `role` on `today` (the steps allowed now are theirs; the alerts' deadlines
     `verify_days` days from their opening, days in `zone`)."""
     [summary] = summaries(session, [case], today, verify_days=verify_days, zone=zone)
-    household = session.get(Household, case.subject_id) if case.subject_kind == "household" else None
+    household = session.get(Household, case.household_or_region) if case.subject_kind == "household" else None
     members: list[Member] = []
     history: list[CaseHistory] = []
     allowed: tuple[AllowedStep, ...] = ()

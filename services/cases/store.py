@@ -135,7 +135,7 @@ class Cases:
                 cid = alert.case_id if alert is not None else None
             case = session.get(Case, cid) if cid is not None else None
             if case is not None and case.subject_kind == "household":
-                household = case.subject_id
+                household = case.household_or_region
             self._audit(session, name, "REFUSED", household_id=household, case_id=cid if case else None,
                         detail=str(exc))
 
@@ -247,7 +247,7 @@ class Cases:
 
     @staticmethod
     def _household_of(case: Case) -> str | None:
-        return case.subject_id if case.subject_kind == "household" else None
+        return case.household_or_region if case.subject_kind == "household" else None
 
     def household_profile(self, user: UserView | str | None, household_id: str, *,
                           audited: bool = True) -> ProfileView:
@@ -314,10 +314,10 @@ class Cases:
             if case.subject_kind != "household":
                 raise StepRefused(f"case {case_id} is a village case (a regional alert): the workflows are a "
                                   "household's; take them on the households' own cases")
-            household = session.get(Household, case.subject_id)
+            household = session.get(Household, case.household_or_region)
             if household is None:
-                raise NotFound(f"household {case.subject_id} of case {case_id} is not in the case DB: import the "
-                               "bureau's roster first (povwatch cases roster FILE)")
+                raise NotFound(f"household {case.household_or_region} of case {case_id} is not in the case DB: "
+                               "import the bureau's roster first (povwatch cases roster FILE)")
             day = on or today
             if day > today:
                 raise StepRefused(f"case {case_id}: --on {day} is in the future (today is {today})")
@@ -382,7 +382,7 @@ class Cases:
                                                              CaseAlert.status != "RESOLVED")):
             alert.status, alert.resolved_by, alert.resolved_at, alert.updated_at = "RESOLVED", me.name, now, now
             resolved += 1
-        session.add(CaseHistory(case_id=case.id, household_id=case.subject_id, kind="RESOLVE", workflow=None,
+        session.add(CaseHistory(case_id=case.id, household_id=case.household_or_region, kind="RESOLVE", workflow=None,
                                 step=None, by_user=me.name, on_day=day, recorded_at=now,
                                 note=f"case closed, {resolved} alert(s) resolved: {note}"))
         return resolved
@@ -449,8 +449,8 @@ class Cases:
                 kind = ""  # already acknowledged: nothing changes
             if kind:
                 alert.updated_at = now
-                session.add(CaseHistory(case_id=case.id, household_id=case.subject_id, kind=kind, workflow=None,
-                                        step=None, by_user=me.name, on_day=today, recorded_at=now,
+                session.add(CaseHistory(case_id=case.id, household_id=case.household_or_region, kind=kind,
+                                        workflow=None, step=None, by_user=me.name, on_day=today, recorded_at=now,
                                         note=f"alert {alert.id} ({alert.rule} {alert.severity})"
                                         + (f": {note.strip()}" if note else "")))
                 self._audit(session, me.name, f"{kind}_ALERT", household_id=self._household_of(case),

@@ -72,9 +72,9 @@ def _case_targets(session: Session, user: User, case_id: int) -> list[tuple[str,
     if case.status != "OPEN":
         raise StepRefused(f"case {case_id} is {case.status}: no comparison for a closed case")
     members = session.execute(select(Member.person_key, Member.household_id)
-                              .where(Member.household_id == case.subject_id).order_by(Member.person_key)).all()
+                              .where(Member.household_id == case.household_or_region).order_by(Member.person_key)).all()
     if not members:
-        raise NotFound(f"no members of household {case.subject_id} in the case DB (import the roster with "
+        raise NotFound(f"no members of household {case.household_or_region} in the case DB (import the roster with "
                        "`povwatch cases roster FILE`)")
     return [(key, household) for key, household in members]
 

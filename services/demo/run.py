@@ -255,7 +255,7 @@ def _alerts_in_db(settings: Settings) -> dict[str, tuple[str, str, str]]:
     """The alerts as the case DB holds them: alert id -> (subject, rule, severity)."""
     store = open_database(settings.case_db)
     try:
-        return {ev.alert_id: (case.subject_id, ev.rule, ev.severity)
+        return {ev.alert_id: (case.household_or_region, ev.rule, ev.severity)
                 for case in store.list_cases() for ev in case.evidence}
     finally:
         store.close()

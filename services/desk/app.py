@@ -365,7 +365,7 @@ def create_app(cases: DeskCases, *, secret: str, secure_cookies: bool = True,
         if detail.case.subject_kind != "household":
             return None
         try:
-            return cases.household_profile(user, detail.case.subject_id, audited=False)
+            return cases.household_profile(user, detail.case.household_or_region, audited=False)
         except (NotFound, NotInRegion):
             return None
 

@@ -17,6 +17,7 @@ from decimal import Decimal
 from string import Formatter
 from typing import Any, Literal
 
+from plumbing.table import render_table
 from schemas.alerts import HOUSEHOLD_RULES, REGIONAL_RULES, Rule, Severity
 from schemas.catalog import Feed, feeds_of_rule
 from schemas.thresholds import IncomeLines, RuleConfig
@@ -523,13 +524,14 @@ def render_rules_text(cfg: RuleConfig, rules_file: str | None) -> str:
     defaults = RuleConfig()
     lines.append("thresholds in force (POVWATCH_RULES__<NAME> over "
                  + (f"the rules file {rules_file}" if rules_file else "the defaults; no POVWATCH_RULES_FILE") + "):")
-    width = max(len(name) for name in RuleConfig.model_fields)
+    rows = []
     for name, value in thresholds_of(cfg).items():
         if name == "income_lines":
             continue
         default = getattr(defaults, name)
         note = "" if value == default else f"  (default {shown(name, default)})"
-        lines.append(f"  {name:<{width}}  {shown(name, value)}{note}")
+        rows.append((name, f"{shown(name, value)}{note}"))
+    lines += render_table(None, rows, indent="  ").split("\n")
     lines.append("income lines (人均纯收入, CNY per person and year; a county or year not listed has the default):")
     lines.extend(_income_lines_text(cfg.income_lines))
     return "\n".join(lines)

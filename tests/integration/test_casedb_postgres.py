@@ -57,6 +57,7 @@ from tests.casedb_behaviour import (  # noqa: E402, F401
 
 # The migration tests too (tests/casedb_migrations.py): from issue #2's schema, on PostgreSQL.
 from tests.casedb_migrations import (  # noqa: E402, F401
+    test_0004_names_the_subject_column_and_gives_village_codes_one_width,
     test_a_db_of_issue_2_is_upgraded_keeping_its_cases_and_evidence,
     test_a_revision_from_a_newer_povwatch_is_refused_in_one_line,
     test_an_empty_db_goes_to_head_and_reopening_keeps_it,
@@ -190,7 +191,7 @@ def _check_one_case(url: str, per_writer: list[list[RecordResult]]) -> None:
     with open_database(url) as check:
         assert check.counts() == {"cases_open": 1, "evidence": len(ALERTS)}
         [case] = check.list_cases()
-        assert (case.subject_id, case.max_severity) == (HH1, "HIGH")
+        assert (case.household_or_region, case.max_severity) == (HH1, "HIGH")
         assert sorted(e.alert_id for e in case.evidence) == sorted(a["alert_id"] for a in ALERTS)
         [alert] = case.alerts                                        # one live alert of the rule, at the top
         assert (alert.status, alert.severity, sorted(alert.alert_ids)) == (

@@ -112,7 +112,7 @@ def test_two_workers_split_the_work_and_survive_a_sigkill_mid_burst(world: World
         cases = json.loads(cases_to_json(store.list_cases()))
     finally:
         store.close()
-    evidence = [e["alert_id"] for c in cases for e in c["evidence"] if str(c["subject_id"]).startswith("PAIR")]
+    evidence = [e["alert_id"] for c in cases for e in c["evidence"] if str(c["household_or_region"]).startswith("PAIR")]
     assert sorted(evidence) == sorted(distinct)
 
 

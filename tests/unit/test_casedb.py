@@ -85,7 +85,7 @@ def test_open_case_index_is_really_partial(store: CaseStore) -> None:
     assert sql is not None and "UNIQUE" in sql and "WHERE" in sql and "OPEN" in sql
 
     error = second_open_case_error(store)
-    assert "UNIQUE constraint failed: cases.subject_kind, cases.subject_id" in error
+    assert "UNIQUE constraint failed: cases.subject_kind, cases.household_or_region" in error
 
 
 def test_reopening_the_file_keeps_the_data(db_url: str) -> None:

@@ -21,6 +21,7 @@ pytest.register_assert_rewrite("tests.casedb_migrations")  # before the import b
 from tests.casedb_migrations import (  # noqa: E402, F401
     check_upgraded_issue2_db,
     fill_issue2_db,
+    test_0004_names_the_subject_column_and_gives_village_codes_one_width,
     test_a_db_of_issue_2_is_upgraded_keeping_its_cases_and_evidence,
     test_a_revision_from_a_newer_povwatch_is_refused_in_one_line,
     test_an_empty_db_goes_to_head_and_reopening_keeps_it,

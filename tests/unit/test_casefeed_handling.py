@@ -25,7 +25,7 @@ from tests.casedb_behaviour import household_alert, regional_alert  # noqa: E402
 
 CODEC = default_codec()
 NOW = dt.datetime(2024, 7, 2, 10, 0, tzinfo=dt.UTC)
-LONG_HOUSEHOLD = "H" * 65  # cases.subject_id holds 64 characters
+LONG_HOUSEHOLD = "H" * 65  # cases.household_or_region holds 64 characters
 
 
 def incoming(alert: dict[str, Any], offset: int, *, topic: str = ALERTS_HOUSEHOLD, partition: int = 0) -> Incoming:
@@ -72,7 +72,7 @@ def test_a_poison_alert_is_dead_lettered_and_the_others_still_land(store: CaseSt
     assert record["message"] == {"topic": ALERTS_HOUSEHOLD, "partition": 0, "offset": 11}
     assert record["stage"] == "casefeed" and record["source"]["row"] == 0
     [reason] = record["reasons"]
-    assert "refuses the data" in reason and "subject_id_at_most_64" in reason
+    assert "refuses the data" in reason and "household_or_region_at_most_64" in reason
     assert record["fields"]["alert_id"] == "bad" and record["fields"]["household_id"] == LONG_HOUSEHOLD
     assert record["rejected_at"] == NOW
 

@@ -206,7 +206,7 @@ def test_cases_list_overdue(store: CaseStore, monkeypatch: pytest.MonkeyPatch,
     assert listed[0]["evidence"][0]["departments"] == ["公安", "卫健"] and "workflow" in listed[0]
     # without --overdue: every case, each alert with its deadline; the township case among them
     everything = json.loads(_cli(monkeypatch, capsys, url, "--json"))
-    assert len(everything) == 3 and {c["subject_id"] for c in everything} >= {"652701100"}
+    assert len(everything) == 3 and {c["household_or_region"] for c in everything} >= {"652701100"}
     assert sorted(a["overdue_days"] for c in everything for a in c["alerts"]) == [0, 0, 4]
     table = _cli(monkeypatch, capsys, url)
     assert "652701100 " in table and "REGIONAL_RETURNS" in table
