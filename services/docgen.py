@@ -7,7 +7,7 @@ docs/configuration.md (every `POVWATCH_*` setting).
 Both are pure functions of the declarations: `rules_markdown()` of services/monitor/ruledocs.py, the catalogue
 (schemas/catalog.py) and RuleConfig's defaults (never the environment); `feeds_markdown()` of the connectors'
 FeedSpecs (connectors/catalog.py, connectors/describe.py) and the intake API's request models
-(services/intake/mapping.py); `configuration_markdown()` of the `Settings` fields (services/settings.py: type,
+(services/intake/mapping.py); `configuration_markdown()` of the `Settings` fields (plumbing/settings.py: type,
 default, description) and RuleConfig's. A unit test keeps the committed files equal to what these generate.
 """
 from __future__ import annotations
@@ -26,8 +26,10 @@ from pydantic.fields import FieldInfo
 from connectors.catalog import EVENT_FEEDS, ROSTER
 from connectors.describe import check_text, column_kind, column_note
 from connectors.framework import FeedSpec
+from plumbing.settings import DEV_PSEUDONYM_KEY, Settings
 from schemas.alerts import HOUSEHOLD_RULES, REGIONAL_RULES, Rule
 from schemas.catalog import INTAKE_CHANNELS, Feed, feeds_of_rule
+from schemas.thresholds import IncomeLines, RuleConfig
 from schemas.topics import ALERTS_HOUSEHOLD, ALERTS_REGIONAL
 from services.monitor.ruledocs import (
     GENERAL_THRESHOLDS,
@@ -39,8 +41,6 @@ from services.monitor.ruledocs import (
     thresholds_of,
     timer_text,
 )
-from services.monitor.thresholds import IncomeLines, RuleConfig
-from services.settings import DEV_PSEUDONYM_KEY, Settings
 
 __all__ = ["DOCS_DIR", "INCOME_LINES_EXAMPLE", "rules_markdown", "feeds_markdown", "configuration_markdown",
            "setting_variables", "generated", "main"]
@@ -102,7 +102,7 @@ def rules_markdown() -> str:
         "# The risk model: what the monitor judges",
         "",
         _GENERATED.format(sources="services/monitor/ruledocs.py, schemas/catalog.py and "
-                                  "services/monitor/thresholds.py"),
+                                  "schemas/thresholds.py"),
         "",
         "The monitor judges every department's events and the intake reports by the rules below and raises "
         f"alerts on `{ALERTS_HOUSEHOLD}` (household rules, keyed by household) and `{ALERTS_REGIONAL}` (regional "
@@ -301,8 +301,8 @@ def configuration_markdown() -> str:
     out = [
         "# Configuration: every `POVWATCH_*` setting",
         "",
-        _GENERATED.format(sources="the fields of `Settings` (services/settings.py) and `RuleConfig` "
-                                  "(services/monitor/thresholds.py)"),
+        _GENERATED.format(sources="the fields of `Settings` (plumbing/settings.py) and `RuleConfig` "
+                                  "(schemas/thresholds.py)"),
         "",
         "Every povwatch process reads its settings once, at start-up, from environment variables named "
         f"`{_PREFIX}<FIELD>`; a nested value joins its names with `{_NESTED}` (`POVWATCH_RULES__JOB_GAP_DAYS=90`). "

@@ -17,11 +17,11 @@ from connectors.catalog import EVENT_FEEDS, ROSTER
 from connectors.describe import check_text, column_kind
 from schemas import topics
 from schemas.catalog import INTAKE_CHANNELS, departments
+from schemas.thresholds import RuleConfig, load_rules_file
 from services import docgen
 from services.cli import build_parser
 from services.intake.mapping import MODELS
 from services.monitor.ruledocs import RULE_DOCS
-from services.monitor.thresholds import RuleConfig, load_rules_file
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -221,21 +221,10 @@ def test_architecture_md_names_every_command_and_fixed_topic() -> None:
 
 
 def _case_db_tables() -> dict[str, set[str]]:
-    """Every table of the case DB with its columns, from the ORM models (services/casedb/models.py; before the
-    case-DB package, services/casefeed/db.py with the workflow tables of services/cases/model.py)."""
-    import importlib
-    import importlib.util
+    """Every table of the case DB with its columns, from the ORM models."""
+    from services.casedb.models import Base
 
-    def found(name: str) -> bool:
-        try:
-            return importlib.util.find_spec(name) is not None
-        except ModuleNotFoundError:
-            return False
-
-    modules = [importlib.import_module(name) for name in ("services.casedb.models", "services.casefeed.db",
-                                                          "services.cases.model") if found(name)]
-    metadata = next(module.Base.metadata for module in modules if hasattr(module, "Base"))
-    return {name: {c.name for c in table.columns} for name, table in metadata.tables.items()}
+    return {name: {c.name for c in table.columns} for name, table in Base.metadata.tables.items()}
 
 
 def _avro_fields() -> set[str]:

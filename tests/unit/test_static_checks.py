@@ -33,7 +33,7 @@ def test_mypy_strict_passes() -> None:
 
 
 def test_ruff_passes() -> None:
-    _check(_run("ruff", "check", "services", "connectors", "schemas", "tests", "bench"))
+    _check(_run("ruff", "check", "services", "connectors", "plumbing", "schemas", "tests", "bench"))
 
 
 # A relative path that climbs out of the repository (`../shared/notes.md` in a doc, `../../x` in a comment) points at

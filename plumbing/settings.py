@@ -13,7 +13,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.errors import ConfigError
-from services.monitor.thresholds import RuleConfig, load_rules_file, merge_rules
+from schemas.thresholds import RuleConfig, load_rules_file, merge_rules
 
 __all__ = ["Settings", "DEV_PSEUDONYM_KEY", "load_settings"]
 
