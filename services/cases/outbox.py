@@ -10,7 +10,7 @@
 
 The relay (services.cases.relay) is the only reader. A row is marked only after the broker acknowledged it; a
 crash between the acknowledgement and the mark sends it again on restart - harmless, because every message here is
-idempotent for its consumers (registry.households: the household's full current state on a compacted topic;
+idempotent for its consumers (registry.household-status: the household's decided status on a compacted topic;
 a comparison request: answered with deterministic event ids).
 """
 from __future__ import annotations

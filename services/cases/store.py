@@ -19,7 +19,8 @@ A step is checked by the pure table (services.cases.workflow.check) with facts r
 first statement locks the case row, so two workers cannot take the same step at once. Taking it writes, in ONE
 transaction: the case_history STEP row (who, the day it happened, when it was recorded, note, override reason),
 an AUTHORISE row for APPLY --authorised, and - for LABEL and ANNOUNCE_LABEL - the household's new status and an
-outbox row carrying the povwatch.registry.Household record for `registry.households` (the relay publishes it).
+outbox row carrying a povwatch.registry.HouseholdStatus record for `registry.household-status` (the relay publishes
+it; `registry.households` is the roster load's alone).
 ANNOUNCE_LABEL also resolves the case and its alerts. Every view and action is written to audit_log; a refused
 attempt is logged as REFUSED with its reason (in a transaction of its own, as the attempt's is rolled back).
 """
@@ -47,7 +48,7 @@ from schemas.errors import (
     RecordRefused,
     StepRefused,
 )
-from schemas.topics import REGISTRY_HOUSEHOLDS
+from schemas.topics import REGISTRY_HOUSEHOLD_STATUS
 from services.casefeed.db import Case, CaseStore, Evidence, classify, evidence_events
 from services.cases import overdue, queries
 from services.cases.model import AuditEntry, CaseAlert, CaseHistory, Household, Member, User
@@ -68,8 +69,8 @@ from services.cases.views import AlertView, AuditView, CaseDetail, CaseSummary, 
 from services.cases.workflow import Request, Role, Step, check, status_after, workflow_of
 from services.monitor.thresholds import IncomeLines
 
-__all__ = ["Cases", "FOCUS_CATEGORIES", "RESOLVER_ROLES", "household_record", "StepRefused", "NotInRegion",
-           "NotFound"]
+__all__ = ["Cases", "FOCUS_CATEGORIES", "RESOLVER_ROLES", "household_record", "status_record", "StepRefused",
+           "NotInRegion", "NotFound"]
 
 FOCUS_CATEGORIES = ("UNSTABLE_LIFTED", "MARGINAL", "SUDDEN_HARDSHIP")  # what a labelled household may be
 RESOLVER_ROLES = frozenset({Role.TOWNSHIP, Role.COUNTY, Role.BUREAU})  # who may resolve a case or an alert
@@ -92,6 +93,12 @@ def household_record(h: Household, *, case_id: int, now: dt.datetime) -> dict[st
         "source": {"department": "bureau", "feed": "case-workflow", "origin": f"case {case_id}", "row": 0,
                    "connector_version": CONNECTOR_VERSION},
     }
+
+
+def status_record(h: Household, *, case_id: int, step: str, now: dt.datetime) -> dict[str, Any]:
+    """The povwatch.registry.HouseholdStatus record of the status `step` of case `case_id` decided at `now`."""
+    return {"household_id": h.household_id, "monitoring_status": h.monitoring_status, "category": h.category,
+            "decided_at": now, "case_id": case_id, "step": step}
 
 
 def _first_line(exc: BaseException) -> str:
@@ -402,9 +409,9 @@ class Cases:
                 household.category = "SUDDEN_HARDSHIP"
         household.updated_at = now
         session.flush()
-        value = self._codec.encode("povwatch.registry.Household", household_record(household, case_id=case.id,
-                                                                                  now=now))
-        add_message(session, REGISTRY_HOUSEHOLDS, household.household_id.encode("utf-8"), value, now)
+        value = self._codec.encode("povwatch.registry.HouseholdStatus",
+                                   status_record(household, case_id=case.id, step=step.value, now=now))
+        add_message(session, REGISTRY_HOUSEHOLD_STATUS, household.household_id.encode("utf-8"), value, now)
 
     def _close(self, session: Session, me: User, case: Case, day: dt.date, now: dt.datetime, note: str) -> int:
         """Close the case and resolve its alerts (a RESOLVE history row); how many alerts were resolved."""

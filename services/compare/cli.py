@@ -145,7 +145,7 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("relay", help="publish the case DB's outbox (registry.households after LABEL / "
+    p = sub.add_parser("relay", help="publish the case DB's outbox (registry.household-status after LABEL / "
                                      "ANNOUNCE_LABEL, comparison requests) and store comparison answers")
     p.add_argument("--once", action="store_true",
                    help="publish what is pending and read the answers there are, then stop (Kafka down: retried)")
