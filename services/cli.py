@@ -89,11 +89,22 @@ def cmd_topics(args: argparse.Namespace, settings: Any) -> int:
 
 
 def cmd_roster(args: argparse.Namespace, settings: Any) -> int:
+    """The topics, then the case DB's households and members (services/roster_casedb.py: exit 0, or 3 when the
+    topics are published and the configured case DB could not be refreshed)."""
+    from services import roster_casedb
     from services.ingest import load_roster
 
     summary = asyncio.run(load_roster(settings, Path(args.file), delta=args.delta))
-    print(json.dumps(summary.as_dict(), ensure_ascii=False) if args.json else _roster_text(summary))
-    return 0
+    case_db = roster_casedb.refresh(settings, Path(args.file))
+    if args.json:
+        print(json.dumps({**summary.as_dict(), "case_db": case_db.as_dict()}, ensure_ascii=False))
+    else:
+        print(_roster_text(summary))
+    if not case_db.refreshed:  # the one line that says why, and how to do it later
+        print(f"povwatch: {case_db.line}", file=sys.stderr)
+    elif not args.json:
+        print(f"  {case_db.line}")
+    return roster_casedb.PARTIAL_EXIT if case_db.failed else 0
 
 
 def cmd_connector(args: argparse.Namespace, settings: Any) -> int:
@@ -279,7 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["ensure"])
     p.set_defaults(func=cmd_topics)
 
-    p = sub.add_parser("roster", help="publish the roster of monitored households (the file is the full snapshot)")
+    p = sub.add_parser("roster", help="publish the roster of monitored households (the file is the full snapshot) "
+                                      "and refresh the case DB's households and members when one is configured")
     p.add_argument("action", choices=["load"])
     p.add_argument("file", help="the roster export: every monitored person; who is not in it is removed")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
