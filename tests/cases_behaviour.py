@@ -169,6 +169,32 @@ def test_roster_import_keeps_names_in_the_case_db_and_upserts(world: World, tmp_
     assert world.household(HC).labour_capacity == "ABLE"
 
 
+def test_a_roster_import_after_label_keeps_the_decided_status_unless_the_export_changed(world: World,
+                                                                                      tmp_path: Path) -> None:
+    """The case DB follows the monitor's rule (roster vs registry.household-status): the same export imported again
+    after a LABEL says nothing later than the label; an export that changed the household since is the later word."""
+    case_id = world.alert(HA, V1)
+    world.now = NOW + dt.timedelta(hours=1)
+    world.include(case_id)
+    assert (world.household(HA).monitoring_status, world.household(HA).category) == ("MONITORING", "SUDDEN_HARDSHIP")
+    world.now = NOW + dt.timedelta(hours=2)
+    same = world.cases.import_roster(write_csv(tmp_path / "same.csv", [HEADER, *roster_rows()]))
+    assert (same.households_unchanged, same.households_updated) == (3, 0)
+    assert (world.household(HA).monitoring_status, world.household(HA).category) == ("MONITORING", "SUDDEN_HARDSHIP")
+    assert [a.step for a in world.cases.case_detail("vil1", case_id).allowed] == ["NOMINATE_NOTICE"]  # elimination
+    world.now = NOW + dt.timedelta(hours=3)
+    rows = roster_rows()
+    rows[0][9] = rows[1][9] = "7600"  # the bureau's newer export: A's income changed, its status still 未纳入
+    newer = world.cases.import_roster(write_csv(tmp_path / "newer.csv", [HEADER, *rows]))
+    assert newer.households_updated == 1
+    assert (world.household(HA).monitoring_status, world.household(HA).per_capita_income) == (
+        "NOT_INCLUDED", Decimal("7600.00"))
+    world.now = NOW + dt.timedelta(hours=4)
+    rows[0][7] = rows[1][7] = "监测中"  # and a status-only change after that import is the export's too
+    assert world.cases.import_roster(write_csv(tmp_path / "later.csv", [HEADER, *rows])).households_updated == 1
+    assert world.household(HA).monitoring_status == "MONITORING"
+
+
 def test_inclusion_to_label_then_risk_elimination_then_re_entry(world: World) -> None:
     case_id = world.alert(HA, V1)
     c = world.cases

@@ -32,7 +32,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, selectinload
 
@@ -73,6 +73,7 @@ __all__ = ["Cases", "FOCUS_CATEGORIES", "RESOLVER_ROLES", "household_record", "s
            "NotInRegion", "NotFound"]
 
 FOCUS_CATEGORIES = ("UNSTABLE_LIFTED", "MARGINAL", "SUDDEN_HARDSHIP")  # what a labelled household may be
+DECIDING_STEPS = ("LABEL", "ANNOUNCE_LABEL")  # the steps that decide a household's status (its own topic)
 RESOLVER_ROLES = frozenset({Role.TOWNSHIP, Role.COUNTY, Role.BUREAU})  # who may resolve a case or an alert
 _RETRIES = 5
 _T = TypeVar("_T")
@@ -99,6 +100,23 @@ def status_record(h: Household, *, case_id: int, step: str, now: dt.datetime) ->
     """The povwatch.registry.HouseholdStatus record of the status `step` of case `case_id` decided at `now`."""
     return {"household_id": h.household_id, "monitoring_status": h.monitoring_status, "category": h.category,
             "decided_at": now, "case_id": case_id, "step": step}
+
+
+def _decided_at(session: Session) -> dict[str, dt.datetime]:
+    """household_id -> when its status was last decided by a LABEL or ANNOUNCE_LABEL step."""
+    rows = session.execute(select(CaseHistory.household_id, func.max(CaseHistory.recorded_at))
+                           .where(CaseHistory.kind == "STEP", CaseHistory.step.in_(DECIDING_STEPS))
+                           .group_by(CaseHistory.household_id))
+    return {hid: at for hid, at in rows if at is not None}
+
+
+def _decision_stands(row: Household, fields: dict[str, Any], decided: dt.datetime | None) -> bool:
+    """The file differs from the row in the status (and category) alone, and the row's status is a case step's
+    that nothing changed since: the export says nothing later than the decision, which stands - the rule the
+    monitor follows for registry.households and registry.household-status (docs/monitor.md)."""
+    differing = {f for f in HOUSEHOLD_FIELDS if getattr(row, f) != fields[f]}
+    return (bool(differing) and differing <= {"monitoring_status", "category"} and decided is not None
+            and decided >= row.updated_at)
 
 
 def _first_line(exc: BaseException) -> str:
@@ -521,11 +539,14 @@ class Cases:
             counts = {"households_added": 0, "households_updated": 0, "households_unchanged": 0,
                       "members_added": 0, "members_updated": 0, "members_unchanged": 0}
             existing_h = {h.household_id: h for h in session.scalars(select(Household))}
+            decided = _decided_at(session)
             for hid, fields in roster.households.items():
                 row = existing_h.get(hid)
                 if row is None:
                     session.add(Household(household_id=hid, updated_at=now, **fields))
                     counts["households_added"] += 1
+                elif _decision_stands(row, fields, decided.get(hid)):
+                    counts["households_unchanged"] += 1  # the case's later decision stands (as in the monitor)
                 elif any(getattr(row, f) != fields[f] for f in HOUSEHOLD_FIELDS):
                     for f in HOUSEHOLD_FIELDS:
                         setattr(row, f, fields[f])

@@ -17,6 +17,7 @@ pytest.register_assert_rewrite("tests.cases_behaviour")  # before the import bel
 # The shared tests are imported to be collected here, on SQLite (F401: nothing else uses them).
 from tests.cases_behaviour import (  # noqa: E402, F401
     test_a_household_not_imported_and_a_village_case,
+    test_a_roster_import_after_label_keeps_the_decided_status_unless_the_export_changed,
     test_acknowledge_and_resolve_a_case,
     test_data_compare_waits_for_the_departments_unless_a_county_user_overrides,
     test_every_view_and_action_is_in_the_audit_log,
