@@ -268,6 +268,7 @@ class HouseholdStage:
         self._zone = zone
         self._profiles: dict[str, None] = {}  # households whose profile the batch changed (published at flush)
         self._roster_at: dict[str, dt.datetime] = {}  # household -> its roster record's ingested_at
+        self._instants: dict[dt.datetime, dt.datetime] = {}  # the distinct ingested_at values (one per load)
         self._decided: dict[str, Decision] = {}  # household -> its latest status record
         self._overridden: dict[str, HouseholdContext] = {}  # the roster's record where a decision overrides it
 
@@ -289,7 +290,8 @@ class HouseholdStage:
             return []
         rec = self._codec.decode(value, "povwatch.registry.Household").record
         self.households[key] = HouseholdContext.from_record(rec)
-        self._roster_at[key] = rec["ingested_at"]
+        # one instant per roster load (its households share it): kept once, not once per household
+        self._roster_at[key] = self._instants.setdefault(rec["ingested_at"], rec["ingested_at"])
         self._overridden.pop(key, None)
         self._settle(key)
         state = self.state.get(key)
