@@ -208,6 +208,19 @@ def cmd_cases(args: argparse.Namespace, settings: Any) -> int:
         from services.cases.cli import cmd_cases_roster
 
         return cmd_cases_roster(args, settings)
+    if args.action == "publish-status":
+        import datetime as dt
+
+        from schemas.codec import default_codec
+        from services.cases.status_backfill import queue_decided_statuses
+
+        store = open_database(settings.case_db)
+        try:
+            written = queue_decided_statuses(store, default_codec(), dt.datetime.now(dt.UTC))
+        finally:
+            store.close()
+        print(f"{written} household status(es) queued for registry.household-status; `povwatch relay` publishes them")
+        return 0
     from services.cases.cli import render_overdue_table, with_deadlines
 
     store = open_database(settings.case_db)
@@ -345,7 +358,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_alerts)
 
     p = sub.add_parser("cases", help="show the case DB; import the bureau's roster into it (names stay there)")
-    p.add_argument("action", choices=["list", "roster"])
+    p.add_argument("action", choices=["list", "roster", "publish-status"],
+                   help="publish-status: queue every labelled household's decided status for "
+                        "registry.household-status (once, after upgrading; docs/casework.md)")
     p.add_argument("file", nargs="?", help="with roster: the bureau's roster export (as for povwatch roster load)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--overdue", action="store_true",

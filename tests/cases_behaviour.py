@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from schemas.codec import default_codec
@@ -193,6 +193,27 @@ def test_a_roster_import_after_label_keeps_the_decided_status_unless_the_export_
     rows[0][7] = rows[1][7] = "监测中"  # and a status-only change after that import is the export's too
     assert world.cases.import_roster(write_csv(tmp_path / "later.csv", [HEADER, *rows])).households_updated == 1
     assert world.household(HA).monitoring_status == "MONITORING"
+
+
+def test_publish_status_queues_each_labelled_households_latest_decision(world: World) -> None:
+    """`povwatch cases publish-status` (after upgrading): the status each household's latest deciding step set,
+    timed when it was recorded, whatever the households row says now; households without one are not written."""
+    from services.cases.status_backfill import queue_decided_statuses
+
+    case_id = world.alert(HA, V1)
+    world.now = NOW + dt.timedelta(hours=1)
+    world.include(case_id)
+    with Session(world.store.engine) as session, session.begin():
+        session.execute(delete(OutboxMessage))  # published long ago, to registry.households
+        row = session.get(Household, HA)
+        assert row is not None
+        row.monitoring_status = "NOT_INCLUDED"  # and undone in the case DB by an import of the old release
+    later = NOW + dt.timedelta(days=1)
+    assert queue_decided_statuses(world.store, default_codec(), later) == 1
+    assert world.outbox() == [("registry.household-status", HA.encode(), {
+        "household_id": HA, "monitoring_status": "MONITORING", "category": "SUDDEN_HARDSHIP",
+        "decided_at": NOW + dt.timedelta(hours=1), "case_id": case_id, "step": "LABEL"})]
+    assert queue_decided_statuses(world.store, default_codec(), later) == 1  # again: the same record, harmless
 
 
 def test_inclusion_to_label_then_risk_elimination_then_re_entry(world: World) -> None:

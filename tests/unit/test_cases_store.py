@@ -26,6 +26,7 @@ from tests.cases_behaviour import (  # noqa: E402, F401
     test_label_keeps_a_focus_category_or_takes_the_one_given,
     test_label_takes_the_category_given,
     test_nominate_notice_refused_without_labour_or_with_an_open_high_alert,
+    test_publish_status_queues_each_labelled_households_latest_decision,
     test_roles_and_regions_are_refused_where_they_must_be,
     test_roster_import_keeps_names_in_the_case_db_and_upserts,
     test_steps_of_cases_for_the_listing,
