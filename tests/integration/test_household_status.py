@@ -10,7 +10,8 @@ monitor holds for the household at that moment):
      still holds the roster's record alone, the status topic the label's (no name, no ID number);
   2. the same roster snapshot loaded again after the LABEL: nothing re-sent, the label stands - also for a monitor
      restarted afterwards, which reads both tables from the beginning in whatever order they come;
-  3. a newer snapshot that changes the household (风险消除): the bureau's export is the later word, no alert.
+  3. a newer snapshot that changes the household (风险消除): the bureau's export is the later word, no alert;
+     `cases publish-status` (run once after upgrading) queues the same decision again, harmlessly.
 """
 from __future__ import annotations
 
@@ -130,5 +131,11 @@ def test_roster_and_label_each_on_its_own_topic_the_later_deciding(broker: str, 
                    > roster_read, timeout=60, child=monitor, what="the monitor to read the newer roster record")
         assert _records(broker, REGISTRY_HOUSEHOLDS, labelled.hid)[-1]["monitoring_status"] == "RISK_ELIMINATED"
         assert not _purchase_alerted(world, monitor, port, prefix, buyer, dt.date(2025, 2, 5), tmp_path)
+
+        # `cases publish-status` (after an upgrade) queues the same decision again, published by the relay
+        assert world.cli("cases", "publish-status").startswith("1 household status(es) queued")
+        assert "published 1" in world.cli("relay", "--once")
+        again_status = _records(broker, REGISTRY_HOUSEHOLD_STATUS, labelled.hid)
+        assert len(again_status) == 2 and again_status[1] == again_status[0]
     finally:
         world.stop_all()
