@@ -304,7 +304,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_topics)
 
     p = sub.add_parser("roster", help="publish the roster of monitored households (the file is the full snapshot) "
-                                      "and refresh the case DB's households and members when one is configured")
+                                      "and refresh the case DB's households and members when one is configured",
+                       epilog="exit status: 0 published (and the case DB refreshed, or none configured); 3 published, "
+                              "but the configured case DB could not be refreshed (run `povwatch cases roster FILE` "
+                              "later); 2 nothing published")
     p.add_argument("action", choices=["load"])
     p.add_argument("file", help="the roster export: every monitored person; who is not in it is removed")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
