@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -140,7 +141,14 @@ def cmd_casefeed(args: argparse.Namespace, settings: Any) -> int:
         start_http_server(settings.casefeed_metrics_port)
     except OSError as exc:
         raise PovwatchError(f"cannot serve /metrics on port {settings.casefeed_metrics_port}: {exc}") from None
-    totals = asyncio.run(run_casefeed(settings, idle_timeout=args.timeout))
+    async def until_stopped() -> Any:
+        stop = asyncio.Event()  # SIGTERM (systemd, Kubernetes) or Ctrl-C: finish the batch in flight, then exit 0
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        return await run_casefeed(settings, idle_timeout=args.timeout, stop=stop)
+
+    totals = asyncio.run(until_stopped())
     print(f"casefeed: consumed {totals.consumed}, evidence {totals.evidence}, cases opened {totals.cases_opened}, "
           f"duplicates {totals.duplicates}, updated {totals.updated}, dead letters {totals.dead_letters}, "
           f"sanitised {totals.sanitised}, "
