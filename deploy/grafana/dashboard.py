@@ -41,6 +41,10 @@ ROWS: tuple[tuple[str, tuple[Panel, ...]], ...] = (
               unit="s", kind="table", description="Seconds since a source last completed a file or a poll. A "
                                                   "department that sends daily should stay under a day.",
               thresholds=((0, "green"), (86400, "orange"), (172800, "red"))),
+        Panel("Feeds overdue (feed calendar)",
+              (("max by (department, feed) (povwatch_feed_overdue) == 1", "{{department}} {{feed}}"),),
+              kind="table", description="Feeds past their deadline in deploy/feeds-calendar.toml without an event: "
+                                        "a department that stopped sending. `povwatch feeds status` has the dates."),
         Panel("Events consumed by the monitor per topic",
               (("sum by (topic) (rate(povwatch_events_consumed_total[5m]))", "{{topic}}"),),
               unit="ops"),

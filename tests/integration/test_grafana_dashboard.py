@@ -108,7 +108,8 @@ def test_dashboard_covers_what_operators_watch() -> None:
                    "povwatch_monitor_dead_letters_total", "povwatch_consumer_lag", "povwatch_events_pending",
                    "povwatch_events_unmatched_total", "povwatch_casefeed_alerts_consumed_total",
                    "povwatch_relay_outbox_pending", "povwatch_intake_requests_total",
-                   "povwatch_connector_last_success_timestamp_seconds", "povwatch_cases_overdue"):
+                   "povwatch_connector_last_success_timestamp_seconds", "povwatch_cases_overdue",
+                   "povwatch_feed_overdue"):
         assert metric in exprs, metric
 
 
