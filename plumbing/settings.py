@@ -74,6 +74,10 @@ class Settings(BaseSettings):
     case_verify_days: int = Field(15, gt=0, description="an alert not acknowledged within this many days is overdue")
     timezone: str = Field("Asia/Shanghai", description="the prefecture's time zone (IANA name): what \"today\" is "
                           "for dates, deadlines and timers")
+    feeds_calendar: Path = Field(Path("deploy") / "feeds-calendar.toml", description="when each department feed is "
+                                 "due (`povwatch feeds status`, the monitor's `povwatch_feed_overdue`)")
+    feeds_check_seconds: float = Field(300.0, gt=0, description="how often the monitor looks at the feeds against "
+                                       "the calendar")
 
     @field_validator("timezone")
     @classmethod

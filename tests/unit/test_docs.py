@@ -6,6 +6,7 @@ import argparse
 import ast
 import datetime as dt
 import re
+import subprocess
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -100,31 +101,49 @@ def test_a_setting_without_a_description_is_refused(monkeypatch: pytest.MonkeyPa
         docgen.setting_variables()
 
 
-# Variables read by the tests, installers and scripts, not by Settings: docs/testing.md lists them.
-NOT_SETTINGS = ("POVWATCH_TEST_BROKER_PORT", "POVWATCH_PG_PORT", "POVWATCH_CHROMIUM")
+# Variables that are not settings of the product, each documented on the page of whoever uses it: the tests' ports
+# and browser (docs/testing.md), the deployment's own (docs/deployment.md).
+OTHER_VARIABLES = {"POVWATCH_TEST_BROKER_PORT": "testing.md", "POVWATCH_PG_PORT": "testing.md",
+                   "POVWATCH_CHROMIUM": "testing.md", "POVWATCH_DB_PASSWORD": "deployment.md"}
+VARIABLE = re.compile(r"POVWATCH_[A-Z0-9_]*[A-Z0-9]")
+
+
+def _variables_named_in(path: Path, text: str) -> list[str]:
+    """The POVWATCH_* names a file uses as variables: in Python, only inside strings and comments (a Python constant
+    whose name starts with the prefix is not a variable)."""
+    if path.suffix != ".py":
+        return VARIABLE.findall(text)
+    import io
+    import tokenize
+
+    found = []
+    for token in tokenize.generate_tokens(io.StringIO(text).readline):
+        if token.type in (tokenize.STRING, tokenize.COMMENT) or token.type == getattr(tokenize, "FSTRING_MIDDLE", -1):
+            found += VARIABLE.findall(token.string)
+    return found
 
 
 def test_every_povwatch_variable_named_anywhere_is_documented() -> None:
-    """A `POVWATCH_*` name in any file of the project (code, docs, scripts, tests) is a setting of
-    docs/configuration.md or one of docs/testing.md's test variables: a misspelt name is caught here."""
+    """A `POVWATCH_*` name in any file of the project (code, docs, scripts, deployment files, tests) is a setting of
+    docs/configuration.md or one of the other variables, documented where it is used: a misspelt name is caught
+    here."""
     known = set(_documented_variables())
-    testing = (DOCS / "testing.md").read_text(encoding="utf-8")
-    for name in NOT_SETTINGS:
-        assert f"`{name}`" in testing, name
-    known |= set(NOT_SETTINGS)
-    files = [p for p in ROOT.rglob("*") if p.is_file() and p.suffix in {".py", ".md", ".sh", ".toml", ".yml", ""}
-             and not {".git", ".venv", "var", ".mypy_cache", ".ruff_cache", ".pytest_cache"} & set(
-                 p.relative_to(ROOT).parts)]
+    for name, page in OTHER_VARIABLES.items():
+        assert name in (DOCS / page).read_text(encoding="utf-8"), f"{name} is not in docs/{page}"
+    known |= set(OTHER_VARIABLES)
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                            capture_output=True, timeout=60, check=True)
     unknown = set()
-    for path in files:
+    for name in listed.stdout.decode("utf-8").split("\0"):
+        path = ROOT / name
         try:
             text = path.read_text(encoding="utf-8")
         except (UnicodeDecodeError, OSError):
-            continue
-        for name in re.findall(r"POVWATCH_[A-Z0-9_]*[A-Z0-9]", text):
-            if name not in known and not any(k.startswith(name + "_") for k in known):
-                unknown.add(f"{path.relative_to(ROOT)}: {name}")
-    assert unknown == set(), "names not in docs/configuration.md nor docs/testing.md:\n" + "\n".join(sorted(unknown))
+            continue  # binary, or deleted and not yet staged
+        for variable in _variables_named_in(path, text):
+            if variable not in known and not any(k.startswith(variable + "_") for k in known):
+                unknown.add(f"{name}: {variable}")
+    assert unknown == set(), "POVWATCH_* names documented nowhere:\n" + "\n".join(sorted(unknown))
 
 
 def test_docgen_check_agrees(capsys: pytest.CaptureFixture[str]) -> None:
@@ -212,8 +231,9 @@ def test_architecture_md_names_every_command_and_fixed_topic() -> None:
     text = (DOCS / "architecture.md").read_text(encoding="utf-8")
     missing = [name for name in _commands() if f"`povwatch {name}" not in text]
     assert missing == [], f"commands not in docs/architecture.md: {missing}"
-    for name in (topics.REGISTRY_PERSONS, topics.REGISTRY_HOUSEHOLDS, topics.ALERTS_HOUSEHOLD,
-                 topics.ALERTS_REGIONAL, topics.PROFILES_HOUSEHOLD, topics.MONITOR_DLQ, topics.CASEFEED_DLQ):
+    for name in (topics.REGISTRY_PERSONS, topics.REGISTRY_HOUSEHOLDS, topics.REGISTRY_HOUSEHOLD_STATUS,
+                 topics.ALERTS_HOUSEHOLD, topics.ALERTS_REGIONAL, topics.PROFILES_HOUSEHOLD, topics.MONITOR_DLQ,
+                 topics.CASEFEED_DLQ):
         assert f"`{name}`" in text, name
 
 
