@@ -433,7 +433,7 @@ class StageRunner(ConsumerRebalanceListener, Generic[S]):  # type: ignore[misc] 
                     todo.discard(tp)  # revoked meanwhile: its new owner restores it
                 if not todo:
                     break
-                batch = await reader.getmany(*todo, timeout_ms=1000, max_records=10_000)
+                batch = await reader.getmany(*todo, timeout_ms=1000, max_records=5000)
                 for tp, messages in batch.items():
                     if tp not in todo:
                         continue

@@ -71,15 +71,18 @@ def _failing_first_send(bootstrap: str, failed: list[str]) -> Callable[[], Await
 
 async def _wait_alerts(bootstrap: str, prefix: str, distinct: int, timeout: float,
                        alive: Callable[[], None]) -> list[dict[str, Any]]:
+    async def ours() -> list[dict[str, Any]]:
+        return [a for _, a in await read_alerts(bootstrap, idle=1.5)
+                if str(a.get("household_id", "")).startswith(prefix)]
+
     deadline = time.monotonic() + timeout
     seen: list[dict[str, Any]] = []
     while time.monotonic() < deadline:
         alive()
-        seen = [a for _, a in await read_alerts(bootstrap, idle=1.5) if str(a.get("household_id", "")).startswith(prefix)]
+        seen = await ours()
         if len({a["alert_id"] for a in seen}) >= distinct:
             await asyncio.sleep(3)  # anything sent twice would be there by now
-            return [a for _, a in await read_alerts(bootstrap, idle=1.5)
-                    if str(a.get("household_id", "")).startswith(prefix)]
+            return await ours()
         await asyncio.sleep(0.5)
     raise AssertionError(f"{len({a['alert_id'] for a in seen})} distinct alerts of {distinct} after {timeout:.0f}s")
 
@@ -153,7 +156,7 @@ def test_a_worker_joins_during_a_large_restore_without_waiting_for_it(broker: st
     topics = MonitorTopics(app)
     records = 600_000
 
-    async def run() -> tuple[float, list[int], list[int], list[int], list[dict[str, Any]]]:
+    async def run() -> tuple[float, float, list[int], list[int], list[int], list[dict[str, Any]]]:
         await ensure_topics(broker, settings.partitions, project_topics() + monitor_topics(app))
         await _fill_changelog(broker, topics.person_state, records)
         stopping = asyncio.Event()
@@ -179,7 +182,8 @@ def test_a_worker_joins_during_a_large_restore_without_waiting_for_it(broker: st
             while not (person_one.ready() and second[0].ready()):
                 _check(one)()
                 _check(two)()
-                await asyncio.sleep(0.1)
+                await asyncio.sleep(0.05)
+            restored = time.monotonic() - restore_started
             hhs = households("JOIN", 100, members=2)
             people = [p for h in hhs for p in h.members]
             await asyncio.to_thread(world.roster, roster_file(tmp_path / "roster.csv", hhs))
@@ -195,11 +199,11 @@ def test_a_worker_joins_during_a_large_restore_without_waiting_for_it(broker: st
         finally:
             stopping.set()
             await asyncio.gather(one, *([two] if two else []))
-        return joined, restoring_then, kept, taken, alerts
+        return joined, restored, restoring_then, kept, taken, alerts
 
-    joined, restoring_then, kept, taken, alerts = asyncio.run(run())
-    print(f"second worker assigned {joined:.1f}s after the first began restoring {records} records; "
-          f"still restoring then: {restoring_then}; first kept {kept}, second took {taken}")
+    joined, restored, restoring_then, kept, taken, alerts = asyncio.run(run())
+    print(f"second worker assigned {joined:.1f}s after the first began restoring {records} records, both ready "
+          f"after {restored:.1f}s; still restoring then: {restoring_then}; first kept {kept}, second took {taken}")
     assert restoring_then, f"the rebalance waited for the restore ({joined:.1f}s)"
     assert sorted(kept + taken) == [0, 1, 2]
     counts = Counter(str(a["alert_id"]) for a in alerts)
