@@ -2,25 +2,38 @@
 
 A `StageSpec` declares a stage: its registry tables (compacted topics read from the beginning into a table on
 every assignment), its input topics, its state changelog, and a factory for its handler (`handlers.py`: plain
-code over mappings). A `StageRunner` runs it on aiokafka:
+code over mappings). A `StageRunner` runs it on aiokafka, its tables and state in a `Store` (`store.py`: in
+memory, or on disk in RocksDB, `POVWATCH_MONITOR_STORE`):
 
     assignment   range assignor: partition p of every table, input and changelog topic goes to one worker
                  (co-partitioning: same key, same partition count, checked at start-up). For each new
-                 partition: state restored from its changelog partition, tables read from the beginning;
-                 its input partitions stay paused until the tables have reached the end offsets they had at
-                 assignment. Tables are never paused: a stage waiting for the registry never stops reading it.
+                 partition its table and input partitions are paused, and a restore task reads its changelog
+                 partition into its state, beside the loop and outside the lock: the partitions already loaded
+                 keep being processed, and a rebalance never waits for a restore (a partition revoked
+                 mid-restore is dropped at the restore's next fetch). Once restored, its tables are read from
+                 the beginning; its inputs open when the tables have reached the end offsets they had at
+                 assignment. Tables are not paused while waiting for them: a stage waiting for the registry
+                 never stops reading it.
     batch        `getmany` (at most `max_records`): table records first, then inputs, through the handler;
                  1. every message the batch produced (alerts, forwards, dead letters) is sent and acknowledged;
-                 2. every state key the batch changed is written once to the changelog and acknowledged;
+                 2. every state key the batch changed is written once to the changelog and acknowledged, then
+                    settled in the store;
                  3. only then are the input offsets committed.
                  A crash anywhere replays the batch: outputs are idempotent (deterministic ids, seen event ids).
-    failure      a message that cannot be decoded goes to dlq.monitor; a transient failure (broker gone, send
-                 timeout) abandons the batch uncommitted, reloads state from the changelogs, backs off and
-                 retries; a bug stops the worker uncommitted.
+    failure      a message that cannot be decoded goes to dlq.monitor; a bug stops the worker uncommitted; a
+                 transient failure (broker gone, send timeout) abandons the batch uncommitted, backs off, and
+                 recovers only what the batch touched: every partition it read goes back to the batch's first
+                 offset (committed or not: a partition's first batch is replayed, never skipped), and the
+                 partitions whose state it may have changed roll back. The disk store rolls back by dropping the
+                 batch's overlay (its database holds what the changelog acknowledged); the memory store's state
+                 is stale (changed in place) and those partitions alone are restored from their changelog.
+                 Tables are kept: their records of the failed batch are read again, which also releases again
+                 what they released from the state.
     revocation   waits for the batch in flight, which commits before the partition moves to another worker.
 
 Memory while catching up is bounded by the fetch limits (`max_partition_fetch_bytes` per partition,
-`fetch_max_bytes` per fetch) and `max_records` per batch, plus the tables and state of assigned partitions.
+`fetch_max_bytes` per fetch) and `max_records` per batch, plus the tables and state of assigned partitions (with
+the memory store; the disk store keeps only RocksDB's caches and the batch's overlay in memory).
 """
 from __future__ import annotations
 
