@@ -281,9 +281,11 @@ class _RocksState(StateStore[S]):
 
         batch = WriteBatch(raw_mode=True)
         db = self._db
+        held: dict[bytes, bool] = {}  # whether a key exists after the write batch so far (unwritten yet)
         for key, value in records:
             raw = key.encode()
-            known = db.get(raw) is not None  # counted exactly: the changelog repeats keys until compacted
+            # counted exactly: the changelog repeats keys until compacted
+            known = held[raw] if raw in held else db.get(raw) is not None
             if value is None:
                 if known:
                     batch.delete(raw)
@@ -291,9 +293,11 @@ class _RocksState(StateStore[S]):
             else:
                 batch.put(raw, value)
                 self._count += 0 if known else 1
+            held[raw] = value is not None
             if batch.len() >= 10_000:
                 db.write(batch)
                 batch = WriteBatch(raw_mode=True)
+                held.clear()
         if batch.len():
             db.write(batch)
 
