@@ -7,7 +7,7 @@ batch changed (`take_dirty`), an untracked bulk load from the changelog (`restor
     memory   a dict per table, a `TrackedDict` per state: everything in the worker's memory. After a failed
              batch the state of a touched partition is stale (objects changed in place): `rollback` says so and
              the engine restores that partition from its changelog.
-    rocksdb  one RocksDB database per table and per state under `<dir>/<group>/<worker token>/`, wiped when the
+    rocksdb  one RocksDB database per table and per state under `<dir>/<group>/<worker token>/`, new when the
              partition is assigned (the topics stay the source of truth) and removed when it goes. A state keeps
              the records a batch reads or writes in a small overlay; `settle` writes the batch's encoded changes
              in one write batch and empties it, `rollback` just empties it: the database holds what the changelog
@@ -16,6 +16,7 @@ batch changed (`take_dirty`), an untracked bulk load from the changelog (`restor
 """
 from __future__ import annotations
 
+import itertools
 import shutil
 import uuid
 from abc import abstractmethod
@@ -321,14 +322,15 @@ class RocksStore:
 
     def __init__(self, root: Path, group: str) -> None:
         self.root = root / group / uuid.uuid4().hex[:12]
+        self._serial = itertools.count()  # a partition revoked mid-restore may come back before its old one closes
 
     def table(self, stage: str, partition: int, codec: TableCodec[Any] | None) -> MutableMapping[str, Any]:
         if codec is None:  # a stage without a registry table (the village stage)
             return {}
-        return _RocksTable(self.root / f"{stage}-{partition}-table", codec)
+        return _RocksTable(self.root / f"{stage}-{partition}-table-{next(self._serial)}", codec)
 
     def state(self, stage: str, partition: int, codec: StateCodec[S], avro: Codec) -> StateStore[S]:
-        return _RocksState(self.root / f"{stage}-{partition}-state", codec, avro)
+        return _RocksState(self.root / f"{stage}-{partition}-state-{next(self._serial)}", codec, avro)
 
     def close(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
