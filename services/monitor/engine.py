@@ -203,7 +203,7 @@ class StageRunner(ConsumerRebalanceListener, Generic[S]):  # type: ignore[misc] 
         self._sender: BatchSender | None = None
         self._backoff = Backoff()  # 0.5 s doubling to 30 s
         self._restores: set[asyncio.Task[None]] = set()
-        self._restore_failure: BaseException | None = None  # a bug in a restore task: raised by the loop
+        self._failure: BaseException | None = None  # a bug in a restore task or the listener: raised by the loop
         self._in_flight: dict[TopicPartition, int] = {}  # the batch in flight: first offset per partition
         self._touched: set[int] = set()  # partitions whose state the batch in flight may have changed
         self.assigned_once = False
@@ -227,6 +227,13 @@ class StageRunner(ConsumerRebalanceListener, Generic[S]):  # type: ignore[misc] 
             pass
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        try:
+            await self._assigned(assigned)
+        except Exception as exc:  # aiokafka only logs what a listener raises: the loop stops the worker with it
+            self._failure = exc
+            raise
+
+    async def _assigned(self, assigned: Iterable[TopicPartition]) -> None:
         async with self._lock:
             consumer = self._consumer
             assert consumer is not None
@@ -269,9 +276,9 @@ class StageRunner(ConsumerRebalanceListener, Generic[S]):  # type: ignore[misc] 
         broken = False
         try:
             while not self._stopping.is_set():
+                if self._failure is not None:  # not retried, however transient its type
+                    raise self._failure
                 try:
-                    if self._restore_failure is not None:
-                        raise self._restore_failure
                     if self._producer is None or broken:
                         await self._renew_producer()
                     if broken:
@@ -416,7 +423,7 @@ class StageRunner(ConsumerRebalanceListener, Generic[S]):  # type: ignore[misc] 
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # a bug: the loop stops the worker with it
-            self._restore_failure = exc
+            self._failure = exc
         finally:
             for p in parts:
                 p.restoring = False
