@@ -32,14 +32,23 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaTimeoutError
 
 from schemas.codec import default_codec
-from services import kafka_local
 from services.demo.population import generate
 from services.ingest import load_roster, run_connector
-from services.kafka_io import ensure_topics, project_topics, topic_offsets
 from services.monitor.app import monitor_topics, stage_specs
-from services.monitor.engine import BatchSender, StageRunner
+from services.monitor.engine import StageRunner
 from services.monitor.topics import MonitorTopics
-from services.settings import Settings
+
+try:
+    from plumbing import kafka_local
+    from plumbing.batch_sender import BatchSender
+    from plumbing.kafka_io import ensure_topics, project_topics, topic_offsets
+    from plumbing.settings import Settings
+except ImportError:  # a checkout from before the plumbing package (to measure the engine before its change)
+    from services.kafka_io import ensure_topics, project_topics, topic_offsets  # type: ignore[no-redef]
+    from services.settings import Settings  # type: ignore[no-redef]
+
+    from services import kafka_local  # type: ignore[no-redef]
+    from services.monitor.engine import BatchSender  # type: ignore[attr-defined,no-redef]
 
 from pipeline import roster_people, write_stays  # bench/pipeline.py, beside this script  # isort: skip
 

@@ -58,10 +58,10 @@ def _print_summary(summary: Any, as_json: bool) -> None:
 
 
 def cmd_kafka(args: argparse.Namespace, settings: Any) -> int:
-    from services import kafka_local
+    from plumbing import kafka_local
 
     if args.action == "tool":
-        from services.kafka_tools import run_tool
+        from plumbing.kafka_tools import run_tool
 
         return run_tool(settings, args.tool, args.tool_args)
     action: Callable[[Any], str] = {"up": kafka_local.up, "down": kafka_local.down,
@@ -80,7 +80,7 @@ def cmd_status(args: argparse.Namespace, settings: Any) -> int:
 
 
 def cmd_topics(args: argparse.Namespace, settings: Any) -> int:
-    from services.kafka_io import ensure_topics, project_topics
+    from plumbing.kafka_io import ensure_topics, project_topics
 
     created = asyncio.run(ensure_topics(settings.bootstrap, settings.partitions))
     print(f"{len(project_topics())} topics present on {settings.bootstrap}; created: "
@@ -89,11 +89,22 @@ def cmd_topics(args: argparse.Namespace, settings: Any) -> int:
 
 
 def cmd_roster(args: argparse.Namespace, settings: Any) -> int:
+    """The topics, then the case DB's households and members (services/roster_casedb.py: exit 0, or 3 when the
+    topics are published and the configured case DB could not be refreshed)."""
+    from services import roster_casedb
     from services.ingest import load_roster
 
     summary = asyncio.run(load_roster(settings, Path(args.file), delta=args.delta))
-    print(json.dumps(summary.as_dict(), ensure_ascii=False) if args.json else _roster_text(summary))
-    return 0
+    case_db = roster_casedb.refresh(settings, Path(args.file))
+    if args.json:
+        print(json.dumps({**summary.as_dict(), "case_db": case_db.as_dict()}, ensure_ascii=False))
+    else:
+        print(_roster_text(summary))
+    if not case_db.refreshed:  # the one line that says why, and how to do it later
+        print(f"povwatch: {case_db.line}", file=sys.stderr)
+    elif not args.json:
+        print(f"  {case_db.line}")
+    return roster_casedb.PARTIAL_EXIT if case_db.failed else 0
 
 
 def cmd_connector(args: argparse.Namespace, settings: Any) -> int:
@@ -132,7 +143,7 @@ def cmd_monitor(args: argparse.Namespace, settings: Any) -> int:
 def cmd_casefeed(args: argparse.Namespace, settings: Any) -> int:
     from prometheus_client import start_http_server
 
-    from services.casefeed import logs
+    from plumbing import logs
     from services.casefeed.service import run_casefeed
 
     logs.configure()  # one line per record, tracebacks included
@@ -167,11 +178,11 @@ def cmd_alerts(args: argparse.Namespace, settings: Any) -> int:
         from services.cases.cli import cmd_alert_action
 
         return cmd_alert_action(args, settings)
+    from plumbing.kafka_io import read_topic
     from schemas.codec import default_codec
     from schemas.errors import DecodeError
     from schemas.topics import ALERTS_HOUSEHOLD, ALERTS_REGIONAL
     from services.alerts_view import alert_json, alert_line
-    from services.kafka_io import read_topic
 
     codec = default_codec()
 
@@ -191,12 +202,26 @@ def cmd_alerts(args: argparse.Namespace, settings: Any) -> int:
 
 
 def cmd_cases(args: argparse.Namespace, settings: Any) -> int:
-    from services.casefeed.db import cases_to_json, open_database, render_cases_table
+    from services.casedb.database import open_database
+    from services.cases.listing import cases_to_json, render_cases_table
 
     if args.action == "roster":
         from services.cases.cli import cmd_cases_roster
 
         return cmd_cases_roster(args, settings)
+    if args.action == "publish-status":
+        import datetime as dt
+
+        from schemas.codec import default_codec
+        from services.cases.status_backfill import queue_decided_statuses
+
+        store = open_database(settings.case_db)
+        try:
+            written = queue_decided_statuses(store, default_codec(), dt.datetime.now(dt.UTC))
+        finally:
+            store.close()
+        print(f"{written} household status(es) queued for registry.household-status; `povwatch relay` publishes them")
+        return 0
     from services.cases.cli import render_overdue_table, with_deadlines
 
     store = open_database(settings.case_db)
@@ -261,7 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
     for action, text in (("up", "start the local broker"), ("down", "stop the broker this data dir started"),
                          ("status", "is the local broker running?")):
         actions.add_parser(action, help=text).set_defaults(func=cmd_kafka)
-    from services.kafka_tools import TOOLS, tool_name
+    from plumbing.kafka_tools import TOOLS, tool_name
 
     t = actions.add_parser("tool", help="run one of Kafka's command-line tools, e.g. kafka-topics --list",
                            description="Runs Kafka's own tool (bin/NAME.sh of the distribution) on the cached jars; "
@@ -279,7 +304,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["ensure"])
     p.set_defaults(func=cmd_topics)
 
-    p = sub.add_parser("roster", help="publish the roster of monitored households (the file is the full snapshot)")
+    p = sub.add_parser("roster", help="publish the roster of monitored households (the file is the full snapshot) "
+                                      "and refresh the case DB's households and members when one is configured",
+                       epilog="exit status: 0 published (and the case DB refreshed, or none configured); 3 published, "
+                              "but the configured case DB could not be refreshed (run `povwatch cases roster FILE` "
+                              "later); 2 nothing published")
     p.add_argument("action", choices=["load"])
     p.add_argument("file", help="the roster export: every monitored person; who is not in it is removed")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -333,7 +362,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_alerts)
 
     p = sub.add_parser("cases", help="show the case DB; import the bureau's roster into it (names stay there)")
-    p.add_argument("action", choices=["list", "roster"])
+    p.add_argument("action", choices=["list", "roster", "publish-status"],
+                   help="publish-status: queue every labelled household's decided status for "
+                        "registry.household-status (once, after upgrading; docs/casework.md)")
     p.add_argument("file", nargs="?", help="with roster: the bureau's roster export (as for povwatch roster load)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--overdue", action="store_true",
@@ -377,16 +408,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-running", action="store_true", help="leave the demo's broker running at the end")
     p.set_defaults(func=cmd_demo)
 
+    from services.cases.relay_cli import add_command as add_relay_command
     from services.compare.cli import add_commands as add_compare_commands
 
-    add_compare_commands(sub)  # compare request|status, relay
+    add_compare_commands(sub)  # compare request|status
+    add_relay_command(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        from services.settings import load_settings
+        from plumbing.settings import load_settings
 
         settings = load_settings()
         code: int = args.func(args, settings)

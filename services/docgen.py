@@ -22,6 +22,7 @@ from connectors.describe import check_text, column_kind, column_note
 from connectors.framework import FeedSpec
 from schemas.alerts import HOUSEHOLD_RULES, REGIONAL_RULES, Rule
 from schemas.catalog import INTAKE_CHANNELS, Feed, feeds_of_rule
+from schemas.thresholds import IncomeLines, RuleConfig
 from schemas.topics import ALERTS_HOUSEHOLD, ALERTS_REGIONAL
 from services.monitor.ruledocs import (
     GENERAL_THRESHOLDS,
@@ -33,7 +34,6 @@ from services.monitor.ruledocs import (
     thresholds_of,
     timer_text,
 )
-from services.monitor.thresholds import IncomeLines, RuleConfig
 
 __all__ = ["DOCS_DIR", "INCOME_LINES_EXAMPLE", "rules_markdown", "feeds_markdown", "generated", "main"]
 
@@ -94,7 +94,7 @@ def rules_markdown() -> str:
         "# The risk model: what the monitor judges",
         "",
         _GENERATED.format(sources="services/monitor/ruledocs.py, schemas/catalog.py and "
-                                  "services/monitor/thresholds.py"),
+                                  "schemas/thresholds.py"),
         "",
         "The monitor judges every department's events and the intake reports by the rules below and raises "
         f"alerts on `{ALERTS_HOUSEHOLD}` (household rules, keyed by household) and `{ALERTS_REGIONAL}` (regional "
@@ -280,8 +280,10 @@ def _roster_section() -> list[str]:
     out = [f"## The roster: `{ROSTER.department}` `{ROSTER.feed}` — {ROSTER.wire.title}", "",
            "Who is monitored: the bureau's export from the monitoring information system, one row per person, the "
            "household's columns repeated on each member's row. The file is the full snapshot: `povwatch roster "
-           "load FILE` publishes what changed to `registry.persons` and `registry.households` and removes who is "
-           "no longer listed (`--delta` only adds and updates).", "",
+           "load FILE` publishes what changed to `registry.persons` and `registry.households` (their one writer) "
+           "and removes who is no longer listed (`--delta` only adds and updates); when a case DB is configured it "
+           "also refreshes the case DB's households and members, the names the desk shows (docs/casework.md, "
+           "\"One load of the bureau's export\").", "",
            *_columns_table(ROSTER), ""]
     if ROSTER.checks:
         out.append("Checks across columns:")

@@ -7,7 +7,9 @@ Topology (docs/architecture.md, "Processing guarantees"), one consumer group per
         ─► <app id>.household-events (key household_id, HouseholdEvent)
         ─► <app id>.village-disasters (key village code, VillageEvent: village-level events naming no one)
     household stage (group <app id>.household)
-        registry.households ─► households table; joined events ─► rules (and timers) ─► alerts.household
+        registry.households + registry.household-status ─► households table (the later of the roster's record
+        and the case's decided status, handlers.HouseholdStage); joined events ─► rules (and timers)
+        ─► alerts.household
         ─► profiles.household (key household_id, once per batch, households that had an alert)
         ─► <app id>.village-disasters (key region code, VillageDisaster: what the regional rules count)
     village stage (group <app id>.village)
@@ -29,10 +31,19 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+from plumbing.clock import Clock, utc_now
+from plumbing.settings import Settings
 from schemas.catalog import monitored_feeds
 from schemas.codec import Codec, default_codec
 from schemas.errors import ConfigError, PovwatchError
-from schemas.topics import ALERTS_HOUSEHOLD, ALERTS_REGIONAL, REGISTRY_HOUSEHOLDS, REGISTRY_PERSONS, TopicSpec
+from schemas.topics import (
+    ALERTS_HOUSEHOLD,
+    ALERTS_REGIONAL,
+    REGISTRY_HOUSEHOLD_STATUS,
+    REGISTRY_HOUSEHOLDS,
+    REGISTRY_PERSONS,
+    TopicSpec,
+)
 from services.monitor import metrics
 from services.monitor.engine import StageRunner, StageSpec
 from services.monitor.handlers import HouseholdStage, PersonRow, PersonStage, Routes, VillageStage
@@ -47,7 +58,6 @@ from services.monitor.state import (
 )
 from services.monitor.store import TableCodec, open_store
 from services.monitor.topics import MonitorTopics
-from services.settings import Settings
 
 __all__ = ["MonitorTopics", "monitor_topics", "monitored_topics", "stage_specs", "run_monitor", "serve",
            "check_partitions"]
@@ -102,15 +112,16 @@ def stage_specs(settings: Settings, codec: Codec) -> list[StageSpec[Any]]:
     return [
         StageSpec("person", t.person_group, (REGISTRY_PERSONS,), monitored_topics(), t.person_state,
                   PERSON_STATE, person, "persons", PERSON_ROWS),
-        StageSpec("household", t.household_group, (REGISTRY_HOUSEHOLDS,), (t.household_events,),
-                  t.household_state, HOUSEHOLD_STATE, household, "households", HOUSEHOLD_ROWS),
+        StageSpec("household", t.household_group, (REGISTRY_HOUSEHOLDS, REGISTRY_HOUSEHOLD_STATUS),
+                  (t.household_events,), t.household_state, HOUSEHOLD_STATE, household, "households",
+                  HOUSEHOLD_ROWS),
         StageSpec("village", t.village_group, (), (t.village_disasters,), t.village_state, VILLAGE_STATE, village),
     ]
 
 
 async def check_partitions(bootstrap: str, specs: list[StageSpec[Any]]) -> None:
     """Co-partitioning: every topic a stage reads or writes state to has the same partition count."""
-    from services.kafka_io import topic_offsets
+    from plumbing.kafka_io import topic_offsets
 
     found = await topic_offsets(bootstrap, {t for spec in specs for t in (*spec.tables, *spec.inputs, spec.changelog)})
     for spec in specs:
@@ -123,19 +134,19 @@ async def check_partitions(bootstrap: str, specs: list[StageSpec[Any]]) -> None:
 
 
 async def serve(settings: Settings, stopping: asyncio.Event, *, codec: Codec | None = None,
-                clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+                clock: Clock = utc_now,
                 producer_factory: Callable[[], Awaitable[AIOKafkaProducer]] | None = None,
                 runners_out: list[StageRunner[Any]] | None = None) -> None:
     """Run the three stages until `stopping` is set (`producer_factory` and `runners_out`: for tests and benches,
     which inject faults into the producers and watch the runners)."""
-    from services.kafka_io import ensure_topics, project_topics
+    from plumbing.kafka_io import ensure_topics, project_topics
 
     codec = codec or default_codec()
     await ensure_topics(settings.bootstrap, settings.partitions,
                         project_topics() + monitor_topics(settings.monitor_app_id))
     specs = stage_specs(settings, codec)
     await check_partitions(settings.bootstrap, specs)
-    metrics.initialise(list(monitored_topics()), [REGISTRY_PERSONS, REGISTRY_HOUSEHOLDS])
+    metrics.initialise(list(monitored_topics()), [REGISTRY_PERSONS, REGISTRY_HOUSEHOLDS, REGISTRY_HOUSEHOLD_STATUS])
 
     async def producer() -> AIOKafkaProducer:
         made = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, client_id=settings.monitor_app_id,

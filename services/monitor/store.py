@@ -55,6 +55,10 @@ class StateStore(MutableMapping[str, S]):
         stale and must be restored from the changelog."""
 
     @abstractmethod
+    def reset(self) -> None:
+        """Empty, untracked (before a restore from the changelog)."""
+
+    @abstractmethod
     def close(self) -> None:
         """Let go of what it holds (a disk store removes its database)."""
 
@@ -103,8 +107,12 @@ class TrackedDict(dict[str, S], StateStore[S]):  # dict first: its methods win
         self.dirty.clear()
         return False
 
+    def reset(self) -> None:
+        dict.clear(self)
+        self.dirty.clear()
+
     def close(self) -> None:
-        self.clear()
+        self.reset()
 
 
 @dataclass(frozen=True)
@@ -310,6 +318,13 @@ class _RocksState(StateStore[S]):
         self._overlay.clear()
         self._dirty.clear()
         return True
+
+    def reset(self) -> None:
+        self._overlay.clear()
+        self._dirty.clear()
+        self._db.close()
+        self._db = _open(self._path)
+        self._count = 0
 
     def close(self) -> None:
         self._overlay.clear()

@@ -20,14 +20,15 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaTimeoutError
 
+from plumbing.batch_sender import BatchSender
+from plumbing.kafka_io import ensure_topics, project_topics
+from plumbing.settings import Settings
 from schemas.codec import default_codec
 from services.demo.run import read_alerts
-from services.kafka_io import ensure_topics, project_topics
 from services.monitor.app import monitor_topics, serve
-from services.monitor.engine import BatchSender, StageRunner
+from services.monitor.engine import StageRunner
 from services.monitor.state import PERSON_STATE, Pending, PersonState
 from services.monitor.topics import MonitorTopics
-from services.settings import Settings
 from tests.integration.ops_world import World, households, roster_file, stays_file
 
 pytestmark = pytest.mark.integration

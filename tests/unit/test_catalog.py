@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from connectors.catalog import EVENT_FEEDS, ROSTER, connectors_by_feed, get_feed
+from plumbing.kafka_io import project_topics
 from schemas import catalog
 from schemas.codec import default_codec
 from schemas.errors import UnknownFeed
-from services.kafka_io import project_topics
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,12 +37,12 @@ def test_schemas_import_nothing_of_connectors_or_services() -> None:
 
 
 def test_kafka_io_does_not_load_the_connectors() -> None:
-    code = ("import sys, services.kafka_io; "
+    code = ("import sys, plumbing.kafka_io; "
             "loaded = sorted(m for m in sys.modules if m.split('.')[0] == 'connectors'); "
             "print(','.join(loaded))")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "", f"services.kafka_io loads {result.stdout.strip()}"
+    assert result.stdout.strip() == "", f"plumbing.kafka_io loads {result.stdout.strip()}"
 
 
 def test_every_catalogue_feed_names_an_avro_record_and_its_topic() -> None:
@@ -88,7 +88,11 @@ def test_project_topics_come_from_the_catalogue() -> None:
     names = [s.name for s in specs]
     assert len(names) == len(set(names))
     assert names[:2] == ["registry.persons", "registry.households"]
-    assert [s.name for s in specs if s.compacted] == ["registry.persons", "registry.households", "profiles.household"]
+    assert [s.name for s in specs if s.compacted] == ["registry.persons", "registry.households",
+                                                      "registry.household-status", "profiles.household"]
+    # the status topic is partitioned like the registry: the monitor's household stage reads both as tables
+    [status] = [s for s in specs if s.name == "registry.household-status"]
+    assert status.partitions is None
     assert [n for n in names if n.startswith("events.")] == [*catalog.event_topics(), *catalog.intake_topics(),
                                                              *catalog.comparison_result_topics()]
     assert {f"dlq.{d}" for d in catalog.departments()} | {"dlq.monitor"} <= set(names)

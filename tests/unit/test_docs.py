@@ -15,11 +15,11 @@ from connectors.catalog import EVENT_FEEDS, ROSTER
 from connectors.describe import check_text, column_kind
 from schemas import topics
 from schemas.catalog import INTAKE_CHANNELS, departments
+from schemas.thresholds import RuleConfig, load_rules_file
 from services import docgen
 from services.cli import build_parser
 from services.intake.mapping import MODELS
 from services.monitor.ruledocs import RULE_DOCS
-from services.monitor.thresholds import RuleConfig, load_rules_file
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -119,8 +119,9 @@ def test_architecture_md_names_every_command_and_fixed_topic() -> None:
     text = (DOCS / "architecture.md").read_text(encoding="utf-8")
     missing = [name for name in _commands() if f"`povwatch {name}" not in text]
     assert missing == [], f"commands not in docs/architecture.md: {missing}"
-    for name in (topics.REGISTRY_PERSONS, topics.REGISTRY_HOUSEHOLDS, topics.ALERTS_HOUSEHOLD,
-                 topics.ALERTS_REGIONAL, topics.PROFILES_HOUSEHOLD, topics.MONITOR_DLQ, topics.CASEFEED_DLQ):
+    for name in (topics.REGISTRY_PERSONS, topics.REGISTRY_HOUSEHOLDS, topics.REGISTRY_HOUSEHOLD_STATUS,
+                 topics.ALERTS_HOUSEHOLD, topics.ALERTS_REGIONAL, topics.PROFILES_HOUSEHOLD, topics.MONITOR_DLQ,
+                 topics.CASEFEED_DLQ):
         assert f"`{name}`" in text, name
 
 
