@@ -72,8 +72,8 @@ def live_metrics(broker: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         # one valid stay (published) and one row with a bad ID number (rejected): both panels' series exist
         stays_file(watch.drop.parent / "2026-11.csv", [new_id()], first=HOSPITAL_DAY)
         text = (watch.drop.parent / "2026-11.csv").read_text(encoding="utf-8")
-        (watch.drop / "2026-11.csv").write_text(text + "测试,not-an-id,肺炎,2026-11-02,5,30000.00,15000.00,2026-11-07\n",
-                                                 encoding="utf-8")
+        bad = "测试,not-an-id,肺炎,2026-11-02,5,30000.00,15000.00,2026-11-07\n"
+        (watch.drop / "2026-11.csv").write_text(text + bad, encoding="utf-8")
         body = json.dumps({"request_id": "dash-1"}).encode()
         request = urllib.request.Request(f"http://127.0.0.1:{by_name['intake'].port}/v1/self-declaration",
                                          data=body, method="POST", headers={
