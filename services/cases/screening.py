@@ -238,10 +238,12 @@ class CoverageLine:
 
     @property
     def percent_closed(self) -> Decimal | None:
-        """closed / tasks x 100, to one decimal (half up); None without tasks."""
+        """closed / tasks x 100, to one decimal (half up), but never 100.0 while a task is open (1 open of 2,000
+        is 99.9, not a finished screening); None without tasks."""
         if self.tasks == 0:
             return None
-        return (Decimal(self.closed * 100) / Decimal(self.tasks)).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
+        percent = (Decimal(self.closed * 100) / Decimal(self.tasks)).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
+        return Decimal("99.9") if percent == 100 and self.closed < self.tasks else percent
 
 
 @dataclass(frozen=True)
