@@ -1,7 +1,7 @@
 """Throughput, start-up and memory of the monitor, measured on a real broker and a real monitor process.
 
     .venv/bin/python bench/pipeline.py [--workload hospitalization|mixed] [--events N] [--households H]
-                                       [--extra-persons P] [--port PORT] [--profile]
+                                       [--extra-persons P] [--port PORT] [--profile] [--store memory|rocksdb]
 
 Starts its own Kafka broker (127.0.0.1:PORT, data in var/bench, wiped first, stopped at the end), loads a generated
 roster of H households (plus P synthetic persons written straight to registry.persons: the registry a
@@ -21,7 +21,8 @@ bad rows each, rejected). It times, in the same run:
 over the raw read of registry.persons. The broker, the monitor and this script share the cores: compare ratios
 within one run, not absolute numbers between runs. The monitor's RSS (when ready, when drained, peak) and CPU
 seconds during the drain are read from /proc. `--profile` samples the monitor with py-spy during the drain
-(var/bench/monitor-profile.txt, raw stacks). Also written to var/bench/pipeline.json.
+(var/bench/monitor-profile.txt, raw stacks). `--store rocksdb` runs the monitor on its disk store
+(POVWATCH_MONITOR_STORE, databases under var/bench/store). Also written to var/bench/pipeline.json.
 """
 from __future__ import annotations
 
@@ -221,7 +222,7 @@ def write_mixed(directory: Path, households: list[Household], n: int, today: dt.
 
 
 def bench(base: Settings, events: int, households: int, port: int, extra_persons: int,
-          profile: bool = False, workload: str = "hospitalization") -> dict[str, Any]:
+          profile: bool = False, workload: str = "hospitalization", store: str = "memory") -> dict[str, Any]:
     settings = base.model_copy(update={
         "bootstrap": f"127.0.0.1:{port}", "kafka_data": BENCH / "kafka",
         "monitor_app_id": f"povwatch-bench-{uuid.uuid4().hex[:8]}", "monitor_metrics_port": free_port()})
@@ -259,7 +260,8 @@ def bench(base: Settings, events: int, households: int, port: int, extra_persons
         print(f"connectors published {events} events in {t_connector:.1f} s; starting the monitor on that backlog")
 
         env = {"POVWATCH_BOOTSTRAP": settings.bootstrap, "POVWATCH_MONITOR_APP_ID": settings.monitor_app_id,
-               "POVWATCH_MONITOR_METRICS_PORT": str(settings.monitor_metrics_port)}
+               "POVWATCH_MONITOR_METRICS_PORT": str(settings.monitor_metrics_port),
+               "POVWATCH_MONITOR_STORE": store, "POVWATCH_MONITOR_STORE_DIR": str(BENCH / "store")}
         t_start = time.perf_counter()
         monitor = ChildProcess(["monitor"], env=env, log_path=BENCH / "monitor.log")
         wait_until(settings.monitor_metrics_port, lambda s: metric(s, "povwatch_registry_ready") == 1,
@@ -297,7 +299,7 @@ def bench(base: Settings, events: int, households: int, port: int, extra_persons
             rule = dict(labels)["rule"]
             by_rule[rule] = by_rule.get(rule, 0) + value
     return {
-        "workload": workload, "feeds": len(topics), "alerts_by_rule": by_rule,
+        "workload": workload, "store": store, "feeds": len(topics), "alerts_by_rule": by_rule,
         "events": events, "households": households, "registry_persons": registry_persons,
         "seconds": {"connector": t_connector, "ready": t_ready, "drain": t_done - t_ready, "start_to_drained": t_done,
                     "raw_events": statistics.median(raw_events), "raw_persons": statistics.median(raw_persons)},
@@ -337,7 +339,7 @@ def report(result: dict[str, Any]) -> str:
         + (f"; CPU {cpu:.1f} s during the drain" if cpu is not None else ""),
         f"monitor: {mon['alerts']:.0f} alerts ({len(result['alerts_by_rule'])} rules), "
         f"{mon['events_unmatched']:.0f} unmatched, {mon['events_duplicate']:.0f} duplicates",
-        f"workload: {result['workload']} ({result['feeds']} feeds)",
+        f"workload: {result['workload']} ({result['feeds']} feeds), store: {result.get('store', 'memory')}",
         f"latency ingested_at -> rules done ({lat['count']} events; a backlog, so mostly waiting): "
         f"mean {lat['mean_s']:.2f} s",
         f"machine: {m['cores']} cores, Python {m['python']}, Kafka {m['kafka']} "
@@ -357,12 +359,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="synthetic persons added to registry.persons besides the roster (e.g. 1000000)")
     parser.add_argument("--profile", action="store_true",
                         help="sample the monitor with py-spy during the drain (var/bench/monitor-profile.txt)")
+    parser.add_argument("--store", choices=("memory", "rocksdb"), default="memory",
+                        help="the monitor's table and state store (memory)")
     args = parser.parse_args(argv)
     if args.events < 1 or args.households < 200:
         parser.error("--events must be >= 1 and --households >= 200")
     try:
         result = bench(load_settings(), args.events, args.households, args.port, args.extra_persons,
-                       args.profile, args.workload)
+                       args.profile, args.workload, args.store)
     except PovwatchError as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
         return 2

@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     monitor_max_records: int = Field(10_000, gt=0, description="messages per monitor batch (bounds memory while "
                                      "catching up)")
     monitor_metrics_port: int = Field(9464, description="the monitor's `/metrics` port")
+    monitor_store: Literal["memory", "rocksdb"] = Field("memory", description="where the monitor keeps its registry "
+                                                        "tables and state: in memory, or on disk in RocksDB")
+    monitor_store_dir: Path = Field(Path("var") / "monitor", description="the rocksdb store's databases (wiped "
+                                    "when a partition is assigned; the topics stay the source of truth)")
     casefeed_group: str = Field("povwatch-casefeed", description="the case feed's consumer group (`.profiles` and "
                                 "`.screening` are appended for its side consumers)")
     casefeed_metrics_port: int = Field(9465, description="the case feed's `/metrics` port")

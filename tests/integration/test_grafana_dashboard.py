@@ -4,6 +4,7 @@ are started against the real broker, given a little work, and their live /metric
 code and not on the dashboard fails here, as does a label the panel groups by that the metric does not carry."""
 from __future__ import annotations
 
+import datetime as dt
 import importlib.util
 import json
 import re
@@ -18,6 +19,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.integration.ops_world import new_id, stays_file
 from tests.integration.services_world import TOKENS, Running, start
 
 pytestmark = pytest.mark.integration
@@ -25,9 +27,7 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 GRAFANA = ROOT / "deploy" / "grafana"
 EXPORTERS = ("monitor", "casefeed", "relay", "intake", "connector-watch")
-HOSPITALIZATION = ("证件号码,姓名,入院日期,出院日期,医疗机构,诊断,总费用,医保报销,个人自付\n"
-                   "652701199001011234,张三,2026-11-01,2026-11-10,博州人民医院,肺炎,12000.00,8000.00,4000.00\n"
-                   "not-an-id,李四,2026-11-02,2026-11-05,博州人民医院,肺炎,100.00,50.00,50.00\n")
+HOSPITAL_DAY = dt.date(2026, 11, 1)
 
 
 def _builder() -> Any:
@@ -69,7 +69,11 @@ def live_metrics(broker: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         by_name = {r.service: r for r in running}
         watch = by_name["connector-watch"]
         assert watch.drop is not None
-        (watch.drop / "2026-11.csv").write_text(HOSPITALIZATION, encoding="utf-8")
+        # one valid stay (published) and one row with a bad ID number (rejected): both panels' series exist
+        stays_file(watch.drop.parent / "2026-11.csv", [new_id()], first=HOSPITAL_DAY)
+        text = (watch.drop.parent / "2026-11.csv").read_text(encoding="utf-8")
+        bad = "测试,not-an-id,肺炎,2026-11-02,5,30000.00,15000.00,2026-11-07\n"
+        (watch.drop / "2026-11.csv").write_text(text + bad, encoding="utf-8")
         body = json.dumps({"request_id": "dash-1"}).encode()
         request = urllib.request.Request(f"http://127.0.0.1:{by_name['intake'].port}/v1/self-declaration",
                                          data=body, method="POST", headers={
