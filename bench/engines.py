@@ -61,20 +61,22 @@ from schemas.errors import EnvironmentProblem, PovwatchError
 from schemas.topics import REGISTRY_PERSONS
 from services import kafka_local
 from services.demo.run import monitor_settled
-from services.processes import metric, wait_until
+from services.processes import Samples, metric, wait_until
 from services.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "var" / "bench-engines"
 RUN = WORK / "run"  # wiped at every run; the virtualenvs beside it are kept
 FRAMEWORKS_SCRIPT = Path(__file__).resolve().with_name("engines_frameworks.py")
-CANDIDATES = ("raw", "faust", "quix", "quix-eos", "engine")
+CORE_SCRIPT = Path(__file__).resolve().with_name("engines_core.py")
+CANDIDATES = ("raw", "faust", "quix", "quix-eos", "engine-core", "engine")
 RAW_RUNS = 3  # at least: one before each other candidate, the rest at the end
 # candidate -> (virtualenv name, distribution of pyproject.toml's `bench` extra)
 FRAMEWORKS = {"faust": ("faust", "faust-streaming"), "quix": ("quix", "quixstreams"),
               "quix-eos": ("quix", "quixstreams")}
 WORK_DONE = {"raw": "consume + decode", "faust": "2 agents + table", "quix": "group_by + state, at-least-once",
-             "quix-eos": "group_by + state, exactly-once", "engine": "3 stages, every rule"}
+             "quix-eos": "group_by + state, exactly-once", "engine-core": "2 stages, the frameworks' work",
+             "engine": "3 stages, every rule"}
 
 
 @dataclass
@@ -194,14 +196,27 @@ def run_raw(bootstrap: str, topic: str, events: int) -> Outcome:
 
 def run_framework(candidate: str, python: Path, constrained: bool, bootstrap: str, topic: str, events: int,
                   persons: Path, partitions: int, timeout: float) -> Outcome:
-    venv_name, dist = FRAMEWORKS[candidate]
-    version = _venv_version(python, dist)
-    label = f"{dist} {version} ({WORK_DONE[candidate]})"
+    dist = FRAMEWORKS[candidate][1]
+    label = f"{dist} {_venv_version(python, dist)} ({WORK_DONE[candidate]})"
+    args = [str(FRAMEWORKS_SCRIPT), candidate, "--persons", str(persons)]
+    detail = {"constrained": constrained, "venv": str(python.parent.parent.relative_to(ROOT))}
+    return run_child(candidate, label, python, args, bootstrap, topic, events, partitions, timeout, detail)
+
+
+def run_core(bootstrap: str, topic: str, events: int, partitions: int, max_records: int, timeout: float) -> Outcome:
+    label = f"povwatch engine ({WORK_DONE['engine-core']})"
+    args = [str(CORE_SCRIPT), "--max-records", str(max_records)]
+    return run_child("engine-core", label, Path(sys.executable), args, bootstrap, topic, events, partitions, timeout,
+                     {})
+
+
+def run_child(candidate: str, label: str, python: Path, args: list[str], bootstrap: str, topic: str, events: int,
+              partitions: int, timeout: float, detail: dict[str, Any]) -> Outcome:
+    """A candidate in a child process that writes the result of engines_frameworks.Tally."""
     work, result = RUN / candidate, RUN / f"{candidate}.json"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    cmd = [str(python), str(FRAMEWORKS_SCRIPT), candidate, "--bootstrap", bootstrap, "--topic", topic,
-           "--events", str(events), "--persons", str(persons), "--partitions", str(partitions),
-           "--work", str(work), "--result", str(result)]
+    cmd = [str(python), *args, "--bootstrap", bootstrap, "--topic", topic, "--events", str(events),
+           "--partitions", str(partitions), "--work", str(work), "--result", str(result)]
     log_path = RUN / f"{candidate}.log"
     with open(log_path, "wb") as log:
         child = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -210,7 +225,7 @@ def run_framework(candidate: str, python: Path, constrained: bool, bootstrap: st
         except subprocess.TimeoutExpired:
             child.kill()
             code = child.wait()
-    detail = {"constrained": constrained, "venv": str(python.parent.parent.relative_to(ROOT)), "exit": code}
+    detail["exit"] = code
     if not result.exists():
         tail = log_path.read_text(errors="replace").strip().splitlines()[-8:]
         return Outcome(candidate, label, 0, None, False,
@@ -237,8 +252,16 @@ def run_engine(settings: Settings, events: int, registry_persons: int, timeout: 
         wait_until(engine.monitor_metrics_port, lambda s: metric(s, "povwatch_registry_ready") == 1, timeout=600,
                    child=monitor, what=f"the monitor to load {registry_persons} registry persons")
         t_ready = time.perf_counter()
+        settled, stage_done = monitor_settled(events), {}
+
+        def drained(s: Samples) -> bool:  # and when the person and household stages had handled every event
+            for stage in ("person", "household"):
+                if stage not in stage_done and metric(s, "povwatch_monitor_processed_total", stage=stage) >= events:
+                    stage_done[stage] = time.perf_counter() - t_ready
+            return bool(settled(s))
+
         try:
-            final = wait_until(engine.monitor_metrics_port, monitor_settled(events), timeout=timeout, child=monitor,
+            final = wait_until(engine.monitor_metrics_port, drained, timeout=timeout, child=monitor,
                                what=f"the monitor to drain {events} events", interval=0.1)
         except EnvironmentProblem as exc:
             return Outcome("engine", label, 0, None, False, str(exc).splitlines()[0][:600])
@@ -256,7 +279,9 @@ def run_engine(settings: Settings, events: int, registry_persons: int, timeout: 
         "unmatched": m("povwatch_events_unmatched_total"), "duplicates": m("povwatch_events_duplicate_total"),
         "parked": m("povwatch_events_parked_total"), "too_late": m("povwatch_events_too_late_total"),
         "dead_letters": m("povwatch_monitor_dead_letters_total"), "alerts": m("povwatch_alerts_total"),
-        "ready_s": t_ready - t_start,
+        "forwarded_to_village": m("povwatch_monitor_forwarded_total", to="village"),
+        "recoveries": m("povwatch_monitor_recoveries_total"), "ready_s": t_ready - t_start,
+        "stage_done_s": {**stage_done, "village": t_done - t_ready},
     }
     every = (counts["person_processed"], counts["forwarded_to_household"], counts["household_processed"])
     lost = {k: counts[k] for k in ("unmatched", "duplicates", "parked", "too_late", "dead_letters") if counts[k]}
@@ -320,6 +345,9 @@ def bench(base: Settings, events: int, households: int, port: int, candidates: l
             elif venv is not None:
                 outcome = run_framework(candidate, venv[0], venv[1], settings.bootstrap, topic, events, persons,
                                         settings.partitions, timeout)
+            elif candidate == "engine-core":
+                outcome = run_core(settings.bootstrap, topic, events, settings.partitions,
+                                   settings.monitor_max_records, timeout)
             else:
                 outcome = run_engine(settings, events, backlog.registry_persons, timeout)
             print(f"  {outcome.label}: " + (f"{outcome.seconds:.1f} s" if outcome.ok else f"FAILED: {outcome.problem}"),
@@ -355,6 +383,15 @@ def report(result: dict[str, Any]) -> str:
             rows.append([c["label"], f"{c['events']:,} of {result['events']:,}", "-", "-", "FAILED"])
             problems.append(f"{c['candidate']}: {c['problem']}")
     runs = ", ".join(f"{s:.2f}" for s in raw["detail"]["runs_s"] if s)
+    engine = next((c for c in result["candidates"] if c["candidate"] == "engine" and c["ok"]), None)
+    if engine is not None:
+        d = engine["detail"]
+        done = d["stage_done_s"]
+        problems.append(
+            f"engine, every stage on one event loop: person stage (decode, registry join, re-key) done after "
+            f"{done.get('person', 0):.1f} s, household stage (household rules, state) after "
+            f"{done.get('household', 0):.1f} s, village stage (regional rules, {d['forwarded_to_village']:,} records) "
+            f"after {done['village']:.1f} s; {d['alerts']:,} alerts, {d['recoveries']} recoveries")
     m = result["machine"]
     return "\n".join([
         table(rows, ["candidate", "events", "seconds", "events/s", "ratio to raw"]),
@@ -373,7 +410,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="povwatch: the monitor's stream engine beside faust-streaming and "
                                                  "Quix Streams, on one topic, in one run")
     parser.add_argument("--events", type=int, default=200_000, help="events on the topic (200000)")
-    parser.add_argument("--households", type=int, default=2000, help="roster households (2000; at least 200)")
+    parser.add_argument("--households", type=int, default=20_000,
+                        help="roster households (20000: ten stays per household at 200000 events; at least 200)")
     parser.add_argument("--port", type=int, default=19592, help="port of the bench's own broker (19592)")
     parser.add_argument("--candidates", default=",".join(CANDIDATES),
                         help=f"comma-separated, in this order (default: {','.join(CANDIDATES)})")
