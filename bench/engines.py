@@ -15,19 +15,23 @@ configured), then runs each candidate on that topic, one after the other:
     quix       Quix Streams: decode -> group_by household (repartition topic) -> stateful update (RocksDB state,
                changelog topic), at-least-once
     quix-eos   the same, exactly-once (Kafka transactions)
+    engine-core  this engine (services/monitor/engine.py's StageRunner) doing the frameworks' work: two stages,
+               decode and re-key with registry.persons as its table, then the per-household update in its state
+               (bench/engines_core.py, the project's virtualenv)
     engine     the monitor (`povwatch monitor`: services/monitor/engine.py, three stages, every rule), from
                registry ready to every stage done, as bench/pipeline.py measures its drain
 
-The framework candidates do less than the monitor: no registry table (person -> household comes from a dict read
-before they start), no rules, one state update per event. Each runs in a virtualenv of its own under
-var/bench-engines/<framework>/venv, made on first use from the pins of pyproject.toml's `bench` extra (with the
-project's constraints.txt when the framework accepts them: quixstreams 3.28.1 needs pydantic < 2.14, the project
-pins 2.14.4), as a child process (bench/engines_frameworks.py). The product never imports them.
+The framework candidates and engine-core do much less than the monitor: no rules, one state update per event;
+the frameworks re-key by a person -> household dict read before they start. Each framework runs in a virtualenv
+of its own under var/bench-engines/<framework>/venv, made on first use from the pins of pyproject.toml's `bench`
+extra (with the project's constraints.txt when the framework accepts them: quixstreams 3.28.1 needs
+pydantic < 2.14, the project pins 2.14.4), as a child process (bench/engines_frameworks.py). The product never
+imports them.
 
-Every candidate is checked to have handled every event: raw decoded N; a framework decoded N, updated N times,
-and its households' final counts read back from its state add up to N; the monitor's person stage processed N,
-forwarded N to the household stage, which processed N, none unmatched, duplicate, parked, too late or dead-lettered.
-A candidate that falls short is shown as failed, with what it reached, and the script exits 1.
+Every candidate is checked to have handled every event: raw decoded N; a framework or engine-core decoded N,
+updated N times, and its households' final counts read back from its state add up to N; the monitor's person
+stage processed N, forwarded N to the household stage, which processed N, none unmatched, duplicate, parked, too
+late or dead-lettered. A candidate that falls short is shown as failed, with what it reached, and the script exits 1.
 
 "ratio to raw" is a candidate's events/s over the raw baseline's. The broker, the candidate and this script
 share the machine: compare ratios within one run, not absolute numbers between runs. Also written to
@@ -218,6 +222,7 @@ def run_child(candidate: str, label: str, python: Path, args: list[str], bootstr
     cmd = [str(python), *args, "--bootstrap", bootstrap, "--topic", topic, "--events", str(events),
            "--partitions", str(partitions), "--work", str(work), "--result", str(result)]
     log_path = RUN / f"{candidate}.log"
+    result.unlink(missing_ok=True)  # only what this child writes counts
     with open(log_path, "wb") as log:
         child = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
@@ -229,7 +234,7 @@ def run_child(candidate: str, label: str, python: Path, args: list[str], bootstr
     if not result.exists():
         tail = log_path.read_text(errors="replace").strip().splitlines()[-8:]
         return Outcome(candidate, label, 0, None, False,
-                       f"exited {code} without a result (log {log_path.relative_to(ROOT)}): " + " | ".join(tail),
+                       f"exited {code} without a result (log {_shown(log_path)}): " + " | ".join(tail),
                        detail)
     got = json.loads(result.read_text())
     detail.update(got)
@@ -290,6 +295,10 @@ def run_engine(settings: Settings, events: int, registry_persons: int, timeout: 
                        f"person stage processed {every[0]}, forwarded {every[1]}, household stage processed "
                        f"{every[2]} of {events}" + (f"; {lost}" if lost else ""), counts)
     return Outcome("engine", label, events, t_done - t_ready, True, "", counts)
+
+
+def _shown(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
 def _version(dist: str) -> str:
