@@ -40,6 +40,7 @@ from connectors.framework import EventHandler, RawRow, ValidRecord, bind_headers
 from connectors.idcard import check_character  # noqa: E402
 from connectors.pseudonym import Pseudonymiser  # noqa: E402
 from connectors.readers import read_table  # noqa: E402
+from plumbing.table import render_table  # noqa: E402
 from schemas.codec import default_codec  # noqa: E402
 from schemas.errors import PovwatchError  # noqa: E402
 
@@ -105,8 +106,8 @@ def _read_and_parse(path: Path) -> dict[str, int]:
 
 def _events(path: Path) -> dict[str, int]:
     from connectors.framework import run_file
-    from services.ingest import utc_now
-    from services.settings import load_settings
+    from plumbing.clock import utc_now
+    from plumbing.settings import load_settings
 
     settings = load_settings()
     spec, codec = get_feed(DEPARTMENT, FEED), default_codec()
@@ -117,8 +118,8 @@ def _events(path: Path) -> dict[str, int]:
 
 
 def _kafka(path: Path, bootstrap: str) -> dict[str, int]:
+    from plumbing.settings import load_settings
     from services.ingest import run_connector
-    from services.settings import load_settings
 
     settings = load_settings().model_copy(update={"bootstrap": bootstrap})
     summary = asyncio.run(run_connector(settings, DEPARTMENT, FEED, path))
@@ -157,20 +158,15 @@ def table(result: dict[str, Any]) -> str:
         rows.append([LABELS[stage], f"{got['read']:,}", f"{got['seconds']:.1f}", f"{rate:,.0f}",
                      f"{rate / base_rate:.2f}", f"{got['peak_rss_mb']:.0f}"])
     header = ["stage", "rows", "seconds", "rows/s", "ratio", "peak RSS MB"]
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-
-    def line(r: list[Any]) -> str:
-        return "  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
-
-    return "\n".join([line(header), "  ".join("-" * w for w in widths), *map(line, rows),
+    return "\n".join([render_table(header, rows, right_from=1),
                       f"file: {result['rows']:,} rows, {result['file_mb']:.0f} MB CSV (UTF-8); "
                       f"{os.cpu_count()} cores; one run, compare ratios"])
 
 
 def bench(rows: int, bootstrap: str | None, port: int) -> dict[str, Any]:
-    from services import kafka_local
-    from services.kafka_io import ensure_topics
-    from services.settings import load_settings
+    from plumbing import kafka_local
+    from plumbing.kafka_io import ensure_topics
+    from plumbing.settings import load_settings
 
     shutil.rmtree(WORK, ignore_errors=True)
     WORK.mkdir(parents=True)

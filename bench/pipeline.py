@@ -51,16 +51,17 @@ from aiokafka.errors import KafkaError
 
 from connectors.catalog import EVENT_FEEDS, get_feed
 from connectors.readers import read_table
+from plumbing import kafka_local
+from plumbing.kafka_io import ensure_topics
+from plumbing.processes import ChildProcess, Samples, metric, wait_until
+from plumbing.settings import Settings, load_settings
+from plumbing.table import render_table
 from schemas.codec import default_codec
 from schemas.errors import BrokerUnavailable, EnvironmentProblem, PovwatchError
-from services import kafka_local
 from services.demo.feeds import Household, Member, write_feed_file
 from services.demo.population import FEED_HEADERS, generate
 from services.demo.run import monitor_settled
 from services.ingest import load_roster, run_connector
-from services.kafka_io import ensure_topics
-from services.processes import ChildProcess, Samples, metric, wait_until
-from services.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "var" / "bench"
@@ -156,12 +157,7 @@ def latency(samples: Samples, cap: float) -> dict[str, Any]:
 
 
 def table(rows: list[list[Any]], header: list[str]) -> str:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-
-    def line(r: list[Any]) -> str:
-        return "  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(r, widths)))
-
-    return "\n".join([line(header), "  ".join("-" * w for w in widths), *map(line, rows)])
+    return render_table(header, [[str(c) for c in r] for r in rows], right_from=1)
 
 
 async def publish_synthetic_persons(bootstrap: str, count: int, today: dt.date, seed: int = 11) -> None:

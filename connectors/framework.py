@@ -37,6 +37,7 @@ from connectors.progress import Progress
 from connectors.pseudonym import Pseudonymiser
 from connectors.readers import OVERSIZED
 from connectors.sources import RowSource, file_source
+from plumbing.clock import Clock
 from schemas.catalog import Feed
 from schemas.codec import Codec
 from schemas.deadletter import row_dead_letter
@@ -71,7 +72,6 @@ __all__ = [
 
 CONNECTOR_VERSION = "0.1.0"
 Check = Callable[[Mapping[str, Any]], "str | None"]
-Clock = Callable[[], dt.datetime]
 DEFAULT_ZONE: dt.tzinfo = ZoneInfo("Asia/Shanghai")  # Bortala Prefecture keeps Beijing time
 
 
@@ -171,7 +171,7 @@ class RowHandler(Protocol):
 
 
 class Publisher(Protocol):
-    """Where messages go. services.kafka_io.KafkaPublisher in production, an in-memory one in tests."""
+    """Where messages go. plumbing.kafka_io.KafkaPublisher in production, an in-memory one in tests."""
 
     async def send(self, topic: str, key: bytes, value: bytes) -> None: ...
 

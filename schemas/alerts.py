@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["Rule", "Severity", "REGIONAL_RULES", "HOUSEHOLD_RULES"]
+__all__ = ["Rule", "Severity", "severity_rank", "REGIONAL_RULES", "HOUSEHOLD_RULES"]
 
 
 class Rule(StrEnum):
@@ -39,10 +39,24 @@ class Rule(StrEnum):
 
 
 class Severity(StrEnum):
+    """LOW < MEDIUM < HIGH: the one order of severities (`rank`, `severity_rank`); every ranking uses it."""
+
     LOW = "LOW"
     MEDIUM = "MEDIUM"
     HIGH = "HIGH"
 
+    @property
+    def rank(self) -> int:
+        """0 for LOW, 1 for MEDIUM, 2 for HIGH: compare severities by this, never by their names."""
+        return _SEVERITY_ORDER.index(self)
+
+
+_SEVERITY_ORDER: tuple[Severity, ...] = (Severity.LOW, Severity.MEDIUM, Severity.HIGH)
+
+
+def severity_rank(value: str) -> int:
+    """The rank of a severity given by its name ("LOW" 0, "MEDIUM" 1, "HIGH" 2); ValueError for another name."""
+    return Severity(value).rank
 
 
 REGIONAL_RULES: frozenset[Rule] = frozenset({

@@ -7,13 +7,11 @@
     ├── BrokerUnavailable          the Kafka broker cannot be reached
     ├── InputFileError             a department file cannot be processed at all (missing, unreadable, columns)
     ├── UnknownFeed                DEPT/FEED is not declared
-    ├── NotFound                   a case, alert, user or household named by the caller does not exist
-    ├── StepRefused                a case operation refused: the workflow, the user's role or region (one line:
-    │   │                          why, and which steps are allowed now)
-    │   └── NotInRegion            the case lies outside the user's region (a desk shows it as not found)
     └── SchemaError                a message or record does not fit its Avro schema
-        ├── DecodeError            bytes that are not a povwatch single-object message
-        └── RecordRefused          the case database refuses a record's data (a data error, not an outage)
+        └── DecodeError            bytes that are not a povwatch single-object message
+
+The errors of case work (NotFound, StepRefused, NotInRegion, RecordRefused) are the case DB's own:
+services/casedb/errors.py, subclasses of these.
 
 Row-level problems are not exceptions: they are `Rejection` values (see connectors.framework).
 Third-party errors (aiokafka, fastavro, SQLAlchemy) are translated at the adapter that meets them.
@@ -28,12 +26,8 @@ __all__ = [
     "BrokerUnavailable",
     "InputFileError",
     "UnknownFeed",
-    "NotFound",
-    "StepRefused",
-    "NotInRegion",
     "SchemaError",
     "DecodeError",
-    "RecordRefused",
 ]
 
 
@@ -65,18 +59,6 @@ class UnknownFeed(PovwatchError):
     pass
 
 
-class NotFound(PovwatchError):
-    pass
-
-
-class StepRefused(PovwatchError):
-    pass
-
-
-class NotInRegion(StepRefused):
-    pass
-
-
 class SchemaError(PovwatchError):
     pass
 
@@ -84,6 +66,3 @@ class SchemaError(PovwatchError):
 class DecodeError(SchemaError):
     pass
 
-
-class RecordRefused(SchemaError):
-    pass

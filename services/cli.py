@@ -58,10 +58,10 @@ def _print_summary(summary: Any, as_json: bool) -> None:
 
 
 def cmd_kafka(args: argparse.Namespace, settings: Any) -> int:
-    from services import kafka_local
+    from plumbing import kafka_local
 
     if args.action == "tool":
-        from services.kafka_tools import run_tool
+        from plumbing.kafka_tools import run_tool
 
         return run_tool(settings, args.tool, args.tool_args)
     action: Callable[[Any], str] = {"up": kafka_local.up, "down": kafka_local.down,
@@ -80,7 +80,7 @@ def cmd_status(args: argparse.Namespace, settings: Any) -> int:
 
 
 def cmd_topics(args: argparse.Namespace, settings: Any) -> int:
-    from services.kafka_io import ensure_topics, project_topics
+    from plumbing.kafka_io import ensure_topics, project_topics
 
     created = asyncio.run(ensure_topics(settings.bootstrap, settings.partitions))
     print(f"{len(project_topics())} topics present on {settings.bootstrap}; created: "
@@ -132,7 +132,7 @@ def cmd_monitor(args: argparse.Namespace, settings: Any) -> int:
 def cmd_casefeed(args: argparse.Namespace, settings: Any) -> int:
     from prometheus_client import start_http_server
 
-    from services.casefeed import logs
+    from plumbing import logs
     from services.casefeed.service import run_casefeed
 
     logs.configure()  # one line per record, tracebacks included
@@ -167,11 +167,11 @@ def cmd_alerts(args: argparse.Namespace, settings: Any) -> int:
         from services.cases.cli import cmd_alert_action
 
         return cmd_alert_action(args, settings)
+    from plumbing.kafka_io import read_topic
     from schemas.codec import default_codec
     from schemas.errors import DecodeError
     from schemas.topics import ALERTS_HOUSEHOLD, ALERTS_REGIONAL
     from services.alerts_view import alert_json, alert_line
-    from services.kafka_io import read_topic
 
     codec = default_codec()
 
@@ -191,7 +191,8 @@ def cmd_alerts(args: argparse.Namespace, settings: Any) -> int:
 
 
 def cmd_cases(args: argparse.Namespace, settings: Any) -> int:
-    from services.casefeed.db import cases_to_json, open_database, render_cases_table
+    from services.casedb.database import open_database
+    from services.cases.listing import cases_to_json, render_cases_table
 
     if args.action == "roster":
         from services.cases.cli import cmd_cases_roster
@@ -261,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     for action, text in (("up", "start the local broker"), ("down", "stop the broker this data dir started"),
                          ("status", "is the local broker running?")):
         actions.add_parser(action, help=text).set_defaults(func=cmd_kafka)
-    from services.kafka_tools import TOOLS, tool_name
+    from plumbing.kafka_tools import TOOLS, tool_name
 
     t = actions.add_parser("tool", help="run one of Kafka's command-line tools, e.g. kafka-topics --list",
                            description="Runs Kafka's own tool (bin/NAME.sh of the distribution) on the cached jars; "
@@ -377,16 +378,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--keep-running", action="store_true", help="leave the demo's broker running at the end")
     p.set_defaults(func=cmd_demo)
 
+    from services.cases.relay_cli import add_command as add_relay_command
     from services.compare.cli import add_commands as add_compare_commands
 
-    add_compare_commands(sub)  # compare request|status, relay
+    add_compare_commands(sub)  # compare request|status
+    add_relay_command(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        from services.settings import load_settings
+        from plumbing.settings import load_settings
 
         settings = load_settings()
         code: int = args.func(args, settings)

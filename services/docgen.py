@@ -22,6 +22,7 @@ from connectors.describe import check_text, column_kind, column_note
 from connectors.framework import FeedSpec
 from schemas.alerts import HOUSEHOLD_RULES, REGIONAL_RULES, Rule
 from schemas.catalog import INTAKE_CHANNELS, Feed, feeds_of_rule
+from schemas.thresholds import IncomeLines, RuleConfig
 from schemas.topics import ALERTS_HOUSEHOLD, ALERTS_REGIONAL
 from services.monitor.ruledocs import (
     GENERAL_THRESHOLDS,
@@ -33,7 +34,6 @@ from services.monitor.ruledocs import (
     thresholds_of,
     timer_text,
 )
-from services.monitor.thresholds import IncomeLines, RuleConfig
 
 __all__ = ["DOCS_DIR", "INCOME_LINES_EXAMPLE", "rules_markdown", "feeds_markdown", "generated", "main"]
 
@@ -94,7 +94,7 @@ def rules_markdown() -> str:
         "# The risk model: what the monitor judges",
         "",
         _GENERATED.format(sources="services/monitor/ruledocs.py, schemas/catalog.py and "
-                                  "services/monitor/thresholds.py"),
+                                  "schemas/thresholds.py"),
         "",
         "The monitor judges every department's events and the intake reports by the rules below and raises "
         f"alerts on `{ALERTS_HOUSEHOLD}` (household rules, keyed by household) and `{ALERTS_REGIONAL}` (regional "

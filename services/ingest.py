@@ -1,28 +1,24 @@
 """Composition root of the connectors: settings -> pseudonymiser, codec, publisher -> run one file."""
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Callable
 from pathlib import Path
 
 from connectors.catalog import ROSTER, get_feed
 from connectors.departments.bureau import RosterSummary, load_snapshot
 from connectors.framework import EventHandler, Summary, run_file
 from connectors.pseudonym import Pseudonymiser
+from plumbing.clock import Clock, utc_now
+from plumbing.kafka_io import KafkaPublisher, read_compacted
+from plumbing.settings import Settings
 from schemas.codec import default_codec
 from schemas.topics import REGISTRY_HOUSEHOLDS, REGISTRY_PERSONS
-from services.kafka_io import KafkaPublisher, read_compacted
-from services.settings import Settings
 
-__all__ = ["run_connector", "load_roster", "utc_now"]
+__all__ = ["run_connector", "load_roster"]
 
-
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 async def run_connector(
-    settings: Settings, department: str, feed: str, path: Path, *, clock: Callable[[], dt.datetime] = utc_now
+    settings: Settings, department: str, feed: str, path: Path, *, clock: Clock = utc_now
 ) -> Summary:
     spec = get_feed(department, feed)
     codec = default_codec()
@@ -35,7 +31,7 @@ async def run_connector(
 
 
 async def load_roster(settings: Settings, path: Path, *, delta: bool = False,
-                      clock: Callable[[], dt.datetime] = utc_now) -> RosterSummary:
+                      clock: Clock = utc_now) -> RosterSummary:
     """The roster file as the full snapshot of the registry topics (`delta`: upsert only); see
     connectors.departments.bureau.load_snapshot."""
 

@@ -17,6 +17,8 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from plumbing.table import render_table
+
 __all__ = [
     "Offsets",
     "PartitionLag",
@@ -165,21 +167,22 @@ def _group_lines(group: GroupStatus) -> list[str]:
     if not group.partitions:
         lines.append("  nothing committed and no input topic present")
     uncommitted = False
-    width = max((len(p.topic) for p in group.partitions), default=0)
     by_topic: dict[str, list[PartitionLag]] = {}
     for p in group.partitions:
         by_topic.setdefault(p.topic, []).append(p)
+    rows: list[tuple[str, ...]] = []
     for topic, parts in by_topic.items():
         if parts[0].end is None:
-            lines.append(f"  {topic:<{width}}  topic gone (committed on partitions "
-                         f"{', '.join(str(p.partition) for p in parts)})")
+            rows.append((topic, f"topic gone (committed on partitions {', '.join(str(p.partition) for p in parts)})"))
             continue
         cells = []
         for p in parts:
             mark = "*" if p.committed is None else ""
             uncommitted = uncommitted or p.committed is None
             cells.append(f"p{p.partition}={p.lag}{mark}")
-        lines.append(f"  {topic:<{width}}  lag {sum(p.lag or 0 for p in parts):>6}  ({' '.join(cells)})")
+        rows.append((topic, f"lag {sum(p.lag or 0 for p in parts):>6}", f"({' '.join(cells)})"))
+    if rows:
+        lines += render_table(None, rows, indent="  ").split("\n")
     if uncommitted:
         lines.append("  * nothing committed on that partition yet: every message in the log counts")
     return lines
@@ -205,11 +208,10 @@ def render_text(report: StatusReport) -> str:
     lines.append(f"topics: {len(report.topics)} of {total} present"
                  + (f"; MISSING: {', '.join(report.missing_topics)} (`povwatch topics ensure`)"
                     if report.missing_topics else ""))
-    width = max((len(name) for name in report.topics), default=0)
-    for name, parts in report.topics.items():
-        ends = " ".join(str(end) for _, end in parts)
-        count = f"{len(parts)} partition{'' if len(parts) == 1 else 's'}"
-        lines.append(f"  {name:<{width}}  {count:<13} end offsets {ends}")
+    rows = [(name, f"{len(parts)} partition{'' if len(parts) == 1 else 's'}",
+             "end offsets " + " ".join(str(end) for _, end in parts)) for name, parts in report.topics.items()]
+    if rows:
+        lines += render_table(None, rows, indent="  ").split("\n")
     for group in report.groups:
         lines += _group_lines(group)
     lines.append(_monitor_line(report.monitor))

@@ -1,4 +1,4 @@
-"""The I/O behind `povwatch status`: asks Kafka (through services.kafka_io) and reads the monitor's /metrics,
+"""The I/O behind `povwatch status`: asks Kafka (through plumbing.kafka_io) and reads the monitor's /metrics,
 then hands the facts to services/status.py.
 
 The broker must answer (else BrokerUnavailable: one line, exit 2); a monitor that does not answer is a fact
@@ -11,13 +11,13 @@ import logging
 import urllib.error
 import urllib.request
 
+from plumbing import kafka_io
+from plumbing.settings import Settings
 from schemas import catalog
 from schemas.topics import ALERTS_HOUSEHOLD, ALERTS_REGIONAL, PROFILES_HOUSEHOLD, event_topic
-from services import kafka_io
 from services.casefeed.profile_feed import profiles_group
 from services.casefeed.screening_feed import screening_group
 from services.monitor.topics import MonitorTopics
-from services.settings import Settings
 from services.status import (
     GroupStatus,
     MonitorStatus,

@@ -1,4 +1,4 @@
-"""The case database's behaviour (services.casefeed.db), written once for every backend it runs on.
+"""The case database's behaviour (services.casedb.store), written once for every backend it runs on.
 
 Not collected on its own (the name does not start with test_). Each backend's test module defines a `store`
 fixture - an open CaseStore on empty tables - and imports these tests by name:
@@ -22,15 +22,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from schemas.errors import SchemaError
-from services.casefeed.db import (
-    Case,
-    CaseStore,
-    Evidence,
-    RecordResult,
-    cases_to_json,
-    open_database,
-    render_cases_table,
-)
+from services.casedb.database import open_database
+from services.casedb.models import Case, Evidence
+from services.casedb.store import CaseStore, RecordResult
+from services.cases.listing import cases_to_json, render_cases_table
 
 HH1 = "652701000000000001"
 HH2 = "652701000000000002"
@@ -60,7 +55,7 @@ def second_open_case_error(store: CaseStore) -> str:
     store.record_household_alert(household_alert("a1"))
     now = dt.datetime.now(dt.UTC)
     with Session(store.engine) as session:
-        session.add(Case(subject_kind="household", subject_id=HH1, village_code=VILLAGE, status="OPEN",
+        session.add(Case(subject_kind="household", household_or_region=HH1, village_code=VILLAGE, status="OPEN",
                          max_severity="LOW", opened_at=now, updated_at=now))
         with pytest.raises(IntegrityError) as info:
             session.commit()
@@ -97,7 +92,7 @@ def test_regional_alert_opens_a_village_case(store: CaseStore) -> None:
     result = store.record_regional_alert(regional_alert())
     assert result.case_opened
     [case] = store.list_cases()
-    assert (case.subject_kind, case.subject_id, case.village_code) == ("village", VILLAGE, VILLAGE)
+    assert (case.subject_kind, case.household_or_region, case.village_code) == ("village", VILLAGE, VILLAGE)
     assert case.evidence[0].household_ids[:2] == (HH1, HH2)
     assert case.evidence[0].raised_at == dt.datetime(2024, 6, 27, 17, 0, tzinfo=dt.UTC)   # +08:00 -> UTC
     assert case.evidence[0].occurred_at == dt.date(2024, 6, 20)
@@ -126,7 +121,7 @@ def test_partial_unique_index_allows_one_open_case_per_subject(store: CaseStore)
     now = dt.datetime.now(dt.UTC)
 
     def case(status: str) -> Case:
-        return Case(subject_kind="household", subject_id=HH1, village_code=VILLAGE, status=status,
+        return Case(subject_kind="household", household_or_region=HH1, village_code=VILLAGE, status=status,
                     max_severity="LOW", opened_at=now, updated_at=now)
 
     with Session(store.engine) as session:
@@ -212,7 +207,7 @@ def test_listing_and_rendering(store: CaseStore) -> None:
     store.record_household_alert(household_alert("h3", HH2, rule="DISASTER_LOSS", severity="MEDIUM"))
     store.record_regional_alert(regional_alert())
     cases = store.list_cases()
-    assert [c.subject_id for c in cases] == [HH2, VILLAGE, HH1]   # HIGH (older first), then MEDIUM
+    assert [c.household_or_region for c in cases] == [HH2, VILLAGE, HH1]   # HIGH (older first), then MEDIUM
     assert cases[0].opened_at <= cases[1].opened_at
 
     table = render_cases_table(cases)
@@ -244,10 +239,10 @@ def test_malformed_alert_is_a_schema_error(store: CaseStore) -> None:
     assert store.counts() == {"cases_open": 0, "evidence": 0}
 
 
-# --- the alert lifecycle (services/casefeed/lifecycle.py) ------------------------------------------------------
+# --- the alert lifecycle (services/casedb/lifecycle.py) ------------------------------------------------------
 def escalations(store: CaseStore) -> list[tuple[str, str, str | None]]:
     """(by_user, on_day, note) of every ESCALATION row, oldest first."""
-    from services.cases.model import CaseHistory
+    from services.casedb.models import CaseHistory
 
     with Session(store.engine) as session:
         rows = session.scalars(select(CaseHistory).where(CaseHistory.kind == "ESCALATION").order_by(CaseHistory.id))
@@ -294,7 +289,7 @@ def test_escalation_raises_the_alert_and_the_case_and_says_so(store: CaseStore) 
 
 
 def test_an_acknowledged_alert_that_escalates_is_open_again(store: CaseStore) -> None:
-    from services.cases.model import CaseAlert
+    from services.casedb.models import CaseAlert
 
     first = store.record_household_alert(household_alert("a1", severity="LOW"))
     with Session(store.engine) as session, session.begin():
@@ -321,7 +316,7 @@ def test_redelivered_alert_changes_nothing(store: CaseStore) -> None:
 
 
 def test_a_resolved_alert_or_a_closed_case_starts_afresh(store: CaseStore) -> None:
-    from services.cases.model import CaseAlert
+    from services.casedb.models import CaseAlert
 
     first = store.record_household_alert(household_alert("a1", severity="HIGH"))
     with Session(store.engine) as session, session.begin():
@@ -343,7 +338,7 @@ def test_a_resolved_alert_or_a_closed_case_starts_afresh(store: CaseStore) -> No
 
 
 def test_one_live_alert_per_case_and_rule_in_the_db(store: CaseStore) -> None:
-    from services.cases.model import CaseAlert
+    from services.casedb.models import CaseAlert
 
     first = store.record_household_alert(household_alert("a1"))
     with Session(store.engine) as session:
@@ -383,7 +378,7 @@ def fill_report_db(url: str) -> None:
     opened on 10 March and resolved on 15 March."""
     from decimal import Decimal
 
-    from services.cases.model import CaseHistory, Household
+    from services.casedb.models import CaseHistory, Household
 
     hh_a, hh_b, hh_c = "652722000000000001", "652722000000000002", "652701000000000003"
     received = {"a0": _utc(dt.date(2025, 2, 25)), "a1": _utc(dt.date(2025, 3, 5), 0),
@@ -403,7 +398,7 @@ def fill_report_db(url: str) -> None:
                 session.add(Household(household_id=household, village_code=household[:12], category=category,
                                       monitoring_status="NOT_INCLUDED", labour_capacity="ABLE",
                                       per_capita_income=Decimal("8000.00"), household_size=4, updated_at=RAISED))
-            case_b = session.scalar(select(Case.id).where(Case.subject_id == hh_b))
+            case_b = session.scalar(select(Case.id).where(Case.household_or_region == hh_b))
             assert case_b is not None
             for step, day in (("APPLY", 11), ("PUBLIC_NOTICE", 12), ("TOWNSHIP_VERIFY", 20), ("COUNTY_CONFIRM", 28)):
                 session.add(CaseHistory(case_id=case_b, household_id=hh_b, kind="STEP", workflow="INCLUSION",

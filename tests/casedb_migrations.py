@@ -1,4 +1,4 @@
-"""The case DB's schema migrations (services/casefeed/schema.py, services/casefeed/migrations), written once for
+"""The case DB's schema migrations (services/casedb/schema.py, services/casedb/migrations), written once for
 every backend. Like tests/casedb_behaviour.py, not collected on its own: tests/unit/test_casedb_schema.py (SQLite)
 and tests/integration/test_casedb_postgres.py (PostgreSQL) import the tests by name and define `db_url`, the URL
 of an empty database.
@@ -18,8 +18,10 @@ from alembic import command
 from sqlalchemy import JSON, Column, Date, Integer, MetaData, String, Table, Text, create_engine, inspect, text
 
 from schemas.errors import ConfigError
-from services.casefeed import schema
-from services.casefeed.db import CaseStore, CaseView, _UTCDateTime, open_database
+from services.casedb import schema
+from services.casedb.database import open_database
+from services.casedb.models import REGION_CODE_WIDTH, UTCDateTime
+from services.casedb.store import CaseStore, CaseView
 
 HH1 = "652701000000000001"
 HH2 = "652701000000000002"
@@ -30,11 +32,11 @@ REASON = "住院自付 12,000 元，超过 10,000 元"
 _meta = MetaData()
 ISSUE2_CASES = Table("cases", _meta, *(Column(n, t) for n, t in (
     ("id", Integer), ("subject_kind", String), ("subject_id", String), ("village_code", String),
-    ("status", String), ("max_severity", String), ("opened_at", _UTCDateTime()), ("updated_at", _UTCDateTime()))))
+    ("status", String), ("max_severity", String), ("opened_at", UTCDateTime()), ("updated_at", UTCDateTime()))))
 ISSUE2_EVIDENCE = Table("evidence", _meta, *(Column(n, t) for n, t in (
     ("id", Integer), ("alert_id", String), ("case_id", Integer), ("rule", String), ("severity", String),
     ("reason", Text), ("event_ids", JSON), ("household_ids", JSON), ("occurred_at", Date),
-    ("raised_at", _UTCDateTime()), ("received_at", _UTCDateTime()), ("source_topic", String))))
+    ("raised_at", UTCDateTime()), ("received_at", UTCDateTime()), ("source_topic", String))))
 
 # (case id, subject kind, subject, status, max severity, opened day, updated day)
 CASES = [(1, "household", HH1, "OPEN", "HIGH", 0, 3),
@@ -103,7 +105,7 @@ def check_upgraded_issue2_db(store: CaseStore) -> None:
     [dropout] = cases[2].alerts
     assert (dropout.resolved_by, dropout.resolved_at) == ("migration 0002", day(5))
     # the cases and their evidence as they were
-    assert [(c.subject_kind, c.subject_id, c.status, c.max_severity, c.opened_at, c.updated_at)
+    assert [(c.subject_kind, c.household_or_region, c.status, c.max_severity, c.opened_at, c.updated_at)
             for c in (cases[i] for i in sorted(cases))] == [
         (k, s, st, sev, day(o), day(u)) for _, k, s, st, sev, o, u in CASES]
     evidence = {e.alert_id: e for c in cases.values() for e in c.evidence}
@@ -154,7 +156,7 @@ def test_an_empty_db_goes_to_head_and_reopening_keeps_it(db_url: str) -> None:
 
 def test_dropped_tables_are_built_again(db_url: str) -> None:
     """Tests empty a database with Base.metadata.drop_all, which leaves alembic_version behind."""
-    from services.casefeed.db import Base
+    from services.casedb.models import Base
 
     with open_database(db_url) as store:
         Base.metadata.drop_all(store.engine)
@@ -193,10 +195,39 @@ def test_downgrade_to_issue_2_and_upgrade_again(db_url: str) -> None:
         check_upgraded_issue2_db(store)
 
 
+def _cases_columns(connection: Any) -> dict[str, Any]:
+    return {c["name"]: c for c in inspect(connection).get_columns("cases")}
+
+
+def test_0004_names_the_subject_column_and_gives_village_codes_one_width(db_url: str) -> None:
+    """Revision 0004: cases.subject_id becomes household_or_region (what it holds: a household id or a region
+    code), values kept, and cases.village_code is as wide as every other village code; a downgrade to 0003 gives
+    the old name and width back, values kept, and the next open upgrades again."""
+    build_issue2_schema(db_url)
+    fill_issue2_db(db_url)
+    open_database(db_url).close()
+    subjects = sorted((case_id, subject) for case_id, _, subject, *_ in CASES)
+    engine = create_engine(db_url)
+    try:
+        with engine.begin() as connection:
+            columns = _cases_columns(connection)
+            assert "subject_id" not in columns and columns["village_code"]["type"].length == REGION_CODE_WIDTH == 12
+            assert sorted(tuple(r) for r in connection.execute(text("SELECT id, household_or_region FROM cases"))) \
+                == subjects
+            command.downgrade(schema._config(connection), "0003")
+            columns = _cases_columns(connection)
+            assert "household_or_region" not in columns and columns["village_code"]["type"].length == 32
+            assert sorted(tuple(r) for r in connection.execute(text("SELECT id, subject_id FROM cases"))) == subjects
+    finally:
+        engine.dispose()
+    with open_database(db_url) as store:
+        check_upgraded_issue2_db(store)
+
+
 OPENER = """
 import sys, time
 from pathlib import Path
-from services.casefeed.db import open_database
+from services.casedb.database import open_database
 go = Path(sys.argv[2])
 while not go.exists():
     time.sleep(0.005)

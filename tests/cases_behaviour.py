@@ -20,9 +20,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from schemas.codec import default_codec
-from schemas.errors import ConfigError, NotFound, NotInRegion, StepRefused
-from services.casefeed.db import CaseStore
-from services.cases.model import (
+from schemas.errors import ConfigError
+from services.casedb.errors import NotFound, NotInRegion, StepRefused
+from services.casedb.models import (
     CaseAlert,
     CaseHistory,
     ComparisonAnswer,
@@ -33,6 +33,7 @@ from services.cases.model import (
     OutboxMessage,
     User,
 )
+from services.casedb.store import CaseStore
 from services.cases.store import Cases
 from services.cases.users import hash_password
 from tests.unit.doubles import TEST_KEY, make_id, write_csv
@@ -372,7 +373,7 @@ def test_worklists_are_scoped_to_the_region_and_filtered(world: World) -> None:
     assert [s.id for s in c.visible_cases("county", step="APPLY")] == [a]
     assert [s.id for s in c.visible_cases("county", step="none")] == [b, cc]
     [line] = c.visible_cases("vil1", severity="HIGH")
-    assert (line.subject_id, line.monitoring_status, line.category, line.rules, line.alerts_open) == (
+    assert (line.household_or_region, line.monitoring_status, line.category, line.rules, line.alerts_open) == (
         HB, "MONITORING", "UNSTABLE_LIFTED", ("SCHOOL_DROPOUT",), 1)
 
 

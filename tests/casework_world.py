@@ -17,8 +17,8 @@ from pathlib import Path
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from services.casefeed.db import CaseStore
-from services.cases.model import CaseAlert
+from services.casedb.models import CaseAlert
+from services.casedb.store import CaseStore
 from tests.desk_world import H1, H2, VILLAGE1, VILLAGE2, World, prepare
 
 PS = "events.public-security.registration-change"

@@ -12,10 +12,11 @@ import pytest
 from sqlalchemy.orm import Session
 
 from schemas.codec import default_codec
-from schemas.errors import ConfigError, NotFound, NotInRegion, StepRefused
-from services.casefeed.db import CaseStore
-from services.cases import outbox
-from services.cases.model import AuditEntry, Household, Member, User
+from schemas.errors import ConfigError
+from services.casedb import outbox
+from services.casedb.errors import NotFound, NotInRegion, StepRefused
+from services.casedb.models import AuditEntry, Household, Member, User
+from services.casedb.store import CaseStore
 from services.compare.casedb import create_request, progress, store_answers
 from services.compare.records import REQUEST_SCHEMA, result_event_id
 from tests.casedb_behaviour import household_alert

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from connectors.idcard import check_character
-from services.casefeed.db import CaseStore
+from services.casedb.store import CaseStore
 from services.cases.store import Cases
 
 PASSWORD = "desk-test-password-01"

@@ -16,9 +16,11 @@ from sqlalchemy.orm import Session
 
 from connectors.framework import DEFAULT_ZONE
 from schemas.alerts import REGIONAL_RULES, Rule
-from schemas.errors import NotInRegion, RecordRefused
-from services.casefeed.db import Case, CaseStore, Evidence, cases_to_json, open_database
-from services.cases.model import CaseAlert, EvidenceEvent, User
+from services.casedb.database import open_database
+from services.casedb.errors import NotInRegion, RecordRefused
+from services.casedb.models import Case, CaseAlert, Evidence, EvidenceEvent, User
+from services.casedb.store import CaseStore
+from services.cases.listing import cases_to_json
 from services.cases.overdue import count_overdue, deadlines
 from services.cases.store import Cases
 from tests.casedb_behaviour import RAISED, VILLAGE, escalations, household_alert, regional_alert
@@ -241,7 +243,7 @@ def test_every_regional_rule_and_a_township_region(store: CaseStore) -> None:
         region = TOWNSHIP if rule == Rule.REGIONAL_RETURNS else VILLAGE
         result = store.record_regional_alert({**regional_alert(f"r-{rule}", region), "rule": rule.value})
         assert not result.duplicate
-    cases = {c.subject_id: c for c in store.list_cases()}
+    cases = {c.household_or_region: c for c in store.list_cases()}
     assert set(cases) == {VILLAGE, TOWNSHIP}
     township = cases[TOWNSHIP]
     assert (township.subject_kind, township.village_code) == ("village", TOWNSHIP)
@@ -262,7 +264,7 @@ def test_township_cases_are_scoped_and_filtered_like_villages(store: CaseStore, 
         returns.case_id]
     assert cases.visible_cases("bureau", county="652722", rule="REGIONAL_RETURNS") == []
     detail = cases.case_detail("town1", returns.case_id)
-    assert detail.case.subject_id == TOWNSHIP and detail.household is None
+    assert detail.case.household_or_region == TOWNSHIP and detail.household is None
     assert [a.rule for a in detail.alerts] == ["REGIONAL_RETURNS"]
     for outsider in ("vil1", "other"):
         with pytest.raises(NotInRegion):

@@ -17,11 +17,11 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from schemas.errors import NotFound, NotInRegion, StepRefused
-from services.cases.model import CaseAlert, HouseholdProfile
+from schemas.thresholds import IncomeLines
+from services.casedb.errors import NotFound, NotInRegion, StepRefused
+from services.casedb.models import CaseAlert, HouseholdProfile
 from services.cases.profiles import record_profiles
 from services.cases.store import Cases
-from services.monitor.thresholds import IncomeLines
 from tests.cases_behaviour import HA, HB, NOW, V1, World
 from tests.unit.doubles import TEST_KEY
 

@@ -22,9 +22,9 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from schemas.errors import NotFound, NotInRegion, StepRefused
-from services.casefeed.db import CaseStore
-from services.cases.model import AuditEntry, Household, ScreeningTask
+from services.casedb.errors import NotFound, NotInRegion, StepRefused
+from services.casedb.models import AuditEntry, Household, ScreeningTask
+from services.casedb.store import CaseStore
 from services.cases.screening import Period, RoleRefused, ScreeningError, VisitDecision, VisitOutcome
 from services.cases.screening_store import Screening, VisitReport
 from services.cli import main

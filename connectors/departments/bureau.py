@@ -24,7 +24,6 @@ from connectors.fields import Amount, Choice, Count, IdNumber, RegionCode, Sex, 
 from connectors.framework import (
     DEFAULT_ZONE,
     Accepted,
-    Clock,
     Column,
     FeedSpec,
     Message,
@@ -47,6 +46,7 @@ from connectors.snapshot import (
     decode_state,
     plan_roster,
 )
+from plumbing.clock import Clock
 from schemas import catalog
 from schemas.codec import Codec
 from schemas.errors import InputFileError
@@ -169,7 +169,7 @@ ROW_INVARIANT = "read = published + unchanged + rejected + duplicates"
 
 
 class RegistryPublisher(Publisher, Protocol):
-    """A Publisher that can also delete a key from a compacted topic (services.kafka_io.KafkaPublisher)."""
+    """A Publisher that can also delete a key from a compacted topic (plumbing.kafka_io.KafkaPublisher)."""
 
     async def tombstone(self, topic: str, key: bytes) -> None: ...
 

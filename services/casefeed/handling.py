@@ -18,15 +18,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from plumbing.backoff import Backoff
 from schemas.codec import Codec
 from schemas.deadletter import DeadLetter, message_dead_letter
 from schemas.errors import DecodeError, SchemaError
 from schemas.topics import ALERTS_HOUSEHOLD, ALERTS_REGIONAL
-from services.backoff import Backoff
-from services.casefeed.db import RecordResult
+from services.casedb.store import RecordResult
 
 __all__ = ["STAGE", "EXPECTED", "Incoming", "Refusal", "BatchOutcome", "Store", "record_isolated",
-           "handle_batch", "Backoff"]  # Backoff: services.backoff, re-exported
+           "handle_batch", "Backoff"]  # Backoff: plumbing.backoff, re-exported
 
 STAGE = "casefeed"
 EXPECTED = {ALERTS_HOUSEHOLD: "povwatch.alerts.HouseholdAlert", ALERTS_REGIONAL: "povwatch.alerts.RegionalAlert"}

@@ -18,8 +18,9 @@ from collections.abc import Callable
 from prometheus_client import Gauge
 
 from connectors.framework import local_today
+from plumbing.clock import Clock
 from schemas.errors import DatabaseUnavailable
-from services.casefeed.db import CaseStore
+from services.casedb.store import CaseStore
 from services.cases.overdue import count_overdue
 
 __all__ = ["OVERDUE", "REFRESH_SECONDS", "OverdueGauge"]
@@ -35,7 +36,7 @@ REFRESH_SECONDS = 60.0
 class OverdueGauge:
     """Counts the overdue case alerts into OVERDUE at most every `every` seconds (see the module doc)."""
 
-    def __init__(self, store: CaseStore, *, verify_days: int, zone: dt.tzinfo, clock: Callable[[], dt.datetime],
+    def __init__(self, store: CaseStore, *, verify_days: int, zone: dt.tzinfo, clock: Clock,
                  every: float = REFRESH_SECONDS, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._store = store
         self._verify_days = verify_days

@@ -22,18 +22,19 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import Counter
 
+from plumbing.backoff import Backoff
+from plumbing.clock import Clock
 from schemas.codec import Codec
 from schemas.deadletter import DeadLetter, message_dead_letter
 from schemas.errors import SchemaError
 from schemas.topics import CASEFEED_DLQ, PROFILES_HOUSEHOLD
-from services.backoff import Backoff
-from services.casefeed.db import CaseStore
+from services.casedb.store import CaseStore
 from services.casefeed.side_consumer import Message, SideConsumer, SideSpec
 from services.cases.profiles import OUTCOMES, profile_row, record_profiles
 
@@ -128,7 +129,7 @@ class ProfileFeed(SideConsumer[CaseStore, ProfileMessage, ProfileBatch]):
 
     @classmethod
     async def start(cls, bootstrap: str, casefeed_group: str, store: CaseStore, codec: Codec, backoff: Backoff,
-                    clock: Callable[[], dt.datetime]) -> ProfileFeed:
+                    clock: Clock) -> ProfileFeed:
         return await cls.launch(_SPEC, bootstrap, profiles_group(casefeed_group), store, codec, backoff, clock)
 
     def _tally(self, done: ProfileBatch) -> None:

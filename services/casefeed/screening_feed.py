@@ -29,12 +29,12 @@ from dataclasses import dataclass, field
 
 from prometheus_client import Counter
 
+from plumbing.backoff import Backoff
 from schemas.catalog import INTAKE, INTAKE_SCHEMA
 from schemas.codec import Codec
 from schemas.deadletter import DeadLetter
 from schemas.errors import DecodeError, SchemaError
 from schemas.topics import event_topic
-from services.backoff import Backoff
 from services.casefeed.side_consumer import Message, SideConsumer, SideSpec
 from services.cases.screening import VisitDecision, VisitOutcome
 from services.cases.screening_store import Screening, VisitReport

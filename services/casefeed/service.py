@@ -21,9 +21,8 @@ Beside the alert consumer, in consumer groups of their own: profiles.household -
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,18 +30,20 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from prometheus_client import Counter, Gauge
 
+from plumbing.clock import Clock, utc_now
+from plumbing.consumer_lag import LagTracker
+from plumbing.kafka_io import KafkaPublisher
+from plumbing.settings import Settings
 from schemas.codec import Codec, default_codec
 from schemas.errors import BrokerUnavailable, DatabaseUnavailable
 from schemas.topics import ALERTS_HOUSEHOLD, ALERTS_REGIONAL, CASEFEED_DLQ
-from services.casefeed.db import CaseStore, open_database
+from services.casedb.database import open_database
+from services.casedb.store import CaseStore
 from services.casefeed.handling import Backoff, BatchOutcome, Incoming, handle_batch
 from services.casefeed.overdue_gauge import OverdueGauge
 from services.casefeed.profile_feed import ProfileFeed
 from services.casefeed.screening_feed import ScreeningFeed
 from services.cases.screening_store import Screening
-from services.consumer_lag import LagTracker
-from services.kafka_io import KafkaPublisher
-from services.settings import Settings
 
 __all__ = ["run_casefeed", "CasefeedTotals"]
 
@@ -107,7 +108,7 @@ class _Feed:
     """One run of the feed: the consumer, the store, the dead-letter publisher and the totals."""
 
     def __init__(self, consumer: AIOKafkaConsumer, store: CaseStore, dlq: KafkaPublisher, codec: Codec,
-                 clock: Callable[[], dt.datetime], group: str, backoff: Backoff) -> None:
+                 clock: Clock, group: str, backoff: Backoff) -> None:
         self.consumer = consumer
         self.store = store
         self.dlq = dlq
@@ -240,11 +241,11 @@ class _Feed:
 
 
 async def run_casefeed(settings: Settings, *, idle_timeout: float | None = None, codec: Codec | None = None,
-                       clock: Callable[[], dt.datetime] | None = None, backoff: Backoff | None = None,
+                       clock: Clock | None = None, backoff: Backoff | None = None,
                        ) -> CasefeedTotals:
     """Consume until stopped, or until `idle_timeout` seconds pass without a message."""
     codec = codec or default_codec()
-    now = clock or (lambda: dt.datetime.now(dt.UTC))
+    now = clock or utc_now
     backoff = backoff or Backoff()
     for topic in (ALERTS_HOUSEHOLD, ALERTS_REGIONAL):
         CONSUMED.labels(topic)  # series exist from the start, so rate() sees the first alert

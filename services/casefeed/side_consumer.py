@@ -28,13 +28,14 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from prometheus_client import Counter
 
+from plumbing.backoff import Backoff
+from plumbing.clock import Clock, utc_now
+from plumbing.consumer_lag import LagTracker
+from plumbing.kafka_io import KafkaPublisher
 from schemas.codec import Codec
 from schemas.deadletter import DeadLetter
 from schemas.errors import BrokerUnavailable, DatabaseUnavailable
 from schemas.topics import CASEFEED_DLQ
-from services.backoff import Backoff
-from services.consumer_lag import LagTracker
-from services.kafka_io import KafkaPublisher
 
 __all__ = ["Message", "Handled", "SideSpec", "SideConsumer", "POLL_SECONDS", "MAX_RECORDS"]
 
@@ -93,15 +94,12 @@ def _first_line(exc: BaseException) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
 
 class SideConsumer(Generic[S, M, R]):
     """A side consumer as an asyncio task (see the module docstring): `launch`, then `check` now and then, `stop`."""
 
     def __init__(self, spec: SideSpec[S, M, R], consumer: AIOKafkaConsumer, dlq: KafkaPublisher | None, store: S,
-                 codec: Codec, group: str, backoff: Backoff, clock: Callable[[], dt.datetime]) -> None:
+                 codec: Codec, group: str, backoff: Backoff, clock: Clock) -> None:
         self._spec = spec
         self._consumer = consumer
         self._dlq = dlq
@@ -118,7 +116,7 @@ class SideConsumer(Generic[S, M, R]):
 
     @classmethod
     async def launch(cls, spec: SideSpec[S, M, R], bootstrap: str, group: str, store: S, codec: Codec,
-                     backoff: Backoff, clock: Callable[[], dt.datetime] = _utcnow) -> Self:
+                     backoff: Backoff, clock: Clock = utc_now) -> Self:
         for outcome in spec.outcomes:
             spec.counter.labels(outcome)  # every series from the start
         consumer = AIOKafkaConsumer(*spec.topics, bootstrap_servers=bootstrap, group_id=group,

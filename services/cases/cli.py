@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from plumbing.clock import utc_now
 from schemas.errors import ConfigError, PovwatchError
 from services.cases.workflow import Step
 
@@ -22,7 +23,7 @@ __all__ = ["add_parsers", "cmd_alert_action", "cmd_cases_roster", "cases_list_js
 
 
 def _cases(settings: Any) -> Any:
-    from services.casefeed.db import open_database
+    from services.casedb.database import open_database
     from services.cases.store import Cases
 
     return Cases.from_settings(open_database(settings.case_db), settings)
@@ -110,8 +111,8 @@ def _list_users(settings: Any, as_json: bool) -> int:
     from sqlalchemy import select
     from sqlalchemy.orm import Session
 
-    from services.casefeed.db import open_database
-    from services.cases.model import User
+    from services.casedb.database import open_database
+    from services.casedb.models import User
 
     store = open_database(settings.case_db)
     try:
@@ -173,7 +174,7 @@ def cmd_cases_roster(args: argparse.Namespace, settings: Any) -> int:
 
 def with_deadlines(store: Any, cases: list[Any], settings: Any, *, overdue_only: bool = False,
                    today: dt.date | None = None) -> list[Any]:
-    """`povwatch cases list [--overdue]`: the CaseViews (services.casefeed.db) with each alert's deadline filled
+    """`povwatch cases list [--overdue]`: the CaseViews (services.casedb.store) with each alert's deadline filled
     in (due_on, overdue_days; services/cases/deadlines.py, POVWATCH_CASE_VERIFY_DAYS); with `overdue_only`, only
     the cases with an overdue alert. `today`: the prefecture's date (default: now in Settings.zone)."""
     import dataclasses
@@ -181,7 +182,7 @@ def with_deadlines(store: Any, cases: list[Any], settings: Any, *, overdue_only:
     from connectors.framework import local_today
     from services.cases.overdue import deadlines
 
-    day = today or local_today(dt.datetime.now(dt.UTC), settings.zone)
+    day = today or local_today(utc_now(), settings.zone)
     due = store.run(lambda session: deadlines(session, today=day, verify_days=settings.case_verify_days,
                                               zone=settings.zone), "read the alerts' deadlines")
     out = []
@@ -196,13 +197,13 @@ def with_deadlines(store: Any, cases: list[Any], settings: Any, *, overdue_only:
 
 def render_overdue_table(cases: list[Any]) -> str:
     """`povwatch cases list --overdue`: one line per overdue alert, the most overdue first."""
-    from services.casefeed.db import render_table
+    from plumbing.table import render_table
 
     rows = sorted(((a.overdue_days, c, a) for c in cases for a in c.alerts if a.overdue_days),
                   key=lambda row: (-row[0], row[1].id, row[2].id))
     table = render_table(("CASE", "SUBJECT", "REGION", "ALERT", "RULE", "SEVERITY", "OPENED", "DUE", "OVERDUE",
                           "DEPARTMENTS"),
-                         [(str(c.id), c.subject_id, c.village_code, str(a.id), a.rule, a.severity,
+                         [(str(c.id), c.household_or_region, c.village_code, str(a.id), a.rule, a.severity,
                            a.opened_at.strftime("%Y-%m-%dT%H:%MZ"), str(a.due_on), f"{days} day(s)",
                            "、".join(a.departments)) for days, c, a in rows])
     return table + ("\n(no overdue alerts)" if not rows else "")

@@ -8,7 +8,7 @@ today's date in, days overdue out; the rows come from services/cases/overdue.py.
     overdue([clock, ...], today, verify_days=15, zone=ZONE) -> {case_alert_id: days overdue} (overdue ones only)
 
 The clock runs while the alert is OPEN in an OPEN case: acknowledging (ACKNOWLEDGED) or resolving it stops it. An
-acknowledged alert that a higher severity made OPEN again (services/casefeed/lifecycle.py) needs the case worker's
+acknowledged alert that a higher severity made OPEN again (services/casedb/lifecycle.py) needs the case worker's
 eyes again: its clock starts afresh at that escalation (`reopened_at`). Days are the prefecture's (`zone`): an
 alert opened on 1 March with 15 days is due on 16 March and 1 day overdue on 17 March.
 """

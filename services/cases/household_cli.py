@@ -14,7 +14,7 @@ __all__ = ["add_parser", "cmd_household"]
 
 
 def cmd_household(args: argparse.Namespace, settings: Any) -> int:
-    from services.casefeed.db import open_database
+    from services.casedb.database import open_database
     from services.cases.profile_view import render_profile_text
     from services.cases.store import Cases
     from services.cases.views import to_json

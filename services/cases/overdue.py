@@ -7,7 +7,7 @@ desk, `povwatch cases list --overdue` and the casefeed's `povwatch_cases_overdue
     count_overdue(store, today=, verify_days=, zone=)   -> how many case alerts are overdue now
 
 An acknowledged alert that is OPEN again was reopened by an escalation: its ESCALATION row in case_history (written
-by services/casefeed/lifecycle.py, its note starting with the alert's rule) recorded after the acknowledgement.
+by services/casedb/lifecycle.py, its note starting with the alert's rule) recorded after the acknowledgement.
 """
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services.casefeed.db import Case, CaseStore
+from services.casedb.models import Case, CaseAlert, CaseHistory
+from services.casedb.store import CaseStore
 from services.cases.deadlines import AlertClock, days_overdue, due_on, overdue
-from services.cases.model import CaseAlert, CaseHistory
 
 __all__ = ["clocks", "overdue_alerts", "deadlines", "count_overdue"]
 

@@ -12,7 +12,7 @@ Where each part comes from:
     only; a fact about a member shows the member's name and relation from the roster);
   * the facts: the latest fact per domain (收入, 就业, 健康, 教育, 住房, 饮水, 资产, 救助, 灾害, 报告, 户籍) of the
     household's profile (profiles.household, stored in `household_profiles`), each with its department's Chinese
-    short name (services/cases/departments.py), its feed's title and date, and its fields with the Chinese
+    short name (services/casedb/departments.py), its feed's title and date, and its fields with the Chinese
     headers the connector declares for them (connectors/catalog.py: FeedSpec.columns, Column.label per Avro
     field); an enum symbol is shown as the Chinese value that maps to it in the column's Choice (connectors/
     fields.py), a sex as 男/女, anything else (dates, amounts, counts, free text) as it travels;
@@ -255,7 +255,7 @@ def _fields(topic: str, values: Mapping[str, Any]) -> tuple[FieldView, ...]:
 
 
 def _fact(fact: Mapping[str, Any], members: Mapping[str, RosterMember]) -> FactView:
-    from services.cases.departments import source_label
+    from services.casedb.departments import source_label
 
     topic, department = str(fact.get("topic") or ""), str(fact.get("department") or "")
     person_key = fact.get("person_key") or None

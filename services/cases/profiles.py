@@ -26,10 +26,12 @@ from typing import Any
 from sqlalchemy import CursorResult, delete, select, update
 from sqlalchemy.orm import Session
 
-from schemas.errors import NotFound, SchemaError
-from services.casefeed.db import NUL_REPLACEMENT, Case, CaseStore
+from schemas.errors import SchemaError
+from schemas.thresholds import IncomeLines
+from services.casedb.errors import NotFound
+from services.casedb.models import Case, CaseAlert, Household, HouseholdProfile, Member
+from services.casedb.store import NUL_REPLACEMENT, CaseStore
 from services.cases.elimination import IncomeStanding, income_standing
-from services.cases.model import CaseAlert, Household, HouseholdProfile, Member
 from services.cases.profile_view import (
     OpenAlert,
     ProfileView,
@@ -38,7 +40,6 @@ from services.cases.profile_view import (
     StoredProfile,
     build_profile_view,
 )
-from services.monitor.thresholds import IncomeLines
 
 __all__ = ["STORED", "REPLACED", "DUPLICATE", "STALE", "DELETED", "ABSENT", "OUTCOMES", "profile_row",
            "record_profiles", "income_of", "alert_states", "read_profile_view"]
@@ -194,7 +195,7 @@ def read_profile_view(session: Session, household_id: str, *, today: dt.date, li
         raise NotFound(f"no household {household_id} in the case DB (neither in the roster nor profiled)")
     members = [RosterMember(m.person_key, m.name, m.relation, m.sex, m.birth_date) for m in session.scalars(
         select(Member).where(Member.household_id == household_id))] if household is not None else []
-    case = session.scalar(select(Case).where(Case.subject_kind == "household", Case.subject_id == household_id,
+    case = session.scalar(select(Case).where(Case.subject_kind == "household", Case.household_or_region == household_id,
                                              Case.status == "OPEN"))
     alerts = [OpenAlert(a.id, a.case_id, a.rule, a.severity, a.status, a.opened_at) for a in session.scalars(
         select(CaseAlert).where(CaseAlert.case_id == case.id).order_by(CaseAlert.id))] if case is not None else []

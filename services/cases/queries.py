@@ -20,17 +20,21 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from connectors.framework import DEFAULT_ZONE
-from services.casefeed.db import Case, Evidence, events_of, evidence_events
-from services.cases.departments import EventSource, corroboration, sources_of
-from services.cases.model import (
+from schemas.alerts import severity_rank
+from schemas.thresholds import IncomeLines
+from services.casedb.departments import EventSource, corroboration, sources_of
+from services.casedb.models import (
+    Case,
     CaseAlert,
     CaseHistory,
     ComparisonAnswer,
     ComparisonRequest,
     ComparisonTarget,
+    Evidence,
     Household,
     Member,
 )
+from services.casedb.store import events_of, evidence_events
 from services.cases.overdue import deadlines
 from services.cases.profiles import alert_states, income_of
 from services.cases.views import (
@@ -46,12 +50,10 @@ from services.cases.views import (
     MemberView,
 )
 from services.cases.workflow import CaseFacts, Role, Step, Workflow, allowed_now
-from services.monitor.thresholds import IncomeLines
 
 __all__ = ["Progress", "progress_of", "facts_of", "comparisons_open", "open_high_alerts", "summaries", "detail_of",
-           "alert_view", "load_case", "SEVERITY_RANK"]
+           "alert_view", "load_case"]
 
-SEVERITY_RANK = {"LOW": 0, "MEDIUM": 1, "HIGH": 2}
 VERIFY_DAYS = 15  # Settings.case_verify_days' default: days to acknowledge an alert (services/cases/deadlines.py)
 _ROUND_START = (Step.APPLY.value, Step.NOMINATE_NOTICE.value)
 _NOTICES = (Step.PUBLIC_NOTICE.value, Step.NOMINATE_NOTICE.value)
@@ -142,17 +144,18 @@ def summaries(session: Session, cases: Sequence[Case], today: dt.date, *, verify
             last_step[row.case_id] = row
         for alert in session.scalars(select(CaseAlert).where(CaseAlert.case_id.in_(ids))):
             alerts[alert.case_id].append(alert)
-    subjects = [c.subject_id for c in cases if c.subject_kind == "household"]
+    subjects = [c.household_or_region for c in cases if c.subject_kind == "household"]
     households = {h.household_id: h for h in session.scalars(
         select(Household).where(Household.household_id.in_(subjects)))} if subjects else {}
     out = []
     for c in cases:
         step = last_step.get(c.id)
-        household = households.get(c.subject_id) if c.subject_kind == "household" else None
+        household = households.get(c.household_or_region) if c.subject_kind == "household" else None
         rules = dict.fromkeys([e.rule for e in c.evidence] + [a.rule for a in alerts[c.id]])
         overdue = [late[a.id] for a in alerts[c.id] if a.id in late]
         out.append(CaseSummary(
-            id=c.id, subject_kind=c.subject_kind, subject_id=c.subject_id, village_code=c.village_code,
+            id=c.id, subject_kind=c.subject_kind, household_or_region=c.household_or_region,
+            village_code=c.village_code,
             status=c.status, max_severity=c.max_severity, opened_at=c.opened_at, updated_at=c.updated_at,
             age_days=max((today - c.opened_at.date()).days, 0), rules=tuple(rules),
             alerts_open=sum(a.status != "RESOLVED" for a in alerts[c.id]),
@@ -160,7 +163,7 @@ def summaries(session: Session, cases: Sequence[Case], today: dt.date, *, verify
             monitoring_status=household.monitoring_status if household else None,
             category=household.category if household else None,
             overdue_alerts=len(overdue), overdue_days=max(overdue, default=0)))
-    return sorted(out, key=lambda s: (-SEVERITY_RANK.get(s.max_severity, 0), s.opened_at, s.id))
+    return sorted(out, key=lambda s: (-severity_rank(s.max_severity), s.opened_at, s.id))
 
 
 def _evidence_item(e: Evidence, events: Mapping[str, tuple[EventSource, ...]]) -> EvidenceItem:
@@ -172,9 +175,9 @@ def _evidence_item(e: Evidence, events: Mapping[str, tuple[EventSource, ...]]) -
 
 def alert_view(a: CaseAlert, evidence: Sequence[Evidence], events: Mapping[str, tuple[EventSource, ...]],
                deadline: tuple[dt.date, int] | None = None) -> AlertView:
-    """The alert with its evidence: the rows linked to it (evidence.case_alert_id, services/casefeed/lifecycle.py);
+    """The alert with its evidence: the rows linked to it (evidence.case_alert_id, services/casedb/lifecycle.py);
     evidence not linked to any alert goes with the alert of its rule that was live when it was received. `events`:
-    services.casefeed.db.evidence_events of the evidence; `deadline`: (due day, days overdue) if its clock runs."""
+    services.casedb.store.evidence_events of the evidence; `deadline`: (due day, days overdue) if its clock runs."""
     mine = [e for e in evidence if getattr(e, "case_alert_id", None) == a.id
             or (getattr(e, "case_alert_id", None) is None and e.rule == a.rule
                 and e.received_at >= a.opened_at - dt.timedelta(seconds=1)
@@ -218,7 +221,7 @@ def detail_of(session: Session, case: Case, *, role: Role, today: dt.date, notic
     """The case page for a user of `role` on `today` (the steps allowed now are theirs; the alerts' deadlines
     `verify_days` days from their opening, days in `zone`)."""
     [summary] = summaries(session, [case], today, verify_days=verify_days, zone=zone)
-    household = session.get(Household, case.subject_id) if case.subject_kind == "household" else None
+    household = session.get(Household, case.household_or_region) if case.subject_kind == "household" else None
     members: list[Member] = []
     history: list[CaseHistory] = []
     allowed: tuple[AllowedStep, ...] = ()

@@ -12,8 +12,8 @@ def region_kind(code: str) -> str:
     return REGION_KINDS.get(len(code), "区域") if code.isdigit() else "区域"
 
 
-def subject_label(subject_kind: str, subject_id: str) -> str:
+def subject_label(subject_kind: str, household_or_region: str) -> str:
     """户 H-1, 村 652701100201, 乡镇 652701100: a case's subject as the desk shows it."""
     if subject_kind == "household":
-        return f"户 {subject_id}"
-    return f"{region_kind(subject_id)} {subject_id}"
+        return f"户 {household_or_region}"
+    return f"{region_kind(household_or_region)} {household_or_region}"

@@ -1,11 +1,11 @@
 """`povwatch relay`: the case DB's bridge to Kafka, both ways.
 
-  * out: the outbox (services.cases.outbox) is published in id order with an idempotent producer (acks=all) and
+  * out: the outbox (services.casedb.outbox) is published in id order with an idempotent producer (acks=all) and
     each row is marked published only after the broker acknowledged it. LABEL and ANNOUNCE_LABEL write the
     household's full current state for registry.households (compacted, key = household_id) in the step's
     transaction, so the monitor judges the household by its new status; `compare request` writes its
     requests.<dept>.comparison message the same way. Kafka down: nothing is marked, the pass is retried with
-    backoff (services.backoff), one log line per attempt, and the relay catches up when Kafka is back. A crash
+    backoff (plumbing.backoff), one log line per attempt, and the relay catches up when Kafka is back. A crash
     between the acknowledgement and the mark sends the rows again: harmless, a registry record is the household's
     whole state (the latest wins on the compacted topic) and a request is answered with deterministic event ids.
   * in: the departments' answers, events.<dept>.comparison-result of the five comparison departments, are stored in
@@ -19,11 +19,8 @@ povwatch_relay_answers_total{department,outcome}.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 import signal
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,33 +28,28 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Gauge
 
-from connectors.framework import Publisher
+from plumbing.backoff import Backoff
+from plumbing.clock import Clock, utc_now
 from schemas.catalog import COMPARISON_DEPARTMENTS, comparison_result_topics
 from schemas.codec import Codec, default_codec
 from schemas.errors import BrokerUnavailable, DatabaseUnavailable, DecodeError, SchemaError
-from services.backoff import Backoff
-from services.casefeed.db import CaseStore
-from services.cases import outbox
+from services.casedb import outbox
+from services.casedb.outbox import PublisherFactory, publish_pending
+from services.casedb.store import CaseStore
 from services.compare.casedb import store_answers
 from services.compare.records import RESULT_SCHEMA
 
-__all__ = ["RelayTotals", "publish_pending", "Relay", "run_relay"]
+__all__ = ["RelayTotals", "Relay", "run_relay"]
 
 log = logging.getLogger("povwatch.relay")
 
 PENDING = Gauge("povwatch_relay_outbox_pending", "Outbox messages not yet published")
-PUBLISHED = Counter("povwatch_relay_published_total", "Outbox messages published and marked", ["topic"])
-LAST_PUBLISH = Gauge("povwatch_relay_last_publish_timestamp_seconds",
-                     "When the relay last published outbox messages (Unix time)")
 FAILURES = Counter("povwatch_relay_publish_failures_total", "Publishing attempts that failed (Kafka or the case DB)")
 ANSWERS = Counter("povwatch_relay_answers_total", "Comparison answers consumed", ["department", "outcome"])
 BATCH = 500
 POLL_SECONDS = 1.0
 ANSWERS_STALL_SECONDS = 20.0  # a poll or a stop of the answers' consumer taking longer than this is abandoned
 PUBLISH_STALL_SECONDS = 60.0  # a publishing pass taking longer than this is a failed attempt (nothing marked)
-
-PublisherFactory = Callable[[], AbstractAsyncContextManager[Publisher]]
-
 
 @dataclass
 class RelayTotals:
@@ -68,37 +60,11 @@ class RelayTotals:
     answers_skipped: int = 0
 
 
-async def publish_pending(store: CaseStore, publisher_factory: PublisherFactory, clock: Callable[[], dt.datetime],
-                          *, batch: int = BATCH, only: int | None = None) -> int:
-    """One pass: publish every pending outbox row (or only row `only`) in id order, marking each batch once the
-    broker acknowledged it. Returns the rows published. BrokerUnavailable / DatabaseUnavailable: rows of the
-    failed batch stay pending (earlier batches are marked)."""
-    done = 0
-    while True:
-        rows = await asyncio.to_thread(outbox.pending, store, batch)
-        if only is not None:
-            rows = [r for r in rows if r.id == only]
-        if not rows:
-            return done
-        async with publisher_factory() as publisher:
-            for row in rows:
-                await publisher.send(row.topic, row.key, row.value)
-            await publisher.flush()  # acknowledged by the broker (acks=all) before anything is marked
-        now = clock()
-        await asyncio.to_thread(outbox.mark_published, store, [r.id for r in rows], now)
-        for row in rows:
-            PUBLISHED.labels(row.topic).inc()
-        LAST_PUBLISH.set(now.timestamp())
-        done += len(rows)
-        if only is not None or len(rows) < batch:
-            return done
-
-
 class Relay:
     """The relay's state across passes: the store, the answers consumer, the totals."""
 
     def __init__(self, store: CaseStore, *, bootstrap: str, group: str, publisher_factory: PublisherFactory,
-                 clock: Callable[[], dt.datetime], codec: Codec, backoff: Backoff) -> None:
+                 clock: Clock, codec: Codec, backoff: Backoff) -> None:
         self.store = store
         self.bootstrap = bootstrap
         self.group = group
@@ -217,7 +183,7 @@ async def _sleep(seconds: float, stop: asyncio.Event) -> None:
 
 
 async def run_relay(store: CaseStore, *, bootstrap: str, group: str, publisher_factory: PublisherFactory,
-                    once: bool = False, interval: float = 1.0, clock: Callable[[], dt.datetime] | None = None,
+                    once: bool = False, interval: float = 1.0, clock: Clock | None = None,
                     codec: Codec | None = None, backoff: Backoff | None = None,
                     stop: asyncio.Event | None = None) -> RelayTotals:
     """Until SIGTERM/SIGINT (or `stop`), or with `once` until the outbox is published and the answers read."""
@@ -232,7 +198,7 @@ async def run_relay(store: CaseStore, *, bootstrap: str, group: str, publisher_f
     for department in COMPARISON_DEPARTMENTS:  # series exist from the start
         ANSWERS.labels(department.department, "received")
     relay = Relay(store, bootstrap=bootstrap, group=group, publisher_factory=publisher_factory,
-                  clock=clock or (lambda: dt.datetime.now(dt.UTC)), codec=codec or default_codec(),
+                  clock=clock or utc_now, codec=codec or default_codec(),
                   backoff=backoff)
     async def outbox_loop() -> None:
         """Publish the outbox until stopped (`once`: until nothing is pending), backing off while it fails."""

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TypeVar
 
+from plumbing.table import render_table
 from schemas.errors import PovwatchError
 
 __all__ = ["PeriodKind", "Period", "parse_period", "last_complete", "CaseRow", "EvidenceRow", "StepRow", "Line",
@@ -258,20 +259,8 @@ def _sum(rows: Iterable[dict[str, int]]) -> dict[str, int]:
 
 
 # --- renderings ------------------------------------------------------------------------------------------------
-def _width(text: str) -> int:
-    return sum(2 if "\u2e80" <= ch <= "\uffef" else 1 for ch in text)  # CJK and full-width forms take two columns
-
-
 def _table(rows: Sequence[Sequence[str]], right_from: int) -> list[str]:
-    widths = [max(_width(row[i]) for row in rows) for i in range(len(rows[0]))]
-    out = []
-    for n, row in enumerate(rows):
-        cells = [cell + " " * (widths[i] - _width(cell)) if i < right_from else " " * (widths[i] - _width(cell)) + cell
-                 for i, cell in enumerate(row)]
-        out.append("  ".join(cells).rstrip())
-        if n == 0:
-            out.append("  ".join("-" * w for w in widths))
-    return out
+    return render_table(rows[0], rows[1:], right_from=right_from).split("\n")
 
 
 def _who(line: Line) -> list[str]:

@@ -33,7 +33,7 @@ def _county(text: str | None) -> str | None:
 
 
 def cmd_report(args: argparse.Namespace, settings: Any) -> int:
-    from services.casefeed.db import open_database
+    from services.casedb.database import open_database
     from services.cases.report_query import load_rows
 
     today = dt.datetime.now(LOCAL).date()

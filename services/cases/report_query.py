@@ -7,8 +7,8 @@ import datetime as dt
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from services.casefeed.db import Case, CaseStore, Evidence
-from services.cases.model import CaseHistory, Household
+from services.casedb.models import Case, CaseHistory, Evidence, Household
+from services.casedb.store import CaseStore
 from services.cases.report import LOCAL, CaseRow, EvidenceRow, StepRow, local_day
 
 __all__ = ["ReportRows", "load_rows"]
@@ -31,7 +31,7 @@ def load_rows(store: CaseStore, *, since: dt.date, until: dt.date) -> ReportRows
 
     def work(session: Session) -> ReportRows:
         category = Household.category
-        on_roster = (Case.subject_kind == "household") & (Household.household_id == Case.subject_id)
+        on_roster = (Case.subject_kind == "household") & (Household.household_id == Case.household_or_region)
         resolved = (select(CaseHistory.case_id, func.max(CaseHistory.on_day).label("day"))
                     .where(CaseHistory.kind == "RESOLVE").group_by(CaseHistory.case_id).subquery())
         cases = [CaseRow(case_id=row.id, county=row.village_code[:6],

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from connectors.departments.bureau import ROSTER, RosterHandler
-from connectors.framework import DEFAULT_ZONE, Accepted, Clock, Message, ValidRecord, run_file
+from connectors.framework import DEFAULT_ZONE, Accepted, Message, ValidRecord, run_file
 from connectors.pseudonym import Pseudonymiser
+from plumbing.clock import Clock
 from schemas.codec import Codec
 from schemas.topics import REGISTRY_HOUSEHOLDS, REGISTRY_PERSONS
 

@@ -28,7 +28,9 @@ from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 
-from schemas.errors import PovwatchError, StepRefused
+from plumbing.table import render_table
+from schemas.errors import PovwatchError
+from services.casedb.errors import StepRefused
 
 __all__ = ["ScreeningError", "RoleRefused", "CLOSER_ROLES", "Kind", "Period", "parse_period", "current_period",
            "periods_containing", "FOCUS_CATEGORIES", "HouseholdRow", "NewTask", "is_focus", "screened", "to_open",
@@ -236,10 +238,12 @@ class CoverageLine:
 
     @property
     def percent_closed(self) -> Decimal | None:
-        """closed / tasks x 100, to one decimal (half up); None without tasks."""
+        """closed / tasks x 100, to one decimal (half up), but never 100.0 while a task is open (1 open of 2,000
+        is 99.9, not a finished screening); None without tasks."""
         if self.tasks == 0:
             return None
-        return (Decimal(self.closed * 100) / Decimal(self.tasks)).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
+        percent = (Decimal(self.closed * 100) / Decimal(self.tasks)).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
+        return Decimal("99.9") if percent == 100 and self.closed < self.tasks else percent
 
 
 @dataclass(frozen=True)
@@ -272,16 +276,10 @@ def render_coverage(c: Coverage) -> str:
     head = f"{p.kind} screening {p.label} ({p.start} to {p.end})"
     if not c.lines:
         return f"{head}: no tasks (povwatch screening open {p.kind} --period {p.label})"
-    rows = [("township", "open", "closed", "% closed")]
-    rows += [(line.township, str(line.open), str(line.closed), _percent(line)) for line in c.lines]
+    rows = [(line.township, str(line.open), str(line.closed), _percent(line)) for line in c.lines]
     rows.append(("total", str(c.total.open), str(c.total.closed), _percent(c.total)))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    out = [head]
-    for i, r in enumerate(rows):
-        out.append("  " + r[0].ljust(widths[0]) + "".join("  " + v.rjust(w) for v, w in zip(r[1:], widths[1:])))
-        if i == 0 or i == len(rows) - 2:
-            out.append("  " + "-" * (sum(widths) + 6))
-    return "\n".join(out)
+    return head + "\n" + render_table(("township", "open", "closed", "% closed"), rows, right_from=1,
+                                       rules_before={len(rows) - 1}, indent="  ")
 
 
 def _line_json(line: CoverageLine) -> dict[str, object]:

@@ -5,10 +5,10 @@ is the one running today in POVWATCH_TIMEZONE (Asia/Shanghai). Bad input is one 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 from typing import Any
 
 from connectors.framework import local_today
+from plumbing.clock import utc_now
 from services.cases.screening import (
     Coverage,
     Kind,
@@ -38,7 +38,7 @@ def open_text(result: Any) -> str:
 
 
 def _screening(settings: Any) -> Any:
-    from services.casefeed.db import open_database
+    from services.casedb.database import open_database
     from services.cases.screening_store import Screening
 
     return Screening.from_settings(open_database(settings.case_db), settings)
@@ -46,7 +46,7 @@ def _screening(settings: Any) -> Any:
 
 def cmd_screening(args: argparse.Namespace, settings: Any) -> int:
     county = check_county(args.county)
-    today = local_today(dt.datetime.now(dt.UTC), settings.zone)
+    today = local_today(utc_now(), settings.zone)
     if args.action == "open":
         kind = Kind(args.kind)
         period = parse_period(args.period, kind) if args.period is not None else current_period(kind, today)

@@ -1,6 +1,6 @@
 """集中排查 on the case DB: the thin query layer under the pure rules of services/cases/screening.py.
 
-    s = Screening(store, clock=..., zone=...)          # a services.casefeed.db.CaseStore; or Screening.from_settings
+    s = Screening(store, clock=..., zone=...)          # a services.casedb.store.CaseStore; or Screening.from_settings
     s.open(period, county=None)            -> OpenResult      one task per household screened, once per period
     s.coverage(period, county=None)        -> Coverage        open / closed per township
     s.record_visits(reports)               -> [VisitDecision] cadre-visit reports close the tasks of their day
@@ -15,7 +15,7 @@ closing the same task at once close it once. Opening, closing and refusals are w
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,9 +23,10 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from connectors.framework import DEFAULT_ZONE, local_today
-from schemas.errors import NotFound, NotInRegion, StepRefused
-from services.casefeed.db import CaseStore
-from services.cases.model import AuditEntry, Household, ScreeningTask, User
+from plumbing.clock import Clock, utc_now
+from services.casedb.errors import NotFound, NotInRegion, StepRefused
+from services.casedb.models import AuditEntry, Household, ScreeningTask, User
+from services.casedb.store import CaseStore
 from services.cases.screening import (
     CLOSER_ROLES,
     MAX_NOTE,
@@ -50,11 +51,7 @@ __all__ = ["Screening", "OpenResult", "VisitReport", "TaskView", "VISIT_CLOSER",
 
 VISIT_CLOSER = "cadre-visit"  # screening_tasks.closed_by of a task a cadre-visit report closed
 WORKLIST_LIMIT = 200  # tasks listed on one desk page (the count says how many there are)
-Clock = Callable[[], dt.datetime]
 
-
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 @dataclass(frozen=True)
@@ -117,7 +114,7 @@ def _view(task: ScreeningTask, household: Household | None) -> TaskView:
 class Screening:
     """The screening operations over one CaseStore (see the module docstring)."""
 
-    def __init__(self, store: CaseStore, *, clock: Clock = _utcnow, zone: dt.tzinfo = DEFAULT_ZONE) -> None:
+    def __init__(self, store: CaseStore, *, clock: Clock = utc_now, zone: dt.tzinfo = DEFAULT_ZONE) -> None:
         self._store = store
         self._clock = clock
         self._zone = zone

@@ -1,6 +1,6 @@
 """The bureau's operations on cases: the interface the command line and the web desk use.
 
-    cases = Cases(store)                               # a services.casefeed.db.CaseStore; settings passed in
+    cases = Cases(store)                               # a services.casedb.store.CaseStore; settings passed in
     cases.authenticate(name, password)                 -> UserView | None
     cases.visible_cases(user, county=, township=, rule=, severity=, step=)   -> [CaseSummary]  (the user's region)
     cases.case_detail(user, case_id)                   -> CaseDetail   (logs VIEW_CASE)
@@ -32,26 +32,20 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, selectinload
 
 from connectors.framework import CONNECTOR_VERSION, DEFAULT_ZONE, local_today
 from connectors.pseudonym import Pseudonymiser
+from plumbing.clock import Clock, utc_now
 from schemas.codec import Codec, default_codec
-from schemas.errors import (
-    ConfigError,
-    DatabaseUnavailable,
-    EnvironmentProblem,
-    NotFound,
-    NotInRegion,
-    RecordRefused,
-    StepRefused,
-)
+from schemas.errors import ConfigError
+from schemas.thresholds import IncomeLines
 from schemas.topics import REGISTRY_HOUSEHOLDS
-from services.casefeed.db import Case, CaseStore, Evidence, classify, evidence_events
+from services.casedb.errors import NotFound, NotInRegion, StepRefused
+from services.casedb.models import AuditEntry, Case, CaseAlert, CaseHistory, Evidence, Household, Member, User
+from services.casedb.outbox import add_message
+from services.casedb.store import CaseStore, evidence_events
 from services.cases import overdue, queries
-from services.cases.model import AuditEntry, CaseAlert, CaseHistory, Household, Member, User
-from services.cases.outbox import add_message
 from services.cases.profile_view import ProfileView
 from services.cases.profiles import read_profile_view
 from services.cases.roster import HOUSEHOLD_FIELDS, MEMBER_FIELDS, read_roster
@@ -66,20 +60,14 @@ from services.cases.users import (
 )
 from services.cases.views import AlertView, AuditView, CaseDetail, CaseSummary, RosterCounts
 from services.cases.workflow import Request, Role, Step, check, status_after, workflow_of
-from services.monitor.thresholds import IncomeLines
 
 __all__ = ["Cases", "FOCUS_CATEGORIES", "RESOLVER_ROLES", "household_record", "StepRefused", "NotInRegion",
            "NotFound"]
 
 FOCUS_CATEGORIES = ("UNSTABLE_LIFTED", "MARGINAL", "SUDDEN_HARDSHIP")  # what a labelled household may be
 RESOLVER_ROLES = frozenset({Role.TOWNSHIP, Role.COUNTY, Role.BUREAU})  # who may resolve a case or an alert
-_RETRIES = 5
 _T = TypeVar("_T")
-Clock = Callable[[], dt.datetime]
 
-
-def _utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def household_record(h: Household, *, case_id: int, now: dt.datetime) -> dict[str, Any]:
@@ -94,15 +82,10 @@ def household_record(h: Household, *, case_id: int, now: dt.datetime) -> dict[st
     }
 
 
-def _first_line(exc: BaseException) -> str:
-    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
-
-
 class Cases:
     """The case operations over one CaseStore (see the module docstring)."""
 
-    def __init__(self, store: CaseStore, *, notice_days: int = 5, clock: Clock = _utcnow,
+    def __init__(self, store: CaseStore, *, notice_days: int = 5, clock: Clock = utc_now,
                  zone: dt.tzinfo = DEFAULT_ZONE, pseudonym_key: Callable[[], bytes] | None = None,
                  codec: Codec | None = None, verify_days: int = queries.VERIFY_DAYS,
                  lines: IncomeLines | None = None) -> None:
@@ -131,24 +114,8 @@ class Cases:
 
     # --- transactions --------------------------------------------------------------------------------------
     def _tx(self, work: Callable[[Session], _T], action: str) -> _T:
-        """Run `work` in one transaction, retried when a concurrent writer won a race; errors translated."""
-        for attempt in range(1, _RETRIES + 1):
-            try:
-                with Session(self._store.engine, expire_on_commit=False) as session, session.begin():
-                    return work(session)
-            except DBAPIError as exc:
-                kind = classify(exc)
-                if kind == "race" and attempt < _RETRIES:
-                    continue
-                detail = f"case database: could not {action}: {_first_line(exc)}"
-                if kind == "unavailable":
-                    raise DatabaseUnavailable(detail) from exc
-                if kind == "refused":
-                    raise RecordRefused(f"the case database refuses the data: {_first_line(exc)}") from exc
-                if kind == "config":
-                    raise ConfigError(f"POVWATCH_CASE_DB: {detail}") from exc
-                raise EnvironmentProblem(detail) from exc
-        raise AssertionError("unreachable")
+        """One transaction of services.casedb.transaction: retried after a lost race, errors translated."""
+        return self._store.run(work, action)
 
     def _audit(self, session: Session, user: str, action: str, *, household_id: str | None = None,
                case_id: int | None = None, detail: str | None = None) -> None:
@@ -168,7 +135,7 @@ class Cases:
                 cid = alert.case_id if alert is not None else None
             case = session.get(Case, cid) if cid is not None else None
             if case is not None and case.subject_kind == "household":
-                household = case.subject_id
+                household = case.household_or_region
             self._audit(session, name, "REFUSED", household_id=household, case_id=cid if case else None,
                         detail=str(exc))
 
@@ -280,7 +247,7 @@ class Cases:
 
     @staticmethod
     def _household_of(case: Case) -> str | None:
-        return case.subject_id if case.subject_kind == "household" else None
+        return case.household_or_region if case.subject_kind == "household" else None
 
     def household_profile(self, user: UserView | str | None, household_id: str, *,
                           audited: bool = True) -> ProfileView:
@@ -347,10 +314,10 @@ class Cases:
             if case.subject_kind != "household":
                 raise StepRefused(f"case {case_id} is a village case (a regional alert): the workflows are a "
                                   "household's; take them on the households' own cases")
-            household = session.get(Household, case.subject_id)
+            household = session.get(Household, case.household_or_region)
             if household is None:
-                raise NotFound(f"household {case.subject_id} of case {case_id} is not in the case DB: import the "
-                               "bureau's roster first (povwatch cases roster FILE)")
+                raise NotFound(f"household {case.household_or_region} of case {case_id} is not in the case DB: "
+                               "import the bureau's roster first (povwatch cases roster FILE)")
             day = on or today
             if day > today:
                 raise StepRefused(f"case {case_id}: --on {day} is in the future (today is {today})")
@@ -415,7 +382,7 @@ class Cases:
                                                              CaseAlert.status != "RESOLVED")):
             alert.status, alert.resolved_by, alert.resolved_at, alert.updated_at = "RESOLVED", me.name, now, now
             resolved += 1
-        session.add(CaseHistory(case_id=case.id, household_id=case.subject_id, kind="RESOLVE", workflow=None,
+        session.add(CaseHistory(case_id=case.id, household_id=case.household_or_region, kind="RESOLVE", workflow=None,
                                 step=None, by_user=me.name, on_day=day, recorded_at=now,
                                 note=f"case closed, {resolved} alert(s) resolved: {note}"))
         return resolved
@@ -482,8 +449,8 @@ class Cases:
                 kind = ""  # already acknowledged: nothing changes
             if kind:
                 alert.updated_at = now
-                session.add(CaseHistory(case_id=case.id, household_id=case.subject_id, kind=kind, workflow=None,
-                                        step=None, by_user=me.name, on_day=today, recorded_at=now,
+                session.add(CaseHistory(case_id=case.id, household_id=case.household_or_region, kind=kind,
+                                        workflow=None, step=None, by_user=me.name, on_day=today, recorded_at=now,
                                         note=f"alert {alert.id} ({alert.rule} {alert.severity})"
                                         + (f": {note.strip()}" if note else "")))
                 self._audit(session, me.name, f"{kind}_ALERT", household_id=self._household_of(case),

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from services.cases.departments import EventSource
+from services.casedb.departments import EventSource
 from services.cases.users import UserView
 
 __all__ = ["CaseSummary", "HouseholdView", "MemberView", "EvidenceItem", "AlertView", "AnswerView",
@@ -28,7 +28,7 @@ __all__ = ["CaseSummary", "HouseholdView", "MemberView", "EvidenceItem", "AlertV
 class CaseSummary:
     id: int
     subject_kind: str  # household | village
-    subject_id: str  # the household_id (or the village code of a regional case)
+    household_or_region: str  # the household_id (or the village code of a regional case)
     village_code: str
     status: str  # OPEN | CLOSED
     max_severity: str
@@ -209,7 +209,8 @@ def render_audit(entries: list[AuditView]) -> str:
 
 def render_detail(d: CaseDetail) -> str:
     c = d.case
-    lines = [f"case {c.id}  {c.subject_kind} {c.subject_id}  village {c.village_code}  {c.status}  {c.max_severity}"
+    lines = [f"case {c.id}  {c.subject_kind} {c.household_or_region}  village {c.village_code}  {c.status}  "
+             f"{c.max_severity}"
              f"  step {c.step or '-'} ({c.workflow or 'no workflow yet'})"
              + (f"  OVERDUE: {c.overdue_alerts} alert(s), up to {c.overdue_days} day(s)" if c.overdue_alerts else "")]
     if d.household is not None:

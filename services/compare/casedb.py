@@ -21,10 +21,11 @@ from sqlalchemy.orm import Session
 
 from schemas.catalog import comparison_department
 from schemas.codec import Codec
-from schemas.errors import ConfigError, NotFound, NotInRegion, SchemaError, StepRefused
-from services.casefeed.db import Case, CaseStore
-from services.cases.model import (
+from schemas.errors import ConfigError, SchemaError
+from services.casedb.errors import NotFound, NotInRegion, StepRefused
+from services.casedb.models import (
     AuditEntry,
+    Case,
     ComparisonAnswer,
     ComparisonRequest,
     ComparisonTarget,
@@ -32,7 +33,8 @@ from services.cases.model import (
     Member,
     User,
 )
-from services.cases.outbox import add_message, in_transaction
+from services.casedb.outbox import add_message
+from services.casedb.store import CaseStore
 from services.compare.records import REQUEST_SCHEMA, RequestProgress, new_request_id, progress_of, request_record
 
 __all__ = ["Created", "REQUEST_ROLES", "create_request", "store_answers", "progress"]
@@ -70,9 +72,9 @@ def _case_targets(session: Session, user: User, case_id: int) -> list[tuple[str,
     if case.status != "OPEN":
         raise StepRefused(f"case {case_id} is {case.status}: no comparison for a closed case")
     members = session.execute(select(Member.person_key, Member.household_id)
-                              .where(Member.household_id == case.subject_id).order_by(Member.person_key)).all()
+                              .where(Member.household_id == case.household_or_region).order_by(Member.person_key)).all()
     if not members:
-        raise NotFound(f"no members of household {case.subject_id} in the case DB (import the roster with "
+        raise NotFound(f"no members of household {case.household_or_region} in the case DB (import the roster with "
                        "`povwatch cases roster FILE`)")
     return [(key, household) for key, household in members]
 
@@ -118,7 +120,7 @@ def create_request(store: CaseStore, department: str, *, case_id: int | None, al
         session.flush()
         return Created(rid, entry.department, case_id, len(keys), len(households), message.id)
 
-    return in_transaction(store, work, "store the comparison request")
+    return store.run(work, "store the comparison request")
 
 
 def _answer(result: Mapping[str, Any], now: dt.datetime) -> ComparisonAnswer:
@@ -147,7 +149,7 @@ def store_answers(store: CaseStore, results: Sequence[Mapping[str, Any]], now: d
         session.flush()
         return stored, len(results) - stored
 
-    return in_transaction(store, work, "store comparison answers")
+    return store.run(work, "store comparison answers")
 
 
 def progress(store: CaseStore, now: dt.datetime) -> list[RequestProgress]:
@@ -165,4 +167,4 @@ def progress(store: CaseStore, now: dt.datetime) -> list[RequestProgress]:
         return [progress_of(r.request_id, r.department, r.case_id, r.requested_by, r.requested_at,
                             targets.get(r.request_id, []), answers.get(r.request_id, {}), now) for r in requests]
 
-    return in_transaction(store, work, "read comparison requests")
+    return store.run(work, "read comparison requests")

@@ -5,37 +5,34 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
+from plumbing.clock import utc_now
 from schemas.errors import BrokerUnavailable, PovwatchError
 
-__all__ = ["add_commands", "cmd_compare", "cmd_relay", "cmd_connector_compare"]
+__all__ = ["add_commands", "cmd_compare", "cmd_connector_compare"]
 
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def cmd_compare(args: argparse.Namespace, settings: Any) -> int:
     from schemas.codec import default_codec
-    from services.casefeed.db import open_database
+    from services.casedb.database import open_database
     from services.compare.casedb import create_request, progress
     from services.compare.render import progress_json, render_progress
 
     store = open_database(settings.case_db)
     try:
         if args.action == "status":
-            items = progress(store, _now())
+            items = progress(store, utc_now())
             print(progress_json(items) if args.json else render_progress(items))
             return 0
         if not args.dept or not args.by:
             raise PovwatchError("usage: povwatch compare request DEPT (--case CASE_ID | --all-monitored) --by USER")
         created = create_request(store, args.dept, case_id=args.case, all_monitored=args.all_monitored, by=args.by,
-                                 now=_now(), codec=default_codec())
+                                 now=utc_now(), codec=default_codec())
         published = _publish_one(store, settings, created.outbox_id)
         shown = {"request_id": created.request_id, "department": created.department, "case_id": created.case_id,
                  "persons": created.persons, "households": created.households, "published": published}
@@ -53,12 +50,12 @@ def cmd_compare(args: argparse.Namespace, settings: Any) -> int:
 
 def _publish_one(store: Any, settings: Any, outbox_id: int) -> bool:
     """Publish the request's outbox row now; if Kafka cannot be reached it stays for the relay (a warning)."""
-    from services.cases.relay import publish_pending
-    from services.kafka_io import KafkaPublisher
+    from plumbing.kafka_io import KafkaPublisher
+    from services.casedb.outbox import publish_pending
 
     try:
         asyncio.run(publish_pending(store, lambda: KafkaPublisher(settings.bootstrap, client_id="povwatch-compare"),
-                                    _now, only=outbox_id))
+                                    utc_now, only=outbox_id))
     except BrokerUnavailable as exc:
         print(f"povwatch: warning: the request is stored but not published ({exc}); `povwatch relay` publishes "
               "it when Kafka is back", file=sys.stderr)
@@ -73,40 +70,11 @@ def _quiet_kafka_client() -> None:
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
 
 
-def cmd_relay(args: argparse.Namespace, settings: Any) -> int:
-    from prometheus_client import start_http_server
-
-    from services.casefeed import logs
-    from services.casefeed.db import open_database
-    from services.cases.relay import run_relay
-    from services.kafka_io import KafkaPublisher
-
-    logs.configure()
-    _quiet_kafka_client()
-    if args.interval <= 0:
-        raise PovwatchError("--interval must be more than 0 seconds")
-    if settings.relay_metrics_port:
-        try:
-            start_http_server(settings.relay_metrics_port)
-        except OSError as exc:
-            raise PovwatchError(f"cannot serve /metrics on port {settings.relay_metrics_port}: {exc}") from None
-    store = open_database(settings.case_db)
-    try:
-        totals = asyncio.run(run_relay(
-            store, bootstrap=settings.bootstrap, group=settings.relay_group, once=args.once, interval=args.interval,
-            publisher_factory=lambda: KafkaPublisher(settings.bootstrap, client_id="povwatch-relay")))
-    finally:
-        store.close()
-    print(f"relay: published {totals.published}, failed attempts {totals.failed_attempts}, answers stored "
-          f"{totals.answers_stored}, duplicates {totals.answers_duplicate}, skipped {totals.answers_skipped}")
-    return 0
-
-
 def cmd_connector_compare(args: argparse.Namespace, settings: Any) -> int:
     from prometheus_client import start_http_server
 
     from connectors.pseudonym import Pseudonymiser
-    from services.casefeed import logs
+    from plumbing import logs
     from services.compare.config import load_compare_config
     from services.compare.connector import run_compare
 
@@ -130,7 +98,7 @@ def cmd_connector_compare(args: argparse.Namespace, settings: Any) -> int:
 
 
 def add_commands(sub: Any) -> None:
-    """`compare` and `relay` on the top-level subparsers of services/cli.py."""
+    """`compare` on the top-level subparsers of services/cli.py (`relay`: services/cases/relay_cli.py)."""
     p = sub.add_parser("compare", help="comparison requests (比对) to departments, and their answers")
     p.add_argument("action", choices=["request", "status"],
                    help="request DEPT (--case CASE_ID | --all-monitored) --by USER: ask a department to compare "
@@ -144,10 +112,3 @@ def add_commands(sub: Any) -> None:
     p.add_argument("--by", help="with request: the county or bureau user asking")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_compare)
-
-    p = sub.add_parser("relay", help="publish the case DB's outbox (registry.households after LABEL / "
-                                     "ANNOUNCE_LABEL, comparison requests) and store comparison answers")
-    p.add_argument("--once", action="store_true",
-                   help="publish what is pending and read the answers there are, then stop (Kafka down: retried)")
-    p.add_argument("--interval", type=float, default=1.0, help="seconds between passes (default 1)")
-    p.set_defaults(func=cmd_relay)

@@ -23,10 +23,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from plumbing.toml_config import TomlTable, expand_env, read_toml
 from schemas.catalog import ComparisonDepartment, comparison_department
 from schemas.errors import ConfigError
 from services.compare.sources import SourceConfig
-from services.watch.config import _expand, _Table, read_toml
 
 __all__ = ["CompareConfig", "load_compare_config"]
 
@@ -44,7 +44,7 @@ class CompareConfig:
 def load_compare_config(path: Path) -> CompareConfig:
     data = read_toml(path)
     base = path.resolve().parent
-    top = _Table(data, path.name)
+    top = TomlTable(data, path.name)
     slug = top.get("department", str, required=True)
     try:
         entry = comparison_department(slug)
@@ -52,8 +52,8 @@ def load_compare_config(path: Path) -> CompareConfig:
         raise ConfigError(f"{path.name}: department: {exc.args[0]}") from None
     if "comparison" not in data:
         raise ConfigError(f"{path.name}: no [comparison] section: nothing to answer from")
-    section = _Table(top.get("comparison", dict), "comparison")
-    bootstrap = _Table(top.get("kafka", dict, {}), "kafka").get("bootstrap", str)
+    section = TomlTable(top.get("comparison", dict), "comparison")
+    bootstrap = TomlTable(top.get("kafka", dict, {}), "kafka").get("bootstrap", str)
     group = section.get("group", str, f"povwatch-compare-{slug}")
     port = int(section.number("metrics_port", 0))
     if port > 65535:
@@ -62,7 +62,7 @@ def load_compare_config(path: Path) -> CompareConfig:
     sources = []
     for index, item in enumerate(section.get("sources", list, [])):
         where = f"comparison.sources[{index}]"
-        source = _Table(item, where)
+        source = TomlTable(item, where)
         feed = source.get("feed", str, required=True)
         if feed not in feeds:
             raise ConfigError(f"{where}.feed: {slug} compares from {' / '.join(sorted(feeds))}, not {feed!r}")
@@ -75,7 +75,7 @@ def load_compare_config(path: Path) -> CompareConfig:
         if file is not None and (table is not None or query is not None):
             raise ConfigError(f"{where}: table and query go with url, not with path")
         sources.append(SourceConfig(feed, base / file if file is not None else None,
-                                    _expand(url, where) if url is not None else None, table, query))
+                                    expand_env(url, where) if url is not None else None, table, query))
         source.done()
     if not sources:
         raise ConfigError("comparison: no [[comparison.sources]]: nothing to answer from")

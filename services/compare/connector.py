@@ -18,7 +18,7 @@ import asyncio
 import datetime as dt
 import logging
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,14 +29,15 @@ from prometheus_client import Counter
 from connectors.catalog import get_feed
 from connectors.framework import local_today
 from connectors.pseudonym import Pseudonymiser
+from plumbing.backoff import Backoff
+from plumbing.clock import Clock, utc_now
+from plumbing.kafka_io import KafkaPublisher
 from schemas.codec import Codec, default_codec
 from schemas.errors import BrokerUnavailable, DatabaseUnavailable, DecodeError, InputFileError
-from services.backoff import Backoff
 from services.compare.config import CompareConfig
 from services.compare.lookup import find_persons
 from services.compare.records import REQUEST_SCHEMA, RESULT_SCHEMA, result_record
 from services.compare.sources import open_source
-from services.kafka_io import KafkaPublisher
 
 __all__ = ["CompareTotals", "answer_requests", "run_compare"]
 
@@ -94,12 +95,12 @@ def _decoded(codec: Codec, department: str, messages: Sequence[Any], totals: Com
 
 
 async def run_compare(config: CompareConfig, *, bootstrap: str, pseudonymiser: Pseudonymiser, zone: dt.tzinfo,
-                      idle_timeout: float | None = None, clock: Callable[[], dt.datetime] | None = None,
+                      idle_timeout: float | None = None, clock: Clock | None = None,
                       codec: Codec | None = None, backoff: Backoff | None = None,
                       stop: asyncio.Event | None = None) -> CompareTotals:
     """Answer requests until SIGTERM/SIGINT (or `stop`), or until `idle_timeout` seconds without a request."""
     codec = codec or default_codec()
-    now = clock or (lambda: dt.datetime.now(dt.UTC))
+    now = clock or utc_now
     backoff = backoff or Backoff()
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()

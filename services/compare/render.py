@@ -2,16 +2,12 @@
 from __future__ import annotations
 
 import json
-import unicodedata
 from collections.abc import Sequence
 
+from plumbing.table import render_table
 from services.compare.records import RequestProgress, duration_text
 
 __all__ = ["render_progress", "progress_json"]
-
-
-def _width(s: str) -> int:
-    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in s)
 
 
 def _case(p: RequestProgress) -> str:
@@ -22,15 +18,9 @@ def render_progress(items: Sequence[RequestProgress]) -> str:
     """One line per request: FOR is how long it has been open (or partly answered), or how long the answers
     took once every person is answered."""
     header = ("REQUEST", "DEPARTMENT", "CASE", "BY", "PERSONS", "ANSWERED", "FOUND", "STATE", "FOR")
-    rows = [header] + [(p.request_id, p.department, _case(p), p.requested_by, str(p.persons), str(p.answered),
-                        str(p.found), p.state, duration_text(p.since)) for p in items]
-    widths = [max(_width(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(cell + " " * (widths[i] - _width(cell)) for i, cell in enumerate(row)).rstrip()
-             for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    if not items:
-        lines.append("(no comparison requests)")
-    return "\n".join(lines)
+    rows = [(p.request_id, p.department, _case(p), p.requested_by, str(p.persons), str(p.answered),
+             str(p.found), p.state, duration_text(p.since)) for p in items]
+    return render_table(header, rows) + ("\n(no comparison requests)" if not items else "")
 
 
 def progress_json(items: Sequence[RequestProgress], *, indent: int | None = 2) -> str:

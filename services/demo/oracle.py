@@ -24,21 +24,20 @@ from connectors.departments.bureau import load_snapshot
 from connectors.framework import EventHandler, RawRow, ValidRecord, run_file
 from connectors.framework import validate as validate_row
 from connectors.pseudonym import Pseudonymiser
-from schemas.alerts import Severity
+from schemas.alerts import severity_rank
 from schemas.catalog import INTAKE_CHANNELS
 from schemas.codec import Codec, default_codec
+from schemas.thresholds import RuleConfig
 from schemas.topics import ALERTS_HOUSEHOLD, ALERTS_REGIONAL, REGISTRY_HOUSEHOLDS, REGISTRY_PERSONS
 from services.demo.feeds import IntakeRequest
 from services.demo.scenarios import Designed
 from services.intake.mapping import Invalid, to_event, validate
 from services.monitor.handlers import Emit, HouseholdStage, PersonStage, Routes, VillageStage
-from services.monitor.thresholds import RuleConfig
 
 __all__ = ["OracleAlert", "Simulation", "simulate", "designed_problems"]
 
 _ROUTES = Routes("oracle.household-events", "oracle.village-disasters", ALERTS_HOUSEHOLD, ALERTS_REGIONAL,
                  "oracle.unmatched", "oracle.profiles")
-_ORDER = {Severity.LOW.value: 0, Severity.MEDIUM.value: 1, Severity.HIGH.value: 2}
 
 
 @dataclass
@@ -167,7 +166,7 @@ def _record(alert: dict[str, Any], topic: str, alerts: dict[str, OracleAlert]) -
         held = alerts[alert["alert_id"]] = OracleAlert(
             alert["alert_id"], "regional" if regional else "household",
             alert["region_code"] if regional else alert["household_id"], alert["rule"], alert["severity"])
-    if _ORDER[alert["severity"]] > _ORDER[held.severity]:
+    if severity_rank(alert["severity"]) > severity_rank(held.severity):
         held.severity = alert["severity"]
     held.event_ids.update(alert["event_ids"])
     held.households.update(alert.get("household_ids") or ())

@@ -25,21 +25,22 @@ from pathlib import Path
 from typing import Any
 
 from connectors.framework import Summary
+from plumbing import kafka_local
+from plumbing.kafka_io import ensure_topics, read_topic
+from plumbing.processes import ChildProcess, metric, wait_until
+from plumbing.settings import Settings
+from plumbing.table import render_table
 from schemas.alerts import Rule
 from schemas.catalog import INTAKE_CHANNELS, ROSTER, event_feed
 from schemas.codec import default_codec
 from schemas.errors import EnvironmentProblem
 from schemas.topics import ALERTS_HOUSEHOLD, ALERTS_REGIONAL
-from services import kafka_local
-from services.casefeed.db import open_database
+from services.casedb.database import open_database
 from services.casefeed.service import run_casefeed
 from services.demo.feeds import IntakeRequest
 from services.demo.oracle import OracleAlert, Simulation, designed_problems, simulate
 from services.demo.population import DemoFiles, generate, write_manifest
 from services.ingest import load_roster, run_connector
-from services.kafka_io import ensure_topics, read_topic
-from services.processes import ChildProcess, metric, wait_until
-from services.settings import Settings
 
 __all__ = ["run_demo", "read_alerts", "monitor_settled", "post_reports", "IntakeTally"]
 
@@ -130,23 +131,9 @@ def _start_intake(demo: Settings, env: dict[str, str], workdir: Path) -> tuple[C
     return child, f"http://127.0.0.1:{port}", tokens
 
 
-def _width(text: str) -> int:
-    """Columns a string takes on a terminal: CJK characters take two."""
-    return sum(2 if "\u2e80" <= c <= "\ufe4f" or "\uff00" <= c <= "\uff60" else 1 for c in text)
-
-
 def _table(rows: Sequence[Sequence[object]], header: Sequence[str], left: int = 1) -> str:
     """A plain table; the first `left` columns aligned left, the others right."""
-    widths = [max(_width(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-
-    def line(r: Sequence[object]) -> str:
-        cells = []
-        for i, (c, w) in enumerate(zip(r, widths)):
-            pad = " " * (w - _width(str(c)))
-            cells.append(f"{c}{pad}" if i < left else f"{pad}{c}")
-        return "  ".join(cells).rstrip()
-
-    return "\n".join([line(header), "  ".join("-" * w for w in widths), *map(line, rows)])
+    return render_table(header, [[str(c) for c in r] for r in rows], right_from=left)
 
 
 def run_demo(settings: Settings, *, households: int, workdir: Path, keep_running: bool = False) -> int:
@@ -268,7 +255,7 @@ def _alerts_in_db(settings: Settings) -> dict[str, tuple[str, str, str]]:
     """The alerts as the case DB holds them: alert id -> (subject, rule, severity)."""
     store = open_database(settings.case_db)
     try:
-        return {ev.alert_id: (case.subject_id, ev.rule, ev.severity)
+        return {ev.alert_id: (case.household_or_region, ev.rule, ev.severity)
                 for case in store.list_cases() for ev in case.evidence}
     finally:
         store.close()

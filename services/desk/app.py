@@ -42,7 +42,8 @@ from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from schemas.catalog import COMPARISON_DEPARTMENTS
-from schemas.errors import DatabaseUnavailable, NotFound, NotInRegion, PovwatchError, StepRefused
+from schemas.errors import DatabaseUnavailable, PovwatchError
+from services.casedb.errors import NotFound, NotInRegion, StepRefused
 from services.cases.profile_view import ProfileView
 from services.cases.regions import subject_label
 from services.cases.screening import CLOSER_ROLES, RoleRefused
@@ -364,7 +365,7 @@ def create_app(cases: DeskCases, *, secret: str, secure_cookies: bool = True,
         if detail.case.subject_kind != "household":
             return None
         try:
-            return cases.household_profile(user, detail.case.subject_id, audited=False)
+            return cases.household_profile(user, detail.case.household_or_region, audited=False)
         except (NotFound, NotInRegion):
             return None
 

@@ -15,13 +15,13 @@ import sys
 
 import uvicorn
 
+from plumbing.http_serving import Server, bind
+from plumbing.settings import Settings
 from schemas.errors import ConfigError
-from services.casefeed.db import open_database
+from services.casedb.database import open_database
 from services.cases.screening_store import Screening
 from services.cases.store import Cases
 from services.desk.app import create_app
-from services.http_serving import Server, bind
-from services.settings import Settings
 
 __all__ = ["run_desk", "session_secret", "MIN_SECRET"]
 

@@ -28,6 +28,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
 
 from connectors.pseudonym import Pseudonymiser
+from plumbing.clock import Clock, utc_now
 from schemas.codec import Codec
 from schemas.errors import BrokerUnavailable
 from services.intake.mapping import CHANNELS, MODELS, Invalid, to_event, validate
@@ -90,12 +91,12 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 def create_app(config: IntakeConfig, *, sink: Sink, pseudonymiser: Pseudonymiser, codec: Codec,
-               clock: Callable[[], dt.datetime] | None = None, today: Callable[[], dt.date] | None = None,
+               clock: Clock | None = None, today: Callable[[], dt.date] | None = None,
                registry: CollectorRegistry | None = None, published: Iterable[tuple[str, str]] = ()) -> FastAPI:
     """The API over `sink`. `clock` gives aware datetimes (default: now, UTC); `today` the date for the "not in
     the future" check (default: the machine's local date; the command passes the prefecture's, POVWATCH_TIMEZONE).
     `published`: (channel, event_id) of events already on the topics (read at start-up), answered as replays."""
-    now = clock or (lambda: dt.datetime.now(dt.UTC))
+    now = clock or utc_now
     current_day = today or dt.date.today
     registry = registry if registry is not None else CollectorRegistry()
     metrics = _Metrics(registry)

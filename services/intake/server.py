@@ -19,14 +19,14 @@ import uvicorn
 from pydantic import SecretStr
 
 from connectors.pseudonym import Pseudonymiser
+from plumbing.http_serving import Server, bind
+from plumbing.kafka_io import KafkaPublisher, Record, read_topic, topic_offsets
+from plumbing.settings import Settings
 from schemas.catalog import intake_topics
 from schemas.codec import default_codec
 from schemas.errors import BrokerUnavailable, ConfigError, DecodeError
-from services.http_serving import Server, bind
 from services.intake.app import IntakeConfig, create_app
 from services.intake.mapping import CHANNELS
-from services.kafka_io import KafkaPublisher, Record, read_topic, topic_offsets
-from services.settings import Settings
 
 __all__ = ["parse_tokens", "KafkaSink", "published_events", "run_intake", "MIN_TOKEN"]
 

@@ -23,11 +23,12 @@ import asyncio
 import datetime as dt
 import logging
 import signal
-from collections.abc import Callable
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+from plumbing.clock import Clock, utc_now
+from plumbing.settings import Settings
 from schemas.catalog import monitored_feeds
 from schemas.codec import Codec, default_codec
 from schemas.errors import ConfigError, PovwatchError
@@ -44,7 +45,6 @@ from services.monitor.state import (
     VillageState,
 )
 from services.monitor.topics import MonitorTopics
-from services.settings import Settings
 
 __all__ = ["MonitorTopics", "monitor_topics", "monitored_topics", "stage_specs", "run_monitor", "serve",
            "check_partitions"]
@@ -91,7 +91,7 @@ def stage_specs(settings: Settings, codec: Codec) -> list[StageSpec[Any]]:
 
 async def check_partitions(bootstrap: str, specs: list[StageSpec[Any]]) -> None:
     """Co-partitioning: every topic a stage reads or writes state to has the same partition count."""
-    from services.kafka_io import topic_offsets
+    from plumbing.kafka_io import topic_offsets
 
     found = await topic_offsets(bootstrap, {t for spec in specs for t in (*spec.tables, *spec.inputs, spec.changelog)})
     for spec in specs:
@@ -104,9 +104,9 @@ async def check_partitions(bootstrap: str, specs: list[StageSpec[Any]]) -> None:
 
 
 async def serve(settings: Settings, stopping: asyncio.Event, *, codec: Codec | None = None,
-                clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)) -> None:
+                clock: Clock = utc_now) -> None:
     """Run the three stages until `stopping` is set."""
-    from services.kafka_io import ensure_topics, project_topics
+    from plumbing.kafka_io import ensure_topics, project_topics
 
     codec = codec or default_codec()
     await ensure_topics(settings.bootstrap, settings.partitions,

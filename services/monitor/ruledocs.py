@@ -1,7 +1,7 @@
 """The risk model described: one entry per rule of `schemas.alerts.Rule`, for `povwatch rules list` and docs/rules.md.
 
 Each `RuleDoc` gives the rule's scope, its condition in Chinese and in English, the `RuleConfig` thresholds it
-uses (services/monitor/thresholds.py), what its alert id is made of (its *fact*: one fact, one alert), when a
+uses (schemas/thresholds.py), what its alert id is made of (its *fact*: one fact, one alert), when a
 timer judges it later, and worked examples. The conditions are templates: `{name}` is the threshold `name`,
 filled with the values in force (`conditions(doc, cfg)`), so the command shows what the monitor applies now and
 the documentation the defaults. A unit test keeps this list, the rules and the thresholds in step.
@@ -17,9 +17,10 @@ from decimal import Decimal
 from string import Formatter
 from typing import Any, Literal
 
+from plumbing.table import render_table
 from schemas.alerts import HOUSEHOLD_RULES, REGIONAL_RULES, Rule, Severity
 from schemas.catalog import Feed, feeds_of_rule
-from services.monitor.thresholds import IncomeLines, RuleConfig
+from schemas.thresholds import IncomeLines, RuleConfig
 
 __all__ = [
     "Scope",
@@ -523,13 +524,14 @@ def render_rules_text(cfg: RuleConfig, rules_file: str | None) -> str:
     defaults = RuleConfig()
     lines.append("thresholds in force (POVWATCH_RULES__<NAME> over "
                  + (f"the rules file {rules_file}" if rules_file else "the defaults; no POVWATCH_RULES_FILE") + "):")
-    width = max(len(name) for name in RuleConfig.model_fields)
+    rows = []
     for name, value in thresholds_of(cfg).items():
         if name == "income_lines":
             continue
         default = getattr(defaults, name)
         note = "" if value == default else f"  (default {shown(name, default)})"
-        lines.append(f"  {name:<{width}}  {shown(name, value)}{note}")
+        rows.append((name, f"{shown(name, value)}{note}"))
+    lines += render_table(None, rows, indent="  ").split("\n")
     lines.append("income lines (人均纯收入, CNY per person and year; a county or year not listed has the default):")
     lines.extend(_income_lines_text(cfg.income_lines))
     return "\n".join(lines)

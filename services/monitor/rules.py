@@ -1,6 +1,6 @@
 """Risk rules: pure functions over (event, context) -> a verdict (alert drafts, history, timers).
 
-Nothing here knows Kafka. Thresholds come from `RuleConfig` (services/monitor/thresholds.py: `POVWATCH_RULES__*`
+Nothing here knows Kafka. Thresholds come from `RuleConfig` (schemas/thresholds.py: `POVWATCH_RULES__*`
 and `POVWATCH_RULES_FILE`). Events are the decoded Avro records (dicts) of `schemas/avro/povwatch.events.*`; the
 household's earlier events are `Fact`s (their fields as text). docs/rules.md describes every rule.
 
@@ -33,7 +33,7 @@ from functools import cached_property
 from typing import Any
 
 from schemas.alerts import Rule, Severity  # the shared vocabulary; re-exported here
-from services.monitor.thresholds import RuleConfig
+from schemas.thresholds import RuleConfig
 
 __all__ = [
     "Rule",

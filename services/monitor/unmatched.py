@@ -8,10 +8,11 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 
+from plumbing.settings import Settings
+from plumbing.table import render_table
 from schemas.codec import default_codec
 from schemas.errors import DecodeError
 from services.monitor.topics import MonitorTopics
-from services.settings import Settings
 
 __all__ = ["Unmatched", "list_unmatched", "render_unmatched", "unmatched_json"]
 
@@ -31,7 +32,7 @@ def _feed(topic: str) -> str:
 
 
 async def list_unmatched(settings: Settings) -> list[Unmatched]:
-    from services.kafka_io import read_compacted
+    from plumbing.kafka_io import read_compacted
 
     codec = default_codec()
     found = []
@@ -55,7 +56,5 @@ def render_unmatched(rows: list[Unmatched]) -> str:
     if not rows:
         return "no unmatched events"
     header = ("feed", "event id", "unknown", "waiting since", "given up at")
-    table = [header, *((r.feed, r.event_id, r.stage, r.since, r.expired_at) for r in rows)]
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in table]
-    return "\n".join([lines[0], "  ".join("-" * w for w in widths), *lines[1:], f"{len(rows)} unmatched events"])
+    body = [(r.feed, r.event_id, r.stage, r.since, r.expired_at) for r in rows]
+    return render_table(header, body) + f"\n{len(rows)} unmatched events"

@@ -26,20 +26,16 @@ Relative paths are relative to the configuration file. Every mistake is one line
 """
 from __future__ import annotations
 
-import os
-import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from connectors.catalog import get_feed
 from connectors.sources.sql import SqlSpec
+from plumbing.toml_config import TomlTable, expand_env, read_toml
 from schemas.errors import ConfigError, PovwatchError
 
 __all__ = ["FolderConfig", "SqlConfig", "WatchConfig", "load_config"]
 
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 @dataclass(frozen=True)
@@ -71,49 +67,6 @@ class WatchConfig:
     sql: tuple[SqlConfig, ...]
 
 
-class _Table:
-    """One TOML table, read key by key with one-line errors naming `where` it is."""
-
-    def __init__(self, data: Any, where: str) -> None:
-        if not isinstance(data, dict):
-            raise ConfigError(f"{where} must be a table")
-        self.data, self.where = data, where
-        self.used: set[str] = set()
-
-    def get(self, key: str, kind: type | tuple[type, ...], default: Any = None, *, required: bool = False) -> Any:
-        self.used.add(key)
-        if key not in self.data:
-            if required:
-                raise ConfigError(f"{self.where}: missing key {key!r}")
-            return default
-        value = self.data[key]
-        if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
-            names = "/".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
-            raise ConfigError(f"{self.where}.{key}: expected {names}, got {value!r}")
-        return value
-
-    def number(self, key: str, default: float, *, minimum: float = 0) -> float:
-        value = float(self.get(key, (int, float), default))
-        if value < minimum:
-            raise ConfigError(f"{self.where}.{key}: must be at least {minimum:g}, not {value:g}")
-        return value
-
-    def done(self) -> None:
-        unknown = sorted(set(self.data) - self.used)
-        if unknown:
-            raise ConfigError(f"{self.where}: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}")
-
-
-def _expand(text: str, where: str) -> str:
-    def value(match: re.Match[str]) -> str:
-        name = match.group(1)
-        if name not in os.environ:
-            raise ConfigError(f"{where}: environment variable {name} is not set")
-        return os.environ[name]
-
-    return _VAR.sub(value, text)
-
-
 def _feed(department: str, feed: str, where: str) -> None:
     try:
         get_feed(department, feed)
@@ -121,25 +74,13 @@ def _feed(department: str, feed: str, where: str) -> None:
         raise ConfigError(f"{where}: {exc}") from None
 
 
-def read_toml(path: Path) -> dict[str, Any]:
-    """A department's TOML file as a dict; a missing, unreadable or invalid file is one ConfigError line."""
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"no such configuration file: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path.name}: not valid TOML ({exc})") from None
-
-
 def load_config(path: Path) -> WatchConfig:
     data = read_toml(path)
     base = path.resolve().parent
-    top = _Table(data, path.name)
+    top = TomlTable(data, path.name)
     department = top.get("department", str, required=True)
-    service = _Table(top.get("service", dict, {}), "service")
-    kafka = _Table(top.get("kafka", dict, {}), "kafka")
+    service = TomlTable(top.get("service", dict, {}), "service")
+    kafka = TomlTable(top.get("kafka", dict, {}), "kafka")
     state = base / service.get("state", str, f"{path.stem}.state.db")
     port = int(service.number("metrics_port", 9466))
     if port > 65535:
@@ -150,7 +91,7 @@ def load_config(path: Path) -> WatchConfig:
     bootstrap = kafka.get("bootstrap", str)
     folders = []
     for index, item in enumerate(top.get("folders", list, [])):
-        entry = _Table(item, f"folders[{index}]")
+        entry = TomlTable(item, f"folders[{index}]")
         feed = entry.get("feed", str, required=True)
         dept = entry.get("department", str, department)
         _feed(dept, feed, entry.where)
@@ -158,7 +99,7 @@ def load_config(path: Path) -> WatchConfig:
         entry.done()
     sql = []
     for index, item in enumerate(top.get("sql", list, [])):
-        entry = _Table(item, f"sql[{index}]")
+        entry = TomlTable(item, f"sql[{index}]")
         feed = entry.get("feed", str, required=True)
         dept = entry.get("department", str, department)
         _feed(dept, feed, entry.where)
@@ -166,7 +107,7 @@ def load_config(path: Path) -> WatchConfig:
         if (table is None) == (query is None):
             raise ConfigError(f"{entry.where}: give either table or query")
         name = entry.get("name", str, table or f"sql{index}")
-        spec = SqlSpec(name, _expand(entry.get("url", str, required=True), entry.where), table, query,
+        spec = SqlSpec(name, expand_env(entry.get("url", str, required=True), entry.where), table, query,
                        entry.get("updated_column", str, required=True), entry.get("key_column", str, required=True),
                        int(entry.number("batch_rows", 5000, minimum=1)))
         sql.append(SqlConfig(spec, dept, feed, entry.number("interval_seconds", 60.0, minimum=0.1)))

@@ -35,10 +35,11 @@ from connectors.framework import EventHandler, FeedSpec, Resume, Summary, bind_s
 from connectors.pseudonym import Pseudonymiser
 from connectors.sources import file_source
 from connectors.sources.sql import Cursor, SqlSource
+from plumbing.clock import utc_now
+from plumbing.kafka_io import KafkaPublisher, read_since, topic_end_offsets
+from plumbing.settings import Settings
 from schemas.codec import default_codec
 from schemas.errors import BrokerUnavailable, DecodeError, EnvironmentProblem, InputFileError
-from services.kafka_io import KafkaPublisher, read_since, topic_end_offsets
-from services.settings import Settings
 from services.watch.checkpoint import FileMark, Offsets, SqlMark, StateStore, merge_offsets
 from services.watch.config import FolderConfig, SqlConfig, WatchConfig, load_config
 from services.watch.metrics import WatchMetrics
@@ -83,7 +84,7 @@ class WatchService:
         self._sql_resumed: set[str] = set()
 
     def _clock(self) -> dt.datetime:
-        return dt.datetime.now(dt.UTC)
+        return utc_now()
 
     def _handler(self, spec: FeedSpec) -> EventHandler:
         return EventHandler(spec, pseudonymiser=self.pseudonymiser, codec=self.codec, clock=self._clock)

@@ -17,8 +17,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services.casefeed.db import open_database
-from services.cases.model import CaseAlert
+from services.casedb.database import open_database
+from services.casedb.models import CaseAlert
 from services.cases.store import Cases
 from tests.cases_behaviour import HA, HEADER, V1, roster_rows
 from tests.unit.doubles import write_csv

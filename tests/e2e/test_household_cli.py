@@ -8,7 +8,7 @@ import json
 from decimal import Decimal
 from pathlib import Path
 
-from services.casefeed.db import open_database
+from services.casedb.database import open_database
 from services.cases.profiles import record_profiles
 from services.cases.store import Cases
 from tests.cases_behaviour import HA, V1
@@ -67,7 +67,7 @@ def test_case_advance_refuses_nominate_notice_below_the_countys_line(cli: Cli, w
     assert cli.refused("case", "advance", case, "NOMINATE_NOTICE", "--by", "vil1") == (
         f"case {case}: NOMINATE_NOTICE refused: the income is not stable (P70): 人均纯收入 7200 元，低于 {LAST_YEAR} "
         "年本县标准 9000 元 (花名册上年人均纯收入)")
-    # the county's own line, from the rules file the CLI reads (POVWATCH_RULES_FILE, services/monitor/thresholds.py)
+    # the county's own line, from the rules file the CLI reads (POVWATCH_RULES_FILE, schemas/thresholds.py)
     rules = tmp_path / "rules.toml"
     rules.write_text(f'[income_lines.counties."{V1[:6]}"]\n{LAST_YEAR} = 7500\n', encoding="utf-8")
     cli.env["POVWATCH_RULES_FILE"] = str(rules)

@@ -128,7 +128,7 @@ def test_rule_jobs_are_scraped() -> None:
 
 
 def test_scrape_targets_match_the_metrics_ports() -> None:
-    from services.settings import Settings
+    from plumbing.settings import Settings
 
     config = _code_lines(CONFIG)
     assert re.search(r"^\s*scrape_interval:\s*15s\s*$", config, re.M), "scrape_interval should be 15s"

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from services import kafka_local
-from services.settings import Settings
+from plumbing import kafka_local
+from plumbing.settings import Settings
 
 # POVWATCH_TEST_BROKER_PORT lets two test sessions on one machine use two brokers (the controller takes port + 1)
 SESSION_BOOTSTRAP = f"127.0.0.1:{int(os.environ.get('POVWATCH_TEST_BROKER_PORT', '19092'))}"

@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any
 
 from connectors.idcard import check_character
+from plumbing.processes import ChildProcess
+from plumbing.settings import Settings
 from services.demo.population import FEED_HEADERS, ROSTER_HEADER
 from services.demo.run import read_alerts
-from services.processes import ChildProcess
-from services.settings import Settings
 
 VILLAGE = "652701101201"
 _serial = itertools.count()

@@ -20,8 +20,10 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
-from services.casefeed.db import Base, CaseStore, RecordResult, open_database
-from services.casefeed.lifecycle import RANK
+from schemas.alerts import severity_rank
+from services.casedb.database import open_database
+from services.casedb.models import Base
+from services.casedb.store import CaseStore, RecordResult
 
 pytest.register_assert_rewrite("tests.casedb_behaviour", "tests.casedb_migrations",
                                "tests.evidence_behaviour")  # before the imports below
@@ -55,6 +57,7 @@ from tests.casedb_behaviour import (  # noqa: E402, F401
 
 # The migration tests too (tests/casedb_migrations.py): from issue #2's schema, on PostgreSQL.
 from tests.casedb_migrations import (  # noqa: E402, F401
+    test_0004_names_the_subject_column_and_gives_village_codes_one_width,
     test_a_db_of_issue_2_is_upgraded_keeping_its_cases_and_evidence,
     test_a_revision_from_a_newer_povwatch_is_refused_in_one_line,
     test_an_empty_db_goes_to_head_and_reopening_keeps_it,
@@ -116,7 +119,6 @@ def pg_url() -> Iterator[str]:
 @pytest.fixture
 def db_url(pg_url: str) -> str:
     """The URL of an empty case DB: its tables and schema version dropped (open_database creates them again)."""
-    import services.cases.model  # noqa: F401  (the workflow tables, on the same metadata: dropped too)
 
     engine = create_engine(pg_url)
     try:
@@ -189,7 +191,7 @@ def _check_one_case(url: str, per_writer: list[list[RecordResult]]) -> None:
     with open_database(url) as check:
         assert check.counts() == {"cases_open": 1, "evidence": len(ALERTS)}
         [case] = check.list_cases()
-        assert (case.subject_id, case.max_severity) == (HH1, "HIGH")
+        assert (case.household_or_region, case.max_severity) == (HH1, "HIGH")
         assert sorted(e.alert_id for e in case.evidence) == sorted(a["alert_id"] for a in ALERTS)
         [alert] = case.alerts                                        # one live alert of the rule, at the top
         assert (alert.status, alert.severity, sorted(alert.alert_ids)) == (
@@ -197,7 +199,7 @@ def _check_one_case(url: str, per_writer: list[list[RecordResult]]) -> None:
         # each escalation recorded once, as a chain that only goes up: LOW -> MEDIUM -> HIGH at most
         notes = [note for _, _, note in escalations(check)]
         steps = [(n.split()[1], n.split()[3]) for n in notes if n is not None]
-        assert len(steps) == len(notes) <= 2 and all(RANK[a] < RANK[b] for a, b in steps)
+        assert len(steps) == len(notes) <= 2 and all(severity_rank(a) < severity_rank(b) for a, b in steps)
         assert all(steps[i][1] == steps[i + 1][0] for i in range(len(steps) - 1))
         assert not steps or steps[-1][1] == "HIGH"
 

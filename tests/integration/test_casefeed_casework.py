@@ -12,12 +12,12 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
+from plumbing.kafka_io import ensure_topics
+from plumbing.processes import metric
 from schemas.catalog import INTAKE_CHANNELS
 from schemas.topics import TopicSpec
-from services.casefeed.db import open_database
-from services.cases.model import CaseAlert
-from services.kafka_io import ensure_topics
-from services.processes import metric
+from services.casedb.database import open_database
+from services.casedb.models import CaseAlert
 from tests.integration.test_casedb_postgres import pg_url  # noqa: F401  (the module's PostgreSQL)
 from tests.integration.test_casefeed_faults import VILLAGE, Feed, feed, publish  # noqa: F401  (feed: a fixture)
 

@@ -26,12 +26,14 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.exc import DBAPIError
 
+from plumbing.kafka_io import KafkaPublisher, ensure_topics, group_offsets, read_topic, topic_end_offsets
+from plumbing.processes import ChildProcess, Samples, metric, wait_until
 from schemas.codec import default_codec
 from schemas.errors import ConfigError, DatabaseUnavailable
 from schemas.topics import ALERTS_HOUSEHOLD, ALERTS_REGIONAL, CASEFEED_DLQ, TopicSpec
-from services.casefeed.db import Base, classify, open_database
-from services.kafka_io import KafkaPublisher, ensure_topics, group_offsets, read_topic, topic_end_offsets
-from services.processes import ChildProcess, Samples, metric, wait_until
+from services.casedb.database import open_database
+from services.casedb.models import Base
+from services.casedb.transaction import classify
 from tests.integration.test_casedb_postgres import _script, pg_url  # noqa: F401  (the module's PostgreSQL)
 
 pytestmark = pytest.mark.integration
@@ -193,7 +195,7 @@ def test_nul_bearing_alerts_are_stored_sanitised_and_the_feed_goes_on(feed: Feed
     assert metric(samples, "povwatch_casefeed_alerts_sanitised_total") == 2
     assert metric(samples, "povwatch_casefeed_dead_letters_total") == 0
     assert feed.evidence() == {a["alert_id"]: 1 for a in alerts}
-    [(cases,)] = feed.query("SELECT count(*) FROM cases WHERE subject_id LIKE :run", run=f"{r}-%")
+    [(cases,)] = feed.query("SELECT count(*) FROM cases WHERE household_or_region LIKE :run", run=f"{r}-%")
     assert cases == 3
     [(reason,)] = feed.query("SELECT reason FROM evidence WHERE alert_id = :id", id=f"{r}-2")
     assert reason == "住院个人自付\ufffd14500元\ufffd(脑梗死)"
@@ -212,7 +214,7 @@ def test_nul_bearing_alerts_are_stored_sanitised_and_the_feed_goes_on(feed: Feed
 
 def test_a_poison_alert_is_dead_lettered_and_the_following_alerts_land(feed: Feed) -> None:
     r = feed.run
-    poison = alert(f"{r}-poison", f"{r}-" + "H" * 80)   # cases.subject_id is VARCHAR(64): a data error
+    poison = alert(f"{r}-poison", f"{r}-" + "H" * 80)   # cases.household_or_region is VARCHAR(64): a data error
     before = [alert(f"{r}-{i}", f"{r}-A") for i in range(3)]
     after = [alert(f"{r}-{i}", f"{r}-B") for i in range(3, 8)]
     publish(feed.bootstrap, [*before, poison, *after])
@@ -222,7 +224,7 @@ def test_a_poison_alert_is_dead_lettered_and_the_following_alerts_land(feed: Fee
     assert metric(samples, "povwatch_casefeed_alerts_refused_total") == 1
     assert metric(samples, "povwatch_casefeed_dead_letters_total") == 1
     assert feed.evidence() == {a["alert_id"]: 1 for a in [*before, *after]}
-    [(cases,)] = feed.query("SELECT count(*) FROM cases WHERE subject_id LIKE :run", run=f"{r}-%")
+    [(cases,)] = feed.query("SELECT count(*) FROM cases WHERE household_or_region LIKE :run", run=f"{r}-%")
     assert cases == 2
     [(key, letter)] = feed.dead_letters()
     origin = letter["message"]
@@ -274,7 +276,7 @@ def test_postgres_stopped_and_restarted_while_alerts_flow_loses_and_doubles_noth
         publisher.join(timeout=120)
     stored = feed.evidence()
     assert stored == {a["alert_id"]: 1 for a in alerts}    # every alert exactly once
-    [(cases,)] = feed.query("SELECT count(*) FROM cases WHERE subject_id LIKE :run", run=f"{r}-%")
+    [(cases,)] = feed.query("SELECT count(*) FROM cases WHERE household_or_region LIKE :run", run=f"{r}-%")
     assert cases == 7
     assert feed.committed_at_end()
     assert feed.dead_letters() == []

@@ -20,8 +20,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from schemas.errors import StepRefused
-from services.casefeed.db import CaseStore, open_database
+from services.casedb.database import open_database
+from services.casedb.errors import StepRefused
+from services.casedb.store import CaseStore
 
 pytest.register_assert_rewrite("tests.cases_behaviour")  # before the import below: pytest's detailed asserts
 

@@ -28,14 +28,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from connectors.pseudonym import Pseudonymiser
+from plumbing import kafka_local
+from plumbing.kafka_io import KafkaPublisher, ensure_topics, read_topic
+from plumbing.processes import ChildProcess, metric, scrape, wait_until
+from plumbing.settings import DEV_PSEUDONYM_KEY, Settings
 from schemas.codec import default_codec
 from schemas.topics import REGISTRY_HOUSEHOLDS
-from services import kafka_local
-from services.casefeed.db import open_database
-from services.cases.model import OutboxMessage
-from services.kafka_io import KafkaPublisher, ensure_topics, read_topic
-from services.processes import ChildProcess, metric, scrape, wait_until
-from services.settings import DEV_PSEUDONYM_KEY, Settings
+from services.casedb.database import open_database
+from services.casedb.models import OutboxMessage
 from tests.casedb_behaviour import household_alert
 from tests.integration.ops_world import VILLAGE, World, free_port, households, roster_file, vehicles_file
 

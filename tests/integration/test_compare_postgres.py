@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from services.casefeed.db import CaseStore, open_database
+from services.casedb.database import open_database
+from services.casedb.store import CaseStore
 
 pytest.register_assert_rewrite("tests.compare_behaviour")
 

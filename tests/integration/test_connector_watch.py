@@ -23,9 +23,9 @@ import pytest
 from connectors.catalog import get_feed
 from connectors.framework import EventHandler, run_file
 from connectors.pseudonym import Pseudonymiser
+from plumbing.kafka_io import ensure_topics, read_topic
+from plumbing.settings import DEV_PSEUDONYM_KEY
 from schemas.codec import default_codec
-from services.kafka_io import ensure_topics, read_topic
-from services.settings import DEV_PSEUDONYM_KEY
 from tests.bigfile import HEADER, person_id, write_hospitalizations
 from tests.unit.doubles import MemoryPublisher, fixed_clock
 

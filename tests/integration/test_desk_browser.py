@@ -28,9 +28,9 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from services.casefeed.db import open_database
+from plumbing.processes import ChildProcess
+from services.casedb.database import open_database
 from services.cases.store import Cases
-from services.processes import ChildProcess
 from tests.desk_world import HEAD1_NAME, PASSWORD, REASON1, SPOUSE1_NAME, World, prepare, request_comparisons
 
 pytestmark = pytest.mark.integration

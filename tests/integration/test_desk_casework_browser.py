@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, expect
 
-from services.casefeed.db import open_database
-from services.processes import ChildProcess
+from plumbing.processes import ChildProcess
+from services.casedb.database import open_database
 from tests.casework_world import (
     DEATH_REASON,
     OVERDUE_H1,

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from services.casefeed.db import Base, CaseStore, open_database
+from services.casedb.database import open_database
+from services.casedb.models import Base
+from services.casedb.store import CaseStore
 from tests.desk_world import World, prepare
 
 # F401: the fixtures and tests below are imported to be collected (and resolved) here, on PostgreSQL
@@ -35,7 +37,6 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def pg_store(pg_url: str, tmp_path: Path) -> Iterator[tuple[CaseStore, World]]:  # noqa: F811
-    import services.cases.model  # noqa: F401  (the workflow tables, on the same metadata: dropped too)
 
     engine = create_engine(pg_url)
     try:

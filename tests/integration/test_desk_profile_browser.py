@@ -20,10 +20,11 @@ from decimal import Decimal
 import pytest
 from playwright.sync_api import Browser, expect
 
-from services.casefeed.db import CaseStore, open_database
+from plumbing.processes import ChildProcess
+from services.casedb.database import open_database
+from services.casedb.store import CaseStore
 from services.cases.profiles import record_profiles
 from services.cases.store import Cases
-from services.processes import ChildProcess
 from tests.desk_world import H1, HEAD1_NAME, SPOUSE1_NAME, VILLAGE1, World, prepare
 from tests.integration.test_desk_browser import ARTIFACTS, SECRET, _free_port, _login, _wait_ready, browser  # noqa: F401
 

@@ -17,11 +17,11 @@ from collections.abc import Iterator
 import pytest
 from playwright.sync_api import Browser, expect
 
-from services.casefeed.db import open_database
+from plumbing.processes import ChildProcess
+from services.casedb.database import open_database
 from services.cases.screening import Kind, current_period
 from services.cases.screening_store import Screening
 from services.cases.store import Cases
-from services.processes import ChildProcess
 from tests.desk_world import H1, H2, World, prepare
 from tests.integration.test_desk_browser import (  # noqa: F401  (the browser fixture)
     ARTIFACTS,

@@ -36,13 +36,13 @@ from aiokafka.admin import AIOKafkaAdminClient
 from connectors.catalog import EVENT_FEEDS
 from connectors.fields import Sex, Text, Year
 from connectors.framework import FeedSpec
+from plumbing.kafka_io import read_topic
+from plumbing.processes import ChildProcess, metric, wait_until
 from schemas.catalog import INTAKE_CHANNELS
 from schemas.codec import default_codec
 from schemas.topics import dlq_topic
-from services.kafka_io import read_topic
 from services.monitor.state import HOUSEHOLD_STATE, VILLAGE_STATE
 from services.monitor.topics import MonitorTopics
-from services.processes import ChildProcess, metric, wait_until
 from tests.integration.scenario import bad_check, make_id
 
 pytestmark = pytest.mark.integration

@@ -31,7 +31,7 @@ import fastavro
 import pytest
 from fastavro.schema import load_schema, to_parsing_canonical_form
 
-from services.kafka_io import Record, read_topic
+from plumbing.kafka_io import Record, read_topic
 from tests.unit.doubles import make_id, write_csv
 
 pytestmark = pytest.mark.integration

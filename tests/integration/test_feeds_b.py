@@ -29,10 +29,10 @@ import pytest
 from fastavro.schema import load_schema, to_parsing_canonical_form
 from pydantic import SecretStr
 
+from plumbing.kafka_io import Record, ensure_topics, read_topic
+from plumbing.settings import Settings
 from schemas.topics import TopicSpec
 from services.ingest import run_connector
-from services.kafka_io import Record, ensure_topics, read_topic
-from services.settings import Settings
 from tests.unit.doubles import make_id, write_csv
 
 pytestmark = pytest.mark.integration

@@ -24,9 +24,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from fastavro.schema import load_schema
 
 from connectors.idcard import check_character
+from plumbing.kafka_io import ensure_topics
+from plumbing.processes import ChildProcess
 from schemas.catalog import intake_topics
-from services.kafka_io import ensure_topics
-from services.processes import ChildProcess
 
 pytestmark = pytest.mark.integration
 

@@ -12,9 +12,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaTimeoutError, UnknownTopicOrPartitionError
 
+from plumbing import kafka_local
+from plumbing.settings import Settings
 from schemas.errors import EnvironmentProblem
-from services import kafka_local
-from services.settings import Settings
 
 pytestmark = pytest.mark.integration
 

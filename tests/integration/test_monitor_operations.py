@@ -21,12 +21,13 @@ from pathlib import Path
 
 import pytest
 
+from plumbing import kafka_local
+from plumbing.kafka_io import ensure_topics, topic_offsets
+from plumbing.processes import metric, scrape, wait_until
+from plumbing.settings import Settings
 from schemas.topics import TopicSpec
-from services import kafka_local
-from services.casefeed.db import cases_to_json, open_database
-from services.kafka_io import ensure_topics, topic_offsets
-from services.processes import metric, scrape, wait_until
-from services.settings import Settings
+from services.casedb.database import open_database
+from services.cases.listing import cases_to_json
 from tests.integration.ops_world import World, households, roster_file, stays_file, vehicles_file
 
 pytestmark = pytest.mark.integration
@@ -111,7 +112,7 @@ def test_two_workers_split_the_work_and_survive_a_sigkill_mid_burst(world: World
         cases = json.loads(cases_to_json(store.list_cases()))
     finally:
         store.close()
-    evidence = [e["alert_id"] for c in cases for e in c["evidence"] if str(c["subject_id"]).startswith("PAIR")]
+    evidence = [e["alert_id"] for c in cases for e in c["evidence"] if str(c["household_or_region"]).startswith("PAIR")]
     assert sorted(evidence) == sorted(distinct)
 
 

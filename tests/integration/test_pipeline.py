@@ -22,13 +22,13 @@ from typing import Any
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
+from plumbing import kafka_local
+from plumbing.kafka_io import read_topic
+from plumbing.processes import ChildProcess, metric, wait_until
+from plumbing.settings import Settings
 from schemas.codec import default_codec
 from schemas.topics import ALERTS_HOUSEHOLD, ALERTS_REGIONAL, dlq_topic
-from services import kafka_local
 from services.demo.run import monitor_settled, read_alerts
-from services.kafka_io import read_topic
-from services.processes import ChildProcess, metric, wait_until
-from services.settings import Settings
 from tests.integration.scenario import VILLAGE_A, VILLAGE_B, Scenario, build
 
 pytestmark = pytest.mark.integration
@@ -239,10 +239,11 @@ def test_casefeed_attaches_each_alert_once(pipeline: Pipeline) -> None:
     first = pipeline.cli("casefeed", "--timeout", "3")
     assert "evidence" in first.stdout
     scenario = pipeline.scenario.households | {VILLAGE_A, VILLAGE_B}
-    cases = [c for c in json.loads(pipeline.cli("cases", "list", "--json").stdout) if c["subject_id"] in scenario]
+    cases = [c for c in json.loads(pipeline.cli("cases", "list", "--json").stdout)
+             if c["household_or_region"] in scenario]
     evidence = [e["alert_id"] for c in cases for e in c["evidence"]]
     assert sorted(evidence) == sorted(distinct)
-    subjects = Counter((c["subject_kind"], c["subject_id"]) for c in cases)
+    subjects = Counter((c["subject_kind"], c["household_or_region"]) for c in cases)
     assert all(n == 1 for n in subjects.values())  # one open case per household / village
     households = {h for h, _, _ in pipeline.scenario.expected_alerts}
     assert {s for k, s in subjects if k == "household"} == households
@@ -251,7 +252,7 @@ def test_casefeed_attaches_each_alert_once(pipeline: Pipeline) -> None:
     second = pipeline.cli("casefeed", "--timeout", "3")
     assert "evidence 0," in second.stdout  # nothing new: every alert of the topic is in the DB already
     cases_again = [c for c in json.loads(pipeline.cli("cases", "list", "--json").stdout)
-                   if c["subject_id"] in scenario]
+                   if c["household_or_region"] in scenario]
     assert sum(len(c["evidence"]) for c in cases_again) == len(distinct)
     table = pipeline.cli("cases", "list").stdout
     assert "H01" in table and "SCHOOL_DROPOUT" in table

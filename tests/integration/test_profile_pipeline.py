@@ -36,14 +36,14 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy.orm import Session
 
 from connectors.idcard import check_character
+from plumbing.kafka_io import KafkaPublisher, ensure_topics, group_offsets, read_since, topic_end_offsets
+from plumbing.processes import ChildProcess, metric, wait_until
 from schemas.codec import default_codec
 from schemas.topics import ALERTS_HOUSEHOLD, ALERTS_REGIONAL, CASEFEED_DLQ, PROFILES_HOUSEHOLD
-from services.casefeed.db import open_database
+from services.casedb.database import open_database
+from services.casedb.models import HouseholdProfile
 from services.casefeed.profile_feed import PROFILE_SCHEMA, profiles_group
-from services.cases.model import HouseholdProfile
 from services.cases.store import Cases
-from services.kafka_io import KafkaPublisher, ensure_topics, group_offsets, read_since, topic_end_offsets
-from services.processes import ChildProcess, metric, wait_until
 from tests.integration.test_desk_browser import _free_port
 
 pytestmark = pytest.mark.integration

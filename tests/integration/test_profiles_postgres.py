@@ -14,7 +14,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from services.casefeed.db import CaseStore, open_database
+from services.casedb.database import open_database
+from services.casedb.store import CaseStore
 from services.cases.profiles import record_profiles
 from tests.integration.test_cases_postgres import fresh_schema, pg_url, store_in  # noqa: F401 (pg_url: the fixture)
 

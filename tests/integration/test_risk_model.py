@@ -28,20 +28,20 @@ import pytest
 
 from connectors.framework import DEFAULT_ZONE
 from connectors.pseudonym import Pseudonymiser
+from plumbing import kafka_local
+from plumbing.kafka_io import KafkaPublisher, ensure_topics, read_topic
+from plumbing.processes import ChildProcess, wait_until
+from plumbing.settings import Settings
 from schemas.alerts import REGIONAL_RULES, Rule
 from schemas.catalog import INTAKE_CHANNELS
 from schemas.codec import AVRO_DIR, default_codec
 from schemas.topics import ALERTS_HOUSEHOLD, ALERTS_REGIONAL
-from services import kafka_local
 from services.demo.oracle import Simulation, designed_problems, simulate
 from services.demo.population import DemoFiles, generate
 from services.demo.run import monitor_settled
 from services.ingest import load_roster, run_connector
 from services.intake.mapping import Invalid, to_event, validate
-from services.kafka_io import KafkaPublisher, ensure_topics, read_topic
 from services.monitor.app import serve
-from services.processes import ChildProcess, wait_until
-from services.settings import Settings
 
 pytestmark = pytest.mark.integration
 

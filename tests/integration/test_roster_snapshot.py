@@ -29,9 +29,9 @@ import pytest
 
 from connectors.departments.bureau import load_snapshot
 from connectors.pseudonym import Pseudonymiser
+from plumbing.kafka_io import KafkaPublisher, read_compacted, read_topic, topic_end_offsets
 from schemas.codec import default_codec
 from schemas.topics import REGISTRY_HOUSEHOLDS, REGISTRY_PERSONS, dlq_topic
-from services.kafka_io import KafkaPublisher, read_compacted, read_topic, topic_end_offsets
 from tests.integration.scenario import make_id
 from tests.unit.doubles import write_csv
 

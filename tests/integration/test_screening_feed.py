@@ -31,16 +31,16 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from plumbing.kafka_io import KafkaPublisher, ensure_topics, group_offsets, read_since, topic_end_offsets
+from plumbing.processes import ChildProcess, Samples, metric, wait_until
 from schemas.catalog import INTAKE_SCHEMA
 from schemas.codec import default_codec
 from schemas.topics import ALERTS_HOUSEHOLD, ALERTS_REGIONAL
-from services.casefeed.db import open_database
+from services.casedb.database import open_database
+from services.casedb.models import ScreeningTask
 from services.casefeed.screening_feed import CADRE_VISIT_TOPIC, screening_group
-from services.cases.model import ScreeningTask
 from services.cases.screening import Kind, current_period
 from services.cases.screening_store import Screening
-from services.kafka_io import KafkaPublisher, ensure_topics, group_offsets, read_since, topic_end_offsets
-from services.processes import ChildProcess, Samples, metric, wait_until
 from tests.desk_world import H1, H2, PSEUDONYM_KEY, _id, prepare
 from tests.integration.test_desk_browser import _free_port
 from tests.integration.test_intake import TOKENS, _post, _wait_ready

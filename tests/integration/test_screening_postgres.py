@@ -16,9 +16,10 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from schemas.errors import StepRefused
-from services.casefeed.db import CaseStore, open_database
-from services.cases.model import ScreeningTask
+from services.casedb.database import open_database
+from services.casedb.errors import StepRefused
+from services.casedb.models import ScreeningTask
+from services.casedb.store import CaseStore
 from services.cases.screening import Period, VisitOutcome
 from services.cases.screening_store import Screening, VisitReport
 from tests.integration.test_cases_postgres import fresh_schema, pg_url, store_in  # noqa: F401 (pg_url: the fixture)

@@ -21,11 +21,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
+from plumbing import kafka_local
+from plumbing.kafka_io import ensure_topics
+from plumbing.kafka_tools import TOOLS
+from plumbing.settings import Settings
 from schemas import catalog
-from services import kafka_local
-from services.kafka_io import ensure_topics
-from services.kafka_tools import TOOLS
-from services.settings import Settings
 
 pytestmark = pytest.mark.integration
 

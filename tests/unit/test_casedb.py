@@ -1,4 +1,4 @@
-"""The case database (services.casefeed.db) on a real SQLite file in tmp_path.
+"""The case database (services.casedb.store) on a real SQLite file in tmp_path.
 
 The behaviour tests shared with PostgreSQL live in tests/casedb_behaviour.py and are imported below by name, so
 pytest collects them here too, against this module's `store` fixture; the tests after them are SQLite's own.
@@ -12,7 +12,8 @@ import pytest
 from sqlalchemy import text
 
 from schemas.errors import ConfigError, PovwatchError
-from services.casefeed.db import CaseStore, RecordResult, open_database
+from services.casedb.database import open_database
+from services.casedb.store import CaseStore, RecordResult
 
 pytest.register_assert_rewrite("tests.casedb_behaviour")  # before the import below: pytest's detailed asserts
 
@@ -84,7 +85,7 @@ def test_open_case_index_is_really_partial(store: CaseStore) -> None:
     assert sql is not None and "UNIQUE" in sql and "WHERE" in sql and "OPEN" in sql
 
     error = second_open_case_error(store)
-    assert "UNIQUE constraint failed: cases.subject_kind, cases.subject_id" in error
+    assert "UNIQUE constraint failed: cases.subject_kind, cases.household_or_region" in error
 
 
 def test_reopening_the_file_keeps_the_data(db_url: str) -> None:

@@ -1,5 +1,5 @@
 """The case DB's schema migrations on SQLite: the shared migration tests (tests/casedb_migrations.py), an upgrade
-from #2's DDL verbatim, and `alembic check`: the models (services/casefeed/db.py, services/cases/model.py) and
+from #2's DDL verbatim, and `alembic check`: the models (services/casedb/store.py, services/casedb/models.py) and
 the migrations agree - the autogenerate diff is empty, and the CHECK constraints and partial indexes, which
 autogenerate does not compare, are the same as `create_all` makes."""
 from __future__ import annotations
@@ -13,14 +13,15 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Column, Integer, MetaData, create_engine, inspect
 
-import services.cases.model  # noqa: F401  (the workflow tables, on the same metadata)
-from services.casefeed.db import Base, open_database
+from services.casedb.database import open_database
+from services.casedb.models import Base
 
 pytest.register_assert_rewrite("tests.casedb_migrations")  # before the import below: pytest's detailed asserts
 
 from tests.casedb_migrations import (  # noqa: E402, F401
     check_upgraded_issue2_db,
     fill_issue2_db,
+    test_0004_names_the_subject_column_and_gives_village_codes_one_width,
     test_a_db_of_issue_2_is_upgraded_keeping_its_cases_and_evidence,
     test_a_revision_from_a_newer_povwatch_is_refused_in_one_line,
     test_an_empty_db_goes_to_head_and_reopening_keeps_it,

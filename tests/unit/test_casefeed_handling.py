@@ -11,12 +11,13 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
+from plumbing.consumer_lag import LagTracker, lag
 from schemas.codec import default_codec
 from schemas.errors import DatabaseUnavailable
 from schemas.topics import ALERTS_HOUSEHOLD, ALERTS_REGIONAL
-from services.casefeed.db import NUL_REPLACEMENT, CaseStore, open_database, without_nul
+from services.casedb.database import open_database
+from services.casedb.store import NUL_REPLACEMENT, CaseStore, without_nul
 from services.casefeed.handling import Backoff, Incoming, Refusal, handle_batch, record_isolated
-from services.consumer_lag import LagTracker, lag
 
 pytest.register_assert_rewrite("tests.casedb_behaviour")  # whichever test module imports it first
 
@@ -24,7 +25,7 @@ from tests.casedb_behaviour import household_alert, regional_alert  # noqa: E402
 
 CODEC = default_codec()
 NOW = dt.datetime(2024, 7, 2, 10, 0, tzinfo=dt.UTC)
-LONG_HOUSEHOLD = "H" * 65  # cases.subject_id holds 64 characters
+LONG_HOUSEHOLD = "H" * 65  # cases.household_or_region holds 64 characters
 
 
 def incoming(alert: dict[str, Any], offset: int, *, topic: str = ALERTS_HOUSEHOLD, partition: int = 0) -> Incoming:
@@ -71,7 +72,7 @@ def test_a_poison_alert_is_dead_lettered_and_the_others_still_land(store: CaseSt
     assert record["message"] == {"topic": ALERTS_HOUSEHOLD, "partition": 0, "offset": 11}
     assert record["stage"] == "casefeed" and record["source"]["row"] == 0
     [reason] = record["reasons"]
-    assert "refuses the data" in reason and "subject_id_at_most_64" in reason
+    assert "refuses the data" in reason and "household_or_region_at_most_64" in reason
     assert record["fields"]["alert_id"] == "bad" and record["fields"]["household_id"] == LONG_HOUSEHOLD
     assert record["rejected_at"] == NOW
 
@@ -187,7 +188,7 @@ def test_consumer_lag_follows_the_assignment() -> None:
 def test_the_casefeed_log_is_one_line_per_record(capsys: pytest.CaptureFixture[str]) -> None:
     import logging
 
-    from services.casefeed import logs
+    from plumbing import logs
 
     root = logging.getLogger()
     saved = root.handlers[:], root.level
@@ -245,7 +246,7 @@ class _Orig(Exception):
 def test_classify_database_errors(kind: str, error: _Orig, expected: str) -> None:
     from sqlalchemy.exc import DataError, IntegrityError, OperationalError, ProgrammingError
 
-    from services.casefeed.db import classify
+    from services.casedb.transaction import classify
 
     wrapper = {"integrity": IntegrityError, "operational": OperationalError, "data": DataError,
                "programming": ProgrammingError}[kind]

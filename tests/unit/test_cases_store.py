@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from services.casefeed.db import CaseStore, open_database
+from services.casedb.database import open_database
+from services.casedb.store import CaseStore
 
 pytest.register_assert_rewrite("tests.cases_behaviour")  # before the import below: pytest's detailed asserts
 

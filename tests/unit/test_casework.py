@@ -1,4 +1,4 @@
-"""Issue #11's case-side pure parts: department names (services/cases/departments.py), deadlines
+"""Issue #11's case-side pure parts: department names (services/casedb/departments.py), deadlines
 (services/cases/deadlines.py), region labels (services/cases/regions.py), the desk's rule labels, the case page's
 text rendering; and, on a SQLite case DB, the casefeed's povwatch_cases_overdue gauge and
 `povwatch cases list [--overdue] [--json]`."""
@@ -17,10 +17,8 @@ from sqlalchemy.orm import Session
 from schemas.alerts import Rule
 from schemas.catalog import INTAKE_CHANNELS, monitored_feeds
 from schemas.errors import DatabaseUnavailable
-from services.casefeed.db import CaseStore, open_database
-from services.casefeed.overdue_gauge import OVERDUE, OverdueGauge
-from services.cases.deadlines import AlertClock, clock_start, days_overdue, due_on, overdue
-from services.cases.departments import (
+from services.casedb.database import open_database
+from services.casedb.departments import (
     CHANNEL_NAMES,
     DEPARTMENT_NAMES,
     UNKNOWN_SOURCE,
@@ -30,7 +28,10 @@ from services.cases.departments import (
     source_label,
     sources_of,
 )
-from services.cases.model import CaseAlert
+from services.casedb.models import CaseAlert
+from services.casedb.store import CaseStore
+from services.casefeed.overdue_gauge import OVERDUE, OverdueGauge
+from services.cases.deadlines import AlertClock, clock_start, days_overdue, due_on, overdue
 from services.cases.regions import region_kind, subject_label
 from services.desk.forms import RULE_LABELS, FormError, parse_filters
 from tests.casedb_behaviour import household_alert, regional_alert
@@ -205,7 +206,7 @@ def test_cases_list_overdue(store: CaseStore, monkeypatch: pytest.MonkeyPatch,
     assert listed[0]["evidence"][0]["departments"] == ["公安", "卫健"] and "workflow" in listed[0]
     # without --overdue: every case, each alert with its deadline; the township case among them
     everything = json.loads(_cli(monkeypatch, capsys, url, "--json"))
-    assert len(everything) == 3 and {c["subject_id"] for c in everything} >= {"652701100"}
+    assert len(everything) == 3 and {c["household_or_region"] for c in everything} >= {"652701100"}
     assert sorted(a["overdue_days"] for c in everything for a in c["alerts"]) == [0, 0, 4]
     table = _cli(monkeypatch, capsys, url)
     assert "652701100 " in table and "REGIONAL_RETURNS" in table

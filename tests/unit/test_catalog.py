@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from connectors.catalog import EVENT_FEEDS, ROSTER, connectors_by_feed, get_feed
+from plumbing.kafka_io import project_topics
 from schemas import catalog
 from schemas.codec import default_codec
 from schemas.errors import UnknownFeed
-from services.kafka_io import project_topics
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -37,12 +37,12 @@ def test_schemas_import_nothing_of_connectors_or_services() -> None:
 
 
 def test_kafka_io_does_not_load_the_connectors() -> None:
-    code = ("import sys, services.kafka_io; "
+    code = ("import sys, plumbing.kafka_io; "
             "loaded = sorted(m for m in sys.modules if m.split('.')[0] == 'connectors'); "
             "print(','.join(loaded))")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "", f"services.kafka_io loads {result.stdout.strip()}"
+    assert result.stdout.strip() == "", f"plumbing.kafka_io loads {result.stdout.strip()}"
 
 
 def test_every_catalogue_feed_names_an_avro_record_and_its_topic() -> None:

@@ -16,9 +16,10 @@ from connectors.sources import file_source
 from schemas.catalog import COMPARISON_DEPARTMENTS, comparison_department, monitored_feeds, project_topics
 from schemas.codec import default_codec
 from schemas.errors import ConfigError
-from services.casefeed.db import CaseStore, open_database
-from services.cases import outbox
-from services.cases.relay import publish_pending
+from services.casedb import outbox
+from services.casedb.database import open_database
+from services.casedb.outbox import publish_pending
+from services.casedb.store import CaseStore
 from services.compare.config import load_compare_config
 from services.compare.connector import answer_requests
 from services.compare.lookup import find_persons

@@ -10,9 +10,9 @@ import pytest
 
 from connectors.framework import DEFAULT_ZONE as PREFECTURE_ZONE
 from schemas.alerts import REGIONAL_RULES, Rule
+from schemas.thresholds import RuleConfig
 from services.demo.oracle import Simulation, designed_problems, simulate
 from services.demo.population import DemoFiles, generate
-from services.monitor.thresholds import RuleConfig
 from tests.unit.doubles import TEST_KEY
 
 TODAY = dt.date(2025, 6, 30)

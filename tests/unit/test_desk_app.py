@@ -15,7 +15,8 @@ import pytest
 from fastapi.testclient import TestClient
 from starlette.routing import Route
 
-from services.casefeed.db import CaseStore, open_database
+from services.casedb.database import open_database
+from services.casedb.store import CaseStore
 from services.cases.store import Cases
 from services.desk.app import create_app
 from services.desk.sessions import COOKIE
@@ -163,7 +164,7 @@ def test_a_deactivated_user_is_logged_out(client: TestClient, store: CaseStore, 
     from sqlalchemy import update
     from sqlalchemy.orm import Session
 
-    from services.cases.model import User
+    from services.casedb.models import User
 
     login(client, "cun")
     with Session(store.engine) as session, session.begin():

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from services.casefeed.db import CaseStore, open_database
+from services.casedb.database import open_database
+from services.casedb.store import CaseStore
 from services.cases.store import Cases
 from tests.casework_world import (
     DEATH_REASON,

@@ -11,7 +11,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from services.casefeed.db import CaseStore
+from services.casedb.store import CaseStore
 from services.cases.profiles import record_profiles
 from services.cases.store import Cases
 from tests.desk_world import H1, H2, HEAD1_NAME, SPOUSE1_NAME, VILLAGE1, World

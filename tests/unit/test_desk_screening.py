@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from services.casefeed.db import CaseStore
-from services.cases.model import AuditEntry, ScreeningTask
+from services.casedb.models import AuditEntry, ScreeningTask
+from services.casedb.store import CaseStore
 from services.cases.screening import Kind, Period, current_period
 from services.cases.screening_store import Screening
 from services.cases.store import Cases

@@ -15,11 +15,11 @@ from connectors.catalog import EVENT_FEEDS, ROSTER
 from connectors.describe import check_text, column_kind
 from schemas import topics
 from schemas.catalog import INTAKE_CHANNELS, departments
+from schemas.thresholds import RuleConfig, load_rules_file
 from services import docgen
 from services.cli import build_parser
 from services.intake.mapping import MODELS
 from services.monitor.ruledocs import RULE_DOCS
-from services.monitor.thresholds import RuleConfig, load_rules_file
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"

@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 
+from schemas.thresholds import IncomeLines
 from services.cases.elimination import (
     BLOCKING_RULES,
     PROFILE,
@@ -18,7 +19,6 @@ from services.cases.elimination import (
     yuan,
 )
 from services.cases.workflow import CaseFacts, Request, Role, Step, Workflow, allowed_now, check
-from services.monitor.thresholds import IncomeLines
 
 ON = dt.date(2026, 3, 10)
 LINES = IncomeLines(counties={"652702": {2025: Decimal("9600")}})

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from plumbing import kafka_local
+from plumbing.settings import Settings
 from schemas.errors import ConfigError, EnvironmentProblem
-from services import kafka_local
-from services.settings import Settings
 
 
 def _free_bootstrap() -> str:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from plumbing.kafka_tools import TOOLS, tool_command, tool_name
 from services.cli import build_parser
-from services.kafka_tools import TOOLS, tool_command, tool_name
 
 JAVA, CP, LOG4J2, BOOT = "/usr/bin/java", "/cache/4.1.1/libs/*", Path("/cache/4.1.1/tools-log4j2.properties"), "h:1"
 PREFIX = [JAVA, "-Xmx256m", f"-Dlog4j2.configurationFile={LOG4J2}", "-cp", CP]

@@ -15,9 +15,9 @@ from connectors.catalog import get_feed
 from connectors.framework import DEFAULT_ZONE, EventHandler, FeedSpec, Summary, local_today, run_file
 from connectors.pseudonym import Pseudonymiser
 from connectors.readers import MAX_CELL_CHARS, MAX_RECORD_LINES, read_table
+from plumbing.settings import Settings, load_settings
 from schemas.codec import default_codec
 from schemas.errors import ConfigError
-from services.settings import Settings, load_settings
 from tests.unit.doubles import FIXED_NOW, TEST_KEY, MemoryPublisher, fixed_clock, make_id
 
 CODEC = default_codec()

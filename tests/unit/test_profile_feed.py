@@ -13,11 +13,13 @@ import pytest
 from sqlalchemy.orm import Session
 
 from schemas.codec import default_codec
-from schemas.errors import DatabaseUnavailable, RecordRefused
+from schemas.errors import DatabaseUnavailable
+from services.casedb.database import open_database
+from services.casedb.errors import RecordRefused
+from services.casedb.models import HouseholdProfile
+from services.casedb.store import CaseStore
 from services.casefeed import profile_feed
-from services.casefeed.db import CaseStore, open_database
 from services.casefeed.profile_feed import DEAD_LETTER, ProfileMessage, handle_profiles, profiles_group
-from services.cases.model import HouseholdProfile
 
 CODEC = default_codec()
 NOW = dt.datetime(2026, 3, 10, 4, 0, tzinfo=dt.UTC)

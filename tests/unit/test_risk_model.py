@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 
 from schemas import catalog
 from schemas.codec import default_codec
+from schemas.thresholds import IncomeLines
 from services.monitor import household_rules as hr
 from services.monitor.engine import TrackedDict
 from services.monitor.handlers import Emit, HouseholdStage
@@ -44,7 +45,6 @@ from services.monitor.rules import (
 )
 from services.monitor.stages import regional_records
 from services.monitor.state import HOUSEHOLD_STATE
-from services.monitor.thresholds import IncomeLines
 from tests.unit.test_monitor_handlers import ROUTES, decoded, household_alerts, source
 
 CODEC = default_codec()

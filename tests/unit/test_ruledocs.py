@@ -18,6 +18,7 @@ import pytest
 
 from schemas.alerts import HOUSEHOLD_RULES, REGIONAL_RULES, Rule, Severity
 from schemas.catalog import feeds_of_rule
+from schemas.thresholds import IncomeLines, RuleConfig
 from services.cli import main
 from services.monitor.ruledocs import (
     GENERAL_THRESHOLDS,
@@ -30,7 +31,6 @@ from services.monitor.ruledocs import (
     threshold_users,
     timer_text,
 )
-from services.monitor.thresholds import IncomeLines, RuleConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 CJK = re.compile(r"[\u4e00-\u9fff]")

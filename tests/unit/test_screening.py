@@ -7,7 +7,7 @@ import json
 from decimal import Decimal
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from services.cases.screening import (
@@ -205,6 +205,7 @@ def test_coverage_without_tasks() -> None:
 
 
 @given(st.integers(0, 10_000), st.integers(0, 10_000))
+@example(1, 1999)  # 99.95 rounds half up to 100.0: shown 99.9, a task is still open
 def test_percent_closed_is_closed_over_all_rounded_half_up(open_: int, closed: int) -> None:
     line = CoverageLine("652701100", open_, closed)
     if open_ + closed == 0:
@@ -212,5 +213,5 @@ def test_percent_closed_is_closed_over_all_rounded_half_up(open_: int, closed: i
         return
     p = line.percent_closed
     assert p is not None and Decimal(0) <= p <= Decimal(100)
-    assert abs(p - Decimal(closed * 100) / Decimal(open_ + closed)) <= Decimal("0.05")
+    assert abs(p - Decimal(closed * 100) / Decimal(open_ + closed)) <= Decimal("0.1")
     assert (p == 100) == (open_ == 0) and (p == 0) == (closed * 1000 < (open_ + closed) * 0.5)

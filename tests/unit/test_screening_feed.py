@@ -14,7 +14,8 @@ import pytest
 from connectors.pseudonym import Pseudonymiser
 from schemas.catalog import INTAKE_SCHEMA
 from schemas.codec import default_codec
-from services.casefeed.db import CaseStore, open_database
+from services.casedb.database import open_database
+from services.casedb.store import CaseStore
 from services.casefeed.screening_feed import CADRE_VISIT_TOPIC, handle_visits, screening_group
 from services.cases.screening import Period
 from services.cases.store import household_record
@@ -90,7 +91,7 @@ def test_reports_close_tasks_and_the_bad_ones_are_skipped(sworld: ScreeningWorld
 
 def test_a_report_the_database_refuses_is_skipped_alone(sworld: ScreeningWorld,  # noqa: F811
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    from schemas.errors import RecordRefused
+    from services.casedb.errors import RecordRefused
 
     sworld.screening.open(Period(2024))
     first, poison, last = (report(dt.date(2024, 7, d), household=h) for d, h in ((2, HB), (3, HC), (4, HD)))

@@ -1,4 +1,4 @@
-"""The bureau's work on cases (issue #7): the tables of services/cases/model.py, and `evidence.case_alert_id`.
+"""The bureau's work on cases (issue #7): the tables of services/casedb/models.py, and `evidence.case_alert_id`.
 
 Schema: case_alerts, case_history, households, members, users, audit_log, outbox, comparison_requests,
 comparison_targets, comparison_answers (each created only if missing: a DB made by the interim `create_all` of

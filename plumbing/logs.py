@@ -1,6 +1,6 @@
-"""The casefeed's log: one line per record, always. A library that logs an exception with its traceback (the
-SQLAlchemy pool does when a connection dies under it during a database restart) gets one line too:
-`... (OperationalError: server closed the connection unexpectedly)`."""
+"""The services' log (the case feed, the relay, the comparison connector): one line per record, always. A
+library that logs an exception with its traceback (the SQLAlchemy pool does when a connection dies under it during
+a database restart) gets one line too: `... (OperationalError: server closed the connection unexpectedly)`."""
 from __future__ import annotations
 
 import logging

@@ -11,7 +11,7 @@ opens one (OPEN). When its severity is higher than the alert's, the alert and it
 `case_history` row of kind ESCALATION says so ("MEDIUM -> HIGH", by "casefeed", with the alert_id).
 
 One fact, one alert: the monitor re-emits an alert with the SAME alert_id when another department reports the
-same fact (its event_ids grown) or the fact gets worse (a higher severity). services/casefeed/db.py merges it into
+same fact (its event_ids grown) or the fact gets worse (a higher severity). services/casedb/store.py merges it into
 the stored evidence (an evidence_events row per new event) and, for a higher severity, raises the evidence's live
 alert here (`escalate`); when that alert was RESOLVED (or its case CLOSED) the worse fact attaches afresh (`attach`),
 as a new alert would. Only a re-emission with nothing new is a duplicate.
@@ -19,7 +19,7 @@ as a new alert would. Only a re-emission with nothing new is a duplicate.
 Race-safe on every backend: opening an alert is guarded by the partial unique index (one live alert per case and
 rule), raising a severity is a compare-and-set (UPDATE ... WHERE severity = the value read); a writer that loses
 either raises `Conflict` or an IntegrityError, and its whole transaction is retried by the caller
-(`CaseStore._transaction`), which re-reads what the winner committed.
+(services/casedb/transaction.py), which re-reads what the winner committed.
 """
 from __future__ import annotations
 
@@ -29,17 +29,13 @@ from dataclasses import dataclass
 from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
-from services.casefeed.db import Case
-from services.cases.model import CaseAlert, CaseHistory
+from schemas.alerts import severity_rank
+from services.casedb.errors import Conflict
+from services.casedb.models import Case, CaseAlert, CaseHistory
 
-__all__ = ["Conflict", "Attached", "attach", "escalate", "raise_case", "RANK", "CASEFEED"]
+__all__ = ["Conflict", "Attached", "attach", "escalate", "raise_case", "CASEFEED"]
 
-RANK = {"LOW": 0, "MEDIUM": 1, "HIGH": 2}
 CASEFEED = "casefeed"  # by_user of what the casefeed records
-
-
-class Conflict(Exception):
-    """A concurrent writer changed a row between our read and our write: retry the transaction."""
 
 
 @dataclass(frozen=True)
@@ -57,9 +53,9 @@ def _changed(result: object) -> int:
 def raise_case(session: Session, case: Case, severity: str, now: dt.datetime) -> None:
     """Raise the case's max_severity to `severity` if that is higher (compare-and-set); touch updated_at."""
     seen = case.max_severity
-    if case.id is None or RANK[severity] <= RANK[seen]:
+    if case.id is None or severity_rank(severity) <= severity_rank(seen):
         case.updated_at = now
-        if case.id is None and RANK[severity] > RANK[seen]:
+        if case.id is None and severity_rank(severity) > severity_rank(seen):
             case.max_severity = severity
         return
     done = session.execute(update(Case).where(Case.id == case.id, Case.max_severity == seen)
@@ -74,7 +70,7 @@ def attach(session: Session, case: Case, *, rule: str, severity: str, alert_id: 
     live = session.scalar(select(CaseAlert).where(CaseAlert.case_id == case.id, CaseAlert.rule == rule,
                                                   CaseAlert.status != "RESOLVED"))
     if live is None:
-        alert = CaseAlert(case_id=case.id, household_id=case.subject_id, rule=rule, status="OPEN",
+        alert = CaseAlert(case_id=case.id, household_id=case.household_or_region, rule=rule, status="OPEN",
                           severity=severity, opened_at=now, updated_at=now)
         session.add(alert)
         session.flush()  # a concurrent writer that opened it first: IntegrityError on uq_case_alerts_live_rule
@@ -89,7 +85,7 @@ def escalate(session: Session, case: Case, live: CaseAlert, *, severity: str, al
     ACKNOWLEDGED alert is OPEN again) with an ESCALATION row in case_history; the severity it had before, or None
     when it was not raised (then only its updated_at is touched). `note` is added to the history row's note."""
     seen = live.severity
-    if RANK[severity] <= RANK[seen]:
+    if severity_rank(severity) <= severity_rank(seen):
         live.updated_at = now
         return None
     done = session.execute(
@@ -98,7 +94,7 @@ def escalate(session: Session, case: Case, live: CaseAlert, *, severity: str, al
                 status="OPEN"))  # an ACKNOWLEDGED alert that escalates is OPEN again
     if _changed(done) != 1:
         raise Conflict(f"case alert {live.id}: changed under us")
-    session.add(CaseHistory(case_id=case.id, household_id=case.subject_id, kind="ESCALATION", workflow=None,
+    session.add(CaseHistory(case_id=case.id, household_id=case.household_or_region, kind="ESCALATION", workflow=None,
                             step=None, by_user=CASEFEED, on_day=now.date(), recorded_at=now,
                             note=f"{live.rule} {seen} -> {severity} (alert {alert_id}){note}"))
     return seen

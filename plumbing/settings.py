@@ -13,7 +13,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.errors import ConfigError
-from services.monitor.thresholds import RuleConfig, load_rules_file, merge_rules
+from schemas.thresholds import RuleConfig, load_rules_file, merge_rules
 
 __all__ = ["Settings", "DEV_PSEUDONYM_KEY", "load_settings"]
 
@@ -52,7 +52,7 @@ class Settings(BaseSettings):
     desk_secret: SecretStr | None = None  # signs the desk's session cookies; generated per start when unset
     desk_insecure_cookies: bool = False  # 1: cookies without Secure, for a plain-HTTP desk on this machine only
     rules: RuleConfig = RuleConfig()  # POVWATCH_RULES__<NAME>; over the file POVWATCH_RULES_FILE names
-    rules_file: Path | None = None  # a TOML file of thresholds and [income_lines] (services/monitor/thresholds.py)
+    rules_file: Path | None = None  # a TOML file of thresholds and [income_lines] (schemas/thresholds.py)
     case_verify_days: int = Field(15, gt=0)  # an alert not acknowledged within this many days is overdue
     timezone: str = "Asia/Shanghai"  # the prefecture's time zone: what "today" is for the future-date check
 

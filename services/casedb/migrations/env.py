@@ -1,5 +1,5 @@
-"""Alembic's environment for the case DB: the project's metadata (services.casefeed.db.Base, with the tables of
-services.cases.model) and the connection `services.casefeed.schema` hands over (config.attributes["connection"],
+"""Alembic's environment for the case DB: the project's metadata (services.casedb.models.Base, every table) and
+the connection `services.casedb.schema` hands over (config.attributes["connection"],
 already inside its transaction). Without one, the URL of the config's `sqlalchemy.url`, opened the way
 open_database opens it. Online only: revision 0002 inspects the database it upgrades."""
 from __future__ import annotations
@@ -7,8 +7,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy.engine import Connection
 
-import services.cases.model  # noqa: F401  (the workflow tables, on the same metadata)
-from services.casefeed.db import Base, _make_engine, _resolve_url
+from services.casedb.engine import make_engine, resolve_url
+from services.casedb.models import Base
 
 
 def _run(connection: Connection) -> None:
@@ -28,7 +28,7 @@ def run() -> None:
     url = context.config.get_main_option("sqlalchemy.url")
     if not url:
         raise SystemExit("no database: set sqlalchemy.url (or run the migrations through open_database)")
-    engine = _make_engine(_resolve_url(url))
+    engine = make_engine(resolve_url(url))
     try:
         with engine.begin() as connection:
             _run(connection)

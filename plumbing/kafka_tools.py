@@ -1,7 +1,7 @@
 """Kafka's own command-line tools (`kafka-topics`, `kafka-consumer-groups`, ...) run from the jar cache.
 
 `povwatch kafka tool NAME [ARGS...]` runs the tool the Kafka distribution's `bin/NAME.sh` runs, with the same
-arguments, on the jars services/kafka_local.py fetched (`org.apache.kafka:kafka-tools` and the broker). Tools
+arguments, on the jars plumbing/kafka_local.py fetched (`org.apache.kafka:kafka-tools` and the broker). Tools
 that talk to a cluster get `--bootstrap-server` from POVWATCH_BOOTSTRAP unless the arguments name a server or a
 controller themselves. The tool's output, its exit code and its stdin are the caller's.
 
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:  # the command line imports this module to build its parser: keep that import light
-    from services.settings import Settings
+    from plumbing.settings import Settings
 
 __all__ = ["Tool", "TOOLS", "tool_name", "tool_command", "run_tool"]
 
@@ -92,7 +92,7 @@ def tool_command(java: str, classpath: str, log4j2: Path, name: str, args: Seque
 
 def run_tool(settings: Settings, name: str, args: Sequence[str]) -> int:
     """Run the tool in the foreground (fetching the jars first if needed); returns its exit code."""
-    from services import kafka_local
+    from plumbing import kafka_local
 
     java, classpath, log4j2 = kafka_local.java_classpath(settings)
     return subprocess.run(tool_command(java, classpath, log4j2, name, args, settings.bootstrap)).returncode

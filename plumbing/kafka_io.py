@@ -1,6 +1,19 @@
-"""The one adapter that touches aiokafka: publishing, topic administration, reading topics.
+"""The Kafka client factories and the one-shot operations: publishing, topic administration, reading topics.
 
 aiokafka's errors are translated here into `BrokerUnavailable` with one clear line; no aiokafka type leaves.
+
+Not the only module that talks to Kafka. These do too, each because it runs a long-lived consumer group whose
+loop is its own logic (rebalance listeners, pausing partitions while the case DB is down, committing offsets only
+after the database commit), which a wrapper here would have to reproduce call for call:
+    services/monitor/engine.py         the stream engine's consumers and producers (stages, changelogs, tables)
+    services/monitor/app.py            the monitor's producer factory (idempotent, acks=all)
+    services/casefeed/service.py       the case feed's alert consumer group
+    services/casefeed/side_consumer.py the case feed's profile and screening consumer groups
+    services/cases/relay.py            the relay's consumer of comparison answers
+    services/compare/connector.py      the comparison connector's consumer of requests
+    plumbing/batch_sender.py           many messages at once, grouped by partition (the engine's outputs)
+    plumbing/kafka_local.py            the local broker (admin calls while it starts)
+Each translates aiokafka's errors into `BrokerUnavailable` itself.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The case DB's schema version: brings a database to the newest Alembic revision (services/casefeed/migrations).
+"""The case DB's schema version: brings a database to the newest Alembic revision (services/casedb/migrations).
 
 `upgrade(engine)` is what `open_database` runs on every open:
   * an empty database goes from nothing to head;
@@ -12,8 +12,8 @@ SQLite under the write lock (BEGIN IMMEDIATE), so processes opening the same new
 once. On SQLite foreign keys are switched off while batch mode copies tables, and checked before the commit.
 Errors are left to the caller (`open_database` translates them).
 
-A new revision (developers): `python -m services.casefeed.schema revision -m "what changes" [--autogenerate]
---url URL` writes services/casefeed/migrations/versions/<rev>_<slug>.py from the template.
+A new revision (developers): `python -m services.casedb.schema revision -m "what changes" [--autogenerate]
+--url URL` writes services/casedb/migrations/versions/<rev>_<slug>.py from the template.
 """
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def _scripts() -> ScriptDirectory:
 def head() -> str:
     """The newest revision this code knows."""
     revision = _scripts().get_current_head()
-    assert revision is not None, "services/casefeed/migrations/versions holds no revision"
+    assert revision is not None, "services/casedb/migrations/versions holds no revision"
     return revision
 
 
@@ -130,7 +130,7 @@ def _upgrade(connection: Connection) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Developers' entry point: `revision` writes a new migration file; `current` and `upgrade` act on --url."""
-    parser = argparse.ArgumentParser(prog="python -m services.casefeed.schema", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m services.casedb.schema", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("action", choices=["revision", "current", "upgrade"])
     parser.add_argument("--url", help="the case DB (as POVWATCH_CASE_DB); needed by current, upgrade, --autogenerate")
@@ -146,11 +146,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if not args.url:
         parser.error(f"{args.action} needs --url")
-    from services.casefeed.db import open_database
+    from services.casedb.engine import make_engine, resolve_url
 
-    with open_database(args.url) as store:  # opening upgrades
-        with store.engine.connect() as connection:
+    engine = make_engine(resolve_url(args.url))
+    try:
+        upgrade(engine)
+        with engine.connect() as connection:
             print(current(connection))
+    finally:
+        engine.dispose()
     return 0
 
 

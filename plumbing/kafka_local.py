@@ -32,8 +32,8 @@ from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient
 
+from plumbing.settings import Settings
 from schemas.errors import BrokerUnavailable, ConfigError, EnvironmentProblem
-from services.settings import Settings
 
 __all__ = ["up", "down", "status", "broker_answers", "java_classpath", "cache_marker", "require_java"]
 

@@ -72,7 +72,7 @@ def upgrade() -> None:
 
 
 def _sqlite_bounds(table: str, **limits: int) -> list[sa.CheckConstraint]:
-    """As services/casefeed/db.py's `_sqlite_bounds`: SQLite refuses too long a value, as PostgreSQL does."""
+    """As services/casedb/models.py's `sqlite_bounds`: SQLite refuses too long a value, as PostgreSQL does."""
     if op.get_bind().dialect.name != "sqlite":
         return []
     return [sa.CheckConstraint(f"length({column}) <= {limit}", name=op.f(f"ck_{table}_{column}_at_most_{limit}"))

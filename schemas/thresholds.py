@@ -11,6 +11,12 @@ Set by `POVWATCH_RULES__<NAME>` (e.g. `POVWATCH_RULES__JOB_GAP_DAYS=90`) and by 
     2025 = 9600
 
 `load_rules_file` reads such a file; a malformed one is a `ConfigError` naming the key.
+
+Why it lives in `schemas` (it lived in services/monitor/): it is a vocabulary shared across the layers, like
+schemas.alerts - the settings (plumbing/settings.py) carry it, the monitor judges by it, the case work holds a
+household's income against its lines (services/cases) - and a pure model with no dependency but pydantic and
+schemas.errors. Below the plumbing, the settings can hold it without importing a service; it is not plumbing
+itself (no machinery, only the risk model's numbers).
 """
 from __future__ import annotations
 

@@ -1,176 +1,47 @@
-"""The case database: turns risk alerts into cases for the Rural Revitalisation Bureau's case system.
+"""The case store: turns risk alerts into cases for the Rural Revitalisation Bureau's case system.
 
 Responsible for:
-  * the schema (SQLAlchemy 2.x ORM): `Case` (one subject - a household or a village - with a status and the
-    highest severity of its evidence) and `Evidence` (one alert, stored exactly once, keyed by `alert_id`,
-    linked to the case alert it attaches to: services/casefeed/lifecycle.py); the bureau's tables are in
-    services/cases/model.py, on the same metadata; the schema is versioned by Alembic (services/casefeed/schema.py,
-    services/casefeed/migrations) and `open_database` upgrades it to the newest revision;
-  * the invariants, enforced in the database as well as here: at most one OPEN case per subject (partial
-    unique index on SQLite and PostgreSQL), at most one evidence row per alert;
-  * idempotent, race-safe recording of decoded alert records (plain dicts, as fastavro returns them); one fact,
-    one alert: a known alert_id re-emitted with news (events of another department, a higher severity) updates its
-    evidence - `evidence_events` (services/cases/model.py) keeps each event with its topic and department - and
-    escalates its case alert; it is a duplicate only when nothing new came (`CaseStore._merge`);
+  * recording decoded alert records (plain dicts, as fastavro returns them) as `evidence` on `cases` (the tables:
+    services/casedb/models.py), attached to a case alert (services/casedb/lifecycle.py); idempotent and race-safe:
+    at most one OPEN case per subject and one evidence row per alert, enforced in the database as well as here;
+    one fact, one alert: a known alert_id re-emitted with news (events of another department, a higher severity)
+    updates its evidence - `evidence_events` keeps each event with its topic and department - and escalates its
+    case alert; it is a duplicate only when nothing new came (`CaseStore._merge`);
   * NUL characters, which PostgreSQL text columns refuse, stored as U+FFFD on every backend (`without_nul`);
     bounded columns bounded on SQLite too (CHECK on their length), so both backends refuse the same alerts;
-  * read-only views (`CaseView` with its `CaseAlertView`s, `EvidenceView`) and their text/JSON renderings for
-    `povwatch cases list`.
+  * read-only views (`CaseView` with its `CaseAlertView`s, `EvidenceView`), rendered for `povwatch cases list`
+    by services/cases/listing.py.
 
-SQLAlchemy stays inside this module: callers pass and receive plain Python values, and SQLAlchemy errors
-are translated into `schemas.errors` exceptions (`classify` decides):
-  * a bad URL, credentials the server refuses, a missing database: `ConfigError`;
-  * the server unreachable or going away (connection refused, restart, SQLite locked): `DatabaseUnavailable`,
-    transient - retry later, nothing was stored;
-  * a record the database refuses (value too long, a constraint, any SQL data error) or one missing a field:
-    `RecordRefused` / `SchemaError` - retrying will not help;
-  * anything else (a missing table, a bug): `EnvironmentProblem`.
+Every transaction is services/casedb/transaction.py's (`CaseStore.run` hands it to the case DB's other users), which
+retries lost races and translates SQLAlchemy errors into the project's errors. Open a store with
+services.casedb.database.open_database. A record missing a field is a `SchemaError`.
 Timestamps are stored in UTC and always come back timezone-aware (UTC).
 """
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import importlib.util
-import json
-import logging
-import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import (
-    JSON,
-    CheckConstraint,
-    Date,
-    DateTime,
-    Engine,
-    ForeignKey,
-    Index,
-    MetaData,
-    String,
-    Text,
-    TypeDecorator,
-    create_engine,
-    event,
-    func,
-    select,
-    text,
-    update,
-)
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, DataError, DBAPIError, IntegrityError, NoSuchModuleError, OperationalError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, selectinload
-from sqlalchemy.pool import StaticPool
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy.orm import Session, selectinload
 
-from schemas.alerts import Rule, Severity
-from schemas.errors import ConfigError, DatabaseUnavailable, EnvironmentProblem, RecordRefused, SchemaError
-from services.cases.departments import EventSource, department_of_topic, event_source, sources_of
+from schemas.alerts import Rule, Severity, severity_rank
+from schemas.errors import SchemaError
+from services.casedb.departments import EventSource, department_of_topic, event_source, sources_of
+from services.casedb.lifecycle import CASEFEED, attach, escalate, raise_case
+from services.casedb.models import Case, CaseAlert, CaseHistory, Evidence, EvidenceEvent
+from services.casedb.transaction import transaction
 
-__all__ = ["open_database", "CaseStore", "RecordResult", "CaseView", "CaseAlertView", "EvidenceView", "without_nul",
-           "classify", "evidence_events", "events_of",
-           "NUL_REPLACEMENT", "render_cases_table", "render_table", "cases_to_json", "HOUSEHOLD_TOPIC",
-           "REGIONAL_TOPIC"]
+__all__ = ["CaseStore", "RecordResult", "CaseView", "CaseAlertView", "EvidenceView", "without_nul",
+           "evidence_events", "events_of", "NUL_REPLACEMENT", "HOUSEHOLD_TOPIC", "REGIONAL_TOPIC"]
 
 HOUSEHOLD_TOPIC = "alerts.household"
 REGIONAL_TOPIC = "alerts.regional"
-_RANK = {Severity.LOW.value: 0, Severity.MEDIUM.value: 1, Severity.HIGH.value: 2}
-_RETRIES = 10  # attempts of a transaction that lost a race (each loss means another writer made progress)
-_CONNECT_TIMEOUT = 10  # seconds, PostgreSQL (unless the URL sets connect_timeout)
-_RACE_STATES = {"40001", "40P01"}  # PostgreSQL serialization failure, deadlock detected
-# SQLSTATE classes of a server that is unreachable or going away: connection exception, insufficient resources
-# (too many connections), operator intervention (admin/crash shutdown, starting up)
-_UNAVAILABLE_CLASSES = {"08", "53", "57"}
-_CONFIG_CLASSES = {"28", "3D"}  # invalid authorization (password), invalid catalog name (no such database)
-# what a PostgreSQL server that is restarting says to a new connection (libpq gives no SQLSTATE there)
-_TRANSIENT_FATAL = ("starting up", "shutting down", "recovery mode", "not yet accepting connections",
-                    "too many clients", "terminating connection", "remaining connection slots")
-# SQLite's transient conditions (Python's sqlite3 names them): another writer holds the lock, I/O trouble, disk full
-# (a file that cannot be opened at all - SQLITE_CANTOPEN - is a configuration problem, not an outage)
-_SQLITE_UNAVAILABLE = ("SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_IOERR", "SQLITE_FULL", "SQLITE_PROTOCOL")
 NUL_REPLACEMENT = "\ufffd"  # what a NUL (U+0000) in an alert's text is stored as
 _T = TypeVar("_T")
-
-
-class _UTCDateTime(TypeDecorator[dt.datetime]):
-    """An aware datetime stored as UTC (naive values are taken as UTC); SQLite keeps no offset."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
-        if value is None:
-            return None
-        value = value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
-
-    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
-
-
-def _sqlite_bounds(**limits: int) -> list[CheckConstraint]:
-    """SQLite ignores VARCHAR lengths; these CHECKs make it refuse what PostgreSQL refuses (value too long)."""
-    return [CheckConstraint(f"length({column}) <= {limit}", name=f"{column}_at_most_{limit}").ddl_if(dialect="sqlite")
-            for column, limit in limits.items()]
-
-
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention={
-        "ix": "ix_%(table_name)s_%(column_0_N_name)s", "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-        "ck": "ck_%(table_name)s_%(constraint_name)s", "fk": "fk_%(table_name)s_%(column_0_name)s",
-        "pk": "pk_%(table_name)s"})
-
-
-class Case(Base):
-    __tablename__ = "cases"
-    __table_args__ = (
-        CheckConstraint("subject_kind IN ('household', 'village')", name="subject_kind"),
-        CheckConstraint("status IN ('OPEN', 'CLOSED')", name="status"),
-        CheckConstraint("max_severity IN ('LOW', 'MEDIUM', 'HIGH')", name="max_severity"),
-        # At most one OPEN case per subject; CLOSED ones may pile up. ddl_if's `dialect` takes a tuple of names as
-        # SQLAlchemy documents and implements, but is annotated `str | None`: hence the type: ignore.
-        Index("uq_cases_open_subject", "subject_kind", "subject_id", unique=True,
-              sqlite_where=text("status = 'OPEN'"), postgresql_where=text("status = 'OPEN'")
-              ).ddl_if(dialect=("sqlite", "postgresql")),  # type: ignore[arg-type]
-        *_sqlite_bounds(subject_id=64, village_code=32),
-    )
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    subject_kind: Mapped[str] = mapped_column(String(16))
-    subject_id: Mapped[str] = mapped_column(String(64), index=True)
-    village_code: Mapped[str] = mapped_column(String(32), index=True)
-    status: Mapped[str] = mapped_column(String(8), default="OPEN")
-    max_severity: Mapped[str] = mapped_column(String(8))
-    opened_at: Mapped[dt.datetime] = mapped_column(_UTCDateTime())
-    updated_at: Mapped[dt.datetime] = mapped_column(_UTCDateTime())
-    evidence: Mapped[list[Evidence]] = relationship(
-        back_populates="case", order_by=lambda: (Evidence.raised_at, Evidence.id))
-
-
-class Evidence(Base):
-    __tablename__ = "evidence"
-    __table_args__ = (CheckConstraint("severity IN ('LOW', 'MEDIUM', 'HIGH')", name="severity"),
-                      *_sqlite_bounds(alert_id=128, source_topic=255))
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    alert_id: Mapped[str] = mapped_column(String(128), unique=True)
-    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
-    rule: Mapped[str] = mapped_column(String(32))
-    severity: Mapped[str] = mapped_column(String(8))
-    reason: Mapped[str] = mapped_column(Text)
-    event_ids: Mapped[list[str]] = mapped_column(JSON)
-    household_ids: Mapped[list[str]] = mapped_column(JSON)
-    occurred_at: Mapped[dt.date] = mapped_column(Date)
-    raised_at: Mapped[dt.datetime] = mapped_column(_UTCDateTime())
-    received_at: Mapped[dt.datetime] = mapped_column(_UTCDateTime())
-    source_topic: Mapped[str] = mapped_column(String(255))
-    # the case alert (services.cases.model.CaseAlert) this evidence attached to; None only for rows written
-    # before revision 0002 and not linked by it (there are none: 0002 links every row)
-    case_alert_id: Mapped[int | None] = mapped_column(ForeignKey("case_alerts.id"), index=True)
-    case: Mapped[Case] = relationship(back_populates="evidence")
 
 
 @dataclass(frozen=True)
@@ -206,7 +77,7 @@ class EvidenceView:
 
 @dataclass(frozen=True)
 class CaseAlertView:
-    """An alert of a case (services/casefeed/lifecycle.py): OPEN, ACKNOWLEDGED or RESOLVED, with its evidence."""
+    """An alert of a case (services/casedb/lifecycle.py): OPEN, ACKNOWLEDGED or RESOLVED, with its evidence."""
 
     id: int
     rule: str
@@ -230,7 +101,7 @@ class CaseAlertView:
 class CaseView:
     id: int
     subject_kind: str
-    subject_id: str
+    household_or_region: str
     village_code: str
     status: str
     max_severity: str
@@ -269,36 +140,6 @@ def without_nul(alert: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
     return out, changed
 
 
-def classify(exc: DBAPIError) -> str:
-    """What a database error means: "race" (a concurrent writer won; retry now), "unavailable" (the server is
-    unreachable or going away; retry later), "refused" (the data: retrying will not help), "config" (credentials,
-    database name) or "fatal" (anything else)."""
-    orig = exc.orig
-    state = str(getattr(orig, "sqlstate", None) or "")
-    sqlite_name = str(getattr(orig, "sqlite_errorname", ""))
-    if state in _RACE_STATES:
-        return "race"
-    if isinstance(exc, IntegrityError):
-        unique = state == "23505" or sqlite_name in ("SQLITE_CONSTRAINT_UNIQUE", "SQLITE_CONSTRAINT_PRIMARYKEY")
-        return "race" if unique else "refused"
-    if state[:2] in _CONFIG_CLASSES:
-        return "config"
-    if exc.connection_invalidated or state[:2] in _UNAVAILABLE_CLASSES:
-        return "unavailable"
-    if isinstance(exc, DataError) or state[:2] == "22":
-        return "refused"
-    if sqlite_name.startswith(_SQLITE_UNAVAILABLE):
-        return "unavailable"
-    if isinstance(exc, OperationalError) and not state and not sqlite_name:
-        # libpq reports connection failures without a SQLSTATE. A server that answered FATAL refused us for good
-        # (password, database name, options) unless it is merely starting, stopping or full.
-        message = _first_line(exc)
-        if "FATAL:" in message and not any(text in message for text in _TRANSIENT_FATAL):
-            return "config"
-        return "unavailable"  # no answer at all: connection refused, server closed the connection
-    return "fatal"
-
-
 def _checked(value: Any, allowed: type[Rule] | type[Severity], what: str) -> str:
     try:
         return allowed(value).value
@@ -325,12 +166,10 @@ def _events_of(alert_id: str, event_ids: Sequence[Any], topics: Any) -> list[tup
 def _open_case(session: Session, kind: str, subject: str, village: str, severity: str,
                now: dt.datetime) -> tuple[Case, bool]:
     """The OPEN case of the subject, raised to `severity` if that is higher, or a new one; (case, opened)."""
-    from services.casefeed.lifecycle import raise_case
-
-    case = session.scalar(select(Case).where(Case.subject_kind == kind, Case.subject_id == subject,
+    case = session.scalar(select(Case).where(Case.subject_kind == kind, Case.household_or_region == subject,
                                              Case.status == "OPEN"))
     if case is None:
-        case = Case(subject_kind=kind, subject_id=subject, village_code=village, status="OPEN",
+        case = Case(subject_kind=kind, household_or_region=subject, village_code=village, status="OPEN",
                     max_severity=severity, opened_at=now, updated_at=now)
         session.add(case)
         session.flush()  # a concurrent writer that opened it first: IntegrityError, the transaction is retried
@@ -387,9 +226,6 @@ class CaseStore:
                 now: dt.datetime) -> RecordResult:
         if not isinstance(given, Mapping):
             raise SchemaError(f"an alert is a record, not {type(given).__name__}")
-        from services.casefeed.lifecycle import attach
-        from services.cases.model import EvidenceEvent
-
         alert, sanitised = without_nul(given)
         alert_id = str(_field(alert, "alert_id"))
         if kind == "household":
@@ -430,9 +266,6 @@ class CaseStore:
         severity raises the evidence and its live case alert (an ESCALATION in case_history, services/casefeed/
         lifecycle.py); when that alert is RESOLVED or its case CLOSED, the worse fact needs the case worker's eyes
         again: the evidence moves to the live alert of its rule in the subject's OPEN case (opened if needed)."""
-        from services.casefeed.lifecycle import CASEFEED, attach, escalate, raise_case
-        from services.cases.model import CaseAlert, CaseHistory, EvidenceEvent
-
         def news() -> tuple[list[tuple[str, str | None, str | None]], list[EvidenceEvent], bool]:
             stored = {row.event_id: row for row in session.scalars(
                 select(EvidenceEvent).where(EvidenceEvent.alert_id == existing.alert_id)
@@ -440,7 +273,7 @@ class CaseStore:
             added = [event for event in events if event[0] not in stored]
             filled = [stored[event_id] for event_id, event_topic, _ in events
                       if event_id in stored and stored[event_id].topic is None and event_topic is not None]
-            return added, filled, _RANK[severity] > _RANK[existing.severity]
+            return added, filled, severity_rank(severity) > severity_rank(existing.severity)
 
         def duplicate() -> RecordResult:
             return RecordResult(existing.case_id, case_opened=False, duplicate=True, sanitised=sanitised,
@@ -483,7 +316,8 @@ class CaseStore:
                                   now=now)
                 if attached.opened:
                     session.add(CaseHistory(
-                        case_id=case.id, household_id=case.subject_id, kind="ESCALATION", workflow=None, step=None,
+                        case_id=case.id, household_id=case.household_or_region, kind="ESCALATION", workflow=None,
+                        step=None,
                         by_user=CASEFEED, on_day=now.date(), recorded_at=now,
                         note=f"{existing.rule} {seen} -> {severity} (alert {existing.alert_id}): worse again after "
                              "its alert was resolved"))
@@ -498,31 +332,11 @@ class CaseStore:
                             events_added=len(added))
 
     def _transaction(self, work: Callable[[Session], _T], action: str) -> _T:
-        """Run `work` in one transaction; retry it at once when a concurrent writer won a race (unique key,
-        deadlock, a compare-and-set that found the row changed); otherwise translate the error (see `classify`).
-        Nothing is committed when this raises."""
-        from services.casefeed.lifecycle import Conflict
-
-        for attempt in range(1, _RETRIES + 1):
-            try:
-                with Session(self._engine, expire_on_commit=False) as session, session.begin():
-                    return work(session)
-            except Conflict as exc:
-                if attempt < _RETRIES:
-                    continue
-                raise EnvironmentProblem(f"case database: could not {action}: {exc} ({_RETRIES} attempts)") from None
-            except DBAPIError as exc:  # the rollback is done; a retry re-reads what the winner committed
-                kind = classify(exc)
-                if kind == "race" and attempt < _RETRIES:
-                    continue
-                raise _translated(kind, f"case database: could not {action}", exc) from exc
-        raise AssertionError("unreachable")
+        return transaction(self._engine, work, action)
 
     # --- reading -----------------------------------------------------------------------------------------
     def list_cases(self, *, status: str | None = None) -> list[CaseView]:
         """All cases (or those with `status`), highest severity first, then oldest first."""
-        from services.cases.model import CaseAlert
-
         def work(session: Session) -> list[CaseView]:
             query = select(Case).options(selectinload(Case.evidence))
             if status is not None:
@@ -535,7 +349,7 @@ class CaseStore:
             return [_view(case, alerts.get(case.id, []), events) for case in cases]
 
         views = self._transaction(work, "list cases")
-        return sorted(views, key=lambda c: (-_RANK[c.max_severity], c.opened_at, c.id))
+        return sorted(views, key=lambda c: (-severity_rank(c.max_severity), c.opened_at, c.id))
 
     def counts(self) -> dict[str, int]:
         """{"cases_open": n, "evidence": m}."""
@@ -559,8 +373,6 @@ class CaseStore:
 def evidence_events(session: Session, alert_ids: Sequence[str]) -> dict[str, tuple[EventSource, ...]]:
     """The evidence_events of each alert in `alert_ids` (oldest first), as EventSources; an alert without rows
     (none are written before revision 0003 for alerts without event ids) maps to nothing."""
-    from services.cases.model import EvidenceEvent
-
     out: dict[str, list[EventSource]] = {}
     wanted = list(dict.fromkeys(alert_ids))
     for start in range(0, len(wanted), 500):  # bounded IN lists
@@ -580,10 +392,11 @@ def events_of(evidence: Evidence, events: Mapping[str, tuple[EventSource, ...]])
 
 
 def _view(case: Case, alerts: Sequence[Any], events: Mapping[str, tuple[EventSource, ...]]) -> CaseView:
-    """`alerts`: the case's services.cases.model.CaseAlert rows, oldest first; `events`: evidence_events(...)."""
+    """`alerts`: the case's services.casedb.models.CaseAlert rows, oldest first; `events`: evidence_events(...)."""
     evidence = [(e, events_of(e, events)) for e in case.evidence]
     return CaseView(
-        id=case.id, subject_kind=case.subject_kind, subject_id=case.subject_id, village_code=case.village_code,
+        id=case.id, subject_kind=case.subject_kind, household_or_region=case.household_or_region,
+        village_code=case.village_code,
         status=case.status, max_severity=case.max_severity, opened_at=case.opened_at,
         updated_at=case.updated_at,
         evidence=tuple(EvidenceView(
@@ -600,134 +413,3 @@ def _view(case: Case, alerts: Sequence[Any], events: Mapping[str, tuple[EventSou
             for a in alerts))
 
 
-def _translated(kind: str, context: str, exc: DBAPIError) -> Exception:
-    detail = f"{context}: {_first_line(exc)}"
-    if kind == "unavailable":
-        return DatabaseUnavailable(detail)
-    if kind == "refused":
-        return RecordRefused(f"the case database refuses the data: {_first_line(exc)}")
-    if kind == "config":
-        return ConfigError(f"POVWATCH_CASE_DB: {detail}")
-    return EnvironmentProblem(detail)
-
-
-def _first_line(exc: BaseException) -> str:
-    orig = getattr(exc, "orig", None) or exc
-    lines = str(orig).strip().splitlines()
-    return lines[0] if lines else type(orig).__name__
-
-
-def _resolve_url(url: str) -> URL:
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        raise ConfigError(f"POVWATCH_CASE_DB: not a database URL: {url!r} "
-                          "(expected e.g. sqlite:///var/povwatch.db or postgresql+psycopg://user@host/db)") from None
-    if parsed.drivername == "postgresql" and importlib.util.find_spec("psycopg2") is None \
-            and importlib.util.find_spec("psycopg") is not None:
-        parsed = parsed.set(drivername="postgresql+psycopg")  # psycopg 3 is the project's driver
-    return parsed
-
-
-def _make_engine(parsed: URL) -> Engine:
-    shown = parsed.render_as_string(hide_password=True)
-    kwargs: dict[str, Any] = {}
-    if parsed.get_backend_name() == "sqlite":
-        database = parsed.database or ""
-        if database in ("", ":memory:") or parsed.query.get("mode") == "memory":
-            kwargs.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
-        elif not database.startswith("file:"):
-            try:
-                Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise ConfigError(f"POVWATCH_CASE_DB: cannot create the directory of {database}: "
-                                  f"{exc.strerror or exc}") from None
-    else:
-        kwargs["pool_pre_ping"] = True
-        if parsed.get_backend_name() == "postgresql" and "connect_timeout" not in parsed.query:
-            # a server behind a dropped route must not hang a connection attempt for minutes: it is an outage
-            kwargs["connect_args"] = {"connect_timeout": _CONNECT_TIMEOUT}
-    try:
-        engine = create_engine(parsed, **kwargs)
-    except NoSuchModuleError:
-        raise ConfigError(f"POVWATCH_CASE_DB: unknown database kind {parsed.drivername!r} in {shown} "
-                          "(use sqlite:/// or postgresql+psycopg://)") from None
-    except ImportError as exc:
-        raise ConfigError(f"POVWATCH_CASE_DB: the driver for {parsed.drivername!r} is not installed "
-                          f"({exc.name or exc}); install it or choose another driver in {shown}") from None
-    except (ArgumentError, TypeError, ValueError) as exc:
-        raise ConfigError(f"POVWATCH_CASE_DB: unusable database URL {shown}: {exc}") from None
-    if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
-    return engine
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    dbapi_connection.execute("PRAGMA foreign_keys = ON")
-
-
-def open_database(url: str) -> CaseStore:
-    """Connect to the case database at `url` and bring its schema to the newest revision (services/casefeed/
-    schema.py: a new database is created, one of issue #2 is upgraded keeping its cases and evidence)."""
-    alembic_log = logging.getLogger("alembic")  # INFO lines on import and on every open: noise in our logs
-    if alembic_log.level == logging.NOTSET:
-        alembic_log.setLevel(logging.WARNING)
-    from alembic.util import CommandError
-
-    import services.cases.model  # noqa: F401  (the bureau's workflow tables, on the same metadata)
-    from services.casefeed import schema
-
-    parsed = _resolve_url(url)
-    engine = _make_engine(parsed)
-    try:
-        schema.upgrade(engine)
-    except ConfigError:
-        engine.dispose()
-        raise
-    except CommandError as exc:  # Alembic: e.g. a revision it cannot find
-        engine.dispose()
-        raise ConfigError(f"POVWATCH_CASE_DB: {parsed.render_as_string(hide_password=True)}: schema migration: "
-                          f"{_first_line(exc)}") from None
-    except DBAPIError as exc:
-        engine.dispose()
-        shown = parsed.render_as_string(hide_password=True)
-        kind = classify(exc)
-        if engine.dialect.name == "sqlite" and kind != "unavailable":
-            raise ConfigError(f"POVWATCH_CASE_DB: cannot use SQLite database {parsed.database}: "
-                              f"{_first_line(exc)}") from None
-        if kind == "config":
-            raise ConfigError(f"POVWATCH_CASE_DB: {shown}: {_first_line(exc)}") from None
-        if kind == "unavailable":
-            raise DatabaseUnavailable(f"case database unreachable at {shown}: {_first_line(exc)}") from None
-        raise EnvironmentProblem(f"case database at {shown}: {_first_line(exc)}") from None
-    return CaseStore(engine)
-
-
-# --- rendering ---------------------------------------------------------------------------------------------
-def _width(s: str) -> int:
-    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in s)
-
-
-def render_table(header: Sequence[str], body: Sequence[Sequence[str]]) -> str:
-    """Plain-text columns (Chinese counted double width), a dashed line under the header."""
-    rows = [tuple(header), *(tuple(row) for row in body)]
-    widths = [max(_width(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(cell + " " * (widths[i] - _width(cell)) for i, cell in enumerate(row)).rstrip()
-             for row in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def render_cases_table(cases: Sequence[CaseView]) -> str:
-    """A plain-text table, one line per case (for `povwatch cases list`)."""
-    header = ("CASE", "SUBJECT", "VILLAGE", "STATUS", "SEVERITY", "ALERTS", "RULES")
-    table = render_table(header, [(str(c.id), c.subject_id, c.village_code, c.status, c.max_severity,
-                                   str(len(c.evidence)), ",".join(dict.fromkeys(e.rule for e in c.evidence)))
-                                  for c in cases])
-    return table + ("\n(no cases)" if not cases else "")
-
-
-def cases_to_json(cases: Sequence[CaseView], *, indent: int | None = 2) -> str:
-    """One JSON array of case objects with nested `evidence`; Chinese kept as is, dates as ISO 8601."""
-    return json.dumps([dataclasses.asdict(c) for c in cases], ensure_ascii=False, indent=indent,
-                      default=lambda value: value.isoformat())  # only dates/datetimes are not JSON
