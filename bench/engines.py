@@ -58,15 +58,16 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from pipeline import consume_and_decode, free_port, publish_backlog, start_monitor, table
+from pipeline import consume_and_decode, free_port, publish_backlog, start_monitor
 
+from plumbing import kafka_local
+from plumbing.processes import Samples, metric, wait_until
+from plumbing.settings import Settings, load_settings
+from plumbing.table import render_table
 from schemas.codec import default_codec
 from schemas.errors import EnvironmentProblem, PovwatchError
 from schemas.topics import REGISTRY_PERSONS
-from services import kafka_local
 from services.demo.run import monitor_settled
-from services.processes import Samples, metric, wait_until
-from services.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "var" / "bench-engines"
@@ -403,7 +404,7 @@ def report(result: dict[str, Any]) -> str:
             f"after {done['village']:.1f} s; {d['alerts']:,} alerts, {d['recoveries']} recoveries")
     m = result["machine"]
     return "\n".join([
-        table(rows, ["candidate", "events", "seconds", "events/s", "ratio to raw"]),
+        render_table(["candidate", "events", "seconds", "events/s", "ratio to raw"], rows, right_from=1),
         "",
         *problems,
         f"raw: median of {len(raw['detail']['runs_s'])} runs, one before each other candidate, the rest at the end "

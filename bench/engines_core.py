@@ -29,9 +29,9 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from engines_frameworks import Tally, finish, router, watchdog
 
+from plumbing.kafka_io import ensure_topics
 from schemas.codec import default_codec
 from schemas.topics import REGISTRY_PERSONS, TopicSpec
-from services.kafka_io import ensure_topics
 from services.monitor.engine import StageRunner, StageSpec, TrackedDict
 from services.monitor.handlers import Emit
 from services.monitor.state import StateCodec
