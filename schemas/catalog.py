@@ -24,6 +24,7 @@ from schemas.topics import (
     CASEFEED_DLQ,
     MONITOR_DLQ,
     PROFILES_HOUSEHOLD,
+    REGISTRY_HOUSEHOLD_STATUS,
     REGISTRY_HOUSEHOLDS,
     REGISTRY_PERSONS,
     TopicSpec,
@@ -272,7 +273,8 @@ def comparison_result_topics() -> tuple[str, ...]:
 
 def project_topics() -> list[TopicSpec]:
     """Every topic povwatch uses. Registry topics are compacted: the latest record per key wins."""
-    specs = [TopicSpec(REGISTRY_PERSONS, compacted=True), TopicSpec(REGISTRY_HOUSEHOLDS, compacted=True)]
+    specs = [TopicSpec(REGISTRY_PERSONS, compacted=True), TopicSpec(REGISTRY_HOUSEHOLDS, compacted=True),
+             TopicSpec(REGISTRY_HOUSEHOLD_STATUS, compacted=True)]
     specs += [TopicSpec(topic) for topic in event_topics()]
     specs += [TopicSpec(topic) for topic in intake_topics()]
     specs += [TopicSpec(dlq_topic(d)) for d in departments()] + [TopicSpec(MONITOR_DLQ), TopicSpec(CASEFEED_DLQ)]

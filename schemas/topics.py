@@ -1,7 +1,10 @@
 """Topic names: the one place that spells them (docs/architecture.md, "Topics").
 
 Keys: event topics and `registry.persons` are keyed by person_key and share a partition count, so the
-monitor's person stage can look events up in a table partitioned like the stream.
+monitor's person stage can look events up in a table partitioned like the stream; `registry.households`,
+`registry.household-status` and the household events are keyed by household_id, likewise.
+
+One writer per topic: the roster load writes the registry topics, the case DB's relay `registry.household-status`.
 """
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from dataclasses import dataclass
 __all__ = [
     "REGISTRY_PERSONS",
     "REGISTRY_HOUSEHOLDS",
+    "REGISTRY_HOUSEHOLD_STATUS",
     "ALERTS_HOUSEHOLD",
     "ALERTS_REGIONAL",
     "PROFILES_HOUSEHOLD",
@@ -23,7 +27,10 @@ __all__ = [
 ]
 
 REGISTRY_PERSONS = "registry.persons"
-REGISTRY_HOUSEHOLDS = "registry.households"
+REGISTRY_HOUSEHOLDS = "registry.households"  # compacted, key household_id: written by `povwatch roster load` only
+# compacted, key household_id: a case's status after LABEL / ANNOUNCE_LABEL (the case DB's outbox, `povwatch relay`);
+# partitioned like registry.households, so the monitor's household stage reads both as co-partitioned tables
+REGISTRY_HOUSEHOLD_STATUS = "registry.household-status"
 ALERTS_HOUSEHOLD = "alerts.household"
 ALERTS_REGIONAL = "alerts.regional"
 PROFILES_HOUSEHOLD = "profiles.household"  # compacted: the latest HouseholdProfile per household_id

@@ -89,11 +89,22 @@ def cmd_topics(args: argparse.Namespace, settings: Any) -> int:
 
 
 def cmd_roster(args: argparse.Namespace, settings: Any) -> int:
+    """The topics, then the case DB's households and members (services/roster_casedb.py: exit 0, or 3 when the
+    topics are published and the configured case DB could not be refreshed)."""
+    from services import roster_casedb
     from services.ingest import load_roster
 
     summary = asyncio.run(load_roster(settings, Path(args.file), delta=args.delta))
-    print(json.dumps(summary.as_dict(), ensure_ascii=False) if args.json else _roster_text(summary))
-    return 0
+    case_db = roster_casedb.refresh(settings, Path(args.file))
+    if args.json:
+        print(json.dumps({**summary.as_dict(), "case_db": case_db.as_dict()}, ensure_ascii=False))
+    else:
+        print(_roster_text(summary))
+    if not case_db.refreshed:  # the one line that says why, and how to do it later
+        print(f"povwatch: {case_db.line}", file=sys.stderr)
+    elif not args.json:
+        print(f"  {case_db.line}")
+    return roster_casedb.PARTIAL_EXIT if case_db.failed else 0
 
 
 def cmd_connector(args: argparse.Namespace, settings: Any) -> int:
@@ -198,6 +209,19 @@ def cmd_cases(args: argparse.Namespace, settings: Any) -> int:
         from services.cases.cli import cmd_cases_roster
 
         return cmd_cases_roster(args, settings)
+    if args.action == "publish-status":
+        import datetime as dt
+
+        from schemas.codec import default_codec
+        from services.cases.status_backfill import queue_decided_statuses
+
+        store = open_database(settings.case_db)
+        try:
+            written = queue_decided_statuses(store, default_codec(), dt.datetime.now(dt.UTC))
+        finally:
+            store.close()
+        print(f"{written} household status(es) queued for registry.household-status; `povwatch relay` publishes them")
+        return 0
     from services.cases.cli import render_overdue_table, with_deadlines
 
     store = open_database(settings.case_db)
@@ -280,7 +304,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["ensure"])
     p.set_defaults(func=cmd_topics)
 
-    p = sub.add_parser("roster", help="publish the roster of monitored households (the file is the full snapshot)")
+    p = sub.add_parser("roster", help="publish the roster of monitored households (the file is the full snapshot) "
+                                      "and refresh the case DB's households and members when one is configured",
+                       epilog="exit status: 0 published (and the case DB refreshed, or none configured); 3 published, "
+                              "but the configured case DB could not be refreshed (run `povwatch cases roster FILE` "
+                              "later); 2 nothing published")
     p.add_argument("action", choices=["load"])
     p.add_argument("file", help="the roster export: every monitored person; who is not in it is removed")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -334,7 +362,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_alerts)
 
     p = sub.add_parser("cases", help="show the case DB; import the bureau's roster into it (names stay there)")
-    p.add_argument("action", choices=["list", "roster"])
+    p.add_argument("action", choices=["list", "roster", "publish-status"],
+                   help="publish-status: queue every labelled household's decided status for "
+                        "registry.household-status (once, after upgrading; docs/casework.md)")
     p.add_argument("file", nargs="?", help="with roster: the bureau's roster export (as for povwatch roster load)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--overdue", action="store_true",

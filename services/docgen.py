@@ -280,8 +280,10 @@ def _roster_section() -> list[str]:
     out = [f"## The roster: `{ROSTER.department}` `{ROSTER.feed}` — {ROSTER.wire.title}", "",
            "Who is monitored: the bureau's export from the monitoring information system, one row per person, the "
            "household's columns repeated on each member's row. The file is the full snapshot: `povwatch roster "
-           "load FILE` publishes what changed to `registry.persons` and `registry.households` and removes who is "
-           "no longer listed (`--delta` only adds and updates).", "",
+           "load FILE` publishes what changed to `registry.persons` and `registry.households` (their one writer) "
+           "and removes who is no longer listed (`--delta` only adds and updates); when a case DB is configured it "
+           "also refreshes the case DB's households and members, the names the desk shows (docs/casework.md, "
+           "\"One load of the bureau's export\").", "",
            *_columns_table(ROSTER), ""]
     if ROSTER.checks:
         out.append("Checks across columns:")

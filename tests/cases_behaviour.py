@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from schemas.codec import default_codec
@@ -128,7 +128,7 @@ class World:
 
     def outbox(self) -> list[tuple[str, bytes, dict[str, Any]]]:
         with Session(self.store.engine) as session:
-            return [(m.topic, m.key, default_codec().decode(m.value, expect="povwatch.registry.Household").record)
+            return [(m.topic, m.key, default_codec().decode(m.value, expect="povwatch.registry.HouseholdStatus").record)
                     for m in session.scalars(select(OutboxMessage).order_by(OutboxMessage.id))]
 
     def include(self, case_id: int, *, start: dt.date = dt.date(2024, 7, 1)) -> None:
@@ -170,6 +170,53 @@ def test_roster_import_keeps_names_in_the_case_db_and_upserts(world: World, tmp_
     assert world.household(HC).labour_capacity == "ABLE"
 
 
+def test_a_roster_import_after_label_keeps_the_decided_status_unless_the_export_changed(world: World,
+                                                                                      tmp_path: Path) -> None:
+    """The case DB follows the monitor's rule (roster vs registry.household-status): the same export imported again
+    after a LABEL says nothing later than the label; an export that changed the household since is the later word."""
+    case_id = world.alert(HA, V1)
+    world.now = NOW + dt.timedelta(hours=1)
+    world.include(case_id)
+    assert (world.household(HA).monitoring_status, world.household(HA).category) == ("MONITORING", "SUDDEN_HARDSHIP")
+    world.now = NOW + dt.timedelta(hours=2)
+    same = world.cases.import_roster(write_csv(tmp_path / "same.csv", [HEADER, *roster_rows()]))
+    assert (same.households_unchanged, same.households_updated) == (3, 0)
+    assert (world.household(HA).monitoring_status, world.household(HA).category) == ("MONITORING", "SUDDEN_HARDSHIP")
+    assert [a.step for a in world.cases.case_detail("vil1", case_id).allowed] == ["NOMINATE_NOTICE"]  # elimination
+    world.now = NOW + dt.timedelta(hours=3)
+    rows = roster_rows()
+    rows[0][9] = rows[1][9] = "7600"  # the bureau's newer export: A's income changed, its status still 未纳入
+    newer = world.cases.import_roster(write_csv(tmp_path / "newer.csv", [HEADER, *rows]))
+    assert newer.households_updated == 1
+    assert (world.household(HA).monitoring_status, world.household(HA).per_capita_income) == (
+        "NOT_INCLUDED", Decimal("7600.00"))
+    world.now = NOW + dt.timedelta(hours=4)
+    rows[0][7] = rows[1][7] = "监测中"  # and a status-only change after that import is the export's too
+    assert world.cases.import_roster(write_csv(tmp_path / "later.csv", [HEADER, *rows])).households_updated == 1
+    assert world.household(HA).monitoring_status == "MONITORING"
+
+
+def test_publish_status_queues_each_labelled_households_latest_decision(world: World) -> None:
+    """`povwatch cases publish-status` (after upgrading): the status each household's latest deciding step set,
+    timed when it was recorded, whatever the households row says now; households without one are not written."""
+    from services.cases.status_backfill import queue_decided_statuses
+
+    case_id = world.alert(HA, V1)
+    world.now = NOW + dt.timedelta(hours=1)
+    world.include(case_id)
+    with Session(world.store.engine) as session, session.begin():
+        session.execute(delete(OutboxMessage))  # published long ago, to registry.households
+        row = session.get(Household, HA)
+        assert row is not None
+        row.monitoring_status = "NOT_INCLUDED"  # and undone in the case DB by an import of the old release
+    later = NOW + dt.timedelta(days=1)
+    assert queue_decided_statuses(world.store, default_codec(), later) == 1
+    assert world.outbox() == [("registry.household-status", HA.encode(), {
+        "household_id": HA, "monitoring_status": "MONITORING", "category": "SUDDEN_HARDSHIP",
+        "decided_at": NOW + dt.timedelta(hours=1), "case_id": case_id, "step": "LABEL"})]
+    assert queue_decided_statuses(world.store, default_codec(), later) == 1  # again: the same record, harmless
+
+
 def test_inclusion_to_label_then_risk_elimination_then_re_entry(world: World) -> None:
     case_id = world.alert(HA, V1)
     c = world.cases
@@ -187,14 +234,10 @@ def test_inclusion_to_label_then_risk_elimination_then_re_entry(world: World) ->
     h = world.household(HA)
     assert (h.monitoring_status, h.category) == ("MONITORING", "SUDDEN_HARDSHIP")  # an ORDINARY household
     [(topic, key, record)] = world.outbox()
-    assert (topic, key) == ("registry.households", HA.encode())
-    assert (record["household_id"], record["village_code"], record["monitoring_status"], record["category"],
-            record["labour_capacity"], record["per_capita_income"], record["household_size"]) == (
-        HA, V1, "MONITORING", "SUDDEN_HARDSHIP", "ABLE", Decimal("7200.00"), 2)
-    assert record["head_person_key"] == h.head_person_key
-    assert record["source"] == {"department": "bureau", "feed": "case-workflow", "origin": f"case {case_id}",
-                                "row": 0, "connector_version": record["source"]["connector_version"]}
-    assert record["ingested_at"] == NOW
+    # the decided status on a topic of its own (registry.households is the roster load's alone); no names
+    assert (topic, key) == ("registry.household-status", HA.encode())
+    assert record == {"household_id": HA, "monitoring_status": "MONITORING", "category": "SUDDEN_HARDSHIP",
+                      "decided_at": NOW, "case_id": case_id, "step": "LABEL"}
 
     # the alert is still open and HIGH? no: MEDIUM, so elimination may start on the same case - once the income
     # is at the county's line (P70: the roster's 7200 counts as 2023's, below 9000)

@@ -13,7 +13,7 @@ migrations, run by services/casedb/schema.py), and the column types they share.
     members          status, labour capacity, income, size, head's person_key; each member's name, relation
     users            case workers: name, role (village/township/county/bureau), region code, password hash
     audit_log        every view of a household's case and every action: who, when, what
-    outbox           messages to publish (registry.households after LABEL / ANNOUNCE_LABEL), written in the
+    outbox           messages to publish (registry.household-status after LABEL / ANNOUNCE_LABEL), written in the
                      step's transaction, published by the relay, marked published_at
     comparison_requests / comparison_targets / comparison_answers
                      比对: a request to a department for the person keys of households; its answers

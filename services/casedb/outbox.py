@@ -14,8 +14,8 @@ driver errors translated into the project's errors.
 
 The relay (services.cases.relay) and `compare request` publish it (publish_pending). A row is marked only after
 the broker acknowledged it; a crash between the acknowledgement and the mark sends it again on restart - harmless,
-because every message here is idempotent for its consumers (registry.households: the household's full current
-state on a compacted topic; a comparison request: answered with deterministic event ids).
+because every message here is idempotent for its consumers (registry.household-status: the household's decided
+status on a compacted topic; a comparison request: answered with deterministic event ids).
 """
 from __future__ import annotations
 

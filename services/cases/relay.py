@@ -2,12 +2,14 @@
 
   * out: the outbox (services.casedb.outbox) is published in id order with an idempotent producer (acks=all) and
     each row is marked published only after the broker acknowledged it. LABEL and ANNOUNCE_LABEL write the
-    household's full current state for registry.households (compacted, key = household_id) in the step's
-    transaction, so the monitor judges the household by its new status; `compare request` writes its
+    household's decided status for registry.household-status (compacted, key = household_id; the roster load
+    alone writes registry.households) in the step's transaction, so the monitor judges the household by its new
+    status unless a later roster record says otherwise; `compare request` writes its
     requests.<dept>.comparison message the same way. Kafka down: nothing is marked, the pass is retried with
     backoff (plumbing.backoff), one log line per attempt, and the relay catches up when Kafka is back. A crash
-    between the acknowledgement and the mark sends the rows again: harmless, a registry record is the household's
-    whole state (the latest wins on the compacted topic) and a request is answered with deterministic event ids.
+    between the acknowledgement and the mark sends the rows again: harmless, a status record is the household's
+    whole decided status (the latest wins on the compacted topic) and a request is answered with deterministic
+    event ids.
   * in: the departments' answers, events.<dept>.comparison-result of the five comparison departments, are stored in
     comparison_answers once per event_id; the consumer group's offsets are committed after the DB commit.
 

@@ -42,7 +42,7 @@ def cmd_relay(args: argparse.Namespace, settings: Any) -> int:
 
 def add_command(sub: Any) -> None:
     """`relay` on the top-level subparsers of services/cli.py."""
-    p = sub.add_parser("relay", help="publish the case DB's outbox (registry.households after LABEL / "
+    p = sub.add_parser("relay", help="publish the case DB's outbox (registry.household-status after LABEL / "
                                      "ANNOUNCE_LABEL, comparison requests) and store comparison answers")
     p.add_argument("--once", action="store_true",
                    help="publish what is pending and read the answers there are, then stop (Kafka down: retried)")

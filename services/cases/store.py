@@ -19,7 +19,8 @@ A step is checked by the pure table (services.cases.workflow.check) with facts r
 first statement locks the case row, so two workers cannot take the same step at once. Taking it writes, in ONE
 transaction: the case_history STEP row (who, the day it happened, when it was recorded, note, override reason),
 an AUTHORISE row for APPLY --authorised, and - for LABEL and ANNOUNCE_LABEL - the household's new status and an
-outbox row carrying the povwatch.registry.Household record for `registry.households` (the relay publishes it).
+outbox row carrying a povwatch.registry.HouseholdStatus record for `registry.household-status` (the relay publishes
+it; `registry.households` is the roster load's alone).
 ANNOUNCE_LABEL also resolves the case and its alerts. Every view and action is written to audit_log; a refused
 attempt is logged as REFUSED with its reason (in a transaction of its own, as the attempt's is rolled back).
 """
@@ -31,7 +32,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, selectinload
 
 from connectors.framework import CONNECTOR_VERSION, DEFAULT_ZONE, local_today
@@ -40,7 +41,7 @@ from plumbing.clock import Clock, utc_now
 from schemas.codec import Codec, default_codec
 from schemas.errors import ConfigError
 from schemas.thresholds import IncomeLines
-from schemas.topics import REGISTRY_HOUSEHOLDS
+from schemas.topics import REGISTRY_HOUSEHOLD_STATUS
 from services.casedb.errors import NotFound, NotInRegion, StepRefused
 from services.casedb.models import AuditEntry, Case, CaseAlert, CaseHistory, Evidence, Household, Member, User
 from services.casedb.outbox import add_message
@@ -61,10 +62,11 @@ from services.cases.users import (
 from services.cases.views import AlertView, AuditView, CaseDetail, CaseSummary, RosterCounts
 from services.cases.workflow import Request, Role, Step, check, status_after, workflow_of
 
-__all__ = ["Cases", "FOCUS_CATEGORIES", "RESOLVER_ROLES", "household_record", "StepRefused", "NotInRegion",
-           "NotFound"]
+__all__ = ["Cases", "FOCUS_CATEGORIES", "RESOLVER_ROLES", "household_record", "status_record", "StepRefused",
+           "NotInRegion", "NotFound"]
 
 FOCUS_CATEGORIES = ("UNSTABLE_LIFTED", "MARGINAL", "SUDDEN_HARDSHIP")  # what a labelled household may be
+DECIDING_STEPS = ("LABEL", "ANNOUNCE_LABEL")  # the steps that decide a household's status (its own topic)
 RESOLVER_ROLES = frozenset({Role.TOWNSHIP, Role.COUNTY, Role.BUREAU})  # who may resolve a case or an alert
 _T = TypeVar("_T")
 
@@ -80,6 +82,29 @@ def household_record(h: Household, *, case_id: int, now: dt.datetime) -> dict[st
         "source": {"department": "bureau", "feed": "case-workflow", "origin": f"case {case_id}", "row": 0,
                    "connector_version": CONNECTOR_VERSION},
     }
+
+
+def status_record(h: Household, *, case_id: int, step: str, now: dt.datetime) -> dict[str, Any]:
+    """The povwatch.registry.HouseholdStatus record of the status `step` of case `case_id` decided at `now`."""
+    return {"household_id": h.household_id, "monitoring_status": h.monitoring_status, "category": h.category,
+            "decided_at": now, "case_id": case_id, "step": step}
+
+
+def _decided_at(session: Session) -> dict[str, dt.datetime]:
+    """household_id -> when its status was last decided by a LABEL or ANNOUNCE_LABEL step."""
+    rows = session.execute(select(CaseHistory.household_id, func.max(CaseHistory.recorded_at))
+                           .where(CaseHistory.kind == "STEP", CaseHistory.step.in_(DECIDING_STEPS))
+                           .group_by(CaseHistory.household_id))
+    return {hid: at for hid, at in rows if at is not None}
+
+
+def _decision_stands(row: Household, fields: dict[str, Any], decided: dt.datetime | None) -> bool:
+    """The file differs from the row in the status (and category) alone, and the row's status is a case step's
+    that nothing changed since: the export says nothing later than the decision, which stands - the rule the
+    monitor follows for registry.households and registry.household-status (docs/monitor.md)."""
+    differing = {f for f in HOUSEHOLD_FIELDS if getattr(row, f) != fields[f]}
+    return (bool(differing) and differing <= {"monitoring_status", "category"} and decided is not None
+            and decided >= row.updated_at)
 
 
 class Cases:
@@ -369,9 +394,9 @@ class Cases:
                 household.category = "SUDDEN_HARDSHIP"
         household.updated_at = now
         session.flush()
-        value = self._codec.encode("povwatch.registry.Household", household_record(household, case_id=case.id,
-                                                                                  now=now))
-        add_message(session, REGISTRY_HOUSEHOLDS, household.household_id.encode("utf-8"), value, now)
+        value = self._codec.encode("povwatch.registry.HouseholdStatus",
+                                   status_record(household, case_id=case.id, step=step.value, now=now))
+        add_message(session, REGISTRY_HOUSEHOLD_STATUS, household.household_id.encode("utf-8"), value, now)
 
     def _close(self, session: Session, me: User, case: Case, day: dt.date, now: dt.datetime, note: str) -> int:
         """Close the case and resolve its alerts (a RESOLVE history row); how many alerts were resolved."""
@@ -481,11 +506,14 @@ class Cases:
             counts = {"households_added": 0, "households_updated": 0, "households_unchanged": 0,
                       "members_added": 0, "members_updated": 0, "members_unchanged": 0}
             existing_h = {h.household_id: h for h in session.scalars(select(Household))}
+            decided = _decided_at(session)
             for hid, fields in roster.households.items():
                 row = existing_h.get(hid)
                 if row is None:
                     session.add(Household(household_id=hid, updated_at=now, **fields))
                     counts["households_added"] += 1
+                elif _decision_stands(row, fields, decided.get(hid)):
+                    counts["households_unchanged"] += 1  # the case's later decision stands (as in the monitor)
                 elif any(getattr(row, f) != fields[f] for f in HOUSEHOLD_FIELDS):
                     for f in HOUSEHOLD_FIELDS:
                         setattr(row, f, fields[f])

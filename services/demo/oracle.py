@@ -28,7 +28,13 @@ from schemas.alerts import severity_rank
 from schemas.catalog import INTAKE_CHANNELS
 from schemas.codec import Codec, default_codec
 from schemas.thresholds import RuleConfig
-from schemas.topics import ALERTS_HOUSEHOLD, ALERTS_REGIONAL, REGISTRY_HOUSEHOLDS, REGISTRY_PERSONS
+from schemas.topics import (
+    ALERTS_HOUSEHOLD,
+    ALERTS_REGIONAL,
+    REGISTRY_HOUSEHOLD_STATUS,
+    REGISTRY_HOUSEHOLDS,
+    REGISTRY_PERSONS,
+)
 from services.demo.feeds import IntakeRequest
 from services.demo.scenarios import Designed
 from services.intake.mapping import Invalid, to_event, validate
@@ -133,8 +139,8 @@ def simulate(roster: Path, feeds: Iterable[tuple[str, str, Path]], intake: Itera
     for topic, msg_key, value in messages:
         if topic == REGISTRY_PERSONS:
             queue += persons.registry(msg_key.decode(), value, now)
-        elif topic == REGISTRY_HOUSEHOLDS:
-            queue += households.registry(msg_key.decode(), value, now)
+        elif topic in (REGISTRY_HOUSEHOLDS, REGISTRY_HOUSEHOLD_STATUS):  # the later of roster and decided status
+            queue += households.registry(msg_key.decode(), value, now, topic)
         elif topic.startswith("events.") and value is not None:
             events += 1
             queue += persons.event(topic, value, now, msg_key)

@@ -7,7 +7,9 @@ Topology (docs/architecture.md, "Processing guarantees"), one consumer group per
         ─► <app id>.household-events (key household_id, HouseholdEvent)
         ─► <app id>.village-disasters (key village code, VillageEvent: village-level events naming no one)
     household stage (group <app id>.household)
-        registry.households ─► households table; joined events ─► rules (and timers) ─► alerts.household
+        registry.households + registry.household-status ─► households table (the later of the roster's record
+        and the case's decided status, handlers.HouseholdStage); joined events ─► rules (and timers)
+        ─► alerts.household
         ─► profiles.household (key household_id, once per batch, households that had an alert)
         ─► <app id>.village-disasters (key region code, VillageDisaster: what the regional rules count)
     village stage (group <app id>.village)
@@ -32,7 +34,14 @@ from plumbing.settings import Settings
 from schemas.catalog import monitored_feeds
 from schemas.codec import Codec, default_codec
 from schemas.errors import ConfigError, PovwatchError
-from schemas.topics import ALERTS_HOUSEHOLD, ALERTS_REGIONAL, REGISTRY_HOUSEHOLDS, REGISTRY_PERSONS, TopicSpec
+from schemas.topics import (
+    ALERTS_HOUSEHOLD,
+    ALERTS_REGIONAL,
+    REGISTRY_HOUSEHOLD_STATUS,
+    REGISTRY_HOUSEHOLDS,
+    REGISTRY_PERSONS,
+    TopicSpec,
+)
 from services.monitor import metrics
 from services.monitor.engine import StageRunner, StageSpec, TrackedDict
 from services.monitor.handlers import HouseholdStage, PersonStage, Routes, VillageStage
@@ -83,8 +92,8 @@ def stage_specs(settings: Settings, codec: Codec) -> list[StageSpec[Any]]:
     return [
         StageSpec("person", t.person_group, (REGISTRY_PERSONS,), monitored_topics(), t.person_state,
                   PERSON_STATE, person, "persons"),
-        StageSpec("household", t.household_group, (REGISTRY_HOUSEHOLDS,), (t.household_events,),
-                  t.household_state, HOUSEHOLD_STATE, household, "households"),
+        StageSpec("household", t.household_group, (REGISTRY_HOUSEHOLDS, REGISTRY_HOUSEHOLD_STATUS),
+                  (t.household_events,), t.household_state, HOUSEHOLD_STATE, household, "households"),
         StageSpec("village", t.village_group, (), (t.village_disasters,), t.village_state, VILLAGE_STATE, village),
     ]
 
@@ -113,7 +122,7 @@ async def serve(settings: Settings, stopping: asyncio.Event, *, codec: Codec | N
                         project_topics() + monitor_topics(settings.monitor_app_id))
     specs = stage_specs(settings, codec)
     await check_partitions(settings.bootstrap, specs)
-    metrics.initialise(list(monitored_topics()), [REGISTRY_PERSONS, REGISTRY_HOUSEHOLDS])
+    metrics.initialise(list(monitored_topics()), [REGISTRY_PERSONS, REGISTRY_HOUSEHOLDS, REGISTRY_HOUSEHOLD_STATUS])
 
     async def producer() -> AIOKafkaProducer:
         made = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, client_id=settings.monitor_app_id,

@@ -59,7 +59,7 @@ S = TypeVar("S")
 class Handler(Protocol):
     name: str
 
-    def registry(self, key: str, value: bytes | None, now: dt.datetime) -> list[Emit]: ...
+    def registry(self, key: str, value: bytes | None, now: dt.datetime, topic: str = "") -> list[Emit]: ...
 
     def event(self, topic: str, value: bytes, now: dt.datetime, key: bytes | None = None) -> list[Emit]: ...
 
@@ -357,7 +357,7 @@ class StageRunner(ConsumerRebalanceListener, Generic[S]):  # type: ignore[misc] 
             for m in messages:
                 try:
                     if handle is not None:
-                        out += handle(m.key.decode("utf-8", "replace") if m.key else "", m.value, now)
+                        out += handle(m.key.decode("utf-8", "replace") if m.key else "", m.value, now, tp.topic)
                     else:
                         out += part.handler.event(tp.topic, m.value or b"", now, m.key)
                 except (DecodeError, SchemaError) as exc:

@@ -2,17 +2,19 @@
 
     PersonStage     registry.persons + events.*          -> events re-keyed by household (HouseholdEvent);
                                                             village-level events by village (VillageEvent)
-    HouseholdStage  registry.households + joined events   -> alerts.household, village records, facts kept
+    HouseholdStage  registry.households + registry.household-status + joined events
+                                                          -> alerts.household, village records, facts kept
     VillageStage    village records and events            -> alerts.regional, facts kept
 
 What a stage does with an event is read from its feed's declaration (schemas.catalog.Feed, found by topic):
 where it goes (`link`), which rules judge it (`rules`), whether it is kept as a fact (`facts`).
 
 A stage owns the tables of ONE partition: `registry` keeps a registry table equal to its compacted topic (a
-`None` value is a tombstone), `event` handles one input message, `sweep` expires what waited too long. Each
-returns the messages to send (`Emit`); the engine sends them, then writes the state keys the batch changed,
-then commits. Tables are any `MutableMapping` (dicts in the unit tests); a state record is always stored back
-with `table[key] = state`, which is how the engine learns which keys to write.
+`None` value is a tombstone; the household stage's table joins two topics, see `HouseholdStage`), `event`
+handles one input message, `sweep` expires what waited too long. Each returns the messages to send (`Emit`);
+the engine sends them, then writes the state keys the batch changed, then commits. Tables are any
+`MutableMapping` (dicts in the unit tests); a state record is always stored back with `table[key] = state`,
+which is how the engine learns which keys to write.
 
 Events that arrive before their person (or household) wait in the state, and are processed as soon as it
 arrives; past the grace period they are listed as unmatched. A message that cannot be decoded raises
@@ -20,6 +22,7 @@ arrives; past the grace period they are listed as unmatched. A message that cann
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import sys
 import zoneinfo
@@ -29,7 +32,7 @@ from typing import Any, NamedTuple, TypeVar
 
 from schemas.codec import Codec
 from schemas.errors import DecodeError
-from schemas.topics import PROFILES_HOUSEHOLD
+from schemas.topics import PROFILES_HOUSEHOLD, REGISTRY_HOUSEHOLD_STATUS, REGISTRY_HOUSEHOLDS
 from services.monitor import metrics
 from services.monitor.household_rules import fire
 from services.monitor.regional_rules import beyond_list, fills, fire_village, reach, village_row, windowed
@@ -59,7 +62,8 @@ from services.monitor.state import HouseholdState, Pending, PersonState, Village
 
 PREFECTURE_ZONE = zoneinfo.ZoneInfo("Asia/Shanghai")
 
-__all__ = ["Emit", "Routes", "PersonRow", "PersonStage", "HouseholdStage", "VillageStage"]
+__all__ = ["Emit", "Routes", "PersonRow", "Decision", "effective_status", "PersonStage", "HouseholdStage",
+           "VillageStage"]
 
 
 class Emit(NamedTuple):
@@ -145,7 +149,7 @@ class PersonStage:
         self._grace = grace
         self._forwarded = metrics.FORWARDED.labels(self.name, "household")  # bound once: counted for every event
 
-    def registry(self, key: str, value: bytes | None, now: dt.datetime) -> list[Emit]:
+    def registry(self, key: str, value: bytes | None, now: dt.datetime, topic: str = "") -> list[Emit]:
         if value is None:
             self.persons.pop(key, None)
             return []
@@ -224,9 +228,31 @@ def _joined(codec: Codec, value: bytes) -> tuple[str, bytes, str, PersonContext 
     raise DecodeError(f"{decoded.name} is not a joined event")
 
 
+class Decision(NamedTuple):
+    """A household's status as a case step decided it (a povwatch.registry.HouseholdStatus record)."""
+
+    status: str
+    decided_at: dt.datetime
+
+
+def effective_status(roster_status: str, roster_at: dt.datetime | None, decision: Decision | None) -> str:
+    """The household's status: the later of the roster's record (its `ingested_at`, the time of the roster load
+    that last changed the household) and the case's decision (its `decided_at`). A tie goes to the decision."""
+    if decision is None or roster_at is None or decision.decided_at < roster_at:
+        return roster_status
+    return decision.status
+
+
 class HouseholdStage:
     """Dedupes, evaluates the rules with the household's context and history, raises household alerts, keeps
-    facts and timers, fires the timers that came due, publishes the profile of households that had an alert."""
+    facts and timers, fires the timers that came due, publishes the profile of households that had an alert.
+
+    Its households table joins two compacted topics, each with one writer: `registry.households` (the roster
+    load: the bureau's export) and `registry.household-status` (the case DB's relay, after LABEL or
+    ANNOUNCE_LABEL). The table holds the roster's household with the status of the later of the two
+    (`effective_status`), whichever order they are read in: a roster record the load did not change since the
+    label keeps its older `ingested_at` and no longer undoes it; one the load changed afterwards wins. The
+    roster's own record is kept aside (`_overridden`) only for the households a decision overrides."""
 
     name = "household"
 
@@ -241,14 +267,33 @@ class HouseholdStage:
         self._grace = grace
         self._zone = zone
         self._profiles: dict[str, None] = {}  # households whose profile the batch changed (published at flush)
+        self._roster_at: dict[str, dt.datetime] = {}  # household -> its roster record's ingested_at
+        self._instants: dict[dt.datetime, dt.datetime] = {}  # the distinct ingested_at values (one per load)
+        self._decided: dict[str, Decision] = {}  # household -> its latest status record
+        self._overridden: dict[str, HouseholdContext] = {}  # the roster's record where a decision overrides it
 
-    def registry(self, key: str, value: bytes | None, now: dt.datetime) -> list[Emit]:
+    def registry(self, key: str, value: bytes | None, now: dt.datetime,
+                 topic: str = REGISTRY_HOUSEHOLDS) -> list[Emit]:
+        if topic == REGISTRY_HOUSEHOLD_STATUS:
+            if value is None:
+                self._decided.pop(key, None)
+            else:
+                rec = self._codec.decode(value, "povwatch.registry.HouseholdStatus").record
+                self._decided[key] = Decision(sys.intern(rec["monitoring_status"]), rec["decided_at"])
+            self._settle(key)
+            return []
         if value is None:
             self.households.pop(key, None)
+            self._roster_at.pop(key, None)
+            self._overridden.pop(key, None)
             self._profiles.pop(key, None)
             return []
-        self.households[key] = HouseholdContext.from_record(
-            self._codec.decode(value, "povwatch.registry.Household").record)
+        rec = self._codec.decode(value, "povwatch.registry.Household").record
+        self.households[key] = HouseholdContext.from_record(rec)
+        # one instant per roster load (its households share it): kept once, not once per household
+        self._roster_at[key] = self._instants.setdefault(rec["ingested_at"], rec["ingested_at"])
+        self._overridden.pop(key, None)
+        self._settle(key)
         state = self.state.get(key)
         if state is None or not state.pending:
             return []
@@ -256,6 +301,18 @@ class HouseholdStage:
         self.state[key] = state
         metrics.PENDING_RELEASED.labels(self.name).inc(len(waiting))
         return [emit for item in waiting for emit in self.event(item.topic, item.message, now)]
+
+    def _settle(self, key: str) -> None:
+        """Put the household's effective record in the table (no roster record yet: nothing to settle)."""
+        roster = self._overridden.pop(key, None) or self.households.get(key)
+        if roster is None:
+            return
+        status = effective_status(roster.monitoring_status, self._roster_at.get(key), self._decided.get(key))
+        if status == roster.monitoring_status:
+            self.households[key] = roster
+        else:
+            self._overridden[key] = roster
+            self.households[key] = dataclasses.replace(roster, monitoring_status=status)
 
     def event(self, topic: str, value: bytes, now: dt.datetime, key: bytes | None = None) -> list[Emit]:
         source_topic, message, hh_id, person = _joined(self._codec, value)
@@ -388,7 +445,7 @@ class VillageStage:
         self._rules = rules
         self._zone = zone
 
-    def registry(self, key: str, value: bytes | None, now: dt.datetime) -> list[Emit]:
+    def registry(self, key: str, value: bytes | None, now: dt.datetime, topic: str = "") -> list[Emit]:
         raise TypeError("the village stage reads no registry")
 
     def event(self, topic: str, value: bytes, now: dt.datetime, key: bytes | None = None) -> list[Emit]:

@@ -33,7 +33,7 @@ from plumbing.kafka_io import KafkaPublisher, ensure_topics, read_topic
 from plumbing.processes import ChildProcess, metric, scrape, wait_until
 from plumbing.settings import DEV_PSEUDONYM_KEY, Settings
 from schemas.codec import default_codec
-from schemas.topics import REGISTRY_HOUSEHOLDS
+from schemas.topics import REGISTRY_HOUSEHOLD_STATUS, REGISTRY_HOUSEHOLDS
 from services.casedb.database import open_database
 from services.casedb.models import OutboxMessage
 from tests.casedb_behaviour import household_alert
@@ -243,20 +243,24 @@ def test_label_with_kafka_down_reaches_the_monitor_through_the_outbox(own: World
             rows = list(session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)))
     finally:
         store.close()
-    assert [(r.topic, r.key) for r in rows] == [(REGISTRY_HOUSEHOLDS, labelled.hid.encode()),
-                                               (REGISTRY_HOUSEHOLDS, other.hid.encode()),
+    assert [(r.topic, r.key) for r in rows] == [(REGISTRY_HOUSEHOLD_STATUS, labelled.hid.encode()),
+                                               (REGISTRY_HOUSEHOLD_STATUS, other.hid.encode()),
                                                ("requests.pboc.comparison", request_id.encode())]
     marked = [r.published_at for r in rows]
     assert all(m is not None for m in marked) and marked == sorted(marked)  # type: ignore[type-var]
 
-    # every row on its topic exactly once, in id order, and the registry says 监测中
+    # every row on its topic exactly once, in id order: the status topic says 监测中, the roster's topic is the
+    # roster load's alone (one writer per topic)
     codec = default_codec()
+    statuses = asyncio.run(_read(world.settings.bootstrap, REGISTRY_HOUSEHOLD_STATUS))
     registry = asyncio.run(_read(world.settings.bootstrap, REGISTRY_HOUSEHOLDS))
     for row in rows[:2]:
-        mine = [r for r in registry if r.key == row.key]  # one key: one partition, in the order it was written
-        assert [codec.decode(r.value).record["monitoring_status"] for r in mine] == ["NOT_INCLUDED", "MONITORING"]
-        assert mine[-1].value == row.value  # the roster's record, then the relay's, once
-    first, second = ([r for r in registry if r.key == row.key][-1] for row in rows[:2])
+        mine = [r for r in statuses if r.key == row.key]  # one key: one partition, in the order it was written
+        assert [codec.decode(r.value).record["monitoring_status"] for r in mine] == ["MONITORING"]
+        assert mine[-1].value == row.value  # the relay's record, once
+        assert [codec.decode(r.value).record["monitoring_status"] for r in registry if r.key == row.key] == [
+            "NOT_INCLUDED"]
+    first, second = ([r for r in statuses if r.key == row.key][-1] for row in rows[:2])
     if first.partition == second.partition:
         assert first.offset < second.offset  # published in id order
     requests = [r for r in asyncio.run(_read(world.settings.bootstrap, "requests.pboc.comparison"))
@@ -264,7 +268,7 @@ def test_label_with_kafka_down_reaches_the_monitor_through_the_outbox(own: World
     assert [r.value for r in requests] == [rows[2].value]
 
     # the running monitor now judges the household by its new status
-    time.sleep(3)  # let the monitor read the registry records
+    time.sleep(3)  # let the monitor read the status records
     assert monitor.alive, monitor.tail(20)
     world.publish("public-security", "vehicle-purchase",
                   vehicles_file(tmp_path / "v2.csv", [labelled.members[1]], day=dt.date(2025, 2, 1)))

@@ -88,7 +88,11 @@ def test_project_topics_come_from_the_catalogue() -> None:
     names = [s.name for s in specs]
     assert len(names) == len(set(names))
     assert names[:2] == ["registry.persons", "registry.households"]
-    assert [s.name for s in specs if s.compacted] == ["registry.persons", "registry.households", "profiles.household"]
+    assert [s.name for s in specs if s.compacted] == ["registry.persons", "registry.households",
+                                                      "registry.household-status", "profiles.household"]
+    # the status topic is partitioned like the registry: the monitor's household stage reads both as tables
+    [status] = [s for s in specs if s.name == "registry.household-status"]
+    assert status.partitions is None
     assert [n for n in names if n.startswith("events.")] == [*catalog.event_topics(), *catalog.intake_topics(),
                                                              *catalog.comparison_result_topics()]
     assert {f"dlq.{d}" for d in catalog.departments()} | {"dlq.monitor"} <= set(names)

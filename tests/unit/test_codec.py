@@ -86,6 +86,10 @@ RECORDS: dict[str, dict[str, Any]] = {
         "monitoring_status": "MONITORING", "labour_capacity": "WEAK", "per_capita_income": Decimal("6800.00"),
         "household_size": 3, "ingested_at": NOW, "source": source("roster", "bureau"),
     },
+    "povwatch.registry.HouseholdStatus": {
+        "household_id": "BL-100201-0001", "monitoring_status": "MONITORING", "category": "SUDDEN_HARDSHIP",
+        "decided_at": NOW, "case_id": 12, "step": "LABEL",
+    },
     "povwatch.alerts.HouseholdAlert": {
         "alert_id": "f" * 32, "household_id": "BL-100201-0001", "village_code": VILLAGE, "rule": "MEDICAL_EXPENSE",
         "severity": "HIGH", "reason": "住院个人自付14500元(入院2024-03-05, 脑梗死, 12天)", "event_ids": ["a" * 32],
@@ -189,8 +193,9 @@ RECORDS.update(_feed_events())
 
 
 def test_every_schema_has_a_realistic_record() -> None:
-    # Severity is a bare enum, used inside the alert records
-    assert sorted([*RECORDS, "povwatch.alerts.Severity"]) == CODEC.names
+    # Severity, MonitoringStatus and MonitoringCategory are bare enums, used inside the records
+    assert sorted([*RECORDS, "povwatch.alerts.Severity", "povwatch.registry.MonitoringStatus",
+                   "povwatch.registry.MonitoringCategory"]) == CODEC.names
     assert CODEC.names == sorted(p.name[: -len(".avsc")] for p in AVRO_DIR.glob("*.avsc"))
 
 

@@ -119,8 +119,9 @@ def test_architecture_md_names_every_command_and_fixed_topic() -> None:
     text = (DOCS / "architecture.md").read_text(encoding="utf-8")
     missing = [name for name in _commands() if f"`povwatch {name}" not in text]
     assert missing == [], f"commands not in docs/architecture.md: {missing}"
-    for name in (topics.REGISTRY_PERSONS, topics.REGISTRY_HOUSEHOLDS, topics.ALERTS_HOUSEHOLD,
-                 topics.ALERTS_REGIONAL, topics.PROFILES_HOUSEHOLD, topics.MONITOR_DLQ, topics.CASEFEED_DLQ):
+    for name in (topics.REGISTRY_PERSONS, topics.REGISTRY_HOUSEHOLDS, topics.REGISTRY_HOUSEHOLD_STATUS,
+                 topics.ALERTS_HOUSEHOLD, topics.ALERTS_REGIONAL, topics.PROFILES_HOUSEHOLD, topics.MONITOR_DLQ,
+                 topics.CASEFEED_DLQ):
         assert f"`{name}`" in text, name
 
 

@@ -19,8 +19,17 @@ from prometheus_client import REGISTRY
 from schemas.catalog import DISASTER_LOSS, DROPOUT, HOSPITALIZATION, VEHICLE_PURCHASE
 from schemas.codec import default_codec
 from schemas.errors import DecodeError
+from schemas.topics import REGISTRY_HOUSEHOLD_STATUS, REGISTRY_HOUSEHOLDS
 from services.monitor.engine import TrackedDict
-from services.monitor.handlers import Emit, HouseholdStage, PersonStage, Routes, VillageStage
+from services.monitor.handlers import (
+    Decision,
+    Emit,
+    HouseholdStage,
+    PersonStage,
+    Routes,
+    VillageStage,
+    effective_status,
+)
 from services.monitor.rules import (
     AlertDraft,
     MedicalStay,
@@ -73,12 +82,20 @@ def person_msg(key: str = PK, household: str = HH, relation: str = "户主") -> 
     return CODEC.encode("povwatch.registry.Person", person_record(key, household, relation))
 
 
-def household_msg(household: str = HH, status: str = "MONITORING", income: str = "5000", size: int = 4) -> bytes:
+def household_msg(household: str = HH, status: str = "MONITORING", income: str = "5000", size: int = 4,
+                  at: dt.datetime = NOW) -> bytes:
     # annual net income 5000 x 4 = 20000 CNY: the medical and disaster threshold (50%) is 10000
     return CODEC.encode("povwatch.registry.Household", {
         "household_id": household, "village_code": VILLAGE, "head_person_key": PK, "category": "LIFTED",
         "monitoring_status": status, "labour_capacity": "WEAK", "per_capita_income": Decimal(income),
-        "household_size": size, "ingested_at": NOW, "source": source("roster")})
+        "household_size": size, "ingested_at": at, "source": source("roster")})
+
+
+def status_msg(status: str, at: dt.datetime, household: str = HH, step: str = "LABEL") -> bytes:
+    """A case's decided status, as the relay publishes it on registry.household-status."""
+    return CODEC.encode("povwatch.registry.HouseholdStatus", {
+        "household_id": household, "monitoring_status": status, "category": "SUDDEN_HARDSHIP", "decided_at": at,
+        "case_id": 7, "step": step})
 
 
 def _common(event_id: str, key: str, day: dt.date, feed: str) -> dict[str, Any]:
@@ -414,6 +431,99 @@ def test_vehicle_alerts_follow_the_households_monitoring_status() -> None:
     assert buy("car-4") == [("ASSET_PURCHASE", "LOW", ["car-4"])]
     # every one was processed (seen), none parked
     assert set(stage.state[HH].seen) == {"car-1", "car-2", "car-3", "car-4"} and stage.pending() == 0
+
+
+# --- one writer per topic: the roster's record and the case's decided status (registry.household-status) --------
+
+T0, T1, T2 = NOW - dt.timedelta(days=30), NOW - dt.timedelta(days=10), NOW - dt.timedelta(days=1)
+
+
+def bought(stage: HouseholdStage, event_id: str) -> list[str]:
+    """The rules a vehicle purchase raises (ASSET_PURCHASE: only for a household under monitoring)."""
+    out = stage.event(ROUTES.household_events, enrich(CAR, vehicle(event_id)), NOW)
+    return [a["rule"] for a in household_alerts(out)]
+
+
+def test_effective_status_is_the_later_of_roster_and_decision() -> None:
+    label = Decision("MONITORING", T1)
+    assert effective_status("NOT_INCLUDED", T0, label) == "MONITORING"  # labelled after the roster said it
+    assert effective_status("NOT_INCLUDED", T2, label) == "NOT_INCLUDED"  # the roster said it after the label
+    assert effective_status("NOT_INCLUDED", T1, label) == "MONITORING"  # a tie goes to the decision
+    assert effective_status("NOT_INCLUDED", T0, None) == "NOT_INCLUDED"
+    assert effective_status("NOT_INCLUDED", None, label) == "NOT_INCLUDED"
+
+
+def test_roster_then_label_then_the_same_roster_record_again_keeps_the_label() -> None:
+    stage = household_stage(household_msg(status="NOT_INCLUDED", at=T0))
+    assert bought(stage, "car-1") == []
+    assert stage.registry(HH, status_msg("MONITORING", T1), NOW, REGISTRY_HOUSEHOLD_STATUS) == []
+    assert stage.households[HH].monitoring_status == "MONITORING"
+    assert bought(stage, "car-2") == ["ASSET_PURCHASE"]
+    # the roster's record read again (a rebuild, or a load that did not change the household): still labelled
+    assert stage.registry(HH, household_msg(status="NOT_INCLUDED", at=T0), NOW, REGISTRY_HOUSEHOLDS) == []
+    assert stage.households[HH].monitoring_status == "MONITORING"
+    assert bought(stage, "car-3") == ["ASSET_PURCHASE"]
+    # a later load that changed the household: the bureau's export is the later word
+    assert stage.registry(HH, household_msg(status="NOT_INCLUDED", income="5200", at=T2), NOW) == []
+    assert stage.households[HH].monitoring_status == "NOT_INCLUDED"
+    assert stage.households[HH].per_capita_income == Decimal("5200")
+    assert bought(stage, "car-4") == []
+
+
+def test_label_then_an_older_roster_snapshot_keeps_the_label_and_a_newer_one_wins() -> None:
+    stage = household_stage()
+    assert stage.registry(HH, status_msg("MONITORING", T1), NOW, REGISTRY_HOUSEHOLD_STATUS) == []
+    assert len(stage.households) == 0  # a status alone is no household: events about it wait for the roster
+    assert bought(stage, "car-1") == [] and stage.pending() == 1
+    out = stage.registry(HH, household_msg(status="NOT_INCLUDED", income="4000", at=T0), NOW)
+    assert [a["rule"] for a in household_alerts(out)] == ["ASSET_PURCHASE"]  # released, judged as labelled
+    assert (stage.households[HH].monitoring_status, stage.households[HH].per_capita_income) == (
+        "MONITORING", Decimal("4000"))  # the roster's other columns, the label's status
+    assert stage.registry(HH, household_msg(status="NOT_INCLUDED", at=T2), NOW) == []
+    assert stage.households[HH].monitoring_status == "NOT_INCLUDED"
+    assert bought(stage, "car-2") == []
+
+
+def test_announce_label_eliminates_the_risk_until_a_newer_roster_record() -> None:
+    stage = household_stage(household_msg(status="MONITORING", at=T0))
+    assert bought(stage, "car-1") == ["ASSET_PURCHASE"]
+    stage.registry(HH, status_msg("RISK_ELIMINATED", T1, step="ANNOUNCE_LABEL"), NOW, REGISTRY_HOUSEHOLD_STATUS)
+    assert bought(stage, "car-2") == []
+    stage.registry(HH, household_msg(status="MONITORING", at=T2), NOW)
+    assert bought(stage, "car-3") == ["ASSET_PURCHASE"]
+
+
+def test_status_tombstone_restores_the_roster_and_a_roster_tombstone_keeps_the_status_aside() -> None:
+    stage = household_stage(household_msg(status="NOT_INCLUDED", at=T0))
+    stage.registry(HH, status_msg("MONITORING", T1), NOW, REGISTRY_HOUSEHOLD_STATUS)
+    assert stage.households[HH].monitoring_status == "MONITORING"
+    assert stage.registry(HH, None, NOW, REGISTRY_HOUSEHOLD_STATUS) == []  # a status tombstone: not a removal
+    assert stage.households[HH].monitoring_status == "NOT_INCLUDED"
+    stage.registry(HH, status_msg("MONITORING", T1), NOW, REGISTRY_HOUSEHOLD_STATUS)
+    assert stage.registry(HH, None, NOW, REGISTRY_HOUSEHOLDS) == []  # gone from the roster
+    assert HH not in stage.households
+    stage.registry(HH, household_msg(status="NOT_INCLUDED", at=T0), NOW)  # back with its old record
+    assert stage.households[HH].monitoring_status == "MONITORING"
+
+
+@pytest.mark.parametrize("status_at", range(3))
+def test_the_table_does_not_depend_on_how_the_two_topics_interleave(status_at: int) -> None:
+    """Each topic is read in its own order; the engine interleaves them as fetches come in."""
+    roster = [household_msg(status="NOT_INCLUDED", at=T0), household_msg(status="NOT_INCLUDED", at=T0)]
+    for later in (False, True):
+        stage = household_stage()
+        if later:
+            roster[1] = household_msg(status="NOT_INCLUDED", income="5200", at=T2)
+        messages: list[tuple[str, bytes]] = [(REGISTRY_HOUSEHOLDS, m) for m in roster]
+        messages.insert(status_at, (REGISTRY_HOUSEHOLD_STATUS, status_msg("MONITORING", T1)))
+        for topic, msg in messages:
+            stage.registry(HH, msg, NOW, topic)
+        assert stage.households[HH].monitoring_status == ("NOT_INCLUDED" if later else "MONITORING")
+
+
+def test_a_status_record_is_decoded_as_one() -> None:
+    with pytest.raises(DecodeError):
+        household_stage().registry(HH, household_msg(), NOW, REGISTRY_HOUSEHOLD_STATUS)
 
 
 def test_a_person_who_moves_has_later_events_keyed_by_the_new_household() -> None:
