@@ -53,7 +53,7 @@ JSON_STATE = JsonState("json", lambda s: s, lambda r: r)
 class _Handler:
     """No table, no timers, nothing left at the end of a batch, nothing waiting."""
 
-    def registry(self, key: str, value: bytes | None, now: dt.datetime) -> list[Emit]:
+    def registry(self, key: str, value: bytes | None, now: dt.datetime, topic: str = "") -> list[Emit]:
         return []
 
     def sweep(self, now: dt.datetime) -> list[Emit]:
@@ -76,7 +76,7 @@ class Route(_Handler):
         self.codec = default_codec()
         self.route = router(table, tally)
 
-    def registry(self, key: str, value: bytes | None, now: dt.datetime) -> list[Emit]:
+    def registry(self, key: str, value: bytes | None, now: dt.datetime, topic: str = "") -> list[Emit]:
         if value is None:
             self.table.pop(key, None)
         else:
