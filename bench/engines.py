@@ -24,8 +24,9 @@ configured), then runs each candidate on that topic, one after the other:
 The framework candidates and engine-core do much less than the monitor: no rules, one state update per event;
 the frameworks re-key by a person -> household dict read before they start. Each framework runs in a virtualenv
 of its own under var/bench-engines/<framework>/venv, made on first use from the pins of pyproject.toml's `bench`
-extra (with the project's constraints.txt when the framework accepts them: quixstreams 3.28.1 needs
-pydantic < 2.14, the project pins 2.14.4), as a child process (bench/engines_frameworks.py). The product never
+extra (with the project's constraints.txt when the framework accepts them, else with its own dependencies:
+quixstreams 3.28.1 needs pydantic < 2.14 and faust-streaming 0.15.3 click < 8.4, the project pins pydantic 2.14.4
+and click 8.5.1), as a child process (bench/engines_frameworks.py). The product never
 imports them.
 
 Every candidate is checked to have handled every event: raw decoded N; a framework or engine-core decoded N,

@@ -18,6 +18,7 @@ Each translates aiokafka's errors into `BrokerUnavailable` itself.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +46,7 @@ __all__ = [
     "describe_group",
     "read_compacted",
     "read_since",
+    "last_record_times",
 ]
 
 _TIMEOUT_MS = 15_000
@@ -266,6 +268,45 @@ async def topic_offsets(bootstrap: str, topics: Iterable[str]) -> dict[str, list
         found: dict[str, list[tuple[int, int]]] = {}
         for tp in tps:
             found.setdefault(tp.topic, []).append((starts[tp], ends[tp]))
+        return found
+    finally:
+        await _stop(consumer)
+
+
+async def last_record_times(bootstrap: str, topics: Iterable[str], timeout: float = 15.0,
+                            ) -> dict[str, dt.datetime | None]:
+    """The timestamp (UTC) of the latest record of each topic, over its partitions: when its producer sent it
+    (povwatch's producers leave the record's timestamp to the send time). None for an empty or missing topic."""
+    names = list(topics)
+    found: dict[str, dt.datetime | None] = dict.fromkeys(names)
+    consumer = await _started_consumer(bootstrap, auto_offset_reset="latest")
+    try:
+        tps = [TopicPartition(t, p) for t in names for p in sorted(consumer.partitions_for_topic(t) or ())]
+        if not tps:
+            return found
+        try:
+            starts = await consumer.beginning_offsets(tps)
+            ends = await consumer.end_offsets(tps)
+            todo = {tp for tp in tps if ends[tp] > starts[tp]}
+            if not todo:
+                return found
+            consumer.assign(list(todo))
+            for tp in todo:
+                consumer.seek(tp, ends[tp] - 1)
+            deadline = asyncio.get_running_loop().time() + timeout
+            while todo and asyncio.get_running_loop().time() < deadline:
+                batch = await consumer.getmany(*todo, timeout_ms=500)
+                for tp, records in batch.items():
+                    if records:
+                        when = dt.datetime.fromtimestamp(records[-1].timestamp / 1000, dt.UTC)
+                        best = found[tp.topic]
+                        found[tp.topic] = when if best is None or when > best else best
+                        todo.discard(tp)
+        except KafkaError as exc:
+            raise _unavailable(bootstrap, exc) from None
+        if todo:
+            raise BrokerUnavailable(f"cannot read the latest record of {', '.join(sorted({tp.topic for tp in todo}))} "
+                                    f"at {bootstrap} within {timeout:.0f} s")
         return found
     finally:
         await _stop(consumer)

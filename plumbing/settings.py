@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     rules_file: Path | None = None  # a TOML file of thresholds and [income_lines] (schemas/thresholds.py)
     case_verify_days: int = Field(15, gt=0)  # an alert not acknowledged within this many days is overdue
     timezone: str = "Asia/Shanghai"  # the prefecture's time zone: what "today" is for the future-date check
+    feeds_calendar: Path = Path("deploy") / "feeds-calendar.toml"  # when each feed is due (`povwatch feeds status`)
+    feeds_check_seconds: float = Field(300.0, gt=0)  # how often the monitor looks at the feeds against the calendar
 
     @field_validator("timezone")
     @classmethod

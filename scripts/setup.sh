@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Sets povwatch up on a fresh machine (idempotent): a virtualenv with the pinned Python packages, promtool and chromium.
+# Sets povwatch up on a fresh machine (idempotent): a virtualenv with the pinned Python packages, promtool, chromium
+# and systemd-analyze.
 # The Kafka broker's jars are fetched from Maven Central by `povwatch kafka up` on first use (cached per machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,4 +21,5 @@ fi
 .venv/bin/python -m pip install --quiet -c constraints.txt -e '.[test]'
 bash deploy/install-promtool.sh
 bash deploy/install-chromium.sh  # the web desk's browser test (Debian's chromium, driven by Playwright)
+bash deploy/install-systemd-analyze.sh  # `systemd-analyze verify` on deploy/systemd/ (tests/unit/test_deploy_systemd.py)
 echo "setup: ready (.venv/bin/povwatch)"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -151,7 +152,14 @@ def cmd_casefeed(args: argparse.Namespace, settings: Any) -> int:
         start_http_server(settings.casefeed_metrics_port)
     except OSError as exc:
         raise PovwatchError(f"cannot serve /metrics on port {settings.casefeed_metrics_port}: {exc}") from None
-    totals = asyncio.run(run_casefeed(settings, idle_timeout=args.timeout))
+    async def until_stopped() -> Any:
+        stop = asyncio.Event()  # SIGTERM (systemd, Kubernetes) or Ctrl-C: finish the batch in flight, then exit 0
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        return await run_casefeed(settings, idle_timeout=args.timeout, stop=stop)
+
+    totals = asyncio.run(until_stopped())
     print(f"casefeed: consumed {totals.consumed}, evidence {totals.evidence}, cases opened {totals.cases_opened}, "
           f"duplicates {totals.duplicates}, updated {totals.updated}, dead letters {totals.dead_letters}, "
           f"sanitised {totals.sanitised}, "
@@ -245,12 +253,32 @@ def cmd_feeds(args: argparse.Namespace, settings: Any) -> int:
         entries = catalogue()
         print(catalogue_json(entries) if args.json else render_catalogue(entries))
         return 0
+    if args.action == "status":
+        return _feeds_status(args, settings)
     if args.dept is None or args.feed is None:
         raise PovwatchError("usage: povwatch feeds template DEPT FEED [--xlsx] [--out FILE]")
     spec = find(args.dept, args.feed)
     out = Path(args.out or f"{spec.department}-{spec.feed}.{'xlsx' if args.xlsx else 'csv'}")
     print(f"wrote {write_template(spec, out, xlsx=args.xlsx)} ({len(spec.columns)} columns)")
     return 0
+
+
+def _feeds_status(args: argparse.Namespace, settings: Any) -> int:
+    """Each feed against deploy/feeds-calendar.toml; exit 1 when one is overdue (for a cron job or a check)."""
+    import datetime as dt
+
+    from services.feed_status import calendar_of, feed_statuses, render_statuses
+
+    calendar = calendar_of(settings)
+    statuses = asyncio.run(feed_statuses(settings.bootstrap, calendar, dt.datetime.now(dt.UTC), settings.zone))
+    if args.json:
+        print(json.dumps([{"department": s.department, "feed": s.feed, "topic": s.topic, "cadence": s.cadence,
+                           "last_event": s.last_seen.isoformat() if s.last_seen else None,
+                           "due": s.due.isoformat() if s.due else None, "overdue": s.overdue, "state": s.state}
+                          for s in statuses], ensure_ascii=False, indent=2))
+    else:
+        print(render_statuses(statuses))
+    return 1 if any(s.overdue for s in statuses) else 0
 
 
 def cmd_rules(args: argparse.Namespace, settings: Any) -> int:
@@ -388,11 +416,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_household_parser(sub)  # household show
 
-    p = sub.add_parser("feeds", help="the feed catalogue; templates with the right headers for data officers")
-    p.add_argument("action", choices=["list", "template"])
+    p = sub.add_parser("feeds", help="the feed catalogue; templates with the right headers for data officers; "
+                                     "status: each feed's last event against its calendar (exit 1 if one is overdue)")
+    p.add_argument("action", choices=["list", "template", "status"])
     p.add_argument("dept", nargs="?", help="with template: department slug, e.g. medical-security")
     p.add_argument("feed", nargs="?", help="with template: feed name, e.g. hospitalization")
-    p.add_argument("--json", action="store_true", help="with list: the catalogue as JSON")
+    p.add_argument("--json", action="store_true", help="with list or status: JSON")
     p.add_argument("--xlsx", action="store_true", help="with template: write XLSX instead of CSV (UTF-8, BOM)")
     p.add_argument("--out", help="with template: the file to write (default DEPT-FEED.csv / .xlsx)")
     p.set_defaults(func=cmd_feeds)

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.orm import Session, selectinload
 
+from plumbing.clock import Clock, utc_now
 from schemas.alerts import Rule, Severity, severity_rank
 from schemas.errors import SchemaError
 from services.casedb.departments import EventSource, department_of_topic, event_source, sources_of
@@ -181,8 +182,9 @@ def _open_case(session: Session, kind: str, subject: str, village: str, severity
 class CaseStore:
     """The case database of one process; open it with `open_database`."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, clock: Clock = utc_now) -> None:
         self._engine = engine
+        self._clock = clock  # when an alert is received (evidence.received_at) and a case opened or raised
 
     @property
     def engine(self) -> Engine:
@@ -215,7 +217,7 @@ class CaseStore:
 
     def _record_all(self, items: Sequence[tuple[str, str, Mapping[str, Any]]]) -> list[RecordResult]:
         def work(session: Session) -> list[RecordResult]:
-            now = dt.datetime.now(dt.UTC)
+            now = self._clock()
             return [self._record(session, kind, alert, topic, now) for kind, topic, alert in items]
 
         # If a concurrent writer wins a race on a unique key, the whole transaction is retried.

@@ -242,8 +242,9 @@ class _Feed:
 
 async def run_casefeed(settings: Settings, *, idle_timeout: float | None = None, codec: Codec | None = None,
                        clock: Clock | None = None, backoff: Backoff | None = None,
-                       ) -> CasefeedTotals:
-    """Consume until stopped, or until `idle_timeout` seconds pass without a message."""
+                       stop: asyncio.Event | None = None) -> CasefeedTotals:
+    """Consume until `stop` is set (SIGTERM/SIGINT in `povwatch casefeed`), or until `idle_timeout` seconds pass
+    without a message. A stop waits for the batch in flight, which is stored and committed first."""
     codec = codec or default_codec()
     now = clock or utc_now
     backoff = backoff or Backoff()
@@ -271,7 +272,7 @@ async def run_casefeed(settings: Settings, *, idle_timeout: float | None = None,
             overdue = OverdueGauge(store, verify_days=settings.case_verify_days, zone=settings.zone, clock=now)
             await overdue.tick()  # povwatch_cases_overdue from the start, then every minute
             idle = 0.0
-            while True:
+            while stop is None or not stop.is_set():
                 batch = await consumer.getmany(timeout_ms=int(POLL_SECONDS * 1000), max_records=MAX_RECORDS)
                 if batch:
                     idle = 0.0
@@ -283,7 +284,8 @@ async def run_casefeed(settings: Settings, *, idle_timeout: float | None = None,
                 screening.check()
                 profiles.check()
                 if not batch and idle_timeout is not None and idle >= idle_timeout:
-                    return feed.totals
+                    break
+            return feed.totals
     except KafkaError as exc:
         raise BrokerUnavailable(f"lost Kafka at {settings.bootstrap}: {exc}") from None
     finally:

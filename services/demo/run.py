@@ -11,7 +11,6 @@ alert id and severity, exactly.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import json
 import secrets
 import shutil
@@ -26,6 +25,7 @@ from typing import Any
 
 from connectors.framework import Summary
 from plumbing import kafka_local
+from plumbing.clock import utc_now
 from plumbing.kafka_io import ensure_topics, read_topic
 from plumbing.processes import ChildProcess, metric, wait_until
 from plumbing.settings import Settings
@@ -150,7 +150,7 @@ def run_demo(settings: Settings, *, households: int, workdir: Path, keep_running
     print(kafka_local.up(demo))
     asyncio.run(ensure_topics(demo.bootstrap, demo.partitions))
 
-    started = dt.datetime.now(dt.UTC)
+    started = utc_now()
     files = generate(workdir / "files", households=households, seed=2024, today=started.astimezone(demo.zone).date())
     write_manifest(files, workdir / "files" / "manifest.json")
     print(f"generated {households} households, {len(files.feeds)} feed files and {len(files.intake)} intake requests "

@@ -116,6 +116,7 @@ async def serve(settings: Settings, stopping: asyncio.Event, *, codec: Codec | N
                 clock: Clock = utc_now) -> None:
     """Run the three stages until `stopping` is set."""
     from plumbing.kafka_io import ensure_topics, project_topics
+    from services.monitor.feed_watch import watch_feeds
 
     codec = codec or default_codec()
     await ensure_topics(settings.bootstrap, settings.partitions,
@@ -152,6 +153,8 @@ async def serve(settings: Settings, stopping: asyncio.Event, *, codec: Codec | N
 
     tasks = [asyncio.create_task(r.run(), name=f"stage-{r.spec.name}") for r in runners]
     tasks.append(asyncio.create_task(readiness(), name="readiness"))
+    tasks.append(asyncio.create_task(watch_feeds(settings, stopping, clock, settings.feeds_check_seconds),
+                                     name="feed-calendar"))
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
         for task in done:

@@ -77,3 +77,10 @@ TIMERS_FIRED = Counter("povwatch_monitor_timers_fired_total",
 REGIONAL_BEYOND_LIST = Counter("povwatch_monitor_regional_beyond_list_total",
                                "Regional records neither kept nor counted: every period they fall in alerted with "
                                "the most households an alert lists (POVWATCH_RULES__REGIONAL_LIST_MAX)", ["rule"])
+
+FEED_OVERDUE = Gauge("povwatch_feed_overdue",
+                     "1 when a department feed is past its deadline in the feed calendar (POVWATCH_FEEDS_CALENDAR) "
+                     "without an event, else 0", ["department", "feed"])
+FEED_LAST_EVENT = Gauge("povwatch_feed_last_event_timestamp_seconds",
+                        "When povwatch last received an event of the feed (Unix time; absent: never)",
+                        ["department", "feed"])

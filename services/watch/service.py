@@ -50,7 +50,7 @@ _BUSY_SUFFIXES = (".part", ".tmp", "~")
 
 
 def log(message: str) -> None:
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    stamp = utc_now().strftime("%Y-%m-%dT%H:%M:%SZ")
     print(f"{stamp} povwatch watch: {message}", file=sys.stderr, flush=True)
 
 
