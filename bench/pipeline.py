@@ -1,7 +1,7 @@
 """Throughput, start-up and memory of the monitor, measured on a real broker and a real monitor process.
 
     .venv/bin/python bench/pipeline.py [--workload hospitalization|mixed] [--events N] [--households H]
-                                       [--extra-persons P] [--port PORT] [--profile]
+                                       [--extra-persons P] [--port PORT] [--profile] [--store memory|rocksdb]
 
 Starts its own Kafka broker (127.0.0.1:PORT, data in var/bench, wiped first, stopped at the end), loads a generated
 roster of H households (plus P synthetic persons written straight to registry.persons: the registry a
@@ -21,7 +21,8 @@ bad rows each, rejected). It times, in the same run:
 over the raw read of registry.persons. The broker, the monitor and this script share the cores: compare ratios
 within one run, not absolute numbers between runs. The monitor's RSS (when ready, when drained, peak) and CPU
 seconds during the drain are read from /proc. `--profile` samples the monitor with py-spy during the drain
-(var/bench/monitor-profile.txt, raw stacks). Also written to var/bench/pipeline.json.
+(var/bench/monitor-profile.txt, raw stacks). `--store rocksdb` runs the monitor on its disk store
+(POVWATCH_MONITOR_STORE, databases under var/bench/store). Also written to var/bench/pipeline.json.
 """
 from __future__ import annotations
 
@@ -266,15 +267,19 @@ def publish_backlog(settings: Settings, work: Path, events: int, households: int
     return Backlog([spec.topic for spec, _ in runs], published, persons, registry_persons, t_connector)
 
 
-def start_monitor(settings: Settings, log_path: Path) -> ChildProcess:
-    """`povwatch monitor` as a child, on `settings`' broker, app id and metrics port."""
+def start_monitor(settings: Settings, log_path: Path, *, store: str = "memory",
+                  store_dir: Path | None = None) -> ChildProcess:
+    """`povwatch monitor` as a child, on `settings`' broker, app id and metrics port, with its table store
+    (`memory`, or `rocksdb` under `store_dir`)."""
     env = {"POVWATCH_BOOTSTRAP": settings.bootstrap, "POVWATCH_MONITOR_APP_ID": settings.monitor_app_id,
-           "POVWATCH_MONITOR_METRICS_PORT": str(settings.monitor_metrics_port)}
+           "POVWATCH_MONITOR_METRICS_PORT": str(settings.monitor_metrics_port), "POVWATCH_MONITOR_STORE": store}
+    if store_dir is not None:
+        env["POVWATCH_MONITOR_STORE_DIR"] = str(store_dir)
     return ChildProcess(["monitor"], env=env, log_path=log_path)
 
 
 def bench(base: Settings, events: int, households: int, port: int, extra_persons: int,
-          profile: bool = False, workload: str = "hospitalization") -> dict[str, Any]:
+          profile: bool = False, workload: str = "hospitalization", store: str = "memory") -> dict[str, Any]:
     settings = base.model_copy(update={
         "bootstrap": f"127.0.0.1:{port}", "kafka_data": BENCH / "kafka",
         "monitor_app_id": f"povwatch-bench-{uuid.uuid4().hex[:8]}", "monitor_metrics_port": free_port()})
@@ -290,7 +295,7 @@ def bench(base: Settings, events: int, households: int, port: int, extra_persons
         print("starting the monitor on that backlog")
 
         t_start = time.perf_counter()
-        monitor = start_monitor(settings, BENCH / "monitor.log")
+        monitor = start_monitor(settings, BENCH / "monitor.log", store=store, store_dir=BENCH / "store")
         wait_until(settings.monitor_metrics_port, lambda s: metric(s, "povwatch_registry_ready") == 1,
                    timeout=600, child=monitor, what=f"the monitor to load {registry_persons} registry persons")
         t_ready = time.perf_counter() - t_start
@@ -326,7 +331,7 @@ def bench(base: Settings, events: int, households: int, port: int, extra_persons
             rule = dict(labels)["rule"]
             by_rule[rule] = by_rule.get(rule, 0) + value
     return {
-        "workload": workload, "feeds": len(topics), "alerts_by_rule": by_rule,
+        "workload": workload, "store": store, "feeds": len(topics), "alerts_by_rule": by_rule,
         "events": events, "households": households, "registry_persons": registry_persons,
         "seconds": {"connector": t_connector, "ready": t_ready, "drain": t_done - t_ready, "start_to_drained": t_done,
                     "raw_events": statistics.median(raw_events), "raw_persons": statistics.median(raw_persons)},
@@ -366,7 +371,7 @@ def report(result: dict[str, Any]) -> str:
         + (f"; CPU {cpu:.1f} s during the drain" if cpu is not None else ""),
         f"monitor: {mon['alerts']:.0f} alerts ({len(result['alerts_by_rule'])} rules), "
         f"{mon['events_unmatched']:.0f} unmatched, {mon['events_duplicate']:.0f} duplicates",
-        f"workload: {result['workload']} ({result['feeds']} feeds)",
+        f"workload: {result['workload']} ({result['feeds']} feeds), store: {result.get('store', 'memory')}",
         f"latency ingested_at -> rules done ({lat['count']} events; a backlog, so mostly waiting): "
         f"mean {lat['mean_s']:.2f} s",
         f"machine: {m['cores']} cores, Python {m['python']}, Kafka {m['kafka']} "
@@ -386,12 +391,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="synthetic persons added to registry.persons besides the roster (e.g. 1000000)")
     parser.add_argument("--profile", action="store_true",
                         help="sample the monitor with py-spy during the drain (var/bench/monitor-profile.txt)")
+    parser.add_argument("--store", choices=("memory", "rocksdb"), default="memory",
+                        help="the monitor's table and state store (memory)")
     args = parser.parse_args(argv)
     if args.events < 1 or args.households < 200:
         parser.error("--events must be >= 1 and --households >= 200")
     try:
         result = bench(load_settings(), args.events, args.households, args.port, args.extra_persons,
-                       args.profile, args.workload)
+                       args.profile, args.workload, args.store)
     except PovwatchError as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
         return 2

@@ -39,6 +39,8 @@ class Settings(BaseSettings):
     monitor_sweep_seconds: float = Field(60.0, gt=0)  # how often waiting events are checked against the grace
     monitor_max_records: int = Field(10_000, gt=0)  # messages per batch
     monitor_metrics_port: int = 9464
+    monitor_store: Literal["memory", "rocksdb"] = "memory"  # where the monitor keeps registry tables and state
+    monitor_store_dir: Path = Path("var") / "monitor"  # the rocksdb store's databases (wiped per assignment)
     casefeed_group: str = "povwatch-casefeed"
     casefeed_metrics_port: int = 9465
     case_notice_days: int = Field(5, ge=0)  # a public notice stands this many days before TOWNSHIP_VERIFY

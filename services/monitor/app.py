@@ -25,6 +25,8 @@ import asyncio
 import datetime as dt
 import logging
 import signal
+from collections.abc import Awaitable, Callable, MutableMapping
+from decimal import Decimal
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -43,8 +45,9 @@ from schemas.topics import (
     TopicSpec,
 )
 from services.monitor import metrics
-from services.monitor.engine import StageRunner, StageSpec, TrackedDict
-from services.monitor.handlers import HouseholdStage, PersonStage, Routes, VillageStage
+from services.monitor.engine import StageRunner, StageSpec
+from services.monitor.handlers import HouseholdStage, PersonRow, PersonStage, Routes, VillageStage
+from services.monitor.rules import HouseholdContext
 from services.monitor.state import (
     HOUSEHOLD_STATE,
     PERSON_STATE,
@@ -53,6 +56,7 @@ from services.monitor.state import (
     PersonState,
     VillageState,
 )
+from services.monitor.store import TableCodec, open_store
 from services.monitor.topics import MonitorTopics
 
 __all__ = ["MonitorTopics", "monitor_topics", "monitored_topics", "stage_specs", "run_monitor", "serve",
@@ -74,26 +78,43 @@ def monitored_topics() -> tuple[str, ...]:
     return tuple(feed.topic for feed in monitored_feeds())
 
 
+def _fields(value: bytes) -> list[str]:
+    return value.decode("utf-8").split("\x1f")
+
+
+PERSON_ROWS: TableCodec[PersonRow] = TableCodec(  # the persons table on disk: four fields, unit separated
+    lambda r: "\x1f".join((r.household_id, r.relation, r.birth_date.isoformat(), r.village_code)).encode("utf-8"),
+    lambda b: (lambda f: PersonRow(f[0], f[1], dt.date.fromisoformat(f[2]), f[3]))(_fields(b)),
+)
+
+HOUSEHOLD_ROWS: TableCodec[HouseholdContext] = TableCodec(  # the households table on disk
+    lambda h: "\x1f".join((h.household_id, h.village_code, h.monitoring_status, str(h.per_capita_income),
+                            str(h.household_size))).encode("utf-8"),
+    lambda b: (lambda f: HouseholdContext(f[0], f[1], f[2], Decimal(f[3]), int(f[4])))(_fields(b)),
+)
+
+
 def stage_specs(settings: Settings, codec: Codec) -> list[StageSpec[Any]]:
     t = MonitorTopics(settings.monitor_app_id)
     routes = Routes(t.household_events, t.village_disasters, ALERTS_HOUSEHOLD, ALERTS_REGIONAL, t.unmatched)
     grace = dt.timedelta(days=settings.monitor_pending_grace_days)
     rules = settings.rules
 
-    def person(table: dict[str, Any], state: TrackedDict[PersonState]) -> PersonStage:
+    def person(table: MutableMapping[str, Any], state: MutableMapping[str, PersonState]) -> PersonStage:
         return PersonStage(table, state, codec=codec, routes=routes, grace=grace)
 
-    def household(table: dict[str, Any], state: TrackedDict[HouseholdState]) -> HouseholdStage:
+    def household(table: MutableMapping[str, Any], state: MutableMapping[str, HouseholdState]) -> HouseholdStage:
         return HouseholdStage(table, state, codec=codec, routes=routes, rules=rules, grace=grace, zone=settings.zone)
 
-    def village(table: dict[str, Any], state: TrackedDict[VillageState]) -> VillageStage:
+    def village(table: MutableMapping[str, Any], state: MutableMapping[str, VillageState]) -> VillageStage:
         return VillageStage(state, codec=codec, routes=routes, rules=rules, zone=settings.zone)
 
     return [
         StageSpec("person", t.person_group, (REGISTRY_PERSONS,), monitored_topics(), t.person_state,
-                  PERSON_STATE, person, "persons"),
+                  PERSON_STATE, person, "persons", PERSON_ROWS),
         StageSpec("household", t.household_group, (REGISTRY_HOUSEHOLDS, REGISTRY_HOUSEHOLD_STATUS),
-                  (t.household_events,), t.household_state, HOUSEHOLD_STATE, household, "households"),
+                  (t.household_events,), t.household_state, HOUSEHOLD_STATE, household, "households",
+                  HOUSEHOLD_ROWS),
         StageSpec("village", t.village_group, (), (t.village_disasters,), t.village_state, VILLAGE_STATE, village),
     ]
 
@@ -113,8 +134,11 @@ async def check_partitions(bootstrap: str, specs: list[StageSpec[Any]]) -> None:
 
 
 async def serve(settings: Settings, stopping: asyncio.Event, *, codec: Codec | None = None,
-                clock: Clock = utc_now) -> None:
-    """Run the three stages until `stopping` is set."""
+                clock: Clock = utc_now,
+                producer_factory: Callable[[], Awaitable[AIOKafkaProducer]] | None = None,
+                runners_out: list[StageRunner[Any]] | None = None) -> None:
+    """Run the three stages until `stopping` is set (`producer_factory` and `runners_out`: for tests and benches,
+    which inject faults into the producers and watch the runners)."""
     from plumbing.kafka_io import ensure_topics, project_topics
     from services.monitor.feed_watch import watch_feeds
 
@@ -136,9 +160,13 @@ async def serve(settings: Settings, stopping: asyncio.Event, *, codec: Codec | N
             raise
         return made
 
-    runners = [StageRunner(spec, bootstrap=settings.bootstrap, producer_factory=producer, codec=codec, clock=clock,
-                           stopping=stopping, max_records=settings.monitor_max_records,
-                           sweep_seconds=settings.monitor_sweep_seconds) for spec in specs]
+    runners = [StageRunner(spec, bootstrap=settings.bootstrap, producer_factory=producer_factory or producer,
+                           codec=codec, clock=clock, stopping=stopping, max_records=settings.monitor_max_records,
+                           sweep_seconds=settings.monitor_sweep_seconds,
+                           store=open_store(settings.monitor_store, settings.monitor_store_dir, spec.group))
+               for spec in specs]
+    if runners_out is not None:
+        runners_out.extend(runners)
 
     async def readiness() -> None:
         registry_stages = [r for r in runners if r.spec.tables]

@@ -2,25 +2,38 @@
 
 A `StageSpec` declares a stage: its registry tables (compacted topics read from the beginning into a table on
 every assignment), its input topics, its state changelog, and a factory for its handler (`handlers.py`: plain
-code over mappings). A `StageRunner` runs it on aiokafka:
+code over mappings). A `StageRunner` runs it on aiokafka, its tables and state in a `Store` (`store.py`: in
+memory, or on disk in RocksDB, `POVWATCH_MONITOR_STORE`):
 
     assignment   range assignor: partition p of every table, input and changelog topic goes to one worker
                  (co-partitioning: same key, same partition count, checked at start-up). For each new
-                 partition: state restored from its changelog partition, tables read from the beginning;
-                 its input partitions stay paused until the tables have reached the end offsets they had at
-                 assignment. Tables are never paused: a stage waiting for the registry never stops reading it.
+                 partition its table and input partitions are paused, and a restore task reads its changelog
+                 partition into its state, beside the loop and outside the lock: the partitions already loaded
+                 keep being processed, and a rebalance never waits for a restore (a partition revoked
+                 mid-restore is dropped at the restore's next fetch). Once restored, its tables are read from
+                 the beginning; its inputs open when the tables have reached the end offsets they had at
+                 assignment. Tables are not paused while waiting for them: a stage waiting for the registry
+                 never stops reading it.
     batch        `getmany` (at most `max_records`): table records first, then inputs, through the handler;
                  1. every message the batch produced (alerts, forwards, dead letters) is sent and acknowledged;
-                 2. every state key the batch changed is written once to the changelog and acknowledged;
+                 2. every state key the batch changed is written once to the changelog and acknowledged, then
+                    settled in the store;
                  3. only then are the input offsets committed.
                  A crash anywhere replays the batch: outputs are idempotent (deterministic ids, seen event ids).
-    failure      a message that cannot be decoded goes to dlq.monitor; a transient failure (broker gone, send
-                 timeout) abandons the batch uncommitted, reloads state from the changelogs, backs off and
-                 retries; a bug stops the worker uncommitted.
+    failure      a message that cannot be decoded goes to dlq.monitor; a bug stops the worker uncommitted; a
+                 transient failure (broker gone, send timeout) abandons the batch uncommitted, backs off, and
+                 recovers only what the batch touched: every partition it read goes back to the batch's first
+                 offset (committed or not: a partition's first batch is replayed, never skipped), and the
+                 partitions whose state it may have changed roll back. The disk store rolls back by dropping the
+                 batch's overlay (its database holds what the changelog acknowledged); the memory store's state
+                 is stale (changed in place) and those partitions alone are restored from their changelog.
+                 Tables are kept: their records of the failed batch are read again, which also releases again
+                 what they released from the state.
     revocation   waits for the batch in flight, which commits before the partition moves to another worker.
 
 Memory while catching up is bounded by the fetch limits (`max_partition_fetch_bytes` per partition,
-`fetch_max_bytes` per fetch) and `max_records` per batch, plus the tables and state of assigned partitions.
+`fetch_max_bytes` per fetch) and `max_records` per batch, plus the tables and state of assigned partitions (with
+the memory store; the disk store keeps only RocksDB's caches and the batch's overlay in memory).
 """
 from __future__ import annotations
 
@@ -28,7 +41,7 @@ import asyncio
 import datetime as dt
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -46,6 +59,7 @@ from schemas.topics import MONITOR_DLQ
 from services.monitor import metrics
 from services.monitor.handlers import Emit
 from services.monitor.state import StateCodec
+from services.monitor.store import MemoryStore, StateStore, Store, TableCodec, TrackedDict
 
 __all__ = ["Handler", "TrackedDict", "StageSpec", "StageRunner", "TRANSIENT"]
 
@@ -72,29 +86,6 @@ class Handler(Protocol):
     def pending(self) -> int: ...
 
 
-class TrackedDict(dict[str, S]):
-    """A dict that remembers which keys were assigned or deleted since `take_dirty()`."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.dirty: set[str] = set()
-
-    def __setitem__(self, key: str, value: S) -> None:
-        super().__setitem__(key, value)
-        self.dirty.add(key)
-
-    def __delitem__(self, key: str) -> None:
-        super().__delitem__(key)
-        self.dirty.add(key)
-
-    def pop(self, key: str, *default: Any) -> Any:
-        if key in self:
-            self.dirty.add(key)
-        return super().pop(key, *default)
-
-    def take_dirty(self) -> set[str]:
-        dirty, self.dirty = self.dirty, set()
-        return dirty
 
 
 @dataclass(frozen=True)
@@ -105,29 +96,47 @@ class StageSpec(Generic[S]):
     inputs: tuple[str, ...]
     changelog: str
     state: StateCodec[S]
-    make: Callable[[dict[str, Any], TrackedDict[S]], Handler]
+    make: Callable[[MutableMapping[str, Any], MutableMapping[str, S]], Handler]
     table_label: str = ""  # povwatch_registry_entries{table=...} for the registry table, if any
+    table_codec: TableCodec[Any] | None = None  # how the disk store keeps the table's values
 
 
 class _Part(Generic[S]):
     """One assigned partition: its handler, table and state, and whether it may process input yet."""
 
-    def __init__(self, spec: StageSpec[S], partition: int) -> None:
+    def __init__(self, spec: StageSpec[S], partition: int, store: Store, codec: Codec) -> None:
         self.partition = partition
-        self.table: dict[str, Any] = {}
-        self.state: TrackedDict[S] = TrackedDict()
+        self.table = store.table(spec.name, partition, spec.table_codec)
+        self.state: StateStore[S] = store.state(spec.name, partition, spec.state, codec)
         self.handler = spec.make(self.table, self.state)
+        self.tables_started = False  # table partitions sought to their beginning, their targets known
+        self.restoring = False  # a restore task is reading its changelog partition
         self.restored = False
         self.targets: dict[str, int] = {}  # table topic -> end offset at assignment
         self.read: dict[str, int] = {}  # table topic -> next offset read
         self.ready = False
+        self.closed = False
+
+    def renew_state(self) -> None:
+        """An empty state, to be restored from the changelog. The handler is kept: what it holds beside the
+        table (e.g. the household stage's roster instants and status decisions) comes from the table topics."""
+        self.state.reset()
+        self.restored = self.ready = False
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.state.close()
+            close = getattr(self.table, "close", None)
+            if close is not None:
+                close()
 
 
 class StageRunner(ConsumerRebalanceListener, Generic[S]):  # type: ignore[misc]  # aiokafka is untyped
     def __init__(self, spec: StageSpec[S], *, bootstrap: str,
                  producer_factory: Callable[[], Awaitable[AIOKafkaProducer]], codec: Codec,
                  clock: Callable[[], dt.datetime], stopping: asyncio.Event, max_records: int = 2000,
-                 sweep_seconds: float = 60.0) -> None:
+                 sweep_seconds: float = 60.0, store: Store | None = None) -> None:
         self.spec = spec
         self._bootstrap = bootstrap
         self._producer_factory = producer_factory
@@ -137,8 +146,9 @@ class StageRunner(ConsumerRebalanceListener, Generic[S]):  # type: ignore[misc] 
         self._stopping = stopping
         self._max_records = max_records
         self._sweep_seconds = sweep_seconds
+        self._store: Store = store or MemoryStore()
         self._parts: dict[int, _Part[S]] = {}
-        self._lock = asyncio.Lock()
+        self._lock = asyncio.Lock()  # held by a batch (and the rebalance listener): never by a restore
         self._consumer: AIOKafkaConsumer | None = None
         self._lag = LagTracker(spec.group)
         self._lag_at = 0.0
@@ -146,39 +156,61 @@ class StageRunner(ConsumerRebalanceListener, Generic[S]):  # type: ignore[misc] 
         self._done: dict[tuple[str, int], int] = {}  # next offset to process, per consumed partition
         self._sender: BatchSender | None = None
         self._backoff = Backoff()  # 0.5 s doubling to 30 s
+        self._restores: set[asyncio.Task[None]] = set()
+        self._failure: BaseException | None = None  # a bug in a restore task or the listener: raised by the loop
+        self._in_flight: dict[TopicPartition, int] = {}  # the batch in flight: first offset per partition
+        self._touched: set[int] = set()  # partitions whose state the batch in flight may have changed
         self.assigned_once = False
+        self.recovery_seconds: list[float] = []  # how long each recovery took (reload included), for benches
 
     # --- readiness, seen from outside ---------------------------------------------------------------------
     def ready(self) -> bool:
         """Assigned at least once, and every assigned partition has loaded its tables and state."""
         return self.assigned_once and all(p.ready for p in self._parts.values())
 
+    def restoring(self) -> list[int]:
+        """The partitions whose changelog is being read now."""
+        return sorted(p.partition for p in self._parts.values() if p.restoring)
+
+    def assigned(self) -> list[int]:
+        return sorted(self._parts)
+
     # --- rebalance listener -------------------------------------------------------------------------------
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
-        async with self._lock:  # the batch in flight finishes and commits first
+        async with self._lock:  # the batch in flight finishes and commits first (a restore is not waited for)
             pass
 
     async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        try:
+            await self._assigned(assigned)
+        except Exception as exc:  # aiokafka only logs what a listener raises: the loop stops the worker with it
+            self._failure = exc
+            raise
+
+    async def _assigned(self, assigned: Iterable[TopicPartition]) -> None:
         async with self._lock:
             consumer = self._consumer
             assert consumer is not None
             partitions = {tp.partition for tp in assigned}
             for gone in set(self._parts) - partitions:
-                del self._parts[gone]
+                part = self._parts.pop(gone)
+                if not part.restoring:  # else its restore task drops it when it sees it gone
+                    part.close()
             self._done = {tp: offset for tp, offset in self._done.items() if tp[1] in partitions}
             new = sorted(partitions - set(self._parts))
             for p in new:
-                self._parts[p] = _Part(self.spec, p)
+                self._parts[p] = _Part(self.spec, p, self._store, self._codec)
             self._start_loading(consumer, new)
             self.assigned_once = True
             metrics.PARTITIONS_ASSIGNED.labels(self.spec.name).set(len(partitions))
             log.info("%s stage: assigned partitions %s (new: %s)", self.spec.name, sorted(partitions), new)
 
     def _start_loading(self, consumer: AIOKafkaConsumer, partitions: Iterable[int]) -> None:
-        """Pause the inputs of partitions whose tables and state are not loaded yet (`_load` opens them)."""
-        inputs = [TopicPartition(t, p) for p in partitions for t in self.spec.inputs]
-        if inputs:
-            consumer.pause(*inputs)
+        """Pause the partitions whose state is not restored yet: their tables until it is (a table record can
+        release what the state holds), their inputs until the tables have caught up too (`_load` opens them)."""
+        paused = [TopicPartition(t, p) for p in partitions for t in (*self.spec.tables, *self.spec.inputs)]
+        if paused:
+            consumer.pause(*paused)
 
     # --- the loop -------------------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -198,17 +230,21 @@ class StageRunner(ConsumerRebalanceListener, Generic[S]):  # type: ignore[misc] 
         broken = False
         try:
             while not self._stopping.is_set():
+                if self._failure is not None:  # not retried, however transient its type
+                    raise self._failure
                 try:
                     if self._producer is None or broken:
                         await self._renew_producer()
                     if broken:
-                        await self._reset(consumer)
+                        await self._recover(consumer)
                         broken = False
                     await self._load()
                     batch = await consumer.getmany(timeout_ms=200, max_records=self._max_records)
                     async with self._lock:
                         started = time.monotonic()
+                        self._in_flight = {tp: ms[0].offset for tp, ms in batch.items() if ms}
                         await self._process(consumer, batch)
+                        self._in_flight, self._touched = {}, set()
                         if batch:
                             metrics.BATCH_SECONDS.labels(spec.name).observe(time.monotonic() - started)
                             failures = 0
@@ -218,10 +254,17 @@ class StageRunner(ConsumerRebalanceListener, Generic[S]):  # type: ignore[misc] 
                     backoff = self._backoff.delay(failures)
                     metrics.RECOVERIES.labels(spec.name).inc()
                     log.warning("%s stage: transient failure (%s: %s); nothing committed, retrying in %.1fs with "
-                                "a new producer and the state reloaded", spec.name, type(exc).__name__, exc, backoff)
+                                "a new producer, the failed batch replayed", spec.name, type(exc).__name__, exc,
+                                backoff)
                     await asyncio.sleep(backoff)
         finally:
             self._consumer = None
+            for task in self._restores:
+                task.cancel()
+            await asyncio.gather(*self._restores, return_exceptions=True)
+            for part in self._parts.values():
+                part.close()
+            self._store.close()
             for client in (consumer, self._producer):
                 if client is not None:
                     try:
@@ -241,35 +284,57 @@ class StageRunner(ConsumerRebalanceListener, Generic[S]):  # type: ignore[misc] 
         self._producer = await self._producer_factory()
         self._sender = BatchSender(self._producer)
 
-    async def _reset(self, consumer: AIOKafkaConsumer) -> None:
-        """After a failed batch: forget in-memory state, go back to the committed offsets, load again."""
+    async def _recover(self, consumer: AIOKafkaConsumer) -> None:
+        """After a failed batch: every partition it read goes back to the batch's first offset (whether or not it
+        ever committed: the first batch of a partition is replayed too), and the partitions whose state it may
+        have changed reload only that state, from their changelog. Tables are kept: a failed batch applied some
+        table records and read past them, and going back to its first offset applies them again (which also
+        releases again what they released from the state)."""
+        started = time.monotonic()
         async with self._lock:
-            partitions = sorted(self._parts)
-            self._parts = {p: _Part(self.spec, p) for p in partitions}
-            inputs = [tp for tp in consumer.assignment() if tp.topic in self.spec.inputs]
-            if inputs:
-                await consumer.seek_to_committed(*inputs)
-            self._start_loading(consumer, partitions)
+            in_flight, touched, self._in_flight, self._touched = self._in_flight, self._touched, {}, set()
+            assignment = consumer.assignment()
+            for tp, first in in_flight.items():
+                if tp in assignment and tp.partition in self._parts:
+                    consumer.seek(tp, first)
+            reload = []
+            for p in sorted(touched | {tp.partition for tp in in_flight}):
+                part = self._parts.get(p)
+                if part is None or part.restoring or not part.restored:
+                    continue  # gone, or not loaded yet: its load is still to come
+                if not part.state.rollback():
+                    part.renew_state()
+                    reload.append(p)
+            self._start_loading(consumer, reload)
+        self.recovery_seconds.append(time.monotonic() - started)
+        log.info("%s stage: replaying the failed batch from %d partition offsets; reloading the state of "
+                 "partitions %s", self.spec.name, len(in_flight), reload)
 
     async def _load(self) -> None:
-        """Restore the state of new partitions, then open those whose tables have caught up."""
+        """Start restoring the state of new partitions (a task beside the loop), then open those whose state is
+        restored and whose tables have caught up."""
         consumer = self._consumer
         assert consumer is not None
         async with self._lock:
-            fresh = [p for p in self._parts.values() if not p.restored]
-            if fresh:
-                if self.spec.tables:  # a table is rebuilt from its compacted topic, whatever was committed
-                    tables = [TopicPartition(t, p.partition) for p in fresh for t in self.spec.tables]
-                    await asyncio.wait_for(consumer.seek_to_beginning(*tables), 30)
-                    for p in fresh:
-                        p.read = {}
-                await self._restore(fresh)
-                if self.spec.tables:
-                    ends = await consumer.end_offsets([TopicPartition(t, p.partition)
-                                                       for p in fresh for t in self.spec.tables])
-                    for p in fresh:
-                        p.targets = {t: ends[TopicPartition(t, p.partition)] for t in self.spec.tables}
+            fresh = [p for p in self._parts.values() if not p.restored and not p.restoring]
+            starting = [p for p in fresh if not p.tables_started]
+            if starting and self.spec.tables:  # a table is rebuilt from its compacted topic, whatever was committed
+                tables = [TopicPartition(t, p.partition) for p in starting for t in self.spec.tables]
+                await asyncio.wait_for(consumer.seek_to_beginning(*tables), 30)
+                ends = await consumer.end_offsets(tables)
+                for p in starting:
+                    p.read = {}
+                    p.targets = {t: ends[TopicPartition(t, p.partition)] for t in self.spec.tables}
+            for p in fresh:
+                p.tables_started = p.restoring = True
             waiting = [p for p in self._parts.values() if p.restored and not p.ready]
+            tables = [TopicPartition(t, p.partition) for p in waiting for t in self.spec.tables]
+            if tables:  # restored: its tables are read again
+                consumer.resume(*tables)
+        if fresh:
+            task = asyncio.create_task(self._restore_task(fresh), name=f"restore-{self.spec.name}")
+            self._restores.add(task)
+            task.add_done_callback(self._restores.discard)
         # positions are asked outside the lock: during a rebalance they wait for the group coordinator,
         # which may itself be waiting for the lock in the rebalance listener
         caught_up = [p for p in waiting
@@ -277,8 +342,8 @@ class StageRunner(ConsumerRebalanceListener, Generic[S]):  # type: ignore[misc] 
                              for t, end in p.targets.items()])]
         async with self._lock:
             for part in caught_up:
-                if self._parts.get(part.partition) is not part:
-                    continue  # reassigned meanwhile
+                if self._parts.get(part.partition) is not part or not part.restored:
+                    continue  # reassigned, or its state renewed, meanwhile
                 part.ready = True
                 inputs = [TopicPartition(t, part.partition) for t in self.spec.inputs]
                 consumer.resume(*inputs)
@@ -297,8 +362,31 @@ class StageRunner(ConsumerRebalanceListener, Generic[S]):  # type: ignore[misc] 
         except (TimeoutError, KafkaError):
             return -1
 
+    async def _restore_task(self, parts: list[_Part[S]]) -> None:
+        """`_restore` beside the loop: a transient failure leaves the partitions to be restored again (after a
+        pause), a bug is raised by the loop."""
+        try:
+            await self._restore(parts)
+        except TRANSIENT as exc:
+            log.warning("%s stage: restoring partitions %s failed (%s: %s); trying again", self.spec.name,
+                        sorted(p.partition for p in parts), type(exc).__name__, exc)
+            await asyncio.sleep(1.0)
+            for p in parts:
+                if not p.restored:
+                    p.renew_state()  # what was read so far goes: the restore starts again from the beginning
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # a bug: the loop stops the worker with it
+            self._failure = exc
+        finally:
+            for p in parts:
+                p.restoring = False
+                if self._parts.get(p.partition) is not p:
+                    p.close()  # revoked during the restore: dropped here, as nothing else holds it now
+
     async def _restore(self, parts: list[_Part[S]]) -> None:
-        """Read the changelog partitions of `parts` to their end into their state (tombstones delete)."""
+        """Read the changelog partitions of `parts` to their end into their state (tombstones delete). Runs
+        outside the lock: a partition revoked meanwhile is dropped at the next fetch."""
         by_tp = {TopicPartition(self.spec.changelog, p.partition): p for p in parts}
         # auto_offset_reset must agree with the seek below: assign() starts a reset of its own, which could
         # otherwise land after the seek and move the reader to the end (nothing restored)
@@ -306,6 +394,7 @@ class StageRunner(ConsumerRebalanceListener, Generic[S]):  # type: ignore[misc] 
                                   auto_offset_reset="earliest", request_timeout_ms=15_000,
                                   max_partition_fetch_bytes=4 * 1024 * 1024)
         await reader.start()
+        records = 0
         try:
             reader.assign(list(by_tp))
             ends = await reader.end_offsets(list(by_tp))
@@ -314,34 +403,39 @@ class StageRunner(ConsumerRebalanceListener, Generic[S]):  # type: ignore[misc] 
             while todo:
                 if self._stopping.is_set():
                     return  # asked to stop (the broker may be gone): the partitions stay unrestored
-                batch = await reader.getmany(*todo, timeout_ms=1000, max_records=10_000)
+                for tp in [tp for tp in todo if self._parts.get(tp.partition) is not by_tp[tp]]:
+                    todo.discard(tp)  # revoked meanwhile: its new owner restores it
+                if not todo:
+                    break
+                batch = await reader.getmany(*todo, timeout_ms=1000, max_records=5000)
                 for tp, messages in batch.items():
-                    state = by_tp[tp].state
-                    for m in messages:
-                        key = m.key.decode()
-                        if m.value is None:
-                            dict.pop(state, key, None)
-                        else:
-                            dict.__setitem__(state, key, self.spec.state.decode(self._codec, m.value))
+                    if tp not in todo:
+                        continue
+                    by_tp[tp].state.restore((m.key.decode(), m.value) for m in messages)
+                    records += len(messages)
                     if messages and messages[-1].offset + 1 >= ends[tp]:
                         todo.discard(tp)
+                    await asyncio.sleep(0)  # a large restore leaves the loop (and the group) time between fetches
                 for tp in list(todo):
                     if await reader.position(tp) >= ends[tp]:
                         todo.discard(tp)
         finally:
             await reader.stop()
-        for p in parts:
+        kept = [p for p in parts if self._parts.get(p.partition) is p]
+        for p in kept:
             p.state.take_dirty()
             p.restored = True
-        log.info("%s stage: restored state of partitions %s (%d keys from %d changelog records)", self.spec.name,
-                 sorted(p.partition for p in parts), sum(len(p.state) for p in parts), sum(ends.values()))
+        log.info("%s stage: restored state of partitions %s (%d keys from %d changelog records)%s", self.spec.name,
+                 sorted(p.partition for p in kept), sum(len(p.state) for p in kept), records,
+                 f"; dropped revoked {sorted(p.partition for p in parts if p not in kept)}" if len(kept) < len(parts)
+                 else "")
 
     async def _process(self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[Any]]) -> None:
         spec = self.spec
         now = self._clock()
         out: list[Emit] = []
         offsets: dict[TopicPartition, int] = {}
-        touched: set[int] = set()
+        touched: set[int] = self._touched  # seen by `_recover` if the batch fails
         tables = [(tp, ms) for tp, ms in batch.items() if tp.topic in spec.tables]
         inputs = [(tp, ms) for tp, ms in batch.items() if tp.topic not in spec.tables]
         for tp, messages in [*tables, *inputs]:
@@ -349,8 +443,8 @@ class StageRunner(ConsumerRebalanceListener, Generic[S]):  # type: ignore[misc] 
             if part is None or not messages:
                 continue  # revoked meanwhile: the new owner reads it
             is_table = tp.topic in spec.tables
-            if not is_table and not part.ready:
-                consumer.seek(tp, messages[0].offset)  # fetched before the pause: read again once ready
+            if not part.ready and (not is_table or not part.restored):
+                consumer.seek(tp, messages[0].offset)  # fetched before the pause: read again once loaded
                 continue
             handle = part.handler.registry if is_table else None
             metrics.EVENTS_CONSUMED.labels(tp.topic).inc(len(messages))
@@ -386,16 +480,20 @@ class StageRunner(ConsumerRebalanceListener, Generic[S]):  # type: ignore[misc] 
         await self._send_all([(e.topic, e.key, e.value, None) for e in out])
         # 2. state changed by this batch, once per key, acknowledged
         changes: list[tuple[str, bytes, bytes | None, int | None]] = []
+        settled: list[tuple[StateStore[S], list[tuple[str, bytes | None]]]] = []
         for p in touched:
-            part = self._parts[p]
-            for key in part.state.take_dirty():
-                value = part.state.get(key)
+            state = self._parts[p].state
+            written: list[tuple[str, bytes | None]] = []
+            for key in state.take_dirty():
+                value = state.get(key)
                 empty = value is None or getattr(value, "empty", False)
                 encoded = None if empty else spec.state.encode(self._codec, value)  # type: ignore[arg-type]
-                if empty and value is not None:
-                    dict.pop(part.state, key, None)
+                written.append((key, encoded))
                 changes.append((spec.changelog, key.encode(), encoded, p))
+            settled.append((state, written))
         await self._send_all(changes)
+        for state, written in settled:  # acknowledged: the store keeps them (an empty record goes)
+            state.settle(written)
         # 3. commit
         if offsets:
             try:

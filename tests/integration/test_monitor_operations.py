@@ -162,19 +162,26 @@ def test_a_backlog_larger_than_every_buffer_is_drained_even_across_a_sigkill(wor
     assert again.keys() == first.keys()  # exactly the same alerts: nothing lost, nothing invented
 
 
-def test_events_before_their_roster_wait_for_it(world: World, tmp_path: Path) -> None:
-    hhs = households("EARLY", 50, members=2)
+def _store(store: str, tmp_path: Path) -> dict[str, str]:
+    """The monitor's environment for its table and state store."""
+    return {"POVWATCH_MONITOR_STORE": store, "POVWATCH_MONITOR_STORE_DIR": str(tmp_path / "store")}
+
+
+@pytest.mark.parametrize("store", ["memory", "rocksdb"])
+def test_events_before_their_roster_wait_for_it(world: World, tmp_path: Path, store: str) -> None:
+    prefix = f"EARLY{store[0].upper()}"
+    hhs = households(prefix, 50, members=2)
     people = [p for h in hhs for p in h.members]
-    monitor, port = world.monitor(_app(), "early")
+    monitor, port = world.monitor(_app(), f"early-{store}", **_store(store, tmp_path))
     wait_until(port, lambda s: metric(s, "povwatch_registry_ready") == 1, timeout=60, child=monitor,
                what="the monitor to start")
     world.publish("medical-security", "hospitalization", stays_file(tmp_path / "stays.csv", people, 2))
     samples = wait_until(port, lambda s: metric(s, "povwatch_events_pending", stage="person") == 200, timeout=60,
                          child=monitor, what="200 events to wait for their persons")
     assert metric(samples, "povwatch_events_parked_total", stage="person") == 200
-    assert world.alerts("EARLY") == []
+    assert world.alerts(prefix) == []
     world.roster(roster_file(tmp_path / "roster.csv", hhs))  # the roster arrives after the events
-    alerts = world.wait_alerts("EARLY", 200, timeout=60, alive=lambda: monitor.alive)
+    alerts = world.wait_alerts(prefix, 200, timeout=60, alive=lambda: monitor.alive)
     assert len(_distinct(alerts)) == 200
     samples = wait_until(port, lambda s: metric(s, "povwatch_events_pending", stage="person") == 0, timeout=30,
                          child=monitor, what="nothing left waiting")
@@ -183,12 +190,15 @@ def test_events_before_their_roster_wait_for_it(world: World, tmp_path: Path) ->
     monitor.stop()
 
 
-def test_the_broker_stopped_and_restarted_under_the_monitor(world: World, tmp_path: Path) -> None:
-    hhs = households("BOUNCE", 500, members=2)
+@pytest.mark.parametrize("store", ["memory", "rocksdb"])
+def test_the_broker_stopped_and_restarted_under_the_monitor(world: World, tmp_path: Path, store: str) -> None:
+    prefix = f"BOUNCE{store[0].upper()}"
+    hhs = households(prefix, 500, members=2)
     world.roster(roster_file(tmp_path / "roster.csv", hhs))
     people = [p for h in hhs for p in h.members]
     world.publish("medical-security", "hospitalization", stays_file(tmp_path / "a.csv", people, 10))  # 10,000
-    monitor, port = world.monitor(_app(), "bounce", POVWATCH_MONITOR_MAX_RECORDS="500")  # many small batches
+    monitor, port = world.monitor(_app(), f"bounce-{store}", POVWATCH_MONITOR_MAX_RECORDS="500",  # small batches
+                                  **_store(store, tmp_path))
     samples = wait_until(port, lambda s: metric(s, "povwatch_monitor_processed_total", stage="household") >= 1_000,
                          timeout=120, child=monitor, what="the monitor to be mid-stream", interval=0.02)
     kafka_local.down(world.settings)  # under the monitor, mid-stream: longer than a send's 15 s timeout
@@ -198,7 +208,7 @@ def test_the_broker_stopped_and_restarted_under_the_monitor(world: World, tmp_pa
     kafka_local.up(world.settings)
     world.publish("medical-security", "hospitalization",
                   stays_file(tmp_path / "b.csv", people, 2, first=dt.date(2025, 6, 1)))
-    alerts = world.wait_alerts("BOUNCE", 12_000, timeout=240, alive=lambda: monitor.alive)
+    alerts = world.wait_alerts(prefix, 12_000, timeout=240, alive=lambda: monitor.alive)
     distinct = _distinct(alerts)
     assert len(distinct) == 12_000
     assert set(Counter(str(a["household_id"]) for a in distinct.values()).values()) == {24}

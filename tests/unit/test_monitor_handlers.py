@@ -3,12 +3,18 @@
 Pending joins (an event before its person or household), tombstones, moves and status changes, dedupe, the
 A/B/C medical example in every arrival order, regional alert ids under shuffled arrival orders (hypothesis),
 state that levels off at the history horizon, the state codecs and `TrackedDict`.
+
+Every test runs with both stores of the engine (services/monitor/store.py): in memory, and in RocksDB, where
+each change is written through (encoded, to disk, the overlay emptied) as the engine does after a batch, so
+every read decodes what was written.
 """
 from __future__ import annotations
 
 import datetime as dt
 import itertools
+from collections.abc import Iterator, MutableMapping
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +26,7 @@ from schemas.catalog import DISASTER_LOSS, DROPOUT, HOSPITALIZATION, VEHICLE_PUR
 from schemas.codec import default_codec
 from schemas.errors import DecodeError
 from schemas.topics import REGISTRY_HOUSEHOLD_STATUS, REGISTRY_HOUSEHOLDS
+from services.monitor.app import HOUSEHOLD_ROWS, PERSON_ROWS
 from services.monitor.engine import TrackedDict
 from services.monitor.handlers import (
     Decision,
@@ -47,8 +54,10 @@ from services.monitor.state import (
     HouseholdState,
     Pending,
     PersonState,
+    StateCodec,
     VillageState,
 )
+from services.monitor.store import RocksStore, StateStore, TableCodec
 
 CODEC = default_codec()
 CFG = RuleConfig()
@@ -152,28 +161,87 @@ def joined(emit: Emit) -> dict[str, Any]:
 # --- stages and outputs ----------------------------------------------------------------------------------------
 
 
+class WriteThrough(MutableMapping[str, Any]):
+    """A disk store's state settled after every change (the engine settles after every batch)."""
+
+    def __init__(self, inner: StateStore[Any], codec: StateCodec[Any]) -> None:
+        self.inner, self.codec = inner, codec
+
+    def __getitem__(self, key: str) -> Any:
+        return self.inner[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.inner
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.inner[key] = value
+        self.inner.settle([(key, None if getattr(value, "empty", False) else self.codec.encode(CODEC, value))])
+
+    def __delitem__(self, key: str) -> None:
+        del self.inner[key]
+        self.inner.settle([(key, None)])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.inner)
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def items(self) -> Any:
+        return self.inner.items()
+
+    def values(self) -> Any:
+        return self.inner.values()
+
+    def take_dirty(self) -> set[str]:
+        return self.inner.take_dirty()
+
+
+STORE: dict[str, Any] = {}
+
+
+@pytest.fixture(scope="module", autouse=True, params=["memory", "rocksdb"])
+def store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    STORE["kind"] = request.param
+    STORE["disk"] = RocksStore(Path(tmp_path_factory.mktemp("stores")), "handlers")
+    STORE["serial"] = itertools.count()
+    yield request.param
+    STORE["disk"].close()
+
+
+def new_state(codec: StateCodec[Any]) -> Any:
+    if STORE.get("kind") != "rocksdb":
+        return TrackedDict()
+    return WriteThrough(STORE["disk"].state("t", next(STORE["serial"]), codec, CODEC), codec)
+
+
+def new_table(codec: TableCodec[Any]) -> Any:
+    return STORE["disk"].table("t", next(STORE["serial"]), codec) if STORE.get("kind") == "rocksdb" else {}
+
+
 def person_stage(*people: bytes) -> PersonStage:
     """A person stage over plain dicts, its persons table loaded from registry messages."""
-    stage = PersonStage({}, TrackedDict(), codec=CODEC, routes=ROUTES, grace=GRACE)
+    stage = PersonStage(new_table(PERSON_ROWS), new_state(PERSON_STATE), codec=CODEC, routes=ROUTES, grace=GRACE)
     for msg in people:
         assert stage.registry(CODEC.decode(msg).record["person_key"], msg, NOW) == []
     return stage
 
 
 def household_stage(*households: bytes, cfg: RuleConfig = CFG) -> HouseholdStage:
-    stage = HouseholdStage({}, TrackedDict(), codec=CODEC, routes=ROUTES, rules=cfg, grace=GRACE)
+    stage = HouseholdStage(new_table(HOUSEHOLD_ROWS), new_state(HOUSEHOLD_STATE), codec=CODEC, routes=ROUTES,
+                           rules=cfg, grace=GRACE)
     for msg in households:
         assert stage.registry(CODEC.decode(msg).record["household_id"], msg, NOW) == []
     return stage
 
 
 def village_stage(cfg: RuleConfig = CFG) -> VillageStage:
-    return VillageStage(TrackedDict(), codec=CODEC, routes=ROUTES, rules=cfg)
+    return VillageStage(new_state(VILLAGE_STATE), codec=CODEC, routes=ROUTES, rules=cfg)
 
 
 def dirty(stage: PersonStage | HouseholdStage | VillageStage) -> set[str]:
     state = stage.state
-    assert isinstance(state, TrackedDict)
+    assert isinstance(state, TrackedDict | WriteThrough)
     return state.take_dirty()
 
 

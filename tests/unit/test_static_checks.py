@@ -65,7 +65,7 @@ def test_no_file_points_at_a_document_outside_the_repository() -> None:
 
 # The stream frameworks the engine was compared with (bench/engines.py, docs/decisions/0001-stream-engine.md) are
 # bench-only: in the optional `bench` extra, never a dependency of the product, never imported by it.
-BENCH_ONLY = ("faust", "mode", "quixstreams", "confluent_kafka", "rocksdict")
+BENCH_ONLY = ("faust", "mode", "quixstreams", "confluent_kafka")  # rocksdict is the monitor's own (its disk store)
 PRODUCT = ("services", "connectors", "plumbing", "schemas")
 
 
