@@ -455,19 +455,21 @@ class VillageStage:
         rec = self._codec.decode(value, "povwatch.monitor.VillageDisaster").record
         region = rec["village_code"]
         state = self.state.get(region) or VillageState(village_code=region)
-        if state.known(rec["event_id"], rec["rule"]) and not state.redate(rec["event_id"], rec["rule"],
-                                                                          rec["disaster_date"]):
-            metrics.EVENTS_DUPLICATE.inc()
-            return []
+        redated = False
+        if state.known(rec["event_id"], rec["rule"]):
+            redated = state.redate(rec["event_id"], rec["rule"], rec["disaster_date"])
+            if not redated:
+                metrics.EVENTS_DUPLICATE.inc()
+                return []
         if state.too_late(rec["disaster_date"], self._rules.history_horizon_days):
             metrics.EVENTS_TOO_LATE.labels(self.name).inc()
-            return []
+            return self._kept(state, redated)
         record = VillageRecord(rec["household_id"], rec["event_id"], rec["disaster_date"], rec["rule"],
                                rec["person_key"], rec["group"])
         if beyond_list(record, state.fired_keys, self._rules,
                        lambda first, last: bool(state.records_of(record.rule, record.group, first, last))):
             metrics.REGIONAL_BEYOND_LIST.labels(record.rule).inc()
-            return []
+            return self._kept(state, redated)
         state.add_record(record)
         drafts = windowed(region, state.records_of(record.rule, record.group, *reach(record, self._rules)), record,
                           state.fired, state.fired_keys, self._rules)
@@ -480,6 +482,13 @@ class VillageStage:
             if full is not None:
                 state.fired_keys.add(full)
         return self._store(state, drafts, now)
+
+    def _kept(self, state: VillageState, changed: bool) -> list[Emit]:
+        """An event that raises nothing: the state is stored back when it changed (a record re-dated), so every
+        table store keeps the change and the changelog gets it."""
+        if changed:
+            self.state[state.village_code] = state
+        return []
 
     def _store(self, state: VillageState, drafts: Sequence[RegionalDraft], now: dt.datetime) -> list[Emit]:
         out = []

@@ -650,6 +650,19 @@ def test_the_same_village_record_twice_counts_once() -> None:
     assert stage.state[VILLAGE].fired == {regional_period(DAY, CFG)}
 
 
+def test_a_redated_record_that_raises_nothing_is_still_stored() -> None:
+    """A second report of a village record with an earlier date replaces it; when the earlier date is then too
+    old to count, the replacement must still reach the store (a disk store keeps only what is stored back)."""
+    stage = village_stage()
+    for i in range(2):
+        assert stage.event(ROUTES.village_disasters, village_msg(f"H{i}", f"dis-{i}", DAY), NOW) == []
+    dirty(stage)
+    too_old = DAY - dt.timedelta(days=CFG.history_horizon_days + 30)
+    assert stage.event(ROUTES.village_disasters, village_msg("H0", "dis-0", too_old), NOW) == []
+    assert dirty(stage) == {VILLAGE}  # written to the changelog
+    assert [r.event_id for r in stage.state[VILLAGE].records] == ["dis-1"]  # and kept by the store
+
+
 def test_undecodable_or_misrouted_messages_raise_decode_errors() -> None:
     persons = person_stage(person_msg())
     with pytest.raises(DecodeError, match="povwatch.registry.Person on events.medical-security.hospitalization, "
