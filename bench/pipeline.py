@@ -43,6 +43,7 @@ import subprocess
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -221,6 +222,62 @@ def write_mixed(directory: Path, households: list[Household], n: int, today: dt.
     return out
 
 
+@dataclass(frozen=True)
+class Backlog:
+    """What `publish_backlog` left on the broker: the event topics written and their events, the registry."""
+
+    topics: list[str]
+    events: int
+    persons: int  # roster persons published to registry.persons
+    registry_persons: int  # with the synthetic ones
+    connector_seconds: float
+
+
+def publish_backlog(settings: Settings, work: Path, events: int, households: int, extra_persons: int = 0,
+                    workload: str = "hospitalization") -> Backlog:
+    """On a running broker: the project's topics, a generated roster of `households` loaded (plus `extra_persons`
+    synthetic persons), and the workload's events published by the connectors from files under `work/files`.
+    EnvironmentProblem unless every row was published."""
+    (work / "files").mkdir(parents=True, exist_ok=True)
+    asyncio.run(ensure_topics(settings.bootstrap, settings.partitions))
+    files = generate(work / "files", households=households, seed=2024, today=(today := dt.date.today()))
+    roster = asyncio.run(load_roster(settings, files.roster))
+    persons = roster.published
+    if extra_persons:
+        asyncio.run(publish_synthetic_persons(settings.bootstrap, extra_persons, today))
+    registry_persons = persons + extra_persons
+    print(f"registry: {registry_persons} persons ({persons} from the roster file)")
+
+    rejected = {row for row, _ in roster.rejects}
+    if workload == "mixed":
+        runs = write_mixed(work / "files", roster_households(files.roster, rejected), events, today)
+    else:
+        path = work / "files" / "bench-hospitalization.csv"
+        write_stays(path, roster_people(files.roster, rejected), events, today)
+        runs = [(get_feed(DEPARTMENT, FEED), path)]
+    t0 = time.perf_counter()
+    summaries = [asyncio.run(run_connector(settings, spec.department, spec.feed, path)) for spec, path in runs]
+    t_connector = time.perf_counter() - t0
+    if not all(s.balanced for s in summaries) or (workload != "mixed" and summaries[0].published != events):
+        raise EnvironmentProblem("the connectors did not publish every row: " + "; ".join(
+            f"{s.feed}: {s.published} published, {s.rejected} rejected, {s.duplicates} duplicates"
+            for s in summaries))
+    published = sum(s.published for s in summaries)
+    print(f"connectors published {published} events in {t_connector:.1f} s")
+    return Backlog([spec.topic for spec, _ in runs], published, persons, registry_persons, t_connector)
+
+
+def start_monitor(settings: Settings, log_path: Path, *, store: str = "memory",
+                  store_dir: Path | None = None) -> ChildProcess:
+    """`povwatch monitor` as a child, on `settings`' broker, app id and metrics port, with its table store
+    (`memory`, or `rocksdb` under `store_dir`)."""
+    env = {"POVWATCH_BOOTSTRAP": settings.bootstrap, "POVWATCH_MONITOR_APP_ID": settings.monitor_app_id,
+           "POVWATCH_MONITOR_METRICS_PORT": str(settings.monitor_metrics_port), "POVWATCH_MONITOR_STORE": store}
+    if store_dir is not None:
+        env["POVWATCH_MONITOR_STORE_DIR"] = str(store_dir)
+    return ChildProcess(["monitor"], env=env, log_path=log_path)
+
+
 def bench(base: Settings, events: int, households: int, port: int, extra_persons: int,
           profile: bool = False, workload: str = "hospitalization", store: str = "memory") -> dict[str, Any]:
     settings = base.model_copy(update={
@@ -228,42 +285,17 @@ def bench(base: Settings, events: int, households: int, port: int, extra_persons
         "monitor_app_id": f"povwatch-bench-{uuid.uuid4().hex[:8]}", "monitor_metrics_port": free_port()})
     print(kafka_local.down(settings))  # a previous bench's broker, if one was left running
     shutil.rmtree(BENCH, ignore_errors=True)
-    (BENCH / "files").mkdir(parents=True)
+    BENCH.mkdir(parents=True)
     monitor: ChildProcess | None = None
     try:
         print(kafka_local.up(settings))
-        asyncio.run(ensure_topics(settings.bootstrap, settings.partitions))
-        files = generate(BENCH / "files", households=households, seed=2024, today=(today := dt.date.today()))
-        roster = asyncio.run(load_roster(settings, files.roster))
-        persons = roster.published
-        if extra_persons:
-            asyncio.run(publish_synthetic_persons(settings.bootstrap, extra_persons, today))
-        registry_persons = persons + extra_persons
-        print(f"registry: {registry_persons} persons ({persons} from the roster file)")
+        backlog = publish_backlog(settings, BENCH, events, households, extra_persons, workload)
+        topics, events, registry_persons = backlog.topics, backlog.events, backlog.registry_persons
+        t_connector = backlog.connector_seconds
+        print("starting the monitor on that backlog")
 
-        rejected = {row for row, _ in roster.rejects}
-        if workload == "mixed":
-            runs = write_mixed(BENCH / "files", roster_households(files.roster, rejected), events, today)
-        else:
-            path = BENCH / "files" / "bench-hospitalization.csv"
-            write_stays(path, roster_people(files.roster, rejected), events, today)
-            runs = [(get_feed(DEPARTMENT, FEED), path)]
-        topics = [spec.topic for spec, _ in runs]
-        t0 = time.perf_counter()
-        summaries = [asyncio.run(run_connector(settings, spec.department, spec.feed, path)) for spec, path in runs]
-        t_connector = time.perf_counter() - t0
-        if not all(s.balanced for s in summaries) or (workload != "mixed" and summaries[0].published != events):
-            raise EnvironmentProblem("the connectors did not publish every row: " + "; ".join(
-                f"{s.feed}: {s.published} published, {s.rejected} rejected, {s.duplicates} duplicates"
-                for s in summaries))
-        events = sum(s.published for s in summaries)
-        print(f"connectors published {events} events in {t_connector:.1f} s; starting the monitor on that backlog")
-
-        env = {"POVWATCH_BOOTSTRAP": settings.bootstrap, "POVWATCH_MONITOR_APP_ID": settings.monitor_app_id,
-               "POVWATCH_MONITOR_METRICS_PORT": str(settings.monitor_metrics_port),
-               "POVWATCH_MONITOR_STORE": store, "POVWATCH_MONITOR_STORE_DIR": str(BENCH / "store")}
         t_start = time.perf_counter()
-        monitor = ChildProcess(["monitor"], env=env, log_path=BENCH / "monitor.log")
+        monitor = start_monitor(settings, BENCH / "monitor.log", store=store, store_dir=BENCH / "store")
         wait_until(settings.monitor_metrics_port, lambda s: metric(s, "povwatch_registry_ready") == 1,
                    timeout=600, child=monitor, what=f"the monitor to load {registry_persons} registry persons")
         t_ready = time.perf_counter() - t_start

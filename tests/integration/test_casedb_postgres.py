@@ -18,11 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
 from schemas.alerts import severity_rank
 from services.casedb.database import open_database
-from services.casedb.models import Base
 from services.casedb.store import CaseStore, RecordResult
 
 pytest.register_assert_rewrite("tests.casedb_behaviour", "tests.casedb_migrations",
@@ -84,6 +83,7 @@ from tests.evidence_behaviour import (  # noqa: E402, F401
     test_worse_after_resolution_is_a_live_alert_again_but_corroboration_is_not,
     users,
 )
+from tests.integration.test_cases_postgres import fresh_schema  # noqa: E402
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "postgres.sh"
 FIRST_START_TIMEOUT = 600  # a first start installs the server package
@@ -118,16 +118,9 @@ def pg_url() -> Iterator[str]:
 
 @pytest.fixture
 def db_url(pg_url: str) -> str:
-    """The URL of an empty case DB: its tables and schema version dropped (open_database creates them again)."""
-
-    engine = create_engine(pg_url)
-    try:
-        Base.metadata.drop_all(engine)
-        with engine.begin() as connection:
-            connection.execute(text("DROP TABLE IF EXISTS alembic_version"))
-    finally:
-        engine.dispose()
-    return pg_url
+    """The URL of an empty case DB in a schema of this module's own (dropped and made again): what other modules
+    leave in the database (a SQL source's tables) is not in its way."""
+    return fresh_schema(pg_url, "casedb_it")
 
 
 @pytest.fixture

@@ -90,3 +90,46 @@ def test_no_file_points_at_a_document_outside_the_repository() -> None:
             if OUTSIDE_DOCS.search(line):
                 found.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()[:100]}")
     assert found == [], "point into docs/ instead:\n" + "\n".join(found)
+
+
+# The stream frameworks the engine was compared with (bench/engines.py, docs/decisions/0001-stream-engine.md) are
+# bench-only: in the optional `bench` extra, never a dependency of the product, never imported by it.
+BENCH_ONLY = ("faust", "mode", "quixstreams", "confluent_kafka")  # rocksdict is the monitor's own (its disk store)
+PRODUCT = ("services", "connectors", "plumbing", "schemas")
+
+
+def _imported_modules(path: Path) -> set[str]:
+    import ast
+
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module)
+    return found
+
+
+def test_the_product_never_imports_a_bench_only_framework() -> None:
+    found = []
+    for package in PRODUCT:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            for module in _imported_modules(path):
+                if module.split(".")[0] in BENCH_ONLY:
+                    found.append(f"{path.relative_to(ROOT)}: imports {module}")
+    assert found == [], "bench-only frameworks imported by the product:\n" + "\n".join(found)
+
+
+def test_the_stream_frameworks_are_only_in_the_bench_extra() -> None:
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+
+    def names(requirements: list[str]) -> set[str]:
+        return {re.split(r"[\[<>=!~; ]", r, maxsplit=1)[0].lower() for r in requirements}
+
+    assert {"faust-streaming", "quixstreams"} <= names(extras["bench"])
+    for where, requirements in [("dependencies", project["dependencies"]),
+                                *((f"extra {name}", reqs) for name, reqs in extras.items() if name != "bench")]:
+        assert not names(requirements) & {"faust-streaming", "quixstreams"}, where
