@@ -7,6 +7,7 @@ import datetime as dt
 import json
 from decimal import Decimal
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from services.casedb.database import open_database
 from services.cases.profiles import record_profiles
@@ -14,7 +15,7 @@ from services.cases.store import Cases
 from tests.cases_behaviour import HA, V1
 from tests.e2e.test_case_cli import Cli, cli, world  # noqa: F401 (fixtures)
 
-TODAY = dt.date.today()
+TODAY = dt.datetime.now(ZoneInfo("Asia/Shanghai")).date()  # the CLI's today is the prefecture's (POVWATCH_TIMEZONE)
 LAST_YEAR = TODAY.year - 1  # the roster's 上年人均纯收入 counts as last year's
 
 
