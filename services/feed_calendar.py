@@ -20,11 +20,11 @@ from __future__ import annotations
 import calendar
 import datetime as dt
 import re
-import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from plumbing.toml_config import read_toml
 from schemas.errors import ConfigError
 
 __all__ = ["Cadence", "FeedCalendar", "FeedStatus", "parse_cadence", "load_calendar", "status_of"]
@@ -101,14 +101,9 @@ class FeedCalendar:
 
 def load_calendar(path: Path, feeds: Iterable[tuple[str, str]]) -> FeedCalendar:
     """Read the calendar; every feed of `feeds` must be there and nothing else (ConfigError naming the key)."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: feed calendar not found (POVWATCH_FEEDS_CALENDAR names it)") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the feed calendar ({exc})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    if not path.is_file():
+        raise ConfigError(f"{path}: feed calendar not found (POVWATCH_FEEDS_CALENDAR names it)")
+    data = read_toml(path)
     wanted = set(feeds)
     cadences: dict[tuple[str, str], Cadence] = {}
     start = data.pop("start", None)
