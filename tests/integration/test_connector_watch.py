@@ -24,6 +24,7 @@ from connectors.catalog import get_feed
 from connectors.framework import EventHandler, run_file
 from connectors.pseudonym import Pseudonymiser
 from plumbing.kafka_io import ensure_topics, read_topic
+from plumbing.processes import metric, scrape
 from plumbing.settings import DEV_PSEUDONYM_KEY
 from schemas.codec import default_codec
 from tests.bigfile import HEADER, person_id, write_hospitalizations
@@ -80,7 +81,7 @@ class Watch:
         while not path.exists():
             assert self.proc is not None and self.proc.poll() is None, f"watch died:\n{self.text()}"
             assert time.monotonic() < deadline, f"{path} never appeared:\n{self.text()}"
-            time.sleep(0.1)
+            time.sleep(0.1)  # sleep-ok: the polling interval of a wait with a deadline
 
     def checkpoint_row(self) -> int:
         try:
@@ -89,6 +90,13 @@ class Watch:
         except sqlite3.Error:
             return 0
         return int(row[0] or 0)
+
+    def rows_read(self) -> float:
+        """Rows read so far, by /metrics (counted every 1,000 rows); 0 before it answers."""
+        try:
+            return metric(scrape(self.port), "povwatch_connector_rows_read_total")
+        except OSError:
+            return 0.0
 
     def metrics(self) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as response:
@@ -150,10 +158,10 @@ def _kill_and_resume(watch: Watch, topics: str) -> None:
     watch.wait_for(watch.drop / "done")
     os.replace(staged, watch.drop / name)
     deadline = time.monotonic() + 120
-    while watch.checkpoint_row() < 8_000:  # well into the file: checkpoints written
+    # well into the file (checkpoints written), and between two checkpoints: rows read and sent after the last one
+    while (checkpoint := watch.checkpoint_row()) < 8_000 or watch.rows_read() < checkpoint + 1_000:
         assert time.monotonic() < deadline, watch.text()
-        time.sleep(0.02)
-    time.sleep(0.25)  # between two checkpoints: rows sent (some acknowledged) after the last one
+        time.sleep(0.02)  # sleep-ok: the polling interval of a wait with a deadline
     assert watch.proc is not None
     watch.proc.kill()
     watch.proc.wait()
@@ -190,7 +198,7 @@ def test_a_growing_file_waits_and_a_bad_file_fails_with_its_reason(watch: Watch,
         for i in range(10):                                  # a row every 0.4 s for 4 s: never 1 s stable
             out.write(f"张三,{person_id(900_000 + i)},肺炎,2024-03-01,3,1000,300,2024-03-05\r\n")
             out.flush()
-            time.sleep(0.4)
+            time.sleep(0.4)  # sleep-ok: the behaviour under test (a file still being written is left alone)
             assert growing.exists(), "picked up while still being written"
     bad = watch.drop / f"bad-{uuid.uuid4().hex[:8]}.csv"
     bad.write_text("姓名,疾病名称\r\n张三,肺炎\r\n", encoding="utf-8")
@@ -233,14 +241,14 @@ def test_a_sql_source_through_the_watch_service(tmp_path: Path, topics: str) -> 
         deadline = time.monotonic() + 60
         while "cursor at row 21" not in w.text():
             assert time.monotonic() < deadline and w.proc is not None and w.proc.poll() is None, w.text()
-            time.sleep(0.2)
+            time.sleep(0.2)  # sleep-ok: the polling interval of a wait with a deadline
         assert w.stop() == 0
         _table(db, [(22, "700", "2024-06-02 08:00"), (5, "650", "2024-06-02 09:00")])  # one new, one updated
         w.start()
         deadline = time.monotonic() + 60
         while "cursor at row 23" not in w.text():
             assert time.monotonic() < deadline and w.proc is not None and w.proc.poll() is None, w.text()
-            time.sleep(0.2)
+            time.sleep(0.2)  # sleep-ok: the polling interval of a wait with a deadline
         events, letters = origin_counts(topics, table)
         assert sum(events.values()) == 22 and max(events.values()) == 1   # 20 + new + updated, each once
         assert list(letters) == [f"{table}[id=21]:21".encode()]
