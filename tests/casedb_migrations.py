@@ -263,6 +263,7 @@ def open_at_once(url: str, tmp_path: Path, processes: int = 6) -> None:
         assert connection.scalar(text("SELECT count(*) FROM alembic_version")) == 1
 
 
+@pytest.mark.slow  # six Python processes, each importing SQLAlchemy and Alembic
 def test_processes_opening_a_new_database_at_once_upgrade_it_once(db_url: str, tmp_path: Path) -> None:
     """The lock (PostgreSQL: advisory; SQLite: BEGIN IMMEDIATE): processes opening a new database at the same
     moment all succeed, and it is upgraded once."""

@@ -18,6 +18,7 @@ import pytest
 
 from plumbing.kafka_io import describe_group, ensure_topics
 from plumbing.processes import ChildProcess, scrape
+from schemas.errors import BrokerUnavailable
 from services.casedb.database import open_database
 from tests.integration.ops_world import free_port
 
@@ -69,7 +70,10 @@ def _loop_running(running: Running, broker: str) -> bool:
     """A consumer: its group is Stable with a member (it has joined and polls). The connector's watch: a scan has
     set the drop folder's lag. The intake API and the desk: serving /healthz (checked by `start`) is their loop."""
     if running.group is not None:
-        state, members = asyncio.run(describe_group(broker, running.group))
+        try:
+            state, members = asyncio.run(describe_group(broker, running.group))
+        except BrokerUnavailable:  # no coordinator yet: a fresh broker is still making __consumer_offsets
+            return False
         return state == "Stable" and members >= 1
     if running.service == "connector-watch":
         try:
