@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TESTS, mark_for
+from tests.conftest import TESTS, applies, mark_for
 
 ROOT = TESTS.parent
 
@@ -40,3 +40,10 @@ def test_the_marks_are_declared_each_with_what_it_means() -> None:
 def test_the_unit_tests_themselves_are_fast(request: pytest.FixtureRequest) -> None:
     assert request.node.get_closest_marker("fast") is not None
     assert request.node.get_closest_marker("integration") is None
+
+
+def test_a_slow_mark_with_conditions_applies_to_the_matching_cases_only() -> None:
+    on_disk = pytest.mark.slow(store="rocksdb").mark
+    assert applies(on_disk, {"store": "rocksdb"})
+    assert not applies(on_disk, {"store": "memory"}) and not applies(on_disk, {})
+    assert applies(pytest.mark.slow.mark, {}) and applies(pytest.mark.slow.mark, {"store": "memory"})
