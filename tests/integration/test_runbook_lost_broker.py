@@ -1,0 +1,101 @@
+"""Procedure "Recover from a lost broker" (docs/runbook.md), on a broker of this module's own: the single-host
+broker is killed and its data directory lost; the documented recovery (a new broker, the topics, the roster and
+the departments' files sent again, the case decisions queued again, the monitor and the case feed started) brings
+back every event and every alert under its old id, and the case DB gains nothing twice. Counted exactly."""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from plumbing.settings import Settings
+from schemas.topics import ALERTS_HOUSEHOLD
+from tests.integration.ops_world import World, households, roster_file, stays_file
+from tests.integration.test_runbook import _casefeed, _cases, _messages, _status
+
+pytestmark = pytest.mark.integration
+
+PORT = int(os.environ.get("POVWATCH_TEST_BROKER_PORT", "19092")) + 360  # killed and wiped: a broker of its own
+HOSPITALIZATION = "events.medical-security.hospitalization"
+
+
+def _kill_broker(data: Path) -> None:
+    pid = int((data / "broker.pid").read_text().strip())
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{pid}").exists() and "Z" not in _state(pid):
+        assert time.monotonic() < deadline, "the broker did not die"
+        time.sleep(0.2)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return "Z"
+
+
+def test_a_lost_broker_is_rebuilt_from_the_sources(tmp_path: Path) -> None:
+    data = tmp_path / "kafka"
+    world = World(Settings(bootstrap=f"127.0.0.1:{PORT}", kafka_data=data), tmp_path)
+    db = f"sqlite:///{tmp_path / 'cases.db'}"
+    env = {"POVWATCH_CASE_DB": db, "POVWATCH_MONITOR_APP_ID": "povwatch-monitor",
+           "POVWATCH_CASEFEED_GROUP": "povwatch-casefeed", "POVWATCH_RELAY_GROUP": "povwatch-relay"}
+    world.env |= env
+    world.cli("kafka", "up")
+    try:
+        world.cli("topics", "ensure")
+        hhs = households("LOST", 60)
+        roster = roster_file(tmp_path / "roster.csv", hhs)
+        heads = [h.members[0] for h in hhs]
+        files = [stays_file(tmp_path / "stays-jan.csv", heads),
+                 stays_file(tmp_path / "stays-feb.csv", heads[:20], first=dt.date(2025, 2, 1))]
+        world.roster(roster, delta=False)
+        for f in files:
+            world.publish("medical-security", "hospitalization", f)
+        monitor, _ = world.monitor("povwatch-monitor", "lost-monitor-1")
+        before = {a["alert_id"] for a in world.wait_alerts("LOST", 80, timeout=180, alive=lambda: monitor.alive)}
+        assert len(before) == 80
+        assert monitor.stop() == 0
+        first = _casefeed(world, env)
+        cases_before = _cases(db, "LOST")
+        assert cases_before[:2] == (60, 80)
+        events_before = _messages(_status(world, env), HOSPITALIZATION)
+        assert events_before == 80
+
+        # the loss: the broker killed, its data directory gone
+        _kill_broker(data)
+        shutil.rmtree(data)
+        gone = subprocess.run([sys.executable, "-m", "services.cli", "status"], env={**os.environ, **world.env},
+                              capture_output=True, text=True, timeout=120)
+        assert gone.returncode == 2 and len(gone.stderr.strip().splitlines()) == 1, gone.stderr
+
+        # the recovery, step by step as docs/runbook.md gives it
+        world.cli("kafka", "up")
+        world.cli("topics", "ensure")
+        world.roster(roster, delta=False)
+        for f in files:
+            world.publish("medical-security", "hospitalization", f)
+        world.cli("cases", "publish-status")
+        assert "published" in world.cli("relay", "--once")
+        monitor, _ = world.monitor("povwatch-monitor", "lost-monitor-2")
+        after = world.wait_alerts("LOST", 80, timeout=180, alive=lambda: monitor.alive)
+        assert monitor.stop() == 0
+        assert {a["alert_id"] for a in after} == before and len(after) == 80  # each once, under its old id
+        status = _status(world, env)
+        assert _messages(status, HOSPITALIZATION) == events_before
+        assert _messages(status, ALERTS_HOUSEHOLD) == 80
+        again = _casefeed(world, env)
+        assert (again["consumed"], again["cases_opened"], again["duplicates"]) == (first["consumed"], 0,
+                                                                                   first["consumed"])
+        assert _cases(db, "LOST") == cases_before
+    finally:
+        world.stop_all()
+        world.cli("kafka", "down")
