@@ -11,25 +11,39 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import io
 import json
 import os
 import re
+import subprocess
+import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import fastavro
 import pytest
 from aiokafka import AIOKafkaProducer
+from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
 
 from plumbing.processes import ChildProcess, metric, wait_until
 from plumbing.settings import Settings
+from schemas.codec import AVRO_DIR, MAGIC
 from schemas.topics import ALERTS_HOUSEHOLD
-from services.casedb.database import open_database
 from tests.integration.ops_world import World, free_port, households, roster_file, stays_file
+from tests.integration.runbook_world import (
+    answers_at,
+    assert_stops_cleanly,
+    prefix_cases,
+    replay_counts,
+    run_casefeed_once,
+    start_service,
+    status_json,
+    topic_messages,
+    wait_for,
+)
 from tests.integration.services_world import TOKENS
 
 pytestmark = pytest.mark.integration
@@ -55,75 +69,22 @@ def _app() -> str:
     return f"rb-{uuid.uuid4().hex[:8]}"
 
 
-def _answers(port: int, path: str) -> Callable[[], bool]:
-    import urllib.error
-    import urllib.request
-
-    def ready() -> bool:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
-                return bool(response.status == 200)
-        except (urllib.error.URLError, OSError):
-            return False
-    return ready
 
 
-def _serve(world: World, args: list[str], name: str, env: dict[str, str], ready: Callable[[], bool]) -> ChildProcess:
-    child = ChildProcess(args, env={**world.env, **env}, log_path=world.workdir / f"{name}.log")
-    deadline = time.monotonic() + 90
-    while not ready():
-        assert child.alive, f"{name} exited ({child.proc.returncode}):\n{child.tail()}"
-        assert time.monotonic() < deadline, f"{name} not ready after 90 s:\n{child.tail()}"
-        time.sleep(0.3)
-    return child
 
 
-def _cases(url: str, prefix: str) -> tuple[int, int, list[str]]:
-    """(cases, evidence rows, alert ids) of this prefix's households in the case DB."""
-    with open_database(url) as store:
-        cases = [c for c in store.list_cases() if c.household_or_region.startswith(prefix)]
-    alert_ids = sorted(e.alert_id for c in cases for e in c.evidence)
-    return len(cases), len(alert_ids), alert_ids
 
 
-def _casefeed(world: World, env: dict[str, str]) -> dict[str, int]:
-    """`povwatch casefeed --timeout 4`: everything there is, then stop; its totals line as numbers."""
-    out = world.cli("casefeed", "--timeout", "4", env={**env, "POVWATCH_CASEFEED_METRICS_PORT": str(free_port())})
-    line = out.strip().splitlines()[-1].split(":", 1)[1]
-    return {k.strip().replace(" ", "_"): int(v) for k, v in re.findall(r"([a-zA-Z ]+?) (\d+)(?:,|$)", line)}
 
 
-def _to_read(out: str) -> dict[str, int]:
-    """Messages to read again per topic, from the table `povwatch replay` prints."""
-    found: Counter[str] = Counter()
-    for line in out.splitlines():
-        cells = line.split()
-        if len(cells) == 6 and cells[-1].isdigit() and cells[2].isdigit():
-            found[cells[1]] += int(cells[-1])
-    return dict(found)
 
 
-def _stopped(child: ChildProcess, name: str) -> None:
-    code = child.stop(timeout=55)
-    log = child.log_path.read_text(errors="replace")
-    assert code == 0, f"{name} exited {code} on SIGTERM:\n{log[-2000:]}"
-    assert "Traceback" not in log, log[-2000:]
 
 
-def _status(world: World, env: dict[str, str]) -> dict[str, Any]:
-    result: dict[str, Any] = json.loads(world.cli("status", "--json", env=env))
-    return result
 
 
-def _messages(status: dict[str, Any], topic: str) -> int:
-    return int(next(t["messages"] for t in status["topics"] if t["name"] == topic))
 
 
-def _wait(condition: Callable[[], bool], what: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out after {timeout:.0f} s waiting for {what}"
-        time.sleep(0.5)
 
 
 def test_start_and_stop_in_order(world: World, tmp_path: Path) -> None:
@@ -150,33 +111,33 @@ def test_start_and_stop_in_order(world: World, tmp_path: Path) -> None:
     started: list[tuple[str, ChildProcess]] = []
     try:
         for name, args, ready in (  # the order of the units' After= lines
-                ("monitor", ["monitor"], _answers(ports["monitor"], "/metrics")),
-                ("casefeed", ["casefeed"], _answers(ports["casefeed"], "/metrics")),
-                ("relay", ["relay"], _answers(ports["relay"], "/metrics")),
-                ("desk", ["desk"], _answers(ports["desk"], "/healthz")),
-                ("intake", ["intake"], _answers(ports["intake"], "/healthz")),
+                ("monitor", ["monitor"], answers_at(ports["monitor"], "/metrics")),
+                ("casefeed", ["casefeed"], answers_at(ports["casefeed"], "/metrics")),
+                ("relay", ["relay"], answers_at(ports["relay"], "/metrics")),
+                ("desk", ["desk"], answers_at(ports["desk"], "/healthz")),
+                ("intake", ["intake"], answers_at(ports["intake"], "/healthz")),
                 ("connector-watch", ["connector", "watch", "--config", str(config)],
-                 _answers(ports["watch"], "/metrics"))):
-            started.append((name, _serve(world, args, f"start-{name}", env, ready)))
+                 answers_at(ports["watch"], "/metrics"))):
+            started.append((name, start_service(world, args, f"start-{name}", env, ready)))
         stays_file(drop / "stays.csv", [h.members[0] for h in hhs])
-        _wait(lambda: _cases(db, "START")[:2] == (40, 40), "40 cases in the case DB")
-        _wait(lambda: all(g["total_lag"] == 0 for g in _status(world, env)["groups"]), "every group's lag 0")
-        before = _status(world, env)
+        wait_for(lambda: prefix_cases(db, "START")[:2] == (40, 40), "40 cases in the case DB")
+        wait_for(lambda: all(g["total_lag"] == 0 for g in status_json(world, env)["groups"]), "every group's lag 0")
+        before = status_json(world, env)
 
         by_name = dict(started)
         for name in ("connector-watch", "intake", "monitor", "casefeed", "relay", "desk"):  # inputs first
-            _stopped(by_name[name], name)
+            assert_stops_cleanly(by_name[name], name)
         world.cli("kafka", "down")
         assert "not running" in world.cli("kafka", "status")
         world.cli("kafka", "up")
-        after = _status(world, env)
+        after = status_json(world, env)
     finally:
         for _, child in started:
             child.kill()
-    assert _messages(after, HOSPITALIZATION) == _messages(before, HOSPITALIZATION) >= 40
-    assert _messages(after, ALERTS_HOUSEHOLD) == _messages(before, ALERTS_HOUSEHOLD)
+    assert topic_messages(after, HOSPITALIZATION) == topic_messages(before, HOSPITALIZATION) >= 40
+    assert topic_messages(after, ALERTS_HOUSEHOLD) == topic_messages(before, ALERTS_HOUSEHOLD)
     assert [(g["group"], g["total_lag"]) for g in after["groups"]] == [(g["group"], 0) for g in before["groups"]]
-    assert _cases(db, "START")[:2] == (40, 40)
+    assert prefix_cases(db, "START")[:2] == (40, 40)
     assert len(list((drop / "done").iterdir())) >= 1  # the file, moved aside once sent
 
 
@@ -190,8 +151,8 @@ def test_restore_an_older_backup_then_replay_the_alerts_since_it(world: World, t
     monitor, _ = world.monitor(_app(), "backup-monitor")
     world.publish("medical-security", "hospitalization", stays_file(tmp_path / "a.csv", [h.members[0] for h in first]))
     world.wait_alerts("BKPA", 30, timeout=120, alive=lambda: monitor.alive)
-    _casefeed(world, env)
-    assert _cases(env["POVWATCH_CASE_DB"], "BKP")[:2] == (30, 30)
+    run_casefeed_once(world, env)
+    assert prefix_cases(env["POVWATCH_CASE_DB"], "BKP")[:2] == (30, 30)
 
     out = world.cli("casedb", "backup", "--dir", str(tmp_path / "backups"), "--keep", "3", env=env)
     [backup] = list((tmp_path / "backups").iterdir())
@@ -201,28 +162,28 @@ def test_restore_an_older_backup_then_replay_the_alerts_since_it(world: World, t
     time.sleep(1.1)  # the backup's stamp is to the second: what follows is surely later than it
     world.publish("medical-security", "hospitalization", stays_file(tmp_path / "b.csv", [h.members[0] for h in second]))
     world.wait_alerts("BKPB", 20, timeout=120, alive=lambda: monitor.alive)
-    _casefeed(world, env)
-    assert _cases(env["POVWATCH_CASE_DB"], "BKP")[:2] == (50, 50)
-    complete = _cases(env["POVWATCH_CASE_DB"], "BKP")[2]
+    run_casefeed_once(world, env)
+    assert prefix_cases(env["POVWATCH_CASE_DB"], "BKP")[:2] == (50, 50)
+    complete = prefix_cases(env["POVWATCH_CASE_DB"], "BKP")[2]
 
     db.unlink()  # the disaster
     out = world.cli("casedb", "restore", str(backup), env=env)
     assert "restored into" in out
-    assert _cases(env["POVWATCH_CASE_DB"], "BKP")[:2] == (30, 30)
+    assert prefix_cases(env["POVWATCH_CASE_DB"], "BKP")[:2] == (30, 30)
     out = world.cli("replay", "casefeed", "--since", stamp.group(1), env=env)
-    moved = _to_read(out)
+    moved = replay_counts(out)
     assert moved[ALERTS_HOUSEHOLD] == 20, out  # exactly the household alerts raised after the backup
-    totals = _casefeed(world, env)
+    totals = run_casefeed_once(world, env)
     assert totals["consumed"] == sum(moved.values())  # and the regional ones (the village's medical cluster)
     assert totals["cases_opened"] >= 20
-    assert _cases(env["POVWATCH_CASE_DB"], "BKP") == (50, 50, complete)
+    assert prefix_cases(env["POVWATCH_CASE_DB"], "BKP") == (50, 50, complete)
 
     # replayed again (an operator who is unsure): the case DB keeps one of each
-    assert _to_read(world.cli("replay", "casefeed", "--since", stamp.group(1), env=env)) == moved
-    totals = _casefeed(world, env)
+    assert replay_counts(world.cli("replay", "casefeed", "--since", stamp.group(1), env=env)) == moved
+    totals = run_casefeed_once(world, env)
     assert (totals["consumed"], totals["cases_opened"], totals["duplicates"]) == (sum(moved.values()), 0,
                                                                                   sum(moved.values()))
-    assert _cases(env["POVWATCH_CASE_DB"], "BKP") == (50, 50, complete)
+    assert prefix_cases(env["POVWATCH_CASE_DB"], "BKP") == (50, 50, complete)
 
     assert "not a date" in subprocess_refused(world, ["replay", "casefeed", "--since", "yesterday"], env)
     assert monitor.stop() == 0
@@ -245,7 +206,7 @@ def test_replaying_an_event_topic_into_the_monitor_adds_nothing_twice(world: Wor
     assert "stop every monitor process first" in out  # running: refused, in one line
     assert monitor.stop() == 0
     out = world.cli("replay", "monitor", "--since", since.isoformat(), "--topic", HOSPITALIZATION, env=env)
-    assert _to_read(out) == {HOSPITALIZATION: 25}, out
+    assert replay_counts(out) == {HOSPITALIZATION: 25}, out
     again, port = world.monitor(app, "replay-monitor-2")
     samples = wait_until(port, lambda s: metric(s, "povwatch_events_duplicate_total") >= 25, timeout=120,
                          child=again, what="the 25 replayed events")
@@ -257,9 +218,6 @@ def test_replaying_an_event_topic_into_the_monitor_adds_nothing_twice(world: Wor
 
 def subprocess_refused(world: World, args: list[str], env: dict[str, str]) -> str:
     """Run a povwatch command that must fail with exit 2 and one line; returns that line."""
-    import subprocess
-    import sys
-
     done = subprocess.run([sys.executable, "-m", "services.cli", *args], env={**os.environ, **world.env, **env},
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, (done.returncode, done.stdout, done.stderr)
@@ -290,12 +248,12 @@ def test_a_corrupted_state_changelog_is_rebuilt_from_the_event_topics(world: Wor
     monitor, port = world.monitor(app, "corrupt-monitor-1")
     world.publish("medical-security", "hospitalization", stays_file(tmp_path / "s.csv", [h.members[0] for h in hhs]))
     original = {a["alert_id"] for a in world.wait_alerts("CORR", 30, timeout=120, alive=lambda: monitor.alive)}
-    samples = wait_until(port, lambda s: all(g["total_lag"] == 0 for g in _status(world, env)["groups"][:3]),
+    samples = wait_until(port, lambda s: all(g["total_lag"] == 0 for g in status_json(world, env)["groups"][:3]),
                          timeout=120, child=monitor, what="the monitor's groups at lag 0")
     households_kept = metric(samples, "povwatch_monitor_state_entries", stage="household")
     assert monitor.stop() == 0
-    _casefeed(world, env)
-    assert _cases(env["POVWATCH_CASE_DB"], "CORR") == (30, 30, sorted(original))
+    run_casefeed_once(world, env)
+    assert prefix_cases(env["POVWATCH_CASE_DB"], "CORR") == (30, 30, sorted(original))
 
     _corrupt(world.settings.bootstrap, f"{app}.household-state", hhs[3].hid)
     broken = ChildProcess(["monitor"], env={**world.env, **env, "POVWATCH_MONITOR_METRICS_PORT": str(free_port())},
@@ -317,10 +275,10 @@ def test_a_corrupted_state_changelog_is_rebuilt_from_the_event_topics(world: Wor
     assert "warning" not in out  # nothing was lost to retention on this broker
     rebuilt, port = world.monitor(app, "corrupt-monitor-2")
     alerts = world.wait_alerts("CORR", 30, timeout=120, alive=lambda: rebuilt.alive)
-    _wait(lambda: len(world.alerts("CORR")) == 60, "every CORR alert raised again")
+    wait_for(lambda: len(world.alerts("CORR")) == 60, "every CORR alert raised again")
     alerts = world.alerts("CORR")
     assert Counter(a["alert_id"] for a in alerts) == {i: 2 for i in original}  # the same ids, once more each
-    samples = wait_until(port, lambda s: all(g["total_lag"] == 0 for g in _status(world, env)["groups"][:3]),
+    samples = wait_until(port, lambda s: all(g["total_lag"] == 0 for g in status_json(world, env)["groups"][:3]),
                          timeout=120, child=rebuilt, what="the rebuilt monitor at lag 0")
     assert metric(samples, "povwatch_monitor_state_entries", stage="household") == households_kept
     assert metric(samples, "povwatch_events_duplicate_total") == 0
@@ -330,27 +288,21 @@ def test_a_corrupted_state_changelog_is_rebuilt_from_the_event_topics(world: Wor
                   stays_file(tmp_path / "later.csv", later, first=dt.date(2025, 2, 1)))
     world.wait_alerts("CORR", 40, timeout=120, alive=lambda: rebuilt.alive)
     assert rebuilt.stop() == 0
-    totals = _casefeed(world, env)
+    totals = run_casefeed_once(world, env)
     assert totals["cases_opened"] == 0
-    cases, evidence, ids = _cases(env["POVWATCH_CASE_DB"], "CORR")
+    cases, evidence, ids = prefix_cases(env["POVWATCH_CASE_DB"], "CORR")
     assert (cases, evidence) == (30, 40) and set(original) <= set(ids)
 
 
 def test_alerts_of_the_previous_povwatch_are_read_by_the_upgraded_case_feed(world: World, tmp_path: Path) -> None:
     """Procedure "Upgrade povwatch", the Kafka side: alerts an older povwatch wrote with the released schema v1
     (no `event_topics`) still on the topic when the new version starts are read into the case DB."""
-    from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
-
-    from schemas.codec import AVRO_DIR, MAGIC
-
     v1 = parse_schema(json.loads((AVRO_DIR / "released" / "povwatch.alerts.HouseholdAlert" / "v1.avsc")
                                  .read_text(encoding="utf-8")))
     assert "event_topics" not in {f["name"] for f in v1["fields"]}
     raised = dt.datetime(2025, 3, 1, 2, 0, tzinfo=dt.UTC)
 
     def encoded(n: int) -> bytes:
-        import io
-
         buf = io.BytesIO()
         buf.write(MAGIC)
         buf.write(bytes.fromhex(fingerprint(to_parsing_canonical_form(v1), "CRC-64-AVRO")))
@@ -370,7 +322,7 @@ def test_alerts_of_the_previous_povwatch_are_read_by_the_upgraded_case_feed(worl
             await producer.stop()
     asyncio.run(send())
     env = {"POVWATCH_CASE_DB": f"sqlite:///{tmp_path / 'cases.db'}", "POVWATCH_CASEFEED_GROUP": f"{_app()}-cf"}
-    totals = _casefeed(world, env)
+    totals = run_casefeed_once(world, env)
     assert totals["dead_letters"] == 0
-    cases, evidence, _ = _cases(env["POVWATCH_CASE_DB"], "UPGR")
+    cases, evidence, _ = prefix_cases(env["POVWATCH_CASE_DB"], "UPGR")
     assert (cases, evidence) == (12, 12)

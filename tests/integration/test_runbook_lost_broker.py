@@ -19,7 +19,7 @@ from plumbing.settings import Settings
 from schemas.topics import ALERTS_HOUSEHOLD
 from services.casedb.database import open_database
 from tests.integration.ops_world import World, free_port, households, roster_file, stays_file
-from tests.integration.test_runbook import _casefeed, _cases, _messages, _status
+from tests.integration.runbook_world import prefix_cases, run_casefeed_once, status_json, topic_messages
 
 pytestmark = pytest.mark.integration
 
@@ -73,11 +73,11 @@ def test_a_lost_broker_is_rebuilt_from_the_sources(tmp_path: Path) -> None:
         before = {a["alert_id"] for a in world.wait_alerts("LOST", 80, timeout=180, alive=lambda: monitor.alive)}
         assert len(before) == 80
         assert monitor.stop() == 0
-        first = _casefeed(world, env)
-        cases_before = _cases(db, "LOST")
+        first = run_casefeed_once(world, env)
+        cases_before = prefix_cases(db, "LOST")
         every_case_before = _every_case(db)
         assert cases_before[:2] == (60, 80)
-        events_before = _messages(_status(world, env), HOSPITALIZATION)
+        events_before = topic_messages(status_json(world, env), HOSPITALIZATION)
         assert events_before == 80
 
         # the loss: the broker killed, its data directory gone
@@ -101,15 +101,15 @@ def test_a_lost_broker_is_rebuilt_from_the_sources(tmp_path: Path) -> None:
         after = world.wait_alerts("LOST", 80, timeout=180, alive=lambda: monitor.alive)
         assert monitor.stop() == 0
         assert {a["alert_id"] for a in after} == before and len(after) == 80  # each once, under its old id
-        status = _status(world, env)
-        assert _messages(status, HOSPITALIZATION) == events_before
-        assert _messages(status, ALERTS_HOUSEHOLD) == 80
-        again = _casefeed(world, env)
+        status = status_json(world, env)
+        assert topic_messages(status, HOSPITALIZATION) == events_before
+        assert topic_messages(status, ALERTS_HOUSEHOLD) == 80
+        again = run_casefeed_once(world, env)
         assert (again["consumed"], again["cases_opened"], again["dead_letters"]) == (first["consumed"], 0, 0)
         # household alerts are duplicates; a regional alert raised again as its village's count grew merges
         # what it names into the same alert ("updated"): either way nothing new
         assert again["duplicates"] + again["updated"] == first["consumed"] and again["duplicates"] >= 80
-        assert _cases(db, "LOST") == cases_before
+        assert prefix_cases(db, "LOST") == cases_before
         assert _every_case(db) == every_case_before
     finally:
         world.stop_all()
