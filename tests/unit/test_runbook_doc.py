@@ -115,5 +115,10 @@ def test_the_install_scripts_are_idempotent(script: str) -> None:
     assert "nothing to do" in done.stdout + done.stderr
 
 
+def test_the_install_steps_agree_with_deployment_md() -> None:
+    apt = next(line for line in _shell_lines() if line.startswith("apt-get install"))
+    assert apt in (ROOT / "docs" / "deployment.md").read_text(encoding="utf-8")
+
+
 def test_operations_links_the_runbook() -> None:
     assert "(runbook.md)" in (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
