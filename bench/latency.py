@@ -66,6 +66,7 @@ from services.casedb.engine import make_engine, resolve_url
 from services.casedb.models import Evidence
 from services.demo.population import generate
 from services.ingest import load_roster, run_connector
+from services.monitor.topics import MonitorTopics
 
 from latency_stats import join, percentiles, report  # bench/, beside this script  # isort: skip
 from pipeline import roster_people, start_monitor  # isort: skip
@@ -189,10 +190,12 @@ def wait_cases(settings: Settings, casefeed: ChildProcess, total: int, what: str
                timeout=120 + total / 20, child=casefeed, what=f"the case feed to write {what}", interval=0.1)
 
 
-async def _read_topics(bootstrap: str) -> tuple[list[tuple[str, str, float]], list[tuple[list[str], float]]]:
-    """(event id, phase, ingest ms) of every offered event and (event ids, ms) of every SAFETY_NET alert."""
-    codec = default_codec()
-    events, alerts = [], []
+async def _read_topics(settings: Settings) -> tuple[list[tuple[str, str, float]], list[tuple[list[str], float]],
+                                                    list[tuple[str, float]]]:
+    """(event id, phase, ingest ms) of every offered event, (event ids, ms) of every SAFETY_NET alert and (event
+    id, ms) of every event the person stage forwarded to the household stage."""
+    bootstrap, codec = settings.bootstrap, default_codec()
+    events, alerts, forwards = [], [], []
     async for rec in read_since(bootstrap, [get_feed(DEPARTMENT, FEED).topic], {}):
         event = codec.decode(rec.value).record
         events.append((str(event["event_id"]), Path(event["source"]["origin"]).stem, float(rec.timestamp_ms)))
@@ -200,12 +203,15 @@ async def _read_topics(bootstrap: str) -> tuple[list[tuple[str, str, float]], li
         alert = codec.decode(rec.value).record
         if alert["rule"] == "SAFETY_NET":
             alerts.append(([str(e) for e in alert["event_ids"]], float(rec.timestamp_ms)))
-    return events, alerts
+    async for rec in read_since(bootstrap, [MonitorTopics(settings.monitor_app_id).household_events], {}):
+        joined = codec.decode(rec.value).record  # a HouseholdEvent: the event's own message inside
+        forwards.append((str(codec.decode(joined["event"]).record["event_id"]), float(rec.timestamp_ms)))
+    return events, alerts, forwards
 
 
 def read_back(settings: Settings) -> Any:
     """Every event, alert and case-DB evidence row so far, joined (latency_stats.join)."""
-    events, alerts = asyncio.run(_read_topics(settings.bootstrap))
+    events, alerts, forwards = asyncio.run(_read_topics(settings))
     engine = make_engine(resolve_url(settings.case_db))
     try:
         with engine.connect() as connection:
@@ -213,7 +219,7 @@ def read_back(settings: Settings) -> Any:
     finally:
         engine.dispose()
     cases = [([str(e) for e in event_ids], received.timestamp() * 1000) for event_ids, received in rows]
-    return join(events, alerts, cases)
+    return join(events, alerts, cases, forwards)
 
 
 def bench(base: Settings, *, port: int, households: int, warmup: int, burst: int, seconds: float,
@@ -221,7 +227,8 @@ def bench(base: Settings, *, port: int, households: int, warmup: int, burst: int
     run = uuid.uuid4().hex[:8]
     settings = base.model_copy(update={
         "bootstrap": f"127.0.0.1:{port}", "kafka_data": WORK / "kafka", "case_db": f"sqlite:///{WORK / 'cases.db'}",
-        "monitor_app_id": f"povwatch-bench-latency-monitor-{run}", "casefeed_group": f"povwatch-bench-latency-casefeed-{run}",
+        "monitor_app_id": f"povwatch-bench-latency-monitor-{run}",
+        "casefeed_group": f"povwatch-bench-latency-casefeed-{run}",
         "monitor_metrics_port": port + 2, "casefeed_metrics_port": port + 3})
     print(kafka_local.down(settings))  # a previous run's broker, if one was left running
     shutil.rmtree(WORK, ignore_errors=True)
@@ -295,6 +302,8 @@ def bench(base: Settings, *, port: int, households: int, warmup: int, burst: int
         phases.append({"phase": name, "fraction": fraction, "target_rate": rate, "offered_rate": phase.offered_rate(),
                        "events": events, "alerts": alerts, "cases": cases,
                        "ingest_to_alert": percentiles(phase.ingest_to_alert()),
+                       "ingest_to_forward": percentiles(phase.ingest_to_forward()),
+                       "forward_to_alert": percentiles(phase.forward_to_alert()),
                        "alert_to_case": percentiles(phase.alert_to_case()), "kafka": percentiles(probes[name])})
     return {
         "households": households, "case_db_kind": "SQLite", "max_rate": max_rate,
@@ -326,15 +335,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="at least this many events in each paced phase (1000: a stable p99)")
     parser.add_argument("--burst", type=int, default=5000, help="events of the saturating burst (5000)")
     parser.add_argument("--warmup", type=int, default=100, help="events before the burst, not measured (100)")
-    parser.add_argument("--households", type=int, default=1000, help="roster households (1000; at least 20)")
+    parser.add_argument("--households", type=int, default=1000, help="roster households (1000; at least 200)")
     parser.add_argument("--fractions", type=_fractions, default=[0.1, 0.5, 0.9],
                         help="paced rates as fractions of the maximum (0.1,0.5,0.9)")
     parser.add_argument("--port", type=int, default=19692,
                         help="the bench's own broker (19692); its controller, the monitor's and the case feed's "
                              "/metrics take the next three ports")
     args = parser.parse_args(argv)
-    if args.seconds <= 0 or args.min_events < 1 or args.burst < 10 or args.warmup < 1 or args.households < 20:
-        parser.error("--seconds must be > 0, --min-events and --warmup >= 1, --burst >= 10, --households >= 20")
+    if args.seconds <= 0 or args.min_events < 1 or args.burst < 10 or args.warmup < 1 or args.households < 200:
+        parser.error("--seconds must be > 0, --min-events and --warmup >= 1, --burst >= 10, --households >= 200")
     try:
         result = bench(load_settings(), port=args.port, households=args.households, warmup=args.warmup,
                        burst=args.burst, seconds=args.seconds, min_events=args.min_events, fractions=args.fractions)

@@ -8,7 +8,7 @@ per phase; percentiles; the table.
                             and first case, and what did not match (an event without an alert or a case, an
                             alert or a case about an event not offered, a second alert of one event)
     percentiles(values)     nearest-rank p50, p95 and p99 (and the count and max)
-    report(result)          the table bench/latency.py prints
+    report(result)          the tables bench/latency.py prints
 """
 from __future__ import annotations
 
@@ -42,6 +42,7 @@ class Phase:
 
     name: str
     ingest: dict[str, float] = field(default_factory=dict)  # event id -> ingest time
+    forward: dict[str, float] = field(default_factory=dict)  # event id -> the person stage's forward of it
     alert: dict[str, float] = field(default_factory=dict)  # event id -> its alert's time
     case: dict[str, float] = field(default_factory=dict)  # event id -> when its alert was written to the case DB
     repeated_alerts: int = 0  # alerts of an event that already had one (SAFETY_NET raises one per event)
@@ -52,6 +53,14 @@ class Phase:
 
     def ingest_to_alert(self) -> list[float]:
         return [self.alert[e] - t for e, t in self.ingest.items() if e in self.alert]
+
+    def ingest_to_forward(self) -> list[float]:
+        """The person stage's share: ingest -> the event re-keyed by household on <app id>.household-events."""
+        return [self.forward[e] - t for e, t in self.ingest.items() if e in self.forward]
+
+    def forward_to_alert(self) -> list[float]:
+        """The household stage's share: the forwarded event -> its alert."""
+        return [self.alert[e] - self.forward[e] for e in self.ingest if e in self.forward and e in self.alert]
 
     def alert_to_case(self) -> list[float]:
         return [self.case[e] - self.alert[e] for e in self.ingest if e in self.case and e in self.alert]
@@ -78,15 +87,20 @@ class Joined:
 
 
 def join(events: Iterable[tuple[str, str, float]], alerts: Iterable[tuple[Sequence[str], float]],
-         cases: Iterable[tuple[Sequence[str], float]]) -> Joined:
-    """Each event's alert and case (see the module doc). An alert or case row names its events; the first alert
-    of an event counts, a second one is counted in `repeated_alerts`."""
+         cases: Iterable[tuple[Sequence[str], float]], forwards: Iterable[tuple[str, float]] = ()) -> Joined:
+    """Each event's alert and case (see the module doc), and its forward from the person stage (event id, ms). An
+    alert or case row names its events; the first alert of an event counts, a second one is counted in
+    `repeated_alerts`."""
     phases: dict[str, Phase] = {}
     phase_of: dict[str, Phase] = {}
     for event_id, phase, at in events:
         found = phases.setdefault(phase, Phase(phase))
         found.ingest[event_id] = at
         phase_of[event_id] = found
+    for event_id, at in forwards:
+        if event_id in phase_of:
+            owner = phase_of[event_id]
+            owner.forward[event_id] = min(owner.forward.get(event_id, at), at)
     unknown_alerts = unknown_cases = 0
     for event_ids, at in alerts:
         known = [e for e in event_ids if e in phase_of]
@@ -135,6 +149,11 @@ def report(result: dict[str, Any]) -> str:
                      _triple(phase["ingest_to_alert"]), _triple(phase["alert_to_case"]), _triple(kafka),
                      "-" if math.isnan(ratio) else f"{ratio:.1f}"])
     lines.append(render_table(header, rows, right_from=1))
+    split = [[f"{phase['fraction']:.0%}", _triple(phase["ingest_to_forward"]), _triple(phase["forward_to_alert"])]
+             for phase in result["phases"]]
+    lines += ["", "where ingest->alert goes:",
+              render_table(["offered", "person stage: ingest->forward ms", "household stage: forward->alert ms"],
+                           split, right_from=1)]
     half = next((p for p in result["phases"] if abs(p["fraction"] - 0.5) < 1e-9), None)
     if half is not None:
         p99, kafka = half["ingest_to_alert"]["p99"], half["kafka"]["p99"]
