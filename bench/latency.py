@@ -16,8 +16,9 @@ event has exactly one alert and one evidence row. Rows go through `povwatch conn
     burst        B events offered as fast as the connector sends them: the maximum rate is the burst's events over
                  the time from its first ingest to its last case (the whole path's throughput)
     paced        for each fraction f: max(N, f x maximum x S) events, the connector's sends paced to f x maximum a
-                 second; then a plain aiokafka producer -> consumer probe on the same broker, same rate, as many
-                 messages (acks=all, Kafka's own end-to-end latency)
+                 second; beside them, at the same time, a plain aiokafka producer -> consumer probe on the same
+                 broker at the same rate, as many messages (acks=all): Kafka's own end-to-end latency on the
+                 machine as loaded as the pipeline is
 
 Each phase waits until the case feed has written every alert before the next starts. Times, in milliseconds:
 
@@ -46,6 +47,7 @@ import shutil
 import sys
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -236,18 +238,25 @@ def bench(base: Settings, *, port: int, households: int, warmup: int, burst: int
     children: list[ChildProcess] = []
     today = dt.date.today()
     summaries: dict[str, Summary] = {}
+    probes: dict[str, list[float]] = {}  # phase -> Kafka's own latencies (ms), measured beside it
     seq = 0
 
     def run_phase(name: str, count: int, rate: float | None) -> None:
+        """Offer `count` rows (at `rate` a second, and then Kafka's probe beside them at the same rate, in a
+        thread of its own; None: unpaced, no probe) and wait until every alert so far is in the case DB."""
         nonlocal seq
         path = WORK / "files" / f"{name}.csv"
         write_assistance(path, people, seq, count, today)
         seq += count
-        summary = summaries[name] = offer(settings, path, rate)
-        if summary.published != count:
-            raise EnvironmentProblem(f"{name}: the connector published {summary.published} of {count} rows "
-                                     f"({summary.rejected} rejected, {summary.duplicates} duplicates)")
-        wait_cases(settings, casefeed, seq, f"the {seq} alerts of the phases up to {name}")
+        with ThreadPoolExecutor(1) as beside:
+            probe = None if rate is None else beside.submit(asyncio.run, kafka_probe(settings.bootstrap, rate, count))
+            summary = summaries[name] = offer(settings, path, rate)
+            if summary.published != count:
+                raise EnvironmentProblem(f"{name}: the connector published {summary.published} of {count} rows "
+                                         f"({summary.rejected} rejected, {summary.duplicates} duplicates)")
+            wait_cases(settings, casefeed, seq, f"the {seq} alerts of the phases up to {name}")
+            if probe is not None:
+                probes[name] = probe.result()
 
     try:
         print(kafka_local.up(settings))
@@ -271,7 +280,6 @@ def bench(base: Settings, *, port: int, households: int, warmup: int, burst: int
         if not max_rate > 0:
             raise EnvironmentProblem("the burst reached no case: no maximum rate")
         print(f"maximum rate: {max_rate:,.0f} events/s")
-        probes: dict[str, list[float]] = {}
         plan: dict[str, tuple[float, float]] = {}
         for fraction in fractions:
             name, rate = f"at-{round(fraction * 100)}", fraction * max_rate
@@ -279,7 +287,6 @@ def bench(base: Settings, *, port: int, households: int, warmup: int, burst: int
             plan[name] = (fraction, rate)
             print(f"{name}: {count} events at {rate:,.0f}/s", flush=True)
             run_phase(name, count, rate)
-            probes[name] = asyncio.run(kafka_probe(settings.bootstrap, rate, count))
         joined = read_back(settings)
     finally:
         for child in reversed(children):
