@@ -2,12 +2,13 @@
 rate measured in the same run, beside Kafka's own end-to-end latency on the same broker at the same rates.
 
     .venv/bin/python bench/latency.py [--seconds S] [--min-events N] [--burst B] [--households H]
-                                      [--fractions 0.1,0.5,0.9] [--port PORT]
+                                      [--fractions 0.1,0.5,0.9] [--case-db POSTGRESQL_URL] [--port PORT]
 
 Starts its own Kafka broker (127.0.0.1:PORT, data in var/bench-latency, wiped first, stopped at the end; its
 controller on PORT+1), loads a generated roster of H households, and starts `povwatch monitor` (/metrics on
 PORT+2) and `povwatch casefeed` (/metrics on PORT+3, an SQLite case DB under var/bench-latency) as child
-processes. Every row offered is a 临时救助 发放 (temporary assistance paid) about a roster person: SAFETY_NET
+processes (`--case-db`: a PostgreSQL case DB instead, in a schema of the run's own, dropped at the end). Every
+row offered is a 临时救助 发放 (temporary assistance paid) about a roster person: SAFETY_NET
 raises one MEDIUM alert per such event, and the case feed attaches each alert to its household's case, so every
 event has exactly one alert and one evidence row. Rows go through `povwatch connector run`'s own code
 (services.ingest.run_connector: validation, pseudonymisation, Avro, the idempotent producer), one file per phase:
@@ -53,7 +54,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
-from sqlalchemy import select
+from sqlalchemy import select, text
+from sqlalchemy.exc import SQLAlchemyError
 
 from connectors.catalog import get_feed
 from connectors.framework import Summary
@@ -224,11 +226,29 @@ def read_back(settings: Settings) -> Any:
     return join(events, alerts, cases, forwards)
 
 
+def case_db_schema(url: str, schema: str, *, drop: bool = False) -> str:
+    """A PostgreSQL case DB: create (or drop) `schema` in the database of `url`; returns the URL whose connections
+    work in it (search_path), so each run starts from an empty case DB beside whatever the database holds."""
+    engine = make_engine(resolve_url(url))
+    try:
+        with engine.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE' if drop
+                                    else f'CREATE SCHEMA "{schema}"'))
+    except SQLAlchemyError as exc:
+        raise EnvironmentProblem(f"case DB {resolve_url(url).render_as_string(hide_password=True)}: "
+                                 f"{str(exc).splitlines()[0]}") from None
+    finally:
+        engine.dispose()
+    return f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
+
+
 def bench(base: Settings, *, port: int, households: int, warmup: int, burst: int, seconds: float,
-          min_events: int, fractions: list[float]) -> dict[str, Any]:
+          min_events: int, fractions: list[float], case_db: str | None = None) -> dict[str, Any]:
     run = uuid.uuid4().hex[:8]
+    schema = f"bench_latency_{run}"
     settings = base.model_copy(update={
-        "bootstrap": f"127.0.0.1:{port}", "kafka_data": WORK / "kafka", "case_db": f"sqlite:///{WORK / 'cases.db'}",
+        "bootstrap": f"127.0.0.1:{port}", "kafka_data": WORK / "kafka",
+        "case_db": case_db_schema(case_db, schema) if case_db else f"sqlite:///{WORK / 'cases.db'}",
         "monitor_app_id": f"povwatch-bench-latency-monitor-{run}",
         "casefeed_group": f"povwatch-bench-latency-casefeed-{run}",
         "monitor_metrics_port": port + 2, "casefeed_metrics_port": port + 3})
@@ -292,6 +312,8 @@ def bench(base: Settings, *, port: int, households: int, warmup: int, burst: int
         for child in reversed(children):
             child.stop()
         print(kafka_local.down(settings))
+        if case_db:
+            case_db_schema(case_db, schema, drop=True)
 
     problems = []
     if joined.unknown_alerts or joined.unknown_cases:
@@ -313,7 +335,7 @@ def bench(base: Settings, *, port: int, households: int, warmup: int, burst: int
                        "forward_to_alert": percentiles(phase.forward_to_alert()),
                        "alert_to_case": percentiles(phase.alert_to_case()), "kafka": percentiles(probes[name])})
     return {
-        "households": households, "case_db_kind": "SQLite", "max_rate": max_rate,
+        "households": households, "case_db_kind": "PostgreSQL" if case_db else "SQLite", "max_rate": max_rate,
         "burst": {"events": burst_phase.events, "published_per_s": burst_phase.offered_rate(),
                   "alerts_per_s": burst_phase.rate_to("alert"), "cases_per_s": max_rate,
                   "ingest_to_alert": percentiles(burst_phase.ingest_to_alert()),
@@ -345,15 +367,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--households", type=int, default=1000, help="roster households (1000; at least 200)")
     parser.add_argument("--fractions", type=_fractions, default=[0.1, 0.5, 0.9],
                         help="paced rates as fractions of the maximum (0.1,0.5,0.9)")
+    parser.add_argument("--case-db", metavar="URL",
+                        help="a PostgreSQL case DB (postgresql+psycopg://...) instead of SQLite under "
+                             "var/bench-latency: the run works in a schema of its own, dropped at the end")
     parser.add_argument("--port", type=int, default=19692,
                         help="the bench's own broker (19692); its controller, the monitor's and the case feed's "
                              "/metrics take the next three ports")
     args = parser.parse_args(argv)
+    if args.case_db and not args.case_db.startswith("postgresql"):
+        parser.error("--case-db takes a PostgreSQL URL (the default case DB is SQLite under var/bench-latency)")
     if args.seconds <= 0 or args.min_events < 1 or args.burst < 10 or args.warmup < 1 or args.households < 200:
         parser.error("--seconds must be > 0, --min-events and --warmup >= 1, --burst >= 10, --households >= 200")
     try:
         result = bench(load_settings(), port=args.port, households=args.households, warmup=args.warmup,
-                       burst=args.burst, seconds=args.seconds, min_events=args.min_events, fractions=args.fractions)
+                       burst=args.burst, seconds=args.seconds, min_events=args.min_events, fractions=args.fractions,
+                       case_db=args.case_db)
     except PovwatchError as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
         return 2
