@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from connectors.departments.bureau import load_snapshot
+from connectors.departments.bureau import RosterSummary, load_snapshot
 from connectors.pseudonym import Pseudonymiser, key_id_of, pseudonymiser_of
 from plumbing.secret_file import read_secret_file
 from plumbing.settings import Settings
@@ -91,7 +91,7 @@ def test_the_previous_key_is_read_and_checked(tmp_path: Path) -> None:
     assert Settings(pseudonym_key_file=new).previous_keys() == ()
 
 
-def _load(path: Path, kafka: MemoryTopics, pseudo: Pseudonymiser) -> object:
+def _load(path: Path, kafka: MemoryTopics, pseudo: Pseudonymiser) -> RosterSummary:
     return asyncio.run(load_snapshot(path, pseudonymiser=pseudo, codec=CODEC, clock=fixed_clock(),
                                      read_state=kafka.read, publisher_factory=lambda: kafka))
 
@@ -110,7 +110,7 @@ def test_a_rotation_publishes_the_roster_under_both_keys_then_retires_the_old_on
     rotating = Pseudonymiser(NEW_KEY.encode(), [OLD_KEY.encode()])
     summary = _load(path, kafka, rotating)
     assert set(kafka.topics[REGISTRY_PERSONS]) == old_keys | new_keys  # both ids accepted during the change
-    assert getattr(summary, "balanced") and getattr(summary, "published") == 3 and getattr(summary, "unchanged") == 0
+    assert summary.balanced and summary.published == 3 and summary.unchanged == 0
     key_ids = {k: CODEC.decode(v).record["source"]["key_id"] for k, v in kafka.topics[REGISTRY_PERSONS].items()}
     assert {key_ids[k] for k in old_keys} == {old.key_id} and {key_ids[k] for k in new_keys} == {new.key_id}
     household = CODEC.decode(kafka.topics[REGISTRY_HOUSEHOLDS][b"H1"]).record
@@ -118,4 +118,4 @@ def test_a_rotation_publishes_the_roster_under_both_keys_then_retires_the_old_on
 
     summary = _load(path, kafka, new)  # the change is over: the previous key is no longer configured
     assert set(kafka.topics[REGISTRY_PERSONS]) == new_keys
-    assert getattr(summary, "unchanged") == 3 and getattr(summary, "tombstones") == 3
+    assert summary.unchanged == 3 and summary.tombstones == 3
