@@ -27,6 +27,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
+from plumbing.kafka_security import client_options
 from schemas.catalog import project_topics  # re-exported: callers import it from here
 from schemas.errors import BrokerUnavailable
 from schemas.topics import TopicSpec
@@ -58,7 +59,7 @@ def _unavailable(bootstrap: str, exc: BaseException) -> BrokerUnavailable:
 
 
 async def _admin(bootstrap: str) -> AIOKafkaAdminClient:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=_TIMEOUT_MS)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_options(), request_timeout_ms=_TIMEOUT_MS)
     try:
         await admin.start()
     except (KafkaError, OSError) as exc:
@@ -148,7 +149,8 @@ class KafkaPublisher:
                 raise BrokerUnavailable(f"topic {', '.join(missing)} does not exist on {self._bootstrap}; "
                                         "run `povwatch topics ensure` first")
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=self._bootstrap, client_id=self._client_id, acks="all", enable_idempotence=True,
+            bootstrap_servers=self._bootstrap, **client_options(),
+            client_id=self._client_id, acks="all", enable_idempotence=True,
             linger_ms=10, request_timeout_ms=_TIMEOUT_MS,
         )
         try:
@@ -218,7 +220,7 @@ async def _stop(consumer: AIOKafkaConsumer) -> None:
 
 
 async def _started_consumer(bootstrap: str, **options: Any) -> AIOKafkaConsumer:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, **client_options(), enable_auto_commit=False,
                                 request_timeout_ms=_TIMEOUT_MS, **options)
     try:
         await consumer.start()
