@@ -7,9 +7,12 @@ aiokafka negotiates (DescribeAcls v1-2, CreateAcls v1, DeleteAcls v1: prefixed p
     AclBinding(principal, operation, resource_type, name, pattern, permission)   one ACL, hashable, sortable
     describe_acls(bootstrap) -> set[AclBinding]                                   every ACL of the cluster
     create_acls(bootstrap, bindings) / delete_acls(bootstrap, bindings)           exactly these
+    wait_for_acls(bootstrap, expected)    until the broker answers with exactly `expected`: the controller
+                                          accepts a change before the brokers' authorizers hold it
 """
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -21,7 +24,8 @@ from aiokafka.protocol.admin import CreateAclsRequest, DeleteAclsRequest, Descri
 from plumbing.kafka_security import client_options
 from schemas.errors import BrokerUnavailable
 
-__all__ = ["AclBinding", "describe_acls", "create_acls", "delete_acls", "Operation", "ResourceType", "Pattern"]
+__all__ = ["AclBinding", "describe_acls", "create_acls", "delete_acls", "wait_for_acls", "Operation", "ResourceType",
+           "Pattern"]
 
 ResourceType = Literal["TOPIC", "GROUP", "CLUSTER", "TRANSACTIONAL_ID"]
 Pattern = Literal["LITERAL", "PREFIXED"]
@@ -123,3 +127,12 @@ async def delete_acls(bootstrap: str, bindings: Iterable[AclBinding]) -> None:
         raise BrokerUnavailable(f"cannot remove ACLs at {bootstrap}: {exc}") from None
     finally:
         await admin.close()
+
+
+async def wait_for_acls(bootstrap: str, expected: set[AclBinding], timeout: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while (found := await describe_acls(bootstrap)) != expected:
+        if asyncio.get_running_loop().time() > deadline:
+            raise BrokerUnavailable(f"the broker at {bootstrap} still holds {len(found - expected)} ACLs not "
+                                    f"declared and lacks {len(expected - found)} after {timeout:.0f} s")
+        await asyncio.sleep(0.2)

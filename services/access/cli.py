@@ -70,6 +70,7 @@ async def apply_acls(bootstrap: str, parties: list[DeclaredParty], names: Names
     add, remove = diff(declared, await kafka_acls.describe_acls(bootstrap))
     await kafka_acls.create_acls(bootstrap, sorted(add, key=lambda b: b.permission != "DENY"))
     await kafka_acls.delete_acls(bootstrap, remove)
+    await kafka_acls.wait_for_acls(bootstrap, declared)  # in force when this returns
     return add, remove
 
 
