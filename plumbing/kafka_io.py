@@ -51,6 +51,7 @@ __all__ = [
 ]
 
 _TIMEOUT_MS = 15_000
+_TOPIC_AUTHORIZATION_FAILED = 29  # Kafka's error code
 
 
 def _unavailable(bootstrap: str, exc: BaseException) -> BrokerUnavailable:
@@ -69,8 +70,13 @@ async def _admin(bootstrap: str) -> AIOKafkaAdminClient:
 
 
 async def ensure_topics(bootstrap: str, partitions: int, topics: Iterable[TopicSpec] | None = None) -> list[str]:
-    """Create the missing topics; returns the names created (existing ones are left as they are)."""
+    """Create the missing topics; returns the names created (existing ones are left as they are).
+
+    On a secured broker a party sees only the topics its ACLs name: the others look missing, and creating them is
+    refused (TOPIC_AUTHORIZATION_FAILED, whether they exist or not). Those are left to the admin's `povwatch topics
+    ensure` and not waited for; the party's own (the monitor's internal topics) are created."""
     wanted = list(topics if topics is not None else project_topics())
+    refused: set[str] = set()
     admin = await _admin(bootstrap)
     try:
         existing = set(await admin.list_topics())
@@ -83,16 +89,18 @@ async def ensure_topics(bootstrap: str, partitions: int, topics: Iterable[TopicS
             new.append(NewTopic(spec.name, num_partitions=count, replication_factor=1, topic_configs=config))
         if new:
             try:
-                await admin.create_topics(new, timeout_ms=_TIMEOUT_MS)
+                response = await admin.create_topics(new, timeout_ms=_TIMEOUT_MS)
             except TopicAlreadyExistsError:
                 pass  # created concurrently by another process: fine
+            else:
+                refused = {error[0] for error in response.topic_errors if error[1] == _TOPIC_AUTHORIZATION_FAILED}
     except KafkaError as exc:
         raise _unavailable(bootstrap, exc) from None
     finally:
         await admin.close()
     # a created topic can take a moment to appear in the metadata that producers and consumers read
-    await wait_for_topics(bootstrap, [spec.name for spec in wanted])
-    return [t.name for t in new]
+    await wait_for_topics(bootstrap, [spec.name for spec in wanted if spec.name not in refused])
+    return [t.name for t in new if t.name not in refused]
 
 
 async def wait_for_topics(bootstrap: str, names: Iterable[str], timeout: float = 30.0) -> None:

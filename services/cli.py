@@ -294,7 +294,8 @@ def cmd_rules(args: argparse.Namespace, settings: Any) -> int:
 def cmd_demo(args: argparse.Namespace, settings: Any) -> int:
     from services.demo.run import run_demo
 
-    return run_demo(settings, households=args.households, workdir=Path(args.dir), keep_running=args.keep_running)
+    return run_demo(settings, households=args.households, workdir=Path(args.dir), keep_running=args.keep_running,
+                    secure=args.secure)
 
 
 def _feeds_epilog() -> str:
@@ -441,6 +442,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--households", type=int, default=3000)
     p.add_argument("--dir", default="var/demo", help="where the demo writes its files (default var/demo)")
     p.add_argument("--keep-running", action="store_true", help="leave the demo's broker running at the end")
+    p.add_argument("--secure", action="store_true", help="on a secured broker (TLS, ACLs), every party on its own "
+                   "certificate (docs/security.md)")
     p.set_defaults(func=cmd_demo)
 
     from services.cases.relay_cli import add_command as add_relay_command
