@@ -12,6 +12,8 @@ consumers and admin clients) and of Kafka's command-line tools (a client propert
     client_options()                keyword arguments for AIOKafkaProducer/Consumer/AdminClient: {} in plaintext,
                                     security_protocol="SSL" and an ssl.SSLContext with the party's certificate
     tool_properties(security)       the same for Kafka's Java tools (PEM truststore and keystore)
+    from_toml(kafka_table, base)    a connector's own certificate, named in its TOML file's [kafka] table:
+                                    cafile, certfile, keyfile (relative to the file): SSL as that party
 
 A missing or unusable file is a ConfigError naming it (one line), never a traceback from the ssl module.
 When nothing called `configure`, the security comes from the environment (`load_settings`), so a library call
@@ -32,9 +34,10 @@ from schemas.errors import ConfigError
 
 if TYPE_CHECKING:
     from plumbing.settings import Settings
+    from plumbing.toml_config import TomlTable
 
 __all__ = ["ClientSecurity", "PLAINTEXT", "configure", "acting_as", "current", "client_options", "tool_properties",
-           "ssl_context"]
+           "ssl_context", "from_toml"]
 
 Protocol = Literal["PLAINTEXT", "SSL"]
 
@@ -168,3 +171,22 @@ def pem_keystore_path(security: ClientSecurity) -> Path:
         target.touch(mode=0o600)
         target.write_text(text)
     return target
+
+
+def from_toml(kafka: TomlTable, base: Path) -> ClientSecurity | None:
+    """The `[kafka]` table's certificate: None when it names none (the process's settings apply); all three
+    files or none (one line naming what is missing); checked now, so a bad file fails at start."""
+    files = {key: kafka.get(key, str) for key in ("cafile", "certfile", "keyfile")}
+    if not any(files.values()):
+        return None
+    missing = [key for key, value in files.items() if not value]
+    if missing:
+        raise ConfigError(f"{kafka.where}: {', '.join(missing)} missing: name the CA file, the certificate and "
+                          "its key together")
+    paths = {key: base / str(value) for key, value in files.items()}
+    security = ClientSecurity("SSL", paths["cafile"], paths["certfile"], paths["keyfile"])
+    try:
+        ssl_context(security)
+    except ConfigError as exc:  # say which file of the connector's, not which variable
+        raise ConfigError(f"{kafka.where} in the connector's file: {exc}".replace("POVWATCH_SSL_", "")) from None
+    return security

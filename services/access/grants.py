@@ -21,6 +21,7 @@ next request of a connection already open too.
     role_grants(name, role, names) -> set[AclBinding] one party's
     declared_acls(parties, names) -> set[AclBinding]  every party's: what `acl apply` makes the broker hold
     diff(declared, actual) -> (add, remove)
+    grants_table() -> str                             the table of docs/security.md
 """
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ from schemas.topics import (
 )
 
 __all__ = ["ROLES", "AUDIT_TOPIC", "Names", "DeclaredParty", "parse_role", "role_grants", "declared_acls", "diff",
-           "revoked_denials"]
+           "revoked_denials", "grants_table"]
 
 AUDIT_TOPIC = "audit.events"  # every party writes its audit records there (read by admin only)
 ROLES = ("department:<dept>", "roster", "monitor", "casefeed", "relay", "intake", "desk", "admin")
@@ -173,3 +174,25 @@ def declared_acls(parties: Iterable[DeclaredParty], names: Names = Names()) -> s
 def diff(declared: set[AclBinding], actual: set[AclBinding]) -> tuple[list[AclBinding], list[AclBinding]]:
     """(to add, to remove), sorted, so that the broker holds exactly `declared`."""
     return sorted(declared - actual), sorted(actual - declared)
+
+
+def grants_table(names: Names = Names(), example_departments: tuple[str, ...] = ("public-security", "education")
+                 ) -> str:
+    """The roles and their grants as a Markdown table (docs/security.md holds it; a test checks it is current):
+    one row per role and operation, the resources joined; a name ending in `*` is a prefix."""
+    roles = [*(f"department:{d}" for d in example_departments), "roster", "monitor", "casefeed", "relay", "intake",
+             "desk", "admin"]
+    lines = ["| role | operation | resources |", "| --- | --- | --- |"]
+    for role in roles:
+        grants = role_grants("NAME", role, names)
+        if not grants:
+            lines.append(f"| `{role}` | (super user) | everything; no ACL needed |")
+            continue
+        for operation in ("WRITE", "READ", "CREATE"):
+            chosen = sorted(g for g in grants if g.operation == operation)
+            if not chosen:
+                continue
+            shown = ", ".join(f"{'group ' if g.resource_type == 'GROUP' else ''}`{g.name}"
+                              f"{'*' if g.pattern == 'PREFIXED' else ''}`" for g in chosen)
+            lines.append(f"| `{role}` | {operation} | {shown} |")
+    return "\n".join(lines) + "\n"
