@@ -12,6 +12,8 @@ import os
 import socket
 import ssl
 import struct
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -205,3 +207,19 @@ def test_acl_apply_makes_the_broker_equal_to_the_declaration(world: World) -> No
     added, removed, added_again, removed_again, gone = asyncio.run(scenario())
     assert (added, removed) == (gone, [stray])
     assert added_again == removed_again == []
+
+
+def test_kafka_s_tools_connect_as_the_party(world: World) -> None:
+    """`povwatch kafka tool kafka-topics --list` on the party's certificate (a client properties file made for
+    the tool): the admin sees every topic, a department only those its ACLs name."""
+    def listed(security: ClientSecurity) -> set[str]:
+        env = {**os.environ, **security.env(), "POVWATCH_BOOTSTRAP": BOOTSTRAP}
+        result = subprocess.run([sys.executable, "-m", "services.cli", "kafka", "tool", "kafka-topics", "--list"],
+                                env=env, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr[-2000:]
+        return set(result.stdout.split())
+
+    everything = listed(world.admin())
+    assert {"registry.persons", "alerts.household", "events.pboc.deposit-loan"} <= everything
+    assert listed(world.party("pboc")) == {t for t in everything if t.startswith(("events.pboc.", "dlq.pboc"))
+                                           } | {"requests.pboc.comparison"}
