@@ -25,7 +25,7 @@ from plumbing.clock import utc_now
 from plumbing.settings import Settings
 from plumbing.table import render_table
 from plumbing.toml_config import TomlTable, read_toml
-from schemas.errors import ConfigError
+from schemas.errors import BrokerUnavailable, ConfigError
 from services.access.grants import ROLES, DeclaredParty, Names, declared_acls, diff, parse_role
 
 __all__ = ["add_commands", "declared_parties", "apply_acls", "DEFAULT_PARTIES_FILE"]
@@ -110,7 +110,11 @@ def cmd_pki(args: argparse.Namespace, settings: Settings) -> int:
         party = pki.revoke(directory, args.name)
         print(f"revoked {party.name} ({party.role}) in {directory}")
         if not args.no_apply:
-            _apply_and_print(settings.model_copy(update={"pki_dir": directory}), Path(args.parties))
+            try:
+                _apply_and_print(settings.model_copy(update={"pki_dir": directory}), Path(args.parties))
+            except BrokerUnavailable as exc:
+                raise BrokerUnavailable(f"{party.name} is recorded revoked but the broker does not deny it yet: "
+                                        f"{exc}; run `povwatch acl apply` as soon as it answers") from None
     return 0
 
 
