@@ -25,9 +25,16 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
+    GroupAuthorizationFailedError,
+    KafkaError,
+    TopicAlreadyExistsError,
+    TopicAuthorizationFailedError,
+)
 
 from plumbing.kafka_security import client_options
+from plumbing.kafka_security import current as current_security
 from schemas.catalog import project_topics  # re-exported: callers import it from here
 from schemas.errors import BrokerUnavailable
 from schemas.topics import TopicSpec
@@ -52,11 +59,17 @@ __all__ = [
 
 _TIMEOUT_MS = 15_000
 _TOPIC_AUTHORIZATION_FAILED = 29  # Kafka's error code
+_REFUSALS = (TopicAuthorizationFailedError, GroupAuthorizationFailedError, ClusterAuthorizationFailedError)
 
 
 def _unavailable(bootstrap: str, exc: BaseException) -> BrokerUnavailable:
     detail = str(exc) or type(exc).__name__
-    return BrokerUnavailable(f"cannot reach Kafka at {bootstrap}: {detail} (is it running? `povwatch kafka up`)")
+    if isinstance(exc, _REFUSALS):
+        return BrokerUnavailable(f"Kafka at {bootstrap} refused this party: {detail} (its certificate's role does "
+                                 "not allow it: docs/security.md)")
+    hint = "" if current_security().secure else "; a secured broker needs POVWATCH_SECURITY_PROTOCOL=SSL"
+    return BrokerUnavailable(f"cannot reach Kafka at {bootstrap}: {detail} (is it running? `povwatch kafka up`"
+                             f"{hint})")
 
 
 async def _admin(bootstrap: str) -> AIOKafkaAdminClient:
