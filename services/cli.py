@@ -454,6 +454,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_access_commands(sub)  # pki init|issue|list|revoke, acl apply|list
     add_relay_command(sub)
+
+    from services.ops.cli import add_commands as add_ops_commands
+
+    add_ops_commands(sub)  # replay, rebuild monitor, casedb backup|restore (docs/runbook.md)
     return parser
 
 
