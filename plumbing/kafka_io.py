@@ -13,7 +13,8 @@ after the database commit), which a wrapper here would have to reproduce call fo
     services/compare/connector.py      the comparison connector's consumer of requests
     plumbing/batch_sender.py           many messages at once, grouped by partition (the engine's outputs)
     plumbing/kafka_local.py            the local broker (admin calls while it starts)
-Each translates aiokafka's errors into `BrokerUnavailable` itself.
+Each translates aiokafka's errors into `BrokerUnavailable` itself. Every client of the project, here and there,
+takes its security options (plaintext, or TLS as the current party) from plumbing/kafka_security.client_options().
 """
 from __future__ import annotations
 
