@@ -41,6 +41,7 @@ from schemas.errors import ConfigError
 from schemas.topics import (
     ALERTS_HOUSEHOLD,
     ALERTS_REGIONAL,
+    AUDIT_EVENTS,
     CASEFEED_DLQ,
     MONITOR_DLQ,
     PROFILES_HOUSEHOLD,
@@ -54,7 +55,7 @@ from schemas.topics import (
 __all__ = ["ROLES", "AUDIT_TOPIC", "Names", "DeclaredParty", "parse_role", "role_grants", "declared_acls", "diff",
            "revoked_denials", "grants_table"]
 
-AUDIT_TOPIC = "audit.events"  # every party writes its audit records there (read by admin only)
+AUDIT_TOPIC = AUDIT_EVENTS  # every party writes its audit chain there, and reads it back to resume it
 ROLES = ("department:<dept>", "roster", "monitor", "casefeed", "relay", "intake", "desk", "admin")
 _PLAIN_ROLES = {"roster", "monitor", "casefeed", "relay", "intake", "desk", "admin"}
 
@@ -103,7 +104,9 @@ def role_grants(name: str, role: str, names: Names = Names()) -> set[AclBinding]
     role = parse_role(role)
     if role == "admin":
         return set()
-    out = _topic(p, ["WRITE"], AUDIT_TOPIC)
+    # READ too: an audit writer resumes its chain from the topic's tail after a restart (plumbing/audit.py), and
+    # an ACL cannot narrow a read to one's own key
+    out = _topic(p, ["WRITE", "READ"], AUDIT_TOPIC)
     if role.startswith("department:"):
         dept = role.split(":", 1)[1]
         # its feeds and its comparison answers (events.<dept>.comparison-result) under one prefix; READ as well:
