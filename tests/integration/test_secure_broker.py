@@ -222,4 +222,4 @@ def test_kafka_s_tools_connect_as_the_party(world: World) -> None:
     everything = listed(world.admin())
     assert {"registry.persons", "alerts.household", "events.pboc.deposit-loan"} <= everything
     assert listed(world.party("pboc")) == {t for t in everything if t.startswith(("events.pboc.", "dlq.pboc"))
-                                           } | {"requests.pboc.comparison"}
+                                           } | {"requests.pboc.comparison", "audit.events"}
