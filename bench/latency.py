@@ -61,6 +61,7 @@ from connectors.catalog import get_feed
 from connectors.framework import Summary
 from plumbing import kafka_local
 from plumbing.kafka_io import KafkaPublisher, ensure_topics, read_since
+from plumbing.kafka_security import client_options
 from plumbing.processes import ChildProcess, metric, wait_until
 from plumbing.settings import Settings, load_settings
 from schemas.codec import default_codec
@@ -137,8 +138,9 @@ async def kafka_probe(bootstrap: str, rate: float, count: int) -> list[float]:
     """Kafka's own end-to-end latency: `count` messages (distinct keys, PROBE_BYTES each) sent at `rate` a second
     by a plain producer (acks=all), read by a group-less consumer on every partition; ms from each record's
     timestamp to the poll that returned it."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="latest")
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, **client_options(), enable_auto_commit=False,
+                                auto_offset_reset="latest")
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **client_options(), acks="all", enable_idempotence=True)
     latencies: list[float] = []
     try:
         await consumer.start()

@@ -54,6 +54,7 @@ from connectors.catalog import EVENT_FEEDS, get_feed
 from connectors.readers import read_table
 from plumbing import kafka_local
 from plumbing.kafka_io import ensure_topics
+from plumbing.kafka_security import client_options
 from plumbing.processes import ChildProcess, Samples, metric, wait_until
 from plumbing.settings import Settings, load_settings
 from plumbing.table import render_table
@@ -107,7 +108,8 @@ async def consume_and_decode(bootstrap: str, topic: str | list[str], n: int, tim
     """Seconds for a group-less consumer to read and decode `n` messages of `topic` (or topics) from the
     beginning."""
     codec = default_codec()
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, **client_options(),
+                                enable_auto_commit=False, auto_offset_reset="earliest")
     topics = [topic] if isinstance(topic, str) else topic
     try:
         await consumer.start()
@@ -167,7 +169,8 @@ async def publish_synthetic_persons(bootstrap: str, count: int, today: dt.date, 
     from aiokafka import AIOKafkaProducer
 
     codec, rng = default_codec(), random.Random(seed)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=512 * 1024)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **client_options(), linger_ms=20,
+                                max_batch_size=512 * 1024)
     await producer.start()
     try:
         futures = []

@@ -29,6 +29,7 @@ from aiokafka.errors import KafkaError
 from plumbing.audit_chain import Head, chain_key, seal
 from plumbing.clock import Clock, utc_now
 from plumbing.kafka_io import _started_consumer, _stop, _unavailable, ensure_topics
+from plumbing.kafka_security import client_options
 from schemas.codec import Codec, default_codec
 from schemas.errors import DecodeError
 from schemas.topics import AUDIT_EVENTS, AUDIT_TOPIC
@@ -107,7 +108,8 @@ class AuditTrail:
         self.last = await read_last(self._bootstrap, self.party, self.instance, self._codec)
         self._head = Head() if self.last is None else Head.after(self.last)
         self._stale = False
-        self._producer = AIOKafkaProducer(bootstrap_servers=self._bootstrap, client_id=f"povwatch-audit-{self.party}",
+        self._producer = AIOKafkaProducer(bootstrap_servers=self._bootstrap, **client_options(),
+                                          client_id=f"povwatch-audit-{self.party}",
                                           acks="all", enable_idempotence=True, linger_ms=5)
         try:
             await self._producer.start()

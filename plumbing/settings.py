@@ -56,6 +56,15 @@ class Settings(BaseSettings):
     kafka_home: Path = Field(Path.home() / ".cache" / "povwatch" / "kafka",
                              description="where the local broker's jars are cached (one directory per version)")
     kafka_data: Path = Field(Path("var") / "kafka", description="the local broker's data, logs and pid file")
+    security_protocol: Literal["PLAINTEXT", "SSL"] = Field("PLAINTEXT", description="how clients reach Kafka: "
+                                                          "`SSL` with a client certificate (docs/security.md)")
+    ssl_cafile: Path | None = Field(None, description="with SSL: the CA certificate (PEM) the broker's is checked "
+                                    "against")
+    ssl_certfile: Path | None = Field(None, description="with SSL: this party's certificate (PEM), from "
+                                      "`povwatch pki issue`")
+    ssl_keyfile: Path | None = Field(None, description="with SSL: this party's private key (PEM)")
+    pki_dir: Path = Field(Path("var") / "pki", description="the private CA, the issued certificates and the "
+                          "register of parties (`povwatch pki`, `povwatch acl apply`)")
     monitor_app_id: str = Field("povwatch-monitor", description="the monitor's app id: prefix of its consumer "
                                 "groups, internal topics and state changelogs")
     monitor_pending_grace_days: float = Field(30.0, gt=0, description="how long an event waits for its person or "

@@ -33,6 +33,7 @@ from prometheus_client import Counter, Gauge
 from plumbing.audit import AuditTrail
 from plumbing.backoff import Backoff
 from plumbing.clock import Clock, utc_now
+from plumbing.kafka_security import client_options
 from schemas.catalog import COMPARISON_DEPARTMENTS, comparison_result_topics
 from schemas.codec import Codec, default_codec
 from schemas.errors import BrokerUnavailable, DatabaseUnavailable, DecodeError, SchemaError
@@ -115,7 +116,7 @@ class Relay:
     async def _consumer(self) -> AIOKafkaConsumer:
         if self.consumer is None:
             consumer = AIOKafkaConsumer(*comparison_result_topics(), bootstrap_servers=self.bootstrap,
-                                        group_id=self.group, enable_auto_commit=False,
+                                        **client_options(), group_id=self.group, enable_auto_commit=False,
                                         auto_offset_reset="earliest", request_timeout_ms=15_000)
             try:
                 await consumer.start()

@@ -33,6 +33,7 @@ from plumbing.audit import AuditTrail
 from plumbing.backoff import Backoff
 from plumbing.clock import Clock, utc_now
 from plumbing.kafka_io import KafkaPublisher
+from plumbing.kafka_security import client_options
 from schemas.codec import Codec, default_codec
 from schemas.errors import BrokerUnavailable, DatabaseUnavailable, DecodeError, InputFileError
 from services.compare.config import CompareConfig
@@ -113,7 +114,8 @@ async def run_compare(config: CompareConfig, *, bootstrap: str, pseudonymiser: P
             pass
     entry = config.department
     totals = CompareTotals()
-    consumer = AIOKafkaConsumer(entry.request_topic, bootstrap_servers=bootstrap, group_id=config.group,
+    consumer = AIOKafkaConsumer(entry.request_topic, bootstrap_servers=bootstrap, **client_options(),
+                                group_id=config.group,
                                 enable_auto_commit=False, auto_offset_reset="earliest", request_timeout_ms=15_000)
     try:
         await consumer.start()

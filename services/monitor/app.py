@@ -33,6 +33,7 @@ from aiokafka import AIOKafkaProducer
 
 from plumbing.audit import AuditTrail, party_of
 from plumbing.clock import Clock, utc_now
+from plumbing.kafka_security import client_options
 from plumbing.settings import Settings
 from schemas.catalog import monitored_feeds
 from schemas.codec import Codec, default_codec
@@ -151,7 +152,8 @@ async def serve(settings: Settings, stopping: asyncio.Event, *, codec: Codec | N
     metrics.initialise(list(monitored_topics()), [REGISTRY_PERSONS, REGISTRY_HOUSEHOLDS, REGISTRY_HOUSEHOLD_STATUS])
 
     async def producer() -> AIOKafkaProducer:
-        made = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, client_id=settings.monitor_app_id,
+        made = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, **client_options(),
+                                client_id=settings.monitor_app_id,
                                 acks="all", enable_idempotence=True, linger_ms=settings.monitor_linger_ms,
                                 request_timeout_ms=15_000, max_batch_size=256 * 1024)
         try:

@@ -52,6 +52,7 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from plumbing.backoff import Backoff
 from plumbing.batch_sender import BatchSender
 from plumbing.consumer_lag import LagTracker
+from plumbing.kafka_security import client_options
 from schemas.codec import Codec
 from schemas.deadletter import message_dead_letter
 from schemas.errors import BrokerUnavailable, DecodeError, PovwatchError, SchemaError
@@ -223,7 +224,7 @@ class StageRunner(ConsumerRebalanceListener, Generic[S]):  # type: ignore[misc] 
     async def run(self) -> None:
         spec = self.spec
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._bootstrap, group_id=spec.group, client_id=f"{spec.group}",
+            bootstrap_servers=self._bootstrap, **client_options(), group_id=spec.group, client_id=f"{spec.group}",
             enable_auto_commit=False, auto_offset_reset="earliest",
             partition_assignment_strategy=(RangePartitionAssignor,),
             session_timeout_ms=10_000, heartbeat_interval_ms=3_000, max_poll_interval_ms=600_000,
@@ -397,7 +398,7 @@ class StageRunner(ConsumerRebalanceListener, Generic[S]):  # type: ignore[misc] 
         by_tp = {TopicPartition(self.spec.changelog, p.partition): p for p in parts}
         # auto_offset_reset must agree with the seek below: assign() starts a reset of its own, which could
         # otherwise land after the seek and move the reader to the end (nothing restored)
-        reader = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, enable_auto_commit=False,
+        reader = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, **client_options(), enable_auto_commit=False,
                                   auto_offset_reset="earliest", request_timeout_ms=15_000,
                                   max_partition_fetch_bytes=4 * 1024 * 1024)
         await reader.start()

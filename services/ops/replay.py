@@ -35,6 +35,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
 from plumbing.kafka_io import describe_group, ensure_topics, group_offsets
+from plumbing.kafka_security import client_options
 from plumbing.settings import Settings
 from plumbing.table import render_table
 from schemas.errors import BrokerUnavailable, ConfigError, PovwatchError
@@ -129,8 +130,8 @@ async def _require_stopped(bootstrap: str, group: str, service: str) -> None:
 
 
 async def _consumer(bootstrap: str, group: str | None = None) -> AIOKafkaConsumer:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False,
-                                request_timeout_ms=_TIMEOUT_MS)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, **client_options(), group_id=group,
+                                enable_auto_commit=False, request_timeout_ms=_TIMEOUT_MS)
     try:
         await consumer.start()
     except (KafkaError, OSError) as exc:
@@ -202,7 +203,7 @@ class Rebuild:
 
 
 async def _delete_topics(bootstrap: str, names: list[str], timeout: float = 60.0) -> list[str]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=_TIMEOUT_MS)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_options(), request_timeout_ms=_TIMEOUT_MS)
     try:
         await admin.start()
         present = [n for n in names if n in set(await admin.list_topics())]

@@ -35,6 +35,7 @@ from connectors.framework import EventHandler, FeedSpec, Resume, Summary, bind_s
 from connectors.pseudonym import pseudonymiser_of
 from connectors.sources import file_source
 from connectors.sources.sql import Cursor, SqlSource
+from plumbing import kafka_security
 from plumbing.clock import utc_now
 from plumbing.kafka_io import KafkaPublisher, read_since, topic_end_offsets
 from plumbing.settings import Settings
@@ -288,5 +289,6 @@ def run_watch(settings: Settings, config_path: Path) -> int:
         except asyncio.CancelledError:
             log("stopped")
 
-    asyncio.run(main())
+    with kafka_security.acting_as(config.security or kafka_security.current()):  # [kafka] certfile: its own
+        asyncio.run(main())
     return 0

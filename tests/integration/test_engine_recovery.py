@@ -22,6 +22,7 @@ from aiokafka.errors import KafkaTimeoutError
 
 from plumbing.batch_sender import BatchSender
 from plumbing.kafka_io import ensure_topics, project_topics
+from plumbing.kafka_security import client_options
 from plumbing.settings import Settings
 from schemas.codec import default_codec
 from services.demo.run import read_alerts
@@ -40,8 +41,8 @@ def _settings(broker: str, workdir: Path, store: str, app: str, sweep: float = 0
 
 
 async def _producer(bootstrap: str) -> AIOKafkaProducer:
-    made = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=5,
-                            request_timeout_ms=15_000, max_batch_size=256 * 1024)
+    made = AIOKafkaProducer(bootstrap_servers=bootstrap, **client_options(), acks="all", enable_idempotence=True,
+                            linger_ms=5, request_timeout_ms=15_000, max_batch_size=256 * 1024)
     await made.start()
     return made
 

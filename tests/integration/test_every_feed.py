@@ -37,6 +37,7 @@ from connectors.catalog import EVENT_FEEDS
 from connectors.fields import Sex, Text, Year
 from connectors.framework import FeedSpec
 from plumbing.kafka_io import read_topic
+from plumbing.kafka_security import client_options
 from plumbing.processes import ChildProcess, metric, wait_until
 from schemas.catalog import INTAKE_CHANNELS
 from schemas.codec import default_codec
@@ -336,7 +337,7 @@ def test_the_monitor_consumes_every_topic_and_keeps_every_event(world: World) ->
 
 
 async def _all_topics(bootstrap: str) -> list[str]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_options())
     await admin.start()
     try:
         return sorted(t for t in await admin.list_topics() if not t.startswith("__"))

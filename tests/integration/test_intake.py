@@ -25,6 +25,7 @@ from fastavro.schema import load_schema
 
 from connectors.idcard import check_character
 from plumbing.kafka_io import ensure_topics
+from plumbing.kafka_security import client_options
 from plumbing.processes import ChildProcess
 from schemas.catalog import intake_topics
 
@@ -73,7 +74,7 @@ def _wait_ready(port: int, child: ChildProcess, timeout: float = 60.0) -> None:
 
 
 async def _read_all(bootstrap: str, topics: tuple[str, ...]) -> list[tuple[str, bytes | None, bytes]]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, **client_options(), auto_offset_reset="earliest",
                                 enable_auto_commit=False)
     await consumer.start()
     try:
