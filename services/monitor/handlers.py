@@ -34,6 +34,7 @@ from schemas.codec import Codec
 from schemas.errors import DecodeError
 from schemas.topics import PROFILES_HOUSEHOLD, REGISTRY_HOUSEHOLD_STATUS, REGISTRY_HOUSEHOLDS
 from services.monitor import metrics
+from services.monitor.hop import Hop, HopCodec
 from services.monitor.household_rules import fire
 from services.monitor.regional_rules import beyond_list, fills, fire_village, reach, village_row, windowed
 from services.monitor.rules import (
@@ -148,6 +149,7 @@ class PersonStage:
         self._routes = routes
         self._grace = grace
         self._forwarded = metrics.FORWARDED.labels(self.name, "household")  # bound once: counted for every event
+        self._hop = HopCodec(codec)
 
     def registry(self, key: str, value: bytes | None, now: dt.datetime, topic: str = "") -> list[Emit]:
         if value is None:
@@ -194,12 +196,9 @@ class PersonStage:
 
     def _emit_household(self, topic: str, person_key: str | None, household_id: str, value: bytes,
                         person: PersonRow | None) -> Emit:
-        joined = {"topic": topic, "event": value, "person_key": person_key, "household_id": household_id,
-                  "relation": person.relation if person else None,
-                  "birth_date": person.birth_date if person else None,
-                  "village_code": person.village_code if person else ""}
-        return Emit(self._routes.household_events, household_id.encode(),
-                    self._codec.encode("povwatch.monitor.HouseholdEvent", joined))
+        joined = self._hop.write(topic, value, person_key, household_id, person.relation if person else None,
+                                 person.birth_date if person else None, person.village_code if person else "")
+        return Emit(self._routes.household_events, household_id.encode(), joined)
 
     def sweep(self, now: dt.datetime) -> list[Emit]:
         return _sweep(self.state, now - self._grace, self._codec, self._routes, self.name, now)
@@ -211,11 +210,17 @@ class PersonStage:
         return sum(len(s.pending) for s in self.state.values())
 
 
-def _joined(codec: Codec, value: bytes) -> tuple[str, bytes, str, PersonContext | None]:
+def _joined(hops: HopCodec, value: bytes) -> tuple[str, bytes, str, PersonContext | None]:
     """(topic, event message, household id, person) of a message on the household-events topic: a
     HouseholdEvent (no person for an event addressed to the household alone), or an EnrichedEvent written by an
     earlier version of the monitor."""
-    decoded = codec.decode(value)
+    decoded = hops.read(value)
+    if isinstance(decoded, Hop):
+        if decoded.person_key is None:
+            return decoded.topic, decoded.event, decoded.household_id, None
+        return decoded.topic, decoded.event, decoded.household_id, PersonContext(
+            decoded.person_key, decoded.household_id, decoded.birth_date,  # type: ignore[arg-type]
+            decoded.relation, decoded.village_code)  # type: ignore[arg-type]
     rec = decoded.record
     if decoded.name == "povwatch.monitor.HouseholdEvent":
         if rec["person_key"] is None:
@@ -271,6 +276,7 @@ class HouseholdStage:
         self._instants: dict[dt.datetime, dt.datetime] = {}  # the distinct ingested_at values (one per load)
         self._decided: dict[str, Decision] = {}  # household -> its latest status record
         self._overridden: dict[str, HouseholdContext] = {}  # the roster's record where a decision overrides it
+        self._hop = HopCodec(codec)
 
     def registry(self, key: str, value: bytes | None, now: dt.datetime,
                  topic: str = REGISTRY_HOUSEHOLDS) -> list[Emit]:
@@ -315,7 +321,7 @@ class HouseholdStage:
             self.households[key] = dataclasses.replace(roster, monitoring_status=status)
 
     def event(self, topic: str, value: bytes, now: dt.datetime, key: bytes | None = None) -> list[Emit]:
-        source_topic, message, hh_id, person = _joined(self._codec, value)
+        source_topic, message, hh_id, person = _joined(self._hop, value)
         inner = self._codec.decode(message)
         feed = feed_for(source_topic, inner.name)
         record = inner.record
@@ -452,7 +458,9 @@ class VillageStage:
         decoded = self._codec.decode(value)
         if decoded.name == "povwatch.monitor.VillageEvent":
             return self._row(decoded.record, now)
-        rec = self._codec.decode(value, "povwatch.monitor.VillageDisaster").record
+        if decoded.name != "povwatch.monitor.VillageDisaster":
+            raise DecodeError(f"expected povwatch.monitor.VillageDisaster, got {decoded.name}")
+        rec = decoded.record
         region = rec["village_code"]
         state = self.state.get(region) or VillageState(village_code=region)
         redated = False
