@@ -34,7 +34,7 @@ from schemas.codec import Codec
 from schemas.errors import DecodeError
 from schemas.topics import PROFILES_HOUSEHOLD, REGISTRY_HOUSEHOLD_STATUS, REGISTRY_HOUSEHOLDS
 from services.monitor import metrics
-from services.monitor.hop import Hop, HopCodec
+from services.monitor.flat_codec import FlatCodec
 from services.monitor.household_rules import fire
 from services.monitor.regional_rules import beyond_list, fills, fire_village, reach, village_row, windowed
 from services.monitor.rules import (
@@ -149,7 +149,7 @@ class PersonStage:
         self._routes = routes
         self._grace = grace
         self._forwarded = metrics.FORWARDED.labels(self.name, "household")  # bound once: counted for every event
-        self._hop = HopCodec(codec)
+        self._flat = FlatCodec(codec)  # the hop records by hand
 
     def registry(self, key: str, value: bytes | None, now: dt.datetime, topic: str = "") -> list[Emit]:
         if value is None:
@@ -176,7 +176,7 @@ class PersonStage:
                 _counted(metrics.FORWARDED, self.name, "village").inc()
                 record = {"topic": topic, "event": value, "village_code": address.key}
                 return [Emit(self._routes.village_disasters, address.key.encode(),
-                             self._codec.encode("povwatch.monitor.VillageEvent", record))]
+                             self._flat.encode("povwatch.monitor.VillageEvent", record))]
             person_key = address.key
         else:
             person_key = key.decode("utf-8", "replace")
@@ -196,9 +196,12 @@ class PersonStage:
 
     def _emit_household(self, topic: str, person_key: str | None, household_id: str, value: bytes,
                         person: PersonRow | None) -> Emit:
-        joined = self._hop.write(topic, value, person_key, household_id, person.relation if person else None,
-                                 person.birth_date if person else None, person.village_code if person else "")
-        return Emit(self._routes.household_events, household_id.encode(), joined)
+        joined = {"topic": topic, "event": value, "person_key": person_key, "household_id": household_id,
+                  "relation": person.relation if person else None,
+                  "birth_date": person.birth_date if person else None,
+                  "village_code": person.village_code if person else ""}
+        return Emit(self._routes.household_events, household_id.encode(),
+                    self._flat.encode("povwatch.monitor.HouseholdEvent", joined))
 
     def sweep(self, now: dt.datetime) -> list[Emit]:
         return _sweep(self.state, now - self._grace, self._codec, self._routes, self.name, now)
@@ -210,17 +213,11 @@ class PersonStage:
         return sum(len(s.pending) for s in self.state.values())
 
 
-def _joined(hops: HopCodec, value: bytes) -> tuple[str, bytes, str, PersonContext | None]:
+def _joined(codec: Codec | FlatCodec, value: bytes) -> tuple[str, bytes, str, PersonContext | None]:
     """(topic, event message, household id, person) of a message on the household-events topic: a
     HouseholdEvent (no person for an event addressed to the household alone), or an EnrichedEvent written by an
     earlier version of the monitor."""
-    decoded = hops.read(value)
-    if isinstance(decoded, Hop):
-        if decoded.person_key is None:
-            return decoded.topic, decoded.event, decoded.household_id, None
-        return decoded.topic, decoded.event, decoded.household_id, PersonContext(
-            decoded.person_key, decoded.household_id, decoded.birth_date,  # type: ignore[arg-type]
-            decoded.relation, decoded.village_code)  # type: ignore[arg-type]
+    decoded = codec.decode(value)
     rec = decoded.record
     if decoded.name == "povwatch.monitor.HouseholdEvent":
         if rec["person_key"] is None:
@@ -276,7 +273,7 @@ class HouseholdStage:
         self._instants: dict[dt.datetime, dt.datetime] = {}  # the distinct ingested_at values (one per load)
         self._decided: dict[str, Decision] = {}  # household -> its latest status record
         self._overridden: dict[str, HouseholdContext] = {}  # the roster's record where a decision overrides it
-        self._hop = HopCodec(codec)
+        self._flat = FlatCodec(codec)  # the hop records by hand
 
     def registry(self, key: str, value: bytes | None, now: dt.datetime,
                  topic: str = REGISTRY_HOUSEHOLDS) -> list[Emit]:
@@ -321,7 +318,7 @@ class HouseholdStage:
             self.households[key] = dataclasses.replace(roster, monitoring_status=status)
 
     def event(self, topic: str, value: bytes, now: dt.datetime, key: bytes | None = None) -> list[Emit]:
-        source_topic, message, hh_id, person = _joined(self._hop, value)
+        source_topic, message, hh_id, person = _joined(self._flat, value)
         inner = self._codec.decode(message)
         feed = feed_for(source_topic, inner.name)
         record = inner.record
@@ -388,7 +385,7 @@ class HouseholdStage:
                     "disaster_date": rec.disaster_date, "rule": rec.rule, "person_key": rec.person_key,
                     "group": rec.group}
             out.append(Emit(self._routes.village_disasters, region.encode(),
-                            self._codec.encode("povwatch.monitor.VillageDisaster", body)))
+                            self._flat.encode("povwatch.monitor.VillageDisaster", body)))
             _counted(metrics.FORWARDED, self.name, "village").inc()
         return out
 
@@ -450,12 +447,13 @@ class VillageStage:
         self._routes = routes
         self._rules = rules
         self._zone = zone
+        self._flat = FlatCodec(codec)  # the hop records by hand
 
     def registry(self, key: str, value: bytes | None, now: dt.datetime, topic: str = "") -> list[Emit]:
         raise TypeError("the village stage reads no registry")
 
     def event(self, topic: str, value: bytes, now: dt.datetime, key: bytes | None = None) -> list[Emit]:
-        decoded = self._codec.decode(value)
+        decoded = self._flat.decode(value)
         if decoded.name == "povwatch.monitor.VillageEvent":
             return self._row(decoded.record, now)
         if decoded.name != "povwatch.monitor.VillageDisaster":
