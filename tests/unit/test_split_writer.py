@@ -1,0 +1,83 @@
+"""States and profiles written from facts encoded once (services/monitor/split_writer.py): the codec's bytes."""
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+
+from schemas.codec import default_codec
+from schemas.errors import SchemaError
+from schemas.topics import event_topic
+from services.monitor.rules import Fact, HouseholdContext, MedicalStay, Timer
+from services.monitor.split_writer import ItemCache, SplitWriter, split_writer
+from services.monitor.stages import profile_facts, profile_item, profile_record
+from services.monitor.state import HOUSEHOLD_STATE, HouseholdState, Pending
+
+CODEC = default_codec()
+DEATH = event_topic("civil-affairs", "death")
+INCOME = event_topic("statistics", "household-income")
+HOSPITAL = event_topic("medical-security", "hospitalization")
+
+
+def _state() -> HouseholdState:
+    s = HouseholdState()
+    s.seen = {"e1": dt.date(2026, 3, 1), "e2": dt.date(2026, 4, 2), "e3": dt.date(2027, 12, 31)}
+    s.stays = [MedicalStay("e2", dt.date(2026, 4, 2), Decimal("12345.67"), True)]
+    s.pending = [Pending(DEATH, "e9", b"\xc3\x01message", dt.datetime(2026, 5, 1, 8, tzinfo=dt.UTC))]
+    s.facts = [Fact(DEATH, "e1", "p" * 64, dt.date(2026, 3, 1), {"death_date": "2026-03-01", "cause": "病故"}),
+               Fact(INCOME, "e3", None, dt.date(2026, 1, 1), {"year": "2026", "per_capita_net_income": "6800.00"})]
+    s.timers = [Timer("JOB_LOSS", "f", dt.date(2026, 9, 1), dt.date(2026, 3, 1), "e1", "p" * 64)]
+    s.profiled, s.latest = True, dt.date(2026, 4, 2)
+    return s
+
+
+def _codecs(s: HouseholdState) -> bytes:
+    return CODEC.encode(HOUSEHOLD_STATE.schema, HOUSEHOLD_STATE.to_avro(s))
+
+
+def test_a_state_is_written_as_the_codec_writes_it_again_and_again() -> None:
+    s = _state()
+    assert HOUSEHOLD_STATE.encode(CODEC, s) == _codecs(s)
+    assert HOUSEHOLD_STATE.decode(CODEC, HOUSEHOLD_STATE.encode(CODEC, s)) == s
+    s.facts.append(Fact(DEATH, "e4", None, dt.date(2026, 6, 1), {"death_date": "2026-06-01"}))  # a new fact
+    assert HOUSEHOLD_STATE.encode(CODEC, s) == _codecs(s)
+    s.facts = s.facts[1:]  # pruned
+    assert HOUSEHOLD_STATE.encode(CODEC, s) == _codecs(s)
+    empty = HouseholdState()
+    assert HOUSEHOLD_STATE.encode(CODEC, empty) == _codecs(empty)
+
+
+def test_a_profile_is_written_as_the_codec_writes_it() -> None:
+    s = _state()
+    household = HouseholdContext("H1", "652701100101", "MONITORED", Decimal("6800.00"), 4)
+    now = dt.datetime(2026, 12, 3, 12, tzinfo=dt.UTC)
+    writer = split_writer(CODEC, "povwatch.profiles.HouseholdProfile", "facts")
+    cache = ItemCache()
+    for _ in range(2):
+        items = cache.encode(profile_facts(s.facts, s.stays), lambda f: writer.item(profile_item(f)))
+        assert len(items) == 2  # the income and the stay (as a hospitalisation fact): a domain each
+        written = writer.write(profile_record(household, s.facts, s.stays, now, items=False), items)
+        assert written == CODEC.encode("povwatch.profiles.HouseholdProfile",
+                                       profile_record(household, s.facts, s.stays, now))
+
+
+def test_the_cache_encodes_an_object_once_and_forgets_what_is_gone() -> None:
+    made: list[str] = []
+    a, b = Fact(HOSPITAL, "a", None, dt.date(2026, 1, 1), {}), Fact(HOSPITAL, "b", None, dt.date(2026, 1, 2), {})
+    cache = ItemCache()
+
+    def make(f: Fact) -> bytes:
+        made.append(f.event_id)
+        return f.event_id.encode()
+
+    assert cache.encode([a, b], make) == [b"a", b"b"]
+    assert cache.encode([a, b], make) == [b"a", b"b"]
+    assert cache.encode([b], make) == [b"b"]
+    assert cache.encode([a], make) == [b"a"]
+    assert made == ["a", "b", "a"]
+
+
+def test_a_field_that_is_not_an_array_is_refused() -> None:
+    with pytest.raises(SchemaError, match="not an array"):
+        SplitWriter(CODEC, "povwatch.monitor.HouseholdState", "profiled")
