@@ -172,6 +172,8 @@ class VillageState:
     timers: list[Timer] = field(default_factory=list)
     # built on first use from the fields above, kept up to date by add_record/add_fact, dropped by prune
     _index: _VillageIndex | None = field(default=None, init=False, repr=False, compare=False)
+    # the records as the changelog last wrote them (each encoded once while it is kept: split_writer)
+    encoded_records: ItemCache = field(default_factory=ItemCache, init=False, repr=False, compare=False)
 
     def _indexed(self) -> _VillageIndex:
         if self._index is None:
@@ -387,21 +389,36 @@ HOUSEHOLD_STATE: StateCodec[HouseholdState] = StateCodec(
     _write_household,
 )
 
-VILLAGE_STATE: StateCodec[VillageState] = StateCodec(
-    "povwatch.monitor.VillageState",
-    lambda s: {
-        "records": [{"village_code": s.village_code, "household_id": v.household_id, "event_id": v.event_id,
-                     "disaster_date": v.disaster_date, "rule": v.rule, "person_key": v.person_key,
-                     "group": v.group} for v in s.records],
+def _record_out(s: VillageState, v: VillageRecord) -> dict[str, Any]:
+    return {"village_code": s.village_code, "household_id": v.household_id, "event_id": v.event_id,
+            "disaster_date": v.disaster_date, "rule": v.rule, "person_key": v.person_key, "group": v.group}
+
+
+def _village_out(s: VillageState, records: bool = True) -> dict[str, Any]:
+    return {
+        "records": [_record_out(s, v) for v in s.records] if records else [],
         "fired": sorted(s.fired),
         "village_code": s.village_code,
         "facts": _facts_out(s.facts),
         "fired_keys": sorted(s.fired_keys),
         "timers": _timers_out(s.timers),
-    },
+    }
+
+
+def _write_village(codec: Codec, s: VillageState) -> bytes:
+    """VillageState as `codec.encode` writes it, each record encoded once while the region keeps it."""
+    writer = split_writer(codec, "povwatch.monitor.VillageState", "records")
+    items = s.encoded_records.encode(s.records, lambda v: writer.item(_record_out(s, v)))
+    return writer.write(_village_out(s, records=False), items)
+
+
+VILLAGE_STATE: StateCodec[VillageState] = StateCodec(
+    "povwatch.monitor.VillageState",
+    _village_out,
     lambda r: VillageState([VillageRecord(v["household_id"], v["event_id"], v["disaster_date"], v["rule"],
                                           v["person_key"], v["group"]) for v in r["records"]],
                            set(r["fired"]),
                            r["village_code"] or (r["records"][0]["village_code"] if r["records"] else ""),
                            _facts_in(r["facts"]), set(r["fired_keys"]), _timers_in(r["timers"])),
+    _write_village,
 )

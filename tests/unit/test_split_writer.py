@@ -81,3 +81,21 @@ def test_the_cache_encodes_an_object_once_and_forgets_what_is_gone() -> None:
 def test_a_field_that_is_not_an_array_is_refused() -> None:
     with pytest.raises(SchemaError, match="not an array"):
         SplitWriter(CODEC, "povwatch.monitor.HouseholdState", "profiled")
+
+
+def test_a_village_state_is_written_as_the_codec_writes_it() -> None:
+    from services.monitor.rules import VillageRecord
+    from services.monitor.state import VILLAGE_STATE, VillageState
+
+    s = VillageState(village_code="652701100101")
+    s.add_record(VillageRecord("H1", "e1", dt.date(2026, 7, 1)))
+    s.add_record(VillageRecord("H2", "e2", dt.date(2026, 7, 3), "REGIONAL_ILLNESS", None, "肺炎"))
+    s.fired, s.fired_keys = {3, 1}, {"REGIONAL_ILLNESS|肺炎|2026-07-01"}
+
+    def codecs() -> bytes:
+        return CODEC.encode(VILLAGE_STATE.schema, VILLAGE_STATE.to_avro(s))
+
+    assert VILLAGE_STATE.encode(CODEC, s) == codecs()
+    s.add_record(VillageRecord("H3", "e3", dt.date(2026, 7, 4), "REGIONAL_RETURNS", "p" * 64))
+    assert VILLAGE_STATE.encode(CODEC, s) == codecs()
+    assert VILLAGE_STATE.decode(CODEC, VILLAGE_STATE.encode(CODEC, s)).records == s.records
