@@ -40,7 +40,6 @@ from services.monitor.regional_rules import beyond_list, fills, fire_village, re
 from services.monitor.rules import (
     AlertDraft,
     Context,
-    Fact,
     HouseholdContext,
     PersonContext,
     RegionalDraft,
@@ -48,7 +47,6 @@ from services.monitor.rules import (
     VillageRecord,
     regional_period,
 )
-from services.monitor.split_writer import split_writer
 from services.monitor.stages import (
     HOSPITALIZATION_TOPIC,
     address_of,
@@ -58,8 +56,6 @@ from services.monitor.stages import (
     household_alert_record,
     household_stage,
     needs_record,
-    profile_facts,
-    profile_item,
     profile_record,
     regional_alert_record,
 )
@@ -396,17 +392,12 @@ class HouseholdStage:
     def flush(self, now: dt.datetime) -> list[Emit]:
         """One profile per household the batch changed, as it stands after the batch."""
         out = []
-        writer = split_writer(self._codec, "povwatch.profiles.HouseholdProfile", "facts")  # facts encoded once
-
-        def item(f: Fact) -> bytes:
-            return writer.item(profile_item(f))
-
         for hh_id in self._profiles:
             household, state = self.households.get(hh_id), self.state.get(hh_id)
             if household is not None and state is not None:
-                record = profile_record(household, state.facts, state.stays, now, items=False)
-                items = state.profile_facts.encode(profile_facts(state.facts, state.stays), item)
-                out.append(Emit(self._routes.profiles, hh_id.encode(), writer.write(record, items)))
+                record = profile_record(household, state.facts, state.stays, now)
+                out.append(Emit(self._routes.profiles, hh_id.encode(),
+                                self._codec.encode("povwatch.profiles.HouseholdProfile", record)))
         self._profiles.clear()
         return out
 

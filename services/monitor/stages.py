@@ -49,8 +49,6 @@ __all__ = [
     "regional_records",
     "cluster_records",
     "profile_record",
-    "profile_facts",
-    "profile_item",
     "HOSPITALIZATION_TOPIC",
 ]
 
@@ -186,27 +184,18 @@ def _latest_by_domain(facts: Sequence[Fact], stays: Sequence[MedicalStay]) -> li
     return sorted(latest.items())
 
 
-def profile_facts(facts: Sequence[Fact], stays: Sequence[MedicalStay]) -> list[Fact]:
-    """The facts a profile shows: the latest per domain, by domain."""
-    return [f for _, f in _latest_by_domain(facts, stays)]
-
-
-def profile_item(f: Fact) -> dict[str, Any]:
-    """One fact of the profile (a ProfileFact record)."""
-    feed = feed_of_topic(f.topic)
-    assert feed is not None
-    return {"domain": feed.domain, "topic": f.topic, "department": feed.department, "feed": feed.title,
-            "event_id": f.event_id, "person_key": f.person_key, "day": f.day, "values": dict(f.values)}
-
-
 def profile_record(household: HouseholdContext, facts: Sequence[Fact], stays: Sequence[MedicalStay],
-                   updated_at: dt.datetime, *, items: bool = True) -> dict[str, Any]:
-    """The HouseholdProfile record: the latest fact per domain and the latest income (by 年度). `items` False:
-    without the facts (`facts` left empty, for a writer that has them encoded already)."""
-    shown = [profile_item(f) for f in profile_facts(facts, stays)] if items else []
+                   updated_at: dt.datetime) -> dict[str, Any]:
+    """The HouseholdProfile record: the latest fact per domain and the latest income (by 年度)."""
+    items = []
+    for domain, f in _latest_by_domain(facts, stays):
+        feed = feed_of_topic(f.topic)
+        assert feed is not None
+        items.append({"domain": domain, "topic": f.topic, "department": feed.department, "feed": feed.title,
+                      "event_id": f.event_id, "person_key": f.person_key, "day": f.day, "values": dict(f.values)})
     incomes = [f for f in facts if f.topic == event_topic("statistics", "household-income") and f.get("year")]
     latest = max(incomes, key=lambda f: (int(f.get("year") or 0), f.day, f.event_id), default=None)
-    return {"household_id": household.household_id, "village_code": household.village_code, "facts": shown,
+    return {"household_id": household.household_id, "village_code": household.village_code, "facts": items,
             "income_year": int(latest.get("year") or 0) if latest else None,
             "income_per_capita": latest.amount("per_capita_net_income") if latest else None,
             "updated_at": updated_at}

@@ -128,7 +128,6 @@ class HouseholdState(_Waiting):
     latest: dt.date | None = None  # the latest date of the household's events: the horizon runs behind it
     # the facts as the changelog last wrote them (each encoded once while it is kept: split_writer)
     encoded_facts: ItemCache = field(default_factory=ItemCache, init=False, repr=False, compare=False)
-    profile_facts: ItemCache = field(default_factory=ItemCache, init=False, repr=False, compare=False)  # profile's
 
     def happened(self, day: dt.date) -> None:
         """An event of the household is dated `day` (its occurred_at)."""
@@ -369,7 +368,7 @@ def _household_out(s: HouseholdState, facts: bool = True) -> dict[str, Any]:
 def _write_household(codec: Codec, s: HouseholdState) -> bytes:
     """HouseholdState as `codec.encode` writes it, each fact encoded once while the household keeps it."""
     writer = split_writer(codec, "povwatch.monitor.HouseholdState", "facts")
-    items = s.encoded_facts.encode(s.facts, lambda f: writer.item(_facts_out((f,))[0]))
+    items = s.encoded_facts.encode(s.facts, lambda facts: writer.items(_facts_out(facts)))
     return writer.write(_household_out(s, facts=False), items)
 
 
@@ -408,7 +407,7 @@ def _village_out(s: VillageState, records: bool = True) -> dict[str, Any]:
 def _write_village(codec: Codec, s: VillageState) -> bytes:
     """VillageState as `codec.encode` writes it, each record encoded once while the region keeps it."""
     writer = split_writer(codec, "povwatch.monitor.VillageState", "records")
-    items = s.encoded_records.encode(s.records, lambda v: writer.item(_record_out(s, v)))
+    items = s.encoded_records.encode(s.records, lambda records: writer.items([_record_out(s, v) for v in records]))
     return writer.write(_village_out(s, records=False), items)
 
 

@@ -1,7 +1,8 @@
-"""States and profiles written from facts encoded once (services/monitor/split_writer.py): the codec's bytes."""
+"""States written from facts and records encoded once (services/monitor/split_writer.py): the codec's bytes."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from decimal import Decimal
 
 import pytest
@@ -9,9 +10,8 @@ import pytest
 from schemas.codec import default_codec
 from schemas.errors import SchemaError
 from schemas.topics import event_topic
-from services.monitor.rules import Fact, HouseholdContext, MedicalStay, Timer
-from services.monitor.split_writer import ItemCache, SplitWriter, split_writer
-from services.monitor.stages import profile_facts, profile_item, profile_record
+from services.monitor.rules import Fact, MedicalStay, Timer
+from services.monitor.split_writer import ItemCache, SplitWriter
 from services.monitor.state import HOUSEHOLD_STATE, HouseholdState, Pending
 
 CODEC = default_codec()
@@ -48,34 +48,21 @@ def test_a_state_is_written_as_the_codec_writes_it_again_and_again() -> None:
     assert HOUSEHOLD_STATE.encode(CODEC, empty) == _codecs(empty)
 
 
-def test_a_profile_is_written_as_the_codec_writes_it() -> None:
-    s = _state()
-    household = HouseholdContext("H1", "652701100101", "MONITORED", Decimal("6800.00"), 4)
-    now = dt.datetime(2026, 12, 3, 12, tzinfo=dt.UTC)
-    writer = split_writer(CODEC, "povwatch.profiles.HouseholdProfile", "facts")
-    cache = ItemCache()
-    for _ in range(2):
-        items = cache.encode(profile_facts(s.facts, s.stays), lambda f: writer.item(profile_item(f)))
-        assert len(items) == 2  # the income and the stay (as a hospitalisation fact): a domain each
-        written = writer.write(profile_record(household, s.facts, s.stays, now, items=False), items)
-        assert written == CODEC.encode("povwatch.profiles.HouseholdProfile",
-                                       profile_record(household, s.facts, s.stays, now))
-
-
-def test_the_cache_encodes_an_object_once_and_forgets_what_is_gone() -> None:
-    made: list[str] = []
-    a, b = Fact(HOSPITAL, "a", None, dt.date(2026, 1, 1), {}), Fact(HOSPITAL, "b", None, dt.date(2026, 1, 2), {})
+def test_the_cache_encodes_what_was_appended_and_everything_after_any_other_change() -> None:
+    runs: list[list[str]] = []
+    a, b, c = (Fact(HOSPITAL, e, None, dt.date(2026, 1, 1), {}) for e in "abc")
     cache = ItemCache()
 
-    def make(f: Fact) -> bytes:
-        made.append(f.event_id)
-        return f.event_id.encode()
+    def make(facts: Sequence[Fact]) -> bytes:
+        runs.append([f.event_id for f in facts])
+        return "".join(f.event_id for f in facts).encode()
 
-    assert cache.encode([a, b], make) == [b"a", b"b"]
-    assert cache.encode([a, b], make) == [b"a", b"b"]
-    assert cache.encode([b], make) == [b"b"]
-    assert cache.encode([a], make) == [b"a"]
-    assert made == ["a", "b", "a"]
+    assert cache.encode([a, b], make) == (2, b"ab")
+    assert cache.encode([a, b], make) == (2, b"ab")
+    assert cache.encode([a, b, c], make) == (3, b"abc")
+    assert cache.encode([b, c], make) == (2, b"bc")  # pruned: everything again
+    assert cache.encode([], make) == (0, b"")
+    assert runs == [["a", "b"], ["c"], ["b", "c"], []]
 
 
 def test_a_field_that_is_not_an_array_is_refused() -> None:
