@@ -255,6 +255,7 @@ class StageRunner(ConsumerRebalanceListener, Generic[S]):  # type: ignore[misc] 
                         self._in_flight, self._touched = {}, set()
                         if batch:
                             metrics.BATCH_SECONDS.labels(spec.name).observe(time.monotonic() - started)
+                            metrics.BATCH_DONE.labels(spec.name).set(time.time())
                             failures = 0
                 except TRANSIENT as exc:
                     failures += 1
