@@ -84,16 +84,18 @@ def prepare(store: CaseStore, workdir: Path) -> World:
     return World(case1=first.case_id, case2=second.case_id)
 
 
-def opened_before(store: CaseStore, days: int, *case_ids: int) -> None:
-    """The cases as opened `days` days ago (the steps of a test may then be dated back that far)."""
+def opened_before(store: CaseStore, when: int | dt.date, *case_ids: int) -> None:
+    """The cases as opened `when` days ago, or the day before the date `when` (a test's steps may then be dated
+    back that far: a step is never dated before its case was opened)."""
     from sqlalchemy import update
     from sqlalchemy.orm import Session
 
     from services.casedb.models import Case
 
+    opened = dt.datetime.now(dt.UTC) - dt.timedelta(days=when) if isinstance(when, int) else \
+        dt.datetime.combine(when - dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
     with Session(store.engine) as session, session.begin():
-        session.execute(update(Case).where(Case.id.in_(case_ids)).values(
-            opened_at=dt.datetime.now(dt.UTC) - dt.timedelta(days=days)))
+        session.execute(update(Case).where(Case.id.in_(case_ids)).values(opened_at=opened))
 
 
 def request_comparisons(store: CaseStore, case_id: int, *, by: str = "xian") -> tuple[str, str]:

@@ -181,7 +181,7 @@ def _wait_for(what: str, check: Any, children: list[ChildProcess], timeout: floa
     raise AssertionError(f"timed out waiting for {what}:\n" + "\n".join(c.tail(20) for c in children))
 
 
-def test_the_profile_through_the_broker_into_the_case_db(hub: Hub) -> None:
+def test_the_profile_through_the_broker_into_the_case_db(hub: Hub, tmp_path: Path) -> None:
     files = hub.files()
     loaded = json.loads(hub.cli("roster", "load", str(files["roster"]), "--delta", "--json").stdout)
     assert loaded["rejected"] == 0
@@ -242,7 +242,10 @@ def test_the_profile_through_the_broker_into_the_case_db(hub: Hub) -> None:
     assert {"label": "人均纯收入", "name": "per_capita_net_income", "value": "8200.00"} in income_fact["fields"]
 
     # risk elimination refused with the plan's reasons (P70), one line, exit 2
-    refused = hub.cli("case", "advance", str(data["case_id"]), "NOMINATE_NOTICE", "--by", "cun", code=2)
+    password = tmp_path / "password"
+    password.write_text(PASSWORD + "\n", encoding="utf-8")
+    refused = hub.cli("case", "advance", str(data["case_id"]), "NOMINATE_NOTICE", "--by", "cun", "--password-file",
+                      str(password), code=2)
     [line] = refused.stderr.strip().splitlines()
     assert line == (f"povwatch: error: case {data['case_id']}: NOMINATE_NOTICE refused: the income is not stable "
                     f"(P70): 人均纯收入 8200 元，低于 {YEAR} 年本县标准 9000 元; the guarantees are not consolidated "
