@@ -38,8 +38,9 @@ class Cli:
         self.password_file.write_text(PASSWORD + "\n", encoding="utf-8")
 
     def run(self, *args: str, code: int = 0) -> subprocess.CompletedProcess[str]:
-        """povwatch ARGS; a case or alerts command acting --by a user gets that user's --password-file."""
-        if args[0] in ("case", "alerts") and "--by" in args and not {"--as-system", "--password-file"} & set(args):
+        """povwatch ARGS; a case, alerts or household command --by a user gets that user's --password-file."""
+        acting = args[0] in ("case", "alerts", "household") and "--by" in args
+        if acting and not {"--as-system", "--password-file"} & set(args):
             args = (*args, "--password-file", str(self.password_file))
         proc = subprocess.run([sys.executable, "-m", "services.cli", *args], cwd=ROOT, env=self.env,
                               capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)

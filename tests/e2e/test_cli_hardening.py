@@ -1,7 +1,8 @@
 """Issue #13 item 6, on the command line (real subprocesses on a SQLite case DB, tests/e2e/test_case_cli.py's world):
 
-  * `povwatch case ...` / `alerts ack|resolve` act as the --by user only with that user's password (a wrong one,
-    or none, is refused in one line), or as the system with an explicit --as-system, recorded as system:USER;
+  * `povwatch case ...` / `alerts ack|resolve` / `household show` act as the --by user only with that user's
+    password (a wrong one, or none, is refused in one line), or as the system with an explicit --as-system,
+    recorded as system:USER;
   * `povwatch users passwd NAME` and `users disable|enable NAME` (passwd and disable end the user's desk sessions);
   * users cannot be named like the system's actors; weak passwords are refused;
   * a step cannot be dated before its case was opened.
@@ -26,6 +27,8 @@ def test_case_commands_need_the_users_password(cli: Cli, world: int, tmp_path: P
                        "--on", "2024-07-01").startswith("--by vil1: wrong password")
     assert cli.refused("alerts", "ack", "1", "--by", "vil1", "--password-file", str(wrong)).startswith(
         "--by vil1: wrong password")
+    assert cli.refused("household", "show", "BL-A-0001", "--by", "vil1", "--password-file",
+                       str(wrong)).startswith("--by vil1: wrong password")  # a look in vil1's name, too
     proc = cli.run("case", "show", case, "--by", "vil1", "--as-system")  # the system, explicitly: allowed
     assert "next: APPLY" in proc.stdout
     with open_database(cli.db) as store:
