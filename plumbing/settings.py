@@ -49,6 +49,9 @@ class Settings(BaseSettings):
                                          "against the grace period and fires due timers")
     monitor_max_records: int = Field(10_000, gt=0, description="messages per monitor batch (bounds memory while "
                                      "catching up)")
+    monitor_linger_ms: int = Field(0, ge=0, description="how long the monitor's producer holds a batch before "
+                                   "sending it (ms); its stages send whole batches already, so any wait is added "
+                                   "to every hop's latency (docs/benchmarks.md, latency)")
     monitor_metrics_port: int = Field(9464, description="the monitor's `/metrics` port")
     monitor_store: Literal["memory", "rocksdb"] = Field("memory", description="where the monitor keeps its registry "
                                                         "tables and state: in memory, or on disk in RocksDB")

@@ -1,7 +1,9 @@
 """Composition root of the connectors: settings -> pseudonymiser, codec, publisher -> run one file."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from connectors.catalog import ROSTER, get_feed
 from connectors.departments.bureau import RosterSummary, load_snapshot
@@ -18,15 +20,19 @@ __all__ = ["run_connector", "load_roster"]
 
 
 async def run_connector(
-    settings: Settings, department: str, feed: str, path: Path, *, clock: Clock = utc_now
+    settings: Settings, department: str, feed: str, path: Path, *, clock: Clock = utc_now,
+    wrap_publisher: Callable[[KafkaPublisher], Any] | None = None,
 ) -> Summary:
+    """`povwatch connector run`: one file through the feed's handler to Kafka. `wrap_publisher` wraps the
+    publisher the connector sends through (bench/latency.py paces its sends with it)."""
     spec = get_feed(department, feed)
+    wrap = wrap_publisher or (lambda publisher: publisher)
     codec = default_codec()
     handler = EventHandler(spec, pseudonymiser=Pseudonymiser(settings.checked_key()), codec=codec, clock=clock)
     return await run_file(
         spec, path, handler, codec=codec, clock=clock, zone=settings.zone, progress=None,
-        publisher_factory=lambda: KafkaPublisher(settings.bootstrap, client_id=f"povwatch-{department}",
-                                                 require_topics=[spec.topic, spec.dlq]),
+        publisher_factory=lambda: wrap(KafkaPublisher(settings.bootstrap, client_id=f"povwatch-{department}",
+                                                      require_topics=[spec.topic, spec.dlq])),
     )
 
 

@@ -151,8 +151,8 @@ async def serve(settings: Settings, stopping: asyncio.Event, *, codec: Codec | N
 
     async def producer() -> AIOKafkaProducer:
         made = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, client_id=settings.monitor_app_id,
-                                acks="all", enable_idempotence=True, linger_ms=5, request_timeout_ms=15_000,
-                                max_batch_size=256 * 1024)
+                                acks="all", enable_idempotence=True, linger_ms=settings.monitor_linger_ms,
+                                request_timeout_ms=15_000, max_batch_size=256 * 1024)
         try:
             await made.start()
         except BaseException:
