@@ -92,12 +92,14 @@ class Settings(BaseSettings):
     intake_port: int = Field(8088, description="the intake API's port (`/v1/intake/...`, `/docs`, `/metrics`)")
     intake_tokens: SecretStr | None = Field(None, description="JSON object, channel -> bearer token (at least 16 "
                                             "characters, all different); required by `povwatch intake`")
+    intake_docs: bool = Field(False, description="1: serve the intake API's Swagger UI at /docs (off by default: "
+                              "the page loads its scripts from a CDN; /openapi.json is always served)")
     desk_host: str = Field("127.0.0.1", description="where `povwatch desk` serves the case workers' web desk")
     desk_port: int = Field(8089, description="the web desk's port")
     desk_secret: SecretStr | None = Field(None, description="signs the desk's session cookies (at least 32 "
                                           "characters); unset: a random one per start, with a warning")
     desk_insecure_cookies: bool = Field(False, description="1: session cookie without `Secure`, for a desk on plain "
-                                        "HTTP on this machine only")
+                                        "HTTP on this machine only (refused unless desk_host is a loopback address)")
     rules: RuleConfig = Field(RuleConfig(), description="the rules' thresholds (docs/rules.md); over the file "
                               "POVWATCH_RULES_FILE names")
     rules_file: Path | None = Field(None, description="a TOML file of thresholds and `[income_lines]`; the "

@@ -389,8 +389,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tail: print alerts as they come; ack ALERT_ID --by USER: acknowledge a case's alert; "
                         "resolve ALERT_ID --by USER --note TEXT: resolve it")
     p.add_argument("alert_id", nargs="?", type=int, help="with ack/resolve: the alert's id (povwatch case show)")
-    p.add_argument("--by", help="with ack/resolve: the user")
+    p.add_argument("--by", help="with ack/resolve: the user (their password is asked for, or --password-file)")
     p.add_argument("--note", help="with resolve: why")
+    from services.cases.cli import add_actor_options
+
+    add_actor_options(p)  # --password-file, --as-system
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.add_argument("--from-beginning", action="store_true", help="start at the oldest alert (default: new ones)")
     p.add_argument("--timeout", type=float, default=None, help="stop after SECONDS without a new alert")

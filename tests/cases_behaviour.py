@@ -16,13 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from schemas.codec import default_codec
 from schemas.errors import ConfigError
 from services.casedb.errors import NotFound, NotInRegion, StepRefused
 from services.casedb.models import (
+    Case,
     CaseAlert,
     CaseHistory,
     ComparisonAnswer,
@@ -40,6 +41,7 @@ from tests.unit.doubles import TEST_KEY, make_id, write_csv
 
 TODAY = dt.date(2024, 8, 1)
 NOW = dt.datetime(2024, 8, 1, 4, 0, tzinfo=dt.UTC)  # 12:00 in Bortala
+CASES_OPENED = dt.datetime(2024, 6, 1, tzinfo=dt.UTC)  # every case of these tests (World.alert)
 V1, V2, V3 = "652701100201", "652701100202", "652701200301"  # two villages of township 652701100, one of 652701200
 HA, HB, HC = "BL-A-0001", "BL-B-0002", "BL-C-0003"
 PASSWORD = "correct horse battery"
@@ -97,6 +99,8 @@ class World:
             if live is None:
                 session.add(CaseAlert(case_id=result.case_id, household_id=household, rule=rule, status="OPEN",
                                       severity=severity, opened_at=NOW, updated_at=NOW))
+            # the case as opened before the steps these tests date in July 2024 (none may precede the opening)
+            session.execute(update(Case).where(Case.id == result.case_id).values(opened_at=CASES_OPENED))
         return result.case_id
 
     def income(self, household: str, village: str, per_capita: str, *, year: int = 2023,

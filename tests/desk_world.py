@@ -5,6 +5,8 @@ recorded through the CaseStore as the casefeed records them.
     household H1  village 652701100201 (博乐市, township 652701100): two members, a hospital stay (MEDIUM)
     household H2  village 652722100201 (精河县): one member, a death in the household (HIGH) - another county
 
+Both cases were opened OPENED_DAYS_AGO days ago (a step may be dated back to its case's opening, not before).
+
 Users (password PASSWORD): cun (village 652701100201), xiang (township 652701100), xian (county 652701),
 jinghe (county 652722), zhou (bureau 6527).
 
@@ -35,6 +37,7 @@ VILLAGE1, VILLAGE2 = "652701100201", "652722100201"
 HEAD1_NAME, SPOUSE1_NAME, HEAD2_NAME = "阿不都热合曼·买买提", "古丽娜尔·艾力", "巴图孟和"
 REASON1 = "住院个人自付14500元(入院2025-03-05, 脑梗死, 12天, 户主)"
 REASON2 = "家庭成员死亡(户主, 44岁, 2025-06-02)"
+OPENED_DAYS_AGO = 60
 USERS = {"cun": ("village", VILLAGE1), "xiang": ("township", VILLAGE1[:9]), "xian": ("county", VILLAGE1[:6]),
          "jinghe": ("county", VILLAGE2[:6]), "zhou": ("bureau", "6527")}
 
@@ -94,7 +97,22 @@ def prepare(store: CaseStore, workdir: Path) -> World:
                                                  dt.date(2025, 3, 5)))
     second = store.record_household_alert(_alert("a-h2-death", H2, VILLAGE2, "DEATH_IN_HOUSEHOLD", "HIGH", REASON2,
                                                  dt.date(2025, 6, 2)))
+    opened_before(store, OPENED_DAYS_AGO, first.case_id, second.case_id)
     return World(case1=first.case_id, case2=second.case_id)
+
+
+def opened_before(store: CaseStore, when: int | dt.date, *case_ids: int) -> None:
+    """The cases as opened `when` days ago, or the day before the date `when` (a test's steps may then be dated
+    back that far: a step is never dated before its case was opened)."""
+    from sqlalchemy import update
+    from sqlalchemy.orm import Session
+
+    from services.casedb.models import Case
+
+    opened = dt.datetime.now(dt.UTC) - dt.timedelta(days=when) if isinstance(when, int) else \
+        dt.datetime.combine(when - dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+    with Session(store.engine) as session, session.begin():
+        session.execute(update(Case).where(Case.id.in_(case_ids)).values(opened_at=opened))
 
 
 def request_comparisons(store: CaseStore, case_id: int, *, by: str = "xian") -> tuple[str, str]:

@@ -22,6 +22,8 @@ migrations, run by services/casedb/schema.py), and the column types they share.
     screening_tasks  集中排查: one task per household and screening period, closed by a cadre visit or by hand
     household_profiles
                      the household as the monitor sees it: the latest fact per domain, the latest income
+    desk_sessions    the desk's logged-in sessions: a hash of the session id, the user, when it expires (a
+                     logout, a password change or disabling the user deletes rows: every desk process sees it)
 
 Column types: `UTCDateTime` (every timestamp: stored in UTC, always read back timezone-aware), `sqlite_bounds`
 (SQLite ignores VARCHAR lengths: CHECKs make it refuse what PostgreSQL refuses), and one width per kind of code:
@@ -56,10 +58,11 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 __all__ = ["Base", "UTCDateTime", "sqlite_bounds", "REGION_CODE_WIDTH", "HOUSEHOLD_ID_WIDTH", "Case", "Evidence",
            "CaseAlert", "CaseHistory", "Household", "Member", "User", "AuditEntry", "OutboxMessage",
            "ComparisonRequest", "ComparisonTarget", "ComparisonAnswer", "EvidenceEvent", "ScreeningTask",
-           "HouseholdProfile"]
+           "HouseholdProfile", "DeskSessionRow", "MAX_ID"]
 
 REGION_CODE_WIDTH = 12  # a region code: 12-digit village, 9 township, 6 county, 4 (6527) bureau
 HOUSEHOLD_ID_WIDTH = 64  # a household id; a case's household_or_region holds one or a region code
+MAX_ID = 2**31 - 1  # the largest id an INTEGER primary key holds on every database (PostgreSQL's int4)
 
 
 class UTCDateTime(TypeDecorator[dt.datetime]):
@@ -333,3 +336,16 @@ class HouseholdProfile(Base):
     income_year: Mapped[int | None] = mapped_column(Integer)
     income_per_capita: Mapped[Decimal | None] = mapped_column(Numeric(14, 2))
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class DeskSessionRow(Base):
+    """A logged-in session of the desk (services/desk/sessions.py): the cookie holds the session id, this table
+    only its SHA-256 (a copy of the table gives no usable cookie)."""
+
+    __tablename__ = "desk_sessions"
+    __table_args__ = (*sqlite_bounds(sid_hash=64, user_name=64),)
+
+    sid_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_name: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)

@@ -1,6 +1,10 @@
 """The case workers' commands (services.cli wires them in): `povwatch case advance|resolve|show`,
-`povwatch users add|list`, `povwatch audit household`, `povwatch alerts ack|resolve`, `povwatch cases roster`, and
-the workflow columns of `povwatch cases list --json`.
+`povwatch users add|list|passwd|disable|enable`, `povwatch audit household`, `povwatch alerts ack|resolve`,
+`povwatch cases roster`, and the workflow columns of `povwatch cases list --json`.
+
+`case` and `alerts ack|resolve` act as the `--by` user only with that user's password (asked on the terminal, or
+the first line of `--password-file FILE`), or - with an explicit `--as-system` - as the operator of this machine
+with the user's role and region, recorded in the history and the audit log as "system:USER".
 
 Each prints one line on success (or the view asked for) and, on refusal or bad input, raises a schemas.errors
 exception that services.cli prints as one line with exit status 2.
@@ -8,6 +12,7 @@ exception that services.cli prints as one line with exit status 2.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import getpass
 import json
@@ -18,7 +23,8 @@ from plumbing.clock import utc_now
 from schemas.errors import ConfigError, PovwatchError
 from services.cases.workflow import Step
 
-__all__ = ["add_parsers", "cmd_alert_action", "cmd_cases_roster", "cases_list_json", "with_deadlines",
+__all__ = ["add_parsers", "add_actor_options", "acting_user", "cmd_alert_action", "cmd_cases_roster",
+           "cases_list_json", "with_deadlines",
            "render_overdue_table"]
 
 
@@ -42,32 +48,59 @@ def _close(cases: Any) -> None:
     cases.close()
 
 
+def _secret(path: str | None, prompt: str) -> str:
+    """The first line of `path`, or what is typed on the terminal (not echoed)."""
+    if path:
+        try:
+            lines = Path(path).read_text(encoding="utf-8").splitlines()
+        except OSError as exc:
+            raise ConfigError(f"--password-file {path}: {exc.strerror or exc}") from None
+        return lines[0] if lines else ""
+    try:
+        return getpass.getpass(prompt)
+    except EOFError:
+        raise ConfigError("no password given (type it on a terminal, or give --password-file FILE)") from None
+
+
+def acting_user(args: argparse.Namespace, cases: Any) -> Any:
+    """The UserView a command acts as: the --by user after their password, or - with --as-system - the operator
+    acting with the user's role and region (recorded as system:USER)."""
+    if getattr(args, "as_system", False):
+        return dataclasses.replace(cases.user(args.by), system=True)
+    user = cases.authenticate(args.by, _secret(args.password_file, f"password for {args.by}: "))
+    if user is None:
+        raise ConfigError(f"--by {args.by[:64]}: wrong password, or no such active user (or act as the system "
+                          "with --as-system)")
+    return user
+
+
 def cmd_case(args: argparse.Namespace, settings: Any) -> int:
     from services.cases.views import render_detail, to_json
 
     cases = _cases(settings)
     try:
+        me = acting_user(args, cases)
         if args.action == "advance":
             if not args.step:
                 raise PovwatchError("usage: povwatch case advance CASE_ID STEP --by USER [--note TEXT] [--on DATE] "
                                     "[--authorised] [--override REASON] [--category CAT]")
-            detail = cases.advance(args.by, args.case_id, args.step, on=_day(args.on), note=args.note,
+            detail = cases.advance(me, args.case_id, args.step, on=_day(args.on), note=args.note,
                                    authorised=args.authorised, override=args.override, category=args.category)
             c, h = detail.case, detail.household
             last = detail.history[-1] if detail.history else None
             nxt = ", ".join(a.step for a in detail.allowed) or "none"
             status = f"; household {h.household_id} {h.monitoring_status} {h.category}" if h is not None else ""
-            print(f"case {c.id}: {args.step.upper()} on {last.on_day if last else '?'} by {args.by}{status}; "
+            print(f"case {c.id}: {args.step.upper()} on {last.on_day if last else '?'} by {me.actor}{status}; "
                   f"case {c.status}; next: {nxt}")
         elif args.action == "resolve":
             if not args.note:
                 raise PovwatchError("usage: povwatch case resolve CASE_ID --by USER --note TEXT")
-            detail = cases.resolve_case(args.by, args.case_id, args.note)
+            detail = cases.resolve_case(me, args.case_id, args.note)
             resolved = sum(a.status == "RESOLVED" for a in detail.alerts)
-            print(f"case {detail.case.id}: resolved by {args.by} ({resolved} alert(s) resolved); case "
+            print(f"case {detail.case.id}: resolved by {me.actor} ({resolved} alert(s) resolved); case "
                   f"{detail.case.status}")
         else:
-            detail = cases.case_detail(args.by, args.case_id)
+            detail = cases.case_detail(me, args.case_id)
             print(to_json(detail) if args.json else render_detail(detail))
     finally:
         _close(cases)
@@ -76,13 +109,9 @@ def cmd_case(args: argparse.Namespace, settings: Any) -> int:
 
 def _password(args: argparse.Namespace) -> str:
     if args.password_file:
-        try:
-            lines = Path(args.password_file).read_text(encoding="utf-8").splitlines()
-        except OSError as exc:
-            raise ConfigError(f"--password-file {args.password_file}: {exc.strerror or exc}") from None
-        return lines[0] if lines else ""
-    first = getpass.getpass(f"password for {args.name}: ")
-    if getpass.getpass("again: ") != first:
+        return _secret(args.password_file, "")
+    first = _secret(None, f"password for {args.name}: ")
+    if _secret(None, "again: ") != first:
         raise ConfigError("the two passwords differ")
     return first
 
@@ -92,6 +121,8 @@ def cmd_users(args: argparse.Namespace, settings: Any) -> int:
 
     if args.action == "list":
         return _list_users(settings, args.json)
+    if args.action in ("passwd", "disable", "enable"):
+        return _change_user(args, settings)
     if not args.name or not args.role or not args.region:
         raise PovwatchError("usage: povwatch users add NAME --role ROLE --region CODE [--password-file FILE]")
     role = parse_role(args.role)   # bad input is refused before the password is asked for
@@ -104,6 +135,28 @@ def cmd_users(args: argparse.Namespace, settings: Any) -> int:
     finally:
         _close(cases)
     print(f"user {user.name} added: {user.role} of {user.region}")
+    return 0
+
+
+def _change_user(args: argparse.Namespace, settings: Any) -> int:
+    """`users passwd NAME` (a new password), `users disable NAME`, `users enable NAME`; the first two end every
+    desk session of the user at once (the sessions are the case DB's: every desk process sees it)."""
+    from services.cases.users import check_password
+
+    if not args.name:
+        raise PovwatchError(f"usage: povwatch users {args.action} NAME"
+                            + (" [--password-file FILE]" if args.action == "passwd" else ""))
+    cases = _cases(settings)
+    try:
+        if args.action == "passwd":
+            ended = cases.set_password(args.name, check_password(_password(args)))
+            print(f"user {args.name}: password changed; {ended} desk session(s) ended")
+        else:
+            ended = cases.set_active(args.name, args.action == "enable")
+            print(f"user {args.name}: {args.action}d" + ("" if args.action == "enable"
+                                                        else f"; {ended} desk session(s) ended"))
+    finally:
+        _close(cases)
     return 0
 
 
@@ -167,10 +220,11 @@ def cmd_alert_action(args: argparse.Namespace, settings: Any) -> int:
                             + (" --note TEXT" if args.action == "resolve" else ""))
     cases = _cases(settings)
     try:
+        me = acting_user(args, cases)
         if args.action == "ack":
-            alert = cases.acknowledge_alert(args.by, args.alert_id)
+            alert = cases.acknowledge_alert(me, args.alert_id)
         else:
-            alert = cases.resolve_alert(args.by, args.alert_id, args.note)
+            alert = cases.resolve_alert(me, args.alert_id, args.note)
     finally:
         _close(cases)
     who = alert.resolved_by if alert.status == "RESOLVED" else alert.acknowledged_by
@@ -243,6 +297,15 @@ def cases_list_json(settings: Any, cases_json: str) -> str:
     return json.dumps(listed, ensure_ascii=False, indent=2)
 
 
+def add_actor_options(p: argparse.ArgumentParser) -> None:
+    """--password-file and --as-system: how a command proves it acts as its --by user."""
+    p.add_argument("--password-file", help="the --by user's password: the first line of FILE (else: asked on the "
+                                           "terminal)")
+    p.add_argument("--as-system", action="store_true",
+                   help="act as this machine's operator with the --by user's role and region, without their "
+                        "password; recorded as system:USER in the case history and the audit log")
+
+
 def add_parsers(sub: Any) -> None:
     """The `case`, `users` and `audit` commands."""
     p = sub.add_parser("case", help="one case: take a workflow step, resolve it, show it",
@@ -251,7 +314,9 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("action", choices=["advance", "resolve", "show"])
     p.add_argument("case_id", type=int)
     p.add_argument("step", nargs="?", help="with advance: the step taken, e.g. APPLY")
-    p.add_argument("--by", required=True, help="the user taking the step (povwatch users add)")
+    p.add_argument("--by", required=True, help="the user taking the step (povwatch users add); their password is "
+                                               "asked for (or --password-file), unless --as-system")
+    add_actor_options(p)
     p.add_argument("--note", help="why (recorded in the case's history)")
     p.add_argument("--on", help="the day the step happened, YYYY-MM-DD (default: today)")
     p.add_argument("--authorised", action="store_true",
@@ -263,8 +328,9 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="with show: the case page as JSON")
     p.set_defaults(func=cmd_case)
 
-    p = sub.add_parser("users", help="case workers: add one (role and region), list them")
-    p.add_argument("action", choices=["add", "list"])
+    p = sub.add_parser("users", help="case workers: add one (role and region), list them, change a password, "
+                                     "disable or enable one (passwd and disable end the user's desk sessions)")
+    p.add_argument("action", choices=["add", "list", "passwd", "disable", "enable"])
     p.add_argument("name", nargs="?")
     p.add_argument("--role", help="village, township, county or bureau")
     p.add_argument("--region", help="12-digit village, 9-digit township, 6-digit county code, or 6527 (bureau)")

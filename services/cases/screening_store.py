@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from connectors.framework import DEFAULT_ZONE, local_today
 from plumbing.clock import Clock, utc_now
 from services.casedb.errors import NotFound, NotInRegion, StepRefused
-from services.casedb.models import AuditEntry, Household, ScreeningTask, User
+from services.casedb.models import MAX_ID, AuditEntry, Household, ScreeningTask, User
 from services.casedb.store import CaseStore
 from services.cases.screening import (
     CLOSER_ROLES,
@@ -274,7 +274,9 @@ class Screening:
         user cannot see; RoleRefused for a village user; StepRefused otherwise (logged as REFUSED)."""
         def work(session: Session) -> TaskView:
             me = self._user(session, user)
-            task = session.scalar(select(ScreeningTask).where(ScreeningTask.id == task_id).with_for_update())
+            in_range = 0 < task_id <= MAX_ID  # beyond the database's integers: no such task (never an overflow)
+            task = session.scalar(select(ScreeningTask).where(ScreeningTask.id == task_id).with_for_update()) \
+                if in_range else None
             if task is None:
                 raise NotFound(f"no screening task {task_id}")
             if not covers(me.region, task.village_code):

@@ -8,6 +8,8 @@
     cases.resolve_case(user, case_id, note) / acknowledge_alert(user, alert_id) / resolve_alert(user, alert_id, note)
     cases.audit_for_household(household_id)            -> [AuditView]
     cases.add_user(name, role, region, password)       -> UserView
+    cases.set_password(name, password) / set_active(name, active)   (both end the user's desk sessions)
+    cases.open_session(sid, name, max_age) / session_user(sid) / end_session(sid)   the desk's sessions
     cases.import_roster(path)                          -> RosterCounts
 
 Every operation takes plain values (a user is a UserView or a user name, re-read from the DB each time), opens
@@ -42,8 +44,9 @@ from schemas.codec import Codec, default_codec
 from schemas.errors import ConfigError
 from schemas.thresholds import IncomeLines
 from schemas.topics import REGISTRY_HOUSEHOLD_STATUS
+from services.casedb import sessions as desk_sessions
 from services.casedb.errors import NotFound, NotInRegion, StepRefused
-from services.casedb.models import AuditEntry, Case, CaseAlert, CaseHistory, Evidence, Household, Member, User
+from services.casedb.models import MAX_ID, AuditEntry, Case, CaseAlert, CaseHistory, Evidence, Household, Member, User
 from services.casedb.outbox import add_message
 from services.casedb.store import CaseStore, evidence_events
 from services.cases import overdue, queries
@@ -53,8 +56,10 @@ from services.cases.roster import HOUSEHOLD_FIELDS, MEMBER_FIELDS, read_roster
 from services.cases.users import (
     UserView,
     check_name,
+    check_password,
     check_region,
     covers,
+    dummy_hash,
     hash_password,
     parse_role,
     verify_password,
@@ -63,12 +68,21 @@ from services.cases.views import AlertView, AuditView, CaseDetail, CaseSummary, 
 from services.cases.workflow import Request, Role, Step, check, status_after, workflow_of
 
 __all__ = ["Cases", "FOCUS_CATEGORIES", "RESOLVER_ROLES", "household_record", "status_record", "StepRefused",
-           "NotInRegion", "NotFound"]
+           "NotInRegion", "NotFound", "ANONYMOUS", "ANONYMOUS_FAILURES_PER_MINUTE"]
 
 FOCUS_CATEGORIES = ("UNSTABLE_LIFTED", "MARGINAL", "SUDDEN_HARDSHIP")  # what a labelled household may be
 DECIDING_STEPS = ("LABEL", "ANNOUNCE_LABEL")  # the steps that decide a household's status (its own topic)
 RESOLVER_ROLES = frozenset({Role.TOWNSHIP, Role.COUNTY, Role.BUREAU})  # who may resolve a case or an alert
 _T = TypeVar("_T")
+ANONYMOUS = "anonymous"  # the audit log's name for a failed log-in with an unknown name (never what was typed)
+ANONYMOUS_FAILURES_PER_MINUTE = 60  # audit rows for such failures, at most, per minute (a flood fills no disk)
+
+
+def _known_id(value: int, what: str) -> int:
+    """An id the database can hold; NotFound (404 on the desk) for any other - never a driver's overflow."""
+    if not 0 < value <= MAX_ID:
+        raise NotFound(f"no {what} {value}")
+    return value
 
 
 
@@ -150,7 +164,7 @@ class Cases:
     def _refused(self, user: UserView | str, exc: Exception, *, case_id: int | None = None,
                  alert_id: int | None = None) -> None:
         """Log a refused attempt (REFUSED, with the reason) in a transaction of its own."""
-        name = user if isinstance(user, str) else user.name
+        name = user if isinstance(user, str) else user.actor
 
         def work(session: Session) -> None:
             household: str | None = None
@@ -168,17 +182,22 @@ class Cases:
 
     @staticmethod
     def _user(session: Session, user: UserView | str) -> User:
+        """The acting user's row; for `--as-system` (UserView.system) a copy, never added to the session, named
+        "system:NAME" (what the history and the audit log then record) with the user's role and region."""
         name = user if isinstance(user, str) else user.name
         row = session.scalar(select(User).where(User.name == name))
         if row is None:
             raise NotFound(f"no user {name!r} (add one with: povwatch users add NAME --role ROLE --region CODE)")
         if not row.active:
             raise StepRefused(f"user {name} is deactivated")
+        if isinstance(user, UserView) and user.system:
+            return User(id=row.id, name=user.actor, role=row.role, region=row.region, password_hash="",
+                        created_at=row.created_at, active=True)
         return row
 
     @staticmethod
     def _case(session: Session, me: User, case_id: int) -> Case:
-        case = queries.load_case(session, case_id)
+        case = queries.load_case(session, _known_id(case_id, "case"))
         if case is None:
             raise NotFound(f"no case {case_id}")
         if not covers(me.region, case.village_code):
@@ -206,14 +225,69 @@ class Cases:
         return self._tx(work, "add a user")
 
     def authenticate(self, name: str, password: str) -> UserView | None:
-        """The user if the password is theirs and they are active; None otherwise (both logged)."""
+        """The user if the password is theirs and they are active; None otherwise (both logged). An unknown name
+        costs the same password hash as a known one and is logged as ANONYMOUS, never with what was typed (it is
+        often a password typed into the wrong field), at most ANONYMOUS_FAILURES_PER_MINUTE times a minute."""
         def work(session: Session) -> UserView | None:
-            row = session.scalar(select(User).where(User.name == name))
-            ok = row is not None and row.active and verify_password(row.password_hash, password)
-            self._audit(session, name, "LOGIN" if ok else "LOGIN_FAILED")
-            return UserView(row.id, row.name, Role(row.role), row.region) if ok and row is not None else None
+            row = session.scalar(select(User).where(User.name == name)) if 0 < len(name) <= 64 else None
+            if row is None:
+                verify_password(dummy_hash(), password)
+                since = self._clock() - dt.timedelta(minutes=1)
+                recent = session.scalar(select(func.count()).select_from(AuditEntry).where(
+                    AuditEntry.action == "LOGIN_FAILED", AuditEntry.user_name == ANONYMOUS, AuditEntry.at >= since))
+                if (recent or 0) < ANONYMOUS_FAILURES_PER_MINUTE:
+                    self._audit(session, ANONYMOUS, "LOGIN_FAILED", detail="unknown user name")
+                return None
+            ok = verify_password(row.password_hash, password) and row.active
+            self._audit(session, row.name, "LOGIN" if ok else "LOGIN_FAILED",
+                        detail=None if ok or row.active else "deactivated")
+            return UserView(row.id, row.name, Role(row.role), row.region) if ok else None
 
         return self._tx(work, "authenticate")
+
+    def set_password(self, name: str, password: str) -> int:
+        """A new password for `name`; ends every desk session of the user. How many sessions were ended."""
+        hashed = hash_password(check_password(password))
+
+        def work(session: Session) -> int:
+            row = self._any_user(session, name)
+            row.password_hash = hashed
+            ended = desk_sessions.end_sessions_of(session, row.name)
+            self._audit(session, row.name, "PASSWORD_CHANGED", detail=f"{ended} desk session(s) ended")
+            return ended
+
+        return self._tx(work, "change a password")
+
+    def set_active(self, name: str, active: bool) -> int:
+        """Enable or disable `name`; disabling ends every desk session of the user. Sessions ended."""
+        def work(session: Session) -> int:
+            row = self._any_user(session, name)
+            row.active = active
+            ended = 0 if active else desk_sessions.end_sessions_of(session, row.name)
+            self._audit(session, row.name, "ENABLE_USER" if active else "DISABLE_USER",
+                        detail=None if active else f"{ended} desk session(s) ended")
+            return ended
+
+        return self._tx(work, "enable a user" if active else "disable a user")
+
+    @staticmethod
+    def _any_user(session: Session, name: str) -> User:
+        row = session.scalar(select(User).where(User.name == name))
+        if row is None:
+            raise NotFound(f"no user {name[:64]!r} (povwatch users list)")
+        return row
+
+    # --- the desk's sessions (services/casedb/sessions.py) ---------------------------------------------------
+    def open_session(self, sid: str, name: str, max_age: int) -> None:
+        self._tx(lambda session: desk_sessions.open_session(session, sid, name, now=self._clock(),
+                                                            max_age=max_age), "open a desk session")
+
+    def session_user(self, sid: str) -> str | None:
+        return self._tx(lambda session: desk_sessions.session_user(session, sid, now=self._clock()),
+                        "read a desk session")
+
+    def end_session(self, sid: str) -> None:
+        self._tx(lambda session: desk_sessions.end_session(session, sid), "end a desk session")
 
     def user(self, name: str) -> UserView:
         def work(session: Session) -> UserView:
@@ -295,7 +369,7 @@ class Cases:
             return self._tx(work, "read a household's profile")
         except NotInRegion as exc:
             reason = str(exc)
-            name = user if isinstance(user, str) else user.name if user is not None else "povwatch-cli"
+            name = user if isinstance(user, str) else user.actor if user is not None else "povwatch-cli"
             self._tx(lambda session: self._audit(session, name, "REFUSED", household_id=household_id,
                                                  detail=reason), "log a refusal")
             raise
@@ -332,6 +406,7 @@ class Cases:
         def work(session: Session) -> CaseDetail:
             now, today = self._clock(), self.today()
             me = self._user(session, user)
+            _known_id(case_id, "case")
             # the first statement writes the case row: it is locked until commit (PostgreSQL: row lock; SQLite:
             # the write lock), so a concurrent step on the same case waits and then reads this one's outcome
             session.execute(update(Case).where(Case.id == case_id).values(updated_at=now))
@@ -346,6 +421,9 @@ class Cases:
             day = on or today
             if day > today:
                 raise StepRefused(f"case {case_id}: --on {day} is in the future (today is {today})")
+            opened = local_today(case.opened_at, self._zone)
+            if day < opened:  # backdating before the case existed would let a notice "stand" before it went up
+                raise StepRefused(f"case {case_id}: --on {day} is before the case was opened ({opened})")
             facts, progress = queries.facts_of(session, case, household, notice_days=self._notice_days,
                                                lines=self._lines, on=day)
             role = Role(me.role)
@@ -417,6 +495,7 @@ class Cases:
         def work(session: Session) -> CaseDetail:
             now, today = self._clock(), self.today()
             me = self._user(session, user)
+            _known_id(case_id, "case")
             session.execute(update(Case).where(Case.id == case_id).values(updated_at=now))
             case = self._case(session, me, case_id)
             self._may_resolve(me, f"case {case_id}")
@@ -455,7 +534,7 @@ class Cases:
         def work(session: Session) -> AlertView:
             now, today = self._clock(), self.today()
             me = self._user(session, user)
-            alert = session.get(CaseAlert, alert_id)
+            alert = session.get(CaseAlert, _known_id(alert_id, "alert"))
             if alert is None:
                 raise NotFound(f"no alert {alert_id}")
             session.execute(update(Case).where(Case.id == alert.case_id).values(updated_at=now))

@@ -5,7 +5,8 @@ A user has a role (village, township, county, bureau: services.cases.workflow.Ro
 village code, a township user's the 9-digit township code, a county user's the 6-digit county code; the bureau's
 is "6527", the whole of Bortala Prefecture. Every region lies inside the prefecture (starts with 6527).
 
-Passwords are at least MIN_PASSWORD characters and stored as an argon2id hash (argon2-cffi's PasswordHasher,
+Passwords are at least MIN_PASSWORD characters, not blanks, not one character repeated and not only digits; they
+are stored as an argon2id hash (argon2-cffi's PasswordHasher,
 its default parameters, RFC 9106's low-memory profile); the hash string carries its own parameters and salt.
 """
 from __future__ import annotations
@@ -18,14 +19,20 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from schemas.errors import ConfigError
 from services.cases.workflow import Role
 
-__all__ = ["UserView", "PREFECTURE", "MIN_PASSWORD", "REGION_DIGITS", "parse_role", "check_region", "check_name",
-           "check_password", "hash_password", "verify_password", "covers", "county_of", "township_of"]
+__all__ = ["UserView", "PREFECTURE", "MIN_PASSWORD", "REGION_DIGITS", "SYSTEM_ACTORS", "SYSTEM_PREFIX", "parse_role",
+           "check_region", "check_name", "check_password", "hash_password", "verify_password", "dummy_hash",
+           "covers", "county_of", "township_of"]
 
 PREFECTURE = "6527"  # 博尔塔拉蒙古自治州
 MIN_PASSWORD = 10
 REGION_DIGITS: dict[Role, int] = {Role.VILLAGE: 12, Role.TOWNSHIP: 9, Role.COUNTY: 6, Role.BUREAU: 4}
 _REGION_KIND = {12: "village", 9: "township", 6: "county", 4: "prefecture"}
 _HASHER = PasswordHasher()  # argon2id
+# the names the system records as actors (escalations, roster imports, cadre visits, `--as-system`, unknown log-in
+# names): no user may be called so, or the audit log could not tell a person from the system
+SYSTEM_PREFIX = "system:"
+SYSTEM_ACTORS = ("casefeed", "povwatch-cli", "cadre-visit", "system", "anonymous", "relay")
+_DUMMY_HASH: list[str] = []  # made once, on first use (hashing takes a moment)
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,12 @@ class UserView:
     role: Role
     region: str
     active: bool = True
+    system: bool = False  # `--as-system`: the command line's operator acting with this user's role and region
+
+    @property
+    def actor(self) -> str:
+        """The name the history and the audit log record: the user's, or "system:NAME" for `--as-system`."""
+        return f"{SYSTEM_PREFIX}{self.name}"[:64] if self.system else self.name
 
 
 def parse_role(text: str) -> Role:
@@ -49,7 +62,11 @@ def parse_role(text: str) -> Role:
 def check_name(name: str) -> str:
     """A user name: 1 to 64 characters, no spaces or control characters."""
     if not name or len(name) > 64 or any(ch.isspace() or not ch.isprintable() for ch in name):
-        raise ConfigError(f"user name {name!r}: 1 to 64 characters without spaces")
+        raise ConfigError(f"user name {name[:64]!r}: 1 to 64 characters without spaces")
+    lowered = name.lower()
+    if lowered in SYSTEM_ACTORS or lowered.startswith("system:") or lowered.startswith("povwatch"):
+        raise ConfigError(f"user name {name!r} is reserved for the system's own actors ({', '.join(SYSTEM_ACTORS)}, "
+                          "system:..., povwatch...)")
     return name
 
 
@@ -70,8 +87,15 @@ def check_region(role: Role, region: str) -> str:
 
 
 def check_password(password: str) -> str:
+    """A password a user may have: long enough and not trivially guessed (never quoted in the error)."""
     if len(password) < MIN_PASSWORD:
         raise ConfigError(f"the password must be at least {MIN_PASSWORD} characters")
+    if not password.strip():
+        raise ConfigError("the password is only blanks")
+    if len(set(password)) == 1:
+        raise ConfigError("the password is one character repeated")
+    if password.strip().isdigit():
+        raise ConfigError("the password is only digits")
     return password
 
 
@@ -84,6 +108,14 @@ def verify_password(stored_hash: str, password: str) -> bool:
         return _HASHER.verify(stored_hash, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
+
+
+def dummy_hash() -> str:
+    """A hash of the same kind as the users' that no typed password is checked to match: verifying a log-in of an
+    unknown user name against it costs the same argon2 work as a known name's (the time does not tell)."""
+    if not _DUMMY_HASH:
+        _DUMMY_HASH.append(_HASHER.hash("povwatch: the hash of no user"))
+    return _DUMMY_HASH[0]
 
 
 def covers(region: str, village_code: str) -> bool:

@@ -1,9 +1,10 @@
 """The desk as a FastAPI application: server-rendered pages (Jinja2) over the case operations (`DeskCases`).
 
     GET  /login                     the log-in form (every visitor gets a session, so the form has a CSRF token)
-    POST /login                     name + password (Cases.authenticate); a NEW session on success; 5 failures
-                                    for one name within 15 minutes refuse that name for the rest of them (429)
-    POST /logout                    revokes the session, deletes the cookie
+    POST /login                     name + password (Cases.authenticate); a NEW session on success, stored in the
+                                    case DB; failures slow the next try by name and client address (429 with
+                                    the seconds to wait; LoginThrottle), never lock the real user out
+    POST /logout                    ends the session in the case DB (on every desk process), deletes the cookie
     GET  /cases                     the worklist: the user's open cases (their region only), severity then age;
                                     filters county, township, rule, severity, step as GET parameters
     GET  /cases/{id}                a case: household, members, alerts and evidence, comparison answers, history,
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Protocol
@@ -68,7 +70,15 @@ from services.desk.forms import (
     role_label,
     step_label,
 )
-from services.desk.sessions import COOKIE, DeskSession, LoginThrottle, SessionCodec, cookie_options, csrf_ok
+from services.desk.sessions import (
+    COOKIE,
+    NAME_KEPT,
+    DeskSession,
+    LoginThrottle,
+    SessionCodec,
+    cookie_options,
+    csrf_ok,
+)
 
 __all__ = ["DeskCases", "create_app", "TEMPLATES", "STATIC"]
 
@@ -92,6 +102,12 @@ class DeskCases(Protocol):
     """The case operations the desk needs (services.cases.store.Cases provides them)."""
 
     def authenticate(self, name: str, password: str) -> UserView | None: ...
+
+    def open_session(self, sid: str, name: str, max_age: int) -> None: ...
+
+    def session_user(self, sid: str) -> str | None: ...
+
+    def end_session(self, sid: str) -> None: ...
 
     def user(self, name: str) -> UserView: ...
 
@@ -142,7 +158,8 @@ def create_app(cases: DeskCases, *, secret: str, secure_cookies: bool = True,
                login_throttle: LoginThrottle | None = None, screening: DeskScreening | None = None) -> FastAPI:
     """The desk over `cases`. `secret` signs the session cookies (≥ 16 characters); `secure_cookies=False` only
     for plain HTTP on this machine (POVWATCH_DESK_INSECURE_COOKIES=1); `today` is the prefecture's date;
-    `login_throttle` limits failed log-ins per name (default: 5 in 15 minutes); `screening`, when given, puts the
+    `login_throttle` slows failed log-ins down by name and address (default: LoginThrottle()); `screening`, when
+    given, puts the
     user's open screening tasks on the worklist with their "已排查" form."""
     codec = SessionCodec(secret) if max_age is None else SessionCodec(secret, max_age=max_age)
     throttle = login_throttle or LoginThrottle()
@@ -159,7 +176,12 @@ def create_app(cases: DeskCases, *, secret: str, secure_cookies: bool = True,
 
     # --- sessions ------------------------------------------------------------------------------------------
     def session_of(request: Request) -> DeskSession | None:
-        return codec.load(request.cookies.get(COOKIE))
+        """The cookie's session; a logged-in one only while the case DB holds it (not logged out, not ended by a
+        password change or by disabling the user - on any desk process)."""
+        session = codec.load(request.cookies.get(COOKIE))
+        if session is not None and session.user is not None and cases.session_user(session.sid) != session.user:
+            return None
+        return session
 
     def user_of(session: DeskSession | None) -> UserView | None:
         if session is None or session.user is None:
@@ -271,21 +293,24 @@ def create_app(cases: DeskCases, *, secret: str, secure_cookies: bool = True,
         if not csrf_ok(session, csrf):
             raise _Refused(403, "表单已失效或缺少校验码 (CSRF), 请刷新登录页后重试")
         assert session is not None
-        name = name.strip()
-        wait = throttle.blocked_for(name)
+        name = name.strip()[:NAME_KEPT + 1]  # a longer name is no user's: kept no further than needed to say so
+        address = request.client.host if request.client is not None else "-"
+        wait = throttle.wait(name, address)
         if wait > 0:
             return page(request, "login.html", session, {
-                "next": _safe_next(next), "name": name,
-                "error": f"登录失败次数过多, 请 {int(wait // 60) + 1} 分钟后再试"}, status=429)
+                "next": _safe_next(next), "name": name[:NAME_KEPT],
+                "error": f"登录尝试过于频繁, 请 {math.ceil(wait)} 秒后再试"}, status=429)
         user = cases.authenticate(name, password) if name and password else None
         if user is None or not user.active:
-            throttle.failed(name)
-            return page(request, "login.html", session, {"next": _safe_next(next), "name": name,
+            throttle.failed(name, address)
+            return page(request, "login.html", session, {"next": _safe_next(next), "name": name[:NAME_KEPT],
                                                          "error": "用户名或密码错误"}, status=401)
-        throttle.succeeded(name)
+        throttle.succeeded(name, address)
         codec.revoke(session)  # the anonymous session's token is not reused after log-in
+        fresh = codec.new(user.name)
+        cases.open_session(fresh.sid, user.name, codec.max_age)
         response = RedirectResponse(_safe_next(next), status_code=303)
-        response.set_cookie(COOKIE, codec.dump(codec.new(user.name)), **cookie)
+        response.set_cookie(COOKIE, codec.dump(fresh), **cookie)
         return response
 
     @app.post("/logout")
@@ -294,6 +319,8 @@ def create_app(cases: DeskCases, *, secret: str, secure_cookies: bool = True,
         if not csrf_ok(session, csrf):
             raise _Refused(403, "表单已失效或缺少校验码 (CSRF), 请刷新页面后重试")
         assert session is not None
+        if session.user is not None:
+            cases.end_session(session.sid)  # every desk process refuses the cookie from now on
         codec.revoke(session)
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(COOKIE, path="/", secure=secure_cookies, httponly=True, samesite="lax")

@@ -4,11 +4,13 @@ Start-up problems are one-line errors (exit 2): the port taken, the case DB unus
 too short. The socket is bound first, so a port in use is reported at once. Without POVWATCH_DESK_SECRET a
 random secret is made for this run (with a warning: sessions do not survive a restart, and two desks behind one
 address would refuse each other's cookies). Cookies are `Secure` unless POVWATCH_DESK_INSECURE_COOKIES=1, which
-is for a desk served over plain HTTP on this machine (a browser sends no Secure cookie to http://127.0.0.1).
+is for a desk served over plain HTTP on this machine (a browser sends no Secure cookie to http://127.0.0.1) and is
+refused unless POVWATCH_DESK_HOST is a loopback address (session cookies never cross a network in clear).
 Stops cleanly (exit 0) on SIGTERM or Ctrl-C.
 """
 from __future__ import annotations
 
+import ipaddress
 import logging
 import secrets
 import sys
@@ -23,7 +25,7 @@ from services.cases.screening_store import Screening
 from services.cases.store import Cases
 from services.desk.app import create_app
 
-__all__ = ["run_desk", "session_secret", "MIN_SECRET"]
+__all__ = ["run_desk", "session_secret", "check_cookie_policy", "MIN_SECRET"]
 
 MIN_SECRET = 32
 
@@ -41,8 +43,23 @@ def session_secret(settings: Settings) -> str:
     return secret
 
 
+def check_cookie_policy(host: str, *, insecure: bool) -> None:
+    """Cookies without `Secure` only on a loopback address (127.0.0.0/8, ::1, localhost): ConfigError otherwise."""
+    if not insecure:
+        return
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ConfigError(f"POVWATCH_DESK_INSECURE_COOKIES=1 is for a desk on this machine only, but "
+                          f"POVWATCH_DESK_HOST is {host!r}, not a loopback address: serve the desk over HTTPS (a "
+                          "reverse proxy) with Secure cookies, or listen on 127.0.0.1")
+
+
 def run_desk(settings: Settings) -> None:
     """Serve until SIGTERM or Ctrl-C."""
+    check_cookie_policy(settings.desk_host, insecure=settings.desk_insecure_cookies)
     secret = session_secret(settings)
     sock = bind(settings.desk_host, settings.desk_port, "the desk")
     try:

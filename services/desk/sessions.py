@@ -3,10 +3,11 @@
 The cookie's value is signed and timestamped with itsdangerous (HMAC-SHA1 over the payload with a key derived
 from the secret; a changed byte or another secret is refused): {"sid": random id, "csrf": random token,
 "user": name or null}. Every visitor gets a session (anonymous until log-in) so that even the log-in form carries
-a CSRF token; logging in issues a NEW session (new id and token: no session fixation), logging out revokes the
-session id in this process (a copy of the cookie kept elsewhere is refused from then on) and deletes the cookie.
-Sessions expire `max_age` seconds after they were issued, by the codec's `clock` (seconds since the epoch;
-`time.time` unless a test passes its own).
+a CSRF token; logging in issues a NEW session (new id and token: no session fixation) and stores it in the case DB
+(services/casedb/sessions.py: a hash of its id, the user, its expiry); a logged-in cookie is honoured only while
+that row exists, so logging out, a password change and `povwatch users disable` end sessions on every desk process,
+across restarts. Sessions expire `max_age` seconds after they were issued, by the codec's `clock` (seconds since
+the epoch; `time.time` unless a test passes its own).
 
 CSRF: the token is in every form as a hidden field `csrf`; `csrf_ok` compares it in constant time.
 """
@@ -22,11 +23,14 @@ from typing import Any
 
 from itsdangerous import BadSignature, TimestampSigner, URLSafeTimedSerializer
 
-__all__ = ["COOKIE", "MAX_AGE", "DeskSession", "SessionCodec", "csrf_ok", "cookie_options", "LoginThrottle"]
+__all__ = ["COOKIE", "MAX_AGE", "NAME_KEPT", "DeskSession", "SessionCodec", "csrf_ok", "cookie_options",
+           "LoginThrottle"]
 
 COOKIE = "povwatch_desk"
 MAX_AGE = 8 * 3600  # a working day
-_REVOKED_KEPT = 100_000  # revoked session ids remembered (older ones have expired long before)
+_REVOKED_KEPT = 100_000  # revoked anonymous session ids remembered (older ones have expired long before)
+NAME_KEPT = 64  # what the throttle keeps of a typed user name (a user name has at most 64 characters)
+_PER_KEY = 64  # failures remembered per key of the throttle
 
 
 @dataclass(frozen=True)
@@ -100,39 +104,93 @@ def cookie_options(*, secure: bool, max_age: int = MAX_AGE) -> dict[str, Any]:
     return {"max_age": max_age, "path": "/", "httponly": True, "samesite": "lax", "secure": secure}
 
 
-class LoginThrottle:
-    """Failed log-ins per user name: after `limit` failures within `window` seconds, that name is refused for the
-    rest of the window (guessing passwords one name at a time costs hours). Kept in this process only."""
+class _Failures:
+    """Recent failures per key (at most `kept` keys, the least recently failed dropped first; at most `_PER_KEY`
+    timestamps a key): bounded memory whatever is sent."""
 
-    def __init__(self, *, limit: int = 5, window: float = 900.0, clock: Callable[[], float] = time.monotonic,
-                 names_kept: int = 10_000) -> None:
-        self.limit = limit
-        self.window = window
-        self._clock = clock
-        self._names_kept = names_kept
-        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+    def __init__(self, kept: int) -> None:
+        self.kept = kept
+        self.rows: OrderedDict[Any, deque[float]] = OrderedDict()
 
-    def _recent(self, name: str) -> deque[float]:
-        failures = self._failures.get(name, deque())
-        cutoff = self._clock() - self.window
+    def recent(self, key: Any, cutoff: float) -> deque[float]:
+        failures = self.rows.get(key)
+        if failures is None:
+            return deque()
         while failures and failures[0] <= cutoff:
             failures.popleft()
+        if not failures:
+            del self.rows[key]
         return failures
 
-    def blocked_for(self, name: str) -> float:
-        """Seconds until `name` may try again (0: now)."""
-        failures = self._recent(name)
-        if len(failures) < self.limit:
+    def add(self, key: Any, at: float, cutoff: float) -> None:
+        failures = self.recent(key, cutoff) or deque(maxlen=_PER_KEY)
+        failures.append(at)
+        self.rows[key] = failures
+        self.rows.move_to_end(key)
+        while len(self.rows) > self.kept:
+            self.rows.popitem(last=False)
+
+
+class LoginThrottle:
+    """Failed log-ins slow the next try down; they never lock anyone out. Kept in this process only.
+
+    Three counts over `window` seconds: per (name, client address), per address (whatever the names: flooding
+    other names does not wash a name's failures away) and per name (guessing one name from many addresses).
+    Past `free` failures of a (name, address) - `address_free` of an address, `name_free` of a name - the next try
+    waits `base_delay` seconds, doubling with each further failure up to `max_delay`: a short delay, never a lock.
+    A name's usual addresses (where it logged in successfully) are not slowed by the failures of the name or of
+    other addresses, so an attacker elsewhere cannot keep the real user out. Names are cut to 64 characters; every
+    table keeps at most `names_kept` entries (bounded memory)."""
+
+    def __init__(self, *, free: int = 5, address_free: int = 20, name_free: int = 50, base_delay: float = 1.0,
+                 max_delay: float = 60.0, window: float = 900.0, clock: Callable[[], float] = time.monotonic,
+                 names_kept: int = 10_000) -> None:
+        self.free, self.address_free, self.name_free = free, address_free, name_free
+        self.base_delay, self.max_delay, self.window = base_delay, max_delay, window
+        self._clock = clock
+        self._pairs = _Failures(names_kept)
+        self._addresses = _Failures(names_kept)
+        self._names = _Failures(names_kept)
+        self._usual: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._usual_kept = names_kept
+
+    def _delay(self, failures: deque[float], free: int) -> float:
+        """Seconds still to wait after these failures (0: none)."""
+        if len(failures) < free:
             return 0.0
-        return max(0.0, failures[-self.limit] + self.window - self._clock())
+        delay = min(self.base_delay * 2.0 ** (len(failures) - free), self.max_delay)
+        return max(0.0, failures[-1] + delay - self._clock())
 
-    def failed(self, name: str) -> None:
-        failures = self._recent(name)
-        failures.append(self._clock())
-        self._failures[name] = failures
-        self._failures.move_to_end(name)
-        while len(self._failures) > self._names_kept:
-            self._failures.popitem(last=False)
+    def wait(self, name: str, address: str) -> float:
+        """Seconds until `name` may try again from `address` (0: now)."""
+        name = name[:NAME_KEPT]
+        cutoff = self._clock() - self.window
+        waits = [self._delay(self._pairs.recent((name, address), cutoff), self.free)]
+        if (name, address) not in self._usual:
+            waits.append(self._delay(self._addresses.recent(address, cutoff), self.address_free))
+            waits.append(self._delay(self._names.recent(name, cutoff), self.name_free))
+        return max(waits)
 
-    def succeeded(self, name: str) -> None:
-        self._failures.pop(name, None)
+    def failed(self, name: str, address: str) -> None:
+        name = name[:NAME_KEPT]
+        now = self._clock()
+        cutoff = now - self.window
+        self._pairs.add((name, address), now, cutoff)
+        self._addresses.add(address, now, cutoff)
+        self._names.add(name, now, cutoff)
+
+    def succeeded(self, name: str, address: str) -> None:
+        name = name[:NAME_KEPT]
+        self._pairs.rows.pop((name, address), None)
+        self._usual[(name, address)] = None
+        self._usual.move_to_end((name, address))
+        while len(self._usual) > self._usual_kept:
+            self._usual.popitem(last=False)
+
+    def size(self) -> int:
+        """Entries held in all tables."""
+        return len(self._pairs.rows) + len(self._addresses.rows) + len(self._names.rows) + len(self._usual)
+
+    def longest_name(self) -> int:
+        names = [n for n, _ in self._pairs.rows] + list(self._names.rows) + [n for n, _ in self._usual]
+        return max((len(n) for n in names), default=0)

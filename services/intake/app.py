@@ -5,21 +5,26 @@ acknowledgement) and the clock; it does no I/O of its own, so the unit tests dri
 
 Answers (docs/feeds.md, "The intake channels"): 202 with the event_id once the broker has acknowledged the event;
 401 without a valid token (a missing, malformed or unknown bearer token), 403 with another channel's token; 422
-with every field error; 409 when a request_id is reused for a different request; 413 for a body over 64 KiB; 503
-when the broker cannot take the event now (retry: nothing was accepted). Idempotency: the answer to each event is
+with every field error (a field name the schemas do not have is never echoed: "N unknown field(s)"); 409 when a
+request_id is reused for a different request; 413 for a body over 64 KiB; 503 when the broker cannot take the
+event now (retry: nothing was accepted). Idempotency: the answer to each event is
 remembered (the last 100,000, seeded at start-up with the event ids already on the intake topics); the same request
 again gets the same answer and publishes nothing, in this process or after a restart (after a restart a reused
-request_id cannot be told from a replay: it is answered as one).
+request_id cannot be told from a replay: it is answered as one). A request_id belongs to the token that sent it:
+where a channel has several tokens, the event_id is derived from the token's fingerprint too, so another token
+reusing it neither gets the first answer nor learns (409) that the key was used. /docs (Swagger UI) is served only
+with `docs=True` (POVWATCH_INTAKE_DOCS=1); /openapi.json always.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import datetime as dt
+import hashlib
 import hmac
 import json
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -50,7 +55,16 @@ class Sink(Protocol):
 
 @dataclass(frozen=True)
 class IntakeConfig:
-    tokens: Mapping[str, str]  # channel -> bearer token (channels without one accept nothing)
+    tokens: Mapping[str, str | Sequence[str]]  # channel -> bearer token(s) (channels without one accept nothing)
+
+    def by_channel(self) -> dict[str, tuple[str, ...]]:
+        return {channel: (tokens,) if isinstance(tokens, str) else tuple(tokens)
+                for channel, tokens in self.tokens.items()}
+
+
+def token_scope(token: bytes) -> str:
+    """The fingerprint that scopes a token's request_ids (never the token itself)."""
+    return hashlib.sha256(b"povwatch-intake-token\x1f" + token).hexdigest()[:16]
 
 
 class _Metrics:
@@ -97,11 +111,12 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
 def create_app(config: IntakeConfig, *, sink: Sink, pseudonymiser: Pseudonymiser, codec: Codec,
                clock: Clock | None = None, today: Callable[[], dt.date] | None = None,
                registry: CollectorRegistry | None = None, published: Iterable[tuple[str, str]] = (),
-               audit: AuditHook | None = None) -> FastAPI:
+               audit: AuditHook | None = None, docs: bool = False) -> FastAPI:
     """The API over `sink`. `clock` gives aware datetimes (default: now, UTC); `today` the date for the "not in
     the future" check (default: the machine's local date; the command passes the prefecture's, POVWATCH_TIMEZONE).
     `published`: (channel, event_id) of events already on the topics (read at start-up), answered as replays.
-    `audit(channel, status, event_id, subjects)` is awaited after every request (the audit trail)."""
+    `audit(channel, status, event_id, subjects)` is awaited after every request (the audit trail).
+    `docs`: serve Swagger UI at /docs (POVWATCH_INTAKE_DOCS=1)."""
     now = clock or utc_now
     current_day = today or dt.date.today
     registry = registry if registry is not None else CollectorRegistry()
@@ -130,25 +145,28 @@ def create_app(config: IntakeConfig, *, sink: Sink, pseudonymiser: Pseudonymiser
                 del locks[event_id]
             else:
                 locks[event_id] = (lock, users - 1)
-    tokens = {channel: token.encode("utf-8") for channel, token in config.tokens.items()}
+    tokens = {channel: tuple(t.encode("utf-8") for t in several) for channel, several in config.by_channel().items()}
 
     app = FastAPI(title="povwatch intake", version="1",
                   description="The intake channels of the poverty-relapse monitoring hub (docs/feeds.md, \"The "
                               "intake channels\"): self-declarations, cadre visits and social clues, one JSON object "
-                              "per request, each channel with its own bearer token.")
+                              "per request, each channel with its own bearer token(s).",
+                  docs_url="/docs" if docs else None, redoc_url=None)
 
     def answer(channel: str, code: int, body: Mapping[str, Any], headers: Mapping[str, str] | None = None
                ) -> JSONResponse:
         metrics.requests.labels(channel, str(code)).inc()
         return JSONResponse(dict(body), status_code=code, headers=dict(headers or {}))
 
-    def authorise(channel: str, request: Request) -> JSONResponse | None:
+    def authorise(channel: str, request: Request) -> JSONResponse | str | None:
+        """None when the token is this channel's (with the scope of its request_ids), else the refusal."""
         token = _bearer(request)
         if token is not None:
             presented = token.encode("utf-8", "replace")
-            matches = {c for c, t in tokens.items() if hmac.compare_digest(presented, t)}
-            if channel in matches:
-                return None
+            matches = {(c, t) for c, several in tokens.items() for t in several if hmac.compare_digest(presented, t)}
+            mine = [t for c, t in matches if c == channel]
+            if mine:  # one token for the channel: it owns the channel's keys; several: each its own
+                return None if len(tokens[channel]) == 1 else token_scope(mine[0])
             if matches:
                 return answer(channel, 403, {"detail": f"this token is not allowed to post to {channel}"})
         return answer(channel, 401, {"detail": "a valid bearer token for this channel is required "
@@ -157,8 +175,9 @@ def create_app(config: IntakeConfig, *, sink: Sink, pseudonymiser: Pseudonymiser
 
     async def intake(channel: str, request: Request, about: dict[str, Any]) -> JSONResponse:
         refused = authorise(channel, request)
-        if refused is not None:
+        if isinstance(refused, JSONResponse):
             return refused
+        scope = refused
         raw = bytearray()
         async for chunk in request.stream():  # read no more than the limit, whatever Content-Length says
             raw += chunk
@@ -172,7 +191,7 @@ def create_app(config: IntakeConfig, *, sink: Sink, pseudonymiser: Pseudonymiser
         result = validate(channel, data, current_day())
         if isinstance(result, Invalid):
             return answer(channel, 422, result.as_dict())
-        event = to_event(result, pseudonymiser, now())
+        event = to_event(result, pseudonymiser, now(), scope=scope)
         about["event_id"] = event.event_id
         about["subjects"] = [f"{kind}:{event.record[field]}" for kind, field in
                              (("household", "household_id"), ("person", "head_person_key")) if event.record.get(field)]

@@ -43,6 +43,7 @@ __all__ = [
     "validate",
     "mask_free_text",
     "event_id_for",
+    "KNOWN_FIELDS",
     "to_event",
 ]
 
@@ -206,9 +207,15 @@ class Report:
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+KNOWN_FIELDS = frozenset(name for model in (SelfDeclarationRequest, CadreVisitRequest, SocialClueRequest)
+                         for name in model.model_fields)
+
+
 def _problem(error: Mapping[str, Any], channel: str) -> FieldProblem:
     loc = [str(part) for part in error.get("loc", ())]
     name = ".".join(loc) or "body"
+    if loc and loc[0] not in KNOWN_FIELDS:  # a name the caller made up is never echoed (nor logged from here)
+        return FieldProblem("body", "unknown field")
     message = str(error.get("msg", "invalid"))
     if message.startswith("Value error, "):
         message = message[len("Value error, "):]
@@ -228,7 +235,10 @@ def validate(channel: str, data: Any, today: dt.date) -> Report | Invalid:
     try:
         model = MODELS[channel].model_validate(data, context={"today": today})
     except ValidationError as exc:
-        return Invalid(tuple(_problem(error, channel) for error in exc.errors(include_input=False)))
+        problems = [_problem(error, channel) for error in exc.errors(include_input=False)]
+        unknown = sum(p == FieldProblem("body", "unknown field") for p in problems)
+        named = tuple(p for p in problems if p != FieldProblem("body", "unknown field"))
+        return Invalid(named + ((FieldProblem("body", f"{unknown} unknown field(s)"),) if unknown else ()))
     return Report(channel, model.model_dump())
 
 
@@ -246,18 +256,21 @@ class IntakeEvent:
         return str(self.record["event_id"])
 
 
-def event_id_for(channel: str, request_id: str | None, body: Mapping[str, Any]) -> str:
-    """Deterministic event id: from the channel and request_id, or from the pseudonymised report."""
+def event_id_for(channel: str, request_id: str | None, body: Mapping[str, Any], scope: str | None = None) -> str:
+    """Deterministic event id: from the channel and request_id (scoped by `scope`, the sending token's
+    fingerprint: a key belongs to the token that sent it), or from the pseudonymised report."""
     if request_id is not None:
-        basis = f"request\x1f{request_id}"
+        basis = f"request\x1f{request_id}" if scope is None else f"request\x1f{scope}\x1f{request_id}"
     else:
         basis = "report\x1f" + json.dumps({k: str(v) if isinstance(v, dt.date) else v for k, v in body.items()},
                                           ensure_ascii=False, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(f"{INTAKE}\x1f{channel}\x1f{basis}".encode()).hexdigest()[:32]
 
 
-def to_event(report: Report, pseudonymiser: Pseudonymiser, now: dt.datetime) -> IntakeEvent:
-    """The IntakeReport record of a valid report: person_key instead of the ID number, no reporter, text masked."""
+def to_event(report: Report, pseudonymiser: Pseudonymiser, now: dt.datetime, *, scope: str | None = None
+             ) -> IntakeEvent:
+    """The IntakeReport record of a valid report: person_key instead of the ID number, no reporter, text masked.
+    `scope`: the sending token's fingerprint, which scopes the request_id (services/intake/app.py)."""
     f = report.fields
     head = f.get("head_id_number")
     head_key = pseudonymiser.person_key(head) if head else None
@@ -275,7 +288,7 @@ def to_event(report: Report, pseudonymiser: Pseudonymiser, now: dt.datetime) -> 
         "visit_result": VISIT_RESULTS[visit] if isinstance(visit, str) else None,
         "clue_source": CLUE_SOURCES[clue] if isinstance(clue, str) else None,
     }
-    event_id = event_id_for(report.channel, report.request_id, body)
+    event_id = event_id_for(report.channel, report.request_id, body, scope)
     record = {
         "event_id": event_id,
         "occurred_at": reported_on,

@@ -35,8 +35,9 @@ MIN_TOKEN = 16
 _EXAMPLE = '{"self-declaration": "<token>", "cadre-visit": "<token>", "social-clue": "<token>"}'
 
 
-def parse_tokens(value: SecretStr | None) -> dict[str, str]:
-    """POVWATCH_INTAKE_TOKENS -> channel -> token; ConfigError (never quoting a token) when it cannot be used."""
+def parse_tokens(value: SecretStr | None) -> dict[str, str | tuple[str, ...]]:
+    """POVWATCH_INTAKE_TOKENS -> channel -> token (or a list of tokens: several senders of one channel, each
+    owning its request_ids); ConfigError (never quoting a token) when it cannot be used."""
     if value is None or not value.get_secret_value().strip():
         raise ConfigError(f"POVWATCH_INTAKE_TOKENS is not set: give each channel its bearer token as a JSON object, "
                           f"e.g. {_EXAMPLE}")
@@ -51,13 +52,17 @@ def parse_tokens(value: SecretStr | None) -> dict[str, str]:
     if unknown:
         raise ConfigError(f"POVWATCH_INTAKE_TOKENS: unknown channel {', '.join(unknown)} "
                           f"(channels: {', '.join(CHANNELS)})")
-    tokens: dict[str, str] = {}
-    for channel, token in data.items():
-        if not isinstance(token, str) or len(token.strip()) < MIN_TOKEN or token != token.strip():
-            raise ConfigError(f"POVWATCH_INTAKE_TOKENS: the token of {channel} must be a string of at least "
-                              f"{MIN_TOKEN} characters without surrounding spaces")
-        tokens[channel] = token
-    if len(set(tokens.values())) != len(tokens):
+    tokens: dict[str, str | tuple[str, ...]] = {}
+    every: list[str] = []
+    for channel, given in data.items():
+        several = given if isinstance(given, list) and given else [given]
+        for token in several:
+            if not isinstance(token, str) or len(token.strip()) < MIN_TOKEN or token != token.strip():
+                raise ConfigError(f"POVWATCH_INTAKE_TOKENS: the token of {channel} must be a string of at least "
+                                  f"{MIN_TOKEN} characters without surrounding spaces (or a list of such strings)")
+        every.extend(several)
+        tokens[channel] = tuple(several) if isinstance(given, list) else given
+    if len(set(every)) != len(every):
         raise ConfigError("POVWATCH_INTAKE_TOKENS: every channel needs its own token (two channels share one)")
     return tokens
 
@@ -110,7 +115,7 @@ async def published_events(bootstrap: str) -> list[tuple[str, str]]:
     return found
 
 
-async def _serve(settings: Settings, tokens: dict[str, str], pseudonymiser: Pseudonymiser,
+async def _serve(settings: Settings, tokens: dict[str, str | tuple[str, ...]], pseudonymiser: Pseudonymiser,
                  sock: socket.socket) -> None:
     party, instance = party_of(settings, "intake")
     async with KafkaPublisher(settings.bootstrap, client_id="povwatch-intake",
@@ -127,11 +132,12 @@ async def _serve(settings: Settings, tokens: dict[str, str], pseudonymiser: Pseu
 
         app = create_app(IntakeConfig(tokens), sink=KafkaSink(publisher), pseudonymiser=pseudonymiser,
                          codec=default_codec(), today=lambda: dt.datetime.now(settings.zone).date(),
-                         published=published, audit=audit)
+                         published=published, audit=audit, docs=settings.intake_docs)
         server = Server(uvicorn.Config(app, log_level="info", access_log=True, lifespan="off"))
         host, port = sock.getsockname()[:2]
         print(f"povwatch intake: serving on http://{host}:{port} (channels: {', '.join(sorted(tokens))}; "
-              f"{len(published)} event(s) already on the topics; docs at /docs, metrics at /metrics)",
+              f"{len(published)} event(s) already on the topics; "
+              + ("docs at /docs, " if settings.intake_docs else "") + "metrics at /metrics)",
               file=sys.stderr, flush=True)
         await server.serve(sockets=[sock])
 

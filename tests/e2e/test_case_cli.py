@@ -14,11 +14,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from services.casedb.database import open_database
-from services.casedb.models import CaseAlert
+from services.casedb.models import Case, CaseAlert
 from services.cases.store import Cases
 from tests.cases_behaviour import HA, HEADER, V1, roster_rows
 from tests.unit.doubles import write_csv
@@ -26,13 +26,22 @@ from tests.unit.doubles import write_csv
 ROOT = Path(__file__).resolve().parents[2]
 
 
+PASSWORD = "correct horse battery"  # every user's of the world below
+
+
 class Cli:
     def __init__(self, tmp_path: Path) -> None:
         self.db = f"sqlite:///{tmp_path / 'cases.db'}"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("POVWATCH_")}
         self.env.update(POVWATCH_CASE_DB=self.db, POVWATCH_MODE="development")
+        self.password_file = tmp_path / "pw.txt"
+        self.password_file.write_text(PASSWORD + "\n", encoding="utf-8")
 
     def run(self, *args: str, code: int = 0) -> subprocess.CompletedProcess[str]:
+        """povwatch ARGS; a case, alerts or household command --by a user gets that user's --password-file."""
+        acting = args[0] in ("case", "alerts", "household") and "--by" in args
+        if acting and not {"--as-system", "--password-file"} & set(args):
+            args = (*args, "--password-file", str(self.password_file))
         proc = subprocess.run([sys.executable, "-m", "services.cli", *args], cwd=ROOT, env=self.env,
                               capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
         assert proc.returncode == code, f"povwatch {' '.join(args)}: exit {proc.returncode}\n{proc.stdout}{proc.stderr}"
@@ -55,15 +64,14 @@ def cli(tmp_path: Path) -> Cli:
 @pytest.fixture
 def world(cli: Cli, tmp_path: Path) -> int:
     """Users, the roster and one alert for household HA; returns its case id."""
-    password = tmp_path / "pw.txt"
-    password.write_text("correct horse battery\n", encoding="utf-8")
-    out = cli.run("users", "add", "vil1", "--role", "village", "--region", V1, "--password-file", str(password))
+    out = cli.run("users", "add", "vil1", "--role", "village", "--region", V1, "--password-file",
+                  str(cli.password_file))
     assert out.stdout == f"user vil1 added: village of {V1}\n"
     with open_database(cli.db) as store:  # the others in-process: each subprocess costs seconds
         cases = Cases(store)
         for name, role, region in (("vil2", "village", "652701100202"), ("town1", "township", V1[:9]),
                                    ("county", "county", V1[:6])):
-            cases.add_user(name, role, region, "correct horse battery")
+            cases.add_user(name, role, region, PASSWORD)
     roster = cli.run("cases", "roster", str(write_csv(tmp_path / "roster.csv", [HEADER, *roster_rows()])))
     assert roster.stdout.splitlines()[:3] == [
         "roster.csv: read 5  rejected 1  duplicates 0",
@@ -80,6 +88,9 @@ def world(cli: Cli, tmp_path: Path) -> int:
                 now = dt.datetime.now(dt.UTC)
                 session.add(CaseAlert(case_id=case_id, household_id=HA, rule="MEDICAL_EXPENSE", status="OPEN",
                                       severity="HIGH", opened_at=now, updated_at=now))
+            # the case was opened when the alert was raised: its steps may be dated from then on
+            session.execute(update(Case).where(Case.id == case_id).values(
+                opened_at=dt.datetime(2024, 7, 1, tzinfo=dt.UTC)))
     return case_id
 
 

@@ -37,6 +37,7 @@ from schemas.topics import REGISTRY_HOUSEHOLD_STATUS, REGISTRY_HOUSEHOLDS
 from services.casedb.database import open_database
 from services.casedb.models import OutboxMessage
 from tests.casedb_behaviour import household_alert
+from tests.desk_world import opened_before
 from tests.integration.ops_world import VILLAGE, World, free_port, households, roster_file, vehicles_file
 
 pytestmark = pytest.mark.integration
@@ -59,7 +60,9 @@ def _case(db: str, household: str) -> int:
     store = open_database(db)
     try:
         alert = {**household_alert(f"cmp-{household}", household), "village_code": VILLAGE}
-        return store.record_household_alert(alert).case_id
+        case_id = store.record_household_alert(alert).case_id
+        opened_before(store, dt.date(2025, 1, 1), case_id)  # the steps below are dated from 2025-01-01
+        return case_id
     finally:
         store.close()
 
@@ -216,7 +219,8 @@ def test_label_with_kafka_down_reaches_the_monitor_through_the_outbox(own: World
     for household in (labelled, other):
         for step, user, day in steps:
             extra = ["--authorised"] if step == "APPLY" else []
-            world.cli("case", "advance", str(cases[household.hid]), step, "--by", user, "--on", day, *extra)
+            world.cli("case", "advance", str(cases[household.hid]), step, "--by", user, "--on", day, *extra,
+                      "--password-file", str(tmp_path / "password"))
     # a comparison request made while Kafka is down is kept for the relay too
     done = _run(world, "compare", "request", "pboc", "--case", str(cases[other.hid]), "--by", "c1", "--json")
     assert done.returncode == 0 and "not published" in done.stderr, done.stderr

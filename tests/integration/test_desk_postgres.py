@@ -1,6 +1,7 @@
 """The web desk's case-DB behaviour on the real PostgreSQL of `scripts/postgres.sh` (POVWATCH_PG_PORT): the
-TestClient tests of tests/unit/test_desk_app.py that read and write the case DB, imported by name so pytest runs
-them here against this module's `store` (a PostgreSQL case DB, emptied and prepared for each test)."""
+TestClient tests of tests/unit/test_desk_app.py and tests/unit/test_desk_hardening.py (sessions in the case DB across
+two desk instances and a restart, ids beyond INTEGER) that read and write the case DB, imported by name so pytest
+runs them here against this module's `store` (a PostgreSQL case DB, emptied and prepared for each test)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -30,6 +31,17 @@ from tests.unit.test_desk_app import (  # noqa: F401
     test_the_notice_must_stand_five_days,
     test_the_wrong_role_is_refused_with_its_reason,
     test_worklist_filters,
+)
+from tests.unit.test_desk_hardening import (  # noqa: F401
+    test_a_password_change_ends_every_session_of_the_user,
+    test_a_session_survives_a_restart,
+    test_a_step_cannot_be_dated_before_the_case_was_opened,
+    test_a_stolen_cookie_is_refused_after_logout_and_restart,
+    test_audit_rows_for_unknown_names_are_bounded_per_minute,
+    test_disabling_a_user_ends_their_sessions_and_enabling_needs_a_new_log_in,
+    test_ids_beyond_the_databases_range_are_404,
+    test_logout_on_one_replica_ends_the_session_on_the_other,
+    test_sessions_are_stored_hashed,
 )
 
 pytestmark = pytest.mark.integration

@@ -31,6 +31,7 @@ from schemas.codec import default_codec
 from schemas.topics import REGISTRY_HOUSEHOLD_STATUS, REGISTRY_HOUSEHOLDS
 from services.casedb.database import open_database
 from tests.casedb_behaviour import household_alert
+from tests.desk_world import opened_before
 from tests.integration.ops_world import VILLAGE, World, households, roster_file, vehicles_file
 
 pytestmark = pytest.mark.integration
@@ -85,6 +86,7 @@ def test_roster_and_label_each_on_its_own_topic_the_later_deciding(broker: str, 
     try:
         case_id = store.record_household_alert({**household_alert(f"hst-{run}", labelled.hid),
                                                 "village_code": VILLAGE}).case_id
+        opened_before(store, dt.date(2025, 1, 1), case_id)  # STEPS are dated from 2025-01-01
     finally:
         store.close()
 
@@ -99,7 +101,8 @@ def test_roster_and_label_each_on_its_own_topic_the_later_deciding(broker: str, 
         statuses_read = metric(scrape(port), "povwatch_events_consumed_total", topic=REGISTRY_HOUSEHOLD_STATUS)
         for step, user, day in STEPS:
             extra = ["--authorised"] if step == "APPLY" else []
-            world.cli("case", "advance", str(case_id), step, "--by", user, "--on", day, *extra)
+            world.cli("case", "advance", str(case_id), step, "--by", user, "--on", day, *extra,
+                      "--password-file", str(secret))
         assert "published 1" in world.cli("relay", "--once")
         [status] = _records(broker, REGISTRY_HOUSEHOLD_STATUS, labelled.hid)
         assert (status["monitoring_status"], status["case_id"], status["step"]) == ("MONITORING", case_id, "LABEL")

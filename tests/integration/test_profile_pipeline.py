@@ -183,7 +183,7 @@ def _wait_for(what: str, check: Any, children: list[ChildProcess], timeout: floa
     raise AssertionError(f"timed out waiting for {what}:\n" + "\n".join(c.tail(20) for c in children))
 
 
-def test_the_profile_through_the_broker_into_the_case_db(hub: Hub) -> None:
+def test_the_profile_through_the_broker_into_the_case_db(hub: Hub, tmp_path: Path) -> None:
     files = hub.files()
     loaded = json.loads(hub.cli("roster", "load", str(files["roster"]), "--delta", "--json").stdout)
     assert loaded["rejected"] == 0
@@ -237,14 +237,18 @@ def test_the_profile_through_the_broker_into_the_case_db(hub: Hub) -> None:
     assert any(line.startswith("  住房  ") and "住建 · 住房安全  乌兰其其格 (户主)" in line for line in lines)
     assert any("事由 鉴定; 鉴定等级 C; 损毁程度 严重损坏" in line for line in lines)
     assert any(line.startswith(f"  收入  {YEAR}-01-01  统计 · ") for line in lines)
-    data = json.loads(hub.cli("household", "show", hub.household, "--json", "--by", "cun").stdout)
+    password = tmp_path / "password"
+    password.write_text(PASSWORD + "\n", encoding="utf-8")
+    data = json.loads(hub.cli("household", "show", hub.household, "--json", "--by", "cun", "--password-file",
+                              str(password)).stdout)
     assert {a["rule"] for a in data["alerts"]} == {"INCOME_BELOW_LINE", "HOUSING_UNSAFE"}
     assert [m["name"] for m in data["members"]] == ["乌兰其其格", "巴音吉日嘎拉"]
     income_fact = next(f for f in data["facts"] if f["domain"] == "收入")
     assert {"label": "人均纯收入", "name": "per_capita_net_income", "value": "8200.00"} in income_fact["fields"]
 
     # risk elimination refused with the plan's reasons (P70), one line, exit 2
-    refused = hub.cli("case", "advance", str(data["case_id"]), "NOMINATE_NOTICE", "--by", "cun", code=2)
+    refused = hub.cli("case", "advance", str(data["case_id"]), "NOMINATE_NOTICE", "--by", "cun", "--password-file",
+                      str(password), code=2)
     [line] = refused.stderr.strip().splitlines()
     assert line == (f"povwatch: error: case {data['case_id']}: NOMINATE_NOTICE refused: the income is not stable "
                     f"(P70): 人均纯收入 8200 元，低于 {YEAR} 年本县标准 9000 元; the guarantees are not consolidated "

@@ -133,18 +133,23 @@ def test_labels_are_chinese() -> None:
     assert all(step_label(step.value) == STEP_LABELS[step] for step in Step)
 
 
-def test_failed_log_ins_are_throttled_per_name() -> None:
+def test_failed_log_ins_slow_the_next_try_per_name_and_address() -> None:
     now = [1000.0]
-    throttle = LoginThrottle(limit=3, window=600, clock=lambda: now[0])
+    throttle = LoginThrottle(free=3, base_delay=2.0, max_delay=60.0, window=600, clock=lambda: now[0])
     for _ in range(2):
-        throttle.failed("cun")
-    assert throttle.blocked_for("cun") == 0
-    throttle.failed("cun")
-    assert throttle.blocked_for("cun") == 600 and throttle.blocked_for("xiang") == 0
-    now[0] += 599
-    assert throttle.blocked_for("cun") == 1
-    now[0] += 1
-    assert throttle.blocked_for("cun") == 0  # the oldest failure left the window
-    throttle.failed("cun")
-    throttle.succeeded("cun")
-    assert throttle.blocked_for("cun") == 0 and "cun" not in throttle._failures
+        throttle.failed("cun", "10.0.0.7")
+    assert throttle.wait("cun", "10.0.0.7") == 0
+    throttle.failed("cun", "10.0.0.7")
+    assert throttle.wait("cun", "10.0.0.7") == 2.0  # a short delay, doubling with each further failure
+    assert throttle.wait("xiang", "10.0.0.7") == 0 and throttle.wait("cun", "10.9.9.9") == 0
+    now[0] += 2.0
+    throttle.failed("cun", "10.0.0.7")
+    assert throttle.wait("cun", "10.0.0.7") == 4.0
+    for _ in range(10):
+        throttle.failed("cun", "10.0.0.7")
+    assert throttle.wait("cun", "10.0.0.7") == 60.0  # never more than max_delay
+    now[0] += 601
+    assert throttle.wait("cun", "10.0.0.7") == 0  # the failures left the window
+    throttle.failed("cun", "10.0.0.7")
+    throttle.succeeded("cun", "10.0.0.7")
+    assert throttle.wait("cun", "10.0.0.7") == 0
