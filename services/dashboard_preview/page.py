@@ -16,7 +16,7 @@ ROW_PX = 34  # one gridPos height unit
 COLOURS = ("#73bf69", "#f2cc0c", "#8ab8ff", "#ff780a", "#f2495c", "#5794f2", "#b877d9", "#fade2a", "#37872d",
            "#c4162a")
 UNITS = {"s": " s", "ops": " ops/s", "rowsps": " rows/s", "reqps": " req/s", "short": "", "percent": "%"}
-WIDTH, HEIGHT, LEFT, BOTTOM = 600.0, 190.0, 56.0, 20.0
+WIDTH, HEIGHT, LEFT, BOTTOM = 600.0, 190.0, 84.0, 20.0
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,8 @@ def format_value(value: float, unit: str) -> str:
         text = f"{value / 1e3:.3g}k"
     elif magnitude == 0 or magnitude >= 100:
         text = f"{value:.0f}"
+    elif magnitude < 0.01:
+        text = f"{value:.2g}"
     else:
         text = f"{value:.3g}"
     return text + UNITS.get(unit, f" {unit}")

@@ -28,7 +28,7 @@ from playwright.sync_api import sync_playwright
 from plumbing.settings import Settings
 from services.dashboard_preview.board import parse_board
 from services.dashboard_preview.page import Drawn
-from services.dashboard_preview.prometheus import PrometheusError, scrape_config, targets_up
+from services.dashboard_preview.prometheus import PrometheusError, query_range, scrape_config, targets_up
 from services.dashboard_preview.render import DEFAULT_BOARD, write_preview
 from tests.integration.ops_world import World, households, new_id, roster_file, stays_file
 from tests.integration.services_world import TOKENS, Running, start
@@ -89,26 +89,44 @@ def demo(broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list
             r.child.stop()
 
 
-def _give_work(demo: list[Running], settings: Settings, work: Path) -> None:
-    """A roster of four households, a hospital file (their heads' stays, one person not on the roster, one row with
-    a bad ID number) dropped into the watch's folder, and one intake request: given once Prometheus scrapes, so
-    the rates and the latency histogram see the work happen."""
+def _wave(demo: list[Running], work: Path, month: str, people: list[str], request_id: str) -> None:
+    """A hospital file (the people's stays and one row with a bad ID number) dropped into the watch's folder, and
+    one intake request."""
     by_name = {r.service: r for r in demo}
-    hhs = households(f"DASH{time.time_ns() % 10**8}", 4)
-    World(settings, work).roster(roster_file(work / "roster.csv", hhs), delta=True)
     watch = by_name["connector-watch"]
     assert watch.drop is not None
-    staged = stays_file(work / "2026-11.csv", [h.members[0] for h in hhs] + [new_id()], first=HOSPITAL_DAY)
+    staged = stays_file(work / f"{month}.csv", people, first=HOSPITAL_DAY)
     bad = "测试,not-an-id,肺炎,2026-11-02,5,30000.00,15000.00,2026-11-07\n"
-    (watch.drop / "2026-11.csv").write_text(staged.read_text(encoding="utf-8") + bad, encoding="utf-8")
+    (watch.drop / f"{month}.csv").write_text(staged.read_text(encoding="utf-8") + bad, encoding="utf-8")
     request = urllib.request.Request(
         f"http://127.0.0.1:{by_name['intake'].port}/v1/self-declaration",
-        data=json.dumps({"request_id": "dash-shot-1"}).encode(), method="POST",
+        data=json.dumps({"request_id": request_id}).encode(), method="POST",
         headers={"Authorization": f"Bearer {TOKENS['self-declaration']}", "Content-Type": "application/json"})
     try:
         urllib.request.urlopen(request, timeout=10).close()
     except urllib.error.HTTPError:
         pass  # a refused request is counted by its code too: the intake panel shows it either way
+
+
+def _scraped(prometheus: str, expr: str) -> bool:
+    now = time.time()
+    return any(s.points for s in query_range(prometheus, expr, now - 5, now, 1))
+
+
+def _give_work(prometheus: str, demo: list[Running], settings: Settings, work: Path) -> None:
+    """A roster of four households, then two waves of work (their heads' stays, one person not on the roster, a bad
+    row, an intake request). rate() sees no increase in a counter's first sample, and the watch's and the intake
+    API's counters get their labelled child at the first row or request: the second wave, once Prometheus has
+    scraped the first, is what their panels show moving."""
+    hhs = households(f"DASH{time.time_ns() % 10**8}", 4)
+    World(settings, work).roster(roster_file(work / "roster.csv", hhs), delta=True)
+    _wave(demo, work, "2026-11", [h.members[0] for h in hhs[:2]] + [new_id()], "dash-shot-1")
+    deadline = time.monotonic() + 60
+    first = ("povwatch_connector_rows_rejected_total > 0", "sum(povwatch_intake_requests_total) > 0")
+    while not all(_scraped(prometheus, expr) for expr in first):
+        assert time.monotonic() < deadline, "Prometheus did not see the first wave in 60 s"
+        time.sleep(0.5)
+    _wave(demo, work, "2026-12", [h.members[0] for h in hhs[2:]], "dash-shot-2")
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +179,7 @@ MOVED_BY_DEMO = ("Rows published per department (connectors)", "Rows rejected pe
 
 def test_dashboard_screenshot_over_a_demo_run(prometheus: str, demo: list[Running], broker_settings: Settings,
                                               tmp_path: Path) -> None:
-    _give_work(demo, broker_settings, tmp_path)
+    _give_work(prometheus, demo, broker_settings, tmp_path)
     board = parse_board(DEFAULT_BOARD.read_text(encoding="utf-8"))
     titles = {p.title for p in board.charts}
     assert set(EMPTY_IN_DEMO) <= titles, "EMPTY_IN_DEMO names a panel the dashboard no longer has"
