@@ -99,7 +99,7 @@ def _wave(demo: list[Running], work: Path, month: str, people: list[str], reques
     bad = "测试,not-an-id,肺炎,2026-11-02,5,30000.00,15000.00,2026-11-07\n"
     (watch.drop / f"{month}.csv").write_text(staged.read_text(encoding="utf-8") + bad, encoding="utf-8")
     request = urllib.request.Request(
-        f"http://127.0.0.1:{by_name['intake'].port}/v1/self-declaration",
+        f"http://127.0.0.1:{by_name['intake'].port}/v1/intake/self-declaration",
         data=json.dumps({"request_id": request_id}).encode(), method="POST",
         headers={"Authorization": f"Bearer {TOKENS['self-declaration']}", "Content-Type": "application/json"})
     try:
