@@ -179,6 +179,7 @@ MOVED_BY_DEMO = ("Rows published per department (connectors)", "Rows rejected pe
 
 def test_dashboard_screenshot_over_a_demo_run(prometheus: str, demo: list[Running], broker_settings: Settings,
                                               tmp_path: Path) -> None:
+    scraping_since = time.time() - 10  # the page's window: from just before the work to the last render
     _give_work(prometheus, demo, broker_settings, tmp_path)
     board = parse_board(DEFAULT_BOARD.read_text(encoding="utf-8"))
     titles = {p.title for p in board.charts}
@@ -188,7 +189,7 @@ def test_dashboard_screenshot_over_a_demo_run(prometheus: str, demo: list[Runnin
     deadline = time.monotonic() + 180
     drawn: list[Drawn] = []
     while time.monotonic() < deadline:  # rate() needs two samples in its window; alerts need the monitor's work
-        drawn = write_preview(DEFAULT_BOARD, prometheus, page, minutes=3, step=2)
+        drawn = write_preview(DEFAULT_BOARD, prometheus, page, minutes=(time.time() - scraping_since) / 60, step=1)
         if expected <= _with_data(drawn) and set(MOVED_BY_DEMO) <= _moved(drawn):
             break
         time.sleep(1)
