@@ -62,6 +62,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from pipeline import consume_and_decode, free_port, publish_backlog, start_monitor
 
 from plumbing import kafka_local
+from plumbing.kafka_security import client_options
 from plumbing.processes import Samples, metric, wait_until
 from plumbing.settings import Settings, load_settings
 from plumbing.table import render_table
@@ -152,7 +153,7 @@ def framework_venv(venv_name: str, requirement: str) -> tuple[Path, bool]:
 
 async def topic_size(bootstrap: str, topic: str) -> int:
     """Messages on `topic` (sum of its partitions' end offsets; a fresh topic, nothing deleted)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, **client_options(), enable_auto_commit=False)
     try:
         await consumer.start()
         await consumer._client.force_metadata_update()
@@ -166,7 +167,8 @@ async def topic_size(bootstrap: str, topic: str) -> int:
 async def read_persons(bootstrap: str, expected: int, timeout: float = 120.0) -> dict[str, str]:
     """person_key -> household_id, from registry.persons (what the framework candidates re-key by)."""
     codec = default_codec()
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, **client_options(),
+                                enable_auto_commit=False, auto_offset_reset="earliest")
     persons: dict[str, str] = {}
     try:
         await consumer.start()

@@ -30,6 +30,7 @@ from aiokafka import AIOKafkaProducer
 from engines_frameworks import Tally, finish, router, watchdog
 
 from plumbing.kafka_io import ensure_topics
+from plumbing.kafka_security import client_options
 from schemas.codec import default_codec
 from schemas.topics import REGISTRY_PERSONS, TopicSpec
 from services.monitor.engine import StageRunner, StageSpec, TrackedDict
@@ -125,7 +126,8 @@ async def run(args: argparse.Namespace, tally: Tally) -> None:
     ]
 
     async def producer() -> AIOKafkaProducer:  # as the monitor makes its producers (services/monitor/app.py)
-        made = AIOKafkaProducer(bootstrap_servers=args.bootstrap, client_id=tag, acks="all", enable_idempotence=True,
+        made = AIOKafkaProducer(bootstrap_servers=args.bootstrap, **client_options(),
+                                client_id=tag, acks="all", enable_idempotence=True,
                                 linger_ms=5, request_timeout_ms=15_000, max_batch_size=256 * 1024)
         await made.start()
         return made

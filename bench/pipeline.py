@@ -1,7 +1,8 @@
 """Throughput, start-up and memory of the monitor, measured on a real broker and a real monitor process.
 
     .venv/bin/python bench/pipeline.py [--workload hospitalization|mixed] [--events N] [--households H]
-                                       [--extra-persons P] [--port PORT] [--profile] [--store memory|rocksdb]
+                                       [--extra-persons P] [--port PORT] [--metrics-port PORT] [--profile]
+                                       [--store memory|rocksdb]
 
 Starts its own Kafka broker (127.0.0.1:PORT, data in var/bench, wiped first, stopped at the end), loads a generated
 roster of H households (plus P synthetic persons written straight to registry.persons: the registry a
@@ -12,7 +13,8 @@ generated from each feed's declaration (services/demo/feeds.py: every rule of th
 bad rows each, rejected). It times, in the same run:
 
     ready        monitor start -> povwatch_registry_ready = 1 (every registry partition read, state restored)
-    drain        ready -> every stage handled every event (the monitor's /metrics)
+    drain        ready -> every stage handled every event (the monitor's /metrics, polled every 0.5 s; the end is
+                 the last stage's last batch, povwatch_monitor_last_batch_timestamp_seconds)
     raw          a bare aiokafka consumer (no group) reading and decoding the N events of every topic written
                  (median of 3 runs), and the whole registry.persons (median of 2): roughly the ceiling of any
                  Python consumer
@@ -54,6 +56,7 @@ from connectors.catalog import EVENT_FEEDS, get_feed
 from connectors.readers import read_table
 from plumbing import kafka_local
 from plumbing.kafka_io import ensure_topics
+from plumbing.kafka_security import client_options
 from plumbing.processes import ChildProcess, Samples, metric, wait_until
 from plumbing.settings import Settings, load_settings
 from plumbing.table import render_table
@@ -107,7 +110,8 @@ async def consume_and_decode(bootstrap: str, topic: str | list[str], n: int, tim
     """Seconds for a group-less consumer to read and decode `n` messages of `topic` (or topics) from the
     beginning."""
     codec = default_codec()
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, **client_options(),
+                                enable_auto_commit=False, auto_offset_reset="earliest")
     topics = [topic] if isinstance(topic, str) else topic
     try:
         await consumer.start()
@@ -167,7 +171,8 @@ async def publish_synthetic_persons(bootstrap: str, count: int, today: dt.date, 
     from aiokafka import AIOKafkaProducer
 
     codec, rng = default_codec(), random.Random(seed)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=512 * 1024)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **client_options(), linger_ms=20,
+                                max_batch_size=512 * 1024)
     await producer.start()
     try:
         futures = []
@@ -279,10 +284,12 @@ def start_monitor(settings: Settings, log_path: Path, *, store: str = "memory",
 
 
 def bench(base: Settings, events: int, households: int, port: int, extra_persons: int,
-          profile: bool = False, workload: str = "hospitalization", store: str = "memory") -> dict[str, Any]:
+          profile: bool = False, workload: str = "hospitalization", store: str = "memory",
+          metrics_port: int | None = None) -> dict[str, Any]:
     settings = base.model_copy(update={
         "bootstrap": f"127.0.0.1:{port}", "kafka_data": BENCH / "kafka",
-        "monitor_app_id": f"povwatch-bench-{uuid.uuid4().hex[:8]}", "monitor_metrics_port": free_port()})
+        "monitor_app_id": f"povwatch-bench-{uuid.uuid4().hex[:8]}",
+        "monitor_metrics_port": metrics_port or free_port()})
     print(kafka_local.down(settings))  # a previous bench's broker, if one was left running
     shutil.rmtree(BENCH, ignore_errors=True)
     BENCH.mkdir(parents=True)
@@ -294,11 +301,12 @@ def bench(base: Settings, events: int, households: int, port: int, extra_persons
         t_connector = backlog.connector_seconds
         print("starting the monitor on that backlog")
 
-        t_start = time.perf_counter()
+        t_start = time.time()  # wall clock: the monitor's batch timestamps are compared with it
         monitor = start_monitor(settings, BENCH / "monitor.log", store=store, store_dir=BENCH / "store")
         wait_until(settings.monitor_metrics_port, lambda s: metric(s, "povwatch_registry_ready") == 1,
-                   timeout=600, child=monitor, what=f"the monitor to load {registry_persons} registry persons")
-        t_ready = time.perf_counter() - t_start
+                   timeout=600, child=monitor, what=f"the monitor to load {registry_persons} registry persons",
+                   interval=0.05)
+        t_ready = time.time() - t_start
         rss_ready = rss_mb(monitor.proc.pid)
         cpu0 = cpu_seconds(monitor.proc.pid)
         profiler = None
@@ -308,8 +316,11 @@ def bench(base: Settings, events: int, households: int, port: int, extra_persons
                                          str(BENCH / "monitor-profile.txt")], stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL)
         final = wait_until(settings.monitor_metrics_port, monitor_settled(events), timeout=600 + events / 100,
-                           child=monitor, what=f"the monitor to drain {events} events", interval=0.1)
-        t_done = time.perf_counter() - t_start
+                           child=monitor, what=f"the monitor to drain {events} events", interval=0.5)
+        # drained when the last stage finished its last batch (the monitor's own timestamp): exact whatever the
+        # poll interval, and a slow poll leaves the monitor's CPU to the monitor (a scrape holds its GIL ~10 ms)
+        t_done = max(metric(final, "povwatch_monitor_last_batch_timestamp_seconds", stage=stage)
+                     for stage in ("person", "household", "village")) - t_start
         cpu1 = cpu_seconds(monitor.proc.pid)
         if profiler is not None:
             profiler.send_signal(signal.SIGINT)
@@ -339,6 +350,8 @@ def bench(base: Settings, events: int, households: int, port: int, extra_persons
         "monitor_rss_mb": {"ready": rss_ready[0], "drained": rss_done[0], "peak": rss_done[1]},
         "monitor_cpu_s_during_drain": None if None in (cpu0, cpu1) else cpu1 - cpu0,  # type: ignore[operator]
         "monitor": counters, "latency": latency(final, cap=t_done),
+        "batches": {stage: metric(final, "povwatch_monitor_batch_seconds_count", stage=stage)
+                    for stage in ("person", "household", "village")},
         "machine": {"cores": os.cpu_count(), "python": platform.python_version(), "kafka": settings.kafka_version},
         "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
@@ -370,7 +383,8 @@ def report(result: dict[str, Any]) -> str:
         f"monitor RSS: {rss['ready']:.0f} MB when ready, {rss['drained']:.0f} MB drained, peak {rss['peak']:.0f} MB"
         + (f"; CPU {cpu:.1f} s during the drain" if cpu is not None else ""),
         f"monitor: {mon['alerts']:.0f} alerts ({len(result['alerts_by_rule'])} rules), "
-        f"{mon['events_unmatched']:.0f} unmatched, {mon['events_duplicate']:.0f} duplicates",
+        f"{mon['events_unmatched']:.0f} unmatched, {mon['events_duplicate']:.0f} duplicates; batches "
+        + ", ".join(f"{stage} {count:.0f}" for stage, count in result.get("batches", {}).items()),
         f"workload: {result['workload']} ({result['feeds']} feeds), store: {result.get('store', 'memory')}",
         f"latency ingested_at -> rules done ({lat['count']} events; a backlog, so mostly waiting): "
         f"mean {lat['mean_s']:.2f} s",
@@ -387,6 +401,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=20000, help="rows to publish (20000)")
     parser.add_argument("--households", type=int, default=2000, help="roster households (2000; at least 200)")
     parser.add_argument("--port", type=int, default=19392, help="port of the bench's own broker (19392)")
+    parser.add_argument("--metrics-port", type=int, default=None,
+                        help="the monitor's metrics port (a free one if not given)")
     parser.add_argument("--extra-persons", type=int, default=0,
                         help="synthetic persons added to registry.persons besides the roster (e.g. 1000000)")
     parser.add_argument("--profile", action="store_true",
@@ -398,7 +414,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--events must be >= 1 and --households >= 200")
     try:
         result = bench(load_settings(), args.events, args.households, args.port, args.extra_persons,
-                       args.profile, args.workload, args.store)
+                       args.profile, args.workload, args.store, args.metrics_port)
     except PovwatchError as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
         return 2

@@ -42,10 +42,14 @@ try:
     from plumbing import kafka_local
     from plumbing.batch_sender import BatchSender
     from plumbing.kafka_io import ensure_topics, project_topics, topic_offsets
+    from plumbing.kafka_security import client_options
     from plumbing.settings import Settings
 except ImportError:  # a checkout from before the plumbing package (to measure the engine before its change)
     from services.kafka_io import ensure_topics, project_topics, topic_offsets  # type: ignore[no-redef]
     from services.settings import Settings  # type: ignore[no-redef]
+
+    def client_options() -> dict[str, Any]:  # type: ignore[misc]  # before TLS: plaintext only
+        return {}
 
     from services import kafka_local  # type: ignore[no-redef]
     from services.monitor.engine import BatchSender  # type: ignore[attr-defined,no-redef]
@@ -58,7 +62,8 @@ WORK = Path("var") / "bench-recovery"
 async def publish_persons(bootstrap: str, count: int, today: dt.date, seed: int = 11) -> None:
     """`count` synthetic Person records on registry.persons (random person keys, households outside the roster)."""
     codec, rng = default_codec(), random.Random(seed)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=512 * 1024)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **client_options(),
+                                linger_ms=20, max_batch_size=512 * 1024)
     await producer.start()
     try:
         sender = BatchSender(producer)
@@ -86,8 +91,9 @@ async def measure(settings: Settings, events: int, store: str, stays: Path) -> d
     failed_at: list[float] = []
 
     async def producer_factory() -> AIOKafkaProducer:
-        producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, acks="all", enable_idempotence=True,
-                                    linger_ms=5, request_timeout_ms=15_000, max_batch_size=256 * 1024)
+        producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, **client_options(), acks="all",
+                                    enable_idempotence=True, linger_ms=5, request_timeout_ms=15_000,
+                                    max_batch_size=256 * 1024)
         await producer.start()
         if not failed_at:
             real = producer.send_batch

@@ -13,7 +13,8 @@ after the database commit), which a wrapper here would have to reproduce call fo
     services/compare/connector.py      the comparison connector's consumer of requests
     plumbing/batch_sender.py           many messages at once, grouped by partition (the engine's outputs)
     plumbing/kafka_local.py            the local broker (admin calls while it starts)
-Each translates aiokafka's errors into `BrokerUnavailable` itself.
+Each translates aiokafka's errors into `BrokerUnavailable` itself. Every client of the project, here and there,
+takes its security options (plaintext, or TLS as the current party) from plumbing/kafka_security.client_options().
 """
 from __future__ import annotations
 
@@ -25,8 +26,16 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import (
+    ClusterAuthorizationFailedError,
+    GroupAuthorizationFailedError,
+    KafkaError,
+    TopicAlreadyExistsError,
+    TopicAuthorizationFailedError,
+)
 
+from plumbing.kafka_security import client_options
+from plumbing.kafka_security import current as current_security
 from schemas.catalog import project_topics  # re-exported: callers import it from here
 from schemas.errors import BrokerUnavailable
 from schemas.topics import TopicSpec
@@ -50,15 +59,22 @@ __all__ = [
 ]
 
 _TIMEOUT_MS = 15_000
+_TOPIC_AUTHORIZATION_FAILED = 29  # Kafka's error code
+_REFUSALS = (TopicAuthorizationFailedError, GroupAuthorizationFailedError, ClusterAuthorizationFailedError)
 
 
 def _unavailable(bootstrap: str, exc: BaseException) -> BrokerUnavailable:
     detail = str(exc) or type(exc).__name__
-    return BrokerUnavailable(f"cannot reach Kafka at {bootstrap}: {detail} (is it running? `povwatch kafka up`)")
+    if isinstance(exc, _REFUSALS):
+        return BrokerUnavailable(f"Kafka at {bootstrap} refused this party: {detail} (its certificate's role does "
+                                 "not allow it: docs/security.md)")
+    hint = "" if current_security().secure else "; a secured broker needs POVWATCH_SECURITY_PROTOCOL=SSL"
+    return BrokerUnavailable(f"cannot reach Kafka at {bootstrap}: {detail} (is it running? `povwatch kafka up`"
+                             f"{hint})")
 
 
 async def _admin(bootstrap: str) -> AIOKafkaAdminClient:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=_TIMEOUT_MS)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_options(), request_timeout_ms=_TIMEOUT_MS)
     try:
         await admin.start()
     except (KafkaError, OSError) as exc:
@@ -68,8 +84,13 @@ async def _admin(bootstrap: str) -> AIOKafkaAdminClient:
 
 
 async def ensure_topics(bootstrap: str, partitions: int, topics: Iterable[TopicSpec] | None = None) -> list[str]:
-    """Create the missing topics; returns the names created (existing ones are left as they are)."""
+    """Create the missing topics; returns the names created (existing ones are left as they are).
+
+    On a secured broker a party sees only the topics its ACLs name: the others look missing, and creating them is
+    refused (TOPIC_AUTHORIZATION_FAILED, whether they exist or not). Those are left to the admin's `povwatch topics
+    ensure` and not waited for; the party's own (the monitor's internal topics) are created."""
     wanted = list(topics if topics is not None else project_topics())
+    refused: set[str] = set()
     admin = await _admin(bootstrap)
     try:
         existing = set(await admin.list_topics())
@@ -78,20 +99,26 @@ async def ensure_topics(bootstrap: str, partitions: int, topics: Iterable[TopicS
             if spec.name in existing:
                 continue
             config = {"cleanup.policy": "compact"} if spec.compacted else {}
+            if spec.retention_ms is not None and not spec.compacted:
+                # cleanup.policy stays the broker's default, delete: a second config entry in aiokafka's CreateTopics
+                # request left another topic's partition without a leader (seen with Kafka 4.1, aiokafka 0.12+)
+                config = {"retention.ms": str(spec.retention_ms)}
             count = spec.partitions or (1 if spec.name.startswith("dlq.") else partitions)
             new.append(NewTopic(spec.name, num_partitions=count, replication_factor=1, topic_configs=config))
         if new:
             try:
-                await admin.create_topics(new, timeout_ms=_TIMEOUT_MS)
+                response = await admin.create_topics(new, timeout_ms=_TIMEOUT_MS)
             except TopicAlreadyExistsError:
                 pass  # created concurrently by another process: fine
+            else:
+                refused = {error[0] for error in response.topic_errors if error[1] == _TOPIC_AUTHORIZATION_FAILED}
     except KafkaError as exc:
         raise _unavailable(bootstrap, exc) from None
     finally:
         await admin.close()
     # a created topic can take a moment to appear in the metadata that producers and consumers read
-    await wait_for_topics(bootstrap, [spec.name for spec in wanted])
-    return [t.name for t in new]
+    await wait_for_topics(bootstrap, [spec.name for spec in wanted if spec.name not in refused])
+    return [t.name for t in new if t.name not in refused]
 
 
 async def wait_for_topics(bootstrap: str, names: Iterable[str], timeout: float = 30.0) -> None:
@@ -148,7 +175,8 @@ class KafkaPublisher:
                 raise BrokerUnavailable(f"topic {', '.join(missing)} does not exist on {self._bootstrap}; "
                                         "run `povwatch topics ensure` first")
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=self._bootstrap, client_id=self._client_id, acks="all", enable_idempotence=True,
+            bootstrap_servers=self._bootstrap, **client_options(),
+            client_id=self._client_id, acks="all", enable_idempotence=True,
             linger_ms=10, request_timeout_ms=_TIMEOUT_MS,
         )
         try:
@@ -218,7 +246,7 @@ async def _stop(consumer: AIOKafkaConsumer) -> None:
 
 
 async def _started_consumer(bootstrap: str, **options: Any) -> AIOKafkaConsumer:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, **client_options(), enable_auto_commit=False,
                                 request_timeout_ms=_TIMEOUT_MS, **options)
     try:
         await consumer.start()

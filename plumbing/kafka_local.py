@@ -32,6 +32,7 @@ from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient
 
+from plumbing import kafka_secure_broker, kafka_security
 from plumbing.settings import Settings
 from schemas.errors import BrokerUnavailable, ConfigError, EnvironmentProblem
 
@@ -202,7 +203,8 @@ def broker_answers(bootstrap: str, timeout: float) -> bool:
     """True when a Kafka broker at `bootstrap` answers a metadata request (with at least one broker) in time."""
 
     async def probe() -> bool:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=max(int(timeout * 1000), 1))
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=max(int(timeout * 1000), 1),
+                                    **kafka_security.client_options())
         try:
             await admin.start()
             cluster = await admin.describe_cluster()
@@ -356,11 +358,14 @@ def _java_command(java: str, layout: _Layout, main: str, *args: str, jvm: tuple[
     return [java, *jvm, f"-Dlog4j2.configurationFile={layout.log4j2}", "-cp", f"{layout.libs}/*", main, *args]
 
 
-def _prepare_data(java: str, layout: _Layout) -> None:
-    """Write the configuration files and format the storage if it is not formatted yet."""
+def _prepare_data(java: str, layout: _Layout, tls: kafka_secure_broker.BrokerTls | None) -> None:
+    """Write the configuration files (secured when `tls` is given) and format the storage if not formatted yet."""
     layout.log_dir.mkdir(parents=True, exist_ok=True)
-    layout.server_properties.write_text(SERVER_PROPERTIES_TEMPLATE.format(
-        port=layout.port, controller_port=layout.controller_port, log_dir=layout.log_dir))
+    properties = SERVER_PROPERTIES_TEMPLATE.format(
+        port=layout.port, controller_port=layout.controller_port, log_dir=layout.log_dir)
+    if tls is not None:
+        properties = kafka_secure_broker.secure_properties(properties, tls)
+    layout.server_properties.write_text(properties)
     layout.log4j2.write_text(LOG4J2_TEMPLATE.format(broker_log=layout.broker_log))
     if (layout.log_dir / "meta.properties").exists():
         return
@@ -391,12 +396,23 @@ def _wait_until_answers(layout: _Layout, proc: subprocess.Popen[bytes] | None, p
                             f"{START_TIMEOUT_S:.0f} s; see {layout.broker_log} (stop it with `down`)")
 
 
-def up(settings: Settings) -> str:
-    """Start the local broker for `settings` (fetching Kafka first if needed); idempotent."""
+def _probe_as(settings: Settings, layout: _Layout) -> kafka_security.ClientSecurity:
+    """Who probes the broker: the secured broker answers its admin only."""
+    try:
+        secure = kafka_secure_broker.is_secure(layout.server_properties.read_text())
+    except OSError:
+        secure = False
+    return kafka_secure_broker.admin_security(settings) if secure else kafka_security.PLAINTEXT
+
+
+def up(settings: Settings, *, secure: bool = False) -> str:
+    """Start the local broker for `settings` (fetching Kafka first if needed); idempotent. `secure`: TLS with
+    client certificates from the CA in POVWATCH_PKI_DIR and ACLs (plumbing/kafka_secure_broker.py)."""
     layout = _layout(settings)
     pid = _our_pid(layout)
     if pid is not None:
-        _wait_until_answers(layout, _started.get(pid), pid)
+        with kafka_security.acting_as(_probe_as(settings, layout)):
+            _wait_until_answers(layout, _started.get(pid), pid)
         return f"already running (pid {pid}) on {layout.address}, Kafka {layout.version}"
     layout.pid_file.unlink(missing_ok=True)  # stale: names a dead or foreign process
     java = require_java()
@@ -406,15 +422,19 @@ def up(settings: Settings) -> str:
                 f"port {port} on 127.0.0.1 is already in use by another process (not the broker of {layout.data}); "
                 f"stop it or choose another POVWATCH_BOOTSTRAP port (the controller uses port + 1)")
     _ensure_jars(layout.cache)
-    _prepare_data(java, layout)
+    tls = kafka_secure_broker.broker_tls(Path(settings.pki_dir).resolve(), "broker-1") if secure else None
+    _prepare_data(java, layout, tls)
     with open(layout.stdout_log, "ab") as out:
         proc = subprocess.Popen(
             _java_command(java, layout, "kafka.Kafka", str(layout.server_properties), jvm=("-Xmx512m",)),
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=layout.data, start_new_session=True)
     _started[proc.pid] = proc
     layout.pid_file.write_text(f"{proc.pid}\n")
-    _wait_until_answers(layout, proc, proc.pid)
-    return f"started Kafka {layout.version} broker (pid {proc.pid}) on {layout.address}, data in {layout.data}"
+    with kafka_security.acting_as(_probe_as(settings, layout)):
+        _wait_until_answers(layout, proc, proc.pid)
+    how = "secured (TLS, client certificates, ACLs)" if secure else "plaintext"
+    return (f"started Kafka {layout.version} broker (pid {proc.pid}) on {layout.address}, {how}, "
+            f"data in {layout.data}")
 
 
 def down(settings: Settings) -> str:
@@ -445,5 +465,7 @@ def status(settings: Settings) -> str:
     pid = _our_pid(layout)
     if pid is None:
         return "not running"
-    answering = "" if broker_answers(layout.address, timeout=2.0) else " (process alive but not answering yet)"
+    with kafka_security.acting_as(_probe_as(settings, layout)):
+        answers = broker_answers(layout.address, timeout=2.0)
+    answering = "" if answers else " (process alive but not answering yet)"
     return f"running (pid {pid}) on {layout.address}, Kafka {layout.version}{answering}"

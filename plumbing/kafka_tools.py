@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import subprocess
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,8 @@ class Tool:
     # where --bootstrap-server goes: "first" (an option of the tool), "subcommand" (an option of the tool's
     # sub-command, after its name), None (the tool does not take it)
     bootstrap: Literal["first", "subcommand"] | None = "first"
+    # the option naming a client properties file: on a secured broker the party's TLS settings go there
+    config: str | None = "--command-config"
 
 
 TOOLS: dict[str, Tool] = {
@@ -41,14 +44,14 @@ TOOLS: dict[str, Tool] = {
     "kafka-groups": Tool("org.apache.kafka.tools.GroupsCommand"),
     "kafka-share-groups": Tool("org.apache.kafka.tools.consumer.group.ShareGroupCommand"),
     "kafka-streams-groups": Tool("org.apache.kafka.tools.streams.StreamsGroupCommand"),
-    "kafka-console-consumer": Tool("org.apache.kafka.tools.consumer.ConsoleConsumer"),
-    "kafka-console-producer": Tool("org.apache.kafka.tools.ConsoleProducer"),
+    "kafka-console-consumer": Tool("org.apache.kafka.tools.consumer.ConsoleConsumer", config="--consumer.config"),
+    "kafka-console-producer": Tool("org.apache.kafka.tools.ConsoleProducer", config="--producer.config"),
     "kafka-get-offsets": Tool("org.apache.kafka.tools.GetOffsetShell"),
     "kafka-configs": Tool("kafka.admin.ConfigCommand"),
     "kafka-delete-records": Tool("org.apache.kafka.tools.DeleteRecordsCommand"),
     "kafka-log-dirs": Tool("org.apache.kafka.tools.LogDirsCommand"),
     "kafka-reassign-partitions": Tool("org.apache.kafka.tools.reassign.ReassignPartitionsCommand"),
-    "kafka-leader-election": Tool("org.apache.kafka.tools.LeaderElectionCommand"),
+    "kafka-leader-election": Tool("org.apache.kafka.tools.LeaderElectionCommand", config="--admin.config"),
     "kafka-acls": Tool("org.apache.kafka.tools.AclCommand"),
     "kafka-transactions": Tool("org.apache.kafka.tools.TransactionsCommand"),
     "kafka-features": Tool("org.apache.kafka.tools.FeatureCommand"),
@@ -56,12 +59,13 @@ TOOLS: dict[str, Tool] = {
     "kafka-broker-api-versions": Tool("org.apache.kafka.tools.BrokerApiVersionsCommand"),
     "kafka-client-metrics": Tool("org.apache.kafka.tools.ClientMetricsCommand"),
     "kafka-delegation-tokens": Tool("org.apache.kafka.tools.DelegationTokenCommand"),
-    "kafka-streams-application-reset": Tool("org.apache.kafka.tools.StreamsResetter"),
-    "kafka-producer-perf-test": Tool("org.apache.kafka.tools.ProducerPerformance", None),  # --producer-props
-    "kafka-consumer-perf-test": Tool("org.apache.kafka.tools.ConsumerPerformance"),
-    "kafka-cluster": Tool("org.apache.kafka.tools.ClusterTool", "subcommand"),  # kafka-cluster cluster-id ...
-    "kafka-dump-log": Tool("kafka.tools.DumpLogSegments", None),  # reads log files
-    "kafka-storage": Tool("kafka.tools.StorageTool", None),  # formats storage
+    "kafka-streams-application-reset": Tool("org.apache.kafka.tools.StreamsResetter", config="--config-file"),
+    "kafka-producer-perf-test": Tool("org.apache.kafka.tools.ProducerPerformance", None,  # --producer-props
+                                     config="--producer.config"),
+    "kafka-consumer-perf-test": Tool("org.apache.kafka.tools.ConsumerPerformance", config="--consumer.config"),
+    "kafka-cluster": Tool("org.apache.kafka.tools.ClusterTool", "subcommand", config=None),  # cluster-id ...
+    "kafka-dump-log": Tool("kafka.tools.DumpLogSegments", None, config=None),  # reads log files
+    "kafka-storage": Tool("kafka.tools.StorageTool", None, config=None),  # formats storage
 }
 
 _SERVER_OPTIONS = ("--bootstrap-server", "--bootstrap-controller")
@@ -75,10 +79,15 @@ def tool_name(text: str) -> str:
     return name
 
 
-def tool_command(java: str, classpath: str, log4j2: Path, name: str, args: Sequence[str], bootstrap: str
-                 ) -> list[str]:
+def tool_command(java: str, classpath: str, log4j2: Path, name: str, args: Sequence[str], bootstrap: str,
+                 client_config: Path | None = None) -> list[str]:
+    """`client_config`: a client properties file (the secured broker's TLS settings), passed with the tool's
+    option unless the arguments name one."""
     tool = TOOLS[name]
     args = list(args)
+    if client_config is not None and tool.config is not None and not any(
+            a == tool.config or a.startswith(tool.config + "=") for a in args):
+        args = [tool.config, str(client_config), *args]
     names_server = any(a == o or a.startswith(o + "=") for a in args for o in _SERVER_OPTIONS)
     server = ["--bootstrap-server", bootstrap]
     if names_server or tool.bootstrap is None:
@@ -91,8 +100,17 @@ def tool_command(java: str, classpath: str, log4j2: Path, name: str, args: Seque
 
 
 def run_tool(settings: Settings, name: str, args: Sequence[str]) -> int:
-    """Run the tool in the foreground (fetching the jars first if needed); returns its exit code."""
-    from plumbing import kafka_local
+    """Run the tool in the foreground (fetching the jars first if needed); returns its exit code. With
+    POVWATCH_SECURITY_PROTOCOL=SSL the tool gets the party's TLS settings in a client properties file
+    (plumbing/kafka_security.py), readable by its owner only and removed afterwards."""
+    from plumbing import kafka_local, kafka_security
 
     java, classpath, log4j2 = kafka_local.java_classpath(settings)
-    return subprocess.run(tool_command(java, classpath, log4j2, name, args, settings.bootstrap)).returncode
+    security = kafka_security.current()
+    if not security.secure:
+        return subprocess.run(tool_command(java, classpath, log4j2, name, args, settings.bootstrap)).returncode
+    with tempfile.TemporaryDirectory(prefix="povwatch-tool-") as folder:
+        config = Path(folder) / "client.properties"
+        config.write_text(kafka_security.tool_properties(security))
+        command = tool_command(java, classpath, log4j2, name, args, settings.bootstrap, config)
+        return subprocess.run(command).returncode

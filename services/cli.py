@@ -65,8 +65,10 @@ def cmd_kafka(args: argparse.Namespace, settings: Any) -> int:
         from plumbing.kafka_tools import run_tool
 
         return run_tool(settings, args.tool, args.tool_args)
-    action: Callable[[Any], str] = {"up": kafka_local.up, "down": kafka_local.down,
-                                    "status": kafka_local.status}[args.action]
+    if args.action == "up":
+        print(kafka_local.up(settings, secure=args.secure))
+        return 0
+    action: Callable[[Any], str] = {"down": kafka_local.down, "status": kafka_local.status}[args.action]
     print(action(settings))
     return 0
 
@@ -292,7 +294,8 @@ def cmd_rules(args: argparse.Namespace, settings: Any) -> int:
 def cmd_demo(args: argparse.Namespace, settings: Any) -> int:
     from services.demo.run import run_demo
 
-    return run_demo(settings, households=args.households, workdir=Path(args.dir), keep_running=args.keep_running)
+    return run_demo(settings, households=args.households, workdir=Path(args.dir), keep_running=args.keep_running,
+                    secure=args.secure)
 
 
 def _feeds_epilog() -> str:
@@ -313,7 +316,11 @@ def build_parser() -> argparse.ArgumentParser:
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     for action, text in (("up", "start the local broker"), ("down", "stop the broker this data dir started"),
                          ("status", "is the local broker running?")):
-        actions.add_parser(action, help=text).set_defaults(func=cmd_kafka)
+        a = actions.add_parser(action, help=text)
+        a.set_defaults(func=cmd_kafka)
+        if action == "up":
+            a.add_argument("--secure", action="store_true", help="TLS with client certificates from the CA in "
+                           "POVWATCH_PKI_DIR, ACLs, `admin` the super user; no plaintext port (docs/security.md)")
     from plumbing.kafka_tools import TOOLS, tool_name
 
     t = actions.add_parser("tool", help="run one of Kafka's command-line tools, e.g. kafka-topics --list",
@@ -435,13 +442,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--households", type=int, default=3000)
     p.add_argument("--dir", default="var/demo", help="where the demo writes its files (default var/demo)")
     p.add_argument("--keep-running", action="store_true", help="leave the demo's broker running at the end")
+    p.add_argument("--secure", action="store_true", help="on a secured broker (TLS, ACLs), every party on its own "
+                   "certificate (docs/security.md)")
     p.set_defaults(func=cmd_demo)
 
     from services.cases.relay_cli import add_command as add_relay_command
     from services.compare.cli import add_commands as add_compare_commands
 
     add_compare_commands(sub)  # compare request|status
+    from services.access.cli import add_commands as add_access_commands
+
+    add_access_commands(sub)  # pki init|issue|list|revoke, acl apply|list
     add_relay_command(sub)
+
+    from services.ops.cli import add_commands as add_ops_commands
+
+    add_ops_commands(sub)  # replay, rebuild monitor, casedb backup|restore (docs/runbook.md)
     return parser
 
 
@@ -451,6 +467,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from plumbing.settings import load_settings
 
         settings = load_settings()
+        from plumbing import kafka_security
+
+        kafka_security.configure(settings)  # every Kafka client of this process: plaintext, or TLS as this party
         code: int = args.func(args, settings)
         return code
     except PovwatchError as exc:

@@ -33,6 +33,7 @@ from prometheus_client import Counter, Gauge
 from plumbing.clock import Clock, utc_now
 from plumbing.consumer_lag import LagTracker
 from plumbing.kafka_io import KafkaPublisher
+from plumbing.kafka_security import client_options
 from plumbing.settings import Settings
 from schemas.codec import Codec, default_codec
 from schemas.errors import BrokerUnavailable, DatabaseUnavailable
@@ -252,7 +253,8 @@ async def run_casefeed(settings: Settings, *, idle_timeout: float | None = None,
         CONSUMED.labels(topic)  # series exist from the start, so rate() sees the first alert
     store = await _open_store(settings, idle_timeout, backoff)
     consumer = AIOKafkaConsumer(
-        ALERTS_HOUSEHOLD, ALERTS_REGIONAL, bootstrap_servers=settings.bootstrap, group_id=settings.casefeed_group,
+        ALERTS_HOUSEHOLD, ALERTS_REGIONAL, bootstrap_servers=settings.bootstrap, **client_options(),
+        group_id=settings.casefeed_group,
         enable_auto_commit=False, auto_offset_reset="earliest", request_timeout_ms=15_000,
     )
     try:

@@ -32,6 +32,7 @@ from plumbing.backoff import Backoff
 from plumbing.clock import Clock, utc_now
 from plumbing.consumer_lag import LagTracker
 from plumbing.kafka_io import KafkaPublisher
+from plumbing.kafka_security import client_options
 from schemas.codec import Codec
 from schemas.deadletter import DeadLetter
 from schemas.errors import BrokerUnavailable, DatabaseUnavailable
@@ -119,7 +120,7 @@ class SideConsumer(Generic[S, M, R]):
                      backoff: Backoff, clock: Clock = utc_now) -> Self:
         for outcome in spec.outcomes:
             spec.counter.labels(outcome)  # every series from the start
-        consumer = AIOKafkaConsumer(*spec.topics, bootstrap_servers=bootstrap, group_id=group,
+        consumer = AIOKafkaConsumer(*spec.topics, bootstrap_servers=bootstrap, **client_options(), group_id=group,
                                     enable_auto_commit=False, auto_offset_reset="earliest", request_timeout_ms=15_000)
         try:
             await consumer.start()

@@ -4,6 +4,9 @@ as the department's `connector watch` configuration, or one of its own (deploy/c
     department = "pboc"                      # one of the five comparison departments (schemas.catalog)
     [kafka]
     bootstrap = "10.0.0.5:9092"              # overrides POVWATCH_BOOTSTRAP
+    cafile = "pki/ca.crt"                    # with certfile and keyfile: TLS on the department's own
+    certfile = "pki/pboc.crt"                # certificate (docs/security.md), whatever POVWATCH_SSL_* say
+    keyfile = "pki/pboc.key"
     [comparison]
     group = "povwatch-compare-pboc"          # consumer group of requests.<dept>.comparison (this default)
     metrics_port = 9468                      # /metrics; 0 = do not serve
@@ -23,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from plumbing.kafka_security import ClientSecurity, from_toml
 from plumbing.toml_config import TomlTable, expand_env, read_toml
 from schemas.catalog import ComparisonDepartment, comparison_department
 from schemas.errors import ConfigError
@@ -39,6 +43,7 @@ class CompareConfig:
     metrics_port: int
     bootstrap: str | None
     sources: tuple[SourceConfig, ...]
+    security: ClientSecurity | None = None  # [kafka] cafile/certfile/keyfile: the department's own certificate
 
 
 def load_compare_config(path: Path) -> CompareConfig:
@@ -53,7 +58,9 @@ def load_compare_config(path: Path) -> CompareConfig:
     if "comparison" not in data:
         raise ConfigError(f"{path.name}: no [comparison] section: nothing to answer from")
     section = TomlTable(top.get("comparison", dict), "comparison")
-    bootstrap = TomlTable(top.get("kafka", dict, {}), "kafka").get("bootstrap", str)
+    kafka = TomlTable(top.get("kafka", dict, {}), "kafka")
+    bootstrap = kafka.get("bootstrap", str)
+    security = from_toml(kafka, base)
     group = section.get("group", str, f"povwatch-compare-{slug}")
     port = int(section.number("metrics_port", 0))
     if port > 65535:
@@ -80,4 +87,4 @@ def load_compare_config(path: Path) -> CompareConfig:
     if not sources:
         raise ConfigError("comparison: no [[comparison.sources]]: nothing to answer from")
     section.done()
-    return CompareConfig(path, entry, group, port, bootstrap, tuple(sources))
+    return CompareConfig(path, entry, group, port, bootstrap, tuple(sources), security)

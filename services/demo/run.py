@@ -40,6 +40,7 @@ from services.casefeed.service import run_casefeed
 from services.demo.feeds import IntakeRequest
 from services.demo.oracle import OracleAlert, Simulation, designed_problems, simulate
 from services.demo.population import DemoFiles, generate, write_manifest
+from services.demo.secure import DemoParties, grant
 from services.ingest import load_roster, run_connector
 
 __all__ = ["run_demo", "read_alerts", "monitor_settled", "post_reports", "IntakeTally"]
@@ -136,19 +137,24 @@ def _table(rows: Sequence[Sequence[object]], header: Sequence[str], left: int = 
     return render_table(header, [[str(c) for c in r] for r in rows], right_from=left)
 
 
-def run_demo(settings: Settings, *, households: int, workdir: Path, keep_running: bool = False) -> int:
+def run_demo(settings: Settings, *, households: int, workdir: Path, keep_running: bool = False,
+             secure: bool = False) -> int:
     workdir = workdir.resolve()
     demo = settings.model_copy(update={
         "kafka_data": workdir / "kafka", "case_db": f"sqlite:///{workdir / 'cases.db'}",
         "monitor_app_id": "povwatch-demo-monitor",
         "casefeed_group": "povwatch-demo-casefeed",
+        "pki_dir": workdir / "pki", "security_protocol": "PLAINTEXT",  # its own broker, its own CA
     })
     print(kafka_local.down(demo))  # a previous demo's broker, if any: the demo starts from nothing
     if workdir.exists():
         shutil.rmtree(workdir)
     (workdir / "files").mkdir(parents=True)
-    print(kafka_local.up(demo))
-    asyncio.run(ensure_topics(demo.bootstrap, demo.partitions))
+    parties = DemoParties.issue(demo) if secure else DemoParties(False)  # secure: a certificate per party
+    print(kafka_local.up(demo, secure=secure))
+    with parties.acting("admin"):
+        asyncio.run(ensure_topics(demo.bootstrap, demo.partitions))
+    print(grant(demo, parties))
 
     started = utc_now()
     files = generate(workdir / "files", households=households, seed=2024, today=started.astimezone(demo.zone).date())
@@ -161,20 +167,22 @@ def run_demo(settings: Settings, *, households: int, workdir: Path, keep_running
     print(f"expected: {len(simulation.alerts)} alerts from {simulation.events} events (the pipeline simulated in one "
           f"process); designed rows as designed: {len(files.designed) - len(designed)}/{len(files.designed)}")
 
-    summaries: list[Summary] = [asyncio.run(load_roster(demo, files.roster))]
+    with parties.acting("roster"):
+        summaries: list[Summary] = [asyncio.run(load_roster(demo, files.roster))]
     env = {"POVWATCH_KAFKA_DATA": str(demo.kafka_data), "POVWATCH_CASE_DB": demo.case_db,
            "POVWATCH_MONITOR_APP_ID": demo.monitor_app_id,
            "POVWATCH_BOOTSTRAP": demo.bootstrap}
-    monitor = ChildProcess(["monitor"], env=env, log_path=workdir / "monitor.log")
+    monitor = ChildProcess(["monitor"], env={**env, **parties.env("monitor")}, log_path=workdir / "monitor.log")
     intake: ChildProcess | None = None
     try:
-        intake, base_url, tokens = _start_intake(demo, env, workdir)
-        summaries += asyncio.run(_run_feeds(demo, files))
+        intake, base_url, tokens = _start_intake(demo, {**env, **parties.env("intake")}, workdir)
+        summaries += asyncio.run(_run_feeds(demo, files, parties))
         tallies = post_reports(base_url, tokens, files.intake)
         published = sum(s.published for s in summaries[1:]) + sum(len(t.event_ids) for t in tallies)
         samples = wait_until(demo.monitor_metrics_port, monitor_settled(published), timeout=300, child=monitor,
                              what=f"the monitor to handle {published} events")
-        totals = asyncio.run(run_casefeed(demo, idle_timeout=3))
+        with parties.acting("casefeed"):
+            totals = asyncio.run(run_casefeed(demo, idle_timeout=3))
     finally:
         if intake is not None:
             intake.stop()
@@ -210,9 +218,14 @@ def run_demo(settings: Settings, *, households: int, workdir: Path, keep_running
     return 0 if ok else 1
 
 
-async def _run_feeds(settings: Settings, files: DemoFiles) -> list[Summary]:
-    """Every feed file through its connector, in the generator's order, in one event loop."""
-    return [await run_connector(settings, department, feed, path) for department, feed, path in files.feeds]
+async def _run_feeds(settings: Settings, files: DemoFiles, parties: DemoParties) -> list[Summary]:
+    """Every feed file through its connector, in the generator's order, in one event loop; each department's
+    connector as its department (secured: on the department's certificate)."""
+    summaries = []
+    for department, feed, path in files.feeds:
+        with parties.acting(department):
+            summaries.append(await run_connector(settings, department, feed, path))
+    return summaries
 
 
 def _print_feeds(summaries: Sequence[Summary], files: DemoFiles) -> bool:

@@ -52,9 +52,10 @@ from aiokafka.errors import CommitFailedError, KafkaError
 from plumbing.backoff import Backoff
 from plumbing.batch_sender import BatchSender
 from plumbing.consumer_lag import LagTracker
+from plumbing.kafka_security import client_options
 from schemas.codec import Codec
 from schemas.deadletter import message_dead_letter
-from schemas.errors import DecodeError, SchemaError
+from schemas.errors import BrokerUnavailable, DecodeError, PovwatchError, SchemaError
 from schemas.topics import MONITOR_DLQ
 from services.monitor import metrics
 from services.monitor.handlers import Emit
@@ -65,7 +66,12 @@ __all__ = ["Handler", "TrackedDict", "StageSpec", "StageRunner", "TRANSIENT"]
 
 log = logging.getLogger("povwatch.monitor")
 
-TRANSIENT = (KafkaError, asyncio.TimeoutError, OSError)
+
+class CorruptChangelog(PovwatchError):
+    """A state changelog holds a record the monitor cannot read: restarting does not help, rebuilding does."""
+
+
+TRANSIENT = (KafkaError, asyncio.TimeoutError, OSError, BrokerUnavailable)
 
 S = TypeVar("S")
 
@@ -136,8 +142,10 @@ class StageRunner(ConsumerRebalanceListener, Generic[S]):  # type: ignore[misc] 
     def __init__(self, spec: StageSpec[S], *, bootstrap: str,
                  producer_factory: Callable[[], Awaitable[AIOKafkaProducer]], codec: Codec,
                  clock: Callable[[], dt.datetime], stopping: asyncio.Event, max_records: int = 2000,
-                 sweep_seconds: float = 60.0, store: Store | None = None) -> None:
+                 sweep_seconds: float = 60.0, store: Store | None = None,
+                 on_sent: Callable[[list[Emit]], Awaitable[None]] | None = None) -> None:
         self.spec = spec
+        self._on_sent = on_sent  # told of a batch's outputs once acknowledged, before the commit (the audit trail)
         self._bootstrap = bootstrap
         self._producer_factory = producer_factory
         self._producer: AIOKafkaProducer | None = None
@@ -216,7 +224,7 @@ class StageRunner(ConsumerRebalanceListener, Generic[S]):  # type: ignore[misc] 
     async def run(self) -> None:
         spec = self.spec
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self._bootstrap, group_id=spec.group, client_id=f"{spec.group}",
+            bootstrap_servers=self._bootstrap, **client_options(), group_id=spec.group, client_id=f"{spec.group}",
             enable_auto_commit=False, auto_offset_reset="earliest",
             partition_assignment_strategy=(RangePartitionAssignor,),
             session_timeout_ms=10_000, heartbeat_interval_ms=3_000, max_poll_interval_ms=600_000,
@@ -247,6 +255,7 @@ class StageRunner(ConsumerRebalanceListener, Generic[S]):  # type: ignore[misc] 
                         self._in_flight, self._touched = {}, set()
                         if batch:
                             metrics.BATCH_SECONDS.labels(spec.name).observe(time.monotonic() - started)
+                            metrics.BATCH_DONE.labels(spec.name).set(time.time())
                             failures = 0
                 except TRANSIENT as exc:
                     failures += 1
@@ -390,7 +399,7 @@ class StageRunner(ConsumerRebalanceListener, Generic[S]):  # type: ignore[misc] 
         by_tp = {TopicPartition(self.spec.changelog, p.partition): p for p in parts}
         # auto_offset_reset must agree with the seek below: assign() starts a reset of its own, which could
         # otherwise land after the seek and move the reader to the end (nothing restored)
-        reader = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, enable_auto_commit=False,
+        reader = AIOKafkaConsumer(bootstrap_servers=self._bootstrap, **client_options(), enable_auto_commit=False,
                                   auto_offset_reset="earliest", request_timeout_ms=15_000,
                                   max_partition_fetch_bytes=4 * 1024 * 1024)
         await reader.start()
@@ -411,7 +420,12 @@ class StageRunner(ConsumerRebalanceListener, Generic[S]):  # type: ignore[misc] 
                 for tp, messages in batch.items():
                     if tp not in todo:
                         continue
-                    by_tp[tp].state.restore((m.key.decode(), m.value) for m in messages)
+                    try:
+                        by_tp[tp].state.restore((m.key.decode(), m.value) for m in messages)
+                    except (DecodeError, UnicodeDecodeError) as exc:  # not transient: the record stays there
+                        raise CorruptChangelog(f"{tp.topic} partition {tp.partition}: a state record cannot be "
+                                               f"read ({exc}); stop every monitor worker and run `povwatch "
+                                               "rebuild monitor` (docs/runbook.md)") from None
                     records += len(messages)
                     if messages and messages[-1].offset + 1 >= ends[tp]:
                         todo.discard(tp)
@@ -478,6 +492,8 @@ class StageRunner(ConsumerRebalanceListener, Generic[S]):  # type: ignore[misc] 
             return
         # 1. outputs, acknowledged
         await self._send_all([(e.topic, e.key, e.value, None) for e in out])
+        if self._on_sent is not None and out:
+            await self._on_sent(out)
         # 2. state changed by this batch, once per key, acknowledged
         changes: list[tuple[str, bytes, bytes | None, int | None]] = []
         settled: list[tuple[StateStore[S], list[tuple[str, bytes | None]]]] = []

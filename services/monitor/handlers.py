@@ -34,6 +34,7 @@ from schemas.codec import Codec
 from schemas.errors import DecodeError
 from schemas.topics import PROFILES_HOUSEHOLD, REGISTRY_HOUSEHOLD_STATUS, REGISTRY_HOUSEHOLDS
 from services.monitor import metrics
+from services.monitor.flat_codec import FlatCodec
 from services.monitor.household_rules import fire
 from services.monitor.regional_rules import beyond_list, fills, fire_village, reach, village_row, windowed
 from services.monitor.rules import (
@@ -148,6 +149,7 @@ class PersonStage:
         self._routes = routes
         self._grace = grace
         self._forwarded = metrics.FORWARDED.labels(self.name, "household")  # bound once: counted for every event
+        self._flat = FlatCodec(codec)  # the hop records by hand
 
     def registry(self, key: str, value: bytes | None, now: dt.datetime, topic: str = "") -> list[Emit]:
         if value is None:
@@ -174,7 +176,7 @@ class PersonStage:
                 _counted(metrics.FORWARDED, self.name, "village").inc()
                 record = {"topic": topic, "event": value, "village_code": address.key}
                 return [Emit(self._routes.village_disasters, address.key.encode(),
-                             self._codec.encode("povwatch.monitor.VillageEvent", record))]
+                             self._flat.encode("povwatch.monitor.VillageEvent", record))]
             person_key = address.key
         else:
             person_key = key.decode("utf-8", "replace")
@@ -199,7 +201,7 @@ class PersonStage:
                   "birth_date": person.birth_date if person else None,
                   "village_code": person.village_code if person else ""}
         return Emit(self._routes.household_events, household_id.encode(),
-                    self._codec.encode("povwatch.monitor.HouseholdEvent", joined))
+                    self._flat.encode("povwatch.monitor.HouseholdEvent", joined))
 
     def sweep(self, now: dt.datetime) -> list[Emit]:
         return _sweep(self.state, now - self._grace, self._codec, self._routes, self.name, now)
@@ -211,7 +213,7 @@ class PersonStage:
         return sum(len(s.pending) for s in self.state.values())
 
 
-def _joined(codec: Codec, value: bytes) -> tuple[str, bytes, str, PersonContext | None]:
+def _joined(codec: Codec | FlatCodec, value: bytes) -> tuple[str, bytes, str, PersonContext | None]:
     """(topic, event message, household id, person) of a message on the household-events topic: a
     HouseholdEvent (no person for an event addressed to the household alone), or an EnrichedEvent written by an
     earlier version of the monitor."""
@@ -271,6 +273,7 @@ class HouseholdStage:
         self._instants: dict[dt.datetime, dt.datetime] = {}  # the distinct ingested_at values (one per load)
         self._decided: dict[str, Decision] = {}  # household -> its latest status record
         self._overridden: dict[str, HouseholdContext] = {}  # the roster's record where a decision overrides it
+        self._flat = FlatCodec(codec)  # the hop records by hand
 
     def registry(self, key: str, value: bytes | None, now: dt.datetime,
                  topic: str = REGISTRY_HOUSEHOLDS) -> list[Emit]:
@@ -315,7 +318,7 @@ class HouseholdStage:
             self.households[key] = dataclasses.replace(roster, monitoring_status=status)
 
     def event(self, topic: str, value: bytes, now: dt.datetime, key: bytes | None = None) -> list[Emit]:
-        source_topic, message, hh_id, person = _joined(self._codec, value)
+        source_topic, message, hh_id, person = _joined(self._flat, value)
         inner = self._codec.decode(message)
         feed = feed_for(source_topic, inner.name)
         record = inner.record
@@ -382,7 +385,7 @@ class HouseholdStage:
                     "disaster_date": rec.disaster_date, "rule": rec.rule, "person_key": rec.person_key,
                     "group": rec.group}
             out.append(Emit(self._routes.village_disasters, region.encode(),
-                            self._codec.encode("povwatch.monitor.VillageDisaster", body)))
+                            self._flat.encode("povwatch.monitor.VillageDisaster", body)))
             _counted(metrics.FORWARDED, self.name, "village").inc()
         return out
 
@@ -444,15 +447,18 @@ class VillageStage:
         self._routes = routes
         self._rules = rules
         self._zone = zone
+        self._flat = FlatCodec(codec)  # the hop records by hand
 
     def registry(self, key: str, value: bytes | None, now: dt.datetime, topic: str = "") -> list[Emit]:
         raise TypeError("the village stage reads no registry")
 
     def event(self, topic: str, value: bytes, now: dt.datetime, key: bytes | None = None) -> list[Emit]:
-        decoded = self._codec.decode(value)
+        decoded = self._flat.decode(value)
         if decoded.name == "povwatch.monitor.VillageEvent":
             return self._row(decoded.record, now)
-        rec = self._codec.decode(value, "povwatch.monitor.VillageDisaster").record
+        if decoded.name != "povwatch.monitor.VillageDisaster":
+            raise DecodeError(f"expected povwatch.monitor.VillageDisaster, got {decoded.name}")
+        rec = decoded.record
         region = rec["village_code"]
         state = self.state.get(region) or VillageState(village_code=region)
         redated = False

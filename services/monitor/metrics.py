@@ -29,6 +29,8 @@ PARTITIONS_READY = Gauge("povwatch_monitor_partitions_ready",
 PARTITIONS_ASSIGNED = Gauge("povwatch_monitor_partitions_assigned", "Partitions assigned to this worker", ["stage"])
 BATCH_SECONDS = Histogram("povwatch_monitor_batch_seconds", "Time to process, send and commit one batch", ["stage"],
                           buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+BATCH_DONE = Gauge("povwatch_monitor_last_batch_timestamp_seconds",
+                   "When a stage last finished a batch that read messages (Unix time)", ["stage"])
 RECOVERIES = Counter("povwatch_monitor_recoveries_total",
                      "Batches abandoned on a transient failure (state reloaded, nothing committed)", ["stage"])
 EVENTS_TOO_LATE = Counter("povwatch_events_too_late_total",

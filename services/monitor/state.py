@@ -21,6 +21,7 @@ from schemas.catalog import monitored_feeds
 from schemas.codec import Codec
 from schemas.topics import event_topic
 from services.monitor.rules import Fact, MedicalStay, Timer, VillageRecord
+from services.monitor.split_writer import ItemCache, split_writer
 
 __all__ = [
     "Fact",
@@ -125,6 +126,8 @@ class HouseholdState(_Waiting):
     timers: list[Timer] = field(default_factory=list)
     profiled: bool = False  # it has had an alert: its profile is published
     latest: dt.date | None = None  # the latest date of the household's events: the horizon runs behind it
+    # the facts as the changelog last wrote them (each encoded once while it is kept: split_writer)
+    encoded_facts: ItemCache = field(default_factory=ItemCache, init=False, repr=False, compare=False)
 
     def happened(self, day: dt.date) -> None:
         """An event of the household is dated `day` (its occurred_at)."""
@@ -168,6 +171,8 @@ class VillageState:
     timers: list[Timer] = field(default_factory=list)
     # built on first use from the fields above, kept up to date by add_record/add_fact, dropped by prune
     _index: _VillageIndex | None = field(default=None, init=False, repr=False, compare=False)
+    # the records as the changelog last wrote them (each encoded once while it is kept: split_writer)
+    encoded_records: ItemCache = field(default_factory=ItemCache, init=False, repr=False, compare=False)
 
     def _indexed(self) -> _VillageIndex:
         if self._index is None:
@@ -293,13 +298,17 @@ def _pending_in(rows: Iterable[dict[str, Any]]) -> list[Pending]:
 
 @dataclass(frozen=True)
 class StateCodec(Generic[S]):
-    """Encodes one kind of state record for its changelog (Avro single-object encoding)."""
+    """Encodes one kind of state record for its changelog (Avro single-object encoding). `write`, when given,
+    writes the bytes of `codec.encode(schema, to_avro(state))` faster (from items kept encoded)."""
 
     schema: str
     to_avro: Callable[[S], dict[str, Any]]
     from_avro: Callable[[dict[str, Any]], S]
+    write: Callable[[Codec, S], bytes] | None = None
 
     def encode(self, codec: Codec, state: S) -> bytes:
+        if self.write is not None:
+            return self.write(codec, state)
         return codec.encode(self.schema, self.to_avro(state))
 
     def decode(self, codec: Codec, data: bytes) -> S:
@@ -342,19 +351,30 @@ def _timers_in(rows: Iterable[dict[str, Any]]) -> list[Timer]:
             for r in rows]
 
 
-HOUSEHOLD_STATE: StateCodec[HouseholdState] = StateCodec(
-    "povwatch.monitor.HouseholdState",
-    lambda s: {
+def _household_out(s: HouseholdState, facts: bool = True) -> dict[str, Any]:
+    return {
         "seen_ids": list(s.seen),
         "seen_days": [_day(day) for day in s.seen.values()],
         "stays": [{"event_id": m.event_id, "admission_day": _day(m.admission_date),
                    "out_of_pocket_cents": int(m.out_of_pocket * 100), "high": m.high} for m in s.stays],
         "pending": _pending_out(s.pending),
-        "facts": _facts_out(s.facts),
+        "facts": _facts_out(s.facts) if facts else [],
         "timers": _timers_out(s.timers),
         "profiled": s.profiled,
         "latest_day": _day(s.latest) if s.latest is not None else -1,
-    },
+    }
+
+
+def _write_household(codec: Codec, s: HouseholdState) -> bytes:
+    """HouseholdState as `codec.encode` writes it, each fact encoded once while the household keeps it."""
+    writer = split_writer(codec, "povwatch.monitor.HouseholdState", "facts")
+    items = s.encoded_facts.encode(s.facts, lambda facts: writer.items(_facts_out(facts)))
+    return writer.write(_household_out(s, facts=False), items)
+
+
+HOUSEHOLD_STATE: StateCodec[HouseholdState] = StateCodec(
+    "povwatch.monitor.HouseholdState",
+    _household_out,
     lambda r: HouseholdState(
         pending=_pending_in(r["pending"]),
         seen={eid: _date(day) for eid, day in zip(r["seen_ids"], r["seen_days"], strict=True)},
@@ -365,23 +385,39 @@ HOUSEHOLD_STATE: StateCodec[HouseholdState] = StateCodec(
         profiled=r["profiled"],
         latest=_date(r["latest_day"]) if r["latest_day"] >= 0 else None,
     ),
+    _write_household,
 )
 
-VILLAGE_STATE: StateCodec[VillageState] = StateCodec(
-    "povwatch.monitor.VillageState",
-    lambda s: {
-        "records": [{"village_code": s.village_code, "household_id": v.household_id, "event_id": v.event_id,
-                     "disaster_date": v.disaster_date, "rule": v.rule, "person_key": v.person_key,
-                     "group": v.group} for v in s.records],
+def _record_out(s: VillageState, v: VillageRecord) -> dict[str, Any]:
+    return {"village_code": s.village_code, "household_id": v.household_id, "event_id": v.event_id,
+            "disaster_date": v.disaster_date, "rule": v.rule, "person_key": v.person_key, "group": v.group}
+
+
+def _village_out(s: VillageState, records: bool = True) -> dict[str, Any]:
+    return {
+        "records": [_record_out(s, v) for v in s.records] if records else [],
         "fired": sorted(s.fired),
         "village_code": s.village_code,
         "facts": _facts_out(s.facts),
         "fired_keys": sorted(s.fired_keys),
         "timers": _timers_out(s.timers),
-    },
+    }
+
+
+def _write_village(codec: Codec, s: VillageState) -> bytes:
+    """VillageState as `codec.encode` writes it, each record encoded once while the region keeps it."""
+    writer = split_writer(codec, "povwatch.monitor.VillageState", "records")
+    items = s.encoded_records.encode(s.records, lambda records: writer.items([_record_out(s, v) for v in records]))
+    return writer.write(_village_out(s, records=False), items)
+
+
+VILLAGE_STATE: StateCodec[VillageState] = StateCodec(
+    "povwatch.monitor.VillageState",
+    _village_out,
     lambda r: VillageState([VillageRecord(v["household_id"], v["event_id"], v["disaster_date"], v["rule"],
                                           v["person_key"], v["group"]) for v in r["records"]],
                            set(r["fired"]),
                            r["village_code"] or (r["records"][0]["village_code"] if r["records"] else ""),
                            _facts_in(r["facts"]), set(r["fired_keys"]), _timers_in(r["timers"])),
+    _write_village,
 )

@@ -9,6 +9,9 @@
     checkpoint_rows = 5000                   # rows between two checkpoints (each after the broker's ack)
     [kafka]
     bootstrap = "10.0.0.5:9092"              # overrides POVWATCH_BOOTSTRAP (every other setting: POVWATCH_*)
+    cafile = "pki/ca.crt"                    # with certfile and keyfile: TLS on the department's own
+    certfile = "pki/medical-security.crt"    # certificate (docs/security.md), whatever POVWATCH_SSL_* say
+    keyfile = "pki/medical-security.key"
     [[folders]]                              # a drop folder per feed
     path = "drop/hospitalization"
     feed = "hospitalization"
@@ -31,6 +34,7 @@ from pathlib import Path
 
 from connectors.catalog import get_feed
 from connectors.sources.sql import SqlSpec
+from plumbing.kafka_security import ClientSecurity, from_toml
 from plumbing.toml_config import TomlTable, expand_env, read_toml
 from schemas.errors import ConfigError, PovwatchError
 
@@ -65,6 +69,7 @@ class WatchConfig:
     bootstrap: str | None
     folders: tuple[FolderConfig, ...]
     sql: tuple[SqlConfig, ...]
+    security: ClientSecurity | None = None  # [kafka] cafile/certfile/keyfile: the department's own certificate
 
 
 def _feed(department: str, feed: str, where: str) -> None:
@@ -89,6 +94,7 @@ def load_config(path: Path) -> WatchConfig:
     scan = service.number("scan_seconds", 2.0, minimum=0.05)
     every = int(service.number("checkpoint_rows", 5000, minimum=1))
     bootstrap = kafka.get("bootstrap", str)
+    security = from_toml(kafka, base)
     folders = []
     for index, item in enumerate(top.get("folders", list, [])):
         entry = TomlTable(item, f"folders[{index}]")
@@ -120,4 +126,5 @@ def load_config(path: Path) -> WatchConfig:
     top.used.add("comparison")  # read by `povwatch connector compare` (services/compare/config.py)
     for table_ in (top, service, kafka):
         table_.done()
-    return WatchConfig(path, department, state, port, settle, scan, every, bootstrap, tuple(folders), tuple(sql))
+    return WatchConfig(path, department, state, port, settle, scan, every, bootstrap, tuple(folders), tuple(sql),
+                       security)

@@ -27,6 +27,7 @@ from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.exc import DBAPIError
 
 from plumbing.kafka_io import KafkaPublisher, ensure_topics, group_offsets, read_topic, topic_end_offsets
+from plumbing.kafka_security import client_options
 from plumbing.processes import ChildProcess, Samples, metric, wait_until
 from schemas.codec import default_codec
 from schemas.errors import ConfigError, DatabaseUnavailable
@@ -70,7 +71,8 @@ def publish(bootstrap: str, alerts: list[dict[str, Any]]) -> None:
 
 async def _start_group_at_end(bootstrap: str, group: str) -> None:
     ends = await topic_end_offsets(bootstrap, TOPICS)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, **client_options(), group_id=group,
+                                enable_auto_commit=False)
     await consumer.start()
     try:
         consumer.assign([TopicPartition(t, p) for t, p in ends])

@@ -37,6 +37,7 @@ from connectors.catalog import EVENT_FEEDS
 from connectors.fields import Sex, Text, Year
 from connectors.framework import FeedSpec
 from plumbing.kafka_io import read_topic
+from plumbing.kafka_security import client_options
 from plumbing.processes import ChildProcess, metric, wait_until
 from schemas.catalog import INTAKE_CHANNELS
 from schemas.codec import default_codec
@@ -207,7 +208,7 @@ def _wait_http(port: int, child: ChildProcess) -> None:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
                 return
         except (urllib.error.URLError, OSError):
-            time.sleep(0.2)
+            time.sleep(0.2)  # sleep-ok: the polling interval of a wait with a deadline
     raise AssertionError(f"intake not ready:\n{child.tail(30)}")
 
 
@@ -336,7 +337,7 @@ def test_the_monitor_consumes_every_topic_and_keeps_every_event(world: World) ->
 
 
 async def _all_topics(bootstrap: str) -> list[str]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_options())
     await admin.start()
     try:
         return sorted(t for t in await admin.list_topics() if not t.startswith("__"))

@@ -25,6 +25,7 @@ from fastavro.schema import load_schema
 
 from connectors.idcard import check_character
 from plumbing.kafka_io import ensure_topics
+from plumbing.kafka_security import client_options
 from plumbing.processes import ChildProcess
 from schemas.catalog import intake_topics
 
@@ -68,12 +69,12 @@ def _wait_ready(port: int, child: ChildProcess, timeout: float = 60.0) -> None:
                     return
         except (urllib.error.URLError, OSError):
             pass
-        time.sleep(0.2)
+        time.sleep(0.2)  # sleep-ok: the polling interval of a wait with a deadline
     raise AssertionError(f"povwatch intake not ready after {timeout:.0f}s:\n{child.tail(30)}")
 
 
 async def _read_all(bootstrap: str, topics: tuple[str, ...]) -> list[tuple[str, bytes | None, bytes]]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, **client_options(), auto_offset_reset="earliest",
                                 enable_auto_commit=False)
     await consumer.start()
     try:

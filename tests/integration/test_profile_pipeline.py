@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session
 
 from connectors.idcard import check_character
 from plumbing.kafka_io import KafkaPublisher, ensure_topics, group_offsets, read_since, topic_end_offsets
+from plumbing.kafka_security import client_options
 from plumbing.processes import ChildProcess, metric, wait_until
 from schemas.codec import default_codec
 from schemas.topics import ALERTS_HOUSEHOLD, ALERTS_REGIONAL, CASEFEED_DLQ, PROFILES_HOUSEHOLD
@@ -70,7 +71,8 @@ def _write(path: Path, header: list[str], rows: list[list[str]]) -> Path:
 
 async def _start_at_end(bootstrap: str, group: str, topics: list[str]) -> None:
     ends = await topic_end_offsets(bootstrap, topics)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, **client_options(), group_id=group,
+                                enable_auto_commit=False)
     await consumer.start()
     try:
         consumer.assign([TopicPartition(t, p) for t, p in ends])
@@ -177,7 +179,7 @@ def _wait_for(what: str, check: Any, children: list[ChildProcess], timeout: floa
         found = check()
         if found:
             return found
-        time.sleep(0.5)
+        time.sleep(0.5)  # sleep-ok: the polling interval of a wait with a deadline
     raise AssertionError(f"timed out waiting for {what}:\n" + "\n".join(c.tail(20) for c in children))
 
 

@@ -32,6 +32,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from plumbing.kafka_io import KafkaPublisher, ensure_topics, group_offsets, read_since, topic_end_offsets
+from plumbing.kafka_security import client_options
 from plumbing.processes import ChildProcess, Samples, metric, wait_until
 from schemas.catalog import INTAKE_SCHEMA
 from schemas.codec import default_codec
@@ -60,7 +61,8 @@ def _povwatch_ok(env: dict[str, str], *args: str) -> str:
 
 async def _start_at_end(bootstrap: str, group: str, topics: list[str]) -> None:
     ends = await topic_end_offsets(bootstrap, topics)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, **client_options(), group_id=group,
+                                enable_auto_commit=False)
     await consumer.start()
     try:
         consumer.assign([TopicPartition(t, p) for t, p in ends])

@@ -23,6 +23,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_serv
 
 from plumbing import kafka_local
 from plumbing.kafka_io import ensure_topics
+from plumbing.kafka_security import client_options
 from plumbing.kafka_tools import TOOLS
 from plumbing.settings import Settings
 from schemas import catalog
@@ -45,7 +46,7 @@ def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
 
 
 async def _produce(bootstrap: str, counts: dict[tuple[str, int], int]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **client_options(), acks="all")
     await producer.start()
     try:
         for (topic, partition), count in counts.items():
@@ -57,14 +58,14 @@ async def _produce(bootstrap: str, counts: dict[tuple[str, int], int]) -> None:
 
 async def _offsets(bootstrap: str, topics: list[str]) -> dict[tuple[str, int], tuple[int, int]]:
     """(log start, end) of every partition, read with aiokafka alone (not through povwatch)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_options())
     await admin.start()
     try:
         described = await admin.describe_topics(topics)
     finally:
         await admin.close()
     tps = [TopicPartition(d["topic"], p["partition"]) for d in described for p in d["partitions"]]
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, **client_options())
     await consumer.start()
     try:
         starts, ends = await consumer.beginning_offsets(tps), await consumer.end_offsets(tps)
@@ -74,7 +75,8 @@ async def _offsets(bootstrap: str, topics: list[str]) -> dict[tuple[str, int], t
 
 
 async def _commit(bootstrap: str, group: str, offsets: dict[tuple[str, int], int]) -> None:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, **client_options(), group_id=group,
+                                enable_auto_commit=False)
     await consumer.start()
     try:
         consumer.assign([TopicPartition(t, p) for t, p in offsets])

@@ -31,7 +31,8 @@ def test_row_dead_letter() -> None:
         "fields": {"name": "<redacted name>", "out_of_pocket": "-30"}, "rejected_at": NOW, "message": None,
     }
     decoded = CODEC.decode(letter.encode(), expect=SCHEMA).record
-    assert decoded == letter.record
+    # Source v2: a source built without a key_id goes on the wire with the default, ""
+    assert decoded == {**letter.record, "source": {**SOURCE, "key_id": ""}}
 
 
 def test_message_dead_letter_keeps_the_offset_out_of_the_row_number() -> None:
@@ -41,7 +42,7 @@ def test_message_dead_letter_keeps_the_offset_out_of_the_row_number() -> None:
     record = CODEC.decode(letter.encode(), expect=SCHEMA).record
     assert record["message"] == {"topic": "alerts.household", "partition": 2, "offset": 1_234_567_890_123}
     assert record["source"] == {"department": "casefeed", "feed": "alerts.household", "origin": "alerts.household",
-                                "row": 0, "connector_version": "casefeed"}
+                                "row": 0, "connector_version": "casefeed", "key_id": ""}
     assert record["stage"] == "casefeed"
     assert record["reasons"] == ["case DB refused it: too long"]
     assert record["fields"] == {"alert_id": "f" * 32}
@@ -76,7 +77,8 @@ def test_a_v1_dead_letter_reads_with_no_message() -> None:
     buf.write(MAGIC)
     buf.write(_fingerprint(v1))
     fastavro.schemaless_writer(buf, v1, old)
-    assert CODEC.decode(buf.getvalue(), expect=SCHEMA).record == {**old, "message": None}
+    assert CODEC.decode(buf.getvalue(), expect=SCHEMA).record == {
+        **old, "source": {**SOURCE, "key_id": ""}, "message": None}
 
 
 def _fingerprint(schema: Any) -> bytes:

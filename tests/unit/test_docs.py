@@ -104,6 +104,7 @@ def test_a_setting_without_a_description_is_refused(monkeypatch: pytest.MonkeyPa
 # Variables that are not settings of the product, each documented on the page of whoever uses it: the tests' ports
 # and browser (docs/testing.md), the deployment's own (docs/deployment.md).
 OTHER_VARIABLES = {"POVWATCH_TEST_BROKER_PORT": "testing.md", "POVWATCH_PG_PORT": "testing.md",
+                   "POVWATCH_TEST_SECURE": "testing.md",
                    "POVWATCH_CHROMIUM": "testing.md", "POVWATCH_DB_PASSWORD": "deployment.md"}
 VARIABLE = re.compile(r"POVWATCH_[A-Z0-9_]*[A-Z0-9]")
 

@@ -53,3 +53,15 @@ def test_the_command_line_keeps_the_tools_options_for_the_tool() -> None:
 def test_the_usual_tools_are_there() -> None:
     assert {"kafka-topics", "kafka-consumer-groups", "kafka-console-consumer", "kafka-get-offsets",
             "kafka-configs"} <= set(TOOLS)
+
+
+def test_a_client_properties_file_goes_with_the_tool_s_own_option() -> None:
+    config = Path("/tmp/client.properties")
+    topics = tool_command(JAVA, CP, LOG4J2, "kafka-topics", ["--list"], BOOT, config)
+    assert topics[len(PREFIX) + 1:] == ["--bootstrap-server", BOOT, "--command-config", str(config), "--list"]
+    consumer = tool_command(JAVA, CP, LOG4J2, "kafka-console-consumer", ["--topic", "t"], BOOT, config)
+    assert consumer[len(PREFIX) + 1:][2:4] == ["--consumer.config", str(config)]
+    given = ["--command-config", "mine.properties", "--list"]
+    assert tool_command(JAVA, CP, LOG4J2, "kafka-topics", given, BOOT, config)[len(PREFIX) + 1:] == [
+        "--bootstrap-server", BOOT, *given]
+    assert str(config) not in tool_command(JAVA, CP, LOG4J2, "kafka-dump-log", ["--files", "x"], BOOT, config)

@@ -245,9 +245,16 @@ def test_ingest_passes_the_configured_zone_down(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("POVWATCH_TIMEZONE", "Asia/Urumqi")
     monkeypatch.setattr(ingest, "run_file", fake)
     monkeypatch.setattr(ingest, "load_snapshot", fake)
+    audited: list[str] = []
+
+    async def audit_run(settings: Any, summary: Any, kind: str = "connector.run") -> None:
+        audited.append(kind)  # the run's audit record goes to Kafka; here only that it is written after the run
+
+    monkeypatch.setattr(ingest, "audit_run", audit_run)
     settings = load_settings()
     pending = ingest.run_connector(settings, "public-security", "registration-change", Path("r.csv"))
     assert asyncio.run(pending) == "done"
     assert seen.pop("zone") == zoneinfo.ZoneInfo("Asia/Urumqi")
     assert asyncio.run(ingest.load_roster(settings, Path("roster.csv"))) == "done"
     assert seen.pop("zone") == zoneinfo.ZoneInfo("Asia/Urumqi")
+    assert audited == ["connector.run", "roster.load"]

@@ -1,0 +1,127 @@
+"""Avro records whose one big array is written from items encoded once and kept.
+
+A household's state (and a region's) is written again for every batch that touches it, but most of what it holds -
+the facts, each a map of the event's fields (a region's records) - has not changed since the last time. fastavro
+encodes them anew every time (about 8 us a fact: most of a state's encoding, and while a backlog is read in many
+batches the same facts are written again and again). `SplitWriter` writes such a record as fastavro would, in
+three pieces: the fields before the array (one fastavro call), the array as Avro writes it (one block: the item
+count, the items' bytes, then 0) from items encoded once, and the fields after it (one more call). The bytes are
+the codec's (`tests/unit/test_split_writer.py` compares them).
+
+`ItemCache` keeps the items' bytes of the last write with the objects they were made from: facts are appended,
+so the next write encodes only the new ones (one call), and all of them again after a prune.
+"""
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
+
+import fastavro
+
+from schemas.codec import MAGIC, Codec, expanded_schema
+from schemas.errors import SchemaError
+
+__all__ = ["SplitWriter", "ItemCache", "split_writer"]
+
+T = TypeVar("T")
+
+
+def _long(n: int) -> bytes:
+    z = (n << 1) ^ (n >> 63)
+    out = bytearray()
+    while z >= 0x80:
+        out.append((z & 0x7F) | 0x80)
+        z >>= 7
+    out.append(z)
+    return bytes(out)
+
+
+class SplitWriter:
+    """Writes records of schema `name` (current version) with the array field `field` given as encoded items."""
+
+    def __init__(self, codec: Codec, name: str, field: str) -> None:
+        schema = expanded_schema(name)
+        names = [f["name"] for f in schema["fields"]]
+        at = names.index(field)
+        array = schema["fields"][at]["type"]
+        if not (isinstance(array, dict) and array.get("type") == "array"):
+            raise SchemaError(f"{name}.{field} is not an array")
+        self.name = name
+        self._header = MAGIC + codec.fingerprint(name)
+        # the pieces as records of their own; a named type is defined where it is first used, so each piece
+        # holds the definitions it needs (a piece naming a type defined in another would not parse)
+        self._head = fastavro.parse_schema({"type": "record", "name": f"{schema['name']}__head",
+                                            "fields": schema["fields"][:at]})
+        self._tail = fastavro.parse_schema({"type": "record", "name": f"{schema['name']}__tail",
+                                            "fields": schema["fields"][at + 1:]})
+        self._items = fastavro.parse_schema({"type": "array", "items": array["items"]})
+        self._head_names = names[:at]
+        self._tail_names = names[at + 1:]
+
+    def items(self, records: Sequence[Mapping[str, Any]]) -> bytes:
+        """Array items, encoded and concatenated (one fastavro call: the array without its count and end)."""
+        if not records:
+            return b""
+        buf = io.BytesIO()
+        try:
+            fastavro.schemaless_writer(buf, self._items, [dict(r) for r in records], strict_allow_default=True)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise SchemaError(f"{self.name}: {exc}") from exc
+        data = buf.getvalue()
+        return data[len(_long(len(records))):-1]  # one block: its count, the items, the 0 that ends the array
+
+    def write(self, record: Mapping[str, Any], items: tuple[int, bytes]) -> bytes:
+        """The single-object encoding of `record` (every field but the array) with the array's items (their count
+        and bytes, from `items` or an `ItemCache`)."""
+        buf = io.BytesIO()
+        buf.write(self._header)
+        try:
+            fastavro.schemaless_writer(buf, self._head, {k: record[k] for k in self._head_names},
+                                       strict_allow_default=True)
+            count, data = items
+            if count:
+                buf.write(_long(count))
+                buf.write(data)
+            buf.write(b"\x00")
+            fastavro.schemaless_writer(buf, self._tail, {k: record[k] for k in self._tail_names},
+                                       strict_allow_default=True)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise SchemaError(f"{self.name}: {exc}") from exc
+        return buf.getvalue()
+
+
+_WRITERS: dict[tuple[bytes, str], SplitWriter] = {}
+
+
+def split_writer(codec: Codec, name: str, field: str) -> SplitWriter:
+    """The writer of `name` split at `field`, made once per schema version."""
+    key = (codec.fingerprint(name), field)
+    writer = _WRITERS.get(key)
+    if writer is None:
+        writer = _WRITERS[key] = SplitWriter(codec, name, field)
+    return writer
+
+
+class ItemCache:
+    """The items of an append-mostly list as last written: the objects (by identity: a kept fact is never changed
+    in place) and their bytes, so the next write encodes only what was appended since (one fastavro call), and
+    everything again only when the list changed otherwise (pruned, rebuilt)."""
+
+    __slots__ = ("_objects", "_bytes")
+
+    def __init__(self) -> None:
+        self._objects: list[object] = []
+        self._bytes = b""
+
+    def encode(self, objects: Sequence[T], make: Callable[[Sequence[T]], bytes]) -> tuple[int, bytes]:
+        """(count, the items' bytes) of `objects`; `make` encodes a run of objects (their items, concatenated)."""
+        kept = self._objects
+        n = len(kept)
+        if n <= len(objects) and all(a is b for a, b in zip(kept, objects)):
+            if n < len(objects):
+                self._bytes += make(objects[n:])
+        else:
+            self._bytes = make(objects)
+        self._objects = list(objects)
+        return len(objects), self._bytes
