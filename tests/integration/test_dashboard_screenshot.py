@@ -125,7 +125,7 @@ def _give_work(prometheus: str, demo: list[Running], settings: Settings, work: P
     first = ("povwatch_connector_rows_rejected_total > 0", "sum(povwatch_intake_requests_total) > 0")
     while not all(_scraped(prometheus, expr) for expr in first):
         assert time.monotonic() < deadline, "Prometheus did not see the first wave in 60 s"
-        time.sleep(0.5)
+        time.sleep(0.5)  # sleep-ok: the polling interval of a wait with a deadline
     _wave(demo, work, "2026-12", [h.members[0] for h in hhs[2:]], "dash-shot-2")
 
 
@@ -153,7 +153,7 @@ def prometheus(demo: list[Running], tmp_path_factory: pytest.TempPathFactory) ->
                     up = {}
                 if len(up) == len(demo) and all(up.values()):
                     break
-            time.sleep(0.3)
+            time.sleep(0.3)  # sleep-ok: the polling interval of a wait with a deadline
         assert len(up) == len(demo) and all(up.values()), f"targets not all up in 60 s: {up}"
         yield base
     finally:
@@ -192,7 +192,7 @@ def test_dashboard_screenshot_over_a_demo_run(prometheus: str, demo: list[Runnin
         drawn = write_preview(DEFAULT_BOARD, prometheus, page, minutes=(time.time() - scraping_since) / 60, step=1)
         if expected <= _with_data(drawn) and set(MOVED_BY_DEMO) <= _moved(drawn):
             break
-        time.sleep(1)
+        time.sleep(1)  # sleep-ok: the polling interval of a wait with a deadline
     assert not [d.error for d in drawn if d.error], [f"{d.panel.title}: {d.error}" for d in drawn if d.error]
     missing = sorted(expected - _with_data(drawn))
     shot = ARTIFACTS / "grafana-dashboard.png"
