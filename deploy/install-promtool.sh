@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Make `promtool` (checks deploy/prometheus/ in tests/e2e) available; prints one line saying what it did.
+# Make `promtool` (checks deploy/prometheus/ in tests/e2e) and the `prometheus` server binary (scrapes a demo run
+# for the dashboard preview's screenshot, tests/integration/test_dashboard_screenshot.py) available; prints one
+# line saying what it did. The server is never started by this script nor by the package.
 #
-# Idempotent: does nothing if promtool is already on PATH.
+# Idempotent: does nothing if promtool and prometheus are already on PATH.
 # Otherwise installs Debian's `prometheus` package (which ships /usr/bin/promtool) with a temporary
 # policy-rc.d that returns 101, so the package's postinst does not start a Prometheus server on :9090
 # (it would on a host whose init runs services); on a systemd host the unit is also disabled, so it does
 # not start at the next boot either.
 # Any existing policy-rc.d is put back afterwards. If that install fails,
-# or with --extract, it downloads the .deb and extracts only promtool into $PROMTOOL_BIN
+# or with --extract, it downloads the .deb and extracts only promtool and prometheus into $PROMTOOL_BIN
 # (default /usr/local/bin as root, ~/.local/bin otherwise), with no postinst and no service at all.
 set -euo pipefail
 
@@ -18,8 +20,8 @@ case "${1:-}" in
   *) echo "usage: $0 [--extract]" >&2; exit 2 ;;
 esac
 
-if command -v promtool >/dev/null 2>&1; then
-  echo "install-promtool: promtool already on PATH ($(command -v promtool)); nothing to do"
+if command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1; then
+  echo "install-promtool: promtool and prometheus already on PATH ($(command -v promtool)); nothing to do"
   exit 0
 fi
 
@@ -70,7 +72,7 @@ install_package() {
   if [ "$rc" -eq 0 ] && [ -d /run/systemd/system ]; then  # systemd is running: keep the unit off at boot
     as_root systemctl disable prometheus >>"$log" 2>&1 || true
   fi
-  [ "$rc" -eq 0 ] && command -v promtool >/dev/null 2>&1
+  [ "$rc" -eq 0 ] && command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1
 }
 
 # --- extracting promtool alone from the .deb -----------------------------------------------------------
@@ -92,8 +94,10 @@ extract_promtool() {
   [ -n "$deb" ] || { rm -rf "$tmp"; return 1; }
   dpkg-deb -x "$deb" "$tmp/root" >>"$log" 2>&1 || { rm -rf "$tmp"; return 1; }
   [ -x "$tmp/root/usr/bin/promtool" ] || { rm -rf "$tmp"; return 1; }
-  as_root install -D -m 755 "$tmp/root/usr/bin/promtool" "$bin/promtool" >>"$log" 2>&1 \
-    || { rm -rf "$tmp"; return 1; }
+  local tool
+  for tool in promtool prometheus; do
+    as_root install -D -m 755 "$tmp/root/usr/bin/$tool" "$bin/$tool" >>"$log" 2>&1 || { rm -rf "$tmp"; return 1; }
+  done
   rm -rf "$tmp"
   "$bin/promtool" --version >>"$log" 2>&1 || return 1
   EXTRACTED_TO="$bin/promtool"
@@ -116,5 +120,5 @@ case ":$PATH:" in
   *":$(dirname "$EXTRACTED_TO"):"*) note="" ;;
   *) note="; add $(dirname "$EXTRACTED_TO") to PATH" ;;
 esac
-echo "install-promtool: extracted promtool ($(version "$EXTRACTED_TO")) from the prometheus .deb to $EXTRACTED_TO$note"
+echo "install-promtool: extracted promtool and prometheus ($(version "$EXTRACTED_TO")) from the prometheus .deb to $EXTRACTED_TO$note"
 rm -f "$log"

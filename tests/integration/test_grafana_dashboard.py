@@ -75,7 +75,7 @@ def live_metrics(broker: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
         bad = "测试,not-an-id,肺炎,2026-11-02,5,30000.00,15000.00,2026-11-07\n"
         (watch.drop / "2026-11.csv").write_text(text + bad, encoding="utf-8")
         body = json.dumps({"request_id": "dash-1"}).encode()
-        request = urllib.request.Request(f"http://127.0.0.1:{by_name['intake'].port}/v1/self-declaration",
+        request = urllib.request.Request(f"http://127.0.0.1:{by_name['intake'].port}/v1/intake/self-declaration",
                                          data=body, method="POST", headers={
                                              "Authorization": f"Bearer {TOKENS['self-declaration']}",
                                              "Content-Type": "application/json"})
