@@ -269,10 +269,11 @@ def publish_backlog(settings: Settings, work: Path, events: int, households: int
 
 def start_monitor(settings: Settings, log_path: Path, *, store: str = "memory",
                   store_dir: Path | None = None) -> ChildProcess:
-    """`povwatch monitor` as a child, on `settings`' broker, app id and metrics port, with its table store
+    """`povwatch monitor` as a child, on `settings`' broker, app id, partitions and metrics port, with its table store
     (`memory`, or `rocksdb` under `store_dir`)."""
     env = {"POVWATCH_BOOTSTRAP": settings.bootstrap, "POVWATCH_MONITOR_APP_ID": settings.monitor_app_id,
-           "POVWATCH_MONITOR_METRICS_PORT": str(settings.monitor_metrics_port), "POVWATCH_MONITOR_STORE": store}
+           "POVWATCH_MONITOR_METRICS_PORT": str(settings.monitor_metrics_port), "POVWATCH_MONITOR_STORE": store,
+           "POVWATCH_PARTITIONS": str(settings.partitions)}
     if store_dir is not None:
         env["POVWATCH_MONITOR_STORE_DIR"] = str(store_dir)
     return ChildProcess(["monitor"], env=env, log_path=log_path)
