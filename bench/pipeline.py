@@ -53,7 +53,7 @@ from aiokafka.errors import KafkaError
 from connectors.catalog import EVENT_FEEDS, get_feed
 from connectors.readers import read_table
 from plumbing import kafka_local
-from plumbing.kafka_io import ensure_topics
+from plumbing.kafka_io import ensure_topics, topic_end_offsets
 from plumbing.processes import ChildProcess, Samples, metric, wait_until
 from plumbing.settings import Settings, load_settings
 from plumbing.table import render_table
@@ -222,6 +222,21 @@ def write_mixed(directory: Path, households: list[Household], n: int, today: dt.
     return out
 
 
+async def wait_for_leaders(bootstrap: str, topics: list[str], timeout: float = 300.0) -> None:
+    """Return once every partition of `topics` answers its end offset: a new topic's partitions get their
+    leaders a moment after it is created, many seconds later on a busy machine with many partitions."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            await topic_end_offsets(bootstrap, topics)
+            return
+        except (KafkaError, PovwatchError) as exc:
+            if time.monotonic() > deadline:
+                raise BrokerUnavailable(f"partitions of {len(topics)} topics still without a leader after "
+                                        f"{timeout:.0f} s: {exc}") from None
+            await asyncio.sleep(0.5)
+
+
 @dataclass(frozen=True)
 class Backlog:
     """What `publish_backlog` left on the broker: the event topics written and their events, the registry."""
@@ -239,7 +254,8 @@ def publish_backlog(settings: Settings, work: Path, events: int, households: int
     synthetic persons), and the workload's events published by the connectors from files under `work/files`.
     EnvironmentProblem unless every row was published."""
     (work / "files").mkdir(parents=True, exist_ok=True)
-    asyncio.run(ensure_topics(settings.bootstrap, settings.partitions))
+    asyncio.run(wait_for_leaders(settings.bootstrap, asyncio.run(ensure_topics(settings.bootstrap,
+                                                                                settings.partitions))))
     files = generate(work / "files", households=households, seed=2024, today=(today := dt.date.today()))
     roster = asyncio.run(load_roster(settings, files.roster))
     persons = roster.published

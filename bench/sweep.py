@@ -450,6 +450,7 @@ def report(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global WORK
     parser = argparse.ArgumentParser(description="povwatch year-end sweep: a year of every feed, files to case DB")
     parser.add_argument("--persons", type=int, default=300_000, help="roster persons, about (300000; at least 800)")
     parser.add_argument("--scale", type=float, default=1.0, help="the year's volumes times this (1.0)")
@@ -464,7 +465,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--manifest", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--bootstrap", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    global WORK
     WORK = args.work.resolve()
     if args.child_connector:
         connector_child(args.child_connector, args.manifest, args.bootstrap)

@@ -2,11 +2,12 @@
 in each table store, in one run on a real broker.
 
     .venv/bin/python bench/workers.py [--events 60000] [--households 5000] [--workers 1,2,4] [--partitions 12]
-                                      [--persons 1000000] [--port 19892]
+                                      [--persons 1000000] [--port 19892] [--work DIR]
 
-Starts its own broker (127.0.0.1:PORT, `--partitions` per topic, data in var/bench-workers, wiped first; the
-controller takes PORT + 1, the workers' /metrics PORT + 2 ...), loads a roster of H households and publishes about
-N rows spread over every department feed (bench/pipeline.py's `mixed` workload) with no monitor running. Then:
+Starts its own broker (127.0.0.1:PORT, `--partitions` per topic, data in `--work` (var/bench-workers), wiped
+first; the controller takes PORT + 1, the workers' /metrics PORT + 2 ...), loads a roster of H households and
+publishes about N rows spread over every department feed (bench/pipeline.py's `mixed` workload) with no monitor
+running. Then:
 
   workers   for each count W of `--workers`: W `povwatch monitor` processes with one new app id (one consumer
             group per stage, the topics' partitions split between them) on that backlog, timed from start to
@@ -18,8 +19,8 @@ N rows spread over every department feed (bench/pipeline.py's `mixed` workload) 
 
 Every worker count reads the same backlog from the beginning, so the drain rates compare; the broker, the
 workers and this script share the machine's cores, so on a machine with fewer cores than workers the extra
-workers only share the same CPU (the report says how busy the cores were). Written to
-var/bench-workers/workers.json.
+workers only share the same CPU (the report says how busy the cores were). Written to workers.json and
+workers.txt in the work directory.
 """
 from __future__ import annotations
 
@@ -164,7 +165,7 @@ def bench(events: int, households: int, counts: list[int], partitions: int, pers
         backlog = publish_backlog(settings, WORK, events, households, 0, "mixed")
         for count in counts:
             runs.append(run_workers(settings, count, backlog.events, metrics_port))
-            print(f"{count} worker(s): {runs[-1]['events_per_s']:,.0f} events/s in the drain", flush=True)
+            print(f"{count} worker(s): {runs[-1]['events_per_s_from_start']:,.0f} events/s", flush=True)
         if persons:
             memory["memory_small"] = ready_rss(settings, "memory", metrics_port, "mem-small")
             memory["rocksdb_small"] = ready_rss(settings, "rocksdb", metrics_port, "rdb-small")
@@ -182,16 +183,18 @@ def bench(events: int, households: int, counts: list[int], partitions: int, pers
 
 
 def report(result: dict[str, Any]) -> str:
-    one = result["runs"][0]["events_per_s"]
-    rows = [[str(r["workers"]), f"{r['ready_s']:.1f}", f"{r['drain_s']:.1f}", f"{r['events_per_s']:,.0f}",
-             f"{r['events_per_s'] / one:.2f}", " ".join(f"{c:.0f}" for c in r["cpu_s"] if c is not None),
+    one = result["runs"][0]["events_per_s_from_start"]
+    rows = [[str(r["workers"]), f"{r['ready_s']:.1f}", f"{r['drained_s']:.1f}", f"{r['events_per_s_from_start']:,.0f}",
+             f"{r['events_per_s_from_start'] / one:.2f}", f"{r['events_per_s']:,.0f}",
+             " ".join(f"{c:.0f}" for c in r["cpu_s"] if c is not None),
              " ".join(f"{m:.0f}" for m in r["rss_mb"] if m is not None), f"{r['busy_cores']:.2f}"]
             for r in result["runs"]]
-    out = [render_table(["workers", "ready s", "drain s", "events/s", "x one", "CPU s each", "RSS MB each",
-                         "machine busy cores"], rows, right_from=1),
+    out = [render_table(["workers", "all ready s", "drained s", "events/s", "x one", "events/s after all ready",
+                         "CPU s each", "RSS MB each", "machine busy cores"], rows, right_from=1),
            f"{result['events']:,} events of every feed, {result['partitions']} partitions, "
-           f"{result['households']:,} households; {result['cores']} cores, load average at the end "
-           f"{result['load_average'][0]:.1f} (shared); one run"]
+           f"{result['households']:,} households; events/s from the workers' start to every event handled (the "
+           f"workers start on the backlog and rebalance as they join); {result['cores']} cores, load average at "
+           f"the end {result['load_average'][0]:.1f} (shared); one run"]
     if result["memory"]:
         mem = result["memory"]
         rows = [[store, f"{mem[f'{store}_small']['registry_persons']:,.0f}", f"{mem[f'{store}_small']['rss_mb']:.0f}",
@@ -208,6 +211,7 @@ def report(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global WORK
     parser = argparse.ArgumentParser(description="povwatch monitor: 1, 2, 4 workers; memory per million persons")
     parser.add_argument("--events", type=int, default=60_000, help="rows over every feed (60000)")
     parser.add_argument("--households", type=int, default=5000, help="roster households (5000; at least 200)")
@@ -217,7 +221,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="synthetic registry persons for the memory figures (1000000; 0 skips them)")
     parser.add_argument("--port", type=int, default=19892,
                         help="the bench's broker (19892); the controller and the workers' /metrics take the next")
+    parser.add_argument("--work", type=Path, default=WORK, help="the work directory, wiped first (var/bench-workers)")
     args = parser.parse_args(argv)
+    WORK = args.work.resolve()
     try:
         counts = [int(x) for x in args.workers.split(",")]
     except ValueError:

@@ -60,7 +60,8 @@ def test_a_saturated_machine_names_the_cpu_and_the_biggest_user() -> None:
     lines = sweep.bounds(_result(busy=1.95, monitor_cpu=90.0))
     assert "1.95 busy" in lines[0] and "1.65 by the sweep's processes, 0.30 by others" in lines[0]
     assert lines[1].startswith("cores used on average, by process: monitor 0.90, connectors 0.50, broker")
-    assert "bound: the machine's CPU (cores saturated)" in lines[2] and "the monitor took the most (90 CPU s" in lines[2]
+    assert "bound: the machine's CPU (cores saturated)" in lines[2]
+    assert "the monitor took the most (90 CPU s" in lines[2]
     assert "5000 events behind" in lines[3] and "drained 20 s later" in lines[3] and "10 s more" in lines[3]
     assert "500 MB (5.0 MB/s)" in lines[4]
 
