@@ -48,7 +48,7 @@ for _path in (str(ROOT), str(ROOT / "bench")):  # run as a script: the project's
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
-from measure import Watch, machine_busy  # noqa: E402
+from measure import Watch, machine_busy, proc_stats  # noqa: E402
 from pipeline import roster_households, start_monitor  # noqa: E402
 from year import Plan, plan_year  # noqa: E402
 
@@ -285,6 +285,10 @@ def sweep(persons: int, scale: float, partitions: int, parallel: int, jobs: int,
         roster_summary = json.loads(out.strip().splitlines()[-1])
         phases["roster"] = time.perf_counter() - t0
         print(f"roster loaded in {phases['roster']:.0f} s: {roster_summary['published']} persons", flush=True)
+        wait_until(settings.monitor_metrics_port,
+                   lambda s: metric(s, "povwatch_registry_entries", table="persons") >= roster_summary["published"],
+                   timeout=1800, child=monitor, what="the monitor to read the roster")
+        rss_roster = proc_stats(monitor.proc.pid)
 
         def alive() -> None:
             for child in (monitor, casefeed):
@@ -304,6 +308,7 @@ def sweep(persons: int, scale: float, partitions: int, parallel: int, jobs: int,
                            what=f"the monitor to handle {published} events", interval=0.5)
         phases["drained"] = time.perf_counter() - t0
         watch.sample("monitor")
+        rss_drained = proc_stats(monitor.proc.pid)
         print(f"monitor drained at {phases['drained']:.0f} s", flush=True)
         alert_topics = [ALERTS_HOUSEHOLD, ALERTS_REGIONAL]
         while True:  # every alert message on the topics consumed into the case DB, and no new one meanwhile
@@ -354,7 +359,11 @@ def sweep(persons: int, scale: float, partitions: int, parallel: int, jobs: int,
                     "unmatched": metric(final, "povwatch_events_unmatched_total"),
                     "duplicates": metric(final, "povwatch_events_duplicate_total"),
                     "pending": metric(final, "povwatch_events_pending"),
-                    "too_late": metric(final, "povwatch_events_too_late_total")},
+                    "too_late": metric(final, "povwatch_events_too_late_total"),
+                    "rss_mb_roster_read": rss_roster.rss_mb if rss_roster else None,
+                    "rss_mb_drained": rss_drained.rss_mb if rss_drained else None,
+                    "state_entries": {stage: metric(final, "povwatch_monitor_state_entries", stage=stage)
+                                      for stage in ("person", "household", "village")}},
         "alerts": {"messages": messages, "distinct": distinct, "case_db_evidence": counts["evidence"],
                    "cases_open": counts["cases_open"]},
         "processes": {name: vars(s) for name, s in watch.stats.items()},
@@ -442,6 +451,8 @@ def report(result: dict[str, Any]) -> str:
         f"alerts: {a['messages']:,} messages, {a['distinct']:,} distinct; {a['case_db_evidence']:,} in the case DB "
         f"({a['cases_open']:,} cases open) -> {'exact' if exact else 'MISMATCH'}; monitor: {m['unmatched']:.0f} "
         f"unmatched, {m['duplicates']:.0f} duplicates, {m['too_late']:.0f} too late",
+        f"monitor RSS: {m['rss_mb_roster_read'] or 0:.0f} MB with the roster read, {m['rss_mb_drained'] or 0:.0f} MB "
+        f"when every event was judged (its state: {m['state_entries']['household']:,.0f} households' records)",
         *[f"count problem: {p}" for p in result["count_problems"][:10]],
         *bounds(result),
         f"machine: {result['machine']['cores']} cores, load average at the end "

@@ -76,3 +76,8 @@ def test_memory_per_million_is_the_growth_over_the_persons_added() -> None:
     big = {"registry_persons": 1_020_000, "rss_mb": 600.0}
     assert workers.per_million(small, big) == pytest.approx(450.0)
     assert workers.per_million(big, big) != workers.per_million(big, big)  # NaN: no persons added
+
+
+def test_cpu_per_event_adds_up_every_workers_cpu() -> None:
+    run = {"events": 40_000, "cpu_s": [30.0, 28.0, None, 22.0]}  # a worker gone before it was read counts nothing
+    assert workers.cpu_per_event(run) == pytest.approx(0.002)
