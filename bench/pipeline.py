@@ -53,7 +53,7 @@ from aiokafka.errors import KafkaError
 from connectors.catalog import EVENT_FEEDS, get_feed
 from connectors.readers import read_table
 from plumbing import kafka_local
-from plumbing.kafka_io import ensure_topics, topic_end_offsets
+from plumbing.kafka_io import ensure_topics, project_topics, topic_end_offsets, wait_for_topics
 from plumbing.processes import ChildProcess, Samples, metric, wait_until
 from plumbing.settings import Settings, load_settings
 from plumbing.table import render_table
@@ -63,6 +63,7 @@ from services.demo.feeds import Household, Member, write_feed_file
 from services.demo.population import FEED_HEADERS, generate
 from services.demo.run import monitor_settled
 from services.ingest import load_roster, run_connector
+from services.monitor.app import monitor_topics
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "var" / "bench"
@@ -292,6 +293,15 @@ def start_monitor(settings: Settings, log_path: Path, *, store: str = "memory",
            "POVWATCH_PARTITIONS": str(settings.partitions)}
     if store_dir is not None:
         env["POVWATCH_MONITOR_STORE_DIR"] = str(store_dir)
+    # its topics made and led first: the monitor gives a new topic 30 s to appear, too little on a loaded machine
+    names = [spec.name for spec in project_topics() + monitor_topics(settings.monitor_app_id)]
+    try:
+        asyncio.run(ensure_topics(settings.bootstrap, settings.partitions,
+                                  project_topics() + monitor_topics(settings.monitor_app_id)))
+    except BrokerUnavailable:
+        pass  # created, but slow to appear in the metadata: waited for below
+    asyncio.run(wait_for_topics(settings.bootstrap, names, timeout=300))
+    asyncio.run(wait_for_leaders(settings.bootstrap, names))
     return ChildProcess(["monitor"], env=env, log_path=log_path)
 
 
