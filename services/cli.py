@@ -442,6 +442,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_compare_commands(sub)  # compare request|status
     add_relay_command(sub)
+
+    from services.ops.cli import add_commands as add_ops_commands
+
+    add_ops_commands(sub)  # replay, rebuild monitor, casedb backup|restore (docs/runbook.md)
     return parser
 
 

@@ -54,7 +54,7 @@ from plumbing.batch_sender import BatchSender
 from plumbing.consumer_lag import LagTracker
 from schemas.codec import Codec
 from schemas.deadletter import message_dead_letter
-from schemas.errors import DecodeError, SchemaError
+from schemas.errors import DecodeError, PovwatchError, SchemaError
 from schemas.topics import MONITOR_DLQ
 from services.monitor import metrics
 from services.monitor.handlers import Emit
@@ -64,6 +64,11 @@ from services.monitor.store import MemoryStore, StateStore, Store, TableCodec, T
 __all__ = ["Handler", "TrackedDict", "StageSpec", "StageRunner", "TRANSIENT"]
 
 log = logging.getLogger("povwatch.monitor")
+
+
+class CorruptChangelog(PovwatchError):
+    """A state changelog holds a record the monitor cannot read: restarting does not help, rebuilding does."""
+
 
 TRANSIENT = (KafkaError, asyncio.TimeoutError, OSError)
 
@@ -411,7 +416,12 @@ class StageRunner(ConsumerRebalanceListener, Generic[S]):  # type: ignore[misc] 
                 for tp, messages in batch.items():
                     if tp not in todo:
                         continue
-                    by_tp[tp].state.restore((m.key.decode(), m.value) for m in messages)
+                    try:
+                        by_tp[tp].state.restore((m.key.decode(), m.value) for m in messages)
+                    except (DecodeError, UnicodeDecodeError) as exc:  # not transient: the record stays there
+                        raise CorruptChangelog(f"{tp.topic} partition {tp.partition}: a state record cannot be "
+                                               f"read ({exc}); stop every monitor worker and run `povwatch "
+                                               "rebuild monitor` (docs/runbook.md)") from None
                     records += len(messages)
                     if messages and messages[-1].offset + 1 >= ends[tp]:
                         todo.discard(tp)

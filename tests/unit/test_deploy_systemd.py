@@ -18,6 +18,8 @@ from services.cli import build_parser
 ROOT = Path(__file__).resolve().parents[2]
 UNITS = ROOT / "deploy" / "systemd"
 SERVICES = sorted(UNITS.glob("*.service"))
+TIMERS = sorted(UNITS.glob("*.timer"))
+TIMED = {"povwatch-casedb-backup.service"}  # one-shot jobs started by a timer of the same name, not by the target
 SYSTEM_UNITS = Path("/usr/lib/systemd/system")
 POVWATCH = "/opt/povwatch/venv/bin/povwatch"
 
@@ -40,9 +42,19 @@ def test_every_service_of_the_hub_has_a_unit() -> None:
     names = {p.name for p in SERVICES}
     assert names == {"povwatch-kafka.service", "povwatch-monitor.service", "povwatch-casefeed.service",
                      "povwatch-relay.service", "povwatch-intake.service", "povwatch-desk.service",
-                     "povwatch-connector@.service"}
+                     "povwatch-connector@.service", "povwatch-casedb-backup.service"}
     wanted = set(_unit(UNITS / "povwatch.target")["Unit"]["Wants"].split())
-    assert wanted == names - {"povwatch-connector@.service"}  # connectors are enabled per department
+    assert wanted == names - {"povwatch-connector@.service"} - TIMED  # connectors are enabled per department
+
+
+def test_every_timed_job_has_its_timer() -> None:
+    assert {p.name for p in TIMERS} == {name.replace(".service", ".timer") for name in TIMED}
+    for timer in TIMERS:
+        unit = _unit(timer)
+        assert unit["Timer"]["Unit"] == timer.name.replace(".timer", ".service")
+        assert unit["Timer"]["Persistent"] == "true"  # a run missed while the host was off is made up at boot
+        assert unit["Install"]["WantedBy"] == "timers.target"
+        assert _unit(UNITS / unit["Timer"]["Unit"])["Service"]["Type"] == "oneshot"
 
 
 @pytest.mark.parametrize("path", SERVICES, ids=lambda p: p.name)
@@ -59,7 +71,10 @@ def test_unit_runs_as_the_dedicated_user_hardened(path: Path) -> None:
     writable = service["ReadWritePaths"].split()
     assert "/var/lib/povwatch" in writable
     assert all(w.lstrip("-").startswith(("/var/lib/povwatch", "/srv/povwatch/")) for w in writable)
-    assert _unit(path)["Install"]["WantedBy"] == "povwatch.target"
+    if path.name in TIMED:
+        assert not _unit(path).has_section("Install")  # started by its timer only
+    else:
+        assert _unit(path)["Install"]["WantedBy"] == "povwatch.target"
 
 
 @pytest.mark.parametrize("path", SERVICES, ids=lambda p: p.name)
@@ -93,13 +108,14 @@ def test_systemd_analyze_verify_passes_on_every_unit(tmp_path: Path) -> None:
     shutil.copytree(SYSTEM_UNITS, root / "usr/lib/systemd/system", symlinks=True)
     etc = root / "etc/systemd/system"
     etc.mkdir(parents=True)
-    for unit in [*SERVICES, UNITS / "povwatch.target"]:
+    for unit in [*SERVICES, *TIMERS, UNITS / "povwatch.target"]:
         shutil.copy(unit, etc / unit.name)
     exe = root / POVWATCH.lstrip("/")
     exe.parent.mkdir(parents=True)
     exe.write_text("#!/bin/sh\nexit 0\n")
     exe.chmod(0o755)
-    names = [p.name.replace("@.service", "@medical-security.service") for p in SERVICES] + ["povwatch.target"]
+    names = [p.name.replace("@.service", "@medical-security.service") for p in [*SERVICES, *TIMERS]]
+    names.append("povwatch.target")
     for name in names:
         done = subprocess.run(["systemd-analyze", "verify", f"--root={root}", "--man=no", name],
                               capture_output=True, text=True, timeout=120)
