@@ -300,7 +300,8 @@ def sweep(persons: int, scale: float, partitions: int, parallel: int, jobs: int,
         phases["connectors"] = time.perf_counter() - t1
         published = sum(s["published"] for d in departments for s in d.result["summaries"])
         at_connectors = scrape(settings.monitor_metrics_port)
-        behind = published - metric(at_connectors, "povwatch_monitor_processed_total", stage="person")
+        # events released after waiting for their person are counted again: never below 0
+        behind = max(0.0, published - metric(at_connectors, "povwatch_monitor_processed_total", stage="person"))
         print(f"connectors done in {phases['connectors']:.0f} s: {published} events published; the monitor "
               f"{behind:.0f} events behind", flush=True)
 
