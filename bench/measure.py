@@ -63,9 +63,11 @@ class Watch:
         with self._lock:
             pid = self.pids.get(name)
         got = proc_stats(pid) if pid is not None else None
-        if got is not None:
-            with self._lock:
+        with self._lock:
+            if got is not None:
                 self.stats[name] = got
+            elif pid is not None and name in self.stats:  # gone: never sample its pid again (pids are reused)
+                self.pids.pop(name, None)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):

@@ -367,7 +367,10 @@ def sweep(persons: int, scale: float, partitions: int, parallel: int, jobs: int,
                                       for stage in ("person", "household", "village")}},
         "alerts": {"messages": messages, "distinct": distinct, "case_db_evidence": counts["evidence"],
                    "cases_open": counts["cases_open"]},
-        "processes": {name: vars(s) for name, s in watch.stats.items()},
+        # a connector's own figures (read in the process itself), the others' as sampled
+        "processes": {name: vars(s) for name, s in watch.stats.items() if not name.startswith("connector ")}
+        | {f"connector {d.name}": {"peak_rss_mb": d.result["peak_rss_mb"], "rss_mb": 0.0, "cpu_s": d.result["cpu_s"],
+                                   "write_mb": 0.0} for d in departments},
         "connectors": {d.name: {k: d.result[k] for k in ("seconds", "wall_s", "cpu_s", "peak_rss_mb")}
                        | {"rows": sum(s["read"] for s in d.result["summaries"]), "files": len(d.result["summaries"]),
                           "fastest_file_s": min(s["seconds"] for s in d.result["summaries"])}
