@@ -38,7 +38,7 @@ if str(ROOT) not in sys.path:  # run as a script: the project's packages
 from connectors.catalog import get_feed  # noqa: E402
 from connectors.framework import EventHandler, RawRow, ValidRecord, bind_headers, validate  # noqa: E402
 from connectors.idcard import check_character  # noqa: E402
-from connectors.pseudonym import Pseudonymiser  # noqa: E402
+from connectors.pseudonym import pseudonymiser_of  # noqa: E402
 from connectors.readers import read_table  # noqa: E402
 from plumbing.table import render_table  # noqa: E402
 from schemas.codec import default_codec  # noqa: E402
@@ -111,7 +111,7 @@ def _events(path: Path) -> dict[str, int]:
 
     settings = load_settings()
     spec, codec = get_feed(DEPARTMENT, FEED), default_codec()
-    handler = EventHandler(spec, pseudonymiser=Pseudonymiser(settings.checked_key()), codec=codec, clock=utc_now)
+    handler = EventHandler(spec, pseudonymiser=pseudonymiser_of(settings), codec=codec, clock=utc_now)
     summary = asyncio.run(run_file(spec, path, handler, publisher_factory=_DropPublisher, codec=codec,
                                    clock=utc_now, zone=settings.zone))
     return {"read": summary.read, "published": summary.published, "rejected": summary.rejected}

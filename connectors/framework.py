@@ -317,7 +317,7 @@ class EventHandler:
             "event_id": eid,
             "occurred_at": occurred_on(record.values[self.spec.occurred_at]),
             "ingested_at": self._clock(),
-            "source": source,
+            "source": {**source, "key_id": self._pseudonymiser.key_id},
             **body,
         }
         value = self._codec.encode(self.spec.schema, event)

@@ -78,6 +78,10 @@ async def ensure_topics(bootstrap: str, partitions: int, topics: Iterable[TopicS
             if spec.name in existing:
                 continue
             config = {"cleanup.policy": "compact"} if spec.compacted else {}
+            if spec.retention_ms is not None and not spec.compacted:
+                # cleanup.policy stays the broker's default, delete: a second config entry in aiokafka's CreateTopics
+                # request left another topic's partition without a leader (seen with Kafka 4.1, aiokafka 0.12+)
+                config = {"retention.ms": str(spec.retention_ms)}
             count = spec.partitions or (1 if spec.name.startswith("dlq.") else partitions)
             new.append(NewTopic(spec.name, num_partitions=count, replication_factor=1, topic_configs=config))
         if new:

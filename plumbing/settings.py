@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from plumbing.secret_file import read_secret_file
 from schemas.errors import ConfigError
 from schemas.thresholds import RuleConfig, load_rules_file, merge_rules
 
@@ -35,6 +36,20 @@ class Settings(BaseSettings):
     pseudonym_key: SecretStr = Field(SecretStr(DEV_PSEUDONYM_KEY), description="HMAC key turning an ID number "
                                      "into its person_key (at least 16 characters), held inside the private network; "
                                      "the default is the development key")
+    pseudonym_key_file: Path | None = Field(None, description="a file holding the pseudonymisation key (first "
+                                            "line; refused if group or others may read it); wins over "
+                                            "POVWATCH_PSEUDONYM_KEY")
+    pseudonym_previous_key_file: Path | None = Field(None, description="during a key rotation only: the file of "
+                                                     "the key being retired; the roster is also published under it "
+                                                     "so events pseudonymised with it still join "
+                                                     "(docs/operations.md)")
+    pseudonym_previous_key: SecretStr | None = Field(None, description="the retiring key itself, when it is not "
+                                                     "in a file (POVWATCH_PSEUDONYM_PREVIOUS_KEY_FILE wins)")
+    party: str | None = Field(None, description="who this process is on the audit trail (`audit.events`); "
+                              "unset: the service's role name (monitor, intake, connector.<dept>, ...)")
+    audit_instance: str | None = Field(None, description="which instance of its party this process is: one hash "
+                                       "chain per (party, instance); unset: the host name. Two processes of one "
+                                       "party at once need different values")
     partitions: int = Field(3, description="partitions of the event, registry and alert topics "
                             "(`povwatch topics ensure`; the monitor's tables follow them)")
     kafka_version: str = Field("4.1.1", description="Apache Kafka version `povwatch kafka up` fetches and runs")
@@ -49,6 +64,9 @@ class Settings(BaseSettings):
                                          "against the grace period and fires due timers")
     monitor_max_records: int = Field(10_000, gt=0, description="messages per monitor batch (bounds memory while "
                                      "catching up)")
+    monitor_linger_ms: int = Field(0, ge=0, description="how long the monitor's producer holds a batch before "
+                                   "sending it (ms); its stages send whole batches already, so any wait is added "
+                                   "to every hop's latency (docs/benchmarks.md, latency)")
     monitor_metrics_port: int = Field(9464, description="the monitor's `/metrics` port")
     monitor_store: Literal["memory", "rocksdb"] = Field("memory", description="where the monitor keeps its registry "
                                                         "tables and state: in memory, or on disk in RocksDB")
@@ -97,8 +115,13 @@ class Settings(BaseSettings):
         return zoneinfo.ZoneInfo(self.timezone)
 
     def checked_key(self) -> bytes:
-        """The pseudonymisation key; refuses the development key outside development mode."""
+        """The pseudonymisation key (from POVWATCH_PSEUDONYM_KEY_FILE, else POVWATCH_PSEUDONYM_KEY); refuses the
+        development key outside development mode."""
         key = self.pseudonym_key.get_secret_value()
+        if self.pseudonym_key_file is not None:
+            if key != DEV_PSEUDONYM_KEY:
+                raise ConfigError("set POVWATCH_PSEUDONYM_KEY_FILE or POVWATCH_PSEUDONYM_KEY, not both")
+            key = read_secret_file(self.pseudonym_key_file, "POVWATCH_PSEUDONYM_KEY_FILE")
         if key == DEV_PSEUDONYM_KEY:
             if self.mode != "development":
                 raise ConfigError(
@@ -112,6 +135,20 @@ class Settings(BaseSettings):
         if len(key) < 16:
             raise ConfigError("POVWATCH_PSEUDONYM_KEY must be at least 16 characters")
         return key.encode("utf-8")
+
+    def previous_keys(self) -> tuple[bytes, ...]:
+        """The key being retired during a rotation (empty outside one): the roster is published under it too."""
+        if self.pseudonym_previous_key_file is not None:
+            key = read_secret_file(self.pseudonym_previous_key_file, "POVWATCH_PSEUDONYM_PREVIOUS_KEY_FILE")
+        elif self.pseudonym_previous_key is not None:
+            key = self.pseudonym_previous_key.get_secret_value()
+        else:
+            return ()
+        if len(key) < 16:
+            raise ConfigError("POVWATCH_PSEUDONYM_PREVIOUS_KEY must be at least 16 characters")
+        if key.encode("utf-8") == self.checked_key():
+            raise ConfigError("the previous pseudonymisation key is the current one: nothing is being rotated")
+        return (key.encode("utf-8"),)
 
 
 def load_settings() -> Settings:

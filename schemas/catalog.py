@@ -21,6 +21,7 @@ from schemas.alerts import Rule
 from schemas.topics import (
     ALERTS_HOUSEHOLD,
     ALERTS_REGIONAL,
+    AUDIT_TOPIC,
     CASEFEED_DLQ,
     MONITOR_DLQ,
     PROFILES_HOUSEHOLD,
@@ -280,4 +281,5 @@ def project_topics() -> list[TopicSpec]:
     specs += [TopicSpec(dlq_topic(d)) for d in departments()] + [TopicSpec(MONITOR_DLQ), TopicSpec(CASEFEED_DLQ)]
     specs += [TopicSpec(ALERTS_HOUSEHOLD), TopicSpec(ALERTS_REGIONAL), TopicSpec(PROFILES_HOUSEHOLD, compacted=True)]
     specs += [TopicSpec(topic) for topic in comparison_request_topics() + comparison_result_topics()]
+    specs += [AUDIT_TOPIC]
     return specs

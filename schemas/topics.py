@@ -18,6 +18,9 @@ __all__ = [
     "ALERTS_REGIONAL",
     "PROFILES_HOUSEHOLD",
     "MONITOR_DLQ",
+    "AUDIT_EVENTS",
+    "AUDIT_RETENTION_MS",
+    "AUDIT_TOPIC",
     "CASEFEED_DLQ",
     "event_topic",
     "dlq_topic",
@@ -36,6 +39,9 @@ ALERTS_REGIONAL = "alerts.regional"
 PROFILES_HOUSEHOLD = "profiles.household"  # compacted: the latest HouseholdProfile per household_id
 MONITOR_DLQ = "dlq.monitor"
 CASEFEED_DLQ = "dlq.casefeed"  # alerts the casefeed could not decode or the case DB refused
+# the audit trail (plumbing/audit.py): append-only, one partition, key "<party>/<instance>", a hash chain per key
+AUDIT_EVENTS = "audit.events"
+AUDIT_RETENTION_MS = 10 * 366 * 24 * 3600 * 1000  # ten years: cleanup.policy=delete, never compacted
 
 
 def event_topic(department: str, feed: str) -> str:
@@ -61,3 +67,7 @@ class TopicSpec:
     name: str
     compacted: bool = False
     partitions: int | None = None  # None: the project's partition count (dead-letter topics: 1)
+    retention_ms: int | None = None  # None: the broker's default (delete topics) / compaction (compacted ones)
+
+
+AUDIT_TOPIC = TopicSpec(AUDIT_EVENTS, partitions=1, retention_ms=AUDIT_RETENTION_MS)

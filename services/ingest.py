@@ -1,33 +1,51 @@
 """Composition root of the connectors: settings -> pseudonymiser, codec, publisher -> run one file."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from connectors.catalog import ROSTER, get_feed
 from connectors.departments.bureau import RosterSummary, load_snapshot
 from connectors.framework import EventHandler, Summary, run_file
-from connectors.pseudonym import Pseudonymiser
+from connectors.pseudonym import pseudonymiser_of
+from plumbing.audit import record_once
 from plumbing.clock import Clock, utc_now
 from plumbing.kafka_io import KafkaPublisher, read_compacted
 from plumbing.settings import Settings
 from schemas.codec import default_codec
 from schemas.topics import REGISTRY_HOUSEHOLDS, REGISTRY_PERSONS
 
-__all__ = ["run_connector", "load_roster"]
+__all__ = ["run_connector", "load_roster", "audit_run"]
 
+
+async def audit_run(settings: Settings, summary: Summary, kind: str = "connector.run") -> None:
+    """The run's record on the audit trail (party: the department's connector): what was read and sent."""
+    await record_once(
+        settings, f"connector.{summary.department}", kind,
+        counts={"read": summary.read, "published": summary.published, "rejected": summary.rejected,
+                "duplicates": summary.duplicates},
+        details={"department": summary.department, "feed": summary.feed, "origin": summary.file,
+                 "key_id": pseudonymiser_of(settings).key_id})
 
 
 async def run_connector(
-    settings: Settings, department: str, feed: str, path: Path, *, clock: Clock = utc_now
+    settings: Settings, department: str, feed: str, path: Path, *, clock: Clock = utc_now,
+    wrap_publisher: Callable[[KafkaPublisher], Any] | None = None,
 ) -> Summary:
+    """`povwatch connector run`: one file through the feed's handler to Kafka. `wrap_publisher` wraps the
+    publisher the connector sends through (bench/latency.py paces its sends with it)."""
     spec = get_feed(department, feed)
+    wrap = wrap_publisher or (lambda publisher: publisher)
     codec = default_codec()
-    handler = EventHandler(spec, pseudonymiser=Pseudonymiser(settings.checked_key()), codec=codec, clock=clock)
-    return await run_file(
+    handler = EventHandler(spec, pseudonymiser=pseudonymiser_of(settings), codec=codec, clock=clock)
+    summary = await run_file(
         spec, path, handler, codec=codec, clock=clock, zone=settings.zone, progress=None,
-        publisher_factory=lambda: KafkaPublisher(settings.bootstrap, client_id=f"povwatch-{department}",
-                                                 require_topics=[spec.topic, spec.dlq]),
+        publisher_factory=lambda: wrap(KafkaPublisher(settings.bootstrap, client_id=f"povwatch-{department}",
+                                                      require_topics=[spec.topic, spec.dlq])),
     )
+    await audit_run(settings, summary)
+    return summary
 
 
 async def load_roster(settings: Settings, path: Path, *, delta: bool = False,
@@ -38,11 +56,13 @@ async def load_roster(settings: Settings, path: Path, *, delta: bool = False,
     async def read_state(topic: str) -> dict[bytes, bytes]:
         return await read_compacted(settings.bootstrap, topic)
 
-    return await load_snapshot(
-        path, pseudonymiser=Pseudonymiser(settings.checked_key()), codec=default_codec(), clock=clock,
+    summary = await load_snapshot(
+        path, pseudonymiser=pseudonymiser_of(settings), codec=default_codec(), clock=clock,
         read_state=read_state, delta=delta, zone=settings.zone,
         publisher_factory=lambda: KafkaPublisher(
             settings.bootstrap, client_id="povwatch-roster",
             require_topics=[REGISTRY_PERSONS, REGISTRY_HOUSEHOLDS, ROSTER.dlq]),
     )
+    await audit_run(settings, summary, "roster.load")
+    return summary
 

@@ -225,12 +225,13 @@ def test_0004_names_the_subject_column_and_gives_village_codes_one_width(db_url:
 
 
 OPENER = """
-import sys, time
+import os, sys, time
 from pathlib import Path
 from services.casedb.database import open_database
 go = Path(sys.argv[2])
+(go.parent / f"ready-{os.getpid()}").touch()
 while not go.exists():
-    time.sleep(0.005)
+    time.sleep(0.005)  # sleep-ok: the child's polling interval while it waits for the start signal
 open_database(sys.argv[1]).close()
 """
 
@@ -244,7 +245,12 @@ def open_at_once(url: str, tmp_path: Path, processes: int = 6) -> None:
     go = tmp_path / "go"
     children = [subprocess.Popen([sys.executable, "-c", OPENER, url, str(go)], cwd=Path(__file__).parents[1],
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(processes)]
-    time.sleep(3)                                                  # every child has imported and is waiting
+    deadline = time.monotonic() + 120
+    while len(list(tmp_path.glob("ready-*"))) < processes:  # every child has imported and is waiting
+        exited = [c for c in children if c.poll() is not None]
+        assert not exited, f"a child exited before the start: {exited[0].communicate()[1].strip()[-500:]}"
+        assert time.monotonic() < deadline, "the children did not get ready in 120 s"
+        time.sleep(0.01)  # sleep-ok: the polling interval of a wait with a deadline
     go.touch()
     failed = []
     for child in children:
@@ -257,6 +263,7 @@ def open_at_once(url: str, tmp_path: Path, processes: int = 6) -> None:
         assert connection.scalar(text("SELECT count(*) FROM alembic_version")) == 1
 
 
+@pytest.mark.slow  # six Python processes, each importing SQLAlchemy and Alembic
 def test_processes_opening_a_new_database_at_once_upgrade_it_once(db_url: str, tmp_path: Path) -> None:
     """The lock (PostgreSQL: advisory; SQLite: BEGIN IMMEDIATE): processes opening a new database at the same
     moment all succeed, and it is upgraded once."""

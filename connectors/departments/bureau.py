@@ -114,6 +114,7 @@ class RosterHandler:
         self._households: dict[str, _Household] = {}
         self._persons: dict[str, tuple[str, str, int]] = {}  # person_key -> (identity, household_id, row)
         self.rejected_keys: set[bytes] = set()  # person_keys of rejected rows whose ID number is valid
+        self.alias_keys: set[bytes] = set()  # person_keys under a retiring key (a rotation): not rows of their own
 
     def rejected(self, raw: RawRow) -> None:
         """Told of every rejected row: remember who it is when its ID number is valid (snapshot safety)."""
@@ -122,6 +123,7 @@ class RosterHandler:
         except InvalidId:
             return
         self.rejected_keys.add(self._pseudonymiser.person_key(number).encode("ascii"))
+        self.rejected_keys.update(alias.encode("ascii") for _, alias in self._pseudonymiser.aliases(number))
 
     def handle(self, record: ValidRecord, source: dict[str, Any]) -> Accepted | list[str]:
         v = record.values
@@ -148,16 +150,24 @@ class RosterHandler:
         if v["relation"] == "户主":
             known.head_key, known.head_row = key, record.row
         self._persons[key] = (identity, hh_id, record.row)
-        value = self._codec.encode("povwatch.registry.Person",
-                                   {**person, "ingested_at": self._clock(), "source": source})
-        return Accepted(identity, (Message(REGISTRY_PERSONS, key.encode("ascii"), value),))
+        now = self._clock()
+        value = self._codec.encode("povwatch.registry.Person", {
+            **person, "ingested_at": now, "source": {**source, "key_id": self._pseudonymiser.key_id}})
+        messages = [Message(REGISTRY_PERSONS, key.encode("ascii"), value)]
+        # during a key rotation: the same person under each retiring key, so events still in flight under it join
+        for key_id, alias in self._pseudonymiser.aliases(v["id_number"]):
+            old = self._codec.encode("povwatch.registry.Person", {
+                **person, "person_key": alias, "ingested_at": now, "source": {**source, "key_id": key_id}})
+            messages.append(Message(REGISTRY_PERSONS, alias.encode("ascii"), old))
+            self.alias_keys.add(alias.encode("ascii"))
+        return Accepted(identity, tuple(messages))
 
     def finish(self) -> list[Message]:
         now: dt.datetime = self._clock()
         messages = []
         for hh_id, hh in self._households.items():
             record = {"household_id": hh_id, "head_person_key": hh.head_key, **hh.values,
-                      "ingested_at": now, "source": hh.source}
+                      "ingested_at": now, "source": {**hh.source, "key_id": self._pseudonymiser.key_id}}
             messages.append(Message(REGISTRY_HOUSEHOLDS, hh_id.encode("utf-8"),
                                     self._codec.encode("povwatch.registry.Household", record)))
         return messages
@@ -190,12 +200,17 @@ class RosterSummary(Summary):
     tombstones: int = 0
 
     @classmethod
-    def of(cls, rows: Summary, plan: RosterPlan, *, delta: bool) -> RosterSummary:
+    def of(cls, rows: Summary, plan: RosterPlan, *, delta: bool,
+           aliases: Collection[bytes] = ()) -> RosterSummary:
+        """`aliases`: the person keys under a retiring key (a rotation), which are keys but not rows."""
+        def rows_of(keys: Collection[bytes]) -> int:
+            return sum(1 for key in keys if key not in aliases)
+
         return cls(
             rows.department, rows.feed, rows.file, rows.encoding, read=rows.read,
-            published=len(plan.persons.upserts), rejected=rows.rejected, duplicates=rows.duplicates,
+            published=rows_of(plan.persons.upserts), rejected=rows.rejected, duplicates=rows.duplicates,
             blank_lines=rows.blank_lines, extra_messages=len(plan.households.upserts), rejects=rows.rejects,
-            mode="delta" if delta else "snapshot", unchanged=len(plan.persons.unchanged), persons=plan.persons,
+            mode="delta" if delta else "snapshot", unchanged=rows_of(plan.persons.unchanged), persons=plan.persons,
             households=plan.households, tombstones=plan.tombstones,
         )
 
@@ -288,4 +303,4 @@ async def load_snapshot(
                 else:
                     await publisher.send(send.topic, send.key, send.value)
             await publisher.flush()
-    return RosterSummary.of(rows, plan, delta=delta)
+    return RosterSummary.of(rows, plan, delta=delta, aliases=handler.alias_keys)

@@ -19,6 +19,8 @@ def render() -> str:
         partitions = spec.partitions or (1 if spec.name.startswith("dlq.") else PARTITIONS)
         name = spec.name.replace(".", "-").replace("_", "-").lower()
         config = '    cleanup.policy: compact\n' if spec.compacted else '    retention.ms: 31536000000\n'
+        if spec.retention_ms is not None and not spec.compacted:
+            config = f'    cleanup.policy: delete\n    retention.ms: {spec.retention_ms}\n'
         parts.append(f"""---
 apiVersion: kafka.strimzi.io/v1beta2
 kind: KafkaTopic

@@ -129,14 +129,34 @@ def _list_users(settings: Any, as_json: bool) -> int:
 
 
 def cmd_audit(args: argparse.Namespace, settings: Any) -> int:
+    """`audit household ID`: the case DB's rows, then the trail's exchanges (services/audit_trail.py);
+    `audit verify` and `audit export FILE`: the trail's chains."""
+    import asyncio
+
+    from services import audit_trail
     from services.cases.views import render_audit, to_json
 
+    if args.what == "verify":
+        return audit_trail.cmd_verify(args, settings)
+    if not args.target:
+        raise PovwatchError(f"usage: povwatch audit {args.what} " + ("FILE" if args.what == "export" else "ID"))
+    if args.what == "export":
+        return audit_trail.cmd_export(args, settings)
     cases = _cases(settings)
     try:
-        entries = cases.audit_for_household(args.household_id)
+        entries = cases.audit_for_household(args.target)
     finally:
         _close(cases)
-    print(to_json(entries) if args.json else render_audit(entries))
+    if args.case_db_only:
+        print(to_json(entries) if args.json else render_audit(entries))
+        return 0
+    exchanges = audit_trail.household_exchanges(asyncio.run(audit_trail.read_trail(settings.bootstrap)), args.target)
+    if args.json:
+        print(json.dumps({"case_db": json.loads(to_json(entries)), "exchanges": exchanges}, ensure_ascii=False,
+                         indent=2))
+    else:
+        print(render_audit(entries) + "\n\nexchanges on the audit trail (audit.events):\n"
+              + audit_trail.render_exchanges(exchanges))
     return 0
 
 
@@ -252,8 +272,13 @@ def add_parsers(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="with list: JSON")
     p.set_defaults(func=cmd_users)
 
-    p = sub.add_parser("audit", help="who looked at or acted on a household's data, and when")
-    p.add_argument("what", choices=["household"])
-    p.add_argument("household_id")
+    p = sub.add_parser("audit", help="who looked at or acted on a household's data, and when; verify the audit "
+                                     "trail's hash chains (docs/security.md)")
+    p.add_argument("what", choices=["household", "verify", "export"],
+                   help="household ID: the case DB's audit rows and the exchanges on the trail; verify: every "
+                        "party's chain, exit 1 on a break; export FILE: a copy of the trail as JSON lines")
+    p.add_argument("target", nargs="?", help="the household id (household) or the file (export)")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--from-file", metavar="FILE", help="with verify: check a copy written by `audit export`")
+    p.add_argument("--case-db-only", action="store_true", help="with household: the case DB's rows only (no Kafka)")
     p.set_defaults(func=cmd_audit)

@@ -30,6 +30,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Gauge
 
+from plumbing.audit import AuditTrail
 from plumbing.backoff import Backoff
 from plumbing.clock import Clock, utc_now
 from schemas.catalog import COMPARISON_DEPARTMENTS, comparison_result_topics
@@ -38,6 +39,7 @@ from schemas.errors import BrokerUnavailable, DatabaseUnavailable, DecodeError, 
 from services.casedb import outbox
 from services.casedb.outbox import PublisherFactory, publish_pending
 from services.casedb.store import CaseStore
+from services.cases.audit_copy import copy_audit_log
 from services.compare.casedb import store_answers
 from services.compare.records import RESULT_SCHEMA
 
@@ -60,6 +62,7 @@ class RelayTotals:
     answers_stored: int = 0
     answers_duplicate: int = 0
     answers_skipped: int = 0
+    audit_copied: int = 0  # audit_log rows copied onto the audit trail
 
 
 class Relay:
@@ -187,8 +190,9 @@ async def _sleep(seconds: float, stop: asyncio.Event) -> None:
 async def run_relay(store: CaseStore, *, bootstrap: str, group: str, publisher_factory: PublisherFactory,
                     once: bool = False, interval: float = 1.0, clock: Clock | None = None,
                     codec: Codec | None = None, backoff: Backoff | None = None,
-                    stop: asyncio.Event | None = None) -> RelayTotals:
-    """Until SIGTERM/SIGINT (or `stop`), or with `once` until the outbox is published and the answers read."""
+                    stop: asyncio.Event | None = None, audit: tuple[str, str] | None = None) -> RelayTotals:
+    """Until SIGTERM/SIGINT (or `stop`), or with `once` until the outbox is published and the answers read.
+    `audit` (party, instance): also copy the case DB's audit_log onto the audit trail (services/cases/audit_copy.py)."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -233,9 +237,39 @@ async def run_relay(store: CaseStore, *, bootstrap: str, group: str, publisher_f
             if once and not consumed:
                 return
 
-    # Two loops side by side: the outbox never waits on the answers' consumer, nor the other way round.
+    async def audit_loop() -> None:
+        """Copy the case DB's audit_log onto the trail until stopped (`once`: one pass), backing off on failure."""
+        if audit is None:
+            return
+        trail: AuditTrail | None = None
+        failures = 0
+        while not stop.is_set():
+            try:
+                if trail is None:
+                    made = AuditTrail(bootstrap, party=audit[0], instance=audit[1], codec=relay.codec,
+                                      clock=relay.clock)
+                    await made.start()
+                    trail = made
+                copied = await copy_audit_log(store, trail)
+            except (BrokerUnavailable, DatabaseUnavailable) as exc:
+                failures += 1
+                log.warning("copying the audit log failed (attempt %d): %s", failures, exc)
+                if trail is not None:
+                    await trail.stop_quietly()
+                    trail = None
+                await _sleep(backoff.delay(failures), stop)
+                continue
+            failures = 0
+            relay.totals.audit_copied += copied
+            if once:
+                break
+            await _sleep(interval, stop)
+        if trail is not None:
+            await trail.stop()
+
+    # Loops side by side: the outbox never waits on the answers' consumer, nor the other way round.
     try:
-        await asyncio.gather(outbox_loop(), answers_loop())
+        await asyncio.gather(outbox_loop(), answers_loop(), audit_loop())
     finally:
         await relay.close()
     return relay.totals

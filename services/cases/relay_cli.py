@@ -15,6 +15,7 @@ def cmd_relay(args: argparse.Namespace, settings: Any) -> int:
     from prometheus_client import start_http_server
 
     from plumbing import logs
+    from plumbing.audit import party_of
     from plumbing.kafka_io import KafkaPublisher
     from services.casedb.database import open_database
     from services.cases.relay import run_relay
@@ -32,11 +33,13 @@ def cmd_relay(args: argparse.Namespace, settings: Any) -> int:
     try:
         totals = asyncio.run(run_relay(
             store, bootstrap=settings.bootstrap, group=settings.relay_group, once=args.once, interval=args.interval,
-            publisher_factory=lambda: KafkaPublisher(settings.bootstrap, client_id="povwatch-relay")))
+            publisher_factory=lambda: KafkaPublisher(settings.bootstrap, client_id="povwatch-relay"),
+            audit=party_of(settings, "casedb")))
     finally:
         store.close()
     print(f"relay: published {totals.published}, failed attempts {totals.failed_attempts}, answers stored "
-          f"{totals.answers_stored}, duplicates {totals.answers_duplicate}, skipped {totals.answers_skipped}")
+          f"{totals.answers_stored}, duplicates {totals.answers_duplicate}, skipped {totals.answers_skipped}, "
+          f"audit log rows copied {totals.audit_copied}")
     return 0
 
 

@@ -73,15 +73,16 @@ def _quiet_kafka_client() -> None:
 def cmd_connector_compare(args: argparse.Namespace, settings: Any) -> int:
     from prometheus_client import start_http_server
 
-    from connectors.pseudonym import Pseudonymiser
+    from connectors.pseudonym import pseudonymiser_of
     from plumbing import logs
+    from plumbing.audit import party_of
     from services.compare.config import load_compare_config
     from services.compare.connector import run_compare
 
     if not args.config or args.dept or args.feed or args.file:
         raise PovwatchError("usage: povwatch connector compare --config FILE")
     config = load_compare_config(Path(args.config))
-    pseudonymiser = Pseudonymiser(settings.checked_key())
+    pseudonymiser = pseudonymiser_of(settings)
     logs.configure()
     _quiet_kafka_client()
     if config.metrics_port:
@@ -91,7 +92,8 @@ def cmd_connector_compare(args: argparse.Namespace, settings: Any) -> int:
             raise PovwatchError(f"cannot serve /metrics on port {config.metrics_port}: {exc}") from None
     totals = asyncio.run(run_compare(config, bootstrap=config.bootstrap or settings.bootstrap,
                                      pseudonymiser=pseudonymiser, zone=settings.zone,
-                                     idle_timeout=getattr(args, "timeout", None)))
+                                     idle_timeout=getattr(args, "timeout", None),
+                                     audit=party_of(settings, f"compare.{config.department.department}")))
     print(f"compare {config.department.department}: requests {totals.requests}, answers {totals.answers} "
           f"(found {totals.found}), skipped {totals.skipped}, source errors {totals.source_errors}")
     return 0

@@ -29,6 +29,7 @@ from prometheus_client import Counter
 from connectors.catalog import get_feed
 from connectors.framework import local_today
 from connectors.pseudonym import Pseudonymiser
+from plumbing.audit import AuditTrail
 from plumbing.backoff import Backoff
 from plumbing.clock import Clock, utc_now
 from plumbing.kafka_io import KafkaPublisher
@@ -97,8 +98,9 @@ def _decoded(codec: Codec, department: str, messages: Sequence[Any], totals: Com
 async def run_compare(config: CompareConfig, *, bootstrap: str, pseudonymiser: Pseudonymiser, zone: dt.tzinfo,
                       idle_timeout: float | None = None, clock: Clock | None = None,
                       codec: Codec | None = None, backoff: Backoff | None = None,
-                      stop: asyncio.Event | None = None) -> CompareTotals:
-    """Answer requests until SIGTERM/SIGINT (or `stop`), or until `idle_timeout` seconds without a request."""
+                      stop: asyncio.Event | None = None, audit: tuple[str, str] | None = None) -> CompareTotals:
+    """Answer requests until SIGTERM/SIGINT (or `stop`), or until `idle_timeout` seconds without a request.
+    `audit` (party, instance): one `compare.answer` record per request answered on the audit trail."""
     codec = codec or default_codec()
     now = clock or utc_now
     backoff = backoff or Backoff()
@@ -121,7 +123,11 @@ async def run_compare(config: CompareConfig, *, bootstrap: str, pseudonymiser: P
     log.info("%s answers comparison requests from %s (group %s)", entry.department,
              ", ".join(s.label for s in config.sources), config.group)
     idle, attempt = 0.0, 0
+    trail = None if audit is None else AuditTrail(bootstrap, party=audit[0], instance=audit[1], codec=codec,
+                                                  clock=now)
     try:
+        if trail is not None:
+            await trail.start()
         while not stop.is_set():
             batch = await consumer.getmany(timeout_ms=1000, max_records=MAX_REQUESTS)
             if not batch:
@@ -141,6 +147,8 @@ async def run_compare(config: CompareConfig, *, bootstrap: str, pseudonymiser: P
                         await publisher.send(entry.result_topic, answer["request_id"].encode("ascii"),
                                              codec.encode(RESULT_SCHEMA, answer))
                     await publisher.flush()
+                if trail is not None:  # a failure here replays the batch: its answers are idempotent
+                    await audit_answers(trail, entry.department, requests, answers)
             except (InputFileError, DatabaseUnavailable, BrokerUnavailable) as exc:
                 attempt += 1
                 totals.source_errors += 1
@@ -173,4 +181,20 @@ async def run_compare(config: CompareConfig, *, bootstrap: str, pseudonymiser: P
         raise BrokerUnavailable(f"lost Kafka at {bootstrap}: {exc}") from None
     finally:
         await consumer.stop()
+        if trail is not None:
+            await trail.stop_quietly()
     return totals
+
+
+async def audit_answers(trail: AuditTrail, department: str, requests: Sequence[dict[str, Any]],
+                        answers: Sequence[dict[str, Any]]) -> None:
+    """One `compare.answer` record per request: its case, how many persons were asked and found (acknowledged
+    before the request offsets are committed)."""
+    for request in requests:
+        mine = [a for a in answers if a["request_id"] == request["request_id"]]
+        case = request.get("case_id")
+        await trail.record("compare.answer", subjects=[f"case:{case}"] if case is not None else [],
+                           counts={"persons": len(set(request["person_keys"])), "answers": len(mine),
+                                   "found": sum(1 for a in mine if a["found"])},
+                           details={"department": department, "request_id": str(request["request_id"])})
+    await trail.flush()

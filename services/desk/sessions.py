@@ -5,7 +5,8 @@ from the secret; a changed byte or another secret is refused): {"sid": random id
 "user": name or null}. Every visitor gets a session (anonymous until log-in) so that even the log-in form carries
 a CSRF token; logging in issues a NEW session (new id and token: no session fixation), logging out revokes the
 session id in this process (a copy of the cookie kept elsewhere is refused from then on) and deletes the cookie.
-Sessions expire `max_age` seconds after they were issued.
+Sessions expire `max_age` seconds after they were issued, by the codec's `clock` (seconds since the epoch;
+`time.time` unless a test passes its own).
 
 CSRF: the token is in every form as a hidden field `csrf`; `csrf_ok` compares it in constant time.
 """
@@ -19,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from itsdangerous import BadSignature, URLSafeTimedSerializer
+from itsdangerous import BadSignature, TimestampSigner, URLSafeTimedSerializer
 
 __all__ = ["COOKIE", "MAX_AGE", "DeskSession", "SessionCodec", "csrf_ok", "cookie_options", "LoginThrottle"]
 
@@ -35,13 +36,25 @@ class DeskSession:
     user: str | None = None  # the logged-in user's name; None: not logged in
 
 
+class _ClockedSigner(TimestampSigner):
+    """itsdangerous' timestamp signer with the time taken from `clock` (it stamps and checks ages with it)."""
+
+    def __init__(self, *args: Any, clock: Callable[[], float] = time.time, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._clock = clock
+
+    def get_timestamp(self) -> int:
+        return int(self._clock())
+
+
 class SessionCodec:
     """Issues, signs and reads sessions with one secret; remembers the ids revoked by logging out."""
 
-    def __init__(self, secret: str, *, max_age: int = MAX_AGE) -> None:
+    def __init__(self, secret: str, *, max_age: int = MAX_AGE, clock: Callable[[], float] = time.time) -> None:
         if len(secret) < 16:
             raise ValueError("the session secret must be at least 16 characters")
-        self._serializer = URLSafeTimedSerializer(secret, salt="povwatch-desk-session")
+        self._serializer = URLSafeTimedSerializer(secret, salt="povwatch-desk-session", signer=_ClockedSigner,
+                                                  signer_kwargs={"clock": clock})
         self.max_age = max_age
         self._revoked: OrderedDict[str, None] = OrderedDict()
 

@@ -39,6 +39,10 @@ MAX_BODY = 64 * 1024
 REMEMBERED = 100_000
 
 
+# (channel, HTTP status, event id or None, pseudonymous subjects) -> awaited after each request: the audit trail
+AuditHook = Callable[[str, int, "str | None", list[str]], Awaitable[None]]
+
+
 class Sink(Protocol):
     async def publish(self, topic: str, key: bytes, value: bytes) -> None:
         """Return once the broker has acknowledged the message; BrokerUnavailable if it cannot."""
@@ -92,10 +96,12 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
 
 def create_app(config: IntakeConfig, *, sink: Sink, pseudonymiser: Pseudonymiser, codec: Codec,
                clock: Clock | None = None, today: Callable[[], dt.date] | None = None,
-               registry: CollectorRegistry | None = None, published: Iterable[tuple[str, str]] = ()) -> FastAPI:
+               registry: CollectorRegistry | None = None, published: Iterable[tuple[str, str]] = (),
+               audit: AuditHook | None = None) -> FastAPI:
     """The API over `sink`. `clock` gives aware datetimes (default: now, UTC); `today` the date for the "not in
     the future" check (default: the machine's local date; the command passes the prefecture's, POVWATCH_TIMEZONE).
-    `published`: (channel, event_id) of events already on the topics (read at start-up), answered as replays."""
+    `published`: (channel, event_id) of events already on the topics (read at start-up), answered as replays.
+    `audit(channel, status, event_id, subjects)` is awaited after every request (the audit trail)."""
     now = clock or utc_now
     current_day = today or dt.date.today
     registry = registry if registry is not None else CollectorRegistry()
@@ -149,7 +155,7 @@ def create_app(config: IntakeConfig, *, sink: Sink, pseudonymiser: Pseudonymiser
                                                "(Authorization: Bearer <token>)"},
                       {"WWW-Authenticate": 'Bearer realm="povwatch-intake"'})
 
-    async def intake(channel: str, request: Request) -> JSONResponse:
+    async def intake(channel: str, request: Request, about: dict[str, Any]) -> JSONResponse:
         refused = authorise(channel, request)
         if refused is not None:
             return refused
@@ -167,6 +173,9 @@ def create_app(config: IntakeConfig, *, sink: Sink, pseudonymiser: Pseudonymiser
         if isinstance(result, Invalid):
             return answer(channel, 422, result.as_dict())
         event = to_event(result, pseudonymiser, now())
+        about["event_id"] = event.event_id
+        about["subjects"] = [f"{kind}:{event.record[field]}" for kind, field in
+                             (("household", "household_id"), ("person", "head_person_key")) if event.record.get(field)]
         fingerprint = result.fingerprint
         async with one_at_a_time(event.event_id):  # from "seen?" to "remembered"
             seen = answers.get(event.event_id)
@@ -192,7 +201,11 @@ def create_app(config: IntakeConfig, *, sink: Sink, pseudonymiser: Pseudonymiser
 
     def route_for(channel: str) -> Callable[[Request], Awaitable[JSONResponse]]:
         async def route(request: Request) -> JSONResponse:
-            return await intake(channel, request)
+            about: dict[str, Any] = {}
+            response = await intake(channel, request, about)
+            if audit is not None:
+                await audit(channel, response.status_code, about.get("event_id"), about.get("subjects", []))
+            return response
 
         return route
 

@@ -281,7 +281,8 @@ def to_event(report: Report, pseudonymiser: Pseudonymiser, now: dt.datetime) -> 
         "occurred_at": reported_on,
         "ingested_at": now,
         "source": {"department": INTAKE, "feed": report.channel, "origin": f"POST /v1/intake/{report.channel}",
-                   "row": 0, "connector_version": INTAKE_VERSION},
+                   "row": 0, "connector_version": INTAKE_VERSION,
+                   "key_id": pseudonymiser.key_id if head_key is not None else ""},
         **body,
     }
     key = head_key if head_key is not None else str(f["household_id"])

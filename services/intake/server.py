@@ -18,7 +18,8 @@ from typing import cast
 import uvicorn
 from pydantic import SecretStr
 
-from connectors.pseudonym import Pseudonymiser
+from connectors.pseudonym import Pseudonymiser, pseudonymiser_of
+from plumbing.audit import AuditTrail, party_of
 from plumbing.http_serving import Server, bind
 from plumbing.kafka_io import KafkaPublisher, Record, read_topic, topic_offsets
 from plumbing.settings import Settings
@@ -111,12 +112,22 @@ async def published_events(bootstrap: str) -> list[tuple[str, str]]:
 
 async def _serve(settings: Settings, tokens: dict[str, str], pseudonymiser: Pseudonymiser,
                  sock: socket.socket) -> None:
+    party, instance = party_of(settings, "intake")
     async with KafkaPublisher(settings.bootstrap, client_id="povwatch-intake",
-                              require_topics=intake_topics()) as publisher:
+                              require_topics=intake_topics()) as publisher, \
+            AuditTrail(settings.bootstrap, party=party, instance=instance) as trail:
         published = await published_events(settings.bootstrap)
+
+        async def audit(channel: str, status: int, event_id: str | None, subjects: list[str]) -> None:
+            details = {"channel": channel, "status": str(status), **({"event_id": event_id} if event_id else {})}
+            try:
+                await trail.record("intake.request", subjects=subjects, details=details)
+            except BrokerUnavailable as exc:  # the answer is given; the next record resumes the chain
+                print(f"povwatch intake: audit record not written: {exc}", file=sys.stderr, flush=True)
+
         app = create_app(IntakeConfig(tokens), sink=KafkaSink(publisher), pseudonymiser=pseudonymiser,
                          codec=default_codec(), today=lambda: dt.datetime.now(settings.zone).date(),
-                         published=published)
+                         published=published, audit=audit)
         server = Server(uvicorn.Config(app, log_level="info", access_log=True, lifespan="off"))
         host, port = sock.getsockname()[:2]
         print(f"povwatch intake: serving on http://{host}:{port} (channels: {', '.join(sorted(tokens))}; "
@@ -128,7 +139,7 @@ async def _serve(settings: Settings, tokens: dict[str, str], pseudonymiser: Pseu
 def run_intake(settings: Settings) -> None:
     """Serve until SIGTERM or Ctrl-C."""
     tokens = parse_tokens(settings.intake_tokens)
-    pseudonymiser = Pseudonymiser(settings.checked_key())
+    pseudonymiser = pseudonymiser_of(settings)
     sock = bind(settings.intake_host, settings.intake_port, "the intake API")
     try:
         asyncio.run(_serve(settings, tokens, pseudonymiser, sock))

@@ -31,6 +31,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+from plumbing.audit import AuditTrail, party_of
 from plumbing.clock import Clock, utc_now
 from plumbing.settings import Settings
 from schemas.catalog import monitored_feeds
@@ -46,7 +47,7 @@ from schemas.topics import (
 )
 from services.monitor import metrics
 from services.monitor.engine import StageRunner, StageSpec
-from services.monitor.handlers import HouseholdStage, PersonRow, PersonStage, Routes, VillageStage
+from services.monitor.handlers import Emit, HouseholdStage, PersonRow, PersonStage, Routes, VillageStage
 from services.monitor.rules import HouseholdContext
 from services.monitor.state import (
     HOUSEHOLD_STATE,
@@ -151,8 +152,8 @@ async def serve(settings: Settings, stopping: asyncio.Event, *, codec: Codec | N
 
     async def producer() -> AIOKafkaProducer:
         made = AIOKafkaProducer(bootstrap_servers=settings.bootstrap, client_id=settings.monitor_app_id,
-                                acks="all", enable_idempotence=True, linger_ms=5, request_timeout_ms=15_000,
-                                max_batch_size=256 * 1024)
+                                acks="all", enable_idempotence=True, linger_ms=settings.monitor_linger_ms,
+                                request_timeout_ms=15_000, max_batch_size=256 * 1024)
         try:
             await made.start()
         except BaseException:
@@ -160,10 +161,14 @@ async def serve(settings: Settings, stopping: asyncio.Event, *, codec: Codec | N
             raise
         return made
 
+    party, instance = party_of(settings, "monitor")
+    trail = AuditTrail(settings.bootstrap, party=party, instance=instance, codec=codec, clock=clock)
+    await trail.start()
     runners = [StageRunner(spec, bootstrap=settings.bootstrap, producer_factory=producer_factory or producer,
                            codec=codec, clock=clock, stopping=stopping, max_records=settings.monitor_max_records,
                            sweep_seconds=settings.monitor_sweep_seconds,
-                           store=open_store(settings.monitor_store, settings.monitor_store_dir, spec.group))
+                           store=open_store(settings.monitor_store, settings.monitor_store_dir, spec.group),
+                           on_sent=alerts_audit(trail))
                for spec in specs]
     if runners_out is not None:
         runners_out.extend(runners)
@@ -191,6 +196,29 @@ async def serve(settings: Settings, stopping: asyncio.Event, *, codec: Codec | N
     finally:
         stopping.set()  # every task ends on its own: the stages after their batch in flight
         await asyncio.gather(*tasks, return_exceptions=True)
+        await trail.stop()
+
+
+AUDIT_SUBJECTS = 2000  # subjects per audit record: a larger batch of alerts is several records
+
+
+def alerts_audit(trail: AuditTrail) -> Callable[[list[Emit]], Awaitable[None]]:
+    """The monitor's audit hook: one `alert.raised` record per batch that raised alerts (not one per alert, which
+    would cost a message each), naming the households and regions, acknowledged before the batch commits."""
+    kinds = {ALERTS_HOUSEHOLD: "household", ALERTS_REGIONAL: "region"}
+
+    async def on_sent(out: list[Emit]) -> None:
+        subjects = [f"{kinds[e.topic]}:{e.key.decode()}" for e in out if e.topic in kinds]
+        if not subjects:
+            return
+        for at in range(0, len(subjects), AUDIT_SUBJECTS):
+            chunk = subjects[at:at + AUDIT_SUBJECTS]
+            await trail.record("alert.raised", subjects=chunk, counts={
+                "household": sum(1 for s in chunk if s.startswith("household:")),
+                "regional": sum(1 for s in chunk if s.startswith("region:"))})
+        await trail.flush()
+
+    return on_sent
 
 
 def run_monitor(settings: Settings) -> None:

@@ -54,7 +54,7 @@ from plumbing.batch_sender import BatchSender
 from plumbing.consumer_lag import LagTracker
 from schemas.codec import Codec
 from schemas.deadletter import message_dead_letter
-from schemas.errors import DecodeError, PovwatchError, SchemaError
+from schemas.errors import BrokerUnavailable, DecodeError, PovwatchError, SchemaError
 from schemas.topics import MONITOR_DLQ
 from services.monitor import metrics
 from services.monitor.handlers import Emit
@@ -70,7 +70,7 @@ class CorruptChangelog(PovwatchError):
     """A state changelog holds a record the monitor cannot read: restarting does not help, rebuilding does."""
 
 
-TRANSIENT = (KafkaError, asyncio.TimeoutError, OSError)
+TRANSIENT = (KafkaError, asyncio.TimeoutError, OSError, BrokerUnavailable)
 
 S = TypeVar("S")
 
@@ -141,8 +141,10 @@ class StageRunner(ConsumerRebalanceListener, Generic[S]):  # type: ignore[misc] 
     def __init__(self, spec: StageSpec[S], *, bootstrap: str,
                  producer_factory: Callable[[], Awaitable[AIOKafkaProducer]], codec: Codec,
                  clock: Callable[[], dt.datetime], stopping: asyncio.Event, max_records: int = 2000,
-                 sweep_seconds: float = 60.0, store: Store | None = None) -> None:
+                 sweep_seconds: float = 60.0, store: Store | None = None,
+                 on_sent: Callable[[list[Emit]], Awaitable[None]] | None = None) -> None:
         self.spec = spec
+        self._on_sent = on_sent  # told of a batch's outputs once acknowledged, before the commit (the audit trail)
         self._bootstrap = bootstrap
         self._producer_factory = producer_factory
         self._producer: AIOKafkaProducer | None = None
@@ -488,6 +490,8 @@ class StageRunner(ConsumerRebalanceListener, Generic[S]):  # type: ignore[misc] 
             return
         # 1. outputs, acknowledged
         await self._send_all([(e.topic, e.key, e.value, None) for e in out])
+        if self._on_sent is not None and out:
+            await self._on_sent(out)
         # 2. state changed by this batch, once per key, acknowledged
         changes: list[tuple[str, bytes, bytes | None, int | None]] = []
         settled: list[tuple[StateStore[S], list[tuple[str, bytes | None]]]] = []

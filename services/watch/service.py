@@ -32,7 +32,7 @@ from typing import Any
 
 from connectors.catalog import get_feed
 from connectors.framework import EventHandler, FeedSpec, Resume, Summary, bind_source, run_rows
-from connectors.pseudonym import Pseudonymiser
+from connectors.pseudonym import pseudonymiser_of
 from connectors.sources import file_source
 from connectors.sources.sql import Cursor, SqlSource
 from plumbing.clock import utc_now
@@ -40,6 +40,7 @@ from plumbing.kafka_io import KafkaPublisher, read_since, topic_end_offsets
 from plumbing.settings import Settings
 from schemas.codec import default_codec
 from schemas.errors import BrokerUnavailable, DecodeError, EnvironmentProblem, InputFileError
+from services.ingest import audit_run
 from services.watch.checkpoint import FileMark, Offsets, SqlMark, StateStore, merge_offsets
 from services.watch.config import FolderConfig, SqlConfig, WatchConfig, load_config
 from services.watch.metrics import WatchMetrics
@@ -75,7 +76,7 @@ class WatchService:
         self.settings = settings
         self.bootstrap = config.bootstrap or settings.bootstrap
         self.codec = default_codec()
-        self.pseudonymiser = Pseudonymiser(settings.checked_key())
+        self.pseudonymiser = pseudonymiser_of(settings)
         self.state = StateStore(config.state)
         self.metrics = WatchMetrics()
         self._settling: dict[Path, tuple[int, int, float]] = {}
@@ -202,6 +203,7 @@ class WatchService:
         self._finish(folder, path, key, summary.as_dict(), failed=False)
         log(f"{path.name}: read {summary.read}, published {summary.published}, rejected {summary.rejected}, "
             f"duplicates {summary.duplicates}")
+        await audit_run(self.settings.model_copy(update={"bootstrap": self.bootstrap}), summary)
 
     def _finish(self, folder: FolderConfig, path: Path, key: str, summary: dict[str, Any], *, failed: bool) -> None:
         """Summary beside the file's new place, then the move, then the checkpoint forgotten: a crash between
@@ -260,6 +262,8 @@ class WatchService:
                     self.state.save_sql(name, mark)  # run_rows has flushed: the batch is acknowledged
                     log(f"{name}: read {summary.read}, published {summary.published}, rejected {summary.rejected}, "
                         f"duplicates {summary.duplicates}; cursor at row {mark.cursor.rows}")
+                    await audit_run(self.settings.model_copy(update={"bootstrap": self.bootstrap}), summary,
+                                    "connector.sql-batch")
                     if batch.count < config.spec.batch_rows:
                         break
         except (BrokerUnavailable, EnvironmentProblem, InputFileError) as exc:

@@ -56,7 +56,7 @@ def test_household_show_text_json_and_refusals(cli: Cli, world: int) -> None:  #
         "no household NOPE in the case DB (neither in the roster nor profiled)")
     assert cli.refused("household", "show", HA, "--by", "vil2") == (
         f"household {HA} (village {V1}) is outside the region 652701100202 of village user vil2")
-    audit = json.loads(cli.run("audit", "household", HA, "--json").stdout)
+    audit = json.loads(cli.run("audit", "household", HA, "--json", "--case-db-only").stdout)
     assert [(e["user_name"], e["action"]) for e in audit] == [
         ("povwatch-cli", "VIEW_HOUSEHOLD"), ("vil1", "VIEW_HOUSEHOLD"), ("vil2", "REFUSED")]
 
@@ -78,6 +78,6 @@ def test_case_advance_refuses_nominate_notice_below_the_countys_line(cli: Cli, w
     rules.write_text(f'[income_lines.counties."{V1[:6]}"]\n{LAST_YEAR} = 7200\n', encoding="utf-8")
     out = cli.run("case", "advance", case, "NOMINATE_NOTICE", "--by", "vil1", "--note", "收入达标")
     assert out.stdout.startswith(f"case {case}: NOMINATE_NOTICE on {TODAY} by vil1; household {HA} MONITORING")
-    audit = json.loads(cli.run("audit", "household", HA, "--json").stdout)
+    audit = json.loads(cli.run("audit", "household", HA, "--json", "--case-db-only").stdout)
     refused = [e["detail"] for e in audit if e["action"] == "REFUSED"]
     assert len(refused) == 2 and all("NOMINATE_NOTICE refused: the income is not stable (P70)" in d for d in refused)

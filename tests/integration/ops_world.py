@@ -25,10 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from connectors.idcard import check_character
+from plumbing.kafka_io import group_offsets, topic_end_offsets
 from plumbing.processes import ChildProcess
 from plumbing.settings import Settings
+from schemas.codec import default_codec
 from services.demo.population import FEED_HEADERS, ROSTER_HEADER
 from services.demo.run import read_alerts
+from services.monitor.app import stage_specs
 
 VILLAGE = "652701101201"
 _serial = itertools.count()
@@ -96,6 +99,20 @@ def vehicles_file(path: Path, people: list[str], day: dt.date = dt.date(2025, 3,
     return _csv(path, FEED_HEADERS["vehicle-purchase"], rows)
 
 
+async def monitor_behind(settings: Settings) -> list[str]:
+    """The partitions the monitor `settings.monitor_app_id` has not yet committed to their end, as "group
+    topic[partition] committed/end": every stage's tables and inputs. A stage commits a batch only once its alerts,
+    re-keyed events and state are acknowledged, so [] means every record on the broker has been read and judged,
+    and everything it raised is on its topic (a replayed batch's duplicates too)."""
+    late = []
+    for spec in stage_specs(settings, default_codec()):
+        ends = await topic_end_offsets(settings.bootstrap, [*spec.tables, *spec.inputs])
+        done = await group_offsets(settings.bootstrap, spec.group)
+        late += [f"{spec.group} {t}[{p}] {done.get((t, p), 0)}/{end}" for (t, p), end in sorted(ends.items())
+                 if done.get((t, p), 0) < end]
+    return late
+
+
 class World:
     """The command line against the module's own broker, and the monitors it started."""
 
@@ -149,6 +166,19 @@ class World:
         got = Counter((a["rule"], a["severity"]) for a in seen)
         raise AssertionError(f"{len({a['alert_id'] for a in seen})} distinct alerts of {distinct} after "
                              f"{timeout:.0f}s ({dict(got)})\n" + "\n".join(m.tail(15) for m in self.monitors))
+
+    def monitor_behind(self, app_id: str) -> list[str]:
+        """`monitor_behind` for the monitor `app_id` on this world's broker."""
+        return asyncio.run(monitor_behind(Settings(bootstrap=self.settings.bootstrap, monitor_app_id=app_id)))
+
+    def wait_monitor_settled(self, app_id: str, monitor: ChildProcess, *, timeout: float = 60) -> None:
+        """Poll until the monitor `app_id` has committed every partition it reads to its end (`monitor_behind`)."""
+        deadline = time.monotonic() + timeout
+        while late := self.monitor_behind(app_id):
+            assert monitor.alive, f"the monitor died:\n{monitor.tail(20)}"
+            assert time.monotonic() < deadline, (f"the monitor is still behind after {timeout:.0f}s: "
+                                                 f"{', '.join(late[:6])}\n{monitor.tail(15)}")
+            time.sleep(0.2)  # sleep-ok: the polling interval of a wait with a deadline
 
     def stop_all(self) -> None:
         for m in self.monitors:

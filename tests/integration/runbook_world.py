@@ -35,7 +35,7 @@ def start_service(world: World, args: list[str], name: str, env: dict[str, str],
     while not ready():
         assert child.alive, f"{name} exited ({child.proc.returncode}):\n{child.tail()}"
         assert time.monotonic() < deadline, f"{name} not ready after 90 s:\n{child.tail()}"
-        time.sleep(0.3)
+        time.sleep(0.3)  # sleep-ok: the polling interval of a wait with a deadline
     return child
 
 
@@ -84,4 +84,4 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = 120) -> 
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, f"timed out after {timeout:.0f} s waiting for {what}"
-        time.sleep(0.5)
+        time.sleep(0.5)  # sleep-ok: the polling interval of a wait with a deadline

@@ -1,6 +1,7 @@
 """Every long-running povwatch service started as an operator starts it, against the session's real broker and a
 SQLite case DB: `start(service, broker, workdir)` returns the child and the port it serves /metrics or /healthz on,
-once it answers there. Used by the clean-stop and the dashboard tests."""
+once it answers there; `wait_running` waits until its main loop runs (consuming, polling or serving). Used by the
+clean-stop and the dashboard tests."""
 from __future__ import annotations
 
 import asyncio
@@ -15,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from plumbing.kafka_io import ensure_topics
+from plumbing.kafka_io import describe_group, ensure_topics
 from plumbing.processes import ChildProcess, scrape
+from schemas.errors import BrokerUnavailable
 from services.casedb.database import open_database
 from tests.integration.ops_world import free_port
 
@@ -32,6 +34,7 @@ class Running:
     port: int  # /metrics (and /healthz for intake and desk)
     log: Path
     drop: Path | None = None  # connector-watch: its drop folder (feed hospitalization of medical-security)
+    group: str | None = None  # the consumer group of a service that consumes (monitor: its person stage's)
 
 
 def _metrics_answer(port: int) -> Callable[[], bool]:
@@ -59,8 +62,31 @@ def _wait(child: ChildProcess, ready: Callable[[], bool], timeout: float = 90) -
         assert child.alive, f"{' '.join(child.args)} exited ({child.proc.returncode}):\n{child.tail()}"
         if ready():
             return
-        time.sleep(0.3)
+        time.sleep(0.3)  # sleep-ok: the polling interval of a wait with a deadline
     pytest.fail(f"{' '.join(child.args)} not ready after {timeout:.0f} s:\n{child.tail()}")
+
+
+def _loop_running(running: Running, broker: str) -> bool:
+    """A consumer: its group is Stable with a member (it has joined and polls). The connector's watch: a scan has
+    set the drop folder's lag. The intake API and the desk: serving /healthz (checked by `start`) is their loop."""
+    if running.group is not None:
+        try:
+            state, members = asyncio.run(describe_group(broker, running.group))
+        except BrokerUnavailable:  # no coordinator yet: a fresh broker is still making __consumer_offsets
+            return False
+        return state == "Stable" and members >= 1
+    if running.service == "connector-watch":
+        try:
+            samples = scrape(running.port)
+        except (urllib.error.URLError, OSError, ValueError):
+            return False
+        return any(name == "povwatch_connector_source_lag_seconds" for name, _ in samples)
+    return True
+
+
+def wait_running(running: Running, broker: str, timeout: float = 90) -> None:
+    """Wait until the service's main loop runs: past start-up, where a stop is the loop's to handle."""
+    _wait(running.child, lambda: _loop_running(running, broker), timeout)
 
 
 def start(service: str, broker: str, workdir: Path) -> Running:
@@ -74,6 +100,7 @@ def start(service: str, broker: str, workdir: Path) -> Running:
     args: list[str] = [service]
     ready = _metrics_answer(port)
     drop = None
+    group = f"it-svc-{run}" if service in ("monitor", "casefeed", "relay") else None
     if service == "monitor":
         env |= {"POVWATCH_MONITOR_METRICS_PORT": str(port), "POVWATCH_MONITOR_APP_ID": f"it-svc-{run}"}
     elif service == "casefeed":
@@ -104,4 +131,4 @@ def start(service: str, broker: str, workdir: Path) -> Running:
     except BaseException:
         child.kill()
         raise
-    return Running(service, child, port, log, drop)
+    return Running(service, child, port, log, drop, group)

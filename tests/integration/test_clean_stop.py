@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.services_world import SERVICES, start
+from tests.integration.services_world import SERVICES, start, wait_running
 
 pytestmark = pytest.mark.integration
 
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 def test_sigterm_stops_the_service_cleanly(service: str, broker: str, tmp_path: Path) -> None:
     running = start(service, broker, tmp_path)
     try:
-        time.sleep(1.0)  # past start-up: the loop is running (consuming, polling or serving)
+        wait_running(running, broker)  # past start-up: the loop is running (consuming, polling or serving)
         started = time.monotonic()
         code = running.child.stop(timeout=55)  # the units give 60 s (TimeoutStopSec) before SIGKILL
         took = time.monotonic() - started

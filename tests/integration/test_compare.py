@@ -190,7 +190,8 @@ def test_label_with_kafka_down_reaches_the_monitor_through_the_outbox(own: World
     _users(world, tmp_path)
     cases = {h.hid: _case(db, h.hid) for h in (labelled, other)}
 
-    monitor, monitor_port = world.monitor(f"outbox-{uuid.uuid4().hex[:8]}", "monitor")
+    app = f"outbox-{uuid.uuid4().hex[:8]}"
+    monitor, monitor_port = world.monitor(app, "monitor")
     wait_until(monitor_port, lambda s: metric(s, "povwatch_registry_ready") == 1, timeout=60, child=monitor,
                what="the monitor to be ready")
     before = _processed(monitor_port)
@@ -268,7 +269,7 @@ def test_label_with_kafka_down_reaches_the_monitor_through_the_outbox(own: World
     assert [r.value for r in requests] == [rows[2].value]
 
     # the running monitor now judges the household by its new status
-    time.sleep(3)  # let the monitor read the status records
+    world.wait_monitor_settled(app, monitor)  # it has read the status records
     assert monitor.alive, monitor.tail(20)
     world.publish("public-security", "vehicle-purchase",
                   vehicles_file(tmp_path / "v2.csv", [labelled.members[1]], day=dt.date(2025, 2, 1)))

@@ -23,7 +23,7 @@ import pytest
 from connectors.catalog import get_feed
 from connectors.framework import EventHandler, run_file
 from connectors.pseudonym import Pseudonymiser
-from plumbing.kafka_io import ensure_topics, read_topic
+from plumbing.kafka_io import ensure_topics, read_topic, topic_end_offsets
 from plumbing.settings import DEV_PSEUDONYM_KEY
 from schemas.codec import default_codec
 from tests.bigfile import HEADER, person_id, write_hospitalizations
@@ -80,7 +80,7 @@ class Watch:
         while not path.exists():
             assert self.proc is not None and self.proc.poll() is None, f"watch died:\n{self.text()}"
             assert time.monotonic() < deadline, f"{path} never appeared:\n{self.text()}"
-            time.sleep(0.1)
+            time.sleep(0.1)  # sleep-ok: the polling interval of a wait with a deadline
 
     def checkpoint_row(self) -> int:
         try:
@@ -111,6 +111,11 @@ def expected_ids(path: Path) -> set[str]:
     asyncio.run(run_file(HOSP, path, handler, publisher_factory=lambda: publisher, codec=CODEC,
                          clock=fixed_clock()))
     return {CODEC.decode(m.value).record["event_id"] for m in publisher.on(HOSP.topic)}
+
+
+def events_on(bootstrap: str) -> int:
+    """Events acknowledged on the hospitalisation topic so far (all origins)."""
+    return sum(asyncio.run(topic_end_offsets(bootstrap, [HOSP.topic])).values())
 
 
 def origin_counts(bootstrap: str, origin: str) -> tuple[collections.Counter[str], collections.Counter[bytes]]:
@@ -148,12 +153,14 @@ def _kill_and_resume(watch: Watch, topics: str) -> None:
     assert len(wanted) == 29_970
     watch.start()
     watch.wait_for(watch.drop / "done")
+    before = events_on(topics)
     os.replace(staged, watch.drop / name)
     deadline = time.monotonic() + 120
-    while watch.checkpoint_row() < 8_000:  # well into the file: checkpoints written
+    # well into the file (checkpoints written), and between two checkpoints: more events acknowledged on the topic
+    # than rows up to the last checkpoint, so some were sent after it
+    while (checkpoint := watch.checkpoint_row()) < 8_000 or events_on(topics) - before <= checkpoint:
         assert time.monotonic() < deadline, watch.text()
-        time.sleep(0.02)
-    time.sleep(0.25)  # between two checkpoints: rows sent (some acknowledged) after the last one
+        time.sleep(0.02)  # sleep-ok: the polling interval of a wait with a deadline
     assert watch.proc is not None
     watch.proc.kill()
     watch.proc.wait()
@@ -190,7 +197,7 @@ def test_a_growing_file_waits_and_a_bad_file_fails_with_its_reason(watch: Watch,
         for i in range(10):                                  # a row every 0.4 s for 4 s: never 1 s stable
             out.write(f"张三,{person_id(900_000 + i)},肺炎,2024-03-01,3,1000,300,2024-03-05\r\n")
             out.flush()
-            time.sleep(0.4)
+            time.sleep(0.4)  # sleep-ok: the behaviour under test (a file still being written is left alone)
             assert growing.exists(), "picked up while still being written"
     bad = watch.drop / f"bad-{uuid.uuid4().hex[:8]}.csv"
     bad.write_text("姓名,疾病名称\r\n张三,肺炎\r\n", encoding="utf-8")
@@ -233,14 +240,14 @@ def test_a_sql_source_through_the_watch_service(tmp_path: Path, topics: str) -> 
         deadline = time.monotonic() + 60
         while "cursor at row 21" not in w.text():
             assert time.monotonic() < deadline and w.proc is not None and w.proc.poll() is None, w.text()
-            time.sleep(0.2)
+            time.sleep(0.2)  # sleep-ok: the polling interval of a wait with a deadline
         assert w.stop() == 0
         _table(db, [(22, "700", "2024-06-02 08:00"), (5, "650", "2024-06-02 09:00")])  # one new, one updated
         w.start()
         deadline = time.monotonic() + 60
         while "cursor at row 23" not in w.text():
             assert time.monotonic() < deadline and w.proc is not None and w.proc.poll() is None, w.text()
-            time.sleep(0.2)
+            time.sleep(0.2)  # sleep-ok: the polling interval of a wait with a deadline
         events, letters = origin_counts(topics, table)
         assert sum(events.values()) == 22 and max(events.values()) == 1   # 20 + new + updated, each once
         assert list(letters) == [f"{table}[id=21]:21".encode()]

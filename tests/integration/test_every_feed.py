@@ -207,7 +207,7 @@ def _wait_http(port: int, child: ChildProcess) -> None:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2):
                 return
         except (urllib.error.URLError, OSError):
-            time.sleep(0.2)
+            time.sleep(0.2)  # sleep-ok: the polling interval of a wait with a deadline
     raise AssertionError(f"intake not ready:\n{child.tail(30)}")
 
 

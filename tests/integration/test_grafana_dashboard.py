@@ -92,7 +92,7 @@ def live_metrics(broker: str, tmp_path_factory: pytest.TempPathFactory) -> Itera
                     merged.setdefault(name, set()).update(labels)
             if merged.get("povwatch_connector_rows_published_total") and merged.get("povwatch_intake_requests_total"):
                 break
-            time.sleep(0.5)
+            time.sleep(0.5)  # sleep-ok: the polling interval of a wait with a deadline
         assert merged.get("povwatch_connector_rows_published_total"), "the connector published nothing in 60 s"
         assert merged.get("povwatch_intake_requests_total"), "the intake API counted no request in 60 s"
         yield merged

@@ -68,7 +68,7 @@ def _wait_ready(port: int, child: ChildProcess, timeout: float = 60.0) -> None:
                     return
         except (urllib.error.URLError, OSError):
             pass
-        time.sleep(0.2)
+        time.sleep(0.2)  # sleep-ok: the polling interval of a wait with a deadline
     raise AssertionError(f"povwatch intake not ready after {timeout:.0f}s:\n{child.tail(30)}")
 
 

@@ -177,7 +177,7 @@ def _wait_for(what: str, check: Any, children: list[ChildProcess], timeout: floa
         found = check()
         if found:
             return found
-        time.sleep(0.5)
+        time.sleep(0.5)  # sleep-ok: the polling interval of a wait with a deadline
     raise AssertionError(f"timed out waiting for {what}:\n" + "\n".join(c.tail(20) for c in children))
 
 

@@ -159,7 +159,10 @@ def test_restore_an_older_backup_then_replay_the_alerts_since_it(world: World, t
     assert f"backup: {backup}" in out and "cases " in out
     stamp = re.search(r"(\d{8}T\d{6}Z)", backup.name)
     assert stamp is not None
-    time.sleep(1.1)  # the backup's stamp is to the second: what follows is surely later than it
+    # the backup's stamp is to the second: what follows must be later than it, so wait for the clock to pass it
+    stamped = dt.datetime.strptime(stamp.group(1), "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
+    while dt.datetime.now(dt.UTC) < stamped + dt.timedelta(seconds=1):
+        time.sleep(0.05)  # sleep-ok: the polling interval of a wait for the clock (at most a second)
     world.publish("medical-security", "hospitalization", stays_file(tmp_path / "b.csv", [h.members[0] for h in second]))
     world.wait_alerts("BKPB", 20, timeout=120, alive=lambda: monitor.alive)
     run_casefeed_once(world, env)

@@ -33,7 +33,7 @@ def _kill_broker(data: Path) -> None:
     deadline = time.monotonic() + 30
     while Path(f"/proc/{pid}").exists() and "Z" not in _state(pid):
         assert time.monotonic() < deadline, "the broker did not die"
-        time.sleep(0.2)
+        time.sleep(0.2)  # sleep-ok: the polling interval of a wait with a deadline
 
 
 def _state(pid: int) -> str:

@@ -26,7 +26,7 @@ VILLAGE = "652701100201"
 
 def source(feed: str = "hospitalization", department: str = "medical-security", row: int = 2) -> dict[str, Any]:
     return {"department": department, "feed": feed, "origin": "住院结算_202404.csv", "row": row,
-            "connector_version": "0.1.0"}
+            "connector_version": "0.1.0", "key_id": "1a2b3c4d"}
 
 
 def person() -> dict[str, Any]:
@@ -75,7 +75,8 @@ RECORDS: dict[str, dict[str, Any]] = {
     "povwatch.events.IntakeReport": {
         "event_id": "9" * 32, "head_person_key": KEY, "household_id": None, "occurred_at": dt.date(2024, 6, 3),
         "ingested_at": NOW, "source": {"department": "intake", "feed": "cadre-visit",
-                                       "origin": "POST /v1/intake/cadre-visit", "row": 0, "connector_version": "0.1.0"},
+                                       "origin": "POST /v1/intake/cadre-visit", "row": 0, "connector_version": "0.1.0",
+                                       "key_id": "1a2b3c4d"},
         "channel": "CADRE_SCREENING", "risk_type": "ILLNESS", "reported_on": dt.date(2024, 6, 3),
         "description": "户主脑梗后卧床, 家中无劳动力, 联系电话<phone-redacted>", "visit_result": "AT_RISK",
         "clue_source": None,
@@ -85,6 +86,11 @@ RECORDS: dict[str, dict[str, Any]] = {
         "household_id": "BL-100201-0001", "village_code": VILLAGE, "head_person_key": KEY, "category": "LIFTED",
         "monitoring_status": "MONITORING", "labour_capacity": "WEAK", "per_capita_income": Decimal("6800.00"),
         "household_size": 3, "ingested_at": NOW, "source": source("roster", "bureau"),
+    },
+    "povwatch.audit.AuditRecord": {
+        "party": "intake", "instance": "host-1", "seq": 7, "at": NOW, "kind": "intake.request",
+        "subjects": ["household:BL-100201-0001"], "counts": {}, "details": {"channel": "self-declaration"},
+        "prev_hash": "0" * 64, "hash": "f" * 64,
     },
     "povwatch.registry.HouseholdStatus": {
         "household_id": "BL-100201-0001", "monitoring_status": "MONITORING", "category": "SUDDEN_HARDSHIP",

@@ -128,7 +128,8 @@ def test_worked_example_event_content(worked_example: Path) -> None:
     assert event["out_of_pocket"] == Decimal("14500.00")
     assert event["ingested_at"] == FIXED_NOW
     assert event["source"] == {"department": "medical-security", "feed": "hospitalization",
-                               "origin": "住院结算_202404.csv", "row": 2, "connector_version": CONNECTOR_VERSION}
+                               "origin": "住院结算_202404.csv", "row": 2, "connector_version": CONNECTOR_VERSION,
+                               "key_id": PSEUDO.key_id}
     assert "name" not in event and "id_number" not in event
     assert len(event["event_id"]) == 32
 

@@ -307,7 +307,7 @@ def test_concurrent_replays_publish_once() -> None:
 
     class SlowSink(MemorySink):
         async def publish(self, topic: str, key: bytes, value: bytes) -> None:
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(0.05)  # sleep-ok: a slow publish, so that the replays overlap it
             await super().publish(topic, key, value)
 
     sink = SlowSink()

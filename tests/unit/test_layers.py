@@ -12,6 +12,7 @@ inside functions too: a lazy import is still a dependency.
 from __future__ import annotations
 
 import ast
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,9 +50,15 @@ def _resolve(modules: dict[str, Path], importer: str, node: ast.ImportFrom) -> s
     return node.module
 
 
+@functools.cache
+def _tree(path: Path) -> ast.Module:
+    """The parsed source, once per test session (the tests below read every module of the house)."""
+    return ast.parse(path.read_text(encoding="utf-8"), str(path))
+
+
 def _imports(modules: dict[str, Path]) -> Iterator[Import]:
     for importer, path in modules.items():
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+        for node in ast.walk(_tree(path)):
             if isinstance(node, ast.Import):
                 for alias in node.names:
                     if alias.name in modules:

@@ -761,6 +761,7 @@ disaster_sets = st.integers(3, 12).flatmap(
                           for h, days in enumerate(households) for d in days])
 
 
+@pytest.mark.slow(store="rocksdb")  # on the disk store too (slow: every state change written through)
 @settings(max_examples=150, deadline=None)
 @given(recs=disaster_sets, data=st.data())
 def test_regional_alerts_do_not_depend_on_arrival_order(recs: list[tuple[str, str, dt.date]],
@@ -774,6 +775,7 @@ def test_regional_alerts_do_not_depend_on_arrival_order(recs: list[tuple[str, st
         assert shuffled == in_order
 
 
+@pytest.mark.slow(store="rocksdb")  # on the disk store too (slow: every state change written through)
 def test_regional_ids_in_every_order_of_a_cluster_over_a_period_boundary() -> None:
     # six households on days 7..12 of a period's first day (its last day and the next period's first five):
     # qualifying windows start in two periods, so two alerts in every order, each with the same households
@@ -790,6 +792,7 @@ def test_regional_ids_in_every_order_of_a_cluster_over_a_period_boundary() -> No
 # --- state levels off at the horizon ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow(store="rocksdb")  # on the disk store too (slow: every state change written through)
 def test_household_state_levels_off_under_a_steady_stream() -> None:
     stage = household_stage(household_msg())
     kept = CFG.history_horizon_days // 10  # admissions every 10 days strictly after latest - 730: 73
@@ -807,6 +810,7 @@ def test_household_state_levels_off_under_a_steady_stream() -> None:
     assert [s.event_id for s in state.stays] == [f"h{i:04d}" for i in range(219 - kept, 219)]
 
 
+@pytest.mark.slow(store="rocksdb")  # on the disk store too (slow: every state change written through)
 def test_village_state_levels_off_under_a_steady_stream() -> None:
     stage = village_stage()
     alerts = 0

@@ -215,6 +215,7 @@ def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
                           env={**clean, **env}, capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.integration  # runs the command as a child process, as tests/e2e/ does: seconds each
 def test_subprocess_text_json_and_env_over_file(tmp_path: Path) -> None:
     path = _rules_file(tmp_path, GOOD)
     result = _run({"POVWATCH_RULES_FILE": str(path), "POVWATCH_RULES__JOB_GAP_DAYS": "75"})
@@ -231,6 +232,7 @@ def test_subprocess_text_json_and_env_over_file(tmp_path: Path) -> None:
     assert len(data["rules"]) == 24
 
 
+@pytest.mark.integration  # runs the command as a child process, as tests/e2e/ does: seconds each
 @pytest.mark.parametrize(("text", "names"), [
     ("job_gap_days = \n", ["not TOML", "line 1"]),
     ("jobgap = 3\n", ["jobgap"]),
@@ -254,6 +256,7 @@ def test_subprocess_malformed_rules_file_is_one_line_exit_2(tmp_path: Path, text
             assert name in lines[0]
 
 
+@pytest.mark.integration  # runs the command as a child process, as tests/e2e/ does: seconds each
 def test_subprocess_missing_file_and_bad_variable_are_one_line(tmp_path: Path) -> None:
     result = _run({"POVWATCH_RULES_FILE": str(tmp_path / "absent.toml")})
     assert result.returncode == 2 and len(result.stderr.splitlines()) == 1 and "not found" in result.stderr

@@ -133,3 +133,38 @@ def test_the_stream_frameworks_are_only_in_the_bench_extra() -> None:
     for where, requirements in [("dependencies", project["dependencies"]),
                                 *((f"extra {name}", reqs) for name, reqs in extras.items() if name != "bench")]:
         assert not names(requirements) & {"faust-streaming", "quixstreams"}, where
+
+
+# A test waits for the condition it stands for (a metric, a file, a row, an offset), never for a fixed time: a fixed
+# sleep is too short on a loaded machine and too long everywhere else (docs/testing.md, "Waiting, not sleeping").
+# Where time passing is itself the behaviour, or a sleep is the interval of a loop that polls for a condition with a
+# deadline, the line says so: a trailing `# sleep-ok: <reason>`.
+SLEEP = re.compile(r"(?<![\w])(?:\w+\.)*(?:sleep|wait_for_timeout)\s*\(")
+SLEEP_OK = re.compile(r"#\s*sleep-ok:\s*\S")
+
+
+def sleeps_without_reason(text: str) -> list[int]:
+    """Line numbers of the sleep calls in `text` (code, or code in a string) without a `# sleep-ok: <reason>`."""
+    return [number for number, line in enumerate(text.splitlines(), 1)
+            if SLEEP.search(line.split("#", 1)[0] if not SLEEP_OK.search(line) else "")]
+
+
+def test_no_test_sleeps_without_saying_why() -> None:
+    found = []
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        found += [f"{path.relative_to(ROOT)}:{n}: {text.splitlines()[n - 1].strip()[:100]}"
+                  for n in sleeps_without_reason(text)]
+    assert found == [], ("wait for the condition instead (or end the line with `# sleep-ok: <reason>`):\n"
+                         + "\n".join(found))
+
+
+def test_the_sleep_check_finds_every_spelling() -> None:
+    z, w = "sle" + "ep", "wait_for_" + "timeout"  # spelt apart, so this file does not trip the check above
+    caught = [f"time.{z}(3)", f"    await asyncio.{z}(0.5)", f"{z}(1)", f"page.{w}(200)",
+              f"time.{z} (2)", f'OPENER = "while not go.exists(): time.{z}(0.005)"', f"x = 1; time.{z}(2)  # later"]
+    passed = [f"time.{z}(0.2)  # sleep-ok: the polling interval of a wait with a deadline", f"# time.{z}(3)",
+              f"backoff.{z}_seconds = 3", "wait_until(port, done, timeout=60)", f"def no_{z}() -> None:"]
+    assert sleeps_without_reason("\n".join(caught)) == list(range(1, len(caught) + 1))
+    assert sleeps_without_reason("\n".join(passed)) == []
+    assert sleeps_without_reason(f"time.{z}(1)  # sleep-ok:") == [1]  # a reason is required
