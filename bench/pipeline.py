@@ -55,7 +55,7 @@ from aiokafka.errors import KafkaError
 from connectors.catalog import EVENT_FEEDS, get_feed
 from connectors.readers import read_table
 from plumbing import kafka_local
-from plumbing.kafka_io import ensure_topics
+from plumbing.kafka_io import ensure_topics, project_topics, topic_end_offsets, wait_for_topics
 from plumbing.kafka_security import client_options
 from plumbing.processes import ChildProcess, Samples, metric, wait_until
 from plumbing.settings import Settings, load_settings
@@ -66,6 +66,7 @@ from services.demo.feeds import Household, Member, write_feed_file
 from services.demo.population import FEED_HEADERS, generate
 from services.demo.run import monitor_settled
 from services.ingest import load_roster, run_connector
+from services.monitor.app import monitor_topics
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "var" / "bench"
@@ -227,6 +228,21 @@ def write_mixed(directory: Path, households: list[Household], n: int, today: dt.
     return out
 
 
+async def wait_for_leaders(bootstrap: str, topics: list[str], timeout: float = 300.0) -> None:
+    """Return once every partition of `topics` answers its end offset: a new topic's partitions get their
+    leaders a moment after it is created, many seconds later on a busy machine with many partitions."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            await topic_end_offsets(bootstrap, topics)
+            return
+        except (KafkaError, PovwatchError) as exc:
+            if time.monotonic() > deadline:
+                raise BrokerUnavailable(f"partitions of {len(topics)} topics still without a leader after "
+                                        f"{timeout:.0f} s: {exc}") from None
+            await asyncio.sleep(0.5)
+
+
 @dataclass(frozen=True)
 class Backlog:
     """What `publish_backlog` left on the broker: the event topics written and their events, the registry."""
@@ -244,7 +260,8 @@ def publish_backlog(settings: Settings, work: Path, events: int, households: int
     synthetic persons), and the workload's events published by the connectors from files under `work/files`.
     EnvironmentProblem unless every row was published."""
     (work / "files").mkdir(parents=True, exist_ok=True)
-    asyncio.run(ensure_topics(settings.bootstrap, settings.partitions))
+    asyncio.run(wait_for_leaders(settings.bootstrap, asyncio.run(ensure_topics(settings.bootstrap,
+                                                                                settings.partitions))))
     files = generate(work / "files", households=households, seed=2024, today=(today := dt.date.today()))
     roster = asyncio.run(load_roster(settings, files.roster))
     persons = roster.published
@@ -274,12 +291,22 @@ def publish_backlog(settings: Settings, work: Path, events: int, households: int
 
 def start_monitor(settings: Settings, log_path: Path, *, store: str = "memory",
                   store_dir: Path | None = None) -> ChildProcess:
-    """`povwatch monitor` as a child, on `settings`' broker, app id and metrics port, with its table store
+    """`povwatch monitor` as a child, on `settings`' broker, app id, partitions and metrics port, with its table store
     (`memory`, or `rocksdb` under `store_dir`)."""
     env = {"POVWATCH_BOOTSTRAP": settings.bootstrap, "POVWATCH_MONITOR_APP_ID": settings.monitor_app_id,
-           "POVWATCH_MONITOR_METRICS_PORT": str(settings.monitor_metrics_port), "POVWATCH_MONITOR_STORE": store}
+           "POVWATCH_MONITOR_METRICS_PORT": str(settings.monitor_metrics_port), "POVWATCH_MONITOR_STORE": store,
+           "POVWATCH_PARTITIONS": str(settings.partitions)}
     if store_dir is not None:
         env["POVWATCH_MONITOR_STORE_DIR"] = str(store_dir)
+    # its topics made and led first: the monitor gives a new topic 30 s to appear, too little on a loaded machine
+    names = [spec.name for spec in project_topics() + monitor_topics(settings.monitor_app_id)]
+    try:
+        asyncio.run(ensure_topics(settings.bootstrap, settings.partitions,
+                                  project_topics() + monitor_topics(settings.monitor_app_id)))
+    except BrokerUnavailable:
+        pass  # created, but slow to appear in the metadata: waited for below
+    asyncio.run(wait_for_topics(settings.bootstrap, names, timeout=300))
+    asyncio.run(wait_for_leaders(settings.bootstrap, names))
     return ChildProcess(["monitor"], env=env, log_path=log_path)
 
 
