@@ -125,8 +125,8 @@ def world(broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wor
     password.write_text("a-long-enough-password-123\n", encoding="utf-8")
     w.cli("users", "add", "clerk", "--role", "bureau", "--region", "6527", "--password-file", str(password))
     w.cli("users", "add", "cadre", "--role", "village", "--region", "652722102203", "--password-file", str(password))
-    w.cli("household", "show", "H01", "--by", "clerk")
-    w.refused = w.cli("household", "show", "H01", "--by", "cadre", check=False)
+    w.cli("household", "show", "H01", "--by", "clerk", "--password-file", str(password))
+    w.refused = w.cli("household", "show", "H01", "--by", "cadre", "--password-file", str(password), check=False)
     w.relay = w.cli("relay", "--once").stdout
     yield w
 
