@@ -52,10 +52,9 @@ from schemas.topics import (
     event_topic,
 )
 
-__all__ = ["ROLES", "AUDIT_TOPIC", "Names", "DeclaredParty", "parse_role", "role_grants", "declared_acls", "diff",
+__all__ = ["ROLES", "Names", "DeclaredParty", "parse_role", "role_grants", "declared_acls", "diff",
            "revoked_denials", "grants_table"]
 
-AUDIT_TOPIC = AUDIT_EVENTS  # every party writes its audit chain there, and reads it back to resume it
 ROLES = ("department:<dept>", "roster", "monitor", "casefeed", "relay", "intake", "desk", "admin")
 _PLAIN_ROLES = {"roster", "monitor", "casefeed", "relay", "intake", "desk", "admin"}
 
@@ -106,7 +105,7 @@ def role_grants(name: str, role: str, names: Names = Names()) -> set[AclBinding]
         return set()
     # READ too: an audit writer resumes its chain from the topic's tail after a restart (plumbing/audit.py), and
     # an ACL cannot narrow a read to one's own key
-    out = _topic(p, ["WRITE", "READ"], AUDIT_TOPIC)
+    out = _topic(p, ["WRITE", "READ"], AUDIT_EVENTS)  # its audit chain: written, and read back to resume it
     if role.startswith("department:"):
         dept = role.split(":", 1)[1]
         # its feeds and its comparison answers (events.<dept>.comparison-result) under one prefix; READ as well:

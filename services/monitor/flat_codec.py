@@ -22,7 +22,7 @@ from typing import Any
 from schemas.codec import MAGIC, Codec, Decoded, expanded_schema
 from schemas.errors import SchemaError
 
-__all__ = ["FlatCodec", "HOP_SCHEMAS", "flat_fields"]
+__all__ = ["FlatCodec", "HOP_SCHEMAS", "flat_fields", "avro_long"]
 
 HOP_SCHEMAS = ("povwatch.monitor.HouseholdEvent", "povwatch.monitor.VillageDisaster", "povwatch.monitor.VillageEvent")
 _EPOCH = dt.date(1970, 1, 1).toordinal()
@@ -45,7 +45,8 @@ def flat_fields(name: str) -> list[tuple[str, str, bool]]:
     return out
 
 
-def _long(n: int) -> bytes:
+def avro_long(n: int) -> bytes:
+    """`n` as Avro writes a long: zig-zag, then base-128 varint."""
     z = (n << 1) ^ (n >> 63)
     if z < 0x80:
         return bytes((z,))
@@ -60,16 +61,16 @@ def _long(n: int) -> bytes:
 def _put(kind: str, value: Any) -> bytes:
     if kind == "string":
         data: bytes = value.encode("utf-8")
-        return _long(len(data)) + data
+        return avro_long(len(data)) + data
     if kind == "bytes":
-        return _long(len(value)) + bytes(value)
+        return avro_long(len(value)) + bytes(value)
     if kind == "date":
-        return _long(value.toordinal() - _EPOCH)
+        return avro_long(value.toordinal() - _EPOCH)
     if kind == "boolean":
         return b"\x01" if value else b"\x00"
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{value!r} is not an {kind}")
-    return _long(value)
+    return avro_long(value)
 
 
 def _varint(data: bytes, pos: int) -> tuple[int, int]:

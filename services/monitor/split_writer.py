@@ -21,20 +21,12 @@ import fastavro
 
 from schemas.codec import MAGIC, Codec, expanded_schema
 from schemas.errors import SchemaError
+from services.monitor.flat_codec import avro_long
 
 __all__ = ["SplitWriter", "ItemCache", "split_writer"]
 
 T = TypeVar("T")
 
-
-def _long(n: int) -> bytes:
-    z = (n << 1) ^ (n >> 63)
-    out = bytearray()
-    while z >= 0x80:
-        out.append((z & 0x7F) | 0x80)
-        z >>= 7
-    out.append(z)
-    return bytes(out)
 
 
 class SplitWriter:
@@ -69,7 +61,7 @@ class SplitWriter:
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise SchemaError(f"{self.name}: {exc}") from exc
         data = buf.getvalue()
-        return data[len(_long(len(records))):-1]  # one block: its count, the items, the 0 that ends the array
+        return data[len(avro_long(len(records))):-1]  # one block: its count, the items, the 0 that ends the array
 
     def write(self, record: Mapping[str, Any], items: tuple[int, bytes]) -> bytes:
         """The single-object encoding of `record` (every field but the array) with the array's items (their count
@@ -81,7 +73,7 @@ class SplitWriter:
                                        strict_allow_default=True)
             count, data = items
             if count:
-                buf.write(_long(count))
+                buf.write(avro_long(count))
                 buf.write(data)
             buf.write(b"\x00")
             fastavro.schemaless_writer(buf, self._tail, {k: record[k] for k in self._tail_names},

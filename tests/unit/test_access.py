@@ -10,9 +10,9 @@ from plumbing import pki
 from plumbing.kafka_acls import AclBinding
 from schemas.catalog import COMPARISON_DEPARTMENTS, EVENT_FEEDS, INTAKE_CHANNELS, departments, project_topics
 from schemas.errors import ConfigError
+from schemas.topics import AUDIT_EVENTS
 from services.access.cli import declared_parties
 from services.access.grants import (
-    AUDIT_TOPIC,
     DeclaredParty,
     Names,
     declared_acls,
@@ -52,7 +52,7 @@ def test_every_topic_of_the_catalogue_has_its_one_writer() -> None:
         "registry.persons": ["roster"], "registry.households": ["roster"], "registry.household-status": ["relay"],
         "alerts.household": ["monitor"], "alerts.regional": ["monitor"], "profiles.household": ["monitor"],
         "dlq.monitor": ["monitor"], "dlq.casefeed": ["casefeed"], "dlq.bureau": ["department:bureau", "roster"],
-        AUDIT_TOPIC: [role for role in EVERY_ROLE if role != "admin"],  # each party its own chain
+        AUDIT_EVENTS: [role for role in EVERY_ROLE if role != "admin"],  # each party its own chain
     }
     for feed in EVENT_FEEDS:
         expected[feed.topic] = [f"department:{feed.department}"]
@@ -74,11 +74,11 @@ def test_who_reads_what() -> None:
     assert _readers("events.intake.cadre-visit") == ["monitor", "casefeed", "intake"]
     assert _readers("requests.pboc.comparison") == ["department:pboc"]
     assert _readers("events.pboc.comparison-result") == ["department:pboc", "relay"]
-    assert _readers(AUDIT_TOPIC) == [role for role in EVERY_ROLE if role != "admin"]  # each resumes its chain
+    assert _readers(AUDIT_EVENTS) == [role for role in EVERY_ROLE if role != "admin"]  # each resumes its chain
 
 
 def test_every_party_but_admin_writes_the_audit_trail() -> None:
-    assert _writers(AUDIT_TOPIC) == [role for role in EVERY_ROLE if role != "admin"]
+    assert _writers(AUDIT_EVENTS) == [role for role in EVERY_ROLE if role != "admin"]
 
 
 def test_groups_follow_the_settings_names() -> None:
