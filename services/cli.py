@@ -211,6 +211,13 @@ def cmd_alerts(args: argparse.Namespace, settings: Any) -> int:
     return 0
 
 
+def _authenticated_name(args: argparse.Namespace, settings: Any) -> str:
+    """`compare request --by USER`: the user after their password (the case package checks it)."""
+    from services.cases.cli import authenticated_name
+
+    return authenticated_name(args, settings)
+
+
 def cmd_cases(args: argparse.Namespace, settings: Any) -> int:
     from services.casedb.database import open_database
     from services.cases.listing import cases_to_json, render_cases_table
@@ -452,7 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
     from services.cases.relay_cli import add_command as add_relay_command
     from services.compare.cli import add_commands as add_compare_commands
 
-    add_compare_commands(sub)  # compare request|status
+    add_compare_commands(sub, authenticate=_authenticated_name)  # compare request|status
     from services.access.cli import add_commands as add_access_commands
 
     add_access_commands(sub)  # pki init|issue|list|revoke, acl apply|list

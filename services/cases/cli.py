@@ -74,6 +74,16 @@ def acting_user(args: argparse.Namespace, cases: Any) -> Any:
     return user
 
 
+def authenticated_name(args: argparse.Namespace, settings: Any) -> str:
+    """The name of the --by user after their password (--password-file, or asked on the terminal): for commands
+    of other packages that act as a user (`compare request`); one line and exit 2 when it is wrong."""
+    cases = _cases(settings)
+    try:
+        return str(acting_user(args, cases).name)
+    finally:
+        _close(cases)
+
+
 def cmd_case(args: argparse.Namespace, settings: Any) -> int:
     from services.cases.views import render_detail, to_json
 

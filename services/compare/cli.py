@@ -7,11 +7,12 @@ import argparse
 import asyncio
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from plumbing.clock import utc_now
-from schemas.errors import BrokerUnavailable, PovwatchError
+from schemas.errors import BrokerUnavailable, ConfigError, PovwatchError
 
 __all__ = ["add_commands", "cmd_compare", "cmd_connector_compare"]
 
@@ -31,7 +32,10 @@ def cmd_compare(args: argparse.Namespace, settings: Any) -> int:
             return 0
         if not args.dept or not args.by:
             raise PovwatchError("usage: povwatch compare request DEPT (--case CASE_ID | --all-monitored) --by USER")
-        created = create_request(store, args.dept, case_id=args.case, all_monitored=args.all_monitored, by=args.by,
+        if (args.case is None) == (not args.all_monitored):
+            raise ConfigError("give either --case CASE_ID or --all-monitored")  # before a password is asked for
+        by = args.authenticate(args, settings)  # the --by user, after their password
+        created = create_request(store, args.dept, case_id=args.case, all_monitored=args.all_monitored, by=by,
                                  now=utc_now(), codec=default_codec())
         published = _publish_one(store, settings, created.outbox_id)
         shown = {"request_id": created.request_id, "department": created.department, "case_id": created.case_id,
@@ -100,8 +104,9 @@ def cmd_connector_compare(args: argparse.Namespace, settings: Any) -> int:
     return 0
 
 
-def add_commands(sub: Any) -> None:
-    """`compare` on the top-level subparsers of services/cli.py (`relay`: services/cases/relay_cli.py)."""
+def add_commands(sub: Any, *, authenticate: Callable[[argparse.Namespace, Any], str]) -> None:
+    """`compare` on the top-level subparsers of services/cli.py (`relay`: services/cases/relay_cli.py).
+    `authenticate(args, settings)`: the --by user's name once their password is checked (the case package's)."""
     p = sub.add_parser("compare", help="comparison requests (比对) to departments, and their answers")
     p.add_argument("action", choices=["request", "status"],
                    help="request DEPT (--case CASE_ID | --all-monitored) --by USER: ask a department to compare "
@@ -112,6 +117,8 @@ def add_commands(sub: Any) -> None:
     target.add_argument("--case", type=int, help="with request: the members of this case's household")
     target.add_argument("--all-monitored", action="store_true",
                         help="with request: the members of every household 监测中 in the user's region")
-    p.add_argument("--by", help="with request: the county or bureau user asking")
+    p.add_argument("--by", help="with request: the county or bureau user asking (their password is asked for)")
+    p.add_argument("--password-file", help="with request: the --by user's password: the first line of FILE (else: "
+                                           "asked on the terminal)")
     p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(func=cmd_compare)
+    p.set_defaults(func=cmd_compare, authenticate=authenticate)

@@ -90,8 +90,9 @@ def test_a_comparison_request_is_answered_by_the_department_from_its_file(broker
     world.cli("cases", "roster", str(roster_file(tmp_path / "roster.csv", [first, second])))
     _users(world, tmp_path)
     case_one, case_two = _case(db, first.hid), _case(db, second.hid)
+    pw = ["--password-file", str(tmp_path / "password")]  # the --by user's password (written by _users)
 
-    asked = json.loads(world.cli("compare", "request", "pboc", "--case", str(case_one), "--by", "c1", "--json"))
+    asked = json.loads(world.cli("compare", "request", "pboc", "--case", str(case_one), "--by", "c1", *pw, "--json"))
     assert (asked["persons"], asked["households"], asked["published"]) == (2, 1, True)
     rich, poor = first.members  # the bank holds a deposit of the first member, nothing of the second
     (tmp_path / "存贷款.csv").write_text(
@@ -119,9 +120,9 @@ def test_a_comparison_request_is_answered_by_the_department_from_its_file(broker
 
     # a second request (public security, the other case) is answered for one person only; a third stays open
     partly = json.loads(world.cli("compare", "request", "public-security", "--case", str(case_two), "--by", "c1",
-                                  "--json"))
+                                  *pw, "--json"))
     still_open = json.loads(world.cli("compare", "request", "farm-machinery", "--case", str(case_two), "--by", "c1",
-                                      "--json"))
+                                      *pw, "--json"))
     asyncio.run(_answer_one(broker, partly["request_id"], PSEUDO.person_key(second.members[0])))
     out = world.cli("relay", "--once")
     assert "answers stored" in out
@@ -139,12 +140,16 @@ def test_a_comparison_request_is_answered_by_the_department_from_its_file(broker
     assert "answers stored 0" in out
     assert _status(world)[asked["request_id"]]["answered"] == 2
 
-    # one-line errors, non-zero exit, no traceback
-    for args, message in ((["compare", "request", "health", "--case", str(case_one), "--by", "c1"],
+    # one-line errors, non-zero exit, no traceback; a request acts as its --by user only with their password
+    wrong = tmp_path / "wrong-password"
+    wrong.write_text("not the password of c1\n", encoding="utf-8")
+    for args, message in ((["compare", "request", "health", "--case", str(case_one), "--by", "c1", *pw],
                            "health answers no comparison requests"),
-                          (["compare", "request", "pboc", "--case", str(case_one), "--by", "v1"],
+                          (["compare", "request", "pboc", "--case", str(case_one), "--by", "v1", *pw],
                            "may not request a comparison"),
-                          (["compare", "request", "pboc", "--by", "c1"], "either --case")):
+                          (["compare", "request", "pboc", "--by", "c1"], "either --case"),
+                          (["compare", "request", "pboc", "--case", str(case_one), "--by", "c1", "--password-file",
+                            str(wrong)], "wrong password")):
         done = _run(world, *args)
         assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
 
@@ -222,7 +227,8 @@ def test_label_with_kafka_down_reaches_the_monitor_through_the_outbox(own: World
             world.cli("case", "advance", str(cases[household.hid]), step, "--by", user, "--on", day, *extra,
                       "--password-file", str(tmp_path / "password"))
     # a comparison request made while Kafka is down is kept for the relay too
-    done = _run(world, "compare", "request", "pboc", "--case", str(cases[other.hid]), "--by", "c1", "--json")
+    done = _run(world, "compare", "request", "pboc", "--case", str(cases[other.hid]), "--by", "c1", "--password-file",
+                str(tmp_path / "password"), "--json")
     assert done.returncode == 0 and "not published" in done.stderr, done.stderr
     request_id = json.loads(done.stdout)["request_id"]
 
