@@ -34,6 +34,7 @@ from aiokafka.errors import (
     TopicAuthorizationFailedError,
 )
 
+from plumbing.kafka_local import replication_for
 from plumbing.kafka_security import client_options
 from plumbing.kafka_security import current as current_security
 from schemas.catalog import project_topics  # re-exported: callers import it from here
@@ -94,6 +95,10 @@ async def ensure_topics(bootstrap: str, partitions: int, topics: Iterable[TopicS
     admin = await _admin(bootstrap)
     try:
         existing = set(await admin.list_topics())
+        # replication from the brokers the cluster lists now: RF min(3, n), min.insync.replicas 2 from three on
+        replication, min_isr = 1, 1
+        if any(spec.name not in existing for spec in wanted):
+            replication, min_isr = replication_for(len((await admin.describe_cluster()).get("brokers") or ()))
         new = []
         for spec in wanted:
             if spec.name in existing:
@@ -103,8 +108,10 @@ async def ensure_topics(bootstrap: str, partitions: int, topics: Iterable[TopicS
                 # cleanup.policy stays the broker's default, delete: a second config entry in aiokafka's CreateTopics
                 # request left another topic's partition without a leader (seen with Kafka 4.1, aiokafka 0.12+)
                 config = {"retention.ms": str(spec.retention_ms)}
+            if min_isr > 1:
+                config["min.insync.replicas"] = str(min_isr)
             count = spec.partitions or (1 if spec.name.startswith("dlq.") else partitions)
-            new.append(NewTopic(spec.name, num_partitions=count, replication_factor=1, topic_configs=config))
+            new.append(NewTopic(spec.name, num_partitions=count, replication_factor=replication, topic_configs=config))
         if new:
             try:
                 response = await admin.create_topics(new, timeout_ms=_TIMEOUT_MS)

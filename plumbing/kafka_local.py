@@ -100,20 +100,32 @@ rootLogger.appenderRef.stderr.ref = stderr
 
 SERVER_PROPERTIES_TEMPLATE = """\
 process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:{controller_port}
+node.id={node_id}
+controller.quorum.voters={voters}
 listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}
 advertised.listeners=PLAINTEXT://127.0.0.1:{port}
 controller.listener.names=CONTROLLER
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 log.dirs={log_dir}
-offsets.topic.replication.factor=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
+default.replication.factor={replication}
+min.insync.replicas={min_isr}
+offsets.topic.replication.factor={replication}
+transaction.state.log.replication.factor={replication}
+transaction.state.log.min.isr={min_isr}
+unclean.leader.election.enable=false
 group.initial.rebalance.delay.ms=0
 num.partitions=1
 auto.create.topics.enable=false
 """
+
+
+def replication_for(brokers: int) -> tuple[int, int]:
+    """(replication factor, min.insync.replicas) for a cluster of `brokers`: 1 and 1 on a single broker, 2 and 1 on
+    two, 3 and 2 from three on (a write acknowledged by acks=all is then on two brokers at least, and one broker
+    may be lost without refusing writes)."""
+    replication = min(3, max(1, brokers))
+    return replication, 2 if replication >= 3 else 1
+
 
 _started: dict[int, subprocess.Popen[bytes]] = {}  # brokers this process launched, kept so they can be reaped
 
@@ -144,6 +156,9 @@ class _Layout:
     data: Path  # absolute data dir: configs, pid file, logs
     port: int
     controller_port: int
+    node_id: int = 1
+    voters: str = ""  # controller.quorum.voters; empty: this node alone
+    brokers: tuple[str, ...] = ()  # every broker's principal name of the cluster (secured); empty: this one's
 
     @property
     def version(self) -> str:
@@ -187,7 +202,8 @@ def _cache(settings: Settings) -> _Cache:
 
 
 def _layout(settings: Settings) -> _Layout:
-    host, sep, port_text = settings.bootstrap.strip().rpartition(":")
+    first = settings.bootstrap.strip().split(",")[0].strip()  # a cluster's list starts with its first node
+    host, sep, port_text = first.rpartition(":")
     if not sep or not port_text.isdigit() or not 0 < int(port_text) < 65535:
         raise ConfigError(f"POVWATCH_BOOTSTRAP must be host:port, got {settings.bootstrap!r}")
     if host not in ("localhost", "127.0.0.1"):
@@ -358,19 +374,31 @@ def _java_command(java: str, layout: _Layout, main: str, *args: str, jvm: tuple[
     return [java, *jvm, f"-Dlog4j2.configurationFile={layout.log4j2}", "-cp", f"{layout.libs}/*", main, *args]
 
 
-def _prepare_data(java: str, layout: _Layout, tls: kafka_secure_broker.BrokerTls | None) -> None:
-    """Write the configuration files (secured when `tls` is given) and format the storage if not formatted yet."""
+def server_properties(layout: _Layout) -> str:
+    """The plain server.properties of one node: broker and controller, replication derived from the number of
+    voters (replication_for)."""
+    voters = layout.voters or f"{layout.node_id}@127.0.0.1:{layout.controller_port}"
+    replication, min_isr = replication_for(len(voters.split(",")))
+    return SERVER_PROPERTIES_TEMPLATE.format(
+        node_id=layout.node_id, voters=voters, port=layout.port, controller_port=layout.controller_port,
+        log_dir=layout.log_dir, replication=replication, min_isr=min_isr)
+
+
+def _prepare_data(java: str, layout: _Layout, tls: kafka_secure_broker.BrokerTls | None,
+                  cluster_id: str = "") -> None:
+    """Write the configuration files (secured when `tls` is given) and format the storage if not formatted yet
+    (with `cluster_id`, the one every node of a cluster shares; else a new one)."""
     layout.log_dir.mkdir(parents=True, exist_ok=True)
-    properties = SERVER_PROPERTIES_TEMPLATE.format(
-        port=layout.port, controller_port=layout.controller_port, log_dir=layout.log_dir)
+    properties = server_properties(layout)
     if tls is not None:
-        properties = kafka_secure_broker.secure_properties(properties, tls)
+        properties = kafka_secure_broker.secure_properties(properties, tls, layout.brokers)
     layout.server_properties.write_text(properties)
     layout.log4j2.write_text(LOG4J2_TEMPLATE.format(broker_log=layout.broker_log))
     if (layout.log_dir / "meta.properties").exists():
         return
-    steps = [("random-uuid",), ("format", "-t", "<uuid>", "-c", str(layout.server_properties))]
-    cluster_id = ""
+    steps: list[tuple[str, ...]] = [("format", "-t", "<uuid>", "-c", str(layout.server_properties))]
+    if not cluster_id:
+        steps.insert(0, ("random-uuid",))
     for step in steps:
         args = [cluster_id if a == "<uuid>" else a for a in step]
         result = subprocess.run(_java_command(java, layout, "kafka.tools.StorageTool", *args),
@@ -405,6 +433,25 @@ def _probe_as(settings: Settings, layout: _Layout) -> kafka_security.ClientSecur
     return kafka_secure_broker.admin_security(settings) if secure else kafka_security.PLAINTEXT
 
 
+def _launch(java: str, layout: _Layout) -> subprocess.Popen[bytes]:
+    """Start the broker of a prepared data dir (it answers later: _wait_until_answers) and write its pid file."""
+    with open(layout.stdout_log, "ab") as out:
+        proc = subprocess.Popen(
+            _java_command(java, layout, "kafka.Kafka", str(layout.server_properties), jvm=("-Xmx512m",)),
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=layout.data, start_new_session=True)
+    _started[proc.pid] = proc
+    layout.pid_file.write_text(f"{proc.pid}\n")
+    return proc
+
+
+def _check_ports_free(layout: _Layout) -> None:
+    for port in (layout.port, layout.controller_port):
+        if _port_in_use(port):
+            raise EnvironmentProblem(
+                f"port {port} on 127.0.0.1 is already in use by another process (not the broker of {layout.data}); "
+                f"stop it or choose another POVWATCH_BOOTSTRAP port (the controller uses port + 1)")
+
+
 def up(settings: Settings, *, secure: bool = False) -> str:
     """Start the local broker for `settings` (fetching Kafka first if needed); idempotent. `secure`: TLS with
     client certificates from the CA in POVWATCH_PKI_DIR and ACLs (plumbing/kafka_secure_broker.py)."""
@@ -416,20 +463,11 @@ def up(settings: Settings, *, secure: bool = False) -> str:
         return f"already running (pid {pid}) on {layout.address}, Kafka {layout.version}"
     layout.pid_file.unlink(missing_ok=True)  # stale: names a dead or foreign process
     java = require_java()
-    for port in (layout.port, layout.controller_port):
-        if _port_in_use(port):
-            raise EnvironmentProblem(
-                f"port {port} on 127.0.0.1 is already in use by another process (not the broker of {layout.data}); "
-                f"stop it or choose another POVWATCH_BOOTSTRAP port (the controller uses port + 1)")
+    _check_ports_free(layout)
     _ensure_jars(layout.cache)
     tls = kafka_secure_broker.broker_tls(Path(settings.pki_dir).resolve(), "broker-1") if secure else None
     _prepare_data(java, layout, tls)
-    with open(layout.stdout_log, "ab") as out:
-        proc = subprocess.Popen(
-            _java_command(java, layout, "kafka.Kafka", str(layout.server_properties), jvm=("-Xmx512m",)),
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=layout.data, start_new_session=True)
-    _started[proc.pid] = proc
-    layout.pid_file.write_text(f"{proc.pid}\n")
+    proc = _launch(java, layout)
     with kafka_security.acting_as(_probe_as(settings, layout)):
         _wait_until_answers(layout, proc, proc.pid)
     how = "secured (TLS, client certificates, ACLs)" if secure else "plaintext"
@@ -439,18 +477,25 @@ def up(settings: Settings, *, secure: bool = False) -> str:
 
 def down(settings: Settings) -> str:
     """Stop the broker this data dir started (SIGTERM, then SIGKILL after 30 s); not an error if none runs."""
-    layout = _layout(settings)
+    return _stop_node(_layout(settings))
+
+
+def _stop_node(layout: _Layout, timeout: float = STOP_TIMEOUT_S) -> str:
     pid = _our_pid(layout)
     if pid is None:
         layout.pid_file.unlink(missing_ok=True)
         return f"not running (no broker started from {layout.data})"
-    os.kill(pid, signal.SIGTERM)
+    try:
+        os.kill(pid, signal.SIGCONT)  # a frozen broker (SIGSTOP) would never act on SIGTERM
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
     how = "stopped"
-    deadline = time.monotonic() + STOP_TIMEOUT_S
+    deadline = time.monotonic() + timeout
     while _our_pid(layout) is not None:
         if time.monotonic() > deadline:
             os.kill(pid, signal.SIGKILL)
-            how = f"killed (no exit {STOP_TIMEOUT_S:.0f} s after SIGTERM)"
+            how = f"killed (no exit {timeout:.0f} s after SIGTERM)"
             while _our_pid(layout) is not None:
                 time.sleep(0.1)
             break

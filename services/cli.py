@@ -59,16 +59,16 @@ def _print_summary(summary: Any, as_json: bool) -> None:
 
 
 def cmd_kafka(args: argparse.Namespace, settings: Any) -> int:
-    from plumbing import kafka_local
+    from plumbing import kafka_cluster
 
     if args.action == "tool":
         from plumbing.kafka_tools import run_tool
 
         return run_tool(settings, args.tool, args.tool_args)
     if args.action == "up":
-        print(kafka_local.up(settings, secure=args.secure))
+        print(kafka_cluster.up(settings, brokers=args.brokers, secure=args.secure))
         return 0
-    action: Callable[[Any], str] = {"down": kafka_local.down, "status": kafka_local.status}[args.action]
+    action: Callable[[Any], str] = {"down": kafka_cluster.down, "status": kafka_cluster.status}[args.action]
     print(action(settings))
     return 0
 
@@ -328,6 +328,9 @@ def build_parser() -> argparse.ArgumentParser:
         if action == "up":
             a.add_argument("--secure", action="store_true", help="TLS with client certificates from the CA in "
                            "POVWATCH_PKI_DIR, ACLs, `admin` the super user; no plaintext port (docs/security.md)")
+            a.add_argument("--brokers", type=int, default=1, metavar="N", help="a cluster of N KRaft nodes on "
+                           "ports P, P+2, ... (P from POVWATCH_BOOTSTRAP; controllers one above), replication factor "
+                           "min(3, N), min.insync.replicas 2 from three on (docs/cluster.md)")
     from plumbing.kafka_tools import TOOLS, tool_name
 
     t = actions.add_parser("tool", help="run one of Kafka's command-line tools, e.g. kafka-topics --list",
