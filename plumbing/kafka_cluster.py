@@ -29,6 +29,7 @@ import contextlib
 import logging
 import os
 import signal
+import subprocess
 import time
 import uuid
 from collections import Counter
@@ -154,10 +155,12 @@ class Cluster:
                 tls = kafka_secure_broker.broker_tls(Path(self.settings.pki_dir).resolve(), f"broker-{node.node_id}")
             node.layout.data.mkdir(parents=True, exist_ok=True)
             kafka_local._prepare_data(java, node.layout, tls, cluster_id)
+        launched: dict[int, subprocess.Popen[bytes]] = {}
         for node in self.nodes:  # all at once: no node answers before the quorum has a majority
             if node.pid() is None:
-                started.append(kafka_local._launch(java, node.layout).pid)
-        self._wait_answering(self.nodes)
+                launched[node.node_id] = kafka_local._launch(java, node.layout)
+                started.append(launched[node.node_id].pid)
+        self._wait_answering(self.nodes, launched)
         how = "secured (TLS, client certificates, ACLs)" if self.secure else "plaintext"
         replication, min_isr = kafka_local.replication_for(len(self.nodes))
         pids = ", ".join(str(node.pid()) for node in self.nodes)
@@ -166,11 +169,16 @@ class Cluster:
                 f"{how}, replication factor {replication}, min.insync.replicas {min_isr}; "
                 f"POVWATCH_BOOTSTRAP={self.bootstrap}; data in {self.data}")
 
-    def _wait_answering(self, nodes: Iterable[Node]) -> None:
+    def _wait_answering(self, nodes: Iterable[Node], launched: dict[int, subprocess.Popen[bytes]]) -> None:
+        """Until each node answers. A node just launched is watched through its Popen: until the JVM has
+        exec'd, its /proc cmdline is still Python's, and node.pid() would not recognise it yet."""
         with kafka_security.acting_as(self._security()):
             for node in nodes:
-                pid = node.pid()
-                kafka_local._wait_until_answers(node.layout, kafka_local._started.get(pid or -1), pid or -1)
+                proc = launched.get(node.node_id)
+                pid = proc.pid if proc is not None else node.pid()
+                if pid is None:
+                    raise BrokerUnavailable(f"node {node.node_id} is not running")
+                kafka_local._wait_until_answers(node.layout, proc or kafka_local._started.get(pid), pid)
 
     def down(self) -> str:
         """Stop every node: SIGTERM to all at once (one by one, the last ones would wait for a quorum already
@@ -246,12 +254,14 @@ class Cluster:
     def start(self, node_id: int) -> int:
         """Start one stopped or killed node again on its data (no format) and wait until it answers. Its pid."""
         node = self.node(node_id)
-        pid = node.pid()
-        if pid is None:
+        launched: dict[int, subprocess.Popen[bytes]] = {}
+        if node.pid() is None:
             java = kafka_local.require_java()
             kafka_local._check_ports_free(node.layout)
-            pid = kafka_local._launch(java, node.layout).pid
-        self._wait_answering([node])
+            launched[node_id] = kafka_local._launch(java, node.layout)
+        self._wait_answering([node], launched)
+        pid = node.pid()
+        assert pid is not None, "a node that answers runs"
         return pid
 
     # -- partitions -------------------------------------------------------------------------------------------------
