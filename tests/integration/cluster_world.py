@@ -21,7 +21,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from plumbing.kafka_cluster import Cluster
@@ -63,11 +63,19 @@ class ClusterWorld:
     cluster: Cluster
     world: World
     case_db: str
+    monitor_metrics: int = MONITOR_METRICS
+    casefeed_metrics: int = CASEFEED_METRICS
+    children: list[ChildProcess] = field(default_factory=list)
 
     @classmethod
-    def start(cls, workdir: Path) -> ClusterWorld:
+    def start(cls, workdir: Path, *, first_port: int = FIRST_PORT, monitor_metrics: int = MONITOR_METRICS,
+              casefeed_metrics: int = CASEFEED_METRICS, before_up: Callable[[Cluster], None] = lambda _: None,
+              ) -> ClusterWorld:
+        """A cluster of three whose node 1 listens on `first_port` (the module's ports by default);
+        `before_up(cluster)` runs before its nodes are formatted (e.g. to mount a file system on a node's log dir)."""
         data = workdir / "kafka"
-        cluster = Cluster(Settings(bootstrap=f"127.0.0.1:{FIRST_PORT}", kafka_data=data), 3)
+        cluster = Cluster(Settings(bootstrap=f"127.0.0.1:{first_port}", kafka_data=data), 3)
+        before_up(cluster)
         try:
             cluster.up()
             # every topic, the monitor's own too, made with all three brokers up: replication factor 3 everywhere
@@ -79,26 +87,31 @@ class ClusterWorld:
         case_db = f"sqlite:///{workdir / 'cases.db'}"
         world.env |= {"POVWATCH_CASE_DB": case_db, "POVWATCH_MONITOR_APP_ID": APP,
                       "POVWATCH_CASEFEED_GROUP": CASEFEED_GROUP}
-        return cls(workdir, cluster, world, case_db)
+        return cls(workdir, cluster, world, case_db, monitor_metrics, casefeed_metrics)
 
     @property
     def bootstrap(self) -> str:
         return self.cluster.bootstrap
 
     def monitor(self) -> ChildProcess:
-        child, _ = self.world.monitor(APP, "monitor", POVWATCH_MONITOR_METRICS_PORT=str(MONITOR_METRICS))
+        child, _ = self.world.monitor(APP, "monitor", POVWATCH_MONITOR_METRICS_PORT=str(self.monitor_metrics))
         return child
 
     def casefeed(self) -> ChildProcess:
-        env = {**self.world.env, "POVWATCH_CASEFEED_METRICS_PORT": str(CASEFEED_METRICS)}
-        return ChildProcess(["casefeed"], env=env, log_path=self.workdir / "casefeed.log")
+        env = {**self.world.env, "POVWATCH_CASEFEED_METRICS_PORT": str(self.casefeed_metrics)}
+        child = ChildProcess(["casefeed"], env=env, log_path=self.workdir / "casefeed.log")
+        self.children.append(child)  # stopped by stop() if the test ends first
+        return child
 
     def wait_monitor_ready(self, monitor: ChildProcess, timeout: float = 180) -> None:
-        wait_until(MONITOR_METRICS, lambda s: metric(s, "povwatch_registry_ready") == 1, timeout=timeout,
+        wait_until(self.monitor_metrics, lambda s: metric(s, "povwatch_registry_ready") == 1, timeout=timeout,
                    child=monitor, what="the monitor's registry ready")
 
     def stop(self) -> None:
         self.world.stop_all()
+        for child in self.children:
+            if child.alive:
+                child.stop()
         self.cluster.down()
 
 
