@@ -13,6 +13,7 @@ after the database commit), which a wrapper here would have to reproduce call fo
     services/compare/connector.py      the comparison connector's consumer of requests
     plumbing/batch_sender.py           many messages at once, grouped by partition (the engine's outputs)
     plumbing/kafka_local.py            the local broker (admin calls while it starts)
+    plumbing/aiokafka_fixes.py         a fix to aiokafka's consumer: fresh metadata when a leader has moved
 Each translates aiokafka's errors into `BrokerUnavailable` itself. Every client of the project, here and there,
 takes its security options (plaintext, or TLS as the current party) from plumbing/kafka_security.client_options().
 """
@@ -20,6 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
+import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +33,7 @@ from aiokafka.errors import (
     ClusterAuthorizationFailedError,
     GroupAuthorizationFailedError,
     KafkaError,
+    KafkaTimeoutError,
     TopicAlreadyExistsError,
     TopicAuthorizationFailedError,
 )
@@ -60,6 +64,10 @@ __all__ = [
 ]
 
 _TIMEOUT_MS = 15_000
+# How long a message may wait for its partition's leader before send() gives up (Kafka's delivery.timeout.ms):
+# a broker frozen or failing over takes a while to lose its partitions (its session times out, then they move).
+DELIVERY_TIMEOUT_S = 120.0
+_log = logging.getLogger("povwatch.kafka")
 _TOPIC_AUTHORIZATION_FAILED = 29  # Kafka's error code
 _REFUSALS = (TopicAuthorizationFailedError, GroupAuthorizationFailedError, ClusterAuthorizationFailedError)
 
@@ -204,10 +212,7 @@ class KafkaPublisher:
     async def send(self, topic: str, key: bytes, value: bytes) -> None:
         if self._producer is None:
             raise RuntimeError("KafkaPublisher.send outside `async with`")
-        try:
-            self._pending.append(await self._producer.send(topic, value, key=key))
-        except KafkaError as exc:
-            raise _unavailable(self._bootstrap, exc) from None
+        self._pending.append(await self._enqueue(topic, key, value))
         if len(self._pending) >= 2000:
             await self.flush()
 
@@ -215,10 +220,29 @@ class KafkaPublisher:
         """Delete `key` from a compacted topic: a record with a null value."""
         if self._producer is None:
             raise RuntimeError("KafkaPublisher.tombstone outside `async with`")
-        try:
-            self._pending.append(await self._producer.send(topic, None, key=key))
-        except KafkaError as exc:
-            raise _unavailable(self._bootstrap, exc) from None
+        self._pending.append(await self._enqueue(topic, key, None))
+
+    async def _enqueue(self, topic: str, key: bytes, value: bytes | None) -> asyncio.Future[Any]:
+        """Hand one message to the producer. When its partition's buffer is full and the leader does not take it
+        (a frozen broker: requests time out, the partition moves only once its session expired), aiokafka gives
+        up after request_timeout_ms without taking the message: ask again, on fresh metadata, until
+        DELIVERY_TIMEOUT_S. Safe: a refused message is not in the buffer, and the idempotent producer's
+        retries of what it holds add no duplicate."""
+        assert self._producer is not None
+        deadline = time.monotonic() + DELIVERY_TIMEOUT_S
+        while True:
+            try:
+                future: asyncio.Future[Any] = await self._producer.send(topic, value, key=key)
+                return future
+            except KafkaTimeoutError as exc:
+                if time.monotonic() >= deadline:
+                    raise BrokerUnavailable(f"Kafka at {self._bootstrap} took no message for {topic} for "
+                                            f"{DELIVERY_TIMEOUT_S:.0f} s: its leader does not answer") from exc
+                _log.warning("the leader of %s took no message for %.0f s (a broker frozen or failing over?); "
+                             "still trying, for up to %.0f s", topic, _TIMEOUT_MS / 1000, DELIVERY_TIMEOUT_S)
+                self._producer.client.force_metadata_update()
+            except KafkaError as exc:
+                raise _unavailable(self._bootstrap, exc) from None
 
     async def flush(self) -> None:
         pending, self._pending = self._pending, []

@@ -30,6 +30,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from plumbing import aiokafka_fixes
 from schemas.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -107,6 +108,7 @@ def current() -> ClientSecurity:
 
 def client_options(security: ClientSecurity | None = None) -> dict[str, Any]:
     """Keyword arguments for an aiokafka client: the current party's unless `security` is given."""
+    aiokafka_fixes.apply()  # every client is made with these options: the consumer's stale-leader fix is in place
     security = security or current()
     if not security.secure:
         return {}
