@@ -41,7 +41,7 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from plumbing import kafka_local, kafka_secure_broker, kafka_security
+from plumbing import kafka_diagnosis, kafka_local, kafka_secure_broker, kafka_security
 from plumbing.settings import Settings
 from schemas.errors import BrokerUnavailable, ConfigError
 
@@ -213,12 +213,16 @@ class Cluster:
         with kafka_security.acting_as(self._security()):
             for node in self.nodes:
                 pid = node.pid()
+                disk = kafka_diagnosis.disk_note(node.layout.log_dir)
                 if pid is None:
-                    lines.append(f"node {node.node_id} on {node.address}: not running")
+                    crash = _read_crash(node)
+                    lines.append(f"node {node.node_id} on {node.address}: not running"
+                                 + (f"; its last run ended on: {crash}" if crash else "")
+                                 + (f"; {disk}" if disk else ""))
                     continue
                 answers = kafka_local.broker_answers(node.address, timeout=2.0)
                 lines.append(f"node {node.node_id} on {node.address}: running (pid {pid})"
-                             + ("" if answers else " but not answering"))
+                             + ("" if answers else " but not answering") + (f"; {disk}" if disk else ""))
         running = sum(1 for node in self.nodes if node.pid() is not None)
         return (f"cluster of {len(self.nodes)} brokers, {running} running, Kafka {self.nodes[0].layout.version} "
                 f"(POVWATCH_BOOTSTRAP={self.bootstrap})\n" + "\n".join(lines))
@@ -332,6 +336,14 @@ class Cluster:
                 return
             time.sleep(0.5)
         raise BrokerUnavailable(f"partitions not in sync after {timeout:.0f} s: {', '.join(lagging[:10])}")
+
+
+def _read_crash(node: Node) -> str | None:
+    """How the node's last run ended, if not cleanly (kafka_diagnosis.crash_line of its broker.log)."""
+    try:
+        return kafka_diagnosis.crash_line(node.broker_log.read_text(errors="replace"))
+    except OSError:
+        return None
 
 
 def _existing(settings: Settings) -> Cluster | None:
