@@ -264,7 +264,8 @@ def test_a_brokers_disk_full_stops_it_clearly_and_loses_nothing_once_space_retur
               f"distinct, {records} records | household alerts expected {run.alerting}, {household} distinct on "
               f"the topic, {in_db} in the case DB | connector done {connector_done:.0f} s after the fill, node "
               f"{DISK_NODE} restarted and in sync {caught_up:.0f} s after the ballast went\n"
-              f"  {run.what_they_did(fault_at, restarted_at)}\n  broker log:\n  " + "\n  ".join([*said[:2], said[-1]])
+              f"  {run.what_they_did(fault_at, restarted_at)}\n  broker log:\n  "
+              + "\n  ".join(dict.fromkeys([said[0], said[-1]]))
               + f"\n  kafka status:\n  {status}")
         run.stop_cleanly()
     finally:
