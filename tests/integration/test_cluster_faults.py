@@ -91,7 +91,9 @@ def test_kafka_up_brokers_3_makes_a_cluster_whose_topics_have_three_replicas(tmp
         assert status.startswith("cluster of 3 brokers, 2 running")
         assert all(f"node {n.node_id} on {n.address}: running (pid {n.pid()})\n" in status for n in cluster.nodes[:2])
         assert "node 3 on 127.0.0.1:" in status and status.rstrip().endswith("not running")
-        assert "stopped nodes 1, 2" in _cli(env, "kafka", "down")
+        assert "(started 1 of them" in _cli(env, "kafka", "up", "--brokers", "3")  # the node down, on its data
+        cluster.wait_in_sync([HOSPITALIZATION])
+        assert "stopped nodes 1, 2, 3" in _cli(env, "kafka", "down")
         assert [node.pid() for node in cluster.nodes] == [None, None, None]
         assert _cli(env, "kafka", "status").startswith("cluster of 3 brokers, 0 running")
     finally:
