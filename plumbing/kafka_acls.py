@@ -21,6 +21,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from aiokafka.protocol.admin import CreateAclsRequest, DeleteAclsRequest, DescribeAclsRequest
 
+from plumbing.kafka_io import AdminClient
 from plumbing.kafka_security import client_options
 from schemas.errors import BrokerUnavailable
 
@@ -72,7 +73,7 @@ def _args(b: AclBinding) -> tuple[Any, ...]:
 
 
 async def _admin(bootstrap: str) -> AIOKafkaAdminClient:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=_TIMEOUT_MS, **client_options())
+    admin = AdminClient(bootstrap_servers=bootstrap, request_timeout_ms=_TIMEOUT_MS, **client_options())
     try:
         await admin.start()
     except (KafkaError, OSError) as exc:

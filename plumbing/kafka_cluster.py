@@ -38,10 +38,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from plumbing import kafka_diagnosis, kafka_local, kafka_secure_broker, kafka_security
+from plumbing.kafka_io import AdminClient
 from plumbing.settings import Settings
 from schemas.errors import BrokerUnavailable, ConfigError
 
@@ -274,7 +274,7 @@ class Cluster:
         """Topic metadata from whichever node answers (a client's metadata can still name a node just killed:
         asked again until one answers, within `timeout`)."""
         async def ask() -> list[dict[str, Any]]:
-            admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=5_000,
+            admin = AdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=5_000,
                                         **kafka_security.client_options())
             try:
                 await admin.start()

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import random
 import time
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
@@ -32,8 +33,11 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
     ClusterAuthorizationFailedError,
     GroupAuthorizationFailedError,
+    KafkaConnectionError,
     KafkaError,
     KafkaTimeoutError,
+    NodeNotReadyError,
+    RequestTimedOutError,
     TopicAlreadyExistsError,
     TopicAuthorizationFailedError,
 )
@@ -46,6 +50,7 @@ from schemas.errors import BrokerUnavailable
 from schemas.topics import TopicSpec
 
 __all__ = [
+    "AdminClient",
     "KafkaPublisher",
     "project_topics",
     "ensure_topics",
@@ -82,8 +87,27 @@ def _unavailable(bootstrap: str, exc: BaseException) -> BrokerUnavailable:
                              f"{hint})")
 
 
+class AdminClient(AIOKafkaAdminClient):  # type: ignore[misc]  # aiokafka.admin is untyped
+    """aiokafka's admin client, but a request it would send to a random broker goes to another one when the
+    first does not answer. A broker just lost stays in the cluster's metadata until the controller fences it
+    (about 9 s, `broker.session.timeout.ms`): aiokafka would pick it once in N and fail the whole call."""
+
+    async def _send_request(self, request: Any, node_id: int | None = None) -> Any:
+        if node_id is not None:
+            return await super()._send_request(request, node_id)
+        nodes = [broker.nodeId for broker in self._client.cluster.brokers()]
+        random.shuffle(nodes)
+        for i, node in enumerate(nodes):
+            try:
+                return await self._client.send(node, request)
+            except (NodeNotReadyError, KafkaConnectionError, RequestTimedOutError):
+                if i == len(nodes) - 1:
+                    raise
+        return await super()._send_request(request)  # no broker known: aiokafka's own error
+
+
 async def _admin(bootstrap: str) -> AIOKafkaAdminClient:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_options(), request_timeout_ms=_TIMEOUT_MS)
+    admin = AdminClient(bootstrap_servers=bootstrap, **client_options(), request_timeout_ms=_TIMEOUT_MS)
     try:
         await admin.start()
     except (KafkaError, OSError) as exc:

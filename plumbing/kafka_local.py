@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.client import AIOKafkaClient
 
 from plumbing import kafka_secure_broker, kafka_security
 from plumbing.settings import Settings
@@ -216,17 +216,17 @@ def _layout(settings: Settings) -> _Layout:
 
 
 def broker_answers(bootstrap: str, timeout: float) -> bool:
-    """True when a Kafka broker at `bootstrap` answers a metadata request (with at least one broker) in time."""
+    """True when the Kafka broker at `bootstrap` (one address: that node itself, not another of its cluster)
+    answers a metadata request listing at least one broker, in time."""
 
     async def probe() -> bool:
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=max(int(timeout * 1000), 1),
-                                    **kafka_security.client_options())
+        client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=max(int(timeout * 1000), 1),
+                                **kafka_security.client_options())
         try:
-            await admin.start()
-            cluster = await admin.describe_cluster()
-            return bool(cluster.get("brokers"))
+            await client.bootstrap()  # a metadata request to the bootstrap address
+            return bool(client.cluster.brokers())
         finally:
-            await admin.close()
+            await client.close()
 
     async def bounded() -> bool:
         return await asyncio.wait_for(probe(), timeout)

@@ -30,11 +30,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndMetadata
 
-from plumbing.kafka_io import describe_group, ensure_topics, group_offsets
+from plumbing.kafka_io import AdminClient, describe_group, ensure_topics, group_offsets
 from plumbing.kafka_security import client_options
 from plumbing.settings import Settings
 from plumbing.table import render_table
@@ -203,7 +202,7 @@ class Rebuild:
 
 
 async def _delete_topics(bootstrap: str, names: list[str], timeout: float = 60.0) -> list[str]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, **client_options(), request_timeout_ms=_TIMEOUT_MS)
+    admin = AdminClient(bootstrap_servers=bootstrap, **client_options(), request_timeout_ms=_TIMEOUT_MS)
     try:
         await admin.start()
         present = [n for n in names if n in set(await admin.list_topics())]

@@ -13,6 +13,7 @@ Counts in and out of each are in docs/cluster.md.
 """
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import os
@@ -23,11 +24,13 @@ from pathlib import Path
 
 import pytest
 
+from plumbing import kafka_secure_broker, pki
 from plumbing.kafka_cluster import Cluster
-from plumbing.kafka_io import project_topics
+from plumbing.kafka_io import ensure_topics, missing_topics, project_topics
+from plumbing.kafka_security import acting_as
 from plumbing.processes import ChildProcess, metric, wait_until
 from plumbing.settings import Settings
-from schemas.topics import ALERTS_HOUSEHOLD, REGISTRY_HOUSEHOLD_STATUS, REGISTRY_HOUSEHOLDS, REGISTRY_PERSONS
+from schemas.topics import ALERTS_HOUSEHOLD, REGISTRY_HOUSEHOLD_STATUS, REGISTRY_HOUSEHOLDS, REGISTRY_PERSONS, TopicSpec
 from tests.integration.cluster_world import (
     APP,
     FIRST_PORT,
@@ -77,13 +80,50 @@ def test_kafka_up_brokers_3_makes_a_cluster_whose_topics_have_three_replicas(tmp
         assert "cleanup.policy=compact" in configs and "min.insync.replicas=2" in configs, configs
         status = _cli(env, "kafka", "status")
         assert status.startswith("cluster of 3 brokers, 3 running")
-        assert all(f"node {n.node_id} on {n.address}: running (pid {n.pid()})" in status for n in cluster.nodes)
+        assert all(f"node {n.node_id}" + f" on {n.address}: running (pid {n.pid()})\n" in status + "\n"
+                   for n in cluster.nodes)
+        # a node lost: in the seconds before the controller fences it, the cluster's metadata still lists it;
+        # admin calls (every client's start: topics checked) and `kafka status` ask the others
+        cluster.kill(3)
+        for _ in range(12):
+            assert asyncio.run(missing_topics(cluster.bootstrap, [HOSPITALIZATION])) == []
+        status = _cli(env, "kafka", "status")
+        assert status.startswith("cluster of 3 brokers, 2 running")
+        assert all(f"node {n.node_id} on {n.address}: running (pid {n.pid()})\n" in status for n in cluster.nodes[:2])
+        assert "node 3 on 127.0.0.1:" in status and status.rstrip().endswith("not running")
+        assert "(started 1 of them" in _cli(env, "kafka", "up", "--brokers", "3")  # the node down, on its data
+        cluster.wait_in_sync([HOSPITALIZATION])
         assert "stopped nodes 1, 2, 3" in _cli(env, "kafka", "down")
         assert [node.pid() for node in cluster.nodes] == [None, None, None]
         assert _cli(env, "kafka", "status").startswith("cluster of 3 brokers, 0 running")
     finally:
         cluster.down()
 
+
+
+def test_a_secured_cluster_replicates_over_tls_with_every_broker_a_super_user(tmp_path: Path) -> None:
+    """`kafka up --brokers 3 --secure`: the brokers replicate to each other and elect controllers over TLS (each
+    with its own certificate); the admin creates the topics with three replicas; a node lost and back."""
+    settings = Settings(bootstrap=f"127.0.0.1:{FIRST_PORT}", kafka_data=tmp_path / "kafka", pki_dir=tmp_path / "pki")
+    pki.init(settings.pki_dir)
+    env = {**os.environ, "POVWATCH_BOOTSTRAP": f"127.0.0.1:{FIRST_PORT}",
+           "POVWATCH_KAFKA_DATA": str(settings.kafka_data), "POVWATCH_PKI_DIR": str(settings.pki_dir)}
+    cluster = Cluster(settings, 3, secure=True)
+    try:
+        said = _cli(env, "kafka", "up", "--brokers", "3", "--secure")
+        assert "cluster of 3 brokers (started 3 of them" in said and "secured (TLS" in said
+        with acting_as(kafka_secure_broker.admin_security(settings)):
+            asyncio.run(ensure_topics(cluster.bootstrap, 3, [TopicSpec(HOSPITALIZATION)]))
+        for partition, (leader, replicas, isr) in cluster.partitions(HOSPITALIZATION).items():
+            assert leader in (1, 2, 3) and sorted(replicas) == sorted(isr) == [1, 2, 3], partition
+        victim = cluster.leader_of(HOSPITALIZATION, 0)
+        cluster.kill(victim)
+        wait_for(lambda: victim not in cluster.leaders(HOSPITALIZATION).values(), "new leaders", 120)
+        cluster.start(victim)
+        cluster.wait_in_sync([HOSPITALIZATION])
+        assert "running" in _cli(env, "kafka", "status").splitlines()[victim]
+    finally:
+        cluster.down()
 
 def _dead(*children: tuple[str, ChildProcess]) -> Callable[[], str]:
     def which() -> str:
