@@ -30,7 +30,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Gauge
 
-from plumbing.audit import AuditTrail
+from plumbing.audit import AuditTrail, AuditWriter
 from plumbing.backoff import Backoff
 from plumbing.clock import Clock, utc_now
 from plumbing.kafka_security import client_options
@@ -191,9 +191,10 @@ async def _sleep(seconds: float, stop: asyncio.Event) -> None:
 async def run_relay(store: CaseStore, *, bootstrap: str, group: str, publisher_factory: PublisherFactory,
                     once: bool = False, interval: float = 1.0, clock: Clock | None = None,
                     codec: Codec | None = None, backoff: Backoff | None = None,
-                    stop: asyncio.Event | None = None, audit: tuple[str, str] | None = None) -> RelayTotals:
+                    stop: asyncio.Event | None = None, audit: AuditWriter | None = None) -> RelayTotals:
     """Until SIGTERM/SIGINT (or `stop`), or with `once` until the outbox is published and the answers read.
-    `audit` (party, instance): also copy the case DB's audit_log onto the audit trail (services/cases/audit_copy.py)."""
+    `audit` (plumbing.audit.party_of): also copy the case DB's audit_log onto the audit trail
+    (services/cases/audit_copy.py)."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -247,8 +248,7 @@ async def run_relay(store: CaseStore, *, bootstrap: str, group: str, publisher_f
         while not stop.is_set():
             try:
                 if trail is None:
-                    made = AuditTrail(bootstrap, party=audit[0], instance=audit[1], codec=relay.codec,
-                                      clock=relay.clock)
+                    made = audit.trail(bootstrap, codec=relay.codec, clock=relay.clock)
                     await made.start()
                     trail = made
                 copied = await copy_audit_log(store, trail)
