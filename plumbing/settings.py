@@ -48,8 +48,12 @@ class Settings(BaseSettings):
     party: str | None = Field(None, description="who this process is on the audit trail (`audit.events`); "
                               "unset: the service's role name (monitor, intake, connector.<dept>, ...)")
     audit_instance: str | None = Field(None, description="which instance of its party this process is: one hash "
-                                       "chain per (party, instance); unset: the host name. Two processes of one "
-                                       "party at once need different values")
+                                       "chain per (party, instance); unset: the first free of the host name, "
+                                       "`<host>-2`, ... (POVWATCH_RUN_DIR); set: refused while another process of "
+                                       "the party on the host holds it")
+    run_dir: Path = Field(Path("var") / "run", description="where a process claims its audit instance: one lock "
+                          "file per (party, instance), held while it runs, so a second process of the party on the "
+                          "host takes `<host>-2` (docs/security.md)")
     partitions: int = Field(3, description="partitions of the event, registry and alert topics "
                             "(`povwatch topics ensure`; the monitor's tables follow them)")
     kafka_version: str = Field("4.1.1", description="Apache Kafka version `povwatch kafka up` fetches and runs")

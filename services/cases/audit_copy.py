@@ -64,6 +64,7 @@ def last_copied(trail: AuditTrail) -> int:
 
 async def copy_audit_log(store: CaseStore, trail: AuditTrail) -> int:
     """Copy the rows written since the last one on the trail; acknowledged before returning."""
+    await trail.resumed()  # the chain's last record says where to go on
     copied = 0
     while True:
         rows = await asyncio.to_thread(rows_after, store, last_copied(trail))

@@ -40,6 +40,8 @@ def cmd_relay(args: argparse.Namespace, settings: Any) -> int:
     print(f"relay: published {totals.published}, failed attempts {totals.failed_attempts}, answers stored "
           f"{totals.answers_stored}, duplicates {totals.answers_duplicate}, skipped {totals.answers_skipped}, "
           f"audit log rows copied {totals.audit_copied}")
+    for note in totals.notes:  # `--once`: what it left undone, and why
+        print(f"relay: {note}")
     return 0
 
 

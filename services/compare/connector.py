@@ -29,7 +29,7 @@ from prometheus_client import Counter
 from connectors.catalog import get_feed
 from connectors.framework import local_today
 from connectors.pseudonym import Pseudonymiser
-from plumbing.audit import AuditTrail
+from plumbing.audit import AuditTrail, AuditWriter
 from plumbing.backoff import Backoff
 from plumbing.clock import Clock, utc_now
 from plumbing.kafka_io import KafkaPublisher
@@ -99,9 +99,9 @@ def _decoded(codec: Codec, department: str, messages: Sequence[Any], totals: Com
 async def run_compare(config: CompareConfig, *, bootstrap: str, pseudonymiser: Pseudonymiser, zone: dt.tzinfo,
                       idle_timeout: float | None = None, clock: Clock | None = None,
                       codec: Codec | None = None, backoff: Backoff | None = None,
-                      stop: asyncio.Event | None = None, audit: tuple[str, str] | None = None) -> CompareTotals:
+                      stop: asyncio.Event | None = None, audit: AuditWriter | None = None) -> CompareTotals:
     """Answer requests until SIGTERM/SIGINT (or `stop`), or until `idle_timeout` seconds without a request.
-    `audit` (party, instance): one `compare.answer` record per request answered on the audit trail."""
+    `audit` (plumbing.audit.party_of): one `compare.answer` record per request answered on the audit trail."""
     codec = codec or default_codec()
     now = clock or utc_now
     backoff = backoff or Backoff()
@@ -125,11 +125,10 @@ async def run_compare(config: CompareConfig, *, bootstrap: str, pseudonymiser: P
     log.info("%s answers comparison requests from %s (group %s)", entry.department,
              ", ".join(s.label for s in config.sources), config.group)
     idle, attempt = 0.0, 0
-    trail = None if audit is None else AuditTrail(bootstrap, party=audit[0], instance=audit[1], codec=codec,
-                                                  clock=now)
+    trail = None if audit is None else audit.trail(bootstrap, codec=codec, clock=now)
     try:
         if trail is not None:
-            await trail.start()
+            await trail.start()  # its chain resumes in the background; the first record waits for it
         while not stop.is_set():
             batch = await consumer.getmany(timeout_ms=1000, max_records=MAX_REQUESTS)
             if not batch:

@@ -19,7 +19,7 @@ import uvicorn
 from pydantic import SecretStr
 
 from connectors.pseudonym import Pseudonymiser, pseudonymiser_of
-from plumbing.audit import AuditTrail, party_of
+from plumbing.audit import party_of
 from plumbing.http_serving import Server, bind
 from plumbing.kafka_io import KafkaPublisher, Record, read_topic, topic_offsets
 from plumbing.settings import Settings
@@ -117,10 +117,9 @@ async def published_events(bootstrap: str) -> list[tuple[str, str]]:
 
 async def _serve(settings: Settings, tokens: dict[str, str | tuple[str, ...]], pseudonymiser: Pseudonymiser,
                  sock: socket.socket) -> None:
-    party, instance = party_of(settings, "intake")
     async with KafkaPublisher(settings.bootstrap, client_id="povwatch-intake",
                               require_topics=intake_topics()) as publisher, \
-            AuditTrail(settings.bootstrap, party=party, instance=instance) as trail:
+            party_of(settings, "intake").trail(settings.bootstrap) as trail:  # resumes in the background
         published = await published_events(settings.bootstrap)
 
         async def audit(channel: str, status: int, event_id: str | None, subjects: list[str]) -> None:

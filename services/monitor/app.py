@@ -163,9 +163,9 @@ async def serve(settings: Settings, stopping: asyncio.Event, *, codec: Codec | N
             raise
         return made
 
-    party, instance = party_of(settings, "monitor")
-    trail = AuditTrail(settings.bootstrap, party=party, instance=instance, codec=codec, clock=clock)
-    await trail.start()
+    # the audit chain resumes in the background (a long trail takes seconds to read back): the stages start at
+    # once, the first alert batch's record waits for the resume, and a resume that fails stops the monitor
+    trail = party_of(settings, "monitor").trail(settings.bootstrap, codec=codec, clock=clock)
     runners = [StageRunner(spec, bootstrap=settings.bootstrap, producer_factory=producer_factory or producer,
                            codec=codec, clock=clock, stopping=stopping, max_records=settings.monitor_max_records,
                            sweep_seconds=settings.monitor_sweep_seconds,
@@ -186,8 +186,11 @@ async def serve(settings: Settings, stopping: asyncio.Event, *, codec: Codec | N
             announced = ready
             await asyncio.sleep(0.2)
 
+    await trail.start()  # claims its instance (refused in one line when taken), returns at once
     tasks = [asyncio.create_task(r.run(), name=f"stage-{r.spec.name}") for r in runners]
     tasks.append(asyncio.create_task(readiness(), name="readiness"))
+    resume = asyncio.create_task(trail.resumed(), name="audit-resume")
+    tasks.append(resume)
     tasks.append(asyncio.create_task(watch_feeds(settings, stopping, clock, settings.feeds_check_seconds),
                                      name="feed-calendar"))
     try:
@@ -197,6 +200,7 @@ async def serve(settings: Settings, stopping: asyncio.Event, *, codec: Codec | N
                 raise task.exception()  # type: ignore[misc]
     finally:
         stopping.set()  # every task ends on its own: the stages after their batch in flight
+        resume.cancel()  # the wait only (shielded): `trail.stop` abandons a resume still running
         await asyncio.gather(*tasks, return_exceptions=True)
         await trail.stop()
 
