@@ -147,6 +147,8 @@ class Evidence(Base):
     # before revision 0002 and not linked by it (there are none: 0002 links every row)
     case_alert_id: Mapped[int | None] = mapped_column(ForeignKey("case_alerts.id"), index=True)
     case: Mapped[Case] = relationship(back_populates="evidence")
+    # the case alert as an object: a batch of the case feed links new evidence to a case alert not yet flushed
+    case_alert: Mapped[CaseAlert | None] = relationship()
 
 
 class CaseAlert(Base):
@@ -172,6 +174,7 @@ class CaseAlert(Base):
     acknowledged_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     resolved_by: Mapped[str | None] = mapped_column(String(64))
     resolved_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    case: Mapped[Case] = relationship()  # a batch of the case feed opens an alert on a case not yet flushed
 
 
 class CaseHistory(Base):
