@@ -147,8 +147,6 @@ class Evidence(Base):
     # before revision 0002 and not linked by it (there are none: 0002 links every row)
     case_alert_id: Mapped[int | None] = mapped_column(ForeignKey("case_alerts.id"), index=True)
     case: Mapped[Case] = relationship(back_populates="evidence")
-    # the case alert as an object: a batch of the case feed links new evidence to a case alert not yet flushed
-    case_alert: Mapped[CaseAlert | None] = relationship()
 
 
 class CaseAlert(Base):

@@ -3,15 +3,16 @@
     recorder = Recorder.load(session, parsed)     # parsed = [parse(kind, topic, alert) ...]: the batch's reads
     with session.no_autoflush:
         finish = recorder.record(item, now)       # for each item, in order
-    session.flush(); results = [finish() ...]     # one flush: the batch's INSERTs, table by table
+    recorder.write(); results = [finish() ...]    # the batch's INSERTs, table by table
 
 What an alert does is decided item by item, in order, exactly as when each was recorded alone (services/casedb/
 store.py's module docstring: one evidence row per alert_id, one OPEN case per subject, one live case alert per case
 and rule, one fact one alert). How it is read and written is set-based: `Recorder.load` reads, in one SELECT ... IN
 each (chunks of CHUNK keys), the evidence the batch's alert_ids already have with their evidence_events, the OPEN
 cases of its subjects and their live case alerts; the items then look those up in memory, and the new cases, case
-alerts, evidence and evidence_events are written by one flush at the end (multi-row INSERTs, linked as objects:
-`Case` <- `CaseAlert.case`, `Evidence.case`, `Evidence.case_alert`). Only the rare paths touch the database in
+alerts, evidence and evidence_events are written at the end (`write`: the session's flush of the new cases and case
+alerts - linked as objects, `CaseAlert.case` - then the evidence and evidence_events rows as plain multi-row
+INSERTs with the ids the flush gave). Only the rare paths touch the database in
 between - raising a stored case's or case alert's severity (a compare-and-set), a re-emission with news (locks and
 re-reads its evidence row) - and what they need flushed first they flush themselves (the session does not
 autoflush: an alert_id seen earlier in the batch, a case alert of the batch raised again, a case opened by it).
@@ -30,7 +31,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from schemas.alerts import Rule, Severity, severity_rank
@@ -167,7 +168,11 @@ class Recorder:
 
     def __init__(self, session: Session) -> None:
         self._session = session
-        self._evidence: dict[str, Evidence] = {}  # alert_id -> its evidence row (stored, or added by the batch)
+        self._evidence: dict[str, Evidence] = {}  # alert_id -> its stored evidence row
+        # what the batch adds, written by `write` (Core INSERTs): each new evidence row with the case and case alert
+        # objects it links to (their ids known after the session's flush), and the new evidence_events rows
+        self._new_evidence: dict[str, tuple[dict[str, Any], Case, CaseAlert]] = {}
+        self._new_events: list[dict[str, Any]] = []
         self._events: dict[str, dict[str, EvidenceEvent]] = {}  # alert_id -> event_id -> row, as read at load
         self._touched: set[str] = set()  # alert_ids the batch recorded (their `_events` are out of date)
         self._cases: dict[tuple[str, str], Case] = {}  # (subject_kind, subject) -> its OPEN case
@@ -195,13 +200,30 @@ class Recorder:
                 me._live[(id(by_id[alert.case_id]), alert.rule)] = alert
         return me
 
+    def write(self) -> None:
+        """Write what the batch added so far: the session's new and changed objects (cases, case alerts, history),
+        then the new evidence and evidence_events rows, in multi-row INSERTs."""
+        self._session.flush()
+        if self._new_evidence:
+            self._session.execute(insert(Evidence.__table__), [
+                {**row, "case_id": case.id, "case_alert_id": live.id}
+                for row, case, live in self._new_evidence.values()])
+            self._new_evidence.clear()
+        if self._new_events:
+            self._session.execute(insert(EvidenceEvent.__table__), self._new_events)
+            self._new_events = []
+
     def record(self, p: Parsed, now: dt.datetime) -> Callable[[], RecordResult]:
-        """Record one alert of the batch; its result, to be asked for after the batch's flush (ids known then)."""
+        """Record one alert of the batch; its result, to be asked for after `write` (the rows' ids known then)."""
+        if p.alert_id in self._touched and p.alert_id not in self._evidence:  # new earlier in this batch: written
+            self.write()
+            self._evidence[p.alert_id] = self._session.scalars(
+                select(Evidence).where(Evidence.alert_id == p.alert_id)).one()
         existing = self._evidence.get(p.alert_id)
         if existing is not None:
             touched = p.alert_id in self._touched
             if touched:  # recorded earlier in this batch: the SQL below reads and locks its rows as they are now
-                self._session.flush()
+                self.write()
             stored = None if touched else self._events.get(p.alert_id, {})
             self._touched.add(p.alert_id)
             merged = self._merge(existing, p, stored, now)
@@ -209,15 +231,14 @@ class Recorder:
         self._touched.add(p.alert_id)
         case, opened = self._open_case(p.kind, p.subject, p.village, p.severity, now)
         live, escalated_from = self._attach(case, rule=p.rule, severity=p.severity, alert_id=p.alert_id, now=now)
-        evidence = Evidence(
-            alert_id=p.alert_id, case=case, rule=p.rule, severity=p.severity, reason=p.reason,
-            event_ids=[event_id for event_id, _, _ in p.events], household_ids=p.households, occurred_at=p.occurred,
-            raised_at=p.raised, received_at=now, source_topic=p.topic, case_alert=live)
-        self._session.add(evidence)
-        self._session.add_all(EvidenceEvent(alert_id=p.alert_id, event_id=event_id, topic=event_topic,
-                                            department=department, received_at=now)
-                              for event_id, event_topic, department in p.events)
-        self._evidence[p.alert_id] = evidence
+        self._new_evidence[p.alert_id] = (
+            {"alert_id": p.alert_id, "rule": p.rule, "severity": p.severity, "reason": p.reason,
+             "event_ids": [event_id for event_id, _, _ in p.events], "household_ids": p.households,
+             "occurred_at": p.occurred, "raised_at": p.raised, "received_at": now, "source_topic": p.topic},
+            case, live)
+        self._new_events += [{"alert_id": p.alert_id, "event_id": event_id, "topic": event_topic,
+                              "department": department, "received_at": now}
+                             for event_id, event_topic, department in p.events]
         return lambda: RecordResult(case.id, case_opened=opened, duplicate=False, sanitised=p.sanitised,
                                     case_alert_id=live.id, escalated_from=escalated_from)
 

@@ -138,7 +138,7 @@ class CaseStore:
             recorder = Recorder.load(session, parsed)  # set-based reads and one flush: services/casedb/recording.py
             with session.no_autoflush:
                 finish = [recorder.record(item, now) for item in parsed]
-            session.flush()  # a race on a unique key surfaces here, inside the retry loop
+            recorder.write()  # a race on a unique key surfaces here, inside the retry loop
             return [result() for result in finish]
 
         # If a concurrent writer wins a race on a unique key, the whole transaction is retried.
