@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Table, insert, select, update
 from sqlalchemy.orm import Session
 
 from schemas.alerts import Rule, Severity, severity_rank
@@ -45,6 +45,8 @@ __all__ = ["RecordResult", "Parsed", "parse", "without_nul", "NUL_REPLACEMENT", 
 NUL_REPLACEMENT = "\ufffd"  # what a NUL (U+0000) in an alert's text is stored as
 CHUNK = 500  # keys per SELECT ... IN
 Event = tuple[str, str | None, str | None]  # (event_id, topic, department)
+_EVIDENCE, _EVENTS = Evidence.__table__, EvidenceEvent.__table__  # the tables new rows go to (Core INSERTs)
+assert isinstance(_EVIDENCE, Table) and isinstance(_EVENTS, Table)
 
 
 @dataclass(frozen=True)
@@ -205,12 +207,12 @@ class Recorder:
         then the new evidence and evidence_events rows, in multi-row INSERTs."""
         self._session.flush()
         if self._new_evidence:
-            self._session.execute(insert(Evidence.__table__), [
+            self._session.execute(insert(_EVIDENCE), [
                 {**row, "case_id": case.id, "case_alert_id": live.id}
                 for row, case, live in self._new_evidence.values()])
             self._new_evidence.clear()
         if self._new_events:
-            self._session.execute(insert(EvidenceEvent.__table__), self._new_events)
+            self._session.execute(insert(_EVENTS), self._new_events)
             self._new_events = []
 
     def record(self, p: Parsed, now: dt.datetime) -> Callable[[], RecordResult]:
