@@ -45,8 +45,15 @@ __all__ = ["RecordResult", "Parsed", "parse", "without_nul", "NUL_REPLACEMENT", 
 NUL_REPLACEMENT = "\ufffd"  # what a NUL (U+0000) in an alert's text is stored as
 CHUNK = 500  # keys per SELECT ... IN
 Event = tuple[str, str | None, str | None]  # (event_id, topic, department)
-_EVIDENCE, _EVENTS = Evidence.__table__, EvidenceEvent.__table__  # the tables new rows go to (Core INSERTs)
-assert isinstance(_EVIDENCE, Table) and isinstance(_EVENTS, Table)
+
+
+def _table(model: type[Evidence] | type[EvidenceEvent]) -> Table:
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+_EVIDENCE, _EVENTS = _table(Evidence), _table(EvidenceEvent)  # where new rows go (Core INSERTs)
 
 
 @dataclass(frozen=True)
