@@ -13,7 +13,8 @@ opens one (OPEN). When its severity is higher than the alert's, the alert and it
 One fact, one alert: the monitor re-emits an alert with the SAME alert_id when another department reports the
 same fact (its event_ids grown) or the fact gets worse (a higher severity). services/casedb/store.py merges it into
 the stored evidence (an evidence_events row per new event) and, for a higher severity, raises the evidence's live
-alert here (`escalate`); when that alert was RESOLVED (or its case CLOSED) the worse fact attaches afresh (`attach`),
+alert here (`escalate`); when that alert was RESOLVED (or its case CLOSED) the worse fact attaches afresh
+(services/casedb/recording.py, `Recorder._attach`, which opens a live alert over a batch's reads),
 as a new alert would. Only a re-emission with nothing new is a duplicate.
 
 Race-safe on every backend: opening an alert is guarded by the partial unique index (one live alert per case and
@@ -24,30 +25,31 @@ either raises `Conflict` or an IntegrityError, and its whole transaction is retr
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from schemas.alerts import severity_rank
 from services.casedb.errors import Conflict
 from services.casedb.models import Case, CaseAlert, CaseHistory
 
-__all__ = ["Conflict", "Attached", "attach", "escalate", "raise_case", "CASEFEED"]
+__all__ = ["Conflict", "escalate", "raise_case", "CASEFEED"]
 
 CASEFEED = "casefeed"  # by_user of what the casefeed records
-
-
-@dataclass(frozen=True)
-class Attached:
-    case_alert_id: int
-    opened: bool  # a new OPEN alert
-    escalated_from: str | None  # the alert's severity before this evidence raised it
 
 
 def _changed(result: object) -> int:
     assert isinstance(result, CursorResult)
     return int(result.rowcount)
+
+
+def _written(row: Case | CaseAlert, **values: object) -> None:
+    """The object as the compare-and-set just wrote it (not dirty: nothing more to flush). The UPDATE does not
+    synchronise the session itself: searching every object of a batch's session for the row costs a batch's size
+    per statement."""
+    for name, value in values.items():
+        set_committed_value(row, name, value)
 
 
 def raise_case(session: Session, case: Case, severity: str, now: dt.datetime) -> None:
@@ -59,24 +61,11 @@ def raise_case(session: Session, case: Case, severity: str, now: dt.datetime) ->
             case.max_severity = severity
         return
     done = session.execute(update(Case).where(Case.id == case.id, Case.max_severity == seen)
-                           .values(max_severity=severity, updated_at=now))
+                           .values(max_severity=severity, updated_at=now)
+                           .execution_options(synchronize_session=False))
     if _changed(done) != 1:
         raise Conflict(f"case {case.id}: severity changed under us")
-
-
-def attach(session: Session, case: Case, *, rule: str, severity: str, alert_id: str, now: dt.datetime) -> Attached:
-    """The live alert of `case` for `rule` that this evidence belongs to - opened or raised as needed. `case` must
-    be flushed (it has an id)."""
-    live = session.scalar(select(CaseAlert).where(CaseAlert.case_id == case.id, CaseAlert.rule == rule,
-                                                  CaseAlert.status != "RESOLVED"))
-    if live is None:
-        alert = CaseAlert(case_id=case.id, household_id=case.household_or_region, rule=rule, status="OPEN",
-                          severity=severity, opened_at=now, updated_at=now)
-        session.add(alert)
-        session.flush()  # a concurrent writer that opened it first: IntegrityError on uq_case_alerts_live_rule
-        return Attached(alert.id, opened=True, escalated_from=None)
-    return Attached(live.id, opened=False,
-                    escalated_from=escalate(session, case, live, severity=severity, alert_id=alert_id, now=now))
+    _written(case, max_severity=severity, updated_at=now)
 
 
 def escalate(session: Session, case: Case, live: CaseAlert, *, severity: str, alert_id: str, now: dt.datetime,
@@ -91,9 +80,11 @@ def escalate(session: Session, case: Case, live: CaseAlert, *, severity: str, al
     done = session.execute(
         update(CaseAlert).where(CaseAlert.id == live.id, CaseAlert.severity == seen, CaseAlert.status != "RESOLVED")
         .values(severity=severity, updated_at=now,
-                status="OPEN"))  # an ACKNOWLEDGED alert that escalates is OPEN again
+                status="OPEN")  # an ACKNOWLEDGED alert that escalates is OPEN again
+        .execution_options(synchronize_session=False))
     if _changed(done) != 1:
         raise Conflict(f"case alert {live.id}: changed under us")
+    _written(live, severity=severity, updated_at=now, status="OPEN")
     session.add(CaseHistory(case_id=case.id, household_id=case.household_or_region, kind="ESCALATION", workflow=None,
                             step=None, by_user=CASEFEED, on_day=now.date(), recorded_at=now,
                             note=f"{live.rule} {seen} -> {severity} (alert {alert_id}){note}"))

@@ -172,6 +172,7 @@ class CaseAlert(Base):
     acknowledged_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     resolved_by: Mapped[str | None] = mapped_column(String(64))
     resolved_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    case: Mapped[Case] = relationship()  # a batch of the case feed opens an alert on a case not yet flushed
 
 
 class CaseHistory(Base):

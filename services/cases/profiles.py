@@ -23,8 +23,9 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import CursorResult, delete, select, update
+from sqlalchemy import CursorResult, delete, inspect, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
 
 from schemas.errors import SchemaError
 from schemas.thresholds import IncomeLines
@@ -123,16 +124,52 @@ def _changed(result: object) -> int:
     return int(result.rowcount)
 
 
-def _upsert(session: Session, values: Mapping[str, Any]) -> str:
-    current = session.get(HouseholdProfile, values["household_id"], populate_existing=True)
+class _Stored:
+    """The batch's household_profiles rows, read in one SELECT ... IN: household_id -> row (None: no row). A row the
+    batch adds is kept here unflushed; one it updates or deletes by statement is forgotten, and read again (with
+    the session flushed first) if the batch names the household again."""
+
+    def __init__(self, session: Session, keys: Sequence[str]) -> None:
+        self._session = session
+        self._rows: dict[str, HouseholdProfile | None] = dict.fromkeys(keys)
+        wanted = list(dict.fromkeys(keys))
+        for start in range(0, len(wanted), 500):
+            for row in session.scalars(select(HouseholdProfile).where(
+                    HouseholdProfile.household_id.in_(wanted[start:start + 500]))
+                    .execution_options(populate_existing=True)):
+                self._rows[row.household_id] = row
+
+    def get(self, key: str) -> HouseholdProfile | None:
+        if key not in self._rows:
+            self._session.flush()
+            self._rows[key] = self._session.get(HouseholdProfile, key, populate_existing=True)
+        return self._rows[key]
+
+    def added(self, row: HouseholdProfile) -> None:
+        self._session.add(row)
+        self._rows[row.household_id] = row
+
+    def forget(self, key: str, *, deleting: bool = False) -> None:
+        """The row is about to be changed by a statement: an object the batch added is flushed first, and the
+        object is read again when asked; one to be deleted leaves the session (a new row may take its key)."""
+        row = self._rows.pop(key, None)
+        if row is not None and inspect(row).pending:
+            self._session.flush()
+        held = self._session.identity_map.get(identity_key(HouseholdProfile, key)) if deleting else None
+        if held is not None:
+            self._session.expunge(held)
+
+
+def _upsert(session: Session, stored: _Stored, values: Mapping[str, Any]) -> str:
+    current = stored.get(values["household_id"])
     if current is None:
-        session.add(HouseholdProfile(**values))
-        session.flush()  # a concurrent first insert: IntegrityError, the transaction is retried (CaseStore.run)
-        return STORED
+        stored.added(HouseholdProfile(**values))  # a concurrent first insert: IntegrityError at the batch's flush,
+        return STORED                             # and the transaction is retried (CaseStore.run)
     if values["updated_at"] < current.updated_at:
         return STALE
     if _same(current, values):
         return DUPLICATE
+    stored.forget(values["household_id"])
     changed = session.execute(
         update(HouseholdProfile)
         .where(HouseholdProfile.household_id == values["household_id"],
@@ -146,19 +183,23 @@ def record_profiles(store: CaseStore, items: Sequence[tuple[str, Mapping[str, An
     """Store (key, record) pairs in ONE transaction - a None record is a tombstone for the household `key` - and
     return an outcome per pair (OUTCOMES). SchemaError (a record that is not a profile) or RecordRefused (the DB
     refuses it) for the whole batch, nothing stored; DatabaseUnavailable during an outage. Commit offsets only
-    after this returns."""
+    after this returns. The batch's stored rows are read in one SELECT ... IN, its new rows inserted together."""
     rows: list[tuple[str, dict[str, Any] | None]] = [
         (key, profile_row(record) if record is not None else None) for key, record in items]
 
     def work(session: Session) -> list[str]:
         out = []
-        for key, values in rows:
-            if values is None:
-                gone = session.execute(delete(HouseholdProfile).where(HouseholdProfile.household_id == key)
-                                       .execution_options(synchronize_session=False))
-                out.append(DELETED if _changed(gone) else ABSENT)
-            else:
-                out.append(_upsert(session, values))
+        stored = _Stored(session, [values["household_id"] for _, values in rows if values is not None])
+        with session.no_autoflush:
+            for key, values in rows:
+                if values is None:
+                    stored.forget(key, deleting=True)
+                    gone = session.execute(delete(HouseholdProfile).where(HouseholdProfile.household_id == key)
+                                           .execution_options(synchronize_session=False))
+                    out.append(DELETED if _changed(gone) else ABSENT)
+                else:
+                    out.append(_upsert(session, stored, values))
+        session.flush()  # a race on a first insert surfaces here, inside the retry loop
         return out
 
     return store.run(work, "record household profiles")

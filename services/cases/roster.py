@@ -2,10 +2,11 @@
 
 The file is read and validated by the same machinery as `povwatch roster load` (connectors.departments.bureau:
 ROSTER's columns and checks, RosterHandler's household consistency: a row that contradicts its household, a
-second 户主, a person listed twice differently is rejected). Nothing is published: the handler's messages are
-decoded back into rows here, and each accepted person's name - which never travels on a topic - is kept beside
-its person_key. Rejected rows are listed, not imported. Then households and members are upserted: added, updated
-(any field differs) or unchanged. Pure apart from reading the file; the writing is services.cases.store's.
+second 户主, a person listed twice differently is rejected). Nothing is published: the handler's household messages
+are decoded back into rows here, and each accepted person's row - with the name, which never travels on a topic -
+is kept under the key of each Person message the handler made (its person_key, and aliases during a rotation).
+Rejected rows are listed, not imported. Then households and members are upserted: added, updated (any field
+differs) or unchanged. Pure apart from reading the file; the writing is services/cases/roster_import.py's.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from typing import Any
 
 from connectors.departments.bureau import ROSTER, RosterHandler
 from connectors.framework import DEFAULT_ZONE, Accepted, Message, ValidRecord, run_file
+from connectors.idcard import birth_date
 from connectors.pseudonym import Pseudonymiser
 from plumbing.clock import Clock
 from schemas.codec import Codec
@@ -57,12 +59,15 @@ class _NamingHandler:
     def handle(self, record: ValidRecord, source: dict[str, Any]) -> Accepted | list[str]:
         outcome = self._inner.handle(record, source)
         if isinstance(outcome, Accepted):
+            # the Person records' fields are the row's values (RosterHandler copies them; birth_date is the ID
+            # number's), keyed by each message's key - the person_key, and during a key rotation each alias too -
+            # so the messages need not be decoded back
+            v = record.values
+            fields = {"household_id": v["household_id"], "name": v["name"], "relation": v["relation"],
+                      "sex": v["sex"], "birth_date": birth_date(v["id_number"])}
             for message in outcome.messages:
                 if message.topic == REGISTRY_PERSONS:
-                    person = self._codec.decode(message.value, expect="povwatch.registry.Person").record
-                    self._out.members[person["person_key"]] = {
-                        "household_id": person["household_id"], "name": record.values["name"],
-                        "relation": person["relation"], "sex": person["sex"], "birth_date": person["birth_date"]}
+                    self._out.members[message.key.decode("ascii")] = dict(fields)
         return outcome
 
     def finish(self) -> list[Message]:

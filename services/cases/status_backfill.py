@@ -19,7 +19,7 @@ from schemas.topics import REGISTRY_HOUSEHOLD_STATUS
 from services.casedb.models import CaseHistory, Household
 from services.casedb.outbox import add_message
 from services.casedb.store import CaseStore
-from services.cases.store import DECIDING_STEPS
+from services.cases.roster_import import DECIDING_STEPS
 from services.cases.workflow import Step, status_after
 
 __all__ = ["queue_decided_statuses"]

@@ -46,13 +46,14 @@ from schemas.thresholds import IncomeLines
 from schemas.topics import REGISTRY_HOUSEHOLD_STATUS
 from services.casedb import sessions as desk_sessions
 from services.casedb.errors import NotFound, NotInRegion, StepRefused
-from services.casedb.models import MAX_ID, AuditEntry, Case, CaseAlert, CaseHistory, Evidence, Household, Member, User
+from services.casedb.models import MAX_ID, AuditEntry, Case, CaseAlert, CaseHistory, Evidence, Household, User
 from services.casedb.outbox import add_message
 from services.casedb.store import CaseStore, evidence_events
 from services.cases import overdue, queries
 from services.cases.profile_view import ProfileView
 from services.cases.profiles import read_profile_view
-from services.cases.roster import HOUSEHOLD_FIELDS, MEMBER_FIELDS, read_roster
+from services.cases.roster import read_roster
+from services.cases.roster_import import upsert_roster
 from services.cases.users import (
     UserView,
     check_name,
@@ -71,7 +72,6 @@ __all__ = ["Cases", "FOCUS_CATEGORIES", "RESOLVER_ROLES", "household_record", "s
            "NotInRegion", "NotFound", "ANONYMOUS", "ANONYMOUS_FAILURES_PER_MINUTE"]
 
 FOCUS_CATEGORIES = ("UNSTABLE_LIFTED", "MARGINAL", "SUDDEN_HARDSHIP")  # what a labelled household may be
-DECIDING_STEPS = ("LABEL", "ANNOUNCE_LABEL")  # the steps that decide a household's status (its own topic)
 RESOLVER_ROLES = frozenset({Role.TOWNSHIP, Role.COUNTY, Role.BUREAU})  # who may resolve a case or an alert
 _T = TypeVar("_T")
 ANONYMOUS = "anonymous"  # the audit log's name for a failed log-in with an unknown name (never what was typed)
@@ -102,23 +102,6 @@ def status_record(h: Household, *, case_id: int, step: str, now: dt.datetime) ->
     """The povwatch.registry.HouseholdStatus record of the status `step` of case `case_id` decided at `now`."""
     return {"household_id": h.household_id, "monitoring_status": h.monitoring_status, "category": h.category,
             "decided_at": now, "case_id": case_id, "step": step}
-
-
-def _decided_at(session: Session) -> dict[str, dt.datetime]:
-    """household_id -> when its status was last decided by a LABEL or ANNOUNCE_LABEL step."""
-    rows = session.execute(select(CaseHistory.household_id, func.max(CaseHistory.recorded_at))
-                           .where(CaseHistory.kind == "STEP", CaseHistory.step.in_(DECIDING_STEPS))
-                           .group_by(CaseHistory.household_id))
-    return {hid: at for hid, at in rows if at is not None}
-
-
-def _decision_stands(row: Household, fields: dict[str, Any], decided: dt.datetime | None) -> bool:
-    """The file differs from the row in the status (and category) alone, and the row's status is a case step's
-    that nothing changed since: the export says nothing later than the decision, which stands - the rule the
-    monitor follows for registry.households and registry.household-status (docs/monitor.md)."""
-    differing = {f for f in HOUSEHOLD_FIELDS if getattr(row, f) != fields[f]}
-    return (bool(differing) and differing <= {"monitoring_status", "category"} and decided is not None
-            and decided >= row.updated_at)
 
 
 class Cases:
@@ -581,38 +564,7 @@ class Cases:
                              clock=self._clock, zone=self._zone)
 
         def work(session: Session) -> RosterCounts:
-            now = self._clock()
-            counts = {"households_added": 0, "households_updated": 0, "households_unchanged": 0,
-                      "members_added": 0, "members_updated": 0, "members_unchanged": 0}
-            existing_h = {h.household_id: h for h in session.scalars(select(Household))}
-            decided = _decided_at(session)
-            for hid, fields in roster.households.items():
-                row = existing_h.get(hid)
-                if row is None:
-                    session.add(Household(household_id=hid, updated_at=now, **fields))
-                    counts["households_added"] += 1
-                elif _decision_stands(row, fields, decided.get(hid)):
-                    counts["households_unchanged"] += 1  # the case's later decision stands (as in the monitor)
-                elif any(getattr(row, f) != fields[f] for f in HOUSEHOLD_FIELDS):
-                    for f in HOUSEHOLD_FIELDS:
-                        setattr(row, f, fields[f])
-                    row.updated_at = now
-                    counts["households_updated"] += 1
-                else:
-                    counts["households_unchanged"] += 1
-            session.flush()
-            existing_m = {m.person_key: m for m in session.scalars(select(Member))}
-            for key, fields in roster.members.items():
-                member = existing_m.get(key)
-                if member is None:
-                    session.add(Member(person_key=key, **fields))
-                    counts["members_added"] += 1
-                elif any(getattr(member, f) != fields[f] for f in MEMBER_FIELDS):
-                    for f in MEMBER_FIELDS:
-                        setattr(member, f, fields[f])
-                    counts["members_updated"] += 1
-                else:
-                    counts["members_unchanged"] += 1
+            counts = upsert_roster(session, roster, self._clock())  # in bulk: services/cases/roster_import.py
             self._audit(session, "povwatch-cli", "IMPORT_ROSTER",
                         detail=f"{roster.file}: {len(roster.households)} household(s), {len(roster.members)} "
                                f"member(s), {roster.rejected} row(s) rejected")

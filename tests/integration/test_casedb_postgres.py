@@ -25,7 +25,7 @@ from services.casedb.database import open_database
 from services.casedb.store import CaseStore, RecordResult
 
 pytest.register_assert_rewrite("tests.casedb_behaviour", "tests.casedb_migrations",
-                               "tests.evidence_behaviour")  # before the imports below
+                               "tests.evidence_behaviour", "tests.recording_behaviour")  # before the imports below
 
 # The shared tests are imported to be collected here, on PostgreSQL (F401: nothing else uses them).
 from tests.casedb_behaviour import (  # noqa: E402, F401
@@ -84,6 +84,10 @@ from tests.evidence_behaviour import (  # noqa: E402, F401
     users,
 )
 from tests.integration.test_cases_postgres import fresh_schema  # noqa: E402
+from tests.recording_behaviour import (  # noqa: E402, F401
+    test_a_mixed_batch_records_what_its_messages_one_at_a_time_record,
+    test_any_split_of_a_batch_records_the_same,
+)
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "postgres.sh"
 FIRST_START_TIMEOUT = 600  # a first start installs the server package

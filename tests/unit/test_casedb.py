@@ -43,6 +43,14 @@ from tests.casedb_behaviour import (  # noqa: E402, F401
     test_report_rows_from_the_case_db,
 )
 
+pytest.register_assert_rewrite("tests.recording_behaviour")
+
+# a poll batch recorded as its messages one at a time (services/casedb/recording.py), shared with the other backend
+from tests.recording_behaviour import (  # noqa: E402, F401
+    test_a_mixed_batch_records_what_its_messages_one_at_a_time_record,
+    test_any_split_of_a_batch_records_the_same,
+)
+
 pytest.register_assert_rewrite("tests.evidence_behaviour")
 
 # issue #11's case DB side (one fact, one alert; townships; deadlines), shared with PostgreSQL the same way

@@ -124,3 +124,28 @@ def test_an_outage_propagates_with_nothing_decided(store: CaseStore, monkeypatch
     monkeypatch.setattr(profile_feed, "record_profiles", down)
     with pytest.raises(DatabaseUnavailable):
         handle_profiles(store, [message(0, encoded(profile()))], CODEC, NOW)
+
+
+def test_one_household_many_times_in_a_batch_ends_as_one_message_at_a_time(tmp_path: Path) -> None:
+    """A batch is read in one SELECT and written in one flush (services/cases/profiles.py): a household added,
+    replaced, made stale, deleted and added again within one batch gives what those messages give one by one."""
+    def batch() -> list[ProfileMessage]:
+        return [message(0, encoded(profile())), message(1, encoded(profile(updated=T2, damage="COLLAPSED"))),
+                message(2, encoded(profile(updated=T1, damage="MINOR"))), message(3, None),
+                message(4, encoded(profile(updated=T1, damage="NONE"))), message(5, encoded(profile("H-2")), b"H-2"),
+                message(6, encoded(profile("H-2", updated=T2, income=None)), b"H-2"),
+                message(7, encoded(profile("H-2", updated=T2, income=None)), b"H-2")]
+
+    expected = ["stored", "replaced", "stale", "deleted", "stored", "stored", "replaced", "duplicate"]
+    ends = []
+    for name, sizes in (("alone", 1), ("together", 8)):
+        store = open_database(f"sqlite:///{tmp_path / name}.db")
+        try:
+            messages = batch()
+            outcomes = [o for start in range(0, len(messages), sizes)
+                        for o in handle_profiles(store, messages[start:start + sizes], CODEC, NOW).outcomes]
+            assert outcomes == expected
+            ends.append(stored(store))
+        finally:
+            store.close()
+    assert ends[0] == ends[1] == {"H-1": (T1, Decimal("8200.00"), "NONE"), "H-2": (T2, None, "SERIOUS")}
