@@ -15,7 +15,9 @@ memory, or on disk in RocksDB, `POVWATCH_MONITOR_STORE`):
                  assignment. Tables are not paused while waiting for them: a stage waiting for the registry
                  never stops reading it.
     batch        `getmany` (at most `max_records`): table records first, then inputs, through the handler;
-                 1. every message the batch produced (alerts, forwards, dead letters) is sent and acknowledged;
+                 1. every message the batch produced (alerts, forwards, dead letters) is sent and acknowledged
+                    (handed to the producer every `HAND_OFF` input messages, so the next stage starts on them
+                    while the batch goes on; their acknowledgements are all awaited here);
                  2. every state key the batch changed is written once to the changelog and acknowledged, then
                     settled in the store;
                  3. only then are the input offsets committed.
