@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import murmur2
@@ -41,12 +42,19 @@ class BatchSender:
 
     async def send(self, messages: Iterable[tuple[str, bytes, bytes | None, int | None]]) -> None:
         """Send (topic, key, value, partition or None) messages and wait until all are acknowledged."""
+        await asyncio.gather(*await self.enqueue(messages))
+
+    async def enqueue(self, messages: Iterable[tuple[str, bytes, bytes | None, int | None]]
+                      ) -> list[asyncio.Future[Any]]:
+        """Hand (topic, key, value, partition or None) messages to the producer without waiting for them: the
+        futures of their acknowledgements (a caller awaits them all, or retrieves their failure). Messages of one
+        partition are sent in the order they are handed over, across calls."""
         groups: dict[tuple[str, int], list[tuple[bytes, bytes | None]]] = {}
         for topic, key, value, partition in messages:
             p = partition if partition is not None else await self._partition(topic, key)
             groups.setdefault((topic, p), []).append((key, value))
         producer = self._producer
-        futures = []
+        futures: list[asyncio.Future[Any]] = []
         for (topic, p), items in groups.items():
             batch = producer.create_batch()
             for key, value in items:
@@ -58,4 +66,4 @@ class BatchSender:
                         futures.append(await producer.send(topic, value, key=key, partition=p))
             if batch.record_count():
                 futures.append(await producer.send_batch(batch, topic, partition=p))
-        await asyncio.gather(*futures)
+        return futures

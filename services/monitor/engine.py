@@ -15,7 +15,9 @@ memory, or on disk in RocksDB, `POVWATCH_MONITOR_STORE`):
                  assignment. Tables are not paused while waiting for them: a stage waiting for the registry
                  never stops reading it.
     batch        `getmany` (at most `max_records`): table records first, then inputs, through the handler;
-                 1. every message the batch produced (alerts, forwards, dead letters) is sent and acknowledged;
+                 1. every message the batch produced (alerts, forwards, dead letters) is sent and acknowledged
+                    (handed to the producer every `HAND_OFF` input messages, so the next stage starts on them
+                    while the batch goes on; their acknowledgements are all awaited here);
                  2. every state key the batch changed is written once to the changelog and acknowledged, then
                     settled in the store;
                  3. only then are the input offsets committed.
@@ -138,6 +140,16 @@ class _Part(Generic[S]):
                 close()
 
 
+HAND_OFF = 1000  # input messages a batch handles between two hand-offs of its outputs to the producer
+
+
+def _forgotten(acks: list[asyncio.Future[Any]]) -> None:
+    """A batch abandoned with outputs in flight: their outcomes are retrieved when they come (not logged as never
+    retrieved); the batch is replayed, its outputs sent again."""
+    for ack in acks:
+        ack.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+
 class StageRunner(ConsumerRebalanceListener, Generic[S]):  # type: ignore[misc]  # aiokafka is untyped
     def __init__(self, spec: StageSpec[S], *, bootstrap: str,
                  producer_factory: Callable[[], Awaitable[AIOKafkaProducer]], codec: Codec,
@@ -168,6 +180,7 @@ class StageRunner(ConsumerRebalanceListener, Generic[S]):  # type: ignore[misc] 
         self._failure: BaseException | None = None  # a bug in a restore task or the listener: raised by the loop
         self._in_flight: dict[TopicPartition, int] = {}  # the batch in flight: first offset per partition
         self._touched: set[int] = set()  # partitions whose state the batch in flight may have changed
+        self._acks: list[asyncio.Future[Any]] = []  # the batch in flight's outputs handed to the producer
         self.assigned_once = False
         self.recovery_seconds: list[float] = []  # how long each recovery took (reload included), for benches
 
@@ -228,7 +241,7 @@ class StageRunner(ConsumerRebalanceListener, Generic[S]):  # type: ignore[misc] 
             enable_auto_commit=False, auto_offset_reset="earliest",
             partition_assignment_strategy=(RangePartitionAssignor,),
             session_timeout_ms=10_000, heartbeat_interval_ms=3_000, max_poll_interval_ms=600_000,
-            max_partition_fetch_bytes=1024 * 1024, fetch_max_bytes=16 * 1024 * 1024,
+            max_partition_fetch_bytes=4 * 1024 * 1024, fetch_max_bytes=16 * 1024 * 1024,
             request_timeout_ms=15_000, retry_backoff_ms=200,
         )
         self._consumer = consumer
@@ -258,6 +271,7 @@ class StageRunner(ConsumerRebalanceListener, Generic[S]):  # type: ignore[misc] 
                             metrics.BATCH_DONE.labels(spec.name).set(time.time())
                             failures = 0
                 except TRANSIENT as exc:
+                    _forgotten(self._acks)
                     failures += 1
                     broken = True
                     backoff = self._backoff.delay(failures)
@@ -448,6 +462,8 @@ class StageRunner(ConsumerRebalanceListener, Generic[S]):  # type: ignore[misc] 
         spec = self.spec
         now = self._clock()
         out: list[Emit] = []
+        acks = self._acks = []  # of the outputs handed to the producer during the batch
+        handed = since = 0  # outputs handed over; messages handled since the last hand-off
         offsets: dict[TopicPartition, int] = {}
         touched: set[int] = self._touched  # seen by `_recover` if the batch fails
         tables = [(tp, ms) for tp, ms in batch.items() if tp.topic in spec.tables]
@@ -470,6 +486,12 @@ class StageRunner(ConsumerRebalanceListener, Generic[S]):  # type: ignore[misc] 
                         out += part.handler.event(tp.topic, m.value or b"", now, m.key)
                 except (DecodeError, SchemaError) as exc:
                     out.append(self._dead_letter(tp, m.offset, str(exc), now))
+                since += 1
+                if since >= HAND_OFF:  # the outputs so far go now: the next stage starts on them meanwhile
+                    since = 0
+                    acks += await self._enqueue(out[handed:])
+                    handed = len(out)
+                    await asyncio.sleep(0)  # the producer's sender and the other stages run
             if not is_table:
                 metrics.PROCESSED.labels(spec.name).inc(len(messages))
             if is_table:
@@ -490,8 +512,9 @@ class StageRunner(ConsumerRebalanceListener, Generic[S]):  # type: ignore[misc] 
         if not offsets and not touched:
             await self._update_lag(consumer)
             return
-        # 1. outputs, acknowledged
-        await self._send_all([(e.topic, e.key, e.value, None) for e in out])
+        # 1. outputs, acknowledged (those handed over during the batch and the rest)
+        acks += await self._enqueue(out[handed:])
+        await asyncio.gather(*acks)
         if self._on_sent is not None and out:
             await self._on_sent(out)
         # 2. state changed by this batch, once per key, acknowledged
@@ -520,6 +543,12 @@ class StageRunner(ConsumerRebalanceListener, Generic[S]):  # type: ignore[misc] 
         for tp, offset in offsets.items():
             self._done[(tp.topic, tp.partition)] = offset
         await self._update_lag(consumer)
+
+    async def _enqueue(self, emits: list[Emit]) -> list[asyncio.Future[Any]]:
+        if not emits:
+            return []
+        assert self._sender is not None, "the loop makes a producer before the first batch"
+        return await self._sender.enqueue([(e.topic, e.key, e.value, None) for e in emits])
 
     async def _send_all(self, messages: list[tuple[str, bytes, bytes | None, int | None]]) -> None:
         if messages:

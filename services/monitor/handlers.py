@@ -274,6 +274,7 @@ class HouseholdStage:
         self._decided: dict[str, Decision] = {}  # household -> its latest status record
         self._overridden: dict[str, HouseholdContext] = {}  # the roster's record where a decision overrides it
         self._flat = FlatCodec(codec)  # the hop records by hand
+        self._tally = metrics.Tally()  # the batch's alerts, facts, forwards and latencies, counted at flush
 
     def registry(self, key: str, value: bytes | None, now: dt.datetime,
                  topic: str = REGISTRY_HOUSEHOLDS) -> list[Emit]:
@@ -346,7 +347,7 @@ class HouseholdStage:
             state.timers = add_timers(state.timers, verdict.timers, verdict.cancel)
         if outcome.fact is not None:
             state.facts.append(outcome.fact)
-            _counted(metrics.FACTS_KEPT, self.name, source_topic).inc()
+            self._tally.add(metrics.FACTS_KEPT, self.name, source_topic)
         state.seen[record["event_id"]] = kept
         state.happened(record["occurred_at"])
         out = self._raise(household, state, verdict.drafts, now, {record["event_id"]: source_topic})
@@ -355,7 +356,7 @@ class HouseholdStage:
             self._profiles[hh_id] = None
         state.prune(self._rules.history_horizon_days)
         self.state[hh_id] = state
-        metrics.LATENCY.observe(max(0.0, (now - record["ingested_at"]).total_seconds()))
+        self._tally.latencies.append(max(0.0, (now - record["ingested_at"]).total_seconds()))
         return out
 
     def _today(self, now: dt.datetime) -> dt.date:
@@ -374,7 +375,7 @@ class HouseholdStage:
             out.append(Emit(self._routes.alerts_household, household.household_id.encode(),
                             self._codec.encode("povwatch.alerts.HouseholdAlert",
                                                household_alert_record(draft, now, known))))
-            _counted(metrics.ALERTS, draft.rule.value, draft.severity.value).inc()
+            self._tally.add(metrics.ALERTS, draft.rule.value, draft.severity.value)
         state.profiled = True
         return out
 
@@ -386,11 +387,13 @@ class HouseholdStage:
                     "group": rec.group}
             out.append(Emit(self._routes.village_disasters, region.encode(),
                             self._flat.encode("povwatch.monitor.VillageDisaster", body)))
-            _counted(metrics.FORWARDED, self.name, "village").inc()
+        if out:
+            self._tally.add(metrics.FORWARDED, self.name, "village", n=len(out))
         return out
 
     def flush(self, now: dt.datetime) -> list[Emit]:
-        """One profile per household the batch changed, as it stands after the batch."""
+        """One profile per household the batch changed, as it stands after the batch; the batch's counts."""
+        self._tally.apply()
         out = []
         for hh_id in self._profiles:
             household, state = self.households.get(hh_id), self.state.get(hh_id)
