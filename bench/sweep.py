@@ -51,6 +51,7 @@ for _path in (str(ROOT), str(ROOT / "bench")):  # run as a script: the project's
 from measure import Watch, machine_busy, proc_stats  # noqa: E402
 from pipeline import roster_households, start_monitor  # noqa: E402
 from year import Plan, plan_year  # noqa: E402
+from yearfiles import Population, write_year_file  # noqa: E402
 
 from connectors.catalog import get_feed  # noqa: E402
 from connectors.departments.bureau import ROSTER  # noqa: E402
@@ -63,14 +64,14 @@ from plumbing.settings import Settings, load_settings  # noqa: E402
 from plumbing.table import render_table  # noqa: E402
 from schemas.errors import EnvironmentProblem, PovwatchError  # noqa: E402
 from schemas.topics import ALERTS_HOUSEHOLD, ALERTS_REGIONAL  # noqa: E402
-from services.demo.feeds import Household, write_feed_file  # noqa: E402
+from services.demo.feeds import Household  # noqa: E402
 from services.demo.population import generate  # noqa: E402
 from services.demo.run import monitor_settled, read_alerts  # noqa: E402
 from services.monitor.rules import age_at  # noqa: E402
 
 WORK = ROOT / "var" / "bench-sweep"
 PERSONS_PER_HOUSEHOLD = 3.85  # the demo generator's mean household size (2-6 members, weights 2:3:4:3:1)
-_HOUSEHOLDS: list[Household] = []  # the generator processes' copy (fork), set before the pool starts
+_POPULATION: Population | None = None  # the generator processes' copy (fork), set before the pool starts
 
 
 # --- generating the year ---------------------------------------------------------------------------------------
@@ -109,15 +110,18 @@ def file_jobs(plans: list[Plan], files_dir: Path) -> list[FileJob]:
 
 
 def _write_one(job: FileJob, today: dt.date) -> dict[str, Any]:
-    made = write_feed_file(get_feed(job.department, job.feed), _HOUSEHOLDS, job.path, count=job.rows,
-                           seed=f"sweep:{job.department}:{job.feed}:{job.period}", today=today, encoding="utf-8")
-    return {"path": str(job.path), "rows": made.rows, "bad_rows": made.bad_rows}
+    assert _POPULATION is not None, "write_year sets the population before the files are written"
+    began = time.process_time()
+    made = write_year_file(get_feed(job.department, job.feed), _POPULATION, job.path, count=job.rows,
+                           seed=f"sweep:{job.department}:{job.feed}:{job.period}", today=today)
+    return {"path": str(job.path), "rows": made.rows, "bad_rows": made.bad_rows, "risky_rows": made.risky_rows,
+            "department": job.department, "feed": job.feed, "cpu_s": time.process_time() - began}
 
 
 def write_year(jobs: list[FileJob], households: list[Household], today: dt.date, processes: int) -> dict[str, Any]:
-    """Write every file, the biggest first, in `processes` processes: {path: {rows, bad_rows}}."""
-    global _HOUSEHOLDS
-    _HOUSEHOLDS = households
+    """Write every file, the biggest first, in `processes` processes: {path: {rows, bad_rows, risky_rows, ...}}."""
+    global _POPULATION
+    _POPULATION = Population(households, today)
     for job in jobs:
         job.path.parent.mkdir(parents=True, exist_ok=True)
     ordered = sorted(jobs, key=lambda j: -j.rows)
