@@ -133,29 +133,7 @@ def write_year(jobs: list[FileJob], households: list[Household], today: dt.date,
     return {m["path"]: m for m in made}
 
 
-# --- a department's connector process --------------------------------------------------------------------------
-def connector_child(department: str, manifest: Path, bootstrap: str, per_file: bool) -> None:
-    """Run the department's files (in the manifest's order) through its connector in this process: all of them
-    through one producer (services.ingest.run_connector_files: `povwatch connector run` with several files), or
-    with `per_file` one `run_connector` each (a producer and an audit record per file, as before). Print one JSON
-    line: the summaries, seconds, CPU seconds and peak RSS of this process."""
-    from services.ingest import run_connector, run_connector_files
-
-    settings = load_settings().model_copy(update={"bootstrap": bootstrap})
-    files = [(feed, Path(path)) for feed, path in json.loads(manifest.read_text())]
-    start = time.perf_counter()
-    if per_file:
-        done = [asyncio.run(run_connector(settings, department, feed, path)) for feed, path in files]
-    else:
-        done = asyncio.run(run_connector_files(settings, department, files))
-    summaries = [{**s.as_dict(), "path": str(path)} for s, (_, path) in zip(done, files, strict=True)]
-    times = os.times()
-    peak = next(int(line.split()[1]) for line in Path("/proc/self/status").read_text().splitlines()
-                if line.startswith("VmHWM:")) / 1024
-    print(json.dumps({"department": department, "seconds": time.perf_counter() - start,
-                      "cpu_s": times.user + times.system, "peak_rss_mb": peak,
-                      "summaries": [{k: s[k] for k in ("feed", "path", "read", "published", "rejected", "duplicates")}
-                                    for s in summaries]}))
+# --- a department's connector process: bench/sweep_connector.py (imports the connector only) ------------------
 
 
 @dataclass
@@ -177,8 +155,8 @@ def run_connectors(departments: list[Department], bootstrap: str, parallel: int,
         while waiting and len(running) < parallel:
             dep = waiting.pop(0)
             log = open(WORK / "logs" / f"connector-{dep.name}.log", "w")
-            dep.proc = subprocess.Popen([sys.executable, __file__, "--child-connector", dep.name, "--manifest",
-                                         str(dep.manifest), "--bootstrap", bootstrap]
+            dep.proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("sweep_connector.py")),
+                                         dep.name, str(dep.manifest), bootstrap]
                                         + (["--per-file"] if per_file else []), stdout=subprocess.PIPE,
                                         stderr=log, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
             dep.started = time.perf_counter()
@@ -502,14 +480,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-file", action="store_true",
                         help="each file through its own connector run (a producer each), as before the several-files "
                              "run; for comparison")
-    parser.add_argument("--child-connector", help=argparse.SUPPRESS)
-    parser.add_argument("--manifest", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--bootstrap", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     WORK = args.work.resolve()
-    if args.child_connector:
-        connector_child(args.child_connector, args.manifest, args.bootstrap, args.per_file)
-        return 0
     if args.persons < 800 or args.scale <= 0 or args.partitions < 1 or args.parallel < 1 or args.jobs < 1:
         parser.error("--persons must be >= 800, --scale > 0, --partitions, --parallel and --jobs >= 1")
     try:
