@@ -2,19 +2,21 @@
 alert in the case DB, on a real broker, the real connectors, the real monitor and the real case feed.
 
     .venv/bin/python bench/sweep.py [--persons 300000] [--scale 1.0] [--partitions 12] [--parallel 6]
-                                    [--jobs 2] [--port 19792] [--store memory|rocksdb] [--work DIR]
+                                    [--jobs 2] [--port 19792] [--store memory|rocksdb] [--work DIR] [--per-file]
 
 1. generate (not timed in the sweep): a roster of about `--persons` persons in realistic households (the demo's
    population generator, services/demo/population.py), and a year of every feed of the catalogue in the shares
    of bench/year.py (x `--scale`), written as each department's files (CSV, one per period: monthly, quarterly,
-   per term or yearly), the rows made from each feed's declaration by the demo's feed generator
-   (services/demo/feeds.py: valid rows, a few bad ones per file). `--jobs` processes write them.
+   per term or yearly), the rows made from each feed's declaration with realistic values by bench/yearfiles.py
+   (mostly benign rows, the share of risky ones of bench/year.py PROFILES, a few bad ones per file). `--jobs`
+   processes write them.
 2. the sweep, timed from the first file read to the last alert in the case DB, on its own broker
    (127.0.0.1:PORT, `--partitions` per topic; the controller takes PORT + 1; the monitor's and the case feed's
    /metrics on PORT + 2 and PORT + 3), with the monitor and the case feed (SQLite case DB) running from the start:
      roster      `povwatch roster load` (topics and the case DB's households and members)
-     connectors  one process per department, `--parallel` at a time, each running its files in period order
-                 through the connector (services.ingest.run_connector: what `povwatch connector run` does)
+     connectors  one process per department (bench/sweep_connector.py), `--parallel` at a time, each running its
+                 files in period order through one connector run (services.ingest.run_connector_files: what
+                 `povwatch connector run` with several files does; `--per-file`: a run per file, as before)
      drained     the monitor has handled every published event (its /metrics)
      case DB     the case feed has consumed every alert on alerts.household and alerts.regional
    then checks the counts exactly: every file's rows read = published + rejected, rejected = the bad rows
