@@ -2,19 +2,21 @@
 alert in the case DB, on a real broker, the real connectors, the real monitor and the real case feed.
 
     .venv/bin/python bench/sweep.py [--persons 300000] [--scale 1.0] [--partitions 12] [--parallel 6]
-                                    [--jobs 2] [--port 19792] [--store memory|rocksdb] [--work DIR]
+                                    [--jobs 2] [--port 19792] [--store memory|rocksdb] [--work DIR] [--per-file]
 
 1. generate (not timed in the sweep): a roster of about `--persons` persons in realistic households (the demo's
    population generator, services/demo/population.py), and a year of every feed of the catalogue in the shares
    of bench/year.py (x `--scale`), written as each department's files (CSV, one per period: monthly, quarterly,
-   per term or yearly), the rows made from each feed's declaration by the demo's feed generator
-   (services/demo/feeds.py: valid rows, a few bad ones per file). `--jobs` processes write them.
+   per term or yearly), the rows made from each feed's declaration with realistic values by bench/yearfiles.py
+   (mostly benign rows, the share of risky ones of bench/year.py PROFILES, a few bad ones per file). `--jobs`
+   processes write them.
 2. the sweep, timed from the first file read to the last alert in the case DB, on its own broker
    (127.0.0.1:PORT, `--partitions` per topic; the controller takes PORT + 1; the monitor's and the case feed's
    /metrics on PORT + 2 and PORT + 3), with the monitor and the case feed (SQLite case DB) running from the start:
      roster      `povwatch roster load` (topics and the case DB's households and members)
-     connectors  one process per department, `--parallel` at a time, each running its files in period order
-                 through the connector (services.ingest.run_connector: what `povwatch connector run` does)
+     connectors  one process per department (bench/sweep_connector.py), `--parallel` at a time, each running its
+                 files in period order through one connector run (services.ingest.run_connector_files: what
+                 `povwatch connector run` with several files does; `--per-file`: a run per file, as before)
      drained     the monitor has handled every published event (its /metrics)
      case DB     the case feed has consumed every alert on alerts.household and alerts.regional
    then checks the counts exactly: every file's rows read = published + rejected, rejected = the bad rows
@@ -51,6 +53,7 @@ for _path in (str(ROOT), str(ROOT / "bench")):  # run as a script: the project's
 from measure import Watch, machine_busy, proc_stats  # noqa: E402
 from pipeline import roster_households, start_monitor  # noqa: E402
 from year import Plan, plan_year  # noqa: E402
+from yearfiles import Population, write_year_file  # noqa: E402
 
 from connectors.catalog import get_feed  # noqa: E402
 from connectors.departments.bureau import ROSTER  # noqa: E402
@@ -63,14 +66,14 @@ from plumbing.settings import Settings, load_settings  # noqa: E402
 from plumbing.table import render_table  # noqa: E402
 from schemas.errors import EnvironmentProblem, PovwatchError  # noqa: E402
 from schemas.topics import ALERTS_HOUSEHOLD, ALERTS_REGIONAL  # noqa: E402
-from services.demo.feeds import Household, write_feed_file  # noqa: E402
+from services.demo.feeds import Household  # noqa: E402
 from services.demo.population import generate  # noqa: E402
 from services.demo.run import monitor_settled, read_alerts  # noqa: E402
 from services.monitor.rules import age_at  # noqa: E402
 
 WORK = ROOT / "var" / "bench-sweep"
 PERSONS_PER_HOUSEHOLD = 3.85  # the demo generator's mean household size (2-6 members, weights 2:3:4:3:1)
-_HOUSEHOLDS: list[Household] = []  # the generator processes' copy (fork), set before the pool starts
+_POPULATION: Population | None = None  # the generator processes' copy (fork), set before the pool starts
 
 
 # --- generating the year ---------------------------------------------------------------------------------------
@@ -109,15 +112,18 @@ def file_jobs(plans: list[Plan], files_dir: Path) -> list[FileJob]:
 
 
 def _write_one(job: FileJob, today: dt.date) -> dict[str, Any]:
-    made = write_feed_file(get_feed(job.department, job.feed), _HOUSEHOLDS, job.path, count=job.rows,
-                           seed=f"sweep:{job.department}:{job.feed}:{job.period}", today=today, encoding="utf-8")
-    return {"path": str(job.path), "rows": made.rows, "bad_rows": made.bad_rows}
+    assert _POPULATION is not None, "write_year sets the population before the files are written"
+    began = time.process_time()
+    made = write_year_file(get_feed(job.department, job.feed), _POPULATION, job.path, count=job.rows,
+                           seed=f"sweep:{job.department}:{job.feed}:{job.period}", today=today)
+    return {"path": str(job.path), "rows": made.rows, "bad_rows": made.bad_rows, "risky_rows": made.risky_rows,
+            "department": job.department, "feed": job.feed, "cpu_s": time.process_time() - began}
 
 
 def write_year(jobs: list[FileJob], households: list[Household], today: dt.date, processes: int) -> dict[str, Any]:
-    """Write every file, the biggest first, in `processes` processes: {path: {rows, bad_rows}}."""
-    global _HOUSEHOLDS
-    _HOUSEHOLDS = households
+    """Write every file, the biggest first, in `processes` processes: {path: {rows, bad_rows, risky_rows, ...}}."""
+    global _POPULATION
+    _POPULATION = Population(households, today)
     for job in jobs:
         job.path.parent.mkdir(parents=True, exist_ok=True)
     ordered = sorted(jobs, key=lambda j: -j.rows)
@@ -129,28 +135,7 @@ def write_year(jobs: list[FileJob], households: list[Household], today: dt.date,
     return {m["path"]: m for m in made}
 
 
-# --- a department's connector process --------------------------------------------------------------------------
-def connector_child(department: str, manifest: Path, bootstrap: str) -> None:
-    """Run the department's files (in the manifest's order) through its connector in this process; print one
-    JSON line: the summaries, seconds, CPU seconds and peak RSS of this process."""
-    from services.ingest import run_connector
-
-    settings = load_settings().model_copy(update={"bootstrap": bootstrap})
-    files = json.loads(manifest.read_text())
-    start = time.perf_counter()
-    summaries = []
-    for feed, path in files:
-        began = time.perf_counter()
-        summary = asyncio.run(run_connector(settings, department, feed, Path(path))).as_dict()
-        summaries.append({**summary, "path": path, "seconds": time.perf_counter() - began})
-    times = os.times()
-    peak = next(int(line.split()[1]) for line in Path("/proc/self/status").read_text().splitlines()
-                if line.startswith("VmHWM:")) / 1024
-    print(json.dumps({"department": department, "seconds": time.perf_counter() - start,
-                      "cpu_s": times.user + times.system, "peak_rss_mb": peak,
-                      "summaries": [{k: s[k] for k in ("feed", "path", "read", "published", "rejected", "duplicates",
-                                                       "seconds")}
-                                    for s in summaries]}))
+# --- a department's connector process: bench/sweep_connector.py (imports the connector only) ------------------
 
 
 @dataclass
@@ -164,7 +149,7 @@ class Department:
 
 
 def run_connectors(departments: list[Department], bootstrap: str, parallel: int, watch: Watch,
-                   on_tick: Any = None) -> None:
+                   on_tick: Any = None, per_file: bool = False) -> None:
     """Every department's connector process, `parallel` at a time (the biggest first); raises if one fails."""
     waiting = sorted(departments, key=lambda d: -d.rows)
     running: list[Department] = []
@@ -172,8 +157,9 @@ def run_connectors(departments: list[Department], bootstrap: str, parallel: int,
         while waiting and len(running) < parallel:
             dep = waiting.pop(0)
             log = open(WORK / "logs" / f"connector-{dep.name}.log", "w")
-            dep.proc = subprocess.Popen([sys.executable, __file__, "--child-connector", dep.name, "--manifest",
-                                         str(dep.manifest), "--bootstrap", bootstrap], stdout=subprocess.PIPE,
+            dep.proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("sweep_connector.py")),
+                                         dep.name, str(dep.manifest), bootstrap]
+                                        + (["--per-file"] if per_file else []), stdout=subprocess.PIPE,
                                         stderr=log, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
             dep.started = time.perf_counter()
             watch.add(f"connector {dep.name}", dep.proc.pid)
@@ -210,7 +196,7 @@ def _end_offsets_total(bootstrap: str, topics: list[str]) -> int:
 
 
 def sweep(persons: int, scale: float, partitions: int, parallel: int, jobs: int, port: int,
-          store: str) -> dict[str, Any]:
+          store: str, per_file: bool = False) -> dict[str, Any]:
     print(kafka_local.down(load_settings().model_copy(update={"bootstrap": f"127.0.0.1:{port}",
                                                               "kafka_data": WORK / "kafka"})))
     shutil.rmtree(WORK, ignore_errors=True)
@@ -226,14 +212,19 @@ def sweep(persons: int, scale: float, partitions: int, parallel: int, jobs: int,
     units = count_units(households, today)
     plans = plan_year(units, scale)
     jobs_list = file_jobs(plans, WORK / "files")
+    t_files = time.perf_counter()
     made = write_year(jobs_list, households, today, jobs)
     t_generate = time.perf_counter() - t
+    t_files = time.perf_counter() - t_files
     rows_total = sum(m["rows"] for m in made.values())
     bad_total = sum(m["bad_rows"] for m in made.values())
+    risky_total = sum(m["risky_rows"] for m in made.values())
+    generate_cpu = {"files": sum(m["cpu_s"] for m in made.values()), "files_wall": t_files}
     files_mb = sum(Path(p).stat().st_size for p in made) / 1e6
-    print(f"generated in {t_generate:.0f} s: {units['person']} persons in {units['household']} households, "
-          f"{units['village']} villages; {len(jobs_list)} files, {rows_total} rows ({bad_total} bad), "
-          f"{files_mb:.0f} MB", flush=True)
+    print(f"generated in {t_generate:.0f} s (the files {t_files:.0f} s, {generate_cpu['files']:.0f} CPU s in {jobs} "
+          f"processes): {units['person']} persons in {units['household']} households, {units['village']} villages; "
+          f"{len(jobs_list)} files, {rows_total} rows ({bad_total} bad, {risky_total} risky), {files_mb:.0f} MB",
+          flush=True)
 
     departments, files_a_year = [], {p.feed: p.files for p in plans}
     for dep in sorted({j.department for j in jobs_list}):
@@ -273,6 +264,7 @@ def sweep(persons: int, scale: float, partitions: int, parallel: int, jobs: int,
                    timeout=300, child=casefeed, what="the case feed to start")
 
         cpu0 = machine_busy()
+        load_at_start = os.getloadavg()
         t0 = time.perf_counter()
         with open(WORK / "logs" / "roster.log", "w") as log:
             roster = subprocess.Popen([sys.executable, "-m", "services.cli", "roster", "load", str(demo.roster),
@@ -296,7 +288,7 @@ def sweep(persons: int, scale: float, partitions: int, parallel: int, jobs: int,
                     raise EnvironmentProblem(f"{child.args[0]} exited during the sweep:\n{child.tail()}")
 
         t1 = time.perf_counter()
-        run_connectors(departments, settings.bootstrap, parallel, watch, on_tick=alive)
+        run_connectors(departments, settings.bootstrap, parallel, watch, on_tick=alive, per_file=per_file)
         phases["connectors"] = time.perf_counter() - t1
         published = sum(s["published"] for d in departments for s in d.result["summaries"])
         at_connectors = scrape(settings.monitor_metrics_port)
@@ -352,6 +344,7 @@ def sweep(persons: int, scale: float, partitions: int, parallel: int, jobs: int,
     return {
         "persons": units["person"], "units": units, "scale": scale, "partitions": partitions, "parallel": parallel,
         "store": store, "files": len(jobs_list), "files_mb": files_mb, "rows": rows_total, "bad_rows": bad_total,
+        "risky_rows": risky_total, "generate_cpu_s": generate_cpu, "per_file": per_file,
         "plans": [vars(p) | {"rows": p.rows} for p in plans],
         "published": published, "roster_persons": roster_summary["published"],
         "seconds": {"generate": t_generate, **phases},
@@ -372,12 +365,11 @@ def sweep(persons: int, scale: float, partitions: int, parallel: int, jobs: int,
         | {f"connector {d.name}": {"peak_rss_mb": d.result["peak_rss_mb"], "rss_mb": 0.0, "cpu_s": d.result["cpu_s"],
                                    "write_mb": 0.0} for d in departments},
         "connectors": {d.name: {k: d.result[k] for k in ("seconds", "wall_s", "cpu_s", "peak_rss_mb")}
-                       | {"rows": sum(s["read"] for s in d.result["summaries"]), "files": len(d.result["summaries"]),
-                          "fastest_file_s": min(s["seconds"] for s in d.result["summaries"])}
+                       | {"rows": sum(s["read"] for s in d.result["summaries"]), "files": len(d.result["summaries"])}
                        for d in departments},
         "machine": {"cores": os.cpu_count(), "busy_cores": (cpu1.busy - cpu0.busy) / (cpu1.at - cpu0.at),
                     "iowait_cores": (cpu1.iowait - cpu0.iowait) / (cpu1.at - cpu0.at),
-                    "load_average": os.getloadavg()},
+                    "load_average": os.getloadavg(), "load_average_at_start": load_at_start},
         "count_problems": problems,
         "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
@@ -423,7 +415,8 @@ def report(result: dict[str, Any]) -> str:
     s, n = result["seconds"], result["published"]
     wall = s["case_db"]
     phases = [
-        ["generate the roster and the year's files (not timed)", f"{s['generate']:.0f}", "", ""],
+        ["generate the roster and the year's files (not timed)", f"{s['generate']:.0f}", "",
+         f"the files: {result['generate_cpu_s']['files'] / max(1, result['rows']) * 1000:.3f} CPU ms a row"],
         ["roster load (file -> topics and case DB)", f"{s['roster']:.0f}", f"{s['roster']:.0f}",
          f"{result['roster_persons'] / s['roster']:,.0f} persons/s"],
         ["connectors (every department's files -> Kafka)", f"{s['connectors']:.0f}",
@@ -432,8 +425,13 @@ def report(result: dict[str, Any]) -> str:
          f"{n / (s['drained'] - s['roster']):,.0f} events/s"],
         ["last alert in the case DB", "", f"{wall:.0f}", f"{n / wall:,.0f} events/s overall"],
     ]
-    procs = [[name, f"{p['peak_rss_mb']:.0f}", f"{p['cpu_s']:.0f}", f"{p['cpu_s'] / wall:.2f}", f"{p['write_mb']:.0f}"]
+    procs = [[name, f"{p['peak_rss_mb']:.0f}", f"{p['cpu_s']:.0f}", f"{p['cpu_s'] / wall:.2f}",
+              f"{p['cpu_s'] / max(1, result['roster_persons'] if name == 'roster load' else n) * 1000:.3f}",
+              f"{p['write_mb']:.0f}"]
              for name, p in sorted(result["processes"].items(), key=lambda kv: (kv[0].startswith("connector"), kv[0]))]
+    connectors_cpu = sum(p["cpu_s"] for name, p in result["processes"].items() if name.startswith("connector "))
+    procs.append(["all connectors", "", f"{connectors_cpu:.0f}", f"{connectors_cpu / wall:.2f}",
+                  f"{connectors_cpu / max(1, result['rows']) * 1000:.3f} a row", ""])
     deps = [[name, f"{c['rows']:,}", str(c["files"]), f"{c['wall_s']:.0f}", f"{c['rows'] / c['seconds']:,.0f}",
              f"{c['peak_rss_mb']:.0f}"]
             for name, c in sorted(result["connectors"].items(), key=lambda kv: -kv[1]["rows"])]
@@ -441,26 +439,31 @@ def report(result: dict[str, Any]) -> str:
     exact = a["distinct"] == a["case_db_evidence"] and not result["count_problems"]
     return "\n".join([
         f"persons {result['persons']:,} ({result['units']['household']:,} households, {result['units']['village']} "
-        f"villages); {result['files']} files, {result['rows']:,} rows ({result['bad_rows']} bad), "
-        f"{result['files_mb']:.0f} MB; {n:,} events published; scale {result['scale']}, {result['partitions']} "
-        f"partitions, {result['parallel']} connector processes at a time, store {result['store']}",
+        f"villages); {result['files']} files, {result['rows']:,} rows ({result['bad_rows']} bad, "
+        f"{result['risky_rows']:,} risky), {result['files_mb']:.0f} MB; {n:,} events published; scale "
+        f"{result['scale']}, {result['partitions']} partitions, {result['parallel']} connector processes at a time "
+        f"({'a producer per file' if result['per_file'] else 'one producer per department'}), store "
+        f"{result['store']}",
         "",
         render_table(["phase", "seconds", "since the first file (s)", "rate"], phases, right_from=1),
         "",
-        render_table(["process", "peak RSS MB", "CPU s", "cores", "written MB"], procs, right_from=1),
+        render_table(["process", "peak RSS MB", "CPU s", "cores", "CPU ms per event (roster: person)",
+                      "written MB"], procs, right_from=1),
         "",
         render_table(["department connector", "rows", "files", "seconds", "rows/s (own time)", "peak RSS MB"], deps,
                      right_from=1),
         "",
         f"alerts: {a['messages']:,} messages, {a['distinct']:,} distinct; {a['case_db_evidence']:,} in the case DB "
-        f"({a['cases_open']:,} cases open) -> {'exact' if exact else 'MISMATCH'}; monitor: {m['unmatched']:.0f} "
+        f"({a['cases_open']:,} cases open) -> {'exact' if exact else 'MISMATCH'}; {a['messages'] / max(1, n):.3f} "
+        f"alert messages and {a['distinct'] / max(1, n):.3f} distinct alerts an event; monitor: {m['unmatched']:.0f} "
         f"unmatched, {m['duplicates']:.0f} duplicates, {m['too_late']:.0f} too late",
         f"monitor RSS: {m['rss_mb_roster_read'] or 0:.0f} MB with the roster read, {m['rss_mb_drained'] or 0:.0f} MB "
         f"when every event was judged (its state: {m['state_entries']['household']:,.0f} households' records)",
         *[f"count problem: {p}" for p in result["count_problems"][:10]],
         *bounds(result),
-        f"machine: {result['machine']['cores']} cores, load average at the end "
-        f"{result['machine']['load_average'][0]:.1f} (shared); one run",
+        f"machine: {result['machine']['cores']} cores, load average (1 min) at the start "
+        f"{result['machine']['load_average_at_start'][0]:.1f}, at the end {result['machine']['load_average'][0]:.1f} "
+        f"(shared); one run",
     ])
 
 
@@ -476,18 +479,16 @@ def main(argv: list[str] | None = None) -> int:
                         help="the sweep's broker (19792); the controller, monitor and case feed take the next three")
     parser.add_argument("--store", choices=("memory", "rocksdb"), default="memory", help="the monitor's store")
     parser.add_argument("--work", type=Path, default=WORK, help="the work directory, wiped first (var/bench-sweep)")
-    parser.add_argument("--child-connector", help=argparse.SUPPRESS)
-    parser.add_argument("--manifest", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--bootstrap", help=argparse.SUPPRESS)
+    parser.add_argument("--per-file", action="store_true",
+                        help="each file through its own connector run (a producer each), as before the several-files "
+                             "run; for comparison")
     args = parser.parse_args(argv)
     WORK = args.work.resolve()
-    if args.child_connector:
-        connector_child(args.child_connector, args.manifest, args.bootstrap)
-        return 0
     if args.persons < 800 or args.scale <= 0 or args.partitions < 1 or args.parallel < 1 or args.jobs < 1:
         parser.error("--persons must be >= 800, --scale > 0, --partitions, --parallel and --jobs >= 1")
     try:
-        result = sweep(args.persons, args.scale, args.partitions, args.parallel, args.jobs, args.port, args.store)
+        result = sweep(args.persons, args.scale, args.partitions, args.parallel, args.jobs, args.port, args.store,
+                       args.per_file)
     except PovwatchError as exc:
         print(f"sweep: error: {exc}", file=sys.stderr)
         return 2

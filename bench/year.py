@@ -15,12 +15,22 @@ record), stated per unit so that the volume scales with the population:
 A feed's rows in one file are about distinct subjects (the demo generator draws each subject once per file), so
 a record kept monthly for the same people is twelve files of the same size: the monthly exports a department
 hands over.
+
+What the rows say (`PROFILES`, read by bench/yearfiles.py): a department's real export is mostly unremarkable
+(employed workers, paid insurance, stays below the thresholds, houses graded A or B), so each feed states its
+benign values and the share of risky rows, with the risky values. A benign row takes one of the benign values
+per named field (the others as the feed's example, its amounts times one factor of 0.8-1.25 per row); a risky
+row is the demo generator's variant (every enumeration value in turn, amounts times 0.5-1.5) with one of the
+risky values per named field. A feed without a profile, or with share 0, has no value that makes a row risky on
+its own (an asset bought raises an alert only in a monitored household, which the roster decides). The
+resulting alerts per event are measured by the sweep, not assumed: a rule may still fire on benign rows
+together (five stays for one disease in one village within 14 days, HIGH alerts clustering in a village).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Volume", "VOLUMES", "Plan", "plan_year", "UNITS"]
+__all__ = ["Volume", "VOLUMES", "Plan", "plan_year", "UNITS", "Profile", "PROFILES"]
 
 UNITS = ("person", "adult", "student", "household", "village")
 
@@ -63,6 +73,84 @@ VOLUMES: dict[tuple[str, str], Volume] = {
     ("market-regulation", "business-registration"): Volume("adult", 0.01, 12, "businesses registered"),
     ("statistics", "household-income"): Volume("household", 1, 1, "the yearly income survey of every household"),
     ("farm-machinery", "machinery-purchase"): Volume("household", 0.01, 12, "machinery bought with a subsidy"),
+}
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What one feed's rows say: `risky` of them (a share) carry the `risky_values`, the rest the
+    `benign_values` (field -> the values drawn from; "" leaves the cell empty)."""
+
+    risky: float
+    benign_values: dict[str, tuple[str, ...]]
+    risky_values: dict[str, tuple[str, ...]]
+    why: str
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.risky <= 1:
+            raise ValueError(f"bad risky share {self.risky}")
+
+
+_DIAGNOSES = tuple("肺炎 高血压 脑梗死 冠心病 慢性阻塞性肺疾病 糖尿病 骨折 阑尾炎 胆囊结石 白内障 "
+                   "腰椎间盘突出 胃炎 肾结石 分娩 支气管炎 心力衰竭 肠梗阻 子宫肌瘤 痛风 带状疱疹 "
+                   "颈椎病 甲状腺结节 贫血 泌尿系感染 关节炎 哮喘 肝硬化 脑出血 疝气 前列腺增生".split())
+
+PROFILES: dict[tuple[str, str], Profile] = {
+    ("public-security", "registration-change"): Profile(
+        0.20, {"change_type": ("迁出", "出生", "嫁入", "嫁出")}, {"change_type": ("死亡", "注销")},
+        "deaths are about a fifth of a county's registration changes"),
+    ("medical-security", "hospitalization"): Profile(
+        0.03, {"disease": _DIAGNOSES},
+        {"total_cost": ("40,000.00", "56,000.00", "82,000.00"), "out_of_pocket": ("12000", "16800", "25000")},
+        "3 % of stays leave 10,000 CNY or more to pay (benign: 2,900-4,500 of 9,600-15,000)"),
+    ("emergency", "disaster-loss"): Profile(
+        0.05, {"house_damage": ("无", "一般损坏")}, {"house_damage": ("严重损坏", "倒塌")},
+        "every row raises at least MEDIUM (the rule); 5 % with the house seriously damaged or collapsed"),
+    ("education", "dropout"): Profile(
+        0.20, {"stage": ("高中", "中职")}, {"stage": ("小学", "初中")},
+        "a fifth of the dropouts in compulsory schooling"),
+    ("cac", "public-opinion"): Profile(
+        0.30, {"person_id_number": ("",)}, {},
+        "three clues in ten name a person (benign: about the village only)"),
+    ("education", "student-roll"): Profile(
+        0.005, {"status": ("在读", "毕业", "转出")}, {"status": ("辍学",), "stage": ("小学", "初中")},
+        "0.5 % of the roll's rows a dropout in compulsory schooling"),
+    ("public-security", "traffic-accident"): Profile(
+        0.30, {"casualty": ("轻伤",)}, {"casualty": ("死亡", "重伤")}, "three casualties in ten killed or badly hurt"),
+    ("civil-affairs", "assistance"): Profile(
+        0.03, {"change_type": ("发放",),
+               "assistance_type": ("低保", "特困供养", "困难残疾人生活补贴", "重度残疾人护理补贴")},
+        {"assistance_type": ("临时救助",), "change_type": ("发放",)},
+        "the monthly payments; 3 % temporary assistance"),
+    ("hrss", "employment"): Profile(
+        0.02, {"end_date": ("",)}, {}, "2 % of the monthly rows end a job (benign: still at work)"),
+    ("housing", "house-safety"): Profile(
+        0.03, {"safety_grade": ("A", "B"), "damage": ("无", "一般损坏"), "cause": ("鉴定", "改造竣工", "其他")},
+        {"safety_grade": ("C", "D"), "damage": ("严重损坏", "倒塌")}, "3 % of houses graded C or D"),
+    ("water", "drinking-water"): Profile(
+        0.10, {}, {"resolved_date": ("",)}, "one test in ten finds a problem not yet solved"),
+    ("agriculture", "farm-disaster"): Profile(
+        0.30, {"head_id_number": ("",)}, {}, "three rows in ten name a household (benign: the village's losses)"),
+    ("agriculture", "collective-income"): Profile(
+        0.05, {}, {"distributable_income": ("0", "150,000.00")}, "one collective in twenty lost a third or more"),
+    ("health", "chronic-disease"): Profile(
+        0.03, {"disease": ("高血压", "糖尿病"), "management_status": ("在管", "治愈")},
+        {"disease": ("结核病", "严重精神障碍"), "management_status": ("在管", "失访", "死亡")},
+        "3 % tuberculosis or severe mental disorder, lost to follow-up, or died"),
+    ("health", "serious-illness"): Profile(
+        0.30, {"treatment_status": ("已救治",)}, {"treatment_status": ("救治中", "放弃救治")},
+        "three in ten still treated or given up"),
+    ("medical-security", "insurance"): Profile(
+        0.02, {"enrolment_status": ("参保",)},
+        {"insurance_type": ("基本医疗保险",), "enrolment_status": ("未参保", "停保")},
+        "2 % of residents not (or no longer) insured"),
+    ("disabled-federation", "disability-certificate"): Profile(
+        0.20, {"disability_grade": ("三级", "四级"), "certificate_status": ("有效",)},
+        {"disability_grade": ("一级", "二级"), "certificate_status": ("有效",)},
+        "a fifth of certificates grade 1 or 2"),
+    ("statistics", "household-income"): Profile(
+        0.03, {}, {}, "3 % of households with the demo's spread of incomes (many below the line); the rest at the "
+        "example's per-capita income times 0.8-1.25 (9,200-14,400 CNY, above the 9,000 line)"),
 }
 
 

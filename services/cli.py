@@ -122,10 +122,15 @@ def cmd_connector(args: argparse.Namespace, settings: Any) -> int:
             raise PovwatchError("usage: povwatch connector watch --config FILE")
         return run_watch(settings, Path(args.config))
     if not (args.dept and args.feed and args.file):
-        raise PovwatchError("usage: povwatch connector run DEPT FEED FILE [--json]")
-    from services.ingest import run_connector
+        raise PovwatchError("usage: povwatch connector run DEPT FEED FILE [FILE ...] [--json]")
+    from services.ingest import run_connector, run_connector_files
 
-    _print_summary(asyncio.run(run_connector(settings, args.dept, args.feed, Path(args.file))), args.json)
+    if len(args.file) == 1:
+        _print_summary(asyncio.run(run_connector(settings, args.dept, args.feed, Path(args.file[0]))), args.json)
+        return 0
+    files = [(args.feed, Path(f)) for f in args.file]  # several files: one producer, in the order given
+    for summary in asyncio.run(run_connector_files(settings, args.dept, files)):
+        _print_summary(summary, args.json)
     return 0
 
 
@@ -368,7 +373,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "stopped (SIGTERM/SIGINT)")
     p.add_argument("dept", nargs="?", help="department slug, e.g. medical-security")
     p.add_argument("feed", nargs="?", help="feed name, e.g. hospitalization")
-    p.add_argument("file", nargs="?", help="CSV (UTF-8, UTF-8 BOM, GBK/GB18030) or XLSX export")
+    p.add_argument("file", nargs="*", help="CSV (UTF-8, UTF-8 BOM, GBK/GB18030) or XLSX export; with run, "
+                                           "several files of the feed (e.g. the months of a year) go through one "
+                                           "producer, in the order given, each counted as if run alone")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--config", help="with watch: the department's TOML file (deploy/connectors/ has examples)")
     p.add_argument("--timeout", type=float, default=None,

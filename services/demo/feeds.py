@@ -68,7 +68,8 @@ from services.monitor.rules import age_at
 
 __all__ = ["Member", "Household", "FeedFile", "IntakeRequest", "EVENT_SPAN_DAYS", "YEAR_SPAN_DAYS", "BAD_KINDS",
            "event_day", "feed_rows",
-           "write_feed_file", "write_csv", "write_xlsx", "intake_requests"]
+           "write_feed_file", "write_csv", "write_xlsx", "intake_requests",
+           "RowMaker", "Subject", "spoil", "row_identity", "as_text"]
 
 EVENT_SPAN_DAYS = 540  # event dates within the last 18 months, like the headline files
 YEAR_SPAN_DAYS = 700  # a feed dated by its 年度 (1 January): years whose first day is this recent
@@ -440,6 +441,14 @@ def write_xlsx(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]],
 # --- the intake channels -------------------------------------------------------------------------------------
 _SURNAMES = "王李张刘陈杨赵黄周吴马胡郭何高罗孙朱"
 _GIVEN = "建国华明军伟强磊勇杰涛平刚海志文斌鹏辉芳娟霞丽艳英秀兰玉红梅"
+
+
+# The row maker and its helpers, for other generators of feed rows (bench/yearfiles.py): the same objects.
+RowMaker = _Variation
+Subject = _Subject
+spoil = _spoil
+row_identity = _identity
+as_text = _as_text
 
 
 def intake_requests(channels: Mapping[str, type[Any]], households: Sequence[Household], *, per_channel: int,
