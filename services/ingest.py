@@ -11,7 +11,7 @@ from connectors.departments.bureau import RosterSummary, load_snapshot
 from connectors.framework import EventHandler, Summary, bind_source, run_file, run_rows
 from connectors.pseudonym import pseudonymiser_of
 from connectors.sources import file_source
-from plumbing.audit import AuditTrail, party_of, record_once
+from plumbing.audit import party_of, record_once
 from plumbing.clock import Clock, utc_now
 from plumbing.kafka_io import KafkaPublisher, read_compacted
 from plumbing.settings import Settings
@@ -76,8 +76,7 @@ async def run_connector_files(
             handler = EventHandler(spec, pseudonymiser=pseudonymiser, codec=codec, clock=clock)
             summaries.append(await run_rows(spec, file_source(path), handler, publisher, codec=codec, clock=clock,
                                             zone=settings.zone))
-    party, instance = party_of(settings, f"connector.{department}")
-    async with AuditTrail(settings.bootstrap, party=party, instance=instance) as trail:
+    async with party_of(settings, f"connector.{department}").trail(settings.bootstrap) as trail:
         for summary in summaries:
             await trail.record("connector.run", **_audit_fields(settings, summary))
     return summaries
