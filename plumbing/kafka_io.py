@@ -323,10 +323,15 @@ async def _started_consumer(bootstrap: str, **options: Any) -> AIOKafkaConsumer:
 
 
 async def topic_end_offsets(bootstrap: str, topics: Iterable[str]) -> dict[tuple[str, int], int]:
+    """End offsets of every partition of each topic that exists (missing topics are left out); BrokerUnavailable
+    when Kafka does not answer."""
     consumer = await _started_consumer(bootstrap)
     try:
         tps = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
-        ends = await consumer.end_offsets(tps) if tps else {}
+        try:
+            ends = await consumer.end_offsets(tps) if tps else {}
+        except KafkaError as exc:  # e.g. KafkaTimeoutError while a broker is coming back: a transient outage
+            raise _unavailable(bootstrap, exc) from None
         return {(tp.topic, tp.partition): off for tp, off in ends.items()}
     finally:
         await _stop(consumer)

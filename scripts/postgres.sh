@@ -6,7 +6,7 @@
 #         temporary policy-rc.d returning 101 so the package starts no cluster service of its own; an
 #         existing policy-rc.d is put back), initialises a private cluster in var/postgres/data (or, when the
 #         `postgres` OS user cannot reach that directory or its socket path would be too long, in
-#         /tmp/povwatch-postgres-<uid>), starts it on 127.0.0.1:$POVWATCH_PG_PORT (default 55432) with its unix
+#         /tmp/povwatch-postgres-<uid>), starts it on 127.0.0.1:$POVWATCH_PG_PORT (default 15432) with its unix
 #         socket in the data directory, creates role `povwatch` (password `povwatch`) and database
 #         `povwatch_test` if missing, and prints the SQLAlchemy URL as its LAST line of output.
 # stop    stops that cluster only (pg_ctl stop -m fast); nothing else is touched.
@@ -18,7 +18,7 @@
 set -euo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-PORT=${POVWATCH_PG_PORT:-55432}
+PORT=${POVWATCH_PG_PORT:-15432}
 ROLE=povwatch
 PASSWORD=povwatch
 DATABASE=povwatch_test
@@ -31,7 +31,7 @@ LOCK=/tmp/povwatch-postgres-$(id -u).lock
 unset PGHOST PGHOSTADDR PGPORT PGUSER PGDATABASE PGOPTIONS PGSERVICE PGSERVICEFILE PGPASSFILE PGSSLMODE PGDATA
 
 die() { echo "postgres.sh: $*" >&2; exit 1; }
-usage() { echo "usage: bash scripts/postgres.sh start|stop|status  (port: POVWATCH_PG_PORT, default 55432)" >&2; exit 2; }
+usage() { echo "usage: bash scripts/postgres.sh start|stop|status  (port: POVWATCH_PG_PORT, default 15432)" >&2; exit 2; }
 
 case "$PORT" in
   ''|*[!0-9]*) die "POVWATCH_PG_PORT must be a port number, not '$PORT'" ;;

@@ -2,7 +2,7 @@
 tests/compare_behaviour.py, also run on SQLite by tests/unit/test_compare.py.
 
 The checkout has one cluster; when it is already running (another session started it) it is used on its port,
-else it is started on POVWATCH_PG_PORT (default 55792 here) and stopped at the end. The tests work in a schema of
+else it is started on POVWATCH_PG_PORT (default 15792 here) and stopped at the end. The tests work in a schema of
 their own (`povwatch_compare`, through the connection's search_path), dropped and recreated for every test, so they
 never touch the tables of another test session using the same database.
 """
@@ -43,7 +43,7 @@ def _script(command: str, port: str, timeout: float) -> subprocess.CompletedProc
 
 @pytest.fixture(scope="module")
 def pg_url() -> Iterator[str]:
-    port = os.environ.get("POVWATCH_PG_PORT", "55792")
+    port = os.environ.get("POVWATCH_PG_PORT", "15792")
     status = _script("status", port, 60)
     running = re.search(r"running on 127\.0\.0\.1:(\d+)", status.stdout) if status.returncode == 0 else None
     if running:

@@ -150,12 +150,12 @@ def test_a_backlog_larger_than_every_buffer_is_drained_even_across_a_sigkill(wor
                timeout=240, child=victim, what="the monitor to be mid-drain", interval=0.05)
     victim.kill()
     survivor, port = world.monitor(app, "backlog-restarted")
-    samples = wait_until(port, lambda s: metric(s, "povwatch_registry_ready") == 1
-                         and metric(s, "povwatch_monitor_processed_total", stage="person") > 0
-                         and metric(s, "povwatch_monitor_processed_total", stage="household")
-                         >= metric(s, "povwatch_monitor_forwarded_total", to="household")
-                         and sum(v for (n, _), v in s.items() if n == "povwatch_consumer_lag") == 0,
-                         timeout=240, child=survivor, what="the restarted monitor to catch up")
+    wait_until(port, lambda s: metric(s, "povwatch_registry_ready") == 1, timeout=120, child=survivor,
+               what="the restarted monitor to be ready")
+    # every stage committed to the end of its inputs (the person stage may have finished before the kill, so
+    # the restart can have nothing left for it: its counters are no sign of progress)
+    world.wait_monitor_settled(app, survivor, timeout=240)
+    samples = scrape(port)
     assert metric(samples, "povwatch_monitor_processed_total", stage="person") < total  # it resumed, not restarted
     survivor.stop()
     again = _distinct(world.alerts("BACKLOG"))

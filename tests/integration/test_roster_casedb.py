@@ -76,7 +76,7 @@ def test_roster_load_without_a_case_db_says_so_and_publishes(broker: str, tmp_pa
     assert done.returncode == 0, done.stderr
     assert _lines(done.stderr) == [f"povwatch: case DB not refreshed: no case DB configured (POVWATCH_CASE_DB); "
                                    f"run `povwatch cases roster {roster}` where the case DB is reachable"]
-    assert not (tmp_path / "var").exists()
+    assert not (tmp_path / "var" / "povwatch.db").exists()  # (var/run/ holds the audit instance's claim)
     assert _on_topic(broker, household.hid)
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from connectors.departments.bureau import load_snapshot
 from connectors.pseudonym import Pseudonymiser
@@ -43,7 +44,7 @@ HEADER = ["户编号", "姓名", "身份证号码", "性别", "与户主关系",
           "上年人均纯收入", "家庭人口数"]
 VILLAGE_A, VILLAGE_B = "652701101201", "652722102203"
 REGISTRY = [REGISTRY_PERSONS, REGISTRY_HOUSEHOLDS]
-KILLED_HOUSEHOLDS = 3000  # one person each: large enough that the load is still publishing when it is killed
+KILLED_HOUSEHOLDS = 20_000  # one person each: large enough that the load is still publishing when it is killed
 
 
 # --- the population, and what the topics must hold for a file -----------------------------------------------------
@@ -170,6 +171,26 @@ def assert_topics_hold(bootstrap: str, houses: list[House]) -> None:
 
 def ends(bootstrap: str) -> dict[tuple[str, int], int]:
     return asyncio.run(topic_end_offsets(bootstrap, [*REGISTRY, dlq_topic("bureau")]))
+
+
+async def _kill_once_publishing(child: subprocess.Popen[bytes], bootstrap: str, start: dict[tuple[str, int], int],
+                                timeout: float) -> None:
+    """SIGKILL `child` as soon as the registry topics grow past `start` (one consumer asked every 10 ms: a new
+    client per look takes long enough for a small load to finish unseen), or when `timeout` passes."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer._client.force_metadata_update()  # so partitions_for_topic() answers
+        tps = [TopicPartition(t, p) for t in REGISTRY for p in sorted(consumer.partitions_for_topic(t) or ())]
+        deadline = asyncio.get_running_loop().time() + timeout
+        while child.poll() is None and asyncio.get_running_loop().time() < deadline:
+            now = await consumer.end_offsets(tps)
+            if any(end > start.get((tp.topic, tp.partition), 0) for tp, end in now.items()):
+                break
+            await asyncio.sleep(0.01)  # sleep-ok: the polling interval of a wait with a deadline
+        child.kill()
+    finally:
+        await consumer.stop()
 
 
 async def _tombstone_everything(bootstrap: str) -> None:
@@ -369,7 +390,7 @@ def test_interrupted_among_the_tombstones_then_rerun_converges(roster: Roster) -
 
 def test_a_killed_load_then_rerun_converges(roster: Roster, tmp_path: Path) -> None:
     """The process itself dies (SIGKILL) while it publishes a large roster; a re-run converges to the file."""
-    born = [(dt.date(1960, 1, 1) + dt.timedelta(days=i)).strftime("%Y%m%d") for i in range(KILLED_HOUSEHOLDS)]
+    born = [(dt.date(1940, 1, 1) + dt.timedelta(days=i)).strftime("%Y%m%d") for i in range(KILLED_HOUSEHOLDS)]
     many = [house(f"SN-K{i:05d}", (Member(f"某{i}", make_id("652701", born[i], 450, True), "户主", True),))
             for i in range(KILLED_HOUSEHOLDS)]
     big = write_roster(tmp_path / "big.csv", [*SECOND, *many])
@@ -377,10 +398,7 @@ def test_a_killed_load_then_rerun_converges(roster: Roster, tmp_path: Path) -> N
     start = ends(roster.bootstrap)
     child = subprocess.Popen([sys.executable, "-m", "services.cli", "roster", "load", str(big), "--json"], env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = dt.datetime.now() + dt.timedelta(seconds=60)
-    while ends(roster.bootstrap) == start and child.poll() is None and dt.datetime.now() < deadline:
-        pass  # kill it as soon as its first messages are on the broker
-    child.kill()
+    asyncio.run(_kill_once_publishing(child, roster.bootstrap, start, timeout=60))
     assert child.wait() == -9, "the load finished before it could be killed"
     partial = read_back(roster.bootstrap)
     assert partial != (expected_persons([*SECOND, *many]), expected_households([*SECOND, *many]))

@@ -1,5 +1,5 @@
 """The SQL source on the real PostgreSQL server of scripts/postgres.sh (the behaviour shared with SQLite:
-tests/sql_source_behaviour.py), on its own port (POVWATCH_PG_PORT, default here 55492) and stopped at the end
+tests/sql_source_behaviour.py), on its own port (POVWATCH_PG_PORT, default here 15492) and stopped at the end
 unless it was running before, as tests/integration/test_casedb_postgres.py does. Never skipped."""
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from tests.sql_source_behaviour import check_incremental_polling
 
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "postgres.sh"
-ENV = {**os.environ, "POVWATCH_PG_PORT": os.environ.get("POVWATCH_PG_PORT", "55492")}
+ENV = {**os.environ, "POVWATCH_PG_PORT": os.environ.get("POVWATCH_PG_PORT", "15492")}
 
 
 def _script(command: str, timeout: float) -> subprocess.CompletedProcess[str]:
