@@ -2,10 +2,10 @@
 
     .venv/bin/python bench/pipeline.py [--workload hospitalization|mixed] [--events N] [--households H]
                                        [--extra-persons P] [--port PORT] [--metrics-port PORT] [--profile]
-                                       [--store memory|rocksdb]
+                                       [--store memory|rocksdb] [--workers W] [--partitions P] [--work DIR]
 
-Starts its own Kafka broker (127.0.0.1:PORT, data in var/bench, wiped first, stopped at the end), loads a generated
-roster of H households (plus P synthetic persons written straight to registry.persons: the registry a
+Starts its own Kafka broker (127.0.0.1:PORT, data in `--work` (var/bench), wiped first, stopped at the end), loads
+a generated roster of H households (plus P synthetic persons written straight to registry.persons: the registry a
 prefecture-sized monitor starts on), runs the connectors with NO monitor running, then starts the monitor on that
 backlog. The workload is N hospitalisations about roster persons (distinct events, about one in ten with a high
 out-of-pocket amount), or with `mixed` about N rows spread evenly over every department feed of the catalogue,
@@ -24,7 +24,10 @@ over the raw read of registry.persons. The broker, the monitor and this script s
 within one run, not absolute numbers between runs. The monitor's RSS (when ready, when drained, peak) and CPU
 seconds during the drain are read from /proc. `--profile` samples the monitor with py-spy during the drain
 (var/bench/monitor-profile.txt, raw stacks). `--store rocksdb` runs the monitor on its disk store
-(POVWATCH_MONITOR_STORE, databases under var/bench/store). Also written to var/bench/pipeline.json.
+(POVWATCH_MONITOR_STORE, databases under var/bench/store). `--workers W` runs the monitor as W processes of one
+app id (the topics' partitions split between them, as `povwatch monitor` scales out): ready is every worker ready,
+the drain ends with the last batch of any worker, CPU and RSS are the workers' sums. `--partitions P` sets the
+partitions per topic (POVWATCH_PARTITIONS, 3). Also written to var/bench/pipeline.json.
 """
 from __future__ import annotations
 
@@ -44,6 +47,7 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.error
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,7 +61,7 @@ from connectors.readers import read_table
 from plumbing import kafka_local
 from plumbing.kafka_io import ensure_topics, project_topics, topic_end_offsets, wait_for_topics
 from plumbing.kafka_security import client_options
-from plumbing.processes import ChildProcess, Samples, metric, wait_until
+from plumbing.processes import ChildProcess, Samples, metric, scrape
 from plumbing.settings import Settings, load_settings
 from plumbing.table import render_table
 from schemas.codec import default_codec
@@ -201,6 +205,46 @@ def rss_mb(pid: int) -> tuple[float, float]:
     return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
 
 
+def merged_metrics(ports: list[int]) -> Samples:
+    """The /metrics of a monitor's worker processes as one: counters and gauges added up, except the
+    `*_timestamp_seconds` gauges, which take the latest (a worker not answering yet counts nothing)."""
+    total: Samples = {}
+    for port in ports:
+        try:
+            samples = scrape(port)
+        except (urllib.error.URLError, ConnectionError, OSError):
+            continue
+        for key, value in samples.items():
+            latest = key[0].endswith("_timestamp_seconds")
+            total[key] = max(total.get(key, value), value) if latest else total.get(key, 0.0) + value
+    return total
+
+
+def all_ready(ports: list[int]) -> bool:
+    """Every worker's registry read and state restored (povwatch_registry_ready = 1 on each)."""
+    for port in ports:
+        try:
+            if metric(scrape(port), "povwatch_registry_ready") != 1:
+                return False
+        except (urllib.error.URLError, ConnectionError, OSError):
+            return False
+    return True
+
+
+def wait_workers(children: list[ChildProcess], what: str, done: Any, timeout: float, interval: float = 0.25) -> None:
+    """Poll `done()` until true; EnvironmentProblem if a worker exits or `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for child in children:
+            if not child.alive:
+                raise EnvironmentProblem(f"a monitor worker exited ({child.proc.returncode}) while waiting for "
+                                         f"{what}:\n{child.tail()}")
+        if done():
+            return
+        time.sleep(interval)  # sleep-ok: the polling interval of a wait with a deadline
+    raise EnvironmentProblem(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
 def roster_households(roster: Path, rejected_rows: set[int]) -> list[Household]:
     """The roster file's households (those without a rejected row), as the demo's feed generator takes them."""
     rows = list(read_table(roster).rows)
@@ -312,53 +356,66 @@ def start_monitor(settings: Settings, log_path: Path, *, store: str = "memory",
 
 def bench(base: Settings, events: int, households: int, port: int, extra_persons: int,
           profile: bool = False, workload: str = "hospitalization", store: str = "memory",
-          metrics_port: int | None = None) -> dict[str, Any]:
+          metrics_port: int | None = None, workers: int = 1, partitions: int | None = None,
+          work: Path = BENCH) -> dict[str, Any]:
     settings = base.model_copy(update={
-        "bootstrap": f"127.0.0.1:{port}", "kafka_data": BENCH / "kafka",
+        "bootstrap": f"127.0.0.1:{port}", "kafka_data": work / "kafka",
         "monitor_app_id": f"povwatch-bench-{uuid.uuid4().hex[:8]}",
-        "monitor_metrics_port": metrics_port or free_port()})
+        "monitor_metrics_port": metrics_port or free_port(), "partitions": partitions or base.partitions})
     print(kafka_local.down(settings))  # a previous bench's broker, if one was left running
-    shutil.rmtree(BENCH, ignore_errors=True)
-    BENCH.mkdir(parents=True)
-    monitor: ChildProcess | None = None
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    monitors: list[ChildProcess] = []
+    ports = [settings.monitor_metrics_port, *(free_port() for _ in range(workers - 1))]
     try:
         print(kafka_local.up(settings))
-        backlog = publish_backlog(settings, BENCH, events, households, extra_persons, workload)
+        backlog = publish_backlog(settings, work, events, households, extra_persons, workload)
         topics, events, registry_persons = backlog.topics, backlog.events, backlog.registry_persons
         t_connector = backlog.connector_seconds
-        print("starting the monitor on that backlog")
+        print(f"starting the monitor ({workers} worker(s)) on that backlog")
 
         t_start = time.time()  # wall clock: the monitor's batch timestamps are compared with it
-        monitor = start_monitor(settings, BENCH / "monitor.log", store=store, store_dir=BENCH / "store")
-        wait_until(settings.monitor_metrics_port, lambda s: metric(s, "povwatch_registry_ready") == 1,
-                   timeout=600, child=monitor, what=f"the monitor to load {registry_persons} registry persons",
-                   interval=0.05)
+        for i, metrics in enumerate(ports):
+            worker = settings.model_copy(update={"monitor_metrics_port": metrics})
+            monitors.append(start_monitor(worker, work / f"monitor{'' if i == 0 else f'-{i + 1}'}.log",
+                                          store=store, store_dir=work / "store" / str(i)))
+        wait_workers(monitors, f"the monitor to load {registry_persons} registry persons", lambda: all_ready(ports),
+                     timeout=600, interval=0.05)
         t_ready = time.time() - t_start
-        rss_ready = rss_mb(monitor.proc.pid)
-        cpu0 = cpu_seconds(monitor.proc.pid)
+        rss_ready = sum(rss_mb(m.proc.pid)[0] for m in monitors)
+        cpu0 = [cpu_seconds(m.proc.pid) for m in monitors]
         profiler = None
-        if profile:  # py-spy samples the monitor during the drain (raw stacks, for the before/after comparison)
+        if profile:  # py-spy samples the (first) worker during the drain (raw stacks, for before/after comparisons)
             profiler = subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "-p",
-                                         str(monitor.proc.pid), "-f", "raw", "-r", "250", "-o",
-                                         str(BENCH / "monitor-profile.txt")], stdout=subprocess.DEVNULL,
+                                         str(monitors[0].proc.pid), "-f", "raw", "-r", "250", "-o",
+                                         str(work / "monitor-profile.txt")], stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL)
-        final = wait_until(settings.monitor_metrics_port, monitor_settled(events), timeout=600 + events / 100,
-                           child=monitor, what=f"the monitor to drain {events} events", interval=0.5)
-        # drained when the last stage finished its last batch (the monitor's own timestamp): exact whatever the
-        # poll interval, and a slow poll leaves the monitor's CPU to the monitor (a scrape holds its GIL ~10 ms)
+        settled = monitor_settled(events)
+        final: Samples = {}
+
+        def drained() -> bool:
+            nonlocal final
+            final = merged_metrics(ports)
+            return bool(settled(final))
+
+        wait_workers(monitors, f"the monitor to drain {events} events", drained, timeout=600 + events / 100,
+                     interval=0.5)
+        # drained when the last stage finished its last batch (the monitor's own timestamp, the latest of the
+        # workers): exact whatever the poll interval, and a slow poll leaves the CPU to the monitor (a scrape holds
+        # its GIL ~10 ms)
         t_done = max(metric(final, "povwatch_monitor_last_batch_timestamp_seconds", stage=stage)
                      for stage in ("person", "household", "village")) - t_start
-        cpu1 = cpu_seconds(monitor.proc.pid)
+        cpu1 = [cpu_seconds(m.proc.pid) for m in monitors]
         if profiler is not None:
             profiler.send_signal(signal.SIGINT)
             profiler.wait(30)
-        rss_done = rss_mb(monitor.proc.pid)
+        rss_done = [rss_mb(m.proc.pid) for m in monitors]
         print(f"monitor ready after {t_ready:.1f} s, drained after {t_done:.1f} s")
         raw_events = [asyncio.run(consume_and_decode(settings.bootstrap, topics, events)) for _ in range(3)]
         raw_persons = [asyncio.run(consume_and_decode(settings.bootstrap, "registry.persons", registry_persons,
                                                       timeout=600)) for _ in range(2)]
     finally:
-        if monitor is not None:
+        for monitor in monitors:
             monitor.stop()
         print(kafka_local.down(settings))
 
@@ -368,14 +425,17 @@ def bench(base: Settings, events: int, households: int, port: int, extra_persons
         if name == "povwatch_alerts_total":
             rule = dict(labels)["rule"]
             by_rule[rule] = by_rule.get(rule, 0) + value
+    cpu = None if None in cpu0 + cpu1 else sum(cpu1) - sum(cpu0)  # type: ignore[arg-type]
     return {
         "workload": workload, "store": store, "feeds": len(topics), "alerts_by_rule": by_rule,
         "events": events, "households": households, "registry_persons": registry_persons,
+        "workers": workers, "partitions": settings.partitions,
         "seconds": {"connector": t_connector, "ready": t_ready, "drain": t_done - t_ready, "start_to_drained": t_done,
                     "raw_events": statistics.median(raw_events), "raw_persons": statistics.median(raw_persons)},
         "raw_events_runs_s": raw_events, "raw_persons_runs_s": raw_persons,
-        "monitor_rss_mb": {"ready": rss_ready[0], "drained": rss_done[0], "peak": rss_done[1]},
-        "monitor_cpu_s_during_drain": None if None in (cpu0, cpu1) else cpu1 - cpu0,  # type: ignore[operator]
+        "monitor_rss_mb": {"ready": rss_ready, "drained": sum(r[0] for r in rss_done),
+                           "peak": sum(r[1] for r in rss_done)},
+        "monitor_cpu_s_during_drain": cpu,
         "monitor": counters, "latency": latency(final, cap=t_done),
         "batches": {stage: metric(final, "povwatch_monitor_batch_seconds_count", stage=stage)
                     for stage in ("person", "household", "village")},
@@ -412,7 +472,9 @@ def report(result: dict[str, Any]) -> str:
         f"monitor: {mon['alerts']:.0f} alerts ({len(result['alerts_by_rule'])} rules), "
         f"{mon['events_unmatched']:.0f} unmatched, {mon['events_duplicate']:.0f} duplicates; batches "
         + ", ".join(f"{stage} {count:.0f}" for stage, count in result.get("batches", {}).items()),
-        f"workload: {result['workload']} ({result['feeds']} feeds), store: {result.get('store', 'memory')}",
+        f"workload: {result['workload']} ({result['feeds']} feeds), store: {result.get('store', 'memory')}, "
+        f"{result.get('workers', 1)} worker(s) on {result.get('partitions', 3)} partitions per topic"
+        + (" (RSS and CPU: the workers' sums)" if result.get("workers", 1) > 1 else ""),
         f"latency ingested_at -> rules done ({lat['count']} events; a backlog, so mostly waiting): "
         f"mean {lat['mean_s']:.2f} s",
         f"machine: {m['cores']} cores, Python {m['python']}, Kafka {m['kafka']} "
@@ -436,18 +498,25 @@ def main(argv: list[str] | None = None) -> int:
                         help="sample the monitor with py-spy during the drain (var/bench/monitor-profile.txt)")
     parser.add_argument("--store", choices=("memory", "rocksdb"), default="memory",
                         help="the monitor's table and state store (memory)")
+    parser.add_argument("--work", type=Path, default=BENCH, help="work directory, wiped first (var/bench)")
+    parser.add_argument("--workers", type=int, default=1, help="monitor worker processes of one app id (1)")
+    parser.add_argument("--partitions", type=int, default=None,
+                        help="partitions per topic (POVWATCH_PARTITIONS, 3)")
     args = parser.parse_args(argv)
     if args.events < 1 or args.households < 200:
         parser.error("--events must be >= 1 and --households >= 200")
+    if args.workers < 1 or (args.partitions is not None and args.partitions < 1):
+        parser.error("--workers and --partitions must be >= 1")
     try:
         result = bench(load_settings(), args.events, args.households, args.port, args.extra_persons,
-                       args.profile, args.workload, args.store, args.metrics_port)
+                       args.profile, args.workload, args.store, args.metrics_port, args.workers, args.partitions,
+                       args.work.resolve())
     except PovwatchError as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
         return 2
     print("\n" + report(result))
-    (BENCH / "pipeline.json").write_text(json.dumps(result, indent=2) + "\n")
-    print(f"written: {BENCH / 'pipeline.json'}")
+    (args.work / "pipeline.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(f"written: {args.work / 'pipeline.json'}")
     return 0
 
 

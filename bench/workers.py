@@ -11,7 +11,7 @@ running. Then:
 
   workers   for each count W of `--workers`: W `povwatch monitor` processes with one new app id (one consumer
             group per stage, the topics' partitions split between them) on that backlog, timed from start to
-            every worker ready (registry read) and to every event handled (the workers' /metrics summed);
+            every worker ready (registry read) and to every event handled (the workers' /metrics merged);
             events/s of the drain and CPU seconds of each worker
   memory    the resident memory of one worker when ready, with the `memory` and the `rocksdb` store, on the
             roster alone and after `--persons` synthetic persons are added to registry.persons: the difference
@@ -32,7 +32,6 @@ import os
 import shutil
 import sys
 import time
-import urllib.error
 import uuid
 from pathlib import Path
 from typing import Any
@@ -43,10 +42,17 @@ for _path in (str(ROOT), str(ROOT / "bench")):  # run as a script: the project's
         sys.path.insert(0, _path)
 
 from measure import machine_busy, proc_stats  # noqa: E402
-from pipeline import publish_backlog, publish_synthetic_persons, start_monitor  # noqa: E402
+from pipeline import (  # noqa: E402
+    all_ready,
+    merged_metrics,
+    publish_backlog,
+    publish_synthetic_persons,
+    start_monitor,
+    wait_workers,
+)
 
 from plumbing import kafka_local  # noqa: E402
-from plumbing.processes import ChildProcess, Samples, metric, scrape  # noqa: E402
+from plumbing.processes import ChildProcess, metric, scrape  # noqa: E402
 from plumbing.settings import Settings, load_settings  # noqa: E402
 from plumbing.table import render_table  # noqa: E402
 from schemas.errors import EnvironmentProblem, PovwatchError  # noqa: E402
@@ -54,41 +60,6 @@ from services.demo.run import monitor_settled  # noqa: E402
 
 WORK = ROOT / "var" / "bench-workers"
 MEMORY_RULE_MB = 500  # memory per million registry persons above which the rocksdb store is the documented choice
-
-
-def summed(ports: list[int]) -> Samples:
-    """The workers' /metrics added up (a worker not answering yet counts nothing)."""
-    total: Samples = {}
-    for port in ports:
-        try:
-            for key, value in scrape(port).items():
-                total[key] = total.get(key, 0.0) + value
-        except (urllib.error.URLError, ConnectionError, OSError):
-            pass
-    return total
-
-
-def all_ready(ports: list[int]) -> bool:
-    for port in ports:
-        try:
-            if metric(scrape(port), "povwatch_registry_ready") != 1:
-                return False
-        except (urllib.error.URLError, ConnectionError, OSError):
-            return False
-    return True
-
-
-def wait_workers(children: list[ChildProcess], what: str, done: Any, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for child in children:
-            if not child.alive:
-                raise EnvironmentProblem(f"a monitor worker exited ({child.proc.returncode}) while waiting for "
-                                         f"{what}:\n{child.tail()}")
-        if done():
-            return
-        time.sleep(0.25)
-    raise EnvironmentProblem(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def start_workers(settings: Settings, count: int, store: str, port: int, tag: str) -> tuple[list[ChildProcess],
@@ -113,12 +84,12 @@ def run_workers(settings: Settings, count: int, events: int, port: int) -> dict[
         wait_workers(children, f"{count} workers to be ready", lambda: all_ready(ports), timeout=1800)
         ready = time.perf_counter() - start
         settled = monitor_settled(events)
-        wait_workers(children, f"{count} workers to handle {events} events", lambda: settled(summed(ports)),
+        wait_workers(children, f"{count} workers to handle {events} events", lambda: settled(merged_metrics(ports)),
                      timeout=3600 + events / 50)
         drained = time.perf_counter() - start
         cpu1 = machine_busy()
         stats = [proc_stats(c.proc.pid) for c in children]
-        final = summed(ports)
+        final = merged_metrics(ports)
     finally:
         for child in children:
             child.stop()
@@ -185,7 +156,7 @@ def bench(events: int, households: int, counts: list[int], partitions: int, pers
 def cpu_per_event(run: dict[str, Any]) -> float:
     """CPU seconds the workers spent per event, start to drained (registry load included): what a worker costs
     whatever share of a busy machine it got."""
-    return sum(c for c in run["cpu_s"] if c is not None) / run["events"]
+    return float(sum(c for c in run["cpu_s"] if c is not None)) / float(run["events"])
 
 
 def report(result: dict[str, Any]) -> str:
