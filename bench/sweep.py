@@ -294,8 +294,12 @@ def sweep(persons: int, scale: float, partitions: int, parallel: int, jobs: int,
         at_connectors = scrape(settings.monitor_metrics_port)
         # events released after waiting for their person are counted again: never below 0
         behind = max(0.0, published - metric(at_connectors, "povwatch_monitor_processed_total", stage="person"))
+        # the household stage (the rules) reads what the person stage forwarded: its own backlog
+        household_behind = max(0.0, metric(at_connectors, "povwatch_monitor_forwarded_total", to="household")
+                               - metric(at_connectors, "povwatch_monitor_processed_total", stage="household"))
         print(f"connectors done in {phases['connectors']:.0f} s: {published} events published; the monitor "
-              f"{behind:.0f} events behind", flush=True)
+              f"{behind:.0f} events behind at its person stage, {household_behind:.0f} at its household stage",
+              flush=True)
 
         final = wait_until(settings.monitor_metrics_port, monitor_settled(published), timeout=7200, child=monitor,
                            what=f"the monitor to handle {published} events", interval=0.5)
@@ -348,7 +352,7 @@ def sweep(persons: int, scale: float, partitions: int, parallel: int, jobs: int,
         "plans": [vars(p) | {"rows": p.rows} for p in plans],
         "published": published, "roster_persons": roster_summary["published"],
         "seconds": {"generate": t_generate, **phases},
-        "monitor": {"behind_when_connectors_done": behind,
+        "monitor": {"behind_when_connectors_done": behind, "household_behind_when_connectors_done": household_behind,
                     "alerts_raised": metric(final, "povwatch_alerts_total"),
                     "unmatched": metric(final, "povwatch_events_unmatched_total"),
                     "duplicates": metric(final, "povwatch_events_duplicate_total"),
@@ -401,8 +405,9 @@ def bounds(result: dict[str, Any]) -> list[str]:
     else:
         lines.append(f"bound: not the machine's CPU as a whole ({m['busy_cores']:.2f} of {m['cores']} cores): the "
                      f"{top} with {top_cpu / wall:.2f} cores comes closest to one core (one Python process uses one)")
-    lines.append(f"the monitor was {result['monitor']['behind_when_connectors_done']:.0f} events behind when the "
-                 f"connectors finished and drained {drain_tail:.0f} s later; the case feed took "
+    lines.append(f"the monitor was {result['monitor']['behind_when_connectors_done']:.0f} events behind at its person "
+                 f"stage and {result['monitor'].get('household_behind_when_connectors_done', 0):.0f} at its household "
+                 f"stage when the connectors finished, and drained {drain_tail:.0f} s later; the case feed took "
                  f"{result['seconds']['case_db'] - result['seconds']['drained']:.0f} s more")
     broker = procs.get("broker (Kafka)")
     if broker is not None:
