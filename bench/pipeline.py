@@ -14,7 +14,7 @@ bad rows each, rejected). It times, in the same run:
 
     ready        monitor start -> povwatch_registry_ready = 1 (every registry partition read, state restored; with
                  `--workers`, the first worker's)
-    drain        ready -> every stage handled every event (the monitor's /metrics, polled every 0.5 s; the end is
+    drain        ready -> every stage handled every event (the monitor's /metrics, polled every 2 s; the end is
                  the last stage's last batch, povwatch_monitor_last_batch_timestamp_seconds)
     raw          a bare aiokafka consumer (no group) reading and decoding the N events of every topic written
                  (median of 3 runs), and the whole registry.persons (median of 2): roughly the ceiling of any
@@ -26,10 +26,12 @@ within one run, not absolute numbers between runs. The monitor's RSS (when ready
 seconds during the drain are read from /proc. `--profile` samples the monitor with py-spy during the drain
 (var/bench/monitor-profile.txt, raw stacks). `--store rocksdb` runs the monitor on its disk store
 (POVWATCH_MONITOR_STORE, databases under var/bench/store). `--workers W` runs the monitor as W processes of one
-app id (the topics' partitions split between them, as `povwatch monitor` scales out): ready is the first worker
-ready (it starts judging then; the others join, and the group rebalances, during the drain), the drain ends with the
-last batch of any worker, CPU and RSS are the workers' sums. `--partitions P` sets the
-partitions per topic (POVWATCH_PARTITIONS, 3). Also written to var/bench/pipeline.json.
+app id (the topics' partitions split between them, as `povwatch monitor` scales out), started together on a broker
+that waits 3 s for a new group's members (group.initial.rebalance.delay.ms, Kafka's default; the local broker's is
+0, POVWATCH_KAFKA_GROUP_DELAY_MS), so they join in one assignment: ready is the first worker ready (it starts judging
+then; a worker that missed the first assignment joins, and the group rebalances, during the drain), the drain ends
+with the last batch of any worker, CPU and RSS are the workers' sums. `--partitions P` sets the partitions per topic
+(POVWATCH_PARTITIONS, 3). Also written to var/bench/pipeline.json.
 """
 from __future__ import annotations
 
@@ -77,6 +79,10 @@ from services.monitor.app import monitor_topics
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "var" / "bench"
 DEPARTMENT, FEED = "medical-security", "hospitalization"
+# seconds between two scrapes of /metrics while the monitor drains: the end is the monitor's own timestamp, exact
+# whatever the interval, and each scrape holds the monitor's GIL for ~10 ms (a Prometheus scrapes every 15 s)
+DRAIN_POLL = 2.0
+GROUP_DELAY_MS = 3000  # group.initial.rebalance.delay.ms with --workers: Kafka's default
 DISEASES = ["脑梗死", "肺炎", "冠心病", "股骨骨折", "2型糖尿病", "胆囊炎", "阑尾炎"]
 
 
@@ -363,7 +369,10 @@ def bench(base: Settings, events: int, households: int, port: int, extra_persons
     settings = base.model_copy(update={
         "bootstrap": f"127.0.0.1:{port}", "kafka_data": work / "kafka",
         "monitor_app_id": f"povwatch-bench-{uuid.uuid4().hex[:8]}",
-        "monitor_metrics_port": metrics_port or free_port(), "partitions": partitions or base.partitions})
+        "monitor_metrics_port": metrics_port or free_port(), "partitions": partitions or base.partitions,
+        # several workers started together join the group in one assignment, as on a broker with Kafka's default
+        # (the local broker forms a group at once: a worker joining a moment later would rebalance the others)
+        "kafka_group_delay_ms": GROUP_DELAY_MS if workers > 1 else base.kafka_group_delay_ms})
     print(kafka_local.down(settings))  # a previous bench's broker, if one was left running
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -410,7 +419,7 @@ def bench(base: Settings, events: int, households: int, port: int, extra_persons
             return bool(settled(final))
 
         wait_workers(monitors, f"the monitor to drain {events} events", drained, timeout=600 + events / 100,
-                     interval=0.5)
+                     interval=DRAIN_POLL)
         # drained when the last stage finished its last batch (the monitor's own timestamp, the latest of the
         # workers): exact whatever the poll interval, and a slow poll leaves the CPU to the monitor (a scrape holds
         # its GIL ~10 ms)

@@ -113,7 +113,7 @@ offsets.topic.replication.factor={replication}
 transaction.state.log.replication.factor={replication}
 transaction.state.log.min.isr={min_isr}
 unclean.leader.election.enable=false
-group.initial.rebalance.delay.ms=0
+group.initial.rebalance.delay.ms={group_delay_ms}
 num.partitions=1
 auto.create.topics.enable=false
 """
@@ -159,6 +159,7 @@ class _Layout:
     node_id: int = 1
     voters: str = ""  # controller.quorum.voters; empty: this node alone
     brokers: tuple[str, ...] = ()  # every broker's principal name of the cluster (secured); empty: this one's
+    group_delay_ms: int = 0  # group.initial.rebalance.delay.ms (POVWATCH_KAFKA_GROUP_DELAY_MS)
 
     @property
     def version(self) -> str:
@@ -212,7 +213,8 @@ def _layout(settings: Settings) -> _Layout:
             f"POVWATCH_BOOTSTRAP is {settings.bootstrap!r}"
         )
     port = int(port_text)
-    return _Layout(_cache(settings), Path(settings.kafka_data).expanduser().resolve(), port, port + 1)
+    return _Layout(_cache(settings), Path(settings.kafka_data).expanduser().resolve(), port, port + 1,
+                   group_delay_ms=settings.kafka_group_delay_ms)
 
 
 def broker_answers(bootstrap: str, timeout: float) -> bool:
@@ -381,7 +383,7 @@ def server_properties(layout: _Layout) -> str:
     replication, min_isr = replication_for(len(voters.split(",")))
     return SERVER_PROPERTIES_TEMPLATE.format(
         node_id=layout.node_id, voters=voters, port=layout.port, controller_port=layout.controller_port,
-        log_dir=layout.log_dir, replication=replication, min_isr=min_isr)
+        log_dir=layout.log_dir, replication=replication, min_isr=min_isr, group_delay_ms=layout.group_delay_ms)
 
 
 def _prepare_data(java: str, layout: _Layout, tls: kafka_secure_broker.BrokerTls | None,

@@ -60,6 +60,10 @@ class Settings(BaseSettings):
     kafka_home: Path = Field(Path.home() / ".cache" / "povwatch" / "kafka",
                              description="where the local broker's jars are cached (one directory per version)")
     kafka_data: Path = Field(Path("var") / "kafka", description="the local broker's data, logs and pid file")
+    kafka_group_delay_ms: int = Field(0, ge=0, description="the local broker's group.initial.rebalance.delay.ms: 0 "
+                                      "forms a new consumer group at once (tests, the demo); Kafka's default, 3000, "
+                                      "lets workers started together join one assignment (bench/pipeline.py "
+                                      "`--workers`)")
     security_protocol: Literal["PLAINTEXT", "SSL"] = Field("PLAINTEXT", description="how clients reach Kafka: "
                                                           "`SSL` with a client certificate (docs/security.md)")
     ssl_cafile: Path | None = Field(None, description="with SSL: the CA certificate (PEM) the broker's is checked "

@@ -52,7 +52,20 @@ class Window:
     describe: Callable[[str, str, dt.date, dt.date, int, int], str]  # region, group, start, end, count, households
 
 
+_WINDOWS: dict[tuple[str, int], tuple[RuleConfig, Window]] = {}  # (rule, id of its config) -> (the config, window)
+
+
 def window_of(rule: str, cfg: RuleConfig) -> Window:
+    """The windowed count of `rule` under `cfg` (made once per rule and configuration: asked for every record)."""
+    held = _WINDOWS.get((rule, id(cfg)))
+    if held is not None and held[0] is cfg:
+        return held[1]
+    window = _window_of(rule, cfg)
+    _WINDOWS[(rule, id(cfg))] = (cfg, window)
+    return window
+
+
+def _window_of(rule: str, cfg: RuleConfig) -> Window:
     if rule == Rule.REGIONAL_RETURNS:
         return Window(Rule.REGIONAL_RETURNS, cfg.returns_min_persons, cfg.returns_window_days, Severity.MEDIUM, True,
                       lambda region, group, start, end, n, h: (

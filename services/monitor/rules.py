@@ -90,6 +90,8 @@ class Fact:
 
 def text_value(value: Any) -> str:
     """A field's value as a fact keeps it."""
+    if value.__class__ is str:  # most fields: as they are
+        return value
     if isinstance(value, dt.date):
         return value.isoformat()
     if isinstance(value, (list, tuple)):
