@@ -117,3 +117,17 @@ def test_completing_the_cache_leaves_the_jars_a_running_broker_reads(tmp_path: P
     assert sorted(p.name for p in libs.iterdir()) == ["kafka-tools-4.1.1.jar", "kafka_2.13-4.1.1.jar"]
     assert (libs / "kafka_2.13-4.1.1.jar").stat().st_ino == inode  # the same file, not a copy
     assert (libs / "kafka-tools-4.1.1.jar").read_bytes() == b"tools"
+
+
+@pytest.mark.parametrize(("delay", "expected"), [(None, "0"), (3000, "3000")])
+def test_a_new_groups_wait_is_the_setting(delay: int | None, expected: str, tmp_path: Path) -> None:
+    """The local broker forms a new consumer group at once unless told to wait (bench/pipeline.py's workers)."""
+    extra = {} if delay is None else {"kafka_group_delay_ms": delay}
+    settings = Settings(bootstrap="127.0.0.1:19500", kafka_data=tmp_path, **extra)
+    lines = kafka_local.server_properties(kafka_local._layout(settings)).splitlines()
+    assert f"group.initial.rebalance.delay.ms={expected}" in lines
+
+
+def test_a_negative_wait_is_refused() -> None:
+    with pytest.raises(ValueError, match="kafka_group_delay_ms"):
+        Settings(kafka_group_delay_ms=-1)

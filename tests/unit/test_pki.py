@@ -170,7 +170,7 @@ def test_a_bad_certificate_in_the_environment_is_one_line_from_the_command_line(
 
 def test_the_secured_properties_have_no_plaintext_listener() -> None:
     plain = SERVER_PROPERTIES_TEMPLATE.format(node_id=1, voters="1@127.0.0.1:9093", port=9092, controller_port=9093,
-                                              log_dir="/data/logs", replication=1, min_isr=1)
+                                              log_dir="/data/logs", replication=1, min_isr=1, group_delay_ms=0)
     tls = kafka_secure_broker.BrokerTls("broker-1", Path("/pki/ca.crt"), Path("/pki/broker-1.keystore.pem"))
     secured = kafka_secure_broker.secure_properties(plain, tls)
     props = dict(line.split("=", 1) for line in secured.splitlines())
