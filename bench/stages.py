@@ -138,7 +138,8 @@ def run(load: Workload, batch: int, now: dt.datetime, rules: RuleConfig) -> dict
     for key, value in load.households:
         household.registry(key, value, now, REGISTRY_HOUSEHOLDS)
     took = dict.fromkeys(STAGES, 0.0)
-    counts = {"events": len(load.events), "household in": 0, "village in": 0, "alerts": 0, "changelog bytes": 0}
+    counts = {"events": len(load.events), "household in": 0, "village in": 0, "alerts": 0, "regional alerts": 0,
+              "profiles": 0, "changelog bytes": 0}
 
     def timed(stage: str, fn: Callable[[], Any]) -> Any:
         t0 = time.perf_counter()
@@ -182,7 +183,9 @@ def run(load: Workload, batch: int, now: dt.datetime, rules: RuleConfig) -> dict
         to_village = [e for e in forwarded + judged if e.topic == ROUTES.village_disasters]
         counts["village in"] += len(to_village)
         regional = timed("village", lambda: villages(to_village))  # noqa: B023
-        counts["alerts"] += sum(e.topic.startswith("alerts.") for e in judged + regional)
+        counts["alerts"] += sum(e.topic == ROUTES.alerts_household for e in judged)
+        counts["regional alerts"] += sum(e.topic == ROUTES.alerts_regional for e in regional)
+        counts["profiles"] += sum(e.topic == ROUTES.profiles for e in judged)
     return {**took, **{k: float(v) for k, v in counts.items()}}
 
 
@@ -220,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     print(render_table(["stage", "seconds (best)", "µs per event", "x raw decode"], rows, right_from=1))
     last = runs[-1]
     print(f"household stage in {last['household in']:.0f}, village stage in {last['village in']:.0f}, "
-          f"alerts {last['alerts']:.0f}, changelog {last['changelog bytes'] / 1e6:.1f} MB")
+          f"alerts {last['alerts']:.0f}, regional alerts {last['regional alerts']:.0f}, profiles "
+          f"{last['profiles']:.0f}, changelog {last['changelog bytes'] / 1e6:.1f} MB")
     return 0
 
 
