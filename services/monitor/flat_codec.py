@@ -2,7 +2,7 @@
 
 Every event crosses from the person stage to the household stage as a `povwatch.monitor.HouseholdEvent`, and each
 regional record from the household stage to the village stage as a `povwatch.monitor.VillageDisaster`. Through
-fastavro a round trip of such a small record costs 13-15 us, mostly per-call overhead; written here it costs 6-7.
+fastavro a round trip of such a small record costs 13-16 us, mostly per-call overhead; written here it costs 6-7.
 `FlatCodec` does it for flat records - fields of type string, bytes, int/long, boolean, date, or a [null, one of
 those] union - read from the current schema files, so the bytes are exactly fastavro's (Avro single-object
 encoding, `schemas/codec.py`: fields in schema order, zig-zag varints, a union as its branch index then the value).
