@@ -31,7 +31,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,7 @@ from plumbing.settings import Settings  # noqa: E402
 from plumbing.table import render_table  # noqa: E402
 from schemas.codec import Codec, default_codec  # noqa: E402
 from schemas.topics import REGISTRY_HOUSEHOLDS, REGISTRY_PERSONS  # noqa: E402
+from services.demo.oracle import MemoryPublisher  # noqa: E402
 from services.demo.population import generate  # noqa: E402
 from services.monitor.handlers import Emit, HouseholdStage, PersonStage, Routes, VillageStage  # noqa: E402
 from services.monitor.rules import RuleConfig  # noqa: E402
@@ -57,28 +58,6 @@ STAGES = ("raw decode", "person", "household", "household profiles", "household 
 ROUTES = Routes("bench.household-events", "bench.village-disasters", "alerts.household", "alerts.regional",
                 "bench.unmatched")
 KEY = b"bench-stages-pseudonymisation-key-0123456789abcdef"
-
-
-@dataclass
-class Memory:
-    """The connectors' Publisher (and the roster's RegistryPublisher), in memory."""
-
-    sent: list[tuple[str, bytes, bytes | None]] = field(default_factory=list)
-
-    async def __aenter__(self) -> Memory:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None
-
-    async def send(self, topic: str, key: bytes, value: bytes) -> None:
-        self.sent.append((topic, key, value))
-
-    async def tombstone(self, topic: str, key: bytes) -> None:
-        self.sent.append((topic, key, None))
-
-    async def flush(self) -> None:
-        return None
 
 
 @dataclass(frozen=True)
@@ -94,22 +73,22 @@ def build(work: Path, events: int, households: int, now: dt.datetime) -> Workloa
     codec = default_codec()
     pseudonymiser = Pseudonymiser(KEY)
     files = generate(work, households=households, seed=2024, today=today)
-    roster = Memory()
+    registry: list[tuple[str, bytes, bytes | None]] = []
 
     async def nothing(topic: str) -> Mapping[bytes, bytes]:
         return {}
 
     summary = asyncio.run(load_snapshot(files.roster, pseudonymiser=pseudonymiser, codec=codec, clock=lambda: now,
-                                        read_state=nothing, publisher_factory=lambda: roster))
+                                        read_state=nothing, publisher_factory=lambda: MemoryPublisher(registry)))
     rejected = {row for row, _ in summary.rejects}
-    out = Memory()
+    sent: list[tuple[str, bytes, bytes | None]] = []
     for spec, path in write_mixed(work, roster_households(files.roster, rejected), events, today):
         handler = EventHandler(spec, pseudonymiser=pseudonymiser, codec=codec, clock=lambda: now)
         asyncio.run(run_file(spec, path, handler, codec=codec, clock=lambda: now, progress=None,
-                             publisher_factory=lambda: out))
-    persons = [(k.decode(), v) for t, k, v in roster.sent if t == REGISTRY_PERSONS and v is not None]
-    homes = [(k.decode(), v) for t, k, v in roster.sent if t == REGISTRY_HOUSEHOLDS and v is not None]
-    evs = [(t, k, v) for t, k, v in out.sent if t.startswith("events.") and v is not None]
+                             publisher_factory=lambda: MemoryPublisher(sent)))
+    persons = [(k.decode(), v) for t, k, v in registry if t == REGISTRY_PERSONS and v is not None]
+    homes = [(k.decode(), v) for t, k, v in registry if t == REGISTRY_HOUSEHOLDS and v is not None]
+    evs = [(t, k, v) for t, k, v in sent if t.startswith("events.") and v is not None]
     return Workload(persons, homes, evs)
 
 
@@ -121,6 +100,15 @@ def _changelog(state: TrackedDict[Any], codec: StateCodec[Any], avro: Codec) -> 
         if value is not None and not getattr(value, "empty", False):
             written += len(codec.encode(avro, value))
     return written
+
+
+def _through(stage: HouseholdStage | VillageStage, emits: list[Emit], now: dt.datetime) -> list[Emit]:
+    """The stage's outputs for the messages an earlier stage sent it."""
+    out: list[Emit] = []
+    for e in emits:
+        assert e.value is not None
+        out += stage.event(e.topic, e.value, now, e.key)
+    return out
 
 
 def run(load: Workload, batch: int, now: dt.datetime, rules: RuleConfig) -> dict[str, float]:
@@ -158,25 +146,15 @@ def run(load: Workload, batch: int, now: dt.datetime, rules: RuleConfig) -> dict
             counts["changelog bytes"] += _changelog(person_state, PERSON_STATE, codec)
             return out
 
-        def homes(emits: list[Emit]) -> list[Emit]:
-            out: list[Emit] = []
-            for e in emits:
-                assert e.value is not None
-                out += household.event(e.topic, e.value, now, e.key)
-            return out
-
         def villages(emits: list[Emit]) -> list[Emit]:
-            out: list[Emit] = []
-            for e in emits:
-                assert e.value is not None
-                out += village.event(e.topic, e.value, now, e.key)
+            out = _through(village, emits, now)
             counts["changelog bytes"] += _changelog(village_state, VILLAGE_STATE, codec)
             return out
 
         forwarded = timed("person", people)
         to_household = [e for e in forwarded if e.topic == ROUTES.household_events]
         counts["household in"] += len(to_household)
-        judged = timed("household", lambda: homes(to_household))  # noqa: B023
+        judged = timed("household", lambda: _through(household, to_household, now))  # noqa: B023
         judged += timed("household profiles", lambda: household.flush(now))
         counts["changelog bytes"] += timed("household changelog",
                                            lambda: _changelog(household_state, HOUSEHOLD_STATE, codec))

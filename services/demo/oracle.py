@@ -40,7 +40,7 @@ from services.demo.scenarios import Designed
 from services.intake.mapping import Invalid, to_event, validate
 from services.monitor.handlers import Emit, HouseholdStage, PersonStage, Routes, VillageStage
 
-__all__ = ["OracleAlert", "Simulation", "simulate", "designed_problems"]
+__all__ = ["OracleAlert", "Simulation", "simulate", "designed_problems", "MemoryPublisher"]
 
 _ROUTES = Routes("oracle.household-events", "oracle.village-disasters", ALERTS_HOUSEHOLD, ALERTS_REGIONAL,
                  "oracle.unmatched", "oracle.profiles")
@@ -67,13 +67,13 @@ class Simulation:
     alerted_events: set[str]  # the events that are evidence of some alert
 
 
-class _Memory:
+class MemoryPublisher:
     """A publisher into a list (the connectors' Publisher and the roster's RegistryPublisher)."""
 
     def __init__(self, sink: list[tuple[str, bytes, bytes | None]]) -> None:
         self.sink = sink
 
-    async def __aenter__(self) -> _Memory:
+    async def __aenter__(self) -> MemoryPublisher:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -97,11 +97,11 @@ async def _published(roster: Path, feeds: Iterable[tuple[str, str, Path]], key: 
         return {}
 
     await load_snapshot(roster, pseudonymiser=Pseudonymiser(key), codec=codec, clock=lambda: now,
-                        read_state=nothing, publisher_factory=lambda: _Memory(sink), zone=zone)
+                        read_state=nothing, publisher_factory=lambda: MemoryPublisher(sink), zone=zone)
     for department, feed, path in feeds:
         spec = get_feed(department, feed)
         handler = EventHandler(spec, pseudonymiser=Pseudonymiser(key), codec=codec, clock=lambda: now)
-        await run_file(spec, path, handler, publisher_factory=lambda: _Memory(sink), codec=codec,
+        await run_file(spec, path, handler, publisher_factory=lambda: MemoryPublisher(sink), codec=codec,
                        clock=lambda: now, zone=zone, progress=None)
     return sink
 
