@@ -402,31 +402,65 @@ def regional_period(day: dt.date, cfg: RuleConfig) -> int:
     return day.toordinal() // (cfg.regional_window_days + 1)
 
 
+def _member(r: VillageRecord, by_person: bool) -> str:
+    return (r.person_key or r.household_id) if by_person else r.household_id
+
+
 def period_draft(region: str, records: Sequence[VillageRecord], period: int, *, days: int, minimum: int,
                  by_person: bool = False) -> tuple[dt.date, dt.date, tuple[str, ...], tuple[str, ...], int] | None:
     """The fixed period `period` (of `days + 1` days) of one windowed count, if a qualifying window starts in it:
     (first window start, last record date, households, events, members counted). A window starts on a record's
     date and holds the records up to `days` later; it qualifies with at least `minimum` distinct households (or
     persons). The period's evidence is every record of every qualifying window starting in it, so it does not
-    depend on the order in which the records arrived."""
+    depend on the order in which the records arrived.
+
+    The records are taken in date order and the windows slid over them (each record enters and leaves the count
+    once), so a period costs one pass over the records whatever the number of window starts in it."""
     span = dt.timedelta(days=days)
     first = dt.date.fromordinal(max(1, period * (days + 1)))
     last = dt.date.fromordinal(period * (days + 1) + days)
-    starts = sorted({r.disaster_date for r in records if first <= r.disaster_date <= last})
+    ordered = sorted(records, key=_record_date)
+    size = len(ordered)
+    counts: dict[str, int] = {}  # member -> records of the current window
+    lo = hi = 0  # the current window: ordered[lo:hi]
+    covered = 0  # ordered[:covered] is behind every qualifying window's slice taken so far
     inside: dict[str, VillageRecord] = {}
     opened: dt.date | None = None
-    for start in starts:
-        window = [r for r in records if start <= r.disaster_date <= start + span]
-        members = {r.person_key or r.household_id for r in window} if by_person else {r.household_id for r in window}
-        if len(members) >= minimum:
+    at = 0
+    while at < size:
+        start = ordered[at].disaster_date
+        at += 1
+        while at < size and ordered[at].disaster_date == start:
+            at += 1  # one window per distinct date
+        if start < first:
+            continue
+        if start > last:
+            break
+        end = start + span
+        while hi < size and ordered[hi].disaster_date <= end:
+            member = _member(ordered[hi], by_person)
+            counts[member] = counts.get(member, 0) + 1
+            hi += 1
+        while ordered[lo].disaster_date < start:
+            member = _member(ordered[lo], by_person)
+            counts[member] -= 1
+            if not counts[member]:
+                del counts[member]
+            lo += 1
+        if len(counts) >= minimum:
             opened = opened or start
-            inside.update((r.event_id, r) for r in window)
+            inside.update((r.event_id, r) for r in ordered[max(lo, covered):hi])
+            covered = hi
     if opened is None:
         return None
     chosen = inside.values()
-    counted = ({r.person_key or r.household_id for r in chosen} if by_person else {r.household_id for r in chosen})
+    counted = {_member(r, by_person) for r in chosen}
     return (opened, max(r.disaster_date for r in chosen), tuple(sorted({r.household_id for r in chosen})),
             tuple(sorted(inside)), len(counted))
+
+
+def _record_date(r: VillageRecord) -> dt.date:
+    return r.disaster_date
 
 
 def regional_disaster(
