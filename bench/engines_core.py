@@ -63,6 +63,9 @@ class _Handler:
     def flush(self, now: dt.datetime) -> list[Emit]:
         return []
 
+    def forget(self) -> None:
+        return None
+
     def pending(self) -> int:
         return 0
 

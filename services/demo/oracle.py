@@ -161,8 +161,8 @@ def _drain(queue: deque[Emit], households: HouseholdStage, villages: VillageStag
             queue += villages.event(emit.topic, emit.value or b"", now, emit.key)
         elif emit.topic in (ALERTS_HOUSEHOLD, ALERTS_REGIONAL):
             _record(codec.decode(emit.value or b"").record, emit.topic, alerts)
-        if not queue:
-            queue += households.flush(now)
+        if not queue:  # what the stages keep for the end of a batch (profiles, each regional alert's latest)
+            queue += households.flush(now) + villages.flush(now)
 
 
 def _record(alert: dict[str, Any], topic: str, alerts: dict[str, OracleAlert]) -> None:

@@ -91,6 +91,10 @@ class Handler(Protocol):
         """What the batch leaves to send once, after all its messages (e.g. one profile per household)."""
         ...
 
+    def forget(self) -> None:
+        """Drop what a failed batch left for `flush`: the replay of the batch makes it again."""
+        ...
+
     def pending(self) -> int: ...
 
 
@@ -323,8 +327,11 @@ class StageRunner(ConsumerRebalanceListener, Generic[S]):  # type: ignore[misc] 
             reload = []
             for p in sorted(touched | {tp.partition for tp in in_flight}):
                 part = self._parts.get(p)
-                if part is None or part.restoring or not part.restored:
-                    continue  # gone, or not loaded yet: its load is still to come
+                if part is None:
+                    continue  # gone: its new owner replays the batch
+                part.handler.forget()
+                if part.restoring or not part.restored:
+                    continue  # not loaded yet: its load is still to come
                 if not part.state.rollback():
                     part.renew_state()
                     reload.append(p)

@@ -209,6 +209,9 @@ class PersonStage:
     def flush(self, now: dt.datetime) -> list[Emit]:
         return []
 
+    def forget(self) -> None:
+        """Nothing waits for a flush here."""
+
     def pending(self) -> int:
         return sum(len(s.pending) for s in self.state.values())
 
@@ -404,6 +407,11 @@ class HouseholdStage:
         self._profiles.clear()
         return out
 
+    def forget(self) -> None:
+        """A failed batch's profiles and counts go: its replay makes them again."""
+        self._profiles.clear()
+        self._tally.clear()
+
     def sweep(self, now: dt.datetime) -> list[Emit]:
         return _sweep(self.state, now - self._grace, self._codec, self._routes, self.name, now) + self._fire(now)
 
@@ -451,6 +459,7 @@ class VillageStage:
         self._rules = rules
         self._zone = zone
         self._flat = FlatCodec(codec)  # the hop records by hand
+        self._unsent: dict[str, RegionalDraft] = {}  # alert id -> its latest version in the batch (sent at flush)
 
     def registry(self, key: str, value: bytes | None, now: dt.datetime, topic: str = "") -> list[Emit]:
         raise TypeError("the village stage reads no registry")
@@ -490,7 +499,7 @@ class VillageStage:
             full = fills(draft, self._rules)
             if full is not None:
                 state.fired_keys.add(full)
-        return self._store(state, drafts, now)
+        return self._store(state, drafts)
 
     def _kept(self, state: VillageState, changed: bool) -> list[Emit]:
         """An event that raises nothing: the state is stored back when it changed (a record re-dated), so every
@@ -499,15 +508,14 @@ class VillageStage:
             self.state[state.village_code] = state
         return []
 
-    def _store(self, state: VillageState, drafts: Sequence[RegionalDraft], now: dt.datetime) -> list[Emit]:
-        out = []
+    def _store(self, state: VillageState, drafts: Sequence[RegionalDraft]) -> list[Emit]:
+        """The state stored back; the alerts kept for the batch's flush, each alert id's latest version only."""
         for draft in drafts:
-            out.append(Emit(self._routes.alerts_regional, draft.village_code.encode(),
-                            self._codec.encode("povwatch.alerts.RegionalAlert", regional_alert_record(draft, now))))
-            _counted(metrics.ALERTS, draft.rule.value, draft.severity.value).inc()
+            self._unsent.pop(draft.alert_id, None)
+            self._unsent[draft.alert_id] = draft  # moved to the end: the versions go in the order they were made
         state.prune(self._rules.history_horizon_days, lambda day: regional_period(day, self._rules))
         self.state[state.village_code] = state
-        return out
+        return []
 
     def _row(self, joined: dict[str, Any], now: dt.datetime) -> list[Emit]:
         """A village-level event naming no person: judged by its feed's regional rules, kept as a fact."""
@@ -530,13 +538,26 @@ class VillageStage:
         if fact is not None:
             state.add_fact(fact)
             _counted(metrics.FACTS_KEPT, self.name, topic).inc()
-        return self._store(state, verdict.drafts, now)
+        return self._store(state, verdict.drafts)
 
     def _today(self, now: dt.datetime) -> dt.date:
         return now.astimezone(self._zone).date()
 
     def flush(self, now: dt.datetime) -> list[Emit]:
-        return []
+        """The regional alerts the batch raised or grew: one version per alert id, its latest (a dense village
+        re-sends an alert with each household it adds; each version names what the earlier ones named and the case
+        system merges an id's versions, so the versions between two flushes would add nothing)."""
+        out = []
+        for draft in self._unsent.values():
+            out.append(Emit(self._routes.alerts_regional, draft.village_code.encode(),
+                            self._codec.encode("povwatch.alerts.RegionalAlert", regional_alert_record(draft, now))))
+            _counted(metrics.ALERTS, draft.rule.value, draft.severity.value).inc()
+        self._unsent.clear()
+        return out
+
+    def forget(self) -> None:
+        """A failed batch's alerts are not sent: its replay makes them again from the state reloaded."""
+        self._unsent.clear()
 
     def sweep(self, now: dt.datetime) -> list[Emit]:
         """Fire the timers that came due (REGIONAL_WATER unsolved)."""
@@ -550,7 +571,7 @@ class VillageStage:
             for timer in due:
                 metrics.TIMERS_FIRED.labels(timer.rule).inc()
                 drafts += fire_village(timer, key, state.facts, self._rules)
-            out += self._store(state, drafts, now)
+            out += self._store(state, drafts)
         return out
 
     def pending(self) -> int:

@@ -133,3 +133,8 @@ class Tally:
         self._counts.clear()
         observe_many(LATENCY, self.latencies)
         self.latencies = []
+
+    def clear(self) -> None:
+        """Drop what a failed batch counted: its replay counts it again."""
+        self._counts.clear()
+        self.latencies = []

@@ -101,7 +101,7 @@ def _drafts(region: str, group: str, records: Sequence[VillageRecord], window: W
     out = {}
     for period in periods:
         found = period_draft(region, records, period, days=window.days, minimum=window.minimum,
-                             by_person=window.by_person)
+                             by_person=window.by_person, ordered=True)
         if found is None:
             continue
         start, end, households, events, counted = found
@@ -110,6 +110,10 @@ def _drafts(region: str, group: str, records: Sequence[VillageRecord], window: W
                                     window.describe(region, group, start, end, counted, len(households)),
                                     window.severity, window.rule, fired_key(window.rule.value, group, first))
     return out
+
+
+def _record_day(r: VillageRecord) -> dt.date:
+    return r.disaster_date
 
 
 def _days(rule: str, cfg: RuleConfig) -> int:
@@ -178,12 +182,13 @@ def windowed(region: str, records: Sequence[VillageRecord], new: VillageRecord, 
         days = window.days
     periods = _periods(new, cfg)
     lo, hi = reach(new, cfg)
-    mine = [r for r in records if r.rule == new.rule and r.group == new.group and lo <= r.disaster_date <= hi]
+    mine = sorted((r for r in records if r.rule == new.rule and r.group == new.group and lo <= r.disaster_date <= hi),
+                  key=_record_day)  # in date order, as the period drafts take them
     before = [r for r in mine if r.event_id != new.event_id]
 
     def drafts(records: Sequence[VillageRecord], among: Iterable[int]) -> dict[int, RegionalDraft]:
         if new.rule == Rule.REGIONAL_DISASTER:
-            return {d.period: d for d in regional_disaster(region, records, (), cfg, among)}
+            return {d.period: d for d in regional_disaster(region, records, (), cfg, among, ordered=True)}
         return _drafts(region, new.group, records, window, among)
 
     now = drafts(mine, periods)

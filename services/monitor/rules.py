@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from bisect import bisect_left, bisect_right
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -407,49 +408,51 @@ def _member(r: VillageRecord, by_person: bool) -> str:
 
 
 def period_draft(region: str, records: Sequence[VillageRecord], period: int, *, days: int, minimum: int,
-                 by_person: bool = False) -> tuple[dt.date, dt.date, tuple[str, ...], tuple[str, ...], int] | None:
+                 by_person: bool = False,
+                 ordered: bool = False) -> tuple[dt.date, dt.date, tuple[str, ...], tuple[str, ...], int] | None:
     """The fixed period `period` (of `days + 1` days) of one windowed count, if a qualifying window starts in it:
     (first window start, last record date, households, events, members counted). A window starts on a record's
     date and holds the records up to `days` later; it qualifies with at least `minimum` distinct households (or
     persons). The period's evidence is every record of every qualifying window starting in it, so it does not
     depend on the order in which the records arrived.
 
-    The records are taken in date order and the windows slid over them (each record enters and leaves the count
-    once), so a period costs one pass over the records whatever the number of window starts in it."""
+    The records are taken in date order (`ordered`: they come so already) and the windows slid over those the
+    period's windows can hold (dated from its first day to `days` after its last), each entering and leaving the
+    count once: a period costs one pass over its own records, whatever the number of window starts in it or of
+    records around it."""
     span = dt.timedelta(days=days)
     first = dt.date.fromordinal(max(1, period * (days + 1)))
     last = dt.date.fromordinal(period * (days + 1) + days)
-    ordered = sorted(records, key=_record_date)
-    size = len(ordered)
+    dated = records if ordered else sorted(records, key=_record_date)
+    near = dated[bisect_left(dated, first, key=_record_date):bisect_right(dated, last + span, key=_record_date)]
+    size = len(near)
     counts: dict[str, int] = {}  # member -> records of the current window
-    lo = hi = 0  # the current window: ordered[lo:hi]
-    covered = 0  # ordered[:covered] is behind every qualifying window's slice taken so far
+    lo = hi = 0  # the current window: near[lo:hi]
+    covered = 0  # near[:covered] is behind every qualifying window's slice taken so far
     inside: dict[str, VillageRecord] = {}
     opened: dt.date | None = None
     at = 0
     while at < size:
-        start = ordered[at].disaster_date
+        start = near[at].disaster_date
         at += 1
-        while at < size and ordered[at].disaster_date == start:
+        while at < size and near[at].disaster_date == start:
             at += 1  # one window per distinct date
-        if start < first:
-            continue
         if start > last:
             break
         end = start + span
-        while hi < size and ordered[hi].disaster_date <= end:
-            member = _member(ordered[hi], by_person)
+        while hi < size and near[hi].disaster_date <= end:
+            member = _member(near[hi], by_person)
             counts[member] = counts.get(member, 0) + 1
             hi += 1
-        while ordered[lo].disaster_date < start:
-            member = _member(ordered[lo], by_person)
+        while near[lo].disaster_date < start:
+            member = _member(near[lo], by_person)
             counts[member] -= 1
             if not counts[member]:
                 del counts[member]
             lo += 1
         if len(counts) >= minimum:
             opened = opened or start
-            inside.update((r.event_id, r) for r in ordered[max(lo, covered):hi])
+            inside.update((r.event_id, r) for r in near[max(lo, covered):hi])
             covered = hi
     if opened is None:
         return None
@@ -469,6 +472,7 @@ def regional_disaster(
     fired: Collection[int],
     cfg: RuleConfig,
     periods: Iterable[int] | None = None,
+    ordered: bool = False,
 ) -> list[RegionalDraft]:
     """One draft per fixed period (of `periods`, default every period holding a record) that holds the start of a
     qualifying window and has not alerted yet (`fired`).
@@ -477,14 +481,14 @@ def regional_disaster(
     `regional_min_households` distinct households. Each period alerts under an id made of the village and the
     period, with the records of every qualifying window starting in it, so the alerts raised are a function of the
     records received, not of their arrival order. A cluster whose qualifying windows start in two periods gives two
-    alerts (they open one village case)."""
+    alerts (they open one village case). `ordered`: the records come in date order already."""
     drafts: list[RegionalDraft] = []
     wanted = sorted(set(periods) if periods is not None else {regional_period(r.disaster_date, cfg) for r in records})
     for period in wanted:
         if period in fired:
             continue
         found = period_draft(village_code, records, period, days=cfg.regional_window_days,
-                             minimum=cfg.regional_min_households)
+                             minimum=cfg.regional_min_households, ordered=ordered)
         if found is None:
             continue
         start, end, households, events, _ = found

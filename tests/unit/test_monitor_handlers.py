@@ -257,6 +257,17 @@ def regional_alerts(emits: list[Emit]) -> list[dict[str, Any]]:
     return decoded(emits, ROUTES.alerts_regional, "povwatch.alerts.RegionalAlert")
 
 
+def village_batch(stage: VillageStage, value: bytes, now: dt.datetime = NOW) -> list[Emit]:
+    """One message to the village stage as a batch of its own: what it sends, the batch's flush included (the
+    regional alerts go out there)."""
+    return stage.event(ROUTES.village_disasters, value, now) + stage.flush(now)
+
+
+def village_sweep(stage: VillageStage, now: dt.datetime) -> list[Emit]:
+    """The village stage's timers swept, and the alerts they raised flushed, as the engine does."""
+    return stage.sweep(now) + stage.flush(now)
+
+
 def sample(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
@@ -635,15 +646,26 @@ def test_the_same_event_twice_raises_one_set_of_alerts() -> None:
     assert duplicates() == before + 2
 
 
+def test_a_failed_batch_leaves_no_profile_and_no_count_to_flush() -> None:
+    """What a failed batch left for the flush goes (the engine replays the batch on the state rolled back)."""
+    stage = household_stage(household_msg())
+    counted = sample("povwatch_alerts_total", rule="DISASTER_LOSS", severity="HIGH")
+    assert household_alerts(stage.event(ROUTES.household_events, enrich(DIS, disaster("dis-1", damage="COLLAPSED")),
+                                        NOW))
+    stage.forget()
+    assert stage.flush(NOW) == []
+    assert sample("povwatch_alerts_total", rule="DISASTER_LOSS", severity="HIGH") == counted
+
+
 def test_the_same_village_record_twice_counts_once() -> None:
     stage = village_stage()
     before = duplicates()
     for i in range(4):
-        assert stage.event(ROUTES.village_disasters, village_msg(f"H{i}", f"dis-{i}", DAY), NOW) == []
+        assert village_batch(stage, village_msg(f"H{i}", f"dis-{i}", DAY), NOW) == []
     again = village_msg("H3", "dis-3", DAY)
-    assert stage.event(ROUTES.village_disasters, again, NOW) == []
+    assert village_batch(stage, again, NOW) == []
     assert duplicates() == before + 1 and len(stage.state[VILLAGE].records) == 4
-    out = stage.event(ROUTES.village_disasters, village_msg("H4", "dis-4", DAY), NOW)
+    out = village_batch(stage, village_msg("H4", "dis-4", DAY), NOW)
     assert [(e.topic, e.key) for e in out] == [(ROUTES.alerts_regional, VILLAGE.encode())]
     (alert,) = regional_alerts(out)
     assert alert["household_ids"] == ["H0", "H1", "H2", "H3", "H4"] and alert["region_code"] == VILLAGE
@@ -655,10 +677,10 @@ def test_a_redated_record_that_raises_nothing_is_still_stored() -> None:
     old to count, the replacement must still reach the store (a disk store keeps only what is stored back)."""
     stage = village_stage()
     for i in range(2):
-        assert stage.event(ROUTES.village_disasters, village_msg(f"H{i}", f"dis-{i}", DAY), NOW) == []
+        assert village_batch(stage, village_msg(f"H{i}", f"dis-{i}", DAY), NOW) == []
     dirty(stage)
     too_old = DAY - dt.timedelta(days=CFG.history_horizon_days + 30)
-    assert stage.event(ROUTES.village_disasters, village_msg("H0", "dis-0", too_old), NOW) == []
+    assert village_batch(stage, village_msg("H0", "dis-0", too_old), NOW) == []
     assert dirty(stage) == {VILLAGE}  # written to the changelog
     assert [r.event_id for r in stage.state[VILLAGE].records] == ["dis-1"]  # and kept by the store
 
@@ -742,7 +764,7 @@ def feed_village(recs: list[tuple[str, str, dt.date]]) -> dict[str, list[set[str
     stage = village_stage()
     emitted: dict[str, list[set[str]]] = {}
     for hh, event_id, day in recs:
-        for a in regional_alerts(stage.event(ROUTES.village_disasters, village_msg(hh, event_id, day), NOW)):
+        for a in regional_alerts(village_batch(stage, village_msg(hh, event_id, day), NOW)):
             emitted.setdefault(a["alert_id"], []).append(set(a["household_ids"]))
     return emitted
 
@@ -773,6 +795,54 @@ def test_regional_alerts_do_not_depend_on_arrival_order(recs: list[tuple[str, st
     for _ in range(3):
         shuffled = evidence_of(feed_village(data.draw(st.permutations(recs))))
         assert shuffled == in_order
+
+
+@settings(max_examples=120, deadline=None)
+@given(recs=disaster_sets, data=st.data())
+def test_a_batch_sends_each_regional_alert_once_as_it_ends(recs: list[tuple[str, str, dt.date]],
+                                                           data: st.DataObject) -> None:
+    """Records in batches of any size, in any order: each flush sends an alert id at most once, its version as the
+    batch left it, and the alerts end naming what one record per batch ends with; never more versions."""
+    order = data.draw(st.permutations(recs))
+    cuts = sorted(data.draw(st.sets(st.integers(1, len(order)))) | {len(order)})
+    stage = village_stage()
+    emitted: dict[str, list[set[str]]] = {}
+    start = 0
+    for end in cuts:
+        for hh, event_id, day in order[start:end]:
+            assert stage.event(ROUTES.village_disasters, village_msg(hh, event_id, day), NOW) == []
+        ids = []
+        for a in regional_alerts(stage.flush(NOW)):
+            ids.append(a["alert_id"])
+            emitted.setdefault(a["alert_id"], []).append(set(a["household_ids"]))
+        assert len(ids) == len(set(ids))
+        start = end
+    one_by_one = feed_village(order)  # the same order, one record per batch
+    assert evidence_of(emitted) == evidence_of(one_by_one)
+    assert sum(map(len, emitted.values())) <= sum(map(len, one_by_one.values()))
+    assert stage.flush(NOW) == []
+
+
+def test_a_dense_batch_sends_one_version_and_counts_it_once() -> None:
+    """Eight households in one batch: one alert naming all eight, counted once (one by one: four versions)."""
+    counted = sample("povwatch_alerts_total", rule="REGIONAL_DISASTER", severity="HIGH")
+    stage = village_stage()
+    for h in range(8):
+        assert stage.event(ROUTES.village_disasters, village_msg(f"H{h}", f"dis-{h}", DAY), NOW) == []
+    (alert,) = regional_alerts(stage.flush(NOW))
+    assert alert["household_ids"] == [f"H{h}" for h in range(8)] and alert["raised_at"] == NOW
+    assert sample("povwatch_alerts_total", rule="REGIONAL_DISASTER", severity="HIGH") == counted + 1
+    assert [len(v) for v in feed_village([(f"H{h}", f"dis-{h}", DAY) for h in range(8)]).values()] == [4]
+
+
+def test_a_failed_batch_leaves_no_alert_to_flush() -> None:
+    """The engine rolls a failed batch's state back and replays it; the alerts it made are forgotten, not sent
+    with the next batch's."""
+    stage = village_stage()
+    for h in range(5):
+        stage.event(ROUTES.village_disasters, village_msg(f"H{h}", f"dis-{h}", DAY), NOW)
+    stage.forget()
+    assert stage.flush(NOW) == []
 
 
 @pytest.mark.slow(store="rocksdb")  # on the disk store too (slow: every state change written through)
@@ -819,8 +889,7 @@ def test_village_state_levels_off_under_a_steady_stream() -> None:
         day = DAY + dt.timedelta(days=10 * i)
         clusters.append(day)
         for h in range(5):  # five households on one day: every cluster alerts, in a period of its own
-            alerts += len(regional_alerts(stage.event(ROUTES.village_disasters,
-                                                      village_msg(f"H{h}", f"d{i}-{h}", day), NOW)))
+            alerts += len(regional_alerts(village_batch(stage, village_msg(f"H{h}", f"d{i}-{h}", day), NOW)))
         state = stage.state[VILLAGE]
         cut = day - dt.timedelta(days=CFG.history_horizon_days)
         assert len(state.records) == 5 * min(i + 1, 73)
@@ -894,9 +963,8 @@ def test_a_dense_cluster_is_listed_up_to_the_most_an_alert_lists_and_its_state_s
     before = sample("povwatch_monitor_regional_beyond_list_total", rule="REGIONAL_DISASTER")
     emissions = []
     for h in range(400):  # 400 households' disasters on two days of one period
-        emissions += regional_alerts(stage.event(ROUTES.village_disasters,
-                                                 village_msg(f"H{h:03d}", f"d-{h}", DAY + dt.timedelta(days=h % 2)),
-                                                 NOW))
+        message = village_msg(f"H{h:03d}", f"d-{h}", DAY + dt.timedelta(days=h % 2))
+        emissions += regional_alerts(village_batch(stage, message, NOW))
     listed = [len(a["household_ids"]) for a in emissions]
     assert len({a["alert_id"] for a in emissions}) == 1
     assert listed == list(range(CFG.regional_min_households, CFG.regional_list_max + 1))  # sent as households join

@@ -58,6 +58,7 @@ def through(topic: str, key: bytes, value: bytes) -> tuple[list[Emit], list[Emit
         second += stage.event(emit.topic, emit.value or b"", NOW, emit.key)
     for emit in [e for e in second if e.topic == ROUTES.village_disasters]:
         second += villages.event(emit.topic, emit.value or b"", NOW, emit.key)
+    second += villages.flush(NOW)  # the regional alerts, sent at the end of the batch
     return first, second, households, villages
 
 

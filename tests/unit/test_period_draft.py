@@ -1,7 +1,8 @@
 """The windowed count of one period (services/monitor/rules.period_draft), slid over the records in date order,
 gives exactly what the plain definition gives: every window starting on a record's date in the period, the records
 up to `days` later, qualifying with `minimum` distinct households (or persons), the evidence every record of every
-qualifying window. The definition is written out here as the reference; the records come in any order."""
+qualifying window. The definition is written out here as the reference; the records come in any order, or in date
+order when the caller says so (`ordered`: only the period's own records are then looked at)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -53,6 +54,9 @@ def test_sliding_the_windows_gives_the_definitions_draft(found: list[VillageReco
     for period in periods:
         expected = reference(found, period, days=days, minimum=minimum, by_person=by_person)
         assert period_draft("v", shuffled, period, days=days, minimum=minimum, by_person=by_person) == expected
+        in_order = sorted(shuffled, key=lambda r: r.disaster_date)  # as the village stage's index keeps them
+        assert period_draft("v", in_order, period, days=days, minimum=minimum, by_person=by_person,
+                            ordered=True) == expected
 
 
 def test_a_dense_period_is_one_pass() -> None:

@@ -39,7 +39,7 @@ from services.monitor.rules import (
 )
 from services.monitor.stages import regional_records
 from services.monitor.state import VILLAGE_STATE, VillageState
-from tests.unit.test_monitor_handlers import ROUTES, regional_alerts
+from tests.unit.test_monitor_handlers import ROUTES, regional_alerts, village_batch, village_sweep
 from tests.unit.test_risk_model import (
     CHRONIC,
     CODEC,
@@ -198,7 +198,7 @@ def test_returns_from_two_villages_raise_one_township_alert_through_the_stages()
                       NOW, who=who, household_id=hh)
         for emit in out:
             if emit.topic == ROUTES.village_disasters:
-                alerts += regional_alerts(villages.event(emit.topic, emit.value or b"", NOW))
+                alerts += regional_alerts(village_batch(villages, emit.value or b"", NOW))
     (alert,) = alerts
     assert (alert["rule"], alert["severity"], alert["region_code"]) == ("REGIONAL_RETURNS", "MEDIUM", TOWNSHIP)
     assert alert["household_ids"] == sorted(hh for _, hh, _ in persons)
@@ -275,7 +275,7 @@ def through(households: HouseholdStage, villages: VillageStage, topic: str, even
     alerts = []
     for emit in deliver(households, topic, event, NOW, who=who, household_id=household_id):
         if emit.topic == ROUTES.village_disasters:
-            alerts += regional_alerts(villages.event(emit.topic, emit.value or b"", NOW))
+            alerts += regional_alerts(village_batch(villages, emit.value or b"", NOW))
     return alerts
 
 
@@ -355,13 +355,13 @@ def village_event(topic: str, event: Mapping[str, Any], village: str = VILLAGE) 
 def test_a_village_level_farm_row_through_the_village_stage() -> None:
     stage = VillageStage(TrackedDict(), codec=CODEC, routes=ROUTES, rules=CFG)
     event = farm("farm-9", lost="320", key=None)
-    (alert,) = regional_alerts(stage.event(ROUTES.village_disasters, village_event(FARM, event), NOW))
+    (alert,) = regional_alerts(village_batch(stage, village_event(FARM, event), NOW))
     assert (alert["rule"], alert["severity"], alert["region_code"], alert["event_ids"]) == (
         "REGIONAL_DISASTER", "HIGH", VILLAGE, ["farm-9"])
     assert alert["household_ids"] == [] and stage.state[VILLAGE].records == []  # no household to count
-    assert stage.event(ROUTES.village_disasters, village_event(FARM, event), NOW) == []  # redelivered
+    assert village_batch(stage, village_event(FARM, event), NOW) == []  # redelivered
     small = farm("farm-10", lost="10", key=None)
-    assert stage.event(ROUTES.village_disasters, village_event(FARM, small), NOW) == []
+    assert village_batch(stage, village_event(FARM, small), NOW) == []
 
 
 def test_rows_naming_no_household_raise_no_household_rule() -> None:
@@ -372,7 +372,7 @@ def test_rows_naming_no_household_raise_no_household_rule() -> None:
     verdict = village_row(opinion_rules, VILLAGE, clue, [], D, CFG)
     assert (verdict.drafts, verdict.timers, verdict.cancel) == ([], [], [])
     stage = VillageStage(TrackedDict(), codec=CODEC, routes=ROUTES, rules=CFG)
-    assert stage.event(ROUTES.village_disasters, village_event(OPINION, clue), NOW) == []
+    assert village_batch(stage, village_event(OPINION, clue), NOW) == []
     assert [f.event_id for f in stage.state[VILLAGE].facts] == ["yq-1"]  # kept as the village's fact
 
 
@@ -445,7 +445,7 @@ ARRIVED = dt.datetime(2026, 2, 3, 4, 0, tzinfo=UTC)
 
 def water_stage() -> tuple[VillageStage, list[dict[str, Any]]]:
     stage = VillageStage(TrackedDict(), codec=CODEC, routes=ROUTES, rules=CFG)
-    return stage, regional_alerts(stage.event(ROUTES.village_disasters, village_event(WATER, village_water()),
+    return stage, regional_alerts(village_batch(stage, village_event(WATER, village_water()),
                                               ARRIVED))
 
 
@@ -453,24 +453,25 @@ def test_the_village_water_timer_fires_through_the_sweep_on_the_prefectures_date
     stage, (medium,) = water_stage()
     assert (medium["rule"], medium["severity"], medium["alert_id"]) == ("REGIONAL_WATER", "MEDIUM", water_id())
     assert [t.due for t in stage.state[VILLAGE].timers] == [DUE]
-    assert stage.sweep(BEFORE_MIDNIGHT) == []
-    (high,) = regional_alerts(stage.sweep(AFTER_MIDNIGHT))
+    assert village_sweep(stage, BEFORE_MIDNIGHT) == []
+    (high,) = regional_alerts(village_sweep(stage, AFTER_MIDNIGHT))
     assert (high["rule"], high["severity"], high["alert_id"], high["region_code"]) == (
         "REGIONAL_WATER", "HIGH", water_id(), VILLAGE)
     assert high["event_ids"] == ["vw-1"] and high["raised_at"] == AFTER_MIDNIGHT
     assert stage.state[VILLAGE].timers == []
-    assert stage.sweep(AFTER_MIDNIGHT) == [] and stage.sweep(AFTER_MIDNIGHT + dt.timedelta(days=40)) == []
+    assert village_sweep(stage, AFTER_MIDNIGHT) == []
+    assert village_sweep(stage, AFTER_MIDNIGHT + dt.timedelta(days=40)) == []
 
 
 def test_a_village_water_resolution_through_the_stage_cancels_the_timer() -> None:
     stage, _ = water_stage()
     fixed = village_event(WATER, village_water("vw-2", resolved=dt.date(2026, 2, 10)))
-    assert stage.event(ROUTES.village_disasters, fixed, ARRIVED) == []
-    assert stage.state[VILLAGE].timers == [] and stage.sweep(AFTER_MIDNIGHT) == []
+    assert village_batch(stage, fixed, ARRIVED) == []
+    assert stage.state[VILLAGE].timers == [] and village_sweep(stage, AFTER_MIDNIGHT) == []
     first = VillageStage(TrackedDict(), codec=CODEC, routes=ROUTES, rules=CFG)
-    assert first.event(ROUTES.village_disasters, fixed, ARRIVED) == []
-    assert first.event(ROUTES.village_disasters, village_event(WATER, village_water()), ARRIVED) == []
-    assert first.state[VILLAGE].timers == [] and first.sweep(AFTER_MIDNIGHT) == []
+    assert village_batch(first, fixed, ARRIVED) == []
+    assert village_batch(first, village_event(WATER, village_water()), ARRIVED) == []
+    assert first.state[VILLAGE].timers == [] and village_sweep(first, AFTER_MIDNIGHT) == []
 
 
 # --- COLLECTIVE_INCOME_DROP -------------------------------------------------------------------------------------------
@@ -517,8 +518,7 @@ def test_collective_income_drop(now: str, before: str, severity: Severity | None
 
 def test_collective_income_through_the_village_stage() -> None:
     stage = VillageStage(TrackedDict(), codec=CODEC, routes=ROUTES, rules=CFG)
-    (alert,) = regional_alerts(stage.event(ROUTES.village_disasters,
-                                           village_event(COLLECTIVE, collective("0", "352000")), NOW))
+    (alert,) = regional_alerts(village_batch(stage, village_event(COLLECTIVE, collective("0", "352000")), NOW))
     assert (alert["rule"], alert["severity"], alert["region_code"], alert["event_ids"]) == (
         "COLLECTIVE_INCOME_DROP", "HIGH", VILLAGE, ["col-1"])
 
@@ -542,7 +542,7 @@ def feed_records(recs: Iterable[VillageRecord]) -> dict[str, frozenset[str]]:
     stage = VillageStage(TrackedDict(), codec=CODEC, routes=ROUTES, rules=CFG)
     emitted: dict[str, list[tuple[frozenset[str], frozenset[str]]]] = {}
     for rec in recs:
-        out: list[Emit] = stage.event(ROUTES.village_disasters, village_record_msg(region_of(rec), rec), NOW)
+        out: list[Emit] = village_batch(stage, village_record_msg(region_of(rec), rec), NOW)
         for a in regional_alerts(out):
             emitted.setdefault(a["alert_id"], []).append((frozenset(a["household_ids"]), frozenset(a["event_ids"])))
     for alert_id, evidence in emitted.items():
@@ -622,9 +622,9 @@ def test_a_cluster_over_a_period_boundary_gives_the_same_alerts_in_every_order(r
 def test_village_state_keeps_timers_and_fired_keys_through_the_changelog_and_a_restart() -> None:
     stage, _ = water_stage()
     for rec in returned(0, 1, 2, 3, 4, 5, 6, 7, 8, 9):
-        stage.event(ROUTES.village_disasters, village_record_msg(TOWNSHIP, rec), ARRIVED)
+        village_batch(stage, village_record_msg(TOWNSHIP, rec), ARRIVED)
     for rec in stays("布鲁氏菌病", 0, 1, 2, 3, 4):
-        stage.event(ROUTES.village_disasters, village_record_msg(VILLAGE, rec), ARRIVED)
+        village_batch(stage, village_record_msg(VILLAGE, rec), ARRIVED)
     village, township = stage.state[VILLAGE], stage.state[TOWNSHIP]
     assert village.timers and village.fired_keys and township.fired_keys and village.facts
     restored = {key: VILLAGE_STATE.decode(CODEC, VILLAGE_STATE.encode(CODEC, state))
@@ -636,25 +636,25 @@ def test_village_state_keeps_timers_and_fired_keys_through_the_changelog_and_a_r
     fresh = VillageStage(tracked(restored), codec=CODEC, routes=ROUTES, rules=CFG)
     # the periods that alerted are known: one more person or household is the same alert again, grown
     late_return = returned(10, persons=["P10"], households=["H10"])[0]
-    (grown,) = regional_alerts(fresh.event(ROUTES.village_disasters, village_record_msg(TOWNSHIP, late_return),
+    (grown,) = regional_alerts(village_batch(fresh, village_record_msg(TOWNSHIP, late_return),
                                            ARRIVED))
     assert (grown["alert_id"], grown["rule"]) == (regional_id(RETURNS, TOWNSHIP, day(0)), "REGIONAL_RETURNS")
     assert len(grown["event_ids"]) == 11 and "有11人结束务工" in grown["reason"]
     late_stay = stays("布鲁氏菌病", 5, households=["H9"])[0]
-    (grown,) = regional_alerts(fresh.event(ROUTES.village_disasters, village_record_msg(VILLAGE, late_stay),
+    (grown,) = regional_alerts(village_batch(fresh, village_record_msg(VILLAGE, late_stay),
                                            ARRIVED))
     assert grown["alert_id"] == regional_id(ILLNESS, VILLAGE, day(0), "布鲁氏菌病")
     assert len(grown["household_ids"]) == 6
     assert fresh.state[VILLAGE].fired_keys == village.fired_keys  # no new period
     # the timer fires at its date, once
-    assert fresh.sweep(BEFORE_MIDNIGHT) == []
-    (high,) = regional_alerts(fresh.sweep(AFTER_MIDNIGHT))
+    assert village_sweep(fresh, BEFORE_MIDNIGHT) == []
+    (high,) = regional_alerts(village_sweep(fresh, AFTER_MIDNIGHT))
     assert (high["rule"], high["severity"], high["alert_id"]) == ("REGIONAL_WATER", "HIGH", water_id())
-    assert fresh.sweep(AFTER_MIDNIGHT) == []
+    assert village_sweep(fresh, AFTER_MIDNIGHT) == []
     again = VILLAGE_STATE.decode(CODEC, VILLAGE_STATE.encode(CODEC, fresh.state[VILLAGE]))
     assert again.timers == []
-    assert VillageStage(tracked({VILLAGE: again}), codec=CODEC, routes=ROUTES,
-                        rules=CFG).sweep(AFTER_MIDNIGHT + dt.timedelta(days=9)) == []
+    assert village_sweep(VillageStage(tracked({VILLAGE: again}), codec=CODEC, routes=ROUTES, rules=CFG),
+                         AFTER_MIDNIGHT + dt.timedelta(days=9)) == []
 
 
 def tracked(states: Mapping[str, VillageState]) -> TrackedDict[VillageState]:
