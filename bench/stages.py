@@ -14,7 +14,7 @@ times, best of R runs over fresh handlers:
                    besides fetching)
     person         PersonStage.event over the events
     household      HouseholdStage.event over the person stage's outputs, its flush, its changelog encoding
-    village        VillageStage.event over the records for the regional rules, its changelog encoding
+    village        VillageStage.event over the records for the regional rules, its flush, its changelog encoding
 
 and prints each stage's microseconds per event and its ratio to the raw decode. The broker's part (fetching,
 sending, acknowledging) is not here: bench/pipeline.py measures the whole. `--profile FILE` writes a cProfile of
@@ -147,7 +147,7 @@ def run(load: Workload, batch: int, now: dt.datetime, rules: RuleConfig) -> dict
             return out
 
         def villages(emits: list[Emit]) -> list[Emit]:
-            out = _through(village, emits, now)
+            out = _through(village, emits, now) + village.flush(now)  # the regional alerts go at the flush
             counts["changelog bytes"] += _changelog(village_state, VILLAGE_STATE, codec)
             return out
 
