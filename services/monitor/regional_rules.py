@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
@@ -104,10 +104,9 @@ def _drafts(region: str, group: str, records: Sequence[VillageRecord], window: W
                              by_person=window.by_person, ordered=True)
         if found is None:
             continue
-        start, end, households, events, counted = found
+        start, end, households, events, _ = found
         first = dt.date.fromordinal(max(1, period * (window.days + 1)))
-        out[period] = RegionalDraft(region, period, start, end, households, events,
-                                    window.describe(region, group, start, end, counted, len(households)),
+        out[period] = RegionalDraft(region, period, start, end, households, events, "",  # described if sent
                                     window.severity, window.rule, fired_key(window.rule.value, group, first))
     return out
 
@@ -208,7 +207,9 @@ def windowed(region: str, records: Sequence[VillageRecord], new: VillageRecord, 
         if full_key(new.rule, new.group, period, days) in fired_keys:
             continue  # it listed the most households an alert lists: sent no more
         if not done or (period in was and members(draft) > members(was[period])):
-            out.append(draft)
+            out.append(draft if draft.reason else replace(draft, reason=window.describe(
+                region, new.group, draft.window_start, draft.window_end, len(members(draft)),
+                len(draft.household_ids))))
     return out
 
 
