@@ -28,6 +28,7 @@ from services.monitor.rules import (
     format_cny,
     percent,
     period_draft,
+    record_date,
     regional_disaster,
 )
 
@@ -111,10 +112,6 @@ def _drafts(region: str, group: str, records: Sequence[VillageRecord], window: W
     return out
 
 
-def _record_day(r: VillageRecord) -> dt.date:
-    return r.disaster_date
-
-
 def _days(rule: str, cfg: RuleConfig) -> int:
     return cfg.regional_window_days if rule == Rule.REGIONAL_DISASTER else window_of(rule, cfg).days
 
@@ -182,7 +179,7 @@ def windowed(region: str, records: Sequence[VillageRecord], new: VillageRecord, 
     periods = _periods(new, cfg)
     lo, hi = reach(new, cfg)
     mine = sorted((r for r in records if r.rule == new.rule and r.group == new.group and lo <= r.disaster_date <= hi),
-                  key=_record_day)  # in date order, as the period drafts take them
+                  key=record_date)  # in date order, as the period drafts take them
     before = [r for r in mine if r.event_id != new.event_id]
 
     def drafts(records: Sequence[VillageRecord], among: Iterable[int]) -> dict[int, RegionalDraft]:

@@ -46,6 +46,7 @@ __all__ = [
     "Verdict",
     "as_fact",
     "text_value",
+    "record_date",
     "school_year",
     "PersonContext",
     "HouseholdContext",
@@ -423,8 +424,8 @@ def period_draft(region: str, records: Sequence[VillageRecord], period: int, *, 
     span = dt.timedelta(days=days)
     first = dt.date.fromordinal(max(1, period * (days + 1)))
     last = dt.date.fromordinal(period * (days + 1) + days)
-    dated = records if ordered else sorted(records, key=_record_date)
-    near = dated[bisect_left(dated, first, key=_record_date):bisect_right(dated, last + span, key=_record_date)]
+    dated = records if ordered else sorted(records, key=record_date)
+    near = dated[bisect_left(dated, first, key=record_date):bisect_right(dated, last + span, key=record_date)]
     size = len(near)
     counts: dict[str, int] = {}  # member -> records of the current window
     lo = hi = 0  # the current window: near[lo:hi]
@@ -462,7 +463,8 @@ def period_draft(region: str, records: Sequence[VillageRecord], period: int, *, 
             tuple(sorted(inside)), len(counted))
 
 
-def _record_date(r: VillageRecord) -> dt.date:
+def record_date(r: VillageRecord) -> dt.date:
+    """The day a regional record counts by (the key its windows are ordered on)."""
     return r.disaster_date
 
 

@@ -20,7 +20,7 @@ from typing import Any, Generic, TypeVar
 from schemas.catalog import monitored_feeds
 from schemas.codec import Codec
 from schemas.topics import event_topic
-from services.monitor.rules import Fact, MedicalStay, Timer, VillageRecord
+from services.monitor.rules import Fact, MedicalStay, Timer, VillageRecord, record_date
 from services.monitor.split_writer import ItemCache, split_writer
 
 __all__ = [
@@ -202,7 +202,7 @@ class VillageState:
                    until: dt.date = dt.date.max) -> list[VillageRecord]:
         """The records one regional count looks at: of `rule`, in `group`, dated `since` .. `until`."""
         found = self._indexed().groups.get((rule, group), [])
-        return found[bisect_left(found, since, key=_record_day):bisect_right(found, until, key=_record_day)]
+        return found[bisect_left(found, since, key=record_date):bisect_right(found, until, key=record_date)]
 
     def _latest(self) -> dt.date | None:
         return self._indexed().latest
@@ -243,10 +243,6 @@ class VillageState:
         return not (self.records or self.fired or self.facts or self.fired_keys or self.timers)
 
 
-def _record_day(r: VillageRecord) -> dt.date:
-    return r.disaster_date
-
-
 @dataclass
 class _VillageIndex:
     """What a village's state is searched by, per event: ids kept, records per count, the latest and oldest day."""
@@ -272,7 +268,7 @@ class _VillageIndex:
 
     def add_record(self, r: VillageRecord) -> None:
         self.record_ids.setdefault(r.event_id, set()).add(r.rule)
-        insort(self.groups.setdefault((r.rule, r.group), []), r, key=_record_day)  # by date
+        insort(self.groups.setdefault((r.rule, r.group), []), r, key=record_date)  # by date
         self._day(r.disaster_date)
 
     def add_fact(self, f: Fact) -> None:
