@@ -148,7 +148,7 @@ class PersonStage:
         self._codec = codec
         self._routes = routes
         self._grace = grace
-        self._forwarded = metrics.FORWARDED.labels(self.name, "household")  # bound once: counted for every event
+        self._forwards = 0  # events sent on to the household stage in the batch, counted at its flush
         self._flat = FlatCodec(codec)  # the hop records by hand
 
     def registry(self, key: str, value: bytes | None, now: dt.datetime, topic: str = "") -> list[Emit]:
@@ -170,7 +170,7 @@ class PersonStage:
         if needs_record(feed) or not key:
             address = address_of(feed, self._codec.decode(value).record)
             if address.kind == "household":  # addressed to the household alone: no person to join
-                self._forwarded.inc()
+                self._forwards += 1
                 return [self._emit_household(topic, None, address.key, value, None)]
             if address.kind == "village":
                 _counted(metrics.FORWARDED, self.name, "village").inc()
@@ -191,7 +191,7 @@ class PersonStage:
         return []
 
     def _forward(self, topic: str, person_key: str, value: bytes, person: PersonRow) -> Emit:
-        self._forwarded.inc()
+        self._forwards += 1
         return self._emit_household(topic, person_key, person.household_id, value, person)
 
     def _emit_household(self, topic: str, person_key: str | None, household_id: str, value: bytes,
@@ -207,10 +207,15 @@ class PersonStage:
         return _sweep(self.state, now - self._grace, self._codec, self._routes, self.name, now)
 
     def flush(self, now: dt.datetime) -> list[Emit]:
+        """The batch's count of events sent on (one lock per batch, not per event)."""
+        if self._forwards:
+            metrics.FORWARDED.labels(self.name, "household").inc(self._forwards)
+            self._forwards = 0
         return []
 
     def forget(self) -> None:
-        """Nothing waits for a flush here."""
+        """A failed batch's count goes: its replay counts it again."""
+        self._forwards = 0
 
     def pending(self) -> int:
         return sum(len(s.pending) for s in self.state.values())
@@ -490,7 +495,7 @@ class VillageStage:
             return self._kept(state, redated)
         state.add_record(record)
         drafts = windowed(region, state.records_of(record.rule, record.group, *reach(record, self._rules)), record,
-                          state.fired, state.fired_keys, self._rules)
+                          state.fired, state.fired_keys, self._rules, ordered=True)
         for draft in drafts:
             if draft.fact is None:
                 state.fired.add(draft.period)

@@ -163,12 +163,13 @@ def reach(new: VillageRecord, cfg: RuleConfig) -> tuple[dt.date, dt.date]:
 
 
 def windowed(region: str, records: Sequence[VillageRecord], new: VillageRecord, fired: Collection[int],
-             fired_keys: Collection[str], cfg: RuleConfig) -> list[RegionalDraft]:
+             fired_keys: Collection[str], cfg: RuleConfig, ordered: bool = False) -> list[RegionalDraft]:
     """The alerts a record just added to the region's `records` raises: a period it makes qualify for the first
     time, or a period that alerted already to which it adds a household (a person, for returns): the same alert id
     again, with every household and event behind it, so the households an alert names in the end do not depend on
     the order the records came in. Only the periods whose windows can hold the new record are looked at.
-    `records` are the region's (those of the new one's rule and group suffice), the new one among them."""
+    `records` are the region's (those of the new one's rule and group suffice), the new one among them; `ordered`:
+    they are exactly the new one's rule and group's within `reach`, in date order (`VillageState.records_of`)."""
     if new.rule == Rule.REGIONAL_DISASTER:
         days = cfg.regional_window_days
         window = Window(Rule.REGIONAL_DISASTER, cfg.regional_min_households, days, Severity.HIGH, False,
@@ -178,9 +179,9 @@ def windowed(region: str, records: Sequence[VillageRecord], new: VillageRecord, 
         days = window.days
     periods = _periods(new, cfg)
     lo, hi = reach(new, cfg)
-    mine = sorted((r for r in records if r.rule == new.rule and r.group == new.group and lo <= r.disaster_date <= hi),
-                  key=record_date)  # in date order, as the period drafts take them
-    before = [r for r in mine if r.event_id != new.event_id]
+    mine = records if ordered else sorted(
+        (r for r in records if r.rule == new.rule and r.group == new.group and lo <= r.disaster_date <= hi),
+        key=record_date)  # in date order, as the period drafts take them
 
     def drafts(records: Sequence[VillageRecord], among: Iterable[int]) -> dict[int, RegionalDraft]:
         if new.rule == Rule.REGIONAL_DISASTER:
@@ -190,7 +191,7 @@ def windowed(region: str, records: Sequence[VillageRecord], new: VillageRecord, 
     now = drafts(mine, periods)
     # what the periods that alerted already held before this record (only they can be sent again)
     fired_before = [p for p, d in now.items() if (p in fired if d.fact is None else d.fact in fired_keys)]
-    was = drafts(before, fired_before) if fired_before else {}
+    was = drafts([r for r in mine if r.event_id != new.event_id], fired_before) if fired_before else {}
     by_id = {r.event_id: r for r in mine}
 
     def members(draft: RegionalDraft) -> set[str]:

@@ -1,12 +1,13 @@
-"""Avro records whose one big array is written from items encoded once and kept.
+"""Avro records whose big arrays are written from items encoded once and kept.
 
 A household's state (and a region's) is written again for every batch that touches it, but most of what it holds -
 the facts, each a map of the event's fields (a region's records) - has not changed since the last time. fastavro
 encodes them anew every time (about 8 us a fact: most of a state's encoding, and while a backlog is read in many
 batches the same facts are written again and again). `SplitWriter` writes such a record as fastavro would, in
-three pieces: the fields before the array (one fastavro call), the array as Avro writes it (one block: the item
-count, the items' bytes, then 0) from items encoded once, and the fields after it (one more call). The bytes are
-the codec's (`tests/unit/test_split_writer.py` compares them).
+pieces: the fields before the array (one fastavro call), the array as Avro writes it (one block: the item
+count, the items' bytes, then 0) from items encoded once, and the fields after it (one more call); a record with
+several such arrays (a region's records and its facts) is split at each. The bytes are the codec's
+(`tests/unit/test_split_writer.py` compares them).
 
 `ItemCache` keeps the items' bytes of the last write with the objects they were made from: facts are appended,
 so the next write encodes only the new ones (one call), and all of them again after a prune.
@@ -30,68 +31,78 @@ T = TypeVar("T")
 
 
 class SplitWriter:
-    """Writes records of schema `name` (current version) with the array field `field` given as encoded items."""
+    """Writes records of schema `name` (current version) with its array fields `fields` given as encoded items."""
 
-    def __init__(self, codec: Codec, name: str, field: str) -> None:
+    def __init__(self, codec: Codec, name: str, *fields: str) -> None:
         schema = expanded_schema(name)
         names = [f["name"] for f in schema["fields"]]
-        at = names.index(field)
-        array = schema["fields"][at]["type"]
-        if not (isinstance(array, dict) and array.get("type") == "array"):
-            raise SchemaError(f"{name}.{field} is not an array")
+        at = sorted(names.index(f) for f in fields)
+        for i in at:
+            array = schema["fields"][i]["type"]
+            if not (isinstance(array, dict) and array.get("type") == "array"):
+                raise SchemaError(f"{name}.{names[i]} is not an array")
         self.name = name
+        self.fields = tuple(names[i] for i in at)  # the arrays, in the schema's order
         self._header = MAGIC + codec.fingerprint(name)
-        # the pieces as records of their own; a named type is defined where it is first used, so each piece
-        # holds the definitions it needs (a piece naming a type defined in another would not parse)
-        self._head = fastavro.parse_schema({"type": "record", "name": f"{schema['name']}__head",
-                                            "fields": schema["fields"][:at]})
-        self._tail = fastavro.parse_schema({"type": "record", "name": f"{schema['name']}__tail",
-                                            "fields": schema["fields"][at + 1:]})
-        self._items = fastavro.parse_schema({"type": "array", "items": array["items"]})
-        self._head_names = names[:at]
-        self._tail_names = names[at + 1:]
+        # the pieces between the arrays as records of their own, parsed in order with the named types seen so far
+        # (a named type is defined where it is first used; a later piece may name it)
+        named: dict[str, Any] = {}
+        bounds = [-1, *at, len(names)]
+        self._pieces: list[tuple[Any, list[str]]] = []
+        self._items: dict[str, Any] = {}
+        for n, (lo, hi) in enumerate(zip(bounds, bounds[1:], strict=False)):
+            piece = schema["fields"][lo + 1:hi]
+            self._pieces.append((fastavro.parse_schema({"type": "record", "name": f"{schema['name']}__{n}",
+                                                        "fields": piece}, named), [f["name"] for f in piece]))
+            if hi < len(names):
+                self._items[names[hi]] = fastavro.parse_schema(
+                    {"type": "array", "items": schema["fields"][hi]["type"]["items"]}, named)
 
-    def items(self, records: Sequence[Mapping[str, Any]]) -> bytes:
-        """Array items, encoded and concatenated (one fastavro call: the array without its count and end)."""
+    def items(self, records: Sequence[Mapping[str, Any]], field: str | None = None) -> bytes:
+        """Items of the array `field` (the first one by default), encoded and concatenated (one fastavro call: the
+        array without its count and end)."""
         if not records:
             return b""
         buf = io.BytesIO()
         try:
-            fastavro.schemaless_writer(buf, self._items, [dict(r) for r in records], strict_allow_default=True)
+            fastavro.schemaless_writer(buf, self._items[field or self.fields[0]], [dict(r) for r in records],
+                                       strict_allow_default=True)
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise SchemaError(f"{self.name}: {exc}") from exc
         data = buf.getvalue()
         return data[len(avro_long(len(records))):-1]  # one block: its count, the items, the 0 that ends the array
 
-    def write(self, record: Mapping[str, Any], items: tuple[int, bytes]) -> bytes:
-        """The single-object encoding of `record` (every field but the array) with the array's items (their count
-        and bytes, from `items` or an `ItemCache`)."""
+    def write(self, record: Mapping[str, Any], *items: tuple[int, bytes]) -> bytes:
+        """The single-object encoding of `record` (every field but the arrays) with each array's items (their
+        count and bytes, from `items` or an `ItemCache`), in the order of `fields`."""
+        if len(items) != len(self.fields):
+            raise SchemaError(f"{self.name}: {len(items)} arrays given, {len(self.fields)} expected")
         buf = io.BytesIO()
         buf.write(self._header)
         try:
-            fastavro.schemaless_writer(buf, self._head, {k: record[k] for k in self._head_names},
-                                       strict_allow_default=True)
-            count, data = items
-            if count:
-                buf.write(avro_long(count))
-                buf.write(data)
-            buf.write(b"\x00")
-            fastavro.schemaless_writer(buf, self._tail, {k: record[k] for k in self._tail_names},
-                                       strict_allow_default=True)
+            for n, (schema, names) in enumerate(self._pieces):
+                if names:
+                    fastavro.schemaless_writer(buf, schema, {k: record[k] for k in names}, strict_allow_default=True)
+                if n < len(items):
+                    count, data = items[n]
+                    if count:
+                        buf.write(avro_long(count))
+                        buf.write(data)
+                    buf.write(b"\x00")
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise SchemaError(f"{self.name}: {exc}") from exc
         return buf.getvalue()
 
 
-_WRITERS: dict[tuple[bytes, str], SplitWriter] = {}
+_WRITERS: dict[tuple[bytes, tuple[str, ...]], SplitWriter] = {}
 
 
-def split_writer(codec: Codec, name: str, field: str) -> SplitWriter:
-    """The writer of `name` split at `field`, made once per schema version."""
-    key = (codec.fingerprint(name), field)
+def split_writer(codec: Codec, name: str, *fields: str) -> SplitWriter:
+    """The writer of `name` split at `fields`, made once per schema version."""
+    key = (codec.fingerprint(name), fields)
     writer = _WRITERS.get(key)
     if writer is None:
-        writer = _WRITERS[key] = SplitWriter(codec, name, field)
+        writer = _WRITERS[key] = SplitWriter(codec, name, *fields)
     return writer
 
 

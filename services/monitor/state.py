@@ -171,8 +171,9 @@ class VillageState:
     timers: list[Timer] = field(default_factory=list)
     # built on first use from the fields above, kept up to date by add_record/add_fact, dropped by prune
     _index: _VillageIndex | None = field(default=None, init=False, repr=False, compare=False)
-    # the records as the changelog last wrote them (each encoded once while it is kept: split_writer)
+    # the records and facts as the changelog last wrote them (each encoded once while it is kept: split_writer)
     encoded_records: ItemCache = field(default_factory=ItemCache, init=False, repr=False, compare=False)
+    encoded_facts: ItemCache = field(default_factory=ItemCache, init=False, repr=False, compare=False)
 
     def _indexed(self) -> _VillageIndex:
         if self._index is None:
@@ -389,22 +390,24 @@ def _record_out(s: VillageState, v: VillageRecord) -> dict[str, Any]:
             "disaster_date": v.disaster_date, "rule": v.rule, "person_key": v.person_key, "group": v.group}
 
 
-def _village_out(s: VillageState, records: bool = True) -> dict[str, Any]:
+def _village_out(s: VillageState, arrays: bool = True) -> dict[str, Any]:
     return {
-        "records": [_record_out(s, v) for v in s.records] if records else [],
+        "records": [_record_out(s, v) for v in s.records] if arrays else [],
         "fired": sorted(s.fired),
         "village_code": s.village_code,
-        "facts": _facts_out(s.facts),
+        "facts": _facts_out(s.facts) if arrays else [],
         "fired_keys": sorted(s.fired_keys),
         "timers": _timers_out(s.timers),
     }
 
 
 def _write_village(codec: Codec, s: VillageState) -> bytes:
-    """VillageState as `codec.encode` writes it, each record encoded once while the region keeps it."""
-    writer = split_writer(codec, "povwatch.monitor.VillageState", "records")
-    items = s.encoded_records.encode(s.records, lambda records: writer.items([_record_out(s, v) for v in records]))
-    return writer.write(_village_out(s, records=False), items)
+    """VillageState as `codec.encode` writes it, each record and fact encoded once while the region keeps it."""
+    writer = split_writer(codec, "povwatch.monitor.VillageState", "records", "facts")
+    records = s.encoded_records.encode(s.records,
+                                       lambda records: writer.items([_record_out(s, v) for v in records], "records"))
+    facts = s.encoded_facts.encode(s.facts, lambda facts: writer.items(_facts_out(facts), "facts"))
+    return writer.write(_village_out(s, arrays=False), records, facts)
 
 
 VILLAGE_STATE: StateCodec[VillageState] = StateCodec(

@@ -293,6 +293,22 @@ def unmatched(topic: str) -> float:
 # --- person stage: the pending join ----------------------------------------------------------------------------
 
 
+def test_the_events_sent_on_are_counted_at_the_batchs_flush_and_a_failed_batch_counts_nothing() -> None:
+    stage = person_stage(person_msg())
+
+    def forwarded() -> float:
+        return sample("povwatch_monitor_forwarded_total", stage="person", to="household")
+
+    before = forwarded()
+    assert len(deliver(stage, HOSP, hospitalisation("fw-1", DAY, "300"))) == 1
+    assert len(deliver(stage, HOSP, hospitalisation("fw-2", DAY, "300"))) == 1
+    assert forwarded() == before  # one lock per batch: nothing counted yet
+    assert stage.flush(NOW) == [] and forwarded() == before + 2
+    deliver(stage, HOSP, hospitalisation("fw-3", DAY, "300"))
+    stage.forget()  # the batch failed: its replay counts the event again
+    assert stage.flush(NOW) == [] and forwarded() == before + 2
+
+
 def test_an_event_before_its_person_is_parked_then_forwarded_when_the_person_arrives() -> None:
     stage = person_stage()
     event = hospitalisation("hosp-1", DAY, "300")

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from schemas import catalog
 from services.monitor.engine import TrackedDict
 from services.monitor.handlers import Emit, HouseholdStage, VillageStage
-from services.monitor.regional_rules import fire_village, township_of, village_row, windowed
+from services.monitor.regional_rules import fire_village, reach, township_of, village_row, windowed
 from services.monitor.rules import (
     HouseholdContext,
     PersonContext,
@@ -599,6 +599,30 @@ def test_regional_alerts_are_the_same_in_every_arrival_order(recs: list[VillageR
     assert feed_records(recs) == expected
     for _ in range(3):
         assert feed_records(data.draw(st.permutations(recs))) == expected
+
+
+@settings(max_examples=60, deadline=None)
+@given(recs=regional_records_strategy(), data=st.data())
+def test_records_given_in_date_order_from_the_state_raise_what_all_records_raise(recs: list[VillageRecord],
+                                                                                data: st.DataObject) -> None:
+    """`ordered`: the village stage hands `windowed` the rule and group's records within reach from its index, in
+    date order; every record then raises the very drafts it raises given the region's records as they came."""
+    fired: set[int] = set()
+    fired_keys: set[str] = set()
+    kept: list[VillageRecord] = []
+    state = VillageState(village_code=VILLAGE)
+    for rec in data.draw(st.permutations(recs)):
+        kept.append(rec)
+        state.add_record(rec)
+        plain = windowed(VILLAGE, kept, rec, fired, fired_keys, CFG)
+        indexed = windowed(VILLAGE, state.records_of(rec.rule, rec.group, *reach(rec, CFG)), rec, fired, fired_keys,
+                           CFG, ordered=True)
+        assert indexed == plain
+        for draft in plain:
+            if draft.fact is None:
+                fired.add(draft.period)
+            else:
+                fired_keys.add(draft.fact)
 
 
 @pytest.mark.parametrize("rule, recs", [

@@ -86,3 +86,35 @@ def test_a_village_state_is_written_as_the_codec_writes_it() -> None:
     s.add_record(VillageRecord("H3", "e3", dt.date(2026, 7, 4), "REGIONAL_RETURNS", "p" * 64))
     assert VILLAGE_STATE.encode(CODEC, s) == codecs()
     assert VILLAGE_STATE.decode(CODEC, VILLAGE_STATE.encode(CODEC, s)).records == s.records
+
+
+def test_a_village_state_with_facts_and_timers_is_written_as_the_codec_writes_it_again_and_again() -> None:
+    from services.monitor.rules import VillageRecord
+    from services.monitor.state import VILLAGE_STATE, VillageState
+
+    water = event_topic("water-resources", "drinking-water")
+    s = VillageState(village_code="652701100101")
+
+    def codecs() -> bytes:
+        return CODEC.encode(VILLAGE_STATE.schema, VILLAGE_STATE.to_avro(s))
+
+    assert VILLAGE_STATE.encode(CODEC, s) == codecs()  # nothing in any array
+    s.add_fact(Fact(water, "w1", None, dt.date(2026, 7, 1), {"problem": "水质不达标", "village_code": "652701100101"}))
+    s.add_record(VillageRecord("H1", "e1", dt.date(2026, 7, 1)))
+    s.timers = [Timer("REGIONAL_WATER", "w1", dt.date(2026, 7, 31), dt.date(2026, 7, 1), "w1", None)]
+    s.fired, s.fired_keys = {7}, {"REGIONAL_ILLNESS|肺炎|2026-07-01"}
+    assert VILLAGE_STATE.encode(CODEC, s) == codecs()
+    s.add_fact(Fact(water, "w2", None, dt.date(2026, 8, 1), {"resolved_date": "2026-08-01"}))  # appended
+    s.add_record(VillageRecord("H2", "e2", dt.date(2026, 8, 3), "REGIONAL_ILLNESS", None, "肺炎"))
+    assert VILLAGE_STATE.encode(CODEC, s) == codecs()
+    s.facts = s.facts[1:]  # pruned: written again from the start
+    s.timers = []
+    assert VILLAGE_STATE.encode(CODEC, s) == codecs()
+    assert VILLAGE_STATE.decode(CODEC, VILLAGE_STATE.encode(CODEC, s)) == s
+
+
+def test_a_writer_is_given_every_array_it_was_split_at() -> None:
+    writer = SplitWriter(CODEC, "povwatch.monitor.VillageState", "facts", "records")
+    assert writer.fields == ("records", "facts")  # in the schema's order
+    with pytest.raises(SchemaError, match="1 arrays given, 2 expected"):
+        writer.write({}, (0, b""))
