@@ -148,7 +148,7 @@ class PersonStage:
         self._codec = codec
         self._routes = routes
         self._grace = grace
-        self._forwards = 0  # events sent on to the household stage in the batch, counted at its flush
+        self._forwards = {"household": 0, "village": 0}  # events the batch sent on, per stage: counted at its flush
         self._flat = FlatCodec(codec)  # the hop records by hand
 
     def registry(self, key: str, value: bytes | None, now: dt.datetime, topic: str = "") -> list[Emit]:
@@ -170,10 +170,10 @@ class PersonStage:
         if needs_record(feed) or not key:
             address = address_of(feed, self._codec.decode(value).record)
             if address.kind == "household":  # addressed to the household alone: no person to join
-                self._forwards += 1
+                self._forwards["household"] += 1
                 return [self._emit_household(topic, None, address.key, value, None)]
             if address.kind == "village":
-                _counted(metrics.FORWARDED, self.name, "village").inc()
+                self._forwards["village"] += 1
                 record = {"topic": topic, "event": value, "village_code": address.key}
                 return [Emit(self._routes.village_disasters, address.key.encode(),
                              self._flat.encode("povwatch.monitor.VillageEvent", record))]
@@ -191,7 +191,7 @@ class PersonStage:
         return []
 
     def _forward(self, topic: str, person_key: str, value: bytes, person: PersonRow) -> Emit:
-        self._forwards += 1
+        self._forwards["household"] += 1
         return self._emit_household(topic, person_key, person.household_id, value, person)
 
     def _emit_household(self, topic: str, person_key: str | None, household_id: str, value: bytes,
@@ -207,15 +207,16 @@ class PersonStage:
         return _sweep(self.state, now - self._grace, self._codec, self._routes, self.name, now)
 
     def flush(self, now: dt.datetime) -> list[Emit]:
-        """The batch's count of events sent on (one lock per batch, not per event)."""
-        if self._forwards:
-            metrics.FORWARDED.labels(self.name, "household").inc(self._forwards)
-            self._forwards = 0
+        """The batch's counts of events sent on (one lock per batch, not per event)."""
+        for to, n in self._forwards.items():
+            if n:
+                metrics.FORWARDED.labels(self.name, to).inc(n)
+                self._forwards[to] = 0
         return []
 
     def forget(self) -> None:
-        """A failed batch's count goes: its replay counts it again."""
-        self._forwards = 0
+        """A failed batch's counts go: its replay counts them again."""
+        self._forwards = dict.fromkeys(self._forwards, 0)
 
     def pending(self) -> int:
         return sum(len(s.pending) for s in self.state.values())

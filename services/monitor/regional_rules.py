@@ -178,10 +178,12 @@ def windowed(region: str, records: Sequence[VillageRecord], new: VillageRecord, 
         window = window_of(new.rule, cfg)
         days = window.days
     periods = _periods(new, cfg)
-    lo, hi = reach(new, cfg)
-    mine = records if ordered else sorted(
-        (r for r in records if r.rule == new.rule and r.group == new.group and lo <= r.disaster_date <= hi),
-        key=record_date)  # in date order, as the period drafts take them
+    if ordered:
+        mine = records
+    else:  # in date order, as the period drafts take them
+        lo, hi = reach(new, cfg)
+        mine = sorted((r for r in records if r.rule == new.rule and r.group == new.group
+                       and lo <= r.disaster_date <= hi), key=record_date)
 
     def drafts(records: Sequence[VillageRecord], among: Iterable[int]) -> dict[int, RegionalDraft]:
         if new.rule == Rule.REGIONAL_DISASTER:

@@ -29,20 +29,24 @@ __all__ = ["SplitWriter", "ItemCache", "split_writer"]
 T = TypeVar("T")
 
 
-
 class SplitWriter:
     """Writes records of schema `name` (current version) with its array fields `fields` given as encoded items."""
 
     def __init__(self, codec: Codec, name: str, *fields: str) -> None:
         schema = expanded_schema(name)
         names = [f["name"] for f in schema["fields"]]
-        at = sorted(names.index(f) for f in fields)
+        unknown = [f for f in fields if f not in names]
+        if unknown:
+            raise SchemaError(f"{name} has no field {', '.join(unknown)}")
+        at = [names.index(f) for f in fields]
+        if at != sorted(set(at)):  # `write` takes the arrays' items in this order: the schema's, no field twice
+            raise SchemaError(f"{name}: split at {', '.join(fields)}: give each field once, in the schema's order")
         for i in at:
             array = schema["fields"][i]["type"]
             if not (isinstance(array, dict) and array.get("type") == "array"):
                 raise SchemaError(f"{name}.{names[i]} is not an array")
         self.name = name
-        self.fields = tuple(names[i] for i in at)  # the arrays, in the schema's order
+        self.fields = fields  # the arrays, in the schema's order
         self._header = MAGIC + codec.fingerprint(name)
         # the pieces between the arrays as records of their own, parsed in order with the named types seen so far
         # (a named type is defined where it is first used; a later piece may name it)

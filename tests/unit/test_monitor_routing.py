@@ -26,6 +26,7 @@ from tests.unit.test_monitor_handlers import (
     household_stage,
     person_msg,
     person_stage,
+    sample,
     village_stage,
 )
 
@@ -173,3 +174,19 @@ def test_a_village_event_delivered_twice_is_kept_once() -> None:
     assert stage.event(emit.topic, emit.value or b"", NOW) == []
     assert stage.event(emit.topic, emit.value or b"", NOW) == []
     assert [f.event_id for f in stage.state[record["village_code"]].facts] == [record["event_id"]]
+
+
+def test_village_rows_sent_on_are_counted_at_the_batchs_flush() -> None:
+    villages = [s for s in SPECS if s.wire.link == "village"]
+    if not villages:
+        pytest.skip("no village-level feed declared")
+    spec = villages[0]
+    cells = {c.field: v for c, v in ((c, spec.example.get(c.field, "")) for c in spec.columns) if c.sensitive != "id"}
+    key, value, _ = event_of(spec, cells)
+    persons = person_stage()
+    before = sample("povwatch_monitor_forwarded_total", stage="person", to="village")
+    [emit] = persons.event(spec.topic, value, NOW, key)
+    assert emit.topic == ROUTES.village_disasters
+    assert sample("povwatch_monitor_forwarded_total", stage="person", to="village") == before  # not yet
+    persons.flush(NOW)
+    assert sample("povwatch_monitor_forwarded_total", stage="person", to="village") == before + 1

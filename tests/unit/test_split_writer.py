@@ -114,7 +114,16 @@ def test_a_village_state_with_facts_and_timers_is_written_as_the_codec_writes_it
 
 
 def test_a_writer_is_given_every_array_it_was_split_at() -> None:
-    writer = SplitWriter(CODEC, "povwatch.monitor.VillageState", "facts", "records")
-    assert writer.fields == ("records", "facts")  # in the schema's order
+    writer = SplitWriter(CODEC, "povwatch.monitor.VillageState", "records", "facts")
     with pytest.raises(SchemaError, match="1 arrays given, 2 expected"):
         writer.write({}, (0, b""))
+
+
+@pytest.mark.parametrize("fields, message", [
+    (("facts", "records"), "in the schema's order"),  # `write` would take the items in the other order
+    (("records", "records"), "in the schema's order"),
+    (("records", "evidence"), "has no field evidence"),
+])
+def test_a_split_out_of_order_or_at_no_such_field_is_refused(fields: tuple[str, ...], message: str) -> None:
+    with pytest.raises(SchemaError, match=message):
+        SplitWriter(CODEC, "povwatch.monitor.VillageState", *fields)
