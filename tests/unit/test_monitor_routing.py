@@ -162,13 +162,18 @@ def test_facts_survive_the_changelog_and_are_pruned_at_the_horizon() -> None:
     assert back.facts == [fact] and back.village_code == VILLAGE
 
 
-def test_a_village_event_delivered_twice_is_kept_once() -> None:
+def village_row() -> tuple[FeedSpec, bytes, bytes, dict[str, Any]]:
+    """The first village-level feed's example row naming no one: its spec, message key, value and record."""
     villages = [s for s in SPECS if s.wire.link == "village"]
     if not villages:
         pytest.skip("no village-level feed declared")
     spec = villages[0]
     cells = {c.field: v for c, v in ((c, spec.example.get(c.field, "")) for c in spec.columns) if c.sensitive != "id"}
-    key, value, record = event_of(spec, cells)
+    return (spec, *event_of(spec, cells))
+
+
+def test_a_village_event_delivered_twice_is_kept_once() -> None:
+    spec, key, value, record = village_row()
     persons, stage = person_stage(), village_stage()
     [emit] = persons.event(spec.topic, value, NOW, key)
     assert stage.event(emit.topic, emit.value or b"", NOW) == []
@@ -177,12 +182,7 @@ def test_a_village_event_delivered_twice_is_kept_once() -> None:
 
 
 def test_village_rows_sent_on_are_counted_at_the_batchs_flush() -> None:
-    villages = [s for s in SPECS if s.wire.link == "village"]
-    if not villages:
-        pytest.skip("no village-level feed declared")
-    spec = villages[0]
-    cells = {c.field: v for c, v in ((c, spec.example.get(c.field, "")) for c in spec.columns) if c.sensitive != "id"}
-    key, value, _ = event_of(spec, cells)
+    spec, key, value, _ = village_row()
     persons = person_stage()
     before = sample("povwatch_monitor_forwarded_total", stage="person", to="village")
     [emit] = persons.event(spec.topic, value, NOW, key)
